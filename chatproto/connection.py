@@ -1,0 +1,391 @@
+"""Sans-I/O connections: the whole session state machine of both sides, in one table.
+
+A shell (the Channels consumer, the client's socket thread) feeds each received
+WebSocket message to ``receive_text`` or ``receive_bytes`` and acts on the
+returned events, in order::
+
+    for event in conn.receive_bytes(data):
+        if isinstance(event, SendRecord): send event.data
+        elif isinstance(event, CloseConnection): close with event.code; stop
+        elif isinstance(event, RequestReceived): handle event.request
+        ...
+
+The connection itself answers what the protocol answers without the
+application (bad requests, ``not_authenticated``), counts bad requests and
+failed logins, and turns every remote violation into the close code that
+PROTOCOL.md names. Time is the caller's: it asks :meth:`ServerConnection.deadline`
+when to call :meth:`ServerConnection.timed_out`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Union
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from .codes import CloseCode, ErrorCode
+from .errors import LocalProtocolError, MessageError, RemoteProtocolError
+from .framing import FileChunk, decode_plaintext, encode_chunk, encode_json
+from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKeys
+from .limits import (
+    KEY_DEADLINE_SECONDS,
+    LOGIN_DEADLINE_SECONDS,
+    MAX_BAD_REQUESTS,
+    MAX_LOGIN_FAILURES,
+    MAX_TEXT,
+)
+from .messages import PRE_LOGIN_TYPES, Context, Request, validate_request
+from .records import RecordOpener, RecordSealer
+
+
+class State(enum.Enum):
+    AWAITING_HELLO = "awaiting hello"  # client: connected, nothing received
+    AWAITING_TRUST = "awaiting trust"  # client: hello received; the user decides on the key
+    AWAITING_KEY = "awaiting key"  # server: hello sent
+    AWAITING_GREETING = "awaiting greeting"  # client: key sent; nothing may be sent yet
+    AWAITING_LOGIN = "awaiting login"  # records flow; only login, register, ping are served
+    LOGGED_IN = "logged in"
+    CLOSED = "closed"
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """Send ``data`` as one binary WebSocket message."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CloseConnection:
+    """Close the WebSocket with ``code``, after sending what came before; send nothing after."""
+
+    code: CloseCode
+
+
+@dataclass(frozen=True)
+class HandshakeComplete:
+    """Server: the keys are agreed; ``session_id`` is the log id (8 bytes of th, in hex)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class RequestReceived:
+    """Server: a validated request that this state admits."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class ServerHello:
+    """Client: the server's identity; check the pin, then call ``send_key()`` or close."""
+
+    identity: ServerIdentity
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """Client: the first record opened, so the server holds the pinned key. Safe to log in."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """Client: a server message (any ``type``, including ones this client does not know)."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChunkReceived:
+    """A file chunk record (either side)."""
+
+    chunk: FileChunk
+
+
+Event = Union[
+    SendRecord,
+    CloseConnection,
+    HandshakeComplete,
+    RequestReceived,
+    ServerHello,
+    Greeting,
+    MessageReceived,
+    ChunkReceived,
+]
+
+
+def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -> dict[str, Any]:
+    """An ``error`` message; ``ref`` only where the request had a valid id."""
+    result: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
+    if ref is not None:
+        result["ref"] = ref
+    return result
+
+
+class _Records:
+    """The two directions of a session, for whichever side we are."""
+
+    def __init__(self, keys: SessionKeys, *, server: bool, iv_source) -> None:
+        if server:
+            self.sealer = RecordSealer(keys.s2c_enc, keys.s2c_mac, iv_source=iv_source)
+            self.opener = RecordOpener(keys.c2s_enc, keys.c2s_mac)
+        else:
+            self.sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac, iv_source=iv_source)
+            self.opener = RecordOpener(keys.s2c_enc, keys.s2c_mac)
+
+
+class _Connection:
+    state: State
+    _records: _Records | None
+
+    def _close(self, code: CloseCode) -> list[Event]:
+        self.state = State.CLOSED
+        return [CloseConnection(code)]
+
+    def _seal(self, plaintext: bytes) -> bytes:
+        if self._records is None or self.state not in self._SENDING_STATES:
+            raise LocalProtocolError(f"cannot send records in state {self.state.value}")
+        return self._records.sealer.seal(plaintext)
+
+    def send(self, message: Mapping[str, Any]) -> bytes:
+        """The record carrying a JSON message. LocalProtocolError if not allowed now."""
+        return self._seal(encode_json(message))
+
+    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> bytes:
+        """The record carrying a file chunk."""
+        return self._seal(encode_chunk(transfer, index, data))
+
+    def close(self) -> None:
+        """The shell closed the socket (or saw it close); nothing more is sent or read."""
+        self.state = State.CLOSED
+
+    def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection:
+        assert self._records is not None
+        try:
+            plaintext = self._records.opener.open(data)
+        except RemoteProtocolError as exc:
+            return CloseConnection(exc.close_code)
+        try:
+            return decode_plaintext(plaintext)
+        except MessageError as exc:
+            return exc  # type: ignore[return-value]
+
+    _SENDING_STATES: frozenset[State] = frozenset()
+
+
+class ServerConnection(_Connection):
+    """The server's side of one session."""
+
+    # What a WebSocket message does in each state: a method, or the close code it earns.
+    _TABLE: dict[State, dict[str, str | CloseCode | None]] = {
+        State.AWAITING_KEY: {"text": "_on_key", "binary": CloseCode.BAD_HANDSHAKE},
+        State.AWAITING_LOGIN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
+        State.LOGGED_IN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
+        State.CLOSED: {"text": None, "binary": None},
+    }
+    _SENDING_STATES = frozenset({State.AWAITING_LOGIN, State.LOGGED_IN})
+
+    def __init__(
+        self,
+        private_key: RSAPrivateKey,
+        *,
+        max_text: int = MAX_TEXT,
+        eph_private: X25519PrivateKey | None = None,
+        iv_source=os.urandom,
+    ) -> None:
+        self._handshake = ServerHandshake(private_key, eph_private=eph_private)
+        self._context = Context(max_text=max_text)
+        self._iv_source = iv_source
+        self._records = None
+        self.keys: SessionKeys | None = None
+        self.state = State.AWAITING_KEY
+        self.bad_requests = 0
+        self.login_failures = 0
+
+    @property
+    def session_id(self) -> str | None:
+        return self.keys.session_id if self.keys else None
+
+    def hello(self) -> str:
+        """The ``hello`` text message to send on connect."""
+        return self._handshake.hello()
+
+    def receive_text(self, text: str) -> list[Event]:
+        return self._dispatch("text", text)
+
+    def receive_bytes(self, data: bytes) -> list[Event]:
+        return self._dispatch("binary", data)
+
+    def _dispatch(self, kind: str, data: Any) -> list[Event]:
+        action = self._TABLE[self.state][kind]
+        if action is None:
+            return []
+        if isinstance(action, CloseCode):
+            return self._close(action)
+        return getattr(self, action)(data)
+
+    def _on_key(self, text: str) -> list[Event]:
+        try:
+            self.keys = self._handshake.receive_key(text)
+        except RemoteProtocolError as exc:
+            return self._close(exc.close_code)
+        self._records = _Records(self.keys, server=True, iv_source=self._iv_source)
+        self.state = State.AWAITING_LOGIN
+        return [HandshakeComplete(self.keys.session_id)]
+
+    def _on_record(self, data: bytes) -> list[Event]:
+        opened = self._open(data)
+        if isinstance(opened, CloseConnection):
+            return self._close(opened.code)
+        if isinstance(opened, MessageError):
+            return self.reply_error(opened.code, opened.message, opened.ref)
+        if isinstance(opened, FileChunk):
+            if self.state is not State.LOGGED_IN:
+                return self.reply_error(ErrorCode.NOT_AUTHENTICATED, "log in first")
+            return [ChunkReceived(opened)]
+        try:
+            request = validate_request(opened, self._context)
+        except MessageError as exc:
+            return self.reply_error(exc.code, exc.message, exc.ref)
+        if self.state is State.AWAITING_LOGIN and request.type not in PRE_LOGIN_TYPES:
+            return self.reply_error(ErrorCode.NOT_AUTHENTICATED, "log in first", request.id)
+        if self.state is State.LOGGED_IN and request.type in ("login", "register"):
+            return self.reply_error(ErrorCode.BAD_REQUEST, "already logged in", request.id)
+        return [RequestReceived(request)]
+
+    def reply(self, message: Mapping[str, Any]) -> list[Event]:
+        """Events that send ``message`` (convenience for code that deals in events)."""
+        return [SendRecord(self.send(message))]
+
+    def reply_error(
+        self, code: ErrorCode | str, message: str, ref: str | None = None
+    ) -> list[Event]:
+        """Send an ``error``; the 10th bad_request/too_large of a session then closes 4008."""
+        events: list[Event] = [SendRecord(self.send(error_message(code, message, ref)))]
+        if str(code) in (ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value):
+            self.bad_requests += 1
+            if self.bad_requests >= MAX_BAD_REQUESTS:
+                events += self._close(CloseCode.POLICY)
+        return events
+
+    def login_succeeded(self) -> None:
+        """The application accepted a login or registration: serve every request now."""
+        if self.state is not State.AWAITING_LOGIN:
+            raise LocalProtocolError(f"login in state {self.state.value}")
+        self.state = State.LOGGED_IN
+
+    def login_failed(self, answer: Mapping[str, Any]) -> list[Event]:
+        """Send a ``login_failed`` answer; the 5th failure in a session then closes 4001."""
+        events: list[Event] = [SendRecord(self.send(answer))]
+        self.login_failures += 1
+        if self.login_failures >= MAX_LOGIN_FAILURES:
+            events += self._close(CloseCode.LOGIN_FAILURES)
+        return events
+
+    def deadline(self) -> float | None:
+        """Seconds after the hello at which :meth:`timed_out` must be called, if any."""
+        if self.state is State.AWAITING_KEY:
+            return KEY_DEADLINE_SECONDS
+        if self.state is State.AWAITING_LOGIN:
+            return LOGIN_DEADLINE_SECONDS
+        return None
+
+    def timed_out(self, elapsed: float) -> list[Event]:
+        """The close a missed deadline earns (4000 for key, 4008 for login), or nothing."""
+        if self.state is State.AWAITING_KEY and elapsed >= KEY_DEADLINE_SECONDS:
+            return self._close(CloseCode.BAD_HANDSHAKE)
+        if self.state is State.AWAITING_LOGIN and elapsed >= LOGIN_DEADLINE_SECONDS:
+            return self._close(CloseCode.POLICY)
+        return []
+
+
+class ClientConnection(_Connection):
+    """The client's side of one session, with key confirmation built in.
+
+    Nothing can be sent after ``key`` until the greeting record has been
+    opened (:class:`Greeting`), so a password never goes to a server that does
+    not hold the pinned private key.
+    """
+
+    _TABLE: dict[State, dict[str, str | CloseCode | None]] = {
+        State.AWAITING_HELLO: {"text": "_on_hello", "binary": CloseCode.BAD_HANDSHAKE},
+        State.AWAITING_TRUST: {"text": CloseCode.BAD_HANDSHAKE, "binary": CloseCode.BAD_HANDSHAKE},
+        State.AWAITING_GREETING: {"text": CloseCode.BAD_HANDSHAKE, "binary": "_on_greeting"},
+        State.AWAITING_LOGIN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
+        State.CLOSED: {"text": None, "binary": None},
+    }
+    _SENDING_STATES = frozenset({State.AWAITING_LOGIN})
+
+    def __init__(
+        self,
+        *,
+        secret: bytes | None = None,
+        eph_private: X25519PrivateKey | None = None,
+        iv_source=os.urandom,
+    ) -> None:
+        self._handshake = ClientHandshake(secret=secret, eph_private=eph_private)
+        self._iv_source = iv_source
+        self._records = None
+        self.identity: ServerIdentity | None = None
+        self.keys: SessionKeys | None = None
+        self.state = State.AWAITING_HELLO
+
+    @property
+    def ready(self) -> bool:
+        """True once the greeting verified: requests may be sent."""
+        return self.state is State.AWAITING_LOGIN
+
+    def receive_text(self, text: str) -> list[Event]:
+        return self._dispatch("text", text)
+
+    def receive_bytes(self, data: bytes) -> list[Event]:
+        return self._dispatch("binary", data)
+
+    _dispatch = ServerConnection._dispatch
+
+    def _on_hello(self, text: str) -> list[Event]:
+        try:
+            self.identity = self._handshake.receive_hello(text)
+        except RemoteProtocolError as exc:
+            return self._close(exc.close_code)
+        self.state = State.AWAITING_TRUST
+        return [ServerHello(self.identity)]
+
+    def send_key(self) -> str:
+        """The ``key`` text message, once the caller trusts :attr:`identity`."""
+        if self.state is not State.AWAITING_TRUST:
+            raise LocalProtocolError(f"cannot send key in state {self.state.value}")
+        text = self._handshake.key_message()
+        self.keys = self._handshake.keys
+        assert self.keys is not None
+        self._records = _Records(self.keys, server=False, iv_source=self._iv_source)
+        self.state = State.AWAITING_GREETING
+        return text
+
+    def _on_greeting(self, data: bytes) -> list[Event]:
+        opened = self._open(data)
+        if isinstance(opened, CloseConnection):
+            return self._close(opened.code)
+        if not isinstance(opened, dict) or opened.get("type") != "greeting":
+            return self._close(CloseCode.BAD_HANDSHAKE)
+        self.state = State.AWAITING_LOGIN
+        return [Greeting(opened)]
+
+    def _on_record(self, data: bytes) -> list[Event]:
+        opened = self._open(data)
+        if isinstance(opened, CloseConnection):
+            return self._close(opened.code)
+        if isinstance(opened, MessageError):
+            return []  # a client ignores what it cannot read; the session goes on
+        if isinstance(opened, FileChunk):
+            return [ChunkReceived(opened)]
+        return [MessageReceived(opened)]

@@ -1,0 +1,324 @@
+"""Every cryptographic primitive the project uses, over ``cryptography`` only.
+
+This is the one module that imports ``cryptography.hazmat``. Each function
+raises :class:`~chatproto.errors.CryptoError` and nothing else for a failed
+check, so no caller can leak which check failed. Random bytes come from
+``os.urandom``; the IV and ephemeral keys can be injected only so that the
+known-answer tests can reproduce the worked example.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+from typing import Callable, Union
+
+from cryptography.exceptions import InvalidKey, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import CryptoError
+from .limits import AES_BLOCK_SIZE, IV_SIZE, TAG_SIZE
+
+RSA_KEY_BITS = 3072  # what a server generates
+MIN_PEER_RSA_BITS = 2048  # what a client accepts
+RSA_PUBLIC_EXPONENT = 65537
+AES_KEY_SIZE = 32
+MAC_KEY_SIZE = 32
+STORAGE_KEY_SIZE = AES_KEY_SIZE + MAC_KEY_SIZE  # encrypt_aes/decrypt_aes take both keys at once
+X25519_KEY_SIZE = 32
+
+IvSource = Callable[[int], bytes]
+PathLike = Union[str, "os.PathLike[str]"]
+
+_OAEP = asym_padding.OAEP(
+    mgf=asym_padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
+)
+
+
+class KeyFileError(Exception):
+    """A key file is unusable (readable by others, not a key...). The message says what to do."""
+
+
+# --- key files -----------------------------------------------------------------------------
+
+
+def write_secret_file(path: PathLike, data: bytes) -> None:
+    """Create ``path`` with mode 0600 (its folder 0700 if new) and write ``data``.
+
+    The file is created with its final mode, never widened after the fact, and an
+    existing file is never overwritten (``O_EXCL``).
+    """
+    target = Path(path)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def read_secret_file(path: PathLike) -> bytes:
+    """Read a secret file, refusing one that users other than its owner can read or write."""
+    target = Path(path)
+    mode = target.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{target} can be read or written by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run 'chmod 600 {target}' and start again"
+        )
+    return target.read_bytes()
+
+
+def generate_private_key() -> rsa.RSAPrivateKey:
+    """A new RSA-3072 server key with public exponent 65537."""
+    return rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=RSA_KEY_BITS)
+
+
+def private_key_pem(private_key: rsa.RSAPrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted: the file's 0600 mode is its protection."""
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_private_key(path: PathLike) -> rsa.RSAPrivateKey:
+    """Load the server's RSA key from ``path``, generating it (mode 0600) on first use.
+
+    Raises :class:`KeyFileError` with advice when the file is readable by others
+    or holds no RSA private key.
+    """
+    target = Path(path)
+    if not target.exists():
+        key = generate_private_key()
+        write_secret_file(target, private_key_pem(key))
+        return key
+    data = read_secret_file(target)
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise KeyFileError(
+            f"{target} holds no unencrypted PEM private key; restore it from a backup, "
+            "or move it away to have a new key generated (clients will then warn)"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyFileError(f"{target} holds a key that is not RSA; the protocol needs RSA")
+    return key
+
+
+def load_public_key(data: bytes | str | rsa.RSAPublicKey) -> rsa.RSAPublicKey:
+    """Load an RSA public key from DER bytes, PEM bytes or text, or pass one through.
+
+    Refuses (with :class:`CryptoError`) anything that is not an RSA key of at
+    least 2048 bits with exponent 65537, the keys the protocol accepts.
+    """
+    if isinstance(data, rsa.RSAPublicKey):
+        key = data
+    else:
+        raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
+        try:
+            if raw.lstrip().startswith(b"-----BEGIN"):
+                key = serialization.load_pem_public_key(raw)
+            else:
+                key = serialization.load_der_public_key(raw)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise CryptoError() from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise CryptoError()
+    numbers = key.public_numbers()
+    if key.key_size < MIN_PEER_RSA_BITS or numbers.e != RSA_PUBLIC_EXPONENT:
+        raise CryptoError()
+    return key
+
+
+def public_key_der(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> bytes:
+    """The DER SubjectPublicKeyInfo sent in ``hello`` and hashed into the fingerprint."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    return public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def fingerprint(key: bytes | rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
+    """``SHA256:`` + unpadded base64 of SHA-256 over the DER key, as OpenSSH prints it."""
+    der = key if isinstance(key, (bytes, bytearray)) else public_key_der(key)
+    digest = hashlib.sha256(der).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+# --- RSA-OAEP ------------------------------------------------------------------------------
+
+
+def encrypt_rsa(public_key: rsa.RSAPublicKey, secret: bytes) -> bytes:
+    """RSA-OAEP with SHA-256 and MGF1-SHA-256, no label."""
+    try:
+        return public_key.encrypt(secret, _OAEP)
+    except ValueError:
+        raise CryptoError() from None
+
+
+def decrypt_rsa(private_key: rsa.RSAPrivateKey, ciphertext: bytes) -> bytes:
+    """Decrypt RSA-OAEP (SHA-256, MGF1-SHA-256) with the library's constant-time decoder."""
+    try:
+        return private_key.decrypt(ciphertext, _OAEP)
+    except (ValueError, TypeError):
+        raise CryptoError() from None
+
+
+# --- X25519 and HKDF -----------------------------------------------------------------------
+
+
+def generate_x25519() -> X25519PrivateKey:
+    """A fresh ephemeral X25519 key, new for every connection."""
+    return X25519PrivateKey.generate()
+
+
+def x25519_private_from_bytes(raw: bytes) -> X25519PrivateKey:
+    """An X25519 private key from its 32 raw bytes (known-answer tests only)."""
+    return X25519PrivateKey.from_private_bytes(raw)
+
+
+def x25519_public_bytes(private_key: X25519PrivateKey) -> bytes:
+    """The 32 raw bytes of the public key sent as ``eph``."""
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+
+
+def x25519_shared(private_key: X25519PrivateKey, peer_public: bytes) -> bytes:
+    """X25519(private, peer). A wrong length or an all-zero result raises CryptoError.
+
+    pyca/cryptography raises ``ValueError`` for the all-zero output of a
+    low-order point; the explicit check below keeps that guarantee whatever
+    the backend does.
+    """
+    if len(peer_public) != X25519_KEY_SIZE:
+        raise CryptoError()
+    try:
+        shared = private_key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError:
+        raise CryptoError() from None
+    if hmac.compare_digest(shared, bytes(X25519_KEY_SIZE)):
+        raise CryptoError()
+    return shared
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    """HKDF-SHA256 (RFC 5869). A length over 255*32 raises CryptoError."""
+    try:
+        return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+    except (ValueError, InvalidKey):
+        raise CryptoError() from None
+
+
+# --- AES-256-CBC + HMAC-SHA256 -------------------------------------------------------------
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 tag of ``data`` (32 bytes)."""
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def verify_hmac_sha256(key: bytes, data: bytes, tag: bytes) -> bool:
+    """True when ``tag`` is the HMAC-SHA256 of ``data``, compared in constant time."""
+    return hmac.compare_digest(hmac_sha256(key, data), tag)
+
+
+def aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+    """AES-CBC with PKCS#7 padding (the key's length picks AES-128/192/256)."""
+    try:
+        padder = padding.PKCS7(AES_BLOCK_SIZE * 8).padder()
+        padded = padder.update(plaintext) + padder.finalize()
+        encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        return encryptor.update(padded) + encryptor.finalize()
+    except ValueError:
+        raise CryptoError() from None
+
+
+def aes_cbc_decrypt(key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+    """Decrypt AES-CBC and remove PKCS#7 padding. Any failure is a bare CryptoError.
+
+    Callers must have verified a MAC over ``iv || ciphertext`` first: CBC
+    padding errors are a classic oracle when reported before authentication.
+    """
+    if not ciphertext or len(ciphertext) % AES_BLOCK_SIZE:
+        raise CryptoError()
+    try:
+        decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(AES_BLOCK_SIZE * 8).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise CryptoError() from None
+
+
+def encrypt_aes(key: bytes, plaintext: bytes, *, iv: bytes | None = None) -> str:
+    """Encrypt-then-MAC ``plaintext`` into a base64 token ``iv || ct || tag``.
+
+    ``key`` is 64 bytes: 32 for AES-256-CBC, then 32 for HMAC-SHA256 (as Fernet
+    splits its key). ``iv`` is for known-answer tests only; by default it is 16
+    fresh random bytes.
+    """
+    enc_key, mac_key = _split_storage_key(key)
+    iv = os.urandom(IV_SIZE) if iv is None else iv
+    body = iv + aes_cbc_encrypt(enc_key, iv, plaintext)
+    return base64.b64encode(body + hmac_sha256(mac_key, body)).decode("ascii")
+
+
+def decrypt_aes(key: bytes, token: str | bytes) -> bytes:
+    """Open a token of :func:`encrypt_aes`: the tag is checked in constant time first.
+
+    Raises :class:`CryptoError` for every failure: bad base64, short token, bad
+    tag, bad padding, all alike.
+    """
+    enc_key, mac_key = _split_storage_key(key)
+    try:
+        raw = base64.b64decode(token, validate=True)
+    except (ValueError, TypeError):
+        raise CryptoError() from None
+    if len(raw) < IV_SIZE + AES_BLOCK_SIZE + TAG_SIZE:
+        raise CryptoError()
+    body, tag = raw[:-TAG_SIZE], raw[-TAG_SIZE:]
+    if not verify_hmac_sha256(mac_key, body, tag):
+        raise CryptoError()
+    return aes_cbc_decrypt(enc_key, body[:IV_SIZE], body[IV_SIZE:])
+
+
+def _split_storage_key(key: bytes) -> tuple[bytes, bytes]:
+    if len(key) != STORAGE_KEY_SIZE:
+        raise ValueError(f"the key must be {STORAGE_KEY_SIZE} bytes (AES-256 key, then HMAC key)")
+    return key[:AES_KEY_SIZE], key[AES_KEY_SIZE:]
+
+
+__all__ = [
+    "KeyFileError",
+    "aes_cbc_decrypt",
+    "aes_cbc_encrypt",
+    "decrypt_aes",
+    "decrypt_rsa",
+    "encrypt_aes",
+    "encrypt_rsa",
+    "fingerprint",
+    "generate_private_key",
+    "generate_x25519",
+    "hkdf_sha256",
+    "hmac_sha256",
+    "load_private_key",
+    "load_public_key",
+    "private_key_pem",
+    "public_key_der",
+    "read_secret_file",
+    "verify_hmac_sha256",
+    "write_secret_file",
+    "x25519_private_from_bytes",
+    "x25519_public_bytes",
+    "x25519_shared",
+]

@@ -1,0 +1,142 @@
+"""The plaintext inside a record (PROTOCOL.md 2.1): a JSON message or a file chunk.
+
+JSON is I-JSON (RFC 7493): objects without duplicate names, no lone
+surrogates, no NaN or Infinity. The parser here is strict where Python's
+``json`` is lenient, and every rule broken is a :class:`MessageError` with
+``bad_request``, which the session answers and survives.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .codes import ErrorCode
+from .errors import LocalProtocolError, MessageError
+from .limits import MAX_PLAINTEXT_SIZE, TRANSFER_ID_SIZE
+
+KIND_JSON = 0x01
+KIND_CHUNK = 0x02
+_CHUNK_HEADER = struct.Struct(f">B{TRANSFER_ID_SIZE}sI")
+
+
+@dataclass(frozen=True)
+class FileChunk:
+    """One chunk record of a file transfer: 16 transfer bytes, index, 1+ bytes of the file."""
+
+    transfer: bytes
+    index: int
+    data: bytes
+
+    @property
+    def transfer_hex(self) -> str:
+        return self.transfer.hex()
+
+
+def _bad(message: str) -> MessageError:
+    return MessageError(ErrorCode.BAD_REQUEST, message)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _bad("duplicate member name in JSON object")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise _bad(f"{name} is not allowed in JSON")
+
+
+def _check_strings(value: Any) -> None:
+    """Reject lone surrogates anywhere (they cannot be encoded as UTF-8)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _bad("JSON string holds a lone surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse_json_text(text: str | bytes) -> dict[str, Any]:
+    """Parse one I-JSON object strictly; MessageError(bad_request) for anything else."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad("message is not valid UTF-8") from None
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except MessageError:
+        raise
+    except (ValueError, RecursionError):
+        raise _bad("message is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise _bad("message is not a JSON object")
+    _check_strings(value)
+    return value
+
+
+def decode_plaintext(plaintext: bytes) -> dict[str, Any] | FileChunk:
+    """A record's plaintext as a JSON object (with a string ``type``) or a FileChunk.
+
+    Chunk sizes are not judged here: an oversized chunk is a file-transfer
+    violation (``chunk_too_large``), which the transfer's owner decides.
+    """
+    if not plaintext:
+        raise _bad("empty message")
+    kind = plaintext[0]
+    if kind == KIND_JSON:
+        message = parse_json_text(plaintext[1:])
+        if not isinstance(message.get("type"), str):
+            raise _bad("message has no string 'type'")
+        return message
+    if kind == KIND_CHUNK:
+        if len(plaintext) <= _CHUNK_HEADER.size:
+            raise _bad("file chunk without data")
+        _, transfer, index = _CHUNK_HEADER.unpack_from(plaintext)
+        return FileChunk(transfer, index, plaintext[_CHUNK_HEADER.size :])
+    raise _bad("unknown plaintext kind")
+
+
+def encode_json(message: Mapping[str, Any]) -> bytes:
+    """0x01 || compact UTF-8 JSON. Raises LocalProtocolError if it is not I-JSON or too big."""
+    try:
+        body = json.dumps(
+            message, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode("utf-8")
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise LocalProtocolError(f"message cannot be encoded as I-JSON: {type(exc).__name__}")
+    plaintext = bytes([KIND_JSON]) + body
+    if len(plaintext) > MAX_PLAINTEXT_SIZE:
+        raise LocalProtocolError("message exceeds the record size limit")
+    return plaintext
+
+
+def encoded_size(message: Mapping[str, Any]) -> int:
+    """How many plaintext bytes :func:`encode_json` makes of ``message`` (for fitting history)."""
+    return 1 + len(
+        json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    )
+
+
+def encode_chunk(transfer: bytes, index: int, data: bytes) -> bytes:
+    """0x02 || transfer (16 bytes) || u32(index) || data."""
+    if len(transfer) != TRANSFER_ID_SIZE:
+        raise LocalProtocolError("a transfer id is 16 bytes")
+    return _CHUNK_HEADER.pack(KIND_CHUNK, transfer, index) + data

@@ -1,0 +1,257 @@
+"""Validation of every client message of PROTOCOL.md section 3, as one table.
+
+Each request type maps to its fields: the Python type, whether it is required,
+its default, and a check of its bounds. :func:`validate_request` turns a parsed
+JSON object into a typed, frozen dataclass (``SendRequest``, ``PmRequest``...)
+with exactly those fields plus ``id``, so handlers never touch raw input.
+Unknown fields are ignored; an unknown type is ``bad_request``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Callable, Mapping
+
+from .codes import ErrorCode
+from .errors import MessageError
+from .limits import (
+    HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT,
+    MAX_CANCEL_REASON_LENGTH,
+    MAX_FILE_NAME_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_JSON_INTEGER,
+    MAX_OTP_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MAX_ROOM_MEMBERS_AT_CREATION,
+    MAX_TEXT,
+    MAX_USERNAME_LENGTH,
+)
+
+ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+USERNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,150}")
+TRANSFER_RE = re.compile(r"[0-9a-f]{32}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+_MISSING = object()
+
+
+class _Bounds(Exception):
+    """Raised by a field check; becomes MessageError with the request's ref."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of one message type: its JSON type, presence and bounds."""
+
+    name: str
+    kind: type | tuple[type, ...]
+    required: bool = True
+    default: Any = None
+    check: Callable[[Any, "Context"], Any] | None = None  # returns the (normalised) value
+
+
+@dataclass(frozen=True)
+class Context:
+    """Per-server settings that bounds depend on (the greeting's limits)."""
+
+    max_text: int = MAX_TEXT
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[Any, Context], Any]:
+    def check(value: str, ctx: Context) -> str:
+        if not regex.fullmatch(value):
+            raise _Bounds(f"invalid {what}")
+        return value
+
+    return check
+
+
+def _length(low: int, high: int, what: str) -> Callable[[Any, Context], Any]:
+    def check(value: str, ctx: Context) -> str:
+        if not low <= len(value) <= high:
+            raise _Bounds(f"{what} must be {low} to {high} characters")
+        return value
+
+    return check
+
+
+def _text(value: str, ctx: Context) -> str:
+    if not value or value.isspace():
+        raise _Bounds("the text is empty")
+    if len(value) > ctx.max_text:
+        raise _Bounds(f"the text is longer than {ctx.max_text} characters", ErrorCode.TOO_LARGE)
+    return value
+
+
+def _non_negative(value: int, ctx: Context) -> int:
+    if not 0 <= value <= MAX_JSON_INTEGER:
+        raise _Bounds("a number is out of range")
+    return value
+
+
+def _history_limit(value: int, ctx: Context) -> int:
+    if value < 1 or value > MAX_JSON_INTEGER:
+        raise _Bounds(f"limit must be 1 to {HISTORY_MAX_LIMIT}")
+    return min(value, HISTORY_MAX_LIMIT)
+
+
+def _members(value: list, ctx: Context) -> tuple[str, ...]:
+    if len(value) > MAX_ROOM_MEMBERS_AT_CREATION:
+        raise _Bounds(f"at most {MAX_ROOM_MEMBERS_AT_CREATION} members")
+    for name in value:
+        if not isinstance(name, str) or not USERNAME_RE.fullmatch(name):
+            raise _Bounds("members must be usernames")
+    return tuple(value)
+
+
+_room = _pattern(ROOM_NAME_RE, "room name")
+_username = _pattern(USERNAME_RE, "username")
+_transfer = _pattern(TRANSFER_RE, "transfer id (32 lowercase hex digits)")
+
+ROOM = Field("room", str, check=_room)
+TEXT = Field("text", str, check=_text)
+TRANSFER = Field("transfer", str, check=_transfer)
+
+# The table: every request a client may send, and its fields (``id`` is implicit).
+REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
+    "login": (
+        Field("username", str, check=_length(1, MAX_USERNAME_LENGTH, "username")),
+        Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password")),
+        Field("otp", str, required=False, check=_length(1, MAX_OTP_LENGTH, "otp")),
+    ),
+    # register's username is judged by the server, which answers invalid_username with advice.
+    "register": (
+        Field("username", str, check=_length(0, 1000, "username")),
+        Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password")),
+    ),
+    "send": (ROOM, TEXT),
+    "pm": (Field("to", str, check=_username), TEXT),
+    "users": (),
+    "rooms": (),
+    "join": (ROOM,),
+    "leave": (ROOM,),
+    "create_room": (
+        ROOM,
+        Field("private", bool, required=False, default=False),
+        Field("members", list, required=False, default=(), check=_members),
+    ),
+    "invite": (ROOM, Field("user", str, check=_username)),
+    "history": (
+        Field("room", str, required=False, check=_room),
+        Field("with", str, required=False, check=_username),
+        Field("before", int, required=False, check=_non_negative),
+        Field("limit", int, required=False, default=HISTORY_DEFAULT_LIMIT, check=_history_limit),
+    ),
+    "ping": (),
+    "file_offer": (
+        TRANSFER,
+        Field("to", str, check=_username),
+        Field("name", str, check=_length(1, MAX_FILE_NAME_LENGTH, "name")),
+        Field("size", int, check=_non_negative),
+        Field("sha256", str, check=_pattern(SHA256_RE, "sha256 (64 lowercase hex digits)")),
+    ),
+    "file_accept": (TRANSFER,),
+    "file_reject": (TRANSFER,),
+    "file_ack": (TRANSFER, Field("index", int, check=_non_negative)),
+    "file_end": (TRANSFER,),
+    "file_done": (TRANSFER, Field("ok", bool)),
+    "file_cancel": (
+        TRANSFER,
+        Field(
+            "reason",
+            str,
+            required=False,
+            default="",
+            check=_length(0, MAX_CANCEL_REASON_LENGTH, "reason"),
+        ),
+    ),
+}
+
+# Requests served before login; every other known type is not_authenticated then.
+PRE_LOGIN_TYPES = frozenset({"login", "register", "ping"})
+
+
+class Request:
+    """Base of the generated request classes: ``type`` and the optional ``id``."""
+
+    type: str
+    id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+
+
+def _class_name(kind: str) -> str:
+    return "".join(part.capitalize() for part in kind.split("_")) + "Request"
+
+
+def _python_name(name: str) -> str:
+    return "with_" if name == "with" else name
+
+
+REQUEST_CLASSES: dict[str, type[Request]] = {
+    kind: make_dataclass(
+        _class_name(kind),
+        [("id", "str | None", field(default=None))]
+        + [(_python_name(f.name), "Any", field(default=None)) for f in fields],
+        bases=(Request,),
+        frozen=True,
+        namespace={"type": kind},
+    )
+    for kind, fields in REQUEST_FIELDS.items()
+}
+
+
+def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # JSON true/false are Python bools, which are ints too: keep them apart.
+    if isinstance(value, bool) and kind is not bool:
+        return False
+    return isinstance(value, kind)
+
+
+def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Request:
+    """A typed request from a parsed JSON object, or MessageError with code and ref.
+
+    An ``id`` that is not a string of 1 to 64 characters is ``bad_request``
+    without ``ref``; every later error carries the id as ``ref``.
+    """
+    ref = message.get("id", _MISSING)
+    if ref is _MISSING:
+        ref = None
+    elif not isinstance(ref, str) or not 1 <= len(ref) <= MAX_ID_LENGTH:
+        raise MessageError(
+            ErrorCode.BAD_REQUEST, f"id must be a string of 1 to {MAX_ID_LENGTH} characters"
+        )
+    kind = message.get("type")
+    fields = REQUEST_FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise MessageError(ErrorCode.BAD_REQUEST, "unknown message type", ref)
+    values: dict[str, Any] = {"id": ref}
+    for spec in fields:
+        value = message.get(spec.name, _MISSING)
+        if value is _MISSING:
+            if spec.required:
+                raise MessageError(ErrorCode.BAD_REQUEST, f"missing field '{spec.name}'", ref)
+            value = spec.default
+        else:
+            if not _is_kind(value, spec.kind):
+                raise MessageError(
+                    ErrorCode.BAD_REQUEST, f"field '{spec.name}' has the wrong type", ref
+                )
+            if spec.check is not None:
+                try:
+                    value = spec.check(value, ctx)
+                except _Bounds as exc:
+                    raise MessageError(exc.code, str(exc), ref) from None
+        values[_python_name(spec.name)] = value
+    if kind == "history" and (values["room"] is None) == (values["with_"] is None):
+        raise MessageError(
+            ErrorCode.BAD_REQUEST, "history needs exactly one of 'room' and 'with'", ref
+        )
+    return REQUEST_CLASSES[kind](**values)
