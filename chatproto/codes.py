@@ -17,7 +17,7 @@ class CloseCode(enum.IntEnum):
     POLICY = 4008  # login deadline, handshake rate, repeated bad requests, flooding
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """The ``code`` of an ``error`` message (PROTOCOL.md 3.2)."""
 
     BAD_REQUEST = "bad_request"
@@ -31,6 +31,3 @@ class ErrorCode(str, enum.Enum):
     OFFLINE = "offline"
     UNKNOWN_TRANSFER = "unknown_transfer"
     INTERNAL = "internal"
-
-    def __str__(self) -> str:
-        return self.value

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Union
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -111,16 +112,16 @@ class ChunkReceived:
     chunk: FileChunk
 
 
-Event = Union[
-    SendRecord,
-    CloseConnection,
-    HandshakeComplete,
-    RequestReceived,
-    ServerHello,
-    Greeting,
-    MessageReceived,
-    ChunkReceived,
-]
+Event = (
+    SendRecord
+    | CloseConnection
+    | HandshakeComplete
+    | RequestReceived
+    | ServerHello
+    | Greeting
+    | MessageReceived
+    | ChunkReceived
+)
 
 
 def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -> dict[str, Any]:

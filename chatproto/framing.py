@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .codes import ErrorCode
 from .errors import LocalProtocolError, MessageError
@@ -119,7 +120,9 @@ def encode_json(message: Mapping[str, Any]) -> bytes:
             message, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
-        raise LocalProtocolError(f"message cannot be encoded as I-JSON: {type(exc).__name__}")
+        raise LocalProtocolError(
+            f"message cannot be encoded as I-JSON: {type(exc).__name__}"
+        ) from None
     plaintext = bytes([KIND_JSON]) + body
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
         raise LocalProtocolError("message exceeds the record size limit")

@@ -10,8 +10,9 @@ Unknown fields are ignored; an unknown type is ``bad_request``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .codes import ErrorCode
 from .errors import MessageError
@@ -53,7 +54,7 @@ class Field:
     kind: type | tuple[type, ...]
     required: bool = True
     default: Any = None
-    check: Callable[[Any, "Context"], Any] | None = None  # returns the (normalised) value
+    check: Callable[[Any, Context], Any] | None = None  # returns the (normalised) value
 
 
 @dataclass(frozen=True)
