@@ -203,6 +203,9 @@ class ServerConnection(_Connection):
         eph_private: X25519PrivateKey | None = None,
         iv_source=os.urandom,
     ) -> None:
+        if not 1 <= max_text <= MAX_TEXT:
+            # The greeting announces max_text and the protocol caps it at MAX_TEXT.
+            raise ValueError(f"max_text must be 1 to {MAX_TEXT} code points, not {max_text}")
         self._handshake = ServerHandshake(private_key, eph_private=eph_private)
         self._context = Context(max_text=max_text)
         self._iv_source = iv_source
@@ -331,9 +334,13 @@ class ClientConnection(_Connection):
         *,
         secret: bytes | None = None,
         eph_private: X25519PrivateKey | None = None,
+        key_ciphertext: bytes | None = None,
         iv_source=os.urandom,
     ) -> None:
-        self._handshake = ClientHandshake(secret=secret, eph_private=eph_private)
+        # Every keyword is a seam for the known-answer tests only (see ClientHandshake).
+        self._handshake = ClientHandshake(
+            secret=secret, eph_private=eph_private, key_ciphertext=key_ciphertext
+        )
         self._iv_source = iv_source
         self._records = None
         self.identity: ServerIdentity | None = None

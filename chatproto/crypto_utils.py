@@ -112,6 +112,14 @@ def load_private_key(path: PathLike) -> rsa.RSAPrivateKey:
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyFileError(f"{target} holds a key that is not RSA; the protocol needs RSA")
+    exponent = key.public_key().public_numbers().e
+    if key.key_size < MIN_PEER_RSA_BITS or exponent != RSA_PUBLIC_EXPONENT:
+        # Every client would refuse it with a bare close 4000: say so at startup instead.
+        raise KeyFileError(
+            f"{target} holds a {key.key_size}-bit RSA key with exponent {exponent}; clients "
+            f"accept only {MIN_PEER_RSA_BITS} bits or more with exponent {RSA_PUBLIC_EXPONENT}. "
+            "Move it away to have a new key generated (clients will then warn)"
+        )
     return key
 
 

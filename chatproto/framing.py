@@ -9,6 +9,7 @@ surrogates, no NaN or Infinity. The parser here is strict where Python's
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from .codes import ErrorCode
 from .errors import LocalProtocolError, MessageError
-from .limits import MAX_PLAINTEXT_SIZE, TRANSFER_ID_SIZE
+from .limits import MAX_CHUNK_SIZE, MAX_PLAINTEXT_SIZE, TRANSFER_ID_SIZE
 
 KIND_JSON = 0x01
 KIND_CHUNK = 0x02
@@ -53,6 +54,14 @@ def _reject_constant(name: str) -> Any:
     raise _bad(f"{name} is not allowed in JSON")
 
 
+def _finite_float(literal: str) -> float:
+    # json reads 1e400 as inf without asking parse_constant; I-JSON has no Infinity.
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _bad("a number is out of range")
+    return value
+
+
 def _check_strings(value: Any) -> None:
     """Reject lone surrogates anywhere (they cannot be encoded as UTF-8)."""
     stack = [value]
@@ -79,7 +88,10 @@ def parse_json_text(text: str | bytes) -> dict[str, Any]:
             raise _bad("message is not valid UTF-8") from None
     try:
         value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
         )
     except MessageError:
         raise
@@ -113,33 +125,45 @@ def decode_plaintext(plaintext: bytes) -> dict[str, Any] | FileChunk:
     raise _bad("unknown plaintext kind")
 
 
-def encode_json(message: Mapping[str, Any]) -> bytes:
-    """0x01 || compact UTF-8 JSON. Raises LocalProtocolError if it is not I-JSON or too big."""
+def _json_body(message: Mapping[str, Any]) -> bytes:
     try:
-        body = json.dumps(
+        return json.dumps(
             message, ensure_ascii=False, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
     except (ValueError, TypeError, UnicodeEncodeError) as exc:
         raise LocalProtocolError(
             f"message cannot be encoded as I-JSON: {type(exc).__name__}"
         ) from None
-    plaintext = bytes([KIND_JSON]) + body
+
+
+def encode_json(message: Mapping[str, Any]) -> bytes:
+    """0x01 || compact UTF-8 JSON. Raises LocalProtocolError if it is not I-JSON or too big."""
+    plaintext = bytes([KIND_JSON]) + _json_body(message)
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
         raise LocalProtocolError("message exceeds the record size limit")
     return plaintext
 
 
 def encoded_size(message: Mapping[str, Any]) -> int:
-    """How many plaintext bytes :func:`encode_json` makes of ``message`` (for fitting history)."""
-    return 1 + len(
-        json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
-            "utf-8", "surrogatepass"
-        )
-    )
+    """How many plaintext bytes :func:`encode_json` makes of ``message`` (for fitting history).
+
+    Unlike :func:`encode_json` it accepts a message over the limit (measuring one is
+    its purpose), and like it raises LocalProtocolError for one that is not I-JSON.
+    """
+    return 1 + len(_json_body(message))
 
 
 def encode_chunk(transfer: bytes, index: int, data: bytes) -> bytes:
-    """0x02 || transfer (16 bytes) || u32(index) || data."""
+    """0x02 || transfer (16 bytes) || u32(index) || data.
+
+    Raises LocalProtocolError for a chunk the protocol does not allow: a transfer
+    id that is not 16 bytes, an index outside u32, or data that is empty or over
+    MAX_CHUNK_SIZE (the receiver would cancel the transfer).
+    """
     if len(transfer) != TRANSFER_ID_SIZE:
         raise LocalProtocolError("a transfer id is 16 bytes")
+    if not 0 <= index < 2**32:
+        raise LocalProtocolError("a chunk index is a u32")
+    if not 1 <= len(data) <= MAX_CHUNK_SIZE:
+        raise LocalProtocolError(f"a chunk carries 1 to {MAX_CHUNK_SIZE} bytes")
     return _CHUNK_HEADER.pack(KIND_CHUNK, transfer, index) + data

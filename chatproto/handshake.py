@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from . import PROTOCOL_VERSION, crypto_utils
-from .errors import CryptoError, HandshakeError, MessageError
+from .errors import CryptoError, HandshakeError, LocalProtocolError, MessageError
 from .framing import parse_json_text
 
 SECRET_SIZE = 32
@@ -81,13 +81,21 @@ def _b64(data: bytes) -> str:
 
 
 def _strict_b64(value: Any) -> bytes:
-    """Padding required, no whitespace, only the standard alphabet."""
+    """Padding required, no whitespace, only the standard alphabet, canonical.
+
+    ``b64decode(validate=True)`` still accepts non-zero bits after the last
+    character (``"QR=="`` decodes like ``"QQ=="``); re-encoding refuses those,
+    so every accepted field has exactly one spelling.
+    """
     if not isinstance(value, str) or not value.isascii():
         raise HandshakeError()
     try:
-        return base64.b64decode(value, validate=True)
+        raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise HandshakeError() from None
+    if _b64(raw) != value:
+        raise HandshakeError()
+    return raw
 
 
 def _parse(text: str | bytes, expected_type: str) -> dict[str, Any]:
@@ -150,16 +158,25 @@ class ServerHandshake:
 class ClientHandshake:
     """The client's side: ``receive_hello(text)``, decide on trust, then ``key_message()``.
 
-    ``secret`` and ``eph_private`` are injectable for the known-answer tests only.
+    ``secret``, ``eph_private`` and ``key_ciphertext`` are injectable for the
+    known-answer tests only: RSA-OAEP is randomized, so the worked example's
+    ``key`` can only be reproduced by handing in its ciphertext (which must be
+    RSA-OAEP(server_key, secret), or the server derives other keys).
     """
 
     def __init__(
-        self, *, secret: bytes | None = None, eph_private: X25519PrivateKey | None = None
+        self,
+        *,
+        secret: bytes | None = None,
+        eph_private: X25519PrivateKey | None = None,
+        key_ciphertext: bytes | None = None,
     ) -> None:
         self._secret = os.urandom(SECRET_SIZE) if secret is None else secret
         self._eph = eph_private or crypto_utils.generate_x25519()
+        self._key_ciphertext = key_ciphertext
         self._identity: ServerIdentity | None = None
         self._eph_s = b""
+        self._dh = b""
         self.keys: SessionKeys | None = None
 
     def receive_hello(self, text: str | bytes) -> ServerIdentity:
@@ -167,28 +184,35 @@ class ClientHandshake:
         message = _parse(text, "hello")
         der = _strict_b64(message.get("server_key"))
         eph_s = _strict_b64(message.get("eph"))
-        if len(eph_s) != crypto_utils.X25519_KEY_SIZE:
-            raise HandshakeError()
         try:
             public_key = crypto_utils.load_public_key(der)
+            # An all-zero dh (low-order eph) aborts here, before the user is asked to trust.
+            dh = crypto_utils.x25519_shared(self._eph, eph_s)
         except CryptoError:
             raise HandshakeError() from None
+        # load_der_public_key also takes PKCS#1 RSAPublicKey; the protocol sends the DER
+        # SubjectPublicKeyInfo only, so one key has one fingerprint.
+        if crypto_utils.public_key_der(public_key) != der:
+            raise HandshakeError()
         self._identity = ServerIdentity(der, public_key, crypto_utils.fingerprint(der))
         self._eph_s = eph_s
+        self._dh = dh
         return self._identity
 
     def key_message(self) -> str:
         """The ``key`` text message; also derives :attr:`keys`."""
         if self._identity is None:
-            raise HandshakeError()
-        try:
-            ciphertext = crypto_utils.encrypt_rsa(self._identity.public_key, self._secret)
-            dh = crypto_utils.x25519_shared(self._eph, self._eph_s)
-        except CryptoError:
-            raise HandshakeError() from None
+            raise LocalProtocolError("key_message() before a hello was accepted")
+        if self._key_ciphertext is not None:
+            ciphertext = self._key_ciphertext
+        else:
+            try:
+                ciphertext = crypto_utils.encrypt_rsa(self._identity.public_key, self._secret)
+            except CryptoError:
+                raise HandshakeError() from None
         eph_c = crypto_utils.x25519_public_bytes(self._eph)
         self.keys = derive_session_keys(
-            self._secret, dh, transcript(self._identity.der, self._eph_s, ciphertext, eph_c)
+            self._secret, self._dh, transcript(self._identity.der, self._eph_s, ciphertext, eph_c)
         )
         return json.dumps(
             {

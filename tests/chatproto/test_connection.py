@@ -1,0 +1,393 @@
+"""The session state machines: what each kind of input does in each state."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatproto.codes import ErrorCode
+from chatproto.connection import (
+    ChunkReceived,
+    ClientConnection,
+    CloseConnection,
+    MessageReceived,
+    RequestReceived,
+    SendRecord,
+    ServerConnection,
+    State,
+    error_message,
+)
+from chatproto.errors import LocalProtocolError
+from chatproto.framing import FileChunk
+from chatproto.limits import (
+    KEY_DEADLINE_SECONDS,
+    LOGIN_DEADLINE_SECONDS,
+    MAX_BAD_REQUESTS,
+    MAX_LOGIN_FAILURES,
+    MAX_RECORD_SIZE,
+    MAX_RECORDS_PER_DIRECTION,
+)
+from chatproto.records import SequenceExhausted
+from tests.chatproto.helpers import VALID, handshake, logged_in, replies, server_key
+
+TRANSFER = bytes.fromhex("0123456789abcdef0123456789abcdef")
+
+
+def full_request(kind: str, id_: str = "q1") -> dict:
+    return {"type": kind, "id": id_, **VALID[kind][0]}
+
+
+def fresh_server() -> ServerConnection:
+    server = ServerConnection(server_key())
+    server.hello()
+    return server
+
+
+def closes_with(events, code) -> bool:
+    return events[-1] == CloseConnection(code) and not any(
+        isinstance(e, CloseConnection) for e in events[:-1]
+    )
+
+
+# --- WebSocket message kinds ----------------------------------------------------------------
+
+
+def test_binary_message_before_the_handshake_closes_4000():
+    server = fresh_server()
+    assert server.receive_bytes(b"\x01" + bytes(100)) == [CloseConnection(4000)]
+    assert server.state is State.CLOSED
+
+
+def test_client_closes_4000_on_binary_before_hello_and_before_key():
+    assert ClientConnection().receive_bytes(bytes(80)) == [CloseConnection(4000)]
+    client = ClientConnection()
+    client.receive_text(ServerConnection(server_key()).hello())
+    assert client.receive_bytes(bytes(80)) == [CloseConnection(4000)]  # awaiting trust
+
+
+def test_client_closes_4000_on_text_while_awaiting_the_greeting():
+    server = fresh_server()
+    client = ClientConnection()
+    client.receive_text(server.hello())
+    client.send_key()
+    assert client.receive_text(server.hello()) == [CloseConnection(4000)]
+
+
+@pytest.mark.parametrize("logged", [False, True], ids=["awaiting login", "logged in"])
+def test_text_message_after_the_handshake_closes_4002(logged):
+    _, server = logged_in() if logged else handshake()
+    assert server.receive_text('{"type": "ping"}') == [CloseConnection(4002)]
+    assert server.state is State.CLOSED
+
+
+def test_client_closes_4002_on_text_after_the_greeting():
+    client, _ = handshake()
+    assert client.receive_text('{"type": "pong"}') == [CloseConnection(4002)]
+
+
+def test_second_key_message_is_a_text_after_the_handshake():
+    server = fresh_server()
+    client = ClientConnection()
+    client.receive_text(server.hello())
+    key = client.send_key()
+    server.receive_text(key)
+    assert server.receive_text(key) == [CloseConnection(4002)]
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_bad_record_closes_4002_and_oversized_closes_1009(side):
+    client, server = handshake()
+    receiver, sender = (server, client) if side == "server" else (client, server)
+    record = bytearray(sender.send({"type": "ping"}))
+    record[-1] ^= 1
+    assert receiver.receive_bytes(bytes(record)) == [CloseConnection(4002)]
+    client, server = handshake()
+    receiver = server if side == "server" else client
+    assert receiver.receive_bytes(bytes(MAX_RECORD_SIZE + 1)) == [CloseConnection(1009)]
+
+
+def test_replayed_record_closes_4002():
+    client, server = handshake()
+    record = client.send({"type": "ping"})
+    server.receive_bytes(record)
+    assert server.receive_bytes(record) == [CloseConnection(4002)]
+
+
+# --- before login ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["login", "register", "ping"])
+def test_login_register_and_ping_pass_before_login(kind):
+    client, server = handshake()
+    [event] = server.receive_bytes(client.send(full_request(kind)))
+    assert isinstance(event, RequestReceived)
+    assert (event.request.type, event.request.id) == (kind, "q1")
+
+
+@pytest.mark.parametrize("kind", sorted(set(VALID) - {"login", "register", "ping"}))
+def test_other_known_types_are_not_authenticated_before_login(kind):
+    client, server = handshake()
+    events = server.receive_bytes(client.send(full_request(kind)))
+    assert replies(client, events) == [
+        {"type": "error", "code": "not_authenticated", "message": "log in first", "ref": "q1"}
+    ]
+    assert server.state is State.AWAITING_LOGIN
+
+
+def test_unknown_type_before_login_is_bad_request():
+    client, server = handshake()
+    [error] = replies(client, server.receive_bytes(client.send({"type": "nope", "id": "q7"})))
+    assert (error["code"], error["ref"]) == ("bad_request", "q7")
+
+
+def test_chunk_before_login_is_not_authenticated():
+    client, server = handshake()
+    events = server.receive_bytes(client.send_chunk(TRANSFER, 0, b"data"))
+    [error] = replies(client, events)
+    assert error["code"] == "not_authenticated" and "ref" not in error
+
+
+def test_not_authenticated_does_not_count_as_a_bad_request():
+    client, server = handshake()
+    for _ in range(MAX_BAD_REQUESTS + 2):
+        events = server.receive_bytes(client.send(full_request("send")))
+        assert not any(isinstance(e, CloseConnection) for e in events)
+
+
+# --- after login ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_after_login_every_type_but_login_and_register_is_passed_on(kind):
+    client, server = logged_in()
+    events = server.receive_bytes(client.send(full_request(kind)))
+    if kind in ("login", "register"):
+        [error] = replies(client, events)
+        assert (error["code"], error["ref"]) == ("bad_request", "q1")
+    else:
+        [event] = events
+        assert isinstance(event, RequestReceived) and event.request.type == kind
+
+
+def test_chunk_after_login_is_received():
+    client, server = logged_in()
+    events = server.receive_bytes(client.send_chunk(TRANSFER, 3, b"data"))
+    assert events == [ChunkReceived(FileChunk(TRANSFER, 3, b"data"))]
+    assert client.receive_bytes(server.send_chunk(TRANSFER, 4, b"back")) == [
+        ChunkReceived(FileChunk(TRANSFER, 4, b"back"))
+    ]
+
+
+def test_login_succeeded_only_while_awaiting_login():
+    _, server = logged_in()
+    with pytest.raises(LocalProtocolError):
+        server.login_succeeded()
+    with pytest.raises(LocalProtocolError):
+        fresh_server().login_succeeded()
+
+
+# --- counting bad requests and failed logins ------------------------------------------------
+
+
+def test_tenth_bad_request_closes_4008_and_not_the_ninth():
+    client, server = handshake()
+    for n in range(1, MAX_BAD_REQUESTS):
+        events = server.receive_bytes(client.send({"type": "nope", "id": str(n)}))
+        assert [type(e) for e in events] == [SendRecord], n
+        assert replies(client, events)[0]["code"] == "bad_request"
+    events = server.receive_bytes(client.send({"type": "nope", "id": "10"}))
+    assert [type(e) for e in events] == [SendRecord, CloseConnection]
+    assert closes_with(events, 4008)
+    [error] = replies(client, events)
+    assert (error["code"], error["ref"]) == ("bad_request", "10")  # answered, then closed
+    assert server.state is State.CLOSED
+    assert server.receive_bytes(client.send({"type": "ping"})) == []
+
+
+def test_every_kind_of_bad_request_counts_including_too_large():
+    client, server = logged_in()
+    bad_messages = [
+        {"type": "nope"},
+        {"type": "ping", "id": ""},
+        {"type": "send", "room": "Bad", "text": "x"},
+        {"type": "send", "room": "lobby", "text": "x" * 4001},  # too_large
+        {"type": "history", "room": "lobby", "with": "bob"},
+        {"type": "login", "username": "a", "password": "b"},  # login after login
+    ]
+    # Plaintexts that send() cannot produce, sealed with the client's own keys.
+    bad_plaintexts = [b"", b"\x02" + TRANSFER, b"\x09{}", b"\x01[]"]
+    records = [client.send(m) for m in bad_messages]
+    records += [client._records.sealer.seal(p) for p in bad_plaintexts]
+    assert len(records) == MAX_BAD_REQUESTS
+    codes = []
+    for record in records[:-1]:
+        events = server.receive_bytes(record)
+        assert [type(e) for e in events] == [SendRecord]
+        codes += [m["code"] for m in replies(client, events)]
+    assert set(codes) == {"bad_request", "too_large"}
+    assert closes_with(server.receive_bytes(records[-1]), 4008)
+
+
+def test_too_large_text_is_answered_too_large_with_ref():
+    client, server = logged_in()
+    message = {"type": "send", "id": "t", "room": "lobby", "text": "x" * 4001}
+    [error] = replies(client, server.receive_bytes(client.send(message)))
+    assert (error["code"], error["ref"]) == ("too_large", "t")
+
+
+def test_server_max_text_setting_is_enforced_and_capped():
+    client, server = handshake(max_text=5)
+    server.login_succeeded()
+    message = {"type": "send", "id": "t", "room": "lobby", "text": "x" * 6}
+    [error] = replies(client, server.receive_bytes(client.send(message)))
+    assert error["code"] == "too_large"
+    with pytest.raises(ValueError, match="max_text"):
+        ServerConnection(server_key(), max_text=4001)
+    with pytest.raises(ValueError, match="max_text"):
+        ServerConnection(server_key(), max_text=0)
+
+
+def test_application_errors_count_only_bad_request_and_too_large():
+    client, server = logged_in()
+    for _ in range(MAX_BAD_REQUESTS + 1):
+        events = server.reply_error(ErrorCode.FORBIDDEN, "not a member", "x")
+        assert [type(e) for e in events] == [SendRecord]
+        replies(client, events)
+    for n in range(1, MAX_BAD_REQUESTS):
+        events = server.reply_error(ErrorCode.BAD_REQUEST, "pm to oneself", str(n))
+        assert [type(e) for e in events] == [SendRecord]
+        replies(client, events)
+    events = server.reply_error("too_large", "file too large", "f")
+    assert closes_with(events, 4008)
+    assert replies(client, events)[-1] == error_message("too_large", "file too large", "f")
+
+
+def test_fifth_failed_login_is_answered_then_closes_4001():
+    client, server = handshake()
+    answer = {"type": "login_failed", "ref": "l", "reason": "invalid_credentials"}
+    for _ in range(1, MAX_LOGIN_FAILURES):
+        events = server.login_failed(answer)
+        assert [type(e) for e in events] == [SendRecord]
+        assert replies(client, events) == [answer]
+    events = server.login_failed(answer)
+    assert [type(e) for e in events] == [SendRecord, CloseConnection]
+    assert closes_with(events, 4001)
+    assert replies(client, events) == [answer]
+    assert server.state is State.CLOSED
+
+
+def test_failed_logins_and_bad_requests_are_counted_apart():
+    client, server = handshake()
+    answer = {"type": "login_failed", "ref": "l", "reason": "invalid_credentials"}
+    for _ in range(MAX_LOGIN_FAILURES - 1):
+        server.login_failed(answer)
+    for _ in range(MAX_BAD_REQUESTS - 1):
+        events = server.receive_bytes(client.send({"type": "nope"}))
+        assert not any(isinstance(e, CloseConnection) for e in events)
+
+
+# --- deadlines ----------------------------------------------------------------------------
+
+
+def test_key_deadline_closes_4000():
+    server = fresh_server()
+    assert server.deadline() == KEY_DEADLINE_SECONDS == 10
+    assert server.timed_out(KEY_DEADLINE_SECONDS - 0.001) == []
+    assert server.state is State.AWAITING_KEY
+    assert server.timed_out(KEY_DEADLINE_SECONDS) == [CloseConnection(4000)]
+    assert server.state is State.CLOSED
+    assert server.deadline() is None
+
+
+def test_login_deadline_closes_4008():
+    _, server = handshake()
+    assert server.deadline() == LOGIN_DEADLINE_SECONDS == 60
+    assert server.timed_out(LOGIN_DEADLINE_SECONDS - 0.001) == []
+    assert server.timed_out(LOGIN_DEADLINE_SECONDS) == [CloseConnection(4008)]
+    assert server.state is State.CLOSED
+
+
+def test_no_deadline_once_logged_in():
+    _, server = logged_in()
+    assert server.deadline() is None
+    assert server.timed_out(10_000) == []
+    assert server.state is State.LOGGED_IN
+
+
+# --- closed ---------------------------------------------------------------------------------
+
+
+def test_closed_connection_ignores_all_input():
+    client, server = handshake()
+    record = client.send({"type": "ping"})
+    server.close()
+    assert server.state is State.CLOSED
+    assert server.receive_bytes(record) == []
+    assert server.receive_text("anything") == []
+    assert server.receive_bytes(b"") == []
+    with pytest.raises(LocalProtocolError):
+        server.send({"type": "pong"})
+    client.close()
+    assert client.receive_bytes(server._records.sealer.seal(b"\x01{}")) == []
+    assert client.receive_text("x") == []
+    with pytest.raises(LocalProtocolError):
+        client.send({"type": "ping"})
+
+
+def test_fresh_server_closed_before_key_ignores_the_key():
+    server = fresh_server()
+    server.close()
+    assert server.receive_text('{"type": "key"}') == []
+
+
+# --- client side after the greeting ---------------------------------------------------------
+
+
+def test_client_passes_on_unknown_types_and_fields():
+    client, server = handshake()
+    message = {"type": "something_new", "extra": {"nested": [1, 2]}}
+    assert client.receive_bytes(server.send(message)) == [MessageReceived(message)]
+
+
+def test_client_ignores_a_malformed_message_and_goes_on():
+    client, server = handshake()
+    for plaintext in [b"\x01{", b"\x01[]", b"", b"\x07", b'\x01{"a":1,"a":2}', b'\x01{"x":1}']:
+        assert client.receive_bytes(server._records.sealer.seal(plaintext)) == []
+    assert client.receive_bytes(server.send({"type": "pong"})) == [
+        MessageReceived({"type": "pong"})
+    ]
+
+
+def test_sender_at_two_to_the_32_records_must_reconnect():
+    client, server = handshake()
+    server._records.sealer.seq = MAX_RECORDS_PER_DIRECTION
+    with pytest.raises(SequenceExhausted):
+        server.send({"type": "pong"})
+    client._records.sealer.seq = MAX_RECORDS_PER_DIRECTION
+    with pytest.raises(SequenceExhausted):
+        client.send({"type": "ping"})
+
+
+def test_session_id_is_eight_bytes_of_th_in_hex():
+    client, server = handshake()
+    assert server.session_id == client.keys.th[:8].hex()
+    assert len(server.session_id) == 16
+    assert fresh_server().session_id is None
+
+
+def test_error_message_has_ref_only_when_given():
+    assert error_message(ErrorCode.FORBIDDEN, "no") == {
+        "type": "error",
+        "code": "forbidden",
+        "message": "no",
+    }
+    assert error_message("bad_request", "bad", "r")["ref"] == "r"
+
+
+def test_send_refuses_a_message_too_large_for_a_record():
+    client, server = logged_in()
+    with pytest.raises(LocalProtocolError):
+        server.send({"type": "history", "messages": ["x" * MAX_RECORD_SIZE]})
+    # and the session still works
+    assert client.receive_bytes(server.send({"type": "pong"})) == [
+        MessageReceived({"type": "pong"})
+    ]
