@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Union
@@ -53,16 +54,23 @@ class KeyFileError(Exception):
 
 
 def write_secret_file(path: PathLike, data: bytes) -> None:
-    """Create ``path`` with mode 0600 (its folder 0700 if new) and write ``data``.
+    """Create ``path`` with mode 0600 (its folder 0700 if new) holding ``data``, atomically.
 
-    The file is created with its final mode, never widened after the fact, and an
-    existing file is never overwritten (``O_EXCL``).
+    The bytes go to a private temporary file first, which is then hard-linked to
+    ``path``: a reader never sees a half-written key, the mode is never widened
+    after the fact, and an existing file is never overwritten (FileExistsError).
     """
     target = Path(path)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(temporary, target)
+    finally:
+        os.unlink(temporary)
 
 
 def read_secret_file(path: PathLike) -> bytes:
@@ -100,8 +108,11 @@ def load_private_key(path: PathLike) -> rsa.RSAPrivateKey:
     target = Path(path)
     if not target.exists():
         key = generate_private_key()
-        write_secret_file(target, private_key_pem(key))
-        return key
+        try:
+            write_secret_file(target, private_key_pem(key))
+            return key
+        except FileExistsError:
+            pass  # another server process started at the same moment: use the key it wrote
     data = read_secret_file(target)
     try:
         key = serialization.load_pem_private_key(data, password=None)

@@ -4,6 +4,7 @@
 
     ChatProtoError
      ├── LocalProtocolError      our own code misused the API: a bug here, never the peer's fault
+     │    └── SequenceExhausted  2**32 records sent: close 1000 and reconnect
      ├── CryptoError             any failed cryptographic check; deliberately says nothing more
      ├── RemoteProtocolError     the peer broke the protocol; ``close_code`` says how to close
      │    ├── HandshakeError     close 4000
@@ -26,6 +27,10 @@ class ChatProtoError(Exception):
 
 class LocalProtocolError(ChatProtoError):
     """The caller used the API wrongly (sent before the handshake, an oversized message...)."""
+
+
+class SequenceExhausted(LocalProtocolError):
+    """This direction has sent 2**32 records: close with 1000 (the client then reconnects)."""
 
 
 class CryptoError(ChatProtoError):

@@ -18,7 +18,13 @@ import os
 import struct
 
 from . import crypto_utils
-from .errors import CryptoError, LocalProtocolError, RecordError, RecordTooLarge
+from .errors import (
+    CryptoError,
+    LocalProtocolError,
+    RecordError,
+    RecordTooLarge,
+    SequenceExhausted,
+)
 from .limits import (
     AES_BLOCK_SIZE,
     IV_SIZE,
@@ -33,10 +39,6 @@ from .limits import (
 RECORD_VERSION = 1
 _HEADER = struct.Struct(">BQ")
 _OVERHEAD = RECORD_HEADER_SIZE + IV_SIZE + TAG_SIZE  # 57
-
-
-class SequenceExhausted(LocalProtocolError):
-    """This direction has sent 2**32 records: close with 1000 and reconnect."""
 
 
 class RecordSealer:
