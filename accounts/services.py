@@ -1,0 +1,163 @@
+"""Accounts: logging in, registering, activating. Sync functions, run in worker threads.
+
+Every function here may hash a password (Argon2: about 0.15 s of CPU and
+100 MiB of memory), so callers on the event loop run them with
+``database_sync_to_async(..., thread_sensitive=False)``, never inline.
+
+Login failures are counted per (username, address) and per address, in the
+cache, before any password is checked: past either limit the answer is
+``rate_limited`` whatever the password, and an unknown username is counted
+exactly like a known one. No limit is keyed on the username alone, so no
+attacker can lock a user out everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chatproto.messages import USERNAME_RE
+
+from .models import User
+from .throttle import SlidingWindow
+
+log = logging.getLogger("accounts")
+
+INVALID_CREDENTIALS = "invalid_credentials"
+RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A successful login has ``user``; a failed one has ``reason`` (and maybe ``retry_after``)."""
+
+    user: User | None = None
+    reason: str | None = None
+    retry_after: int | None = None
+
+
+class RegistrationRefused(Exception):
+    """``reason`` is a register_failed reason; ``message`` tells the user what to fix."""
+
+    def __init__(self, reason: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _login_windows() -> tuple[SlidingWindow, SlidingWindow]:
+    pair = SlidingWindow("login-user-address", *settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS)
+    address = SlidingWindow("login-address", *settings.CHAT_LOGIN_THROTTLE_ADDRESS)
+    return pair, address
+
+
+def login(username: str, password: str, address: str) -> LoginResult:
+    """Check credentials with throttling; equal answers and effort for every kind of failure.
+
+    Unknown user, wrong password and inactive account all hash the password
+    once and answer ``invalid_credentials``.
+    """
+    pair, per_address = _login_windows()
+    pair_key = f"{username}\0{address}"
+    waits = [w for w in (pair.retry_after(pair_key), per_address.retry_after(address)) if w]
+    if waits:
+        return LoginResult(reason=RATE_LIMITED, retry_after=max(waits))
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        # Hash anyway, as Django's ModelBackend does, so the answer takes as long.
+        User().set_password(password)
+        ok = False
+    else:
+        ok = user.check_password(password) and user.is_active
+    if not ok:
+        pair.hit(pair_key)
+        per_address.hit(address)
+        return LoginResult(reason=INVALID_CREDENTIALS)
+    pair.reset(pair_key)
+    user.last_login = timezone.now()
+    user.save(update_fields=["last_login"])
+    return LoginResult(user=user)
+
+
+def registration_open() -> bool:
+    return bool(settings.CHAT_OPEN_REGISTRATION)
+
+
+def register(username: str, password: str, address: str) -> User:
+    """Create an account over the protocol; RegistrationRefused says why not and what to do.
+
+    Django's password validators apply. Attempts are limited per address.
+    """
+    if not registration_open():
+        raise RegistrationRefused(
+            "closed", "Registration is closed on this server; ask its administrator for an account."
+        )
+    window = SlidingWindow("register-address", *settings.CHAT_REGISTER_THROTTLE_ADDRESS)
+    wait = window.retry_after(address)
+    if wait:
+        raise RegistrationRefused(
+            "rate_limited", f"Too many registrations; try again in {wait} seconds.", wait
+        )
+    window.hit(address)
+    if not USERNAME_RE.fullmatch(username):
+        raise RegistrationRefused(
+            "invalid_username",
+            "Choose a username of 1 to 150 characters: letters A-Z and a-z, digits and . @ + - _",
+        )
+    if User.objects.filter(username__iexact=username).exists():
+        raise RegistrationRefused(
+            "username_taken", f"The username {username!r} is taken; choose another one."
+        )
+    candidate = User(username=username)
+    try:
+        password_validation.validate_password(password, user=candidate)
+    except ValidationError as exc:
+        raise RegistrationRefused("invalid_password", " ".join(exc.messages)) from None
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(username=username, password=password)
+    except IntegrityError:  # a concurrent registration of the same name won
+        raise RegistrationRefused(
+            "username_taken", f"The username {username!r} is taken; choose another one."
+        ) from None
+    log.info("account %s registered from %s", username, address)
+    return user
+
+
+def create_user(username: str, password: str | None, *, validate: bool = True, **fields) -> User:
+    """Create an account (admin tooling, tests). ValueError says what is wrong with it."""
+    if not USERNAME_RE.fullmatch(username):
+        raise ValueError(
+            "usernames are 1 to 150 characters: letters A-Z and a-z, digits and . @ + - _"
+        )
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValueError(f"the username {username!r} is taken (usernames ignore letter case)")
+    if validate and password is not None:
+        try:
+            password_validation.validate_password(password, user=User(username=username))
+        except ValidationError as exc:
+            raise ValueError(" ".join(exc.messages)) from None
+    with transaction.atomic():
+        return User.objects.create_user(username=username, password=password, **fields)
+
+
+def set_active(user: User, active: bool) -> None:
+    """Activate or deactivate an account.
+
+    Deactivating ends the user's live sessions on every server process
+    (``session_ended`` then close 4003) once the change commits; the chat app's
+    signal handlers do that for every save of ``is_active``, from here, the
+    admin or anywhere else.
+    """
+    if user.is_active == active:
+        return
+    user.is_active = active
+    with transaction.atomic():
+        user.save(update_fields=["is_active"])

@@ -1,0 +1,52 @@
+"""What the chat does when an account changes, however it changed (service, admin, shell).
+
+- created: the user joins lobby; every session gets ``users`` (``all`` changed);
+- deactivated: their sessions end (``session_ended`` ``deactivated``, close 4003) on
+  every process, and the others get ``users``;
+- reactivated: back in lobby; ``users``;
+- deleted: their sessions end (``ended_by_admin``); ``users``.
+
+Broadcasts go out after the transaction commits (see :mod:`chat.services`).
+"""
+
+from __future__ import annotations
+
+from django.db.models.signals import post_delete, post_init, post_save
+
+from accounts.models import User
+
+from . import services
+
+
+def remember_active(sender, instance: User, **kwargs) -> None:
+    instance._chat_was_active = instance.is_active
+
+
+def account_saved(sender, instance: User, created: bool, raw: bool = False, **kwargs) -> None:
+    if raw:  # loaddata
+        return
+    was_active = getattr(instance, "_chat_was_active", None)
+    instance._chat_was_active = instance.is_active
+    if created:
+        if instance.is_active:
+            services.ensure_lobby_membership(instance)
+            services.announce_users_changed()
+        return
+    if was_active is None or was_active == instance.is_active:
+        return
+    if instance.is_active:
+        services.ensure_lobby_membership(instance)
+    else:
+        services.end_sessions_of(instance.pk, "deactivated")
+    services.announce_users_changed()
+
+
+def account_deleted(sender, instance: User, **kwargs) -> None:
+    services.end_sessions_of(instance.pk, "ended_by_admin")
+    services.announce_users_changed()
+
+
+def connect() -> None:
+    post_init.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
+    post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
+    post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")

@@ -1,0 +1,47 @@
+"""Message bodies at rest: encrypted with a storage key that lives in the data dir.
+
+The key (64 random bytes: AES-256 then HMAC-SHA256, for
+:func:`chatproto.crypto_utils.encrypt_aes`) is generated on first use, mode 0600,
+beside the database but never in it, so a database dump or backup alone reveals
+no text. Losing the key loses every stored text: back it up with the database,
+separately.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from django.conf import settings
+
+from chatproto import crypto_utils
+from chatsite.env import read_or_create_secret
+
+STORAGE_KEY_SIZE = crypto_utils.STORAGE_KEY_SIZE
+
+
+class StorageKeyError(Exception):
+    """The storage key file is unusable; the message says what to do."""
+
+
+@functools.cache
+def storage_key() -> bytes:
+    path = settings.CHAT_STORAGE_KEY
+    try:
+        key = read_or_create_secret(path, lambda: os.urandom(STORAGE_KEY_SIZE))
+    except crypto_utils.KeyFileError as exc:
+        raise StorageKeyError(str(exc)) from None
+    if len(key) != STORAGE_KEY_SIZE:
+        raise StorageKeyError(
+            f"{path} is not a storage key ({STORAGE_KEY_SIZE} bytes); restore it from a backup"
+        )
+    return key
+
+
+def encrypt_body(text: str) -> str:
+    return crypto_utils.encrypt_aes(storage_key(), text.encode("utf-8"))
+
+
+def decrypt_body(token: str) -> str:
+    """The text of a stored body. CryptoError if it was altered or the key is not the one."""
+    return crypto_utils.decrypt_aes(storage_key(), token).decode("utf-8")

@@ -1,0 +1,228 @@
+"""The one place that reads the environment.
+
+Every setting an operator can change is an environment variable parsed here,
+with a default that works on a development machine with nothing installed
+(SQLite and an in-memory channel layer in ``var/``). ``docs/server.md`` lists
+them. Bad values stop the server at start-up with a message saying what to fix,
+rather than surfacing later as a traceback in a consumer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from chatproto.crypto_utils import read_secret_file, write_secret_file
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+DEFAULT_MAX_FILE_SIZE = 4 * 1024**3  # 4 GiB: files are relayed, never stored
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """An environment variable has a value we cannot use; the message says which and why."""
+
+
+def flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    """A boolean variable: 1/true/yes/on or 0/false/no/off (any case)."""
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r}: use 1 or 0 (or true/false)")
+
+
+def integer(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def words(environ: Mapping[str, str], name: str, default: list[str]) -> list[str]:
+    """A comma-separated list, blanks dropped."""
+    raw = environ.get(name)
+    if raw is None:
+        return list(default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def database_config(url: str | None, data_dir: Path) -> dict:
+    """Django's DATABASES['default'] from ``DATABASE_URL`` (SQLite in the data dir when unset).
+
+    Accepted: ``postgres://user:password@host:port/name`` (also ``postgresql://``,
+    with ``?sslmode=...`` style options passed to psycopg) and ``sqlite:///abs/path``.
+    """
+    if not url:
+        return sqlite_config(data_dir / "db.sqlite3")
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        if not path or path == "/":
+            raise ConfigError(
+                "DATABASE_URL: a sqlite URL needs a file, e.g. sqlite:////srv/chat.db"
+            )
+        return sqlite_config(Path(path))
+    if parts.scheme in ("postgres", "postgresql"):
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ConfigError(
+                "DATABASE_URL: name the database, e.g. postgres://chat@127.0.0.1:5432/chat"
+            )
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": dict(parse_qsl(parts.query)),
+            "CONN_MAX_AGE": 0,
+        }
+    raise ConfigError(
+        f"DATABASE_URL: unsupported scheme {parts.scheme!r}; use postgres://... or sqlite:///..."
+    )
+
+
+def sqlite_config(path: Path) -> dict:
+    """SQLite tuned for one server process plus management commands beside it.
+
+    WAL lets readers go on while one writer writes; IMMEDIATE transactions take
+    the write lock at BEGIN, so two writers queue (up to ``timeout`` seconds)
+    instead of failing with "database is locked" halfway through.
+    """
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+    }
+
+
+def secret_key(environ: Mapping[str, str], data_dir: Path) -> str:
+    """``DJANGO_SECRET_KEY``, else a random key generated once into the data dir (mode 0600)."""
+    value = environ.get("DJANGO_SECRET_KEY", "").strip()
+    if value:
+        return value
+    path = data_dir / SECRET_KEY_FILE
+    data = read_or_create_secret(path, lambda: secrets.token_urlsafe(64).encode("ascii"))
+    return data.decode("ascii").strip()
+
+
+def read_or_create_secret(path: Path, make) -> bytes:
+    """Read a 0600 secret file, creating it atomically on first use.
+
+    Several server processes may start at once: the file is written under a
+    temporary name and linked into place, so a process never reads a
+    half-written secret, and exactly one of them wins.
+    """
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        write_secret_file(tmp, make())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return read_secret_file(path)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything the settings need from the environment, parsed and checked."""
+
+    data_dir: Path
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    database: dict
+    redis_url: str | None
+    redis_prefix: str
+    server_key_path: Path
+    storage_key_path: Path
+    open_registration: bool
+    server_name: str
+    greeting_text: str
+    max_file_size: int
+    behind_tls_proxy: bool
+    trusted_proxies: list[str]
+    hsts_seconds: int
+    hsts_include_subdomains: bool
+    hsts_preload: bool
+    heartbeat_seconds: int
+    handshake_rate: tuple[int, int]
+    register_rate: tuple[int, int]
+    log_level: str
+
+
+def rate(environ: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """``COUNT/SECONDS``, e.g. ``120/60``."""
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        count, seconds = (int(part) for part in raw.split("/"))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected COUNT/SECONDS, e.g. 120/60") from None
+    if count < 1 or seconds < 1:
+        raise ConfigError(f"{name}={raw!r}: both numbers must be at least 1")
+    return count, seconds
+
+
+def read(environ: Mapping[str, str] = os.environ) -> Environment:
+    """Parse the environment; raises :class:`ConfigError` with advice on a bad value."""
+    data_dir = Path(environ.get("CHAT_DATA_DIR") or PROJECT_DIR / "var").resolve()
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    debug = flag(environ, "DJANGO_DEBUG", True)
+    redis_url = environ.get("REDIS_URL", "").strip() or None
+    if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"REDIS_URL={redis_url!r}: use redis://host:port/db (or rediss:// for TLS)"
+        )
+    return Environment(
+        data_dir=data_dir,
+        debug=debug,
+        secret_key=secret_key(environ, data_dir),
+        allowed_hosts=words(environ, "DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]),
+        database=database_config(environ.get("DATABASE_URL", "").strip() or None, data_dir),
+        redis_url=redis_url,
+        redis_prefix=environ.get("CHAT_REDIS_PREFIX", "").strip() or "chat",
+        server_key_path=Path(environ.get("CHAT_SERVER_KEY") or data_dir / "server_key.pem"),
+        storage_key_path=data_dir / "storage.key",
+        # Open registration on a development machine; an internet-facing server
+        # (DJANGO_DEBUG=0) opens it only when the operator says so.
+        open_registration=flag(environ, "CHAT_OPEN_REGISTRATION", debug),
+        server_name=environ.get("CHAT_SERVER_NAME", "").strip() or "Chat",
+        greeting_text=environ.get("CHAT_GREETING", "").strip(),
+        max_file_size=integer(environ, "CHAT_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE),
+        behind_tls_proxy=flag(environ, "CHAT_BEHIND_TLS_PROXY", False),
+        trusted_proxies=words(environ, "CHAT_TRUSTED_PROXIES", []),
+        hsts_seconds=integer(environ, "CHAT_HSTS_SECONDS", 31_536_000),
+        hsts_include_subdomains=flag(environ, "CHAT_HSTS_INCLUDE_SUBDOMAINS", True),
+        hsts_preload=flag(environ, "CHAT_HSTS_PRELOAD", True),
+        heartbeat_seconds=integer(environ, "CHAT_HEARTBEAT_SECONDS", 30, minimum=1),
+        handshake_rate=rate(environ, "CHAT_HANDSHAKE_RATE", (300, 60)),
+        register_rate=rate(environ, "CHAT_REGISTER_RATE", (20, 3600)),
+        log_level=(environ.get("CHAT_LOG_LEVEL", "").strip() or "INFO").upper(),
+    )

@@ -1,0 +1,179 @@
+"""Django settings for the chat server.
+
+Nothing here reads ``os.environ`` directly: :mod:`chatsite.env` parses every
+variable (``docs/server.md`` has the table). The defaults serve a development
+machine with nothing installed: SQLite, the in-memory channel layer and a
+local-memory cache, all data under ``var/``. Production sets ``DJANGO_DEBUG=0``,
+``DJANGO_ALLOWED_HOSTS``, ``CHAT_BEHIND_TLS_PROXY=1``, ``REDIS_URL`` and
+``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from chatproto import crypto_utils
+from chatproto.limits import MAX_RECORD_SIZE, MAX_TEXT
+
+from . import env
+
+ENV = env.read()
+
+BASE_DIR = env.PROJECT_DIR
+DATA_DIR = ENV.data_dir
+DEBUG = ENV.debug
+SECRET_KEY = ENV.secret_key
+ALLOWED_HOSTS = ENV.allowed_hosts
+
+INSTALLED_APPS = [
+    "daphne",  # first: `manage.py runserver` serves ASGI (HTTP and WebSocket) through daphne
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "accounts.apps.AccountsConfig",
+    "chat.apps.ChatConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "chatsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": ENV.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    # Older hashes still verify and are upgraded to Argon2 at the next login.
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- channel layer and cache: one process, or many sharing Redis -----------------------------
+if ENV.redis_url:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [ENV.redis_url],
+                "prefix": f"{ENV.redis_prefix}:layer",
+                # Layer messages carry message texts between processes: encrypt them,
+                # with a key of their own derived from the secret key.
+                "symmetric_encryption_keys": [
+                    crypto_utils.hkdf_sha256(
+                        SECRET_KEY.encode("utf-8"), b"", b"chat channel layer", 32
+                    ).hex()
+                ],
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": ENV.redis_url,
+            "KEY_PREFIX": f"{ENV.redis_prefix}:cache",
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            # Presence and throttling entries must not be culled at the default 300.
+            "OPTIONS": {"MAX_ENTRIES": 1_000_000},
+        }
+    }
+
+# --- HTTPS behind a TLS-terminating proxy ------------------------------------------------------
+if ENV.behind_tls_proxy:
+    # The proxy must set X-Forwarded-Proto itself and strip any client-sent copy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = ENV.hsts_seconds
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = ENV.hsts_include_subdomains
+    SECURE_HSTS_PRELOAD = ENV.hsts_preload
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- the chat server -------------------------------------------------------------------------
+CHAT_SERVER_KEY = ENV.server_key_path
+CHAT_STORAGE_KEY = ENV.storage_key_path
+CHAT_OPEN_REGISTRATION = ENV.open_registration
+CHAT_SERVER_NAME = ENV.server_name
+CHAT_GREETING = ENV.greeting_text or f"Welcome to {ENV.server_name}."
+CHAT_MAX_TEXT = MAX_TEXT
+CHAT_MAX_FILE_SIZE = ENV.max_file_size
+CHAT_TRUSTED_PROXIES = ENV.trusted_proxies
+# New WebSocket connections per client address: (count, seconds), then close 4008.
+CHAT_HANDSHAKE_RATE = ENV.handshake_rate
+# Failed logins (count, seconds) per (username, address) and per address; a sliding window.
+# Neither locks a username out for every address: only the pair is keyed on the name.
+CHAT_LOGIN_THROTTLE_USER_ADDRESS = (10, 900)
+CHAT_LOGIN_THROTTLE_ADDRESS = (100, 900)
+# Accounts registered over the protocol per address.
+CHAT_REGISTER_THROTTLE_ADDRESS = ENV.register_rate
+# Presence: each process refreshes its heartbeat every CHAT_HEARTBEAT_SECONDS; its sessions
+# stop counting as online 3 heartbeats after it stops.
+CHAT_HEARTBEAT_SECONDS = ENV.heartbeat_seconds
+# daphne's default WebSocket message limit is 1 MiB, the protocol's record limit.
+CHAT_MAX_RECORD_SIZE = MAX_RECORD_SIZE
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "chat": {"handlers": ["console"], "level": ENV.log_level, "propagate": False},
+        "accounts": {"handlers": ["console"], "level": ENV.log_level, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

@@ -1,0 +1,162 @@
+"""End to end over real sockets: daphne in a subprocess, websocket-client, chatproto.
+
+Each test runs twice: on one process (SQLite, in-memory layer) and on two
+processes sharing Redis and PostgreSQL, with the users spread over both
+(``on=0`` / ``on=1``), so every delivery below also crosses processes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.chat_client import TestClient
+
+
+def messages_until(client: TestClient, kind: str, text: str) -> list[dict]:
+    """Every message up to and including the ``kind`` message with ``text`` (a marker)."""
+    seen = []
+    while True:
+        message = client.recv()
+        seen.append(message)
+        if message["type"] == kind and message.get("text") == text:
+            return seen
+
+
+def next_users_where(client: TestClient, condition) -> dict:
+    """The first ``users`` push that satisfies ``condition`` (a new account is pushed too)."""
+    while True:
+        users = client.expect("users")
+        if condition(users):
+            return users
+
+
+def test_login_and_lobby_broadcast(deployment):
+    alice, alice_client = deployment.register("alice", on=0)
+    bob, _ = deployment.register("bob", on=1)
+    bob_client = deployment.login(bob, on=1)
+    assert any(room["name"] == "lobby" for room in bob_client.request({"type": "rooms"})["rooms"])
+    ack = alice_client.request({"type": "send", "room": "lobby", "text": "hello everyone"})
+    assert ack["type"] == "ack"
+    for client in (alice_client, bob_client):
+        message = client.expect("message")
+        assert (message["msg_id"], message["from"], message["text"]) == (
+            ack["msg_id"],
+            alice,
+            "hello everyone",
+        )
+
+
+def test_private_message_reaches_only_its_recipient(deployment):
+    _alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    carol, carol_a = deployment.register("carol", on=0)
+    carol_b = deployment.login(carol, on=1)
+    ack = alice_client.request({"type": "pm", "to": bob, "text": "for bob only"})
+    assert bob_client.expect("private")["msg_id"] == ack["msg_id"]
+    assert alice_client.expect("private")["msg_id"] == ack["msg_id"]
+    # A lobby message sent afterwards marks the end: carol's sessions saw no private before it.
+    alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
+    for client in (carol_a, carol_b):
+        seen = messages_until(client, "message", "marker")
+        assert [m for m in seen if m["type"] == "private"] == []
+
+
+def test_offline_private_messages_arrive_at_the_next_login(deployment):
+    _alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    bob_client.close()
+    next_users_where(alice_client, lambda users: bob not in users["online"])
+    texts = ["first", "second"]
+    for text in texts:
+        alice_client.request({"type": "pm", "to": bob, "text": text})
+    again = deployment.connect(on=1)
+    assert (
+        again.request(
+            {"type": "login", "username": bob, "password": "correct horse battery staple"}
+        )["type"]
+        == "login_ok"
+    )
+    assert [again.recv()["text"] for _ in texts] == texts
+    assert again.recv()["type"] == "users"
+
+
+def test_private_rooms_refuse_non_members(deployment):
+    _alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    carol, carol_client = deployment.register("carol", on=1)
+    room = f"team{deployment.username('r').split('-')[1]}"
+    answer = alice_client.request(
+        {"type": "create_room", "room": room, "private": True, "members": [bob]}
+    )
+    assert answer["type"] == "rooms"
+    assert room in [r["name"] for r in bob_client.expect("rooms")["rooms"]]
+    for request in (
+        {"type": "join", "room": room},
+        {"type": "send", "room": room, "text": "let me in"},
+        {"type": "history", "room": room},
+        {"type": "invite", "room": room, "user": carol},
+    ):
+        refused = carol_client.request(request)
+        assert (refused["type"], refused["code"]) == ("error", "unknown_room"), request
+    assert room not in [r["name"] for r in carol_client.request({"type": "rooms"})["rooms"]]
+    bob_client.request({"type": "send", "room": room, "text": "members only"})
+    assert alice_client.expect("message")["text"] == "members only"
+    alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
+    seen = messages_until(carol_client, "message", "marker")
+    assert [m for m in seen if m["type"] == "message" and m["room"] == room] == []
+
+
+def test_presence_pushes_when_users_come_and_go(deployment):
+    _alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    next_users_where(alice_client, lambda users: bob in users["online"])
+    bob_client.close()
+    went = alice_client.expect("users")
+    assert bob not in went["online"] and bob in went["all"]
+
+
+def test_history_pages_backwards(deployment):
+    alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    ids = [
+        alice_client.request({"type": "pm", "to": bob, "text": f"n{i}"})["msg_id"] for i in range(5)
+    ]
+    page = bob_client.request({"type": "history", "with": alice, "limit": 3})
+    assert [m["msg_id"] for m in page["messages"]] == ids[2:]
+    assert page["has_more"] is True
+    rest = bob_client.request({"type": "history", "with": alice, "before": ids[2], "limit": 3})
+    assert [m["text"] for m in rest["messages"]] == ["n0", "n1"]
+    assert rest["has_more"] is False
+
+
+@pytest.mark.parametrize("attack", ["tampered", "replayed"])
+def test_a_bad_record_closes_only_that_session(deployment, attack):
+    _alice, alice_client = deployment.register("alice", on=0)
+    _mallory, mallory_client = deployment.register("mallory", on=1)
+    record = mallory_client.send({"type": "ping", "id": "p"})
+    assert mallory_client.expect("pong")["ref"] == "p"
+    if attack == "tampered":
+        forged = bytearray(mallory_client.conn.send({"type": "ping"}))
+        forged[-1] ^= 0x80
+        mallory_client.send_bytes(bytes(forged))
+    else:
+        mallory_client.send_bytes(record)
+    assert mallory_client.wait_closed() == 4002
+    assert alice_client.request({"type": "ping"})["type"] == "pong"
+    ack = alice_client.request({"type": "send", "room": "lobby", "text": "still here"})
+    assert ack["type"] == "ack"
+
+
+def test_deactivation_ends_a_live_session(deployment):
+    _alice, alice_client = deployment.register("alice", on=0)
+    bob, bob_client = deployment.register("bob", on=1)
+    next_users_where(alice_client, lambda users: bob in users["online"])
+    deployment.set_active(bob, False)
+    assert bob_client.expect("session_ended")["reason"] == "deactivated"
+    assert bob_client.wait_closed() == 4003
+    next_users_where(alice_client, lambda users: bob not in users["online"] + users["all"])
+    refused = deployment.connect(on=1)
+    answer = refused.request(
+        {"type": "login", "username": bob, "password": "correct horse battery staple"}
+    )
+    assert answer["reason"] == "invalid_credentials"

@@ -1,0 +1,33 @@
+"""Two server processes on Redis and PostgreSQL: what only a cluster can get wrong."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.deployments import scaled_out
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with scaled_out(tmp_path_factory.mktemp("cluster")) as deployment:
+        yield deployment
+
+
+def test_users_of_a_dead_process_go_offline_and_the_others_are_told(cluster):
+    _alice, alice_client = cluster.register("alice", on=0)
+    bob, _bob_client = cluster.register("bob", on=1)
+    while bob not in alice_client.expect("users")["online"]:
+        pass
+    cluster.servers[1].kill()  # no disconnect handler runs: only the heartbeat can tell
+    # Three missed heartbeats (1 s each in tests), then the next live heartbeat reaps.
+    while True:
+        users = alice_client.expect("users", timeout=30)
+        if bob not in users["online"]:
+            break
+    assert bob in users["all"]
+    assert bob not in alice_client.request({"type": "users"})["online"]
+    cluster.servers[1].start()
+    bob_again = cluster.login(bob, on=1)
+    assert bob in bob_again.request({"type": "users"})["online"]
