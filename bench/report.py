@@ -1,0 +1,787 @@
+"""The report: ``docs/benchmarks.md`` and ``docs/benchmarks.png`` from a run's results.
+
+Everything printed here comes from the results dict of one run (saved as JSON
+under ``bench/results/``); ``python -m bench --report-only FILE`` rewrites the
+report from such a file. Ratios are always "ours / baseline" of the figure in
+the same row, so above 1 means ours is higher (better for rates, worse for
+CPU, memory and latency).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PACKAGES = (
+    "Django",
+    "channels",
+    "daphne",
+    "Twisted",
+    "autobahn",
+    "channels-redis",
+    "redis",
+    "websockets",
+    "cryptography",
+    "argon2-cffi",
+    "psycopg",
+    "psutil",
+    "matplotlib",
+    "py-spy",
+)
+WARN = "⚠"
+
+
+# --- machine -------------------------------------------------------------------------------
+
+
+def machine_info(cfg: Any, argv: list[str], nofile: int) -> dict[str, Any]:
+    """What the figures were measured on, and with what."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": _cpu_model(),
+        "cores_logical": os.cpu_count(),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "packages": versions,
+        "redis_server": _redis_version(cfg.redis_url),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "nofile": nofile,
+        "git": _git_revision(),
+        "command": " ".join(["python -m bench", *argv]),
+        "quick": cfg.quick,
+    }
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _redis_version(url: str) -> str:
+    try:
+        import redis
+
+        return str(redis.Redis.from_url(url, socket_connect_timeout=2).info()["redis_version"])
+    except Exception:
+        return "not reachable"
+
+
+def _git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "")
+    except Exception:
+        return "unknown (no commit yet)"
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _num(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(ours: Any, base: Any) -> str:
+    if not ours or not base or any(isinstance(v, float) and math.isnan(v) for v in (ours, base)):
+        return "-"
+    return f"{ours / base:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _status(ok: bool | None) -> str:
+    return {True: "met", False: "**not met**", None: "not measured"}[ok]
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def _fanout_points(result: dict[str, Any], name: str) -> dict[str, Any]:
+    server = result.get("servers", {}).get(name, {})
+    return server.get("points", {})
+
+
+def _fanout(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    if "error" in result and "servers" not in result:
+        return ["## Fan-out", "", f"Not measured: {result['error']}", ""]
+    ns = [str(n) for n in result["n_values"]]
+    servers = result["servers"]
+    ours = _fanout_points(result, "product")
+    cfg = result["config"]
+    out = [
+        "## Fan-out: 1 sender → N receivers in one room",
+        "",
+        f"{cfg['message_size']}-byte messages. **Saturation**: the sender keeps {cfg['window']} "
+        "messages in flight (a message leaves the window when the server's copy reaches the "
+        "sender's own session); deliveries/s counted at the receivers over "
+        f"{cfg['duration_s']:g} s, median of {cfg['runs']} runs. **Latency**: "
+        f"{cfg['rate']:g} messages/s for {cfg['rate_duration_s']:g} s, send-to-receive time at "
+        "every receiver. Server CPU is the server process's user+system time (psutil) over the "
+        "same window. The ratio columns are ours / that row.",
+        "",
+        "### Deliveries per second at saturation",
+        "",
+    ]
+    header = ["server"] + [h for n in ns for h in (f"N={n}", "ours / this")]
+    rows = []
+    for name, server in servers.items():
+        if "error" in server:
+            rows.append(
+                [_label(server, name)]
+                + [f"error: {server['error'][:80]}"]
+                + [""] * (2 * len(ns) - 1)
+            )
+            continue
+        row = [_label(server, name)]
+        for n in ns:
+            p = server["points"].get(n, {})
+            flag = f" {WARN}" if p.get("loadgen_bound") else ""
+            loss = p.get("loss") or 0
+            lost = f" (lost {loss:.1%})" if loss > 0.001 else ""
+            errors = {k for r in p.get("runs", []) for k in r.get("sender_errors", {})}
+            if errors:
+                lost += f" (errors: {', '.join(sorted(errors))})"
+            row.append(_num(p.get("deliveries_per_s")) + flag + lost)
+            row.append(_ratio(ours.get(n, {}).get("deliveries_per_s"), p.get("deliveries_per_s")))
+        rows.append(row)
+    out += _table(header, rows)
+    out += [
+        f"{WARN}: the load generator may have been the limit (see the load-generator table "
+        "below); the server's true capacity is then higher than the figure.",
+        "",
+        "### Server CPU per delivery (µs)",
+        "",
+    ]
+    rows = []
+    for name, server in servers.items():
+        if "error" in server:
+            continue
+        row = [_label(server, name)]
+        for n in ns:
+            p = server["points"].get(n, {})
+            row.append(_num(p.get("server_us_per_delivery"), 1))
+            row.append(
+                _ratio(
+                    ours.get(n, {}).get("server_us_per_delivery"), p.get("server_us_per_delivery")
+                )
+            )
+        rows.append(row)
+    out += _table(header, rows)
+    out += [f"### Latency at {cfg['rate']:g} messages/s: p50 / p99 (ms)", ""]
+    lat_header = ["server"] + [f"N={n}" for n in ns]
+    rows = []
+    for name, server in servers.items():
+        if "error" in server:
+            continue
+        row = [_label(server, name)]
+        for n in ns:
+            lat = server["points"].get(n, {}).get("latency", {})
+            over = " (overloaded)" if lat.get("overloaded") else ""
+            row.append(f"{_num(lat.get('p50_ms'), 1)} / {_num(lat.get('p99_ms'), 1)}{over}")
+        rows.append(row)
+    out += _table(lat_header, rows)
+    out += [
+        "(overloaded): the fixed rate times N exceeds what this server delivers at "
+        "saturation, so these latencies are mostly time spent queueing.",
+        "",
+        "### Load generator and machine during the saturation runs",
+        "",
+        "Cores used by the load generator's processes (sum), by the server, and the whole "
+        "machine's utilisation, median run.",
+        "",
+    ]
+    rows = []
+    for name, server in servers.items():
+        if "error" in server:
+            continue
+        row = [_label(server, name)]
+        for n in ns:
+            p = server["points"].get(n, {})
+            runs = p.get("runs") or [{}]
+            run = sorted(runs, key=lambda r: r.get("deliveries_per_s", 0))[len(runs) // 2]
+            lg = run.get("loadgen", {})
+            cpu = run.get("cpu", {})
+            flag = f" {WARN} {lg.get('why')}" if lg.get("bound") else ""
+            row.append(
+                f"load gen {_num(lg.get('total_cores'), 2)}, "
+                f"server {_num(cpu.get('server_cores'), 2)}, "
+                f"machine {_num((cpu.get('machine_util') or 0) * 100)}%{flag}"
+            )
+        rows.append(row)
+    out += _table(lat_header, rows)
+    prof = servers.get("product", {}).get("profile")
+    if prof:
+        out += [
+            "### Where our server's time goes in fan-out",
+            "",
+        ]
+        if "summary" in prof:
+            out += [
+                f"py-spy samples of the server process over {prof['seconds']:g} s of extra "
+                f'saturation runs at N={prof["n"]} (after the measured runs). "Own" is time '
+                'in the function itself; "including callees" keeps the application\'s and '
+                "its frameworks' functions. Samples cover every thread, waiting included "
+                "(`select`, a thread pool's `_worker`, `psycopg` `Connection.wait` are waits "
+                "for the network, for work and for the database). `python -m bench.profile "
+                "--what logins|sessions` profiles logins and session setup the same way.",
+                "",
+                "```",
+                prof["summary"],
+                "```",
+                "",
+            ]
+        else:
+            out += [f"Not profiled: {prof.get('unavailable') or prof.get('error')}", ""]
+    # targets of issue 6
+    plain = _fanout_points(result, "channels")
+    sealed = _fanout_points(result, "ws-sealed")
+    for n in ns:
+        o = ours.get(n, {}).get("deliveries_per_s")
+        c = plain.get(n, {}).get("deliveries_per_s")
+        s = sealed.get(n, {}).get("deliveries_per_s")
+        targets.append(
+            [
+                f"fan-out N={n}: ≥ 3x the plain Channels broadcast",
+                _ratio(o, c),
+                _status(None if not (o and c) else o >= 3 * c),
+            ]
+        )
+        bound = sealed.get(n, {}).get("loadgen_bound")
+        targets.append(
+            [
+                f"fan-out N={n}: ≥ 40% of bare websockets with the same encryption",
+                _ratio(o, s) + (f" {WARN} baseline load-generator bound" if bound else ""),
+                _status(None if not (o and s) else o >= 0.4 * s),
+            ]
+        )
+    return out
+
+
+def _label(server: dict[str, Any], name: str) -> str:
+    return f"{server.get('label', name)} (`{name}`)"
+
+
+def _handshake(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    if "raw" not in result:
+        return ["## Handshake + login", "", f"Not measured: {result.get('error')}", ""]
+    raw = result["raw"]
+    argon = result.get("argon2", {})
+    out = [
+        "## Handshake + login",
+        "",
+        "### Raw costs, in-process, one core",
+        "",
+        'Rates by wall time and by CPU time ("on one core", which a busy machine disturbs '
+        "less); the server-side handshake is `ServerHandshake()` + `hello()` + "
+        "`receive_key()` (the client's part untimed).",
+        "",
+    ]
+    rows = []
+    names = {
+        "rsa_oaep_decrypt": "RSA-3072 OAEP decrypt",
+        "x25519": "X25519 (new key + exchange)",
+        "hkdf": "HKDF-SHA256 key schedule",
+        "server_handshake": "whole server handshake",
+    }
+    for key, label in names.items():
+        r = raw.get(key, {})
+        rows.append(
+            [label, _num(r.get("per_s")), _num(r.get("cpu_per_s")), _num(r.get("cpu_us_each"), 1)]
+        )
+    if argon:
+        params = argon.get("params", {})
+        rows.append(
+            [
+                f"Argon2 verify (Django defaults: t={params.get('time_cost')}, "
+                f"m={params.get('memory_cost_kib')} KiB, p={params.get('parallelism')})",
+                _num(argon.get("per_s"), 1),
+                _num(argon.get("cpu_per_s"), 1),
+                _num(argon.get("cpu_us_each"), 0),
+            ]
+        )
+    out += _table(["operation", "per s (wall)", "per s (one core)", "CPU µs each"], rows)
+    raw_rate = raw.get("server_handshake", {}).get("cpu_per_s")
+    cfg = result.get("config", {})
+    out += [
+        "### Sessions opened against the servers",
+        "",
+        f"{cfg.get('concurrency')} connections ({cfg.get('login_concurrency')} for logins) "
+        f"in progress at a time for {cfg.get('duration_s')} s ({cfg.get('login_duration_s')} s "
+        "for logins), each timed from TCP connect "
+        "to the greeting "
+        "(handshake) or to `login_ok` (login, with a correct password and the real Argon2 "
+        "cost), then closed. Meanwhile another logged-in session pings at "
+        f"{cfg.get('ping_rate')}/s.",
+        "",
+    ]
+    rows = []
+    ping_ratios = {}
+    for name, server in result.get("servers", {}).items():
+        if "error" in server:
+            rows.append(
+                [_label(server, name), f"error: {server['error'][:100]}", "", "", "", "", ""]
+            )
+            continue
+        idle = server.get("idle", {}).get("ping", {})
+        rows.append(
+            [
+                _label(server, name),
+                "idle",
+                "-",
+                "-",
+                "-",
+                "-",
+                f"{_num(idle.get('p50_ms'), 2)} / {_num(idle.get('p99_ms'), 2)}",
+            ]
+        )
+        for phase in ("handshakes", "logins"):
+            p = server.get(phase)
+            if not p:
+                continue
+            ping = p.get("ping", {})
+            ratio = _ratio(p.get("per_s"), raw_rate) if phase == "handshakes" else "-"
+            flag = f" {WARN}" if p.get("loadgen", {}).get("bound") else ""
+            failed = f" ({p.get('failed')} failed)" if p.get("failed") else ""
+            rows.append(
+                [
+                    _label(server, name),
+                    phase,
+                    _num(p.get("per_s"), 1) + flag + failed,
+                    ratio,
+                    _num(p.get("time", {}).get("p50_ms"), 1),
+                    _num(p.get("time", {}).get("p99_ms"), 1),
+                    f"{_num(ping.get('p50_ms'), 2)} / {_num(ping.get('p99_ms'), 2)}",
+                ]
+            )
+            if idle.get("p50_ms"):
+                ping_ratios[(name, phase)] = (
+                    ping.get("p50_ms"),
+                    idle.get("p50_ms"),
+                    ping.get("p99_ms"),
+                    idle.get("p99_ms"),
+                )
+    out += _table(
+        [
+            "server",
+            "phase",
+            "per s",
+            "ours / raw handshake (one core)",
+            "p50 ms",
+            "p99 ms",
+            "ping p50 / p99 ms",
+        ],
+        rows,
+    )
+    ours = result.get("servers", {}).get("product", {})
+    hs = ours.get("handshakes", {}).get("per_s")
+    targets.append(
+        [
+            "handshakes/s ≥ 70% of the raw handshake crypto rate on one core",
+            _ratio(hs, raw_rate),
+            _status(None if not (hs and raw_rate) else hs >= 0.7 * raw_rate),
+        ]
+    )
+    for phase in ("handshakes", "logins"):
+        values = ping_ratios.get(("product", phase))
+        if values and values[0] and values[1]:
+            targets.append(
+                [
+                    f"ping round trip during {phase} ≤ 3x idle (p50; p99 beside)",
+                    f"{values[0] / values[1]:.2f}x (p99 {_ratio(values[2], values[3])})",
+                    _status(values[0] <= 3 * values[1]),
+                ]
+            )
+        else:
+            targets.append([f"ping round trip during {phase} ≤ 3x idle", "-", _status(None)])
+    return out
+
+
+def _idle(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    if "servers" not in result:
+        return ["## Idle sessions", "", f"Not measured: {result.get('error')}", ""]
+    servers = result["servers"]
+    base = servers.get("raw-asgi", {})
+    out = [
+        "## Idle sessions",
+        "",
+        f"{result['sessions']:,} sessions opened (ours: handshake and login; the baselines: bare "
+        "WebSocket connections) and held quiet. Memory per session = server RSS growth / "
+        f"sessions; idle CPU = the server's CPU over {result['hold_s']:g} s of holding them. "
+        f"Open-files limit: {result.get('nofile')}. Sessions that fail to open are tried "
+        "again (retried); none is started after the connect budget (skipped).",
+        "",
+    ]
+    if result.get("note"):
+        out += [f"Note: {result['note']}", ""]
+    rows = []
+    for name, s in servers.items():
+        if "error" in s:
+            rows.append([_label(s, name), f"error: {s['error'][:100]}", "", "", "", "", ""])
+            continue
+        extras = [f"{s[key]} {key}" for key in ("failed", "skipped", "retried") if s.get(key)]
+        failed = f" ({', '.join(extras)})" if extras else ""
+        rows.append(
+            [
+                _label(s, name),
+                _num(s.get("opened")) + failed,
+                _num(s.get("sessions_per_s"), 0),
+                _num(s.get("kib_per_session"), 1),
+                _ratio(servers.get("product", {}).get("kib_per_session"), s.get("kib_per_session")),
+                _num(s.get("idle_cpu_percent"), 2),
+                _num(s.get("alive")),
+            ]
+        )
+    out += _table(
+        [
+            "server",
+            "sessions",
+            "opened per s",
+            "KiB per session",
+            "ours / this",
+            "idle CPU % of a core",
+            "alive after hold",
+        ],
+        rows,
+    )
+    ours = servers.get("product", {})
+    o, b = ours.get("kib_per_session"), base.get("kib_per_session")
+    targets.append(
+        [
+            "idle memory per session ≤ 1.5x a bare daphne WebSocket connection's",
+            _ratio(o, b),
+            _status(None if not (o and b) else o <= 1.5 * b),
+        ]
+    )
+    cpu = ours.get("idle_cpu_percent")
+    targets.append(
+        [
+            f"CPU to keep {result['sessions']:,} idle sessions < 5% of a core",
+            f"{_num(cpu, 2)}%" if cpu is not None else "-",
+            _status(None if cpu is None or "error" in ours else cpu < 5),
+        ]
+    )
+    return out
+
+
+def _scaleout(result: dict[str, Any]) -> list[str]:
+    if "configs" not in result:
+        reason = result.get("unavailable") or result.get("error")
+        return ["## Scale-out over Redis", "", f"Not measured: {reason}", ""]
+    procs_ = [str(p) for p in result["processes"]]
+    out = [
+        "## Scale-out over Redis",
+        "",
+        f"The fan-out scenario with N={result['n']} receivers spread over P daphne processes "
+        f"sharing Redis ({result['redis_url']}); the sender on the first process. Server CPU "
+        "includes the local Redis server's. Cells: deliveries/s at saturation (median of "
+        f"{result.get('runs', 1)} run(s)); µs of server CPU per delivery; p50 / p99 ms at the "
+        "fixed rate.",
+        "",
+    ]
+    rows = []
+    for key, entry in result["configs"].items():
+        row = [f"{entry['label']} (`{key}`)"]
+        for p in procs_:
+            point = entry["points"].get(p, {})
+            if "error" in point:
+                row.append(f"error: {point['error'][:80]}")
+                continue
+            lat = point.get("latency", {})
+            flag = f" {WARN}" if point.get("loadgen_bound") else ""
+            row.append(
+                f"{_num(point.get('deliveries_per_s'))}{flag}; "
+                f"{_num(point.get('server_us_per_delivery'), 1)} µs; "
+                f"{_num(lat.get('p50_ms'), 1)} / {_num(lat.get('p99_ms'), 1)} ms"
+            )
+        rows.append(row)
+    out += _table(["configuration"] + [f"P={p}" for p in procs_], rows)
+    return out
+
+
+def _files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    if "raw" not in result:
+        return ["## Files", "", f"Not measured: {result.get('error')}", ""]
+    raw = result["raw"]
+    size = result["size"]
+    out = [
+        "## Files",
+        "",
+        f"A {size / 2**20:,.0f} MiB file in {result['chunk_size'] // 1024} KiB chunks, window "
+        "of 16, from one client to another through the server; throughput from the first "
+        "chunk to `file_done`; the server's peak RSS growth sampled every 20 ms.",
+        "",
+    ]
+    relay = result.get("relay", {})
+    ours = result.get("product", {})
+    rows = [
+        [
+            "AES-256-CBC + HMAC-SHA256 seal of a chunk record (raw, one core)",
+            _num(raw.get("seal_mb_s"), 1),
+            "-",
+            "-",
+            "-",
+        ],
+        [
+            "AES-256-CBC + HMAC-SHA256 open of a chunk record (raw, one core)",
+            _num(raw.get("open_mb_s"), 1),
+            "-",
+            "-",
+            "-",
+        ],
+    ]
+    for label, entry in (("bare websockets relay, no encryption", relay), ("our server", ours)):
+        if "unavailable" in entry:
+            rows.append([label, entry["unavailable"], "-", "-", "-"])
+        elif "error" in entry:
+            rows.append([label, f"error: {entry['error'][:120]}", "-", "-", "-"])
+        else:
+            sender = entry.get("sender_cpu_s", 0) / entry["seconds"] if entry.get("seconds") else 0
+            rows.append(
+                [
+                    label,
+                    _num(entry.get("mb_s"), 1),
+                    _ratio(ours.get("mb_s"), entry.get("mb_s")),
+                    _num((entry.get("peak_rss_growth") or 0) / 2**20, 1),
+                    f"{sender:.0%}" + (f" {WARN}" if sender >= 0.9 else ""),
+                ]
+            )
+    out += _table(
+        ["what", "MB/s", "ours / this", "server peak growth MiB", "sending client's CPU"],
+        rows,
+    )
+    if any(WARN in row[-1] for row in rows):
+        out += [
+            f"{WARN}: the sending client used most of a core (it seals every chunk): the "
+            "transfer may be bounded by the load generator rather than the server.",
+            "",
+        ]
+    if ours.get("server_cpu_s") and ours.get("seconds"):
+        out += [
+            f"Our server used {ours['server_cpu_s'] / ours['seconds']:.0%} of a core during "
+            "the transfer.",
+            "",
+        ]
+    o, r = ours.get("mb_s"), relay.get("mb_s")
+    targets.append(
+        [
+            "file throughput ≥ half the bare relay's",
+            _ratio(o, r)
+            if "unavailable" not in ours
+            else "not available until file transfer lands",
+            _status(None if not (o and r) else o >= 0.5 * r),
+        ]
+    )
+    growth = ours.get("peak_rss_growth")
+    targets.append(
+        [
+            "server memory growth over the transfer < 64 MiB",
+            f"{growth / 2**20:.1f} MiB" if growth is not None else "-",
+            _status(None if growth is None else growth < 64 * 2**20),
+        ]
+    )
+    return out
+
+
+# --- the document --------------------------------------------------------------------------
+
+
+def render(results: dict[str, Any], plot_name: str | None) -> str:
+    meta = results["meta"]
+    targets: list[list[str]] = []
+    sections: list[str] = []
+    if "fanout" in results:
+        sections += _fanout(results["fanout"], targets)
+    if "handshake" in results:
+        sections += _handshake(results["handshake"], targets)
+    if "idle" in results:
+        sections += _idle(results["idle"], targets)
+    if "scaleout" in results:
+        sections += _scaleout(results["scaleout"])
+    if "files" in results:
+        sections += _files(results["files"], targets)
+    packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`{meta['command']}`) on {meta['date']} in "
+        f"{meta.get('duration_s', 0) / 60:.1f} minutes. **Do not edit by hand**: run "
+        "`make bench` again (about 15-20 minutes, on a quiet machine, with Redis running), or "
+        "`python -m bench --report-only bench/results/latest.json` to re-render.",
+        "",
+    ]
+    if meta.get("quick"):
+        lines += [
+            f"> {WARN} **Quick smoke run** (`--quick`): small sizes and short windows on a "
+            "possibly busy machine. These figures only show that every scenario runs; "
+            "they are not the benchmark.",
+            "",
+        ]
+    lines += [
+        "## Machine",
+        "",
+        *_table(
+            ["what", "value"],
+            [
+                [
+                    "CPU",
+                    f"{meta['cpu']}, {meta['cores_logical']} logical cores "
+                    f"({meta['cores_physical']} physical)",
+                ],
+                ["RAM", f"{meta['ram_gib']} GiB"],
+                ["OS", meta["os"]],
+                ["Python", meta["python"]],
+                ["packages", packages],
+                ["Redis server", meta["redis_server"]],
+                ["product database", str(meta.get("database") or "-")],
+                ["open-files limit", str(meta["nofile"])],
+                ["load average at start", " ".join(str(x) for x in meta["load_average_at_start"])],
+                ["revision", meta["git"]],
+            ],
+        ),
+        "## How to run",
+        "",
+        "```",
+        "make bench                # everything (Redis on 127.0.0.1:6379 for scale-out)",
+        "python -m bench --quick   # a smoke run of about 5 minutes",
+        "python -m bench --only fanout --n 50,200 --servers product,channels",
+        "python -m bench --report-only bench/results/latest.json",
+        "```",
+        "",
+        f"This report: `{meta['command']}`. Every server runs in its own process on a free "
+        "loopback port, started by the bench; the load generator runs in separate processes "
+        "(`bench/loadgen.py`) and measures its own CPU.",
+        "",
+        "## Targets (issues 5 and 6)",
+        "",
+        *_table(["target", "measured", "status"], targets),
+    ]
+    if plot_name:
+        lines += [f"![deliveries per second and latency against N]({plot_name})", ""]
+    lines += sections
+    notes = list(meta.get("notes") or [])
+    for name in ("fanout", "handshake", "idle", "scaleout", "files"):
+        entry = results.get(name, {})
+        if isinstance(entry, dict) and "error" in entry:
+            notes.append(f"{name}: {entry['error']}")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], path: Path) -> bool:
+    """Deliveries/s against N per server, latency percentiles, and scale-out; False if no data."""
+    fan = results.get("fanout", {})
+    if "servers" not in fan:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -r requirements-dev.txt)")
+        return False
+    scale = results.get("scaleout", {}).get("configs")
+    panels = 3 if scale else 2
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8))
+    ns = fan["n_values"]
+    for name, server in fan["servers"].items():
+        points = server.get("points")
+        if not points:
+            continue
+        xs = [n for n in ns if str(n) in points]
+        axes[0].plot(xs, [points[str(n)]["deliveries_per_s"] for n in xs], marker="o", label=name)
+        p50 = [points[str(n)]["latency"]["p50_ms"] for n in xs]
+        p99 = [points[str(n)]["latency"]["p99_ms"] for n in xs]
+        (line,) = axes[1].plot(xs, p50, marker="o", label=f"{name} p50")
+        axes[1].plot(
+            xs, p99, marker="x", linestyle="--", color=line.get_color(), label=f"{name} p99"
+        )
+    axes[0].set(title="Fan-out at saturation", xlabel="receivers N", ylabel="deliveries / s")
+    axes[0].set_yscale("log")
+    axes[1].set(
+        title=f"Latency at {fan['config']['rate']:g} msg/s", xlabel="receivers N", ylabel="ms"
+    )
+    axes[1].set_yscale("log")
+    if scale:
+        for key, entry in scale.items():
+            xs = [int(p) for p, v in entry["points"].items() if "deliveries_per_s" in v]
+            ys = [entry["points"][str(p)]["deliveries_per_s"] for p in xs]
+            if xs:
+                axes[2].plot(xs, ys, marker="o", label=key)
+        axes[2].set(
+            title=f"Scale-out on Redis, N={results['scaleout']['n']}",
+            xlabel="server processes",
+            ylabel="deliveries / s",
+        )
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    if results["meta"].get("quick"):
+        fig.suptitle("quick smoke run: not the benchmark", color="red")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write benchmarks.md (and benchmarks.png when there is fan-out data) into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / "benchmarks.png"
+    has_plot = plot(results, png)
+    md = out_dir / "benchmarks.md"
+    md.write_text(render(results, png.name if has_plot else None))
+    return [md, png] if has_plot else [md]
+
+
+if __name__ == "__main__":  # python -m bench.report RESULTS_JSON [OUT_DIR]
+    import json
+
+    data = json.loads(Path(sys.argv[1]).read_text())
+    for written in write(data, Path(sys.argv[2] if len(sys.argv) > 2 else "docs")):
+        print(f"wrote {written}")
