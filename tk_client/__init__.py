@@ -1,0 +1,21 @@
+"""The chat clients: desktop (``python -m tk_client``) and terminal (``python -m tk_client.cli``).
+
+The package follows idlelib's split between logic and window:
+
+- :mod:`tk_client.session` -- the network: one WebSocket on a background thread,
+  ``chatproto``'s handshake and records, reconnection and the outbox. No tkinter.
+  :mod:`tk_client.events` holds what it reports, :mod:`tk_client.transport` the
+  WebSocket underneath.
+- :mod:`tk_client.controller` -- what the user's input means and the state of the
+  conversations (rooms, private chats, users, unread counts). No tkinter.
+- :mod:`tk_client.completion` -- Tab completion, Tk-free like idlelib's autocomplete.
+- :mod:`tk_client.known_servers` -- the pinned server keys (trust on first use);
+  :mod:`tk_client.address` -- server addresses; :mod:`tk_client.config` -- the
+  user's config folder and remembered settings.
+- :mod:`tk_client.views` -- the Tk widgets only; :mod:`tk_client.gui` wires them up.
+- :mod:`tk_client.cli` -- the same session and controller in a terminal.
+
+Threads meet in exactly one place: the session's thread puts events on a
+``queue.Queue`` that the user interface drains (Tk with ``after()``, the terminal
+client in its main loop).
+"""

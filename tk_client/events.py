@@ -1,0 +1,179 @@
+"""What the session tells the user interface: events, and the state of each request.
+
+Every class here is a frozen dataclass, so an event can cross from the network
+thread to the user interface's thread without being changed underway.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chatproto.framing import FileChunk
+
+from .known_servers import changed_key_warning
+
+
+class Phase(enum.Enum):
+    IDLE = "idle"  # not connected; waiting for the user (an address, a password, a trust decision)
+    CONNECTING = "connecting"
+    CONNECTED = "connected"  # greeting verified, not logged in
+    LOGGING_IN = "logging in"
+    ONLINE = "online"  # logged in
+    RECONNECTING = "reconnecting"  # the connection dropped; waiting ``retry_at`` to try again
+    STOPPED = "stopped"  # for good: closed, or a failure that retrying cannot fix
+
+
+@dataclass(frozen=True)
+class PhaseChanged:
+    phase: Phase
+    detail: str = ""  # human words: why we are reconnecting, what failed
+    retry_at: float | None = None  # time.monotonic() of the next attempt (RECONNECTING)
+
+
+@dataclass(frozen=True)
+class TrustRequired:
+    """First contact with this server: show the fingerprint; then ``trust()`` or ``close()``."""
+
+    address: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class KeyChanged:
+    """The server presented another key than the pinned one; the session stopped."""
+
+    address: str
+    expected: str
+    received: str
+
+    @property
+    def message(self) -> str:
+        return changed_key_warning(self.address, self.expected, self.received)
+
+
+@dataclass(frozen=True)
+class Greeted:
+    """The greeting opened (key confirmed). ``greeting["registration"]`` says if sign-up is open."""
+
+    greeting: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ConnectFailed:
+    """Connecting failed before the first login; the session waits for the user to try again."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class LoginRejected:
+    """``login_failed`` / ``register_failed`` / an ``error`` answering the login, in human words."""
+
+    reason: str
+    message: str
+    retry_after: int | None = None
+    registering: bool = False
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """``login_ok``; ``again`` is True after a reconnect (fetch what was missed)."""
+
+    username: str
+    rooms: list[dict[str, Any]]
+    again: bool
+
+
+class RequestState(enum.Enum):
+    QUEUED = "queued"  # not on the wire yet (not logged in, or disconnected)
+    SENT = "sent"  # written to the connection; no answer yet
+    DONE = "done"  # answered (ack, rooms, history...)
+    FAILED = "failed"  # answered with an error, or could not be sent
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """A snapshot of one outbox item; ``message`` is what goes on the wire (with ``id``)."""
+
+    id: str
+    message: dict[str, Any]
+    state: RequestState
+    error: str | None = None  # human words when FAILED
+    code: str | None = None  # the error code, when the server answered with one
+    uncertain: bool = False  # FAILED after being sent: it may have reached the server
+
+    @property
+    def type(self) -> str:
+        return self.message["type"]
+
+
+@dataclass(frozen=True)
+class RequestUpdate:
+    """An outbox item changed state; ``answer`` is the server's direct answer, if any."""
+
+    request: RequestStatus
+    answer: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Received:
+    """A server message that answers none of our requests (a push)."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChunkArrived:
+    """A file chunk record (for a transfer hook; ignored when nobody takes it)."""
+
+    chunk: FileChunk
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """The session ended and will not reconnect; ``message`` tells the user what to do."""
+
+    reason: str
+    message: str
+
+
+SessionEvent = (
+    PhaseChanged
+    | TrustRequired
+    | KeyChanged
+    | Greeted
+    | ConnectFailed
+    | LoginRejected
+    | LoggedIn
+    | RequestUpdate
+    | Received
+    | ChunkArrived
+    | Stopped
+)
+Hook = Callable[[SessionEvent], bool]
+
+
+class NotConnected(Exception):
+    """A request the session cannot take now: it ended, or a connection-bound message offline."""
+
+
+# Human words for the answers of PROTOCOL.md 3.1 and 3.2.
+LOGIN_FAILED_MESSAGES = {
+    "invalid_credentials": "Wrong username or password.",
+    "otp_required": "This account needs a one-time code from its authenticator app.",
+}
+SESSION_ENDED_MESSAGES = {
+    "deactivated": "Your account was deactivated by an administrator.",
+    "ended_by_admin": "An administrator ended your session.",
+}
+
+
+def rate_limited_message(retry_after: int | None) -> str:
+    if retry_after:
+        unit = "second" if retry_after == 1 else "seconds"
+        return f"Too many failed attempts. Try again in {retry_after} {unit}."
+    return "Too many failed attempts. Try again later."

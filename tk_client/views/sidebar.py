@@ -1,0 +1,216 @@
+"""The two lists beside the messages: conversations (left, dark) and users (right)."""
+
+from __future__ import annotations
+
+import tkinter as tk
+from collections.abc import Callable
+from tkinter import ttk
+
+from ..controller import ChatController
+from ..model import ConversationKey, room_key
+from . import theme
+from .tkutil import release_images
+
+ONLINE = "\u25cf"  # ●
+OFFLINE = "\u25cb"  # ○
+
+
+class ConversationList(ttk.Frame):
+    """Rooms, private rooms and private chats with unread counts; other rooms to join.
+
+    ``on_select(key)`` when the user picks a conversation; ``on_join(room)`` when
+    they open a public room they are not in.
+    """
+
+    def __init__(
+        self,
+        master: tk.Misc,
+        fonts: theme.Fonts,
+        on_select: Callable[[ConversationKey], None],
+        on_join: Callable[[str], None],
+    ) -> None:
+        super().__init__(master, style="Sidebar.TFrame", width=230)
+        self.on_select = on_select
+        self.on_join = on_join
+        self._keys: dict[str, ConversationKey] = {}
+        self._joinable: dict[str, str] = {}
+        self._updating = False
+        self.server_label = ttk.Label(self, text="", style="Sidebar.TLabel")
+        self.server_label.pack(anchor="w", padx=16, pady=(14, 0))
+        self.user_label = ttk.Label(self, text="", style="SidebarSub.TLabel")
+        self.user_label.pack(anchor="w", padx=16, pady=(0, 10))
+        self.tree = ttk.Treeview(
+            self, style="Sidebar.Treeview", show="tree", columns=("unread",), selectmode="browse"
+        )
+        self.tree.column("#0", width=170, stretch=True)
+        self.tree.column("unread", width=44, anchor="e", stretch=False)
+        self.tree.tag_configure("section", foreground=theme.SIDEBAR_MUTED, font=fonts.small_bold)
+        self.tree.tag_configure("unread", foreground=theme.SIDEBAR_UNREAD, font=fonts.list_bold)
+        self.tree.tag_configure("joinable", foreground=theme.SIDEBAR_MUTED)
+        self.tree.pack(fill="both", expand=True, padx=(6, 0), pady=(0, 8))
+        self.tree.bind("<<TreeviewSelect>>", self._selected)
+        self.tree.bind("<Double-1>", self._activated)
+        self.tree.bind("<Return>", self._activated)
+
+    def update_from(self, controller: ChatController) -> None:
+        """Rebuild the list from the controller's rooms and conversations."""
+        self._updating = True
+        try:
+            self.tree.delete(*self.tree.get_children())
+            self._keys.clear()
+            self._joinable.clear()
+            me = controller.username or ""
+            self.user_label.configure(text=f"{ONLINE} {me}" if me else "")
+            self.server_label.configure(text=controller.server_name or "Chat")
+            joined = controller.joined_rooms()
+            public = [r for r in joined if not r.private]
+            private = [r for r in joined if r.private]
+            self._section("rooms", "ROOMS")
+            for room in public:
+                self._item("rooms", room_key(room.name), f"#  {room.name}", controller)
+            if private:
+                self._section("private", "PRIVATE ROOMS")
+                for room in private:
+                    self._item("private", room_key(room.name), f"\u25c6  {room.name}", controller)
+            self._section("chats", "DIRECT MESSAGES")
+            for key in controller.private_chats():
+                dot = ONLINE if key.name in controller.online else OFFLINE
+                self._item("chats", key, f"{dot}  {key.name}", controller)
+            others = controller.other_rooms()
+            if others:
+                self._section("others", "OTHER ROOMS")
+                for room in others:
+                    iid = f"join:{room.name}"
+                    self._joinable[iid] = room.name
+                    self.tree.insert(
+                        "others", "end", iid=iid, text=f"#  {room.name}", tags=("joinable",)
+                    )
+            current = self._iid(controller.current)
+            if self.tree.exists(current):
+                self.tree.selection_set(current)
+                self.tree.see(current)
+        finally:
+            self._updating = False
+
+    def _section(self, iid: str, title: str) -> None:
+        self.tree.insert("", "end", iid=iid, text=title, open=True, tags=("section",))
+
+    @staticmethod
+    def _iid(key: ConversationKey) -> str:
+        return f"{key.kind}:{key.name}"
+
+    def _item(
+        self, parent: str, key: ConversationKey, text: str, controller: ChatController
+    ) -> None:
+        conversation = controller.conversations.get(key)
+        unread = conversation.unread if conversation else 0
+        iid = self._iid(key)
+        self._keys[iid] = key
+        self.tree.insert(
+            parent,
+            "end",
+            iid=iid,
+            text=text,
+            values=(str(unread) if unread else "",),
+            tags=("unread",) if unread else (),
+        )
+
+    def _selected(self, event: object = None) -> None:
+        if self._updating:
+            return
+        selection = self.tree.selection()
+        if selection and selection[0] in self._keys:
+            self.on_select(self._keys[selection[0]])
+
+    def _activated(self, event: object = None) -> None:
+        selection = self.tree.selection()
+        if selection and selection[0] in self._joinable:
+            self.on_join(self._joinable[selection[0]])
+
+
+def _mix(colour: str, background: str, amount: float) -> str:
+    """``amount`` of ``colour`` over ``background`` (Tk images have no partial transparency)."""
+    c = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    b = [int(background[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(
+        f"{round(x * amount + y * (1 - amount)):02x}" for x, y in zip(c, b, strict=True)
+    )
+
+
+def dot_image(
+    master: tk.Misc, colour: str, background: str, *, hollow: bool = False, size: int = 10
+) -> tk.PhotoImage:
+    """A small anti-aliased filled (or ring) circle, drawn pixel by pixel."""
+    image = tk.PhotoImage(master=master, width=size + 4, height=size)
+    centre = (size - 1) / 2
+    outer, inner = size / 2, size / 2 - 1.6
+    for y in range(size):
+        for x in range(size):
+            distance = ((x - centre) ** 2 + (y - centre) ** 2) ** 0.5
+            amount = min(1.0, max(0.0, outer - distance))  # fade over the last pixel
+            if hollow:
+                amount = min(amount, min(1.0, max(0.0, distance - inner)))
+            if amount > 0.05:
+                image.put(_mix(colour, background, amount), (x, y))
+    return image
+
+
+class UserList(ttk.Frame):
+    """Everyone, online first; double-click calls ``on_open(username)``."""
+
+    def __init__(self, master: tk.Misc, fonts: theme.Fonts, on_open: Callable[[str], None]) -> None:
+        super().__init__(master, style="Users.TFrame", width=190)
+        self.on_open = on_open
+        self.tree = ttk.Treeview(self, style="Users.Treeview", show="tree", selectmode="browse")
+        self.tree.column("#0", width=180, stretch=True)
+        self.tree.tag_configure("section", foreground=theme.MUTED, font=fonts.small_bold)
+        self.tree.tag_configure("online", foreground=theme.TEXT)
+        self.tree.tag_configure("offline", foreground=theme.FAINT)
+        self.tree.pack(fill="both", expand=True, padx=(8, 0), pady=(12, 8))
+        self.tree.bind("<Double-1>", self._open)
+        self.tree.bind("<Return>", self._open)
+        self._users: dict[str, str] = {}
+        self._online_dot = dot_image(self, theme.SUCCESS, theme.USERS_BACKGROUND)
+        self._offline_dot = dot_image(self, theme.FAINT, theme.USERS_BACKGROUND, hollow=True)
+
+    def destroy(self) -> None:
+        super().destroy()
+        release_images(self._online_dot, self._offline_dot)
+
+    def update_from(self, controller: ChatController) -> None:
+        self.tree.delete(*self.tree.get_children())
+        self._users.clear()
+        me = controller.username
+        online = [u for u in controller.all_users if u in controller.online]
+        offline = [u for u in controller.all_users if u not in controller.online]
+        self.tree.insert(
+            "",
+            "end",
+            iid="online",
+            text=f"ONLINE \u2014 {len(online)}",
+            open=True,
+            tags=("section",),
+        )
+        for user in online:
+            label = f" {user}" + ("  (you)" if user == me else "")
+            self._add("online", user, label, "online", self._online_dot)
+        self.tree.insert(
+            "",
+            "end",
+            iid="offline",
+            text=f"OFFLINE \u2014 {len(offline)}",
+            open=True,
+            tags=("section",),
+        )
+        for user in offline:
+            self._add("offline", user, f" {user}", "offline", self._offline_dot)
+
+    def _add(self, parent: str, user: str, label: str, tag: str, image: tk.PhotoImage) -> None:
+        iid = f"user:{user}"
+        self._users[iid] = user
+        self.tree.insert(parent, "end", iid=iid, text=label, tags=(tag,), image=image)
+
+    def _open(self, event: object = None) -> None:
+        selection = self.tree.selection()
+        if selection and selection[0] in self._users:
+            self.on_open(self._users[selection[0]])
