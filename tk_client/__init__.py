@@ -12,10 +12,12 @@ The package follows idlelib's split between logic and window:
 - :mod:`tk_client.known_servers` -- the pinned server keys (trust on first use);
   :mod:`tk_client.address` -- server addresses; :mod:`tk_client.config` -- the
   user's config folder and remembered settings.
+- :mod:`tk_client.file_transfers` -- file transfers of a session (a worker thread
+  each), over :mod:`tk_client.transfers` (streaming, verified files). No tkinter.
 - :mod:`tk_client.views` -- the Tk widgets only; :mod:`tk_client.gui` wires them up.
 - :mod:`tk_client.cli` -- the same session and controller in a terminal.
 
-Threads meet in exactly one place: the session's thread puts events on a
-``queue.Queue`` that the user interface drains (Tk with ``after()``, the terminal
-client in its main loop).
+Threads meet in exactly one place: the session's thread and the file transfers'
+workers put events on a ``queue.Queue`` that the user interface drains (Tk with
+``after()``, the terminal client in its main loop).
 """

@@ -27,9 +27,17 @@ the desktop client: on first use a terminal asks, a script passes ``--trust
 FINGERPRINT``, and a changed key is refused (``--forget-server ADDRESS`` forgets
 the old one after the administrator confirmed the change).
 
+Files: ``/file USER PATH`` offers a file; its progress shows on stderr (one
+updating line on a terminal, a line every 10% otherwise). An incoming offer is
+asked about on the terminal (accept? then where to save it); a script passes
+``--accept-files DIR`` to accept every offer into DIR, and without either the
+offer is declined. A received file appears only once complete and verified
+(size and SHA-256); at EOF the client waits for its transfers to end.
+
 Exit codes: 0 after EOF, ``/quit`` or Ctrl+C with everything sent; 1 connection
-failed or lost for good, or messages left unsent; 2 usage; 3 server key not
-trusted (refused, or changed); 4 login refused.
+failed or lost for good, messages left unsent, or a file offered was not
+delivered; 2 usage; 3 server key not trusted (refused, or changed); 4 login
+refused.
 """
 
 from __future__ import annotations
@@ -39,11 +47,15 @@ import contextlib
 import getpass
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
 import unicodedata
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from .address import AddressError, ServerAddress, parse_address
@@ -58,14 +70,18 @@ from .events import (
     Stopped,
     TrustRequired,
 )
+from .file_transfers import Stage, TransferChanged, TransferError, TransferInfo, TransferManager
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey, MessageState
 from .session import ChatSession
+from .transfers import format_size, incoming_destination
 
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_LOGIN = 0, 1, 2, 3, 4
 EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
 POLL_SECONDS = 0.2  # the main loop's tick, so Ctrl+C is noticed at once
 USERS_WAIT_SECONDS = 5.0  # after login_ok, how long input waits for the list of users
+PROGRESS_LINE_SECONDS = 30.0  # without a terminal: a progress line at least this often
+BAR_WIDTH = 20  # characters of the progress bar on a terminal
 
 
 @dataclass(frozen=True)
@@ -76,6 +92,15 @@ class _Line:
 @dataclass(frozen=True)
 class _EndOfInput:
     pass
+
+
+@dataclass
+class _Question:
+    """An incoming offer being asked about on the terminal: accept it, then where to save it."""
+
+    info: TransferInfo
+    step: str = "accept"  # then "where"
+    default: Path | None = None
 
 
 def printable(text: str) -> str:
@@ -120,11 +145,54 @@ class TerminalView(ControllerView):
         self._online: set[str] | None = None
         self._reconnecting = False
         self._current: ConversationKey | None = None
+        # File transfers: the client decides about offers; progress goes to stderr.
+        self.on_offer: Callable[[TransferInfo], bool] = lambda offer: False
+        self._terminal = _isatty(err)
+        # The last line of the terminal: a question waiting for its answer, else the progress.
+        self._prompt = ""
+        self._status = ""
+        self._running: dict[str, TransferInfo] = {}
+        self._last_line: dict[str, tuple[Stage, int, float]] = {}  # stage, tenth, time
 
     def _write(self, stream: TextIO, text: str) -> None:
         with self._lock:
+            self._lift()
             stream.write(text + "\n")
             stream.flush()
+            self._restore()
+
+    def _lift(self) -> None:
+        """Clear the question or progress line, to print a line above it (lock held)."""
+        if self._prompt or self._status:
+            self.err.write("\r\x1b[K" if self._terminal else "\n")
+            self.err.flush()
+
+    def _restore(self) -> None:
+        bottom = self._prompt or self._status
+        if bottom:
+            self.err.write(bottom)
+            self.err.flush()
+
+    def prompt(self, text: str) -> None:
+        """Ask on stderr; the next line typed is the answer (then :meth:`answered`)."""
+        with self._lock:
+            self._lift()
+            self._prompt = text
+            self._restore()
+
+    def answered(self) -> None:
+        """The user pressed Enter after a question: the cursor is on a new line."""
+        with self._lock:
+            self._prompt = ""
+            self._restore()
+
+    def withdraw_prompt(self) -> None:
+        """The question went away unanswered (the offer ended): erase it."""
+        with self._lock:
+            if self._prompt:
+                self._lift()
+                self._prompt = ""
+                self._restore()
 
     def message_added(self, key: ConversationKey, message: ChatMessage) -> None:
         if message.notice:
@@ -185,6 +253,82 @@ class TerminalView(ControllerView):
     def quit(self) -> None:
         self.quit_requested = True
 
+    # --- file transfers ---------------------------------------------------------------------
+
+    def file_offered(self, offer: TransferInfo) -> bool:
+        if self.on_offer(offer):
+            return True
+        self._write(self.err, "* to accept files without a terminal, run with --accept-files DIR")
+        return False
+
+    def transfer_changed(self, info: TransferInfo) -> None:
+        if info.over:
+            self._running.pop(info.transfer, None)
+            self._last_line.pop(info.transfer, None)
+        else:
+            self._running[info.transfer] = info
+        if self._terminal:
+            self._redraw()
+        elif not info.over:
+            self._progress_line(info)
+
+    def _redraw(self) -> None:
+        """One updating line on the terminal: the oldest running transfer, and how many more."""
+        line = ""
+        if self._running:
+            infos = list(self._running.values())
+            line = progress_bar(infos[0])
+            if len(infos) > 1:
+                line += f"  (+{len(infos) - 1} more)"
+            width = shutil.get_terminal_size((80, 24)).columns
+            line = line[: max(10, width - 1)]
+        with self._lock:
+            if not self._prompt:  # never over a question being answered
+                self.err.write("\r\x1b[K" + line)
+                self.err.flush()
+            self._status = line
+
+    def _progress_line(self, info: TransferInfo) -> None:
+        """Without a terminal: a line when the stage changes, then every 10% or 30 seconds."""
+        now = time.monotonic()
+        tenth = int(info.fraction * 10)
+        last = self._last_line.get(info.transfer)
+        if last is not None:
+            stage, last_tenth, when = last
+            if stage is info.stage and tenth == last_tenth and now - when < PROGRESS_LINE_SECONDS:
+                return
+        self._last_line[info.transfer] = (info.stage, tenth, now)
+        self._write(self.err, f"* {printable(describe_running(info))}")
+
+
+def describe_running(info: TransferInfo) -> str:
+    """``sending report.pdf to bob: 4.0 MiB of 10.0 MiB (40%), 12.1 MiB/s, 1 s left``."""
+    if info.stage is Stage.RUNNING:
+        where = f"to {info.peer}" if info.outgoing else f"from {info.peer}"
+        verb = "sending" if info.outgoing else "receiving"
+        return f"{verb} {info.name} {where}: {info.progress}"
+    if info.stage is Stage.PREPARING:
+        return f"{info.message}: {info.progress}"
+    return info.message
+
+
+def progress_bar(info: TransferInfo) -> str:
+    """``report.pdf -> bob [#########...........] 45% 4.5 MiB of 10.0 MiB, 5 MiB/s, 1 s left``."""
+    arrow = f"{info.name} -> {info.peer}" if info.outgoing else f"{info.name} <- {info.peer}"
+    if info.stage not in (Stage.RUNNING, Stage.PREPARING):
+        return printable(f"{arrow}: {info.message}")
+    filled = int(info.fraction * BAR_WIDTH)
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    label = "checksum " if info.stage is Stage.PREPARING else ""
+    return printable(f"{arrow} [{bar}] {label}{info.progress}")
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -203,6 +347,12 @@ def _parser() -> argparse.ArgumentParser:
         help="on first use, trust the server only if its key has this fingerprint (for scripts)",
     )
     parser.add_argument("--otp", metavar="CODE", help="one-time code, where the account needs one")
+    parser.add_argument(
+        "--accept-files",
+        metavar="DIR",
+        help="accept every file offered to you, saving it in DIR (for scripts; "
+        "otherwise you are asked, or offers are declined without a terminal)",
+    )
     parser.add_argument(
         "--forget-server",
         metavar="ADDRESS",
@@ -298,9 +448,15 @@ class TerminalClient:
             address, known_servers or KnownServers(), self.events, expected_fingerprint=args.trust
         )
         self.view = TerminalView(stdout, stderr)
-        self.controller = ChatController(self.session, self.view, autoload_history=False)
+        self.transfers = TransferManager(self.session, self.events)
+        self.controller = ChatController(
+            self.session, self.view, transfers=self.transfers, autoload_history=False
+        )
         self.view.controller = self.controller
+        self.view.on_offer = self._on_offer
         self._password = password
+        self._questions: deque[_Question] = deque()  # offers waiting for the user's answer
+        self._undelivered = 0  # files offered by the user that did not arrive
 
     def error(self, text: str) -> None:
         self.view._write(self.view.err, text)
@@ -326,6 +482,7 @@ class TerminalClient:
         except KeyboardInterrupt:
             return EXIT_OK
         finally:
+            self.transfers.close()  # cancels what is still open: no partial file stays
             self.session.close()
 
     def _drain(self) -> None:
@@ -336,7 +493,21 @@ class TerminalClient:
             except queue.Empty:
                 return
             if not isinstance(event, _Line | _EndOfInput | Stopped | KeyChanged):
-                self.controller.handle(event)
+                self._handle(event)
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, TransferChanged) and event.info.over:
+            info = event.info
+            if info.outgoing and info.stage is Stage.FAILED:
+                self._undelivered += 1
+            if self._questions and self._questions[0].info.transfer == info.transfer:
+                self._questions.popleft()
+                self.view.withdraw_prompt()
+                self.controller.handle(event)  # its notice says why, before the next question
+                self._ask()
+                return
+            self._questions = deque(q for q in self._questions if q.info.transfer != info.transfer)
+        self.controller.handle(event)
 
     def _next(self) -> Any:
         """The next event, or None after a short wait (so Ctrl+C and deadlines are noticed)."""
@@ -425,9 +596,12 @@ class TerminalClient:
                 deadline = time.monotonic() + EOF_GRACE_SECONDS
             if deadline is not None:
                 pending = self.session.pending()
-                if not pending:
+                if self.transfers.busy():
+                    # Transfers end by themselves: done, declined, expired (5 minutes), lost.
+                    deadline = max(deadline, time.monotonic() + EOF_GRACE_SECONDS)
+                elif not pending:
                     self._drain()  # the answers are queued already; print them before leaving
-                    return EXIT_OK
+                    return EXIT_CONNECTION if self._undelivered else EXIT_OK
                 if time.monotonic() > deadline:
                     for request in pending:
                         if request.type in ("send", "pm"):
@@ -437,9 +611,15 @@ class TerminalClient:
             if event is None:
                 continue
             if isinstance(event, _Line):
-                if deadline is None:
+                if self._questions:
+                    self._answer(event.text)
+                elif deadline is None:
                     self.controller.submit(event.text)
             elif isinstance(event, _EndOfInput):
+                if self._questions:
+                    self.view.withdraw_prompt()
+                while self._questions:  # nobody is left to answer them
+                    self.transfers.decline(self._questions.popleft().info.transfer)
                 if deadline is None:
                     deadline = time.monotonic() + EOF_GRACE_SECONDS
             elif isinstance(event, Stopped):
@@ -449,7 +629,75 @@ class TerminalClient:
                 self.error(event.message)
                 return EXIT_UNTRUSTED
             else:
-                self.controller.handle(event)
+                self._handle(event)
+
+    # --- incoming files ---------------------------------------------------------------------
+
+    def _on_offer(self, offer: TransferInfo) -> bool:
+        """Accept into --accept-files, or ask on the terminal; False: nobody to ask (declined)."""
+        folder = self.args.accept_files
+        if folder:
+            try:
+                path = self.transfers.accept_into(offer.transfer, folder)
+            except TransferError as exc:
+                self.error(f"error: {printable(offer.peer)}'s file {printable(offer.name)}: {exc}")
+                self.transfers.decline(offer.transfer)
+                return True
+            self.error(
+                f"* receiving {printable(offer.name)} ({format_size(offer.size)}) from "
+                f"{printable(offer.peer)} into {printable(str(path))}"
+            )
+            return True
+        if not self.interactive:
+            return False
+        self._questions.append(_Question(offer))
+        if len(self._questions) == 1:
+            self._ask()
+        return True
+
+    def _ask(self) -> None:
+        if not self._questions:
+            return
+        question = self._questions[0]
+        info = question.info
+        if question.step == "accept":
+            self.view.prompt(
+                f"{printable(info.peer)} offers you the file {printable(info.name)} "
+                f"({format_size(info.size)}). Accept? [y/N] "
+            )
+        else:
+            self.view.prompt(f"Save as [{printable(str(question.default))}]: ")
+
+    def _answer(self, text: str) -> None:
+        self.view.answered()
+        question = self._questions[0]
+        info = question.info
+        answer = text.strip()
+        if question.step == "accept":
+            if answer.lower() not in ("y", "yes"):
+                self._questions.popleft()
+                self.transfers.decline(info.transfer)
+                self._ask()
+                return
+            try:
+                question.default = incoming_destination(Path.cwd(), info.name)
+            except (OSError, ValueError):
+                question.default = Path(info.name)
+            question.step = "where"
+            self._ask()
+            return
+        destination = Path(os.path.expanduser(answer)) if answer else question.default
+        try:
+            path = self.transfers.accept(info.transfer, destination)
+        except TransferError as exc:
+            self.error(f"error: {exc}")
+            if not self.transfers.answerable(info.transfer):
+                self._questions.popleft()
+            self._ask()
+            return
+        self._questions.popleft()
+        self.error(f"* receiving {printable(info.name)} into {printable(str(path))}")
+        self._ask()
 
 
 def forget_server(text: str, known: KnownServers, out: TextIO) -> int:
@@ -492,6 +740,9 @@ def main(
         address = parse_address(args.server)
     except AddressError as exc:
         print(f"error: {exc}", file=stderr)
+        return EXIT_USAGE
+    if args.accept_files and not os.path.isdir(args.accept_files):
+        print(f"error: --accept-files {args.accept_files}: no such folder", file=stderr)
         return EXIT_USAGE
     password = _read_password(args, address)
     if not password:

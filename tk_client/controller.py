@@ -50,6 +50,7 @@ from .events import (
     Stopped,
     TrustRequired,
 )
+from .file_transfers import FileOffered, Stage, TransferChanged, TransferError, TransferInfo
 from .model import (
     LOBBY,
     ChatMessage,
@@ -104,11 +105,23 @@ class ControllerView:
     def choose_file(self, user: str) -> None:
         """``/file USER`` without a path: ask the user for one (a file dialog)."""
 
+    def file_offered(self, offer: TransferInfo) -> bool:
+        """Someone offers a file: True if the view asks the user (else it is declined)."""
+        return False
+
+    def transfer_changed(self, info: TransferInfo) -> None:
+        """A file transfer's stage or progress changed (for progress bars)."""
+
 
 class Transfers(Protocol):
-    """The file-transfer side (issue 5): offers files, and takes the ``file_*`` messages."""
+    """The file-transfer side (:class:`tk_client.file_transfers.TransferManager`).
+
+    ``offer`` raises :class:`~tk_client.file_transfers.TransferError` with words
+    for the user when it cannot start.
+    """
 
     def offer(self, user: str, path: str) -> None: ...
+    def decline(self, transfer: str) -> None: ...
     def handle(self, message: dict[str, Any]) -> bool: ...
 
 
@@ -211,6 +224,7 @@ class ChatController:
         self.conversations: dict[ConversationKey, Conversation] = {}
         self.current = room_key(LOBBY)
         self._pending: dict[str, _Pending] = {}
+        self._declined_here: set[str] = set()  # offers this controller declined for the view
         self.completer = Completer(
             list(COMMANDS) + list(ALIASES),
             {name: c.arguments for name, c in COMMANDS.items()}
@@ -370,6 +384,13 @@ class ChatController:
         user, _, path = args.partition(" ")
         if not user:
             return self._usage("file")
+        return self.send_file(user, path)
+
+    def send_file(self, user: str, path: str = "") -> bool:
+        """Offer ``user`` the file at ``path`` (``/file``, the Send file button, a drop).
+
+        Without a path the view asks for one. False when refused (a notice says why).
+        """
         if not self._check_user("file", user):
             return False
         if user == self.username:
@@ -378,10 +399,17 @@ class ChatController:
         if self.transfers is None:
             self._notice("Sending files is not available in this version yet.", "error")
             return False
-        if not path.strip():
+        path = path.strip()
+        if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":
+            path = path[1:-1]  # pasted or dropped into a terminal with quotes around it
+        if not path:
             self.view.choose_file(user)
             return True
-        self.transfers.offer(user, path.strip())
+        try:
+            self.transfers.offer(user, path)
+        except TransferError as exc:
+            self._notice(f"Not sent: {exc}", "error")
+            return False
         return True
 
     def _cmd_join(self, args: str) -> bool:
@@ -569,6 +597,28 @@ class ChatController:
             event, TrustRequired | KeyChanged | ConnectFailed | LoginRejected | Stopped
         ):
             self.view.session_event(event)
+        elif isinstance(event, FileOffered | TransferChanged):
+            self._on_transfer(event)
+
+    def _on_transfer(self, event: FileOffered | TransferChanged) -> None:
+        info = event.info
+        if isinstance(event, FileOffered):
+            if not self.view.file_offered(info) and self.transfers is not None:
+                self._declined_here.add(info.transfer)
+                self.transfers.decline(info.transfer)
+                self._notice(
+                    f"{info.peer} offered you the file {info.name}, but this client cannot ask "
+                    "you where to save it; it was declined.",
+                    "error",
+                )
+            return
+        self.view.transfer_changed(info)
+        if info.over and info.transfer not in self._declined_here:
+            chosen = info.local and info.reason in ("rejected", "cancelled")  # the user's choice
+            failed = info.stage is Stage.FAILED and not chosen
+            self._notice(info.message, "error" if failed else "info")
+        if info.over:
+            self._declined_here.discard(info.transfer)
 
     def _on_logged_in(self, event: LoggedIn) -> None:
         self.username = event.username

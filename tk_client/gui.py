@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import queue
 import sys
 import tkinter as tk
@@ -30,6 +31,7 @@ from .events import (
     Stopped,
     TrustRequired,
 )
+from .file_transfers import TransferError, TransferInfo, TransferManager
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey
 from .session import ChatSession
@@ -37,6 +39,13 @@ from .views.dialogs import KeyChangedDialog, TrustDialog
 from .views.login import LoginView
 from .views.main_window import MainView
 from .views.theme import apply_theme
+from .views.transfers import (
+    OfferPrompt,
+    RecipientDialog,
+    ask_open_path,
+    ask_save_path,
+    enable_file_drop,
+)
 
 PUMP_MS = 30  # how often the session's queue is drained
 EVENTS_PER_PUMP = 300  # at most this many per turn, so the window stays responsive
@@ -67,6 +76,10 @@ class App(ControllerView):
         self.fonts = apply_theme(root)
         self.session: ChatSession | None = None
         self.controller: ChatController | None = None
+        self.transfers: TransferManager | None = None
+        self.offer_prompts: dict[str, OfferPrompt] = {}
+        self.drop_enabled = False
+        self.recipient_dialog: RecipientDialog | None = None
         self.address: ServerAddress | None = None
         self.events: queue.Queue[Any] = queue.Queue()
         self.login_view: LoginView | None = None
@@ -133,8 +146,16 @@ class App(ControllerView):
             address=self.address.key,
             on_quit=self.quit,
             on_reconnect=self._reconnect_now,
+            on_send_file=self._send_file_clicked,
+            on_cancel_transfer=self._cancel_transfer,
         )
         self.main_view.pack(fill="both", expand=True)
+        self.drop_enabled = enable_file_drop(self.main_view, self._files_dropped)
+        if self.drop_enabled:
+            self.main_view.default_hint += "  \u00b7  drop a file here to send it"
+            self.main_view.hint.configure(text=self.main_view.default_hint)
+        for info in self.transfers.transfers() if self.transfers else ():
+            self.main_view.transfers.show(info)
         self.main_view.focus_input()
 
     # --- the session --------------------------------------------------------------------------
@@ -144,16 +165,23 @@ class App(ControllerView):
         self.address = address
         self.events = queue.Queue()
         self.session = ChatSession(address, self.known_servers, self.events)
-        self.controller = ChatController(self.session, self)
+        self.transfers = TransferManager(self.session, self.events)
+        self.controller = ChatController(self.session, self, transfers=self.transfers)
         self.session.start()
         if self.login_view is not None:
             self.login_view.show_connecting(address.key)
 
     def _end_session(self) -> None:
+        if self.transfers is not None:
+            self.transfers.close()  # cancels them: no partial file stays behind
         if self.session is not None:
             self.session.close()
+        for prompt in self.offer_prompts.values():
+            prompt.destroy()
+        self.offer_prompts.clear()
         self.session = None
         self.controller = None
+        self.transfers = None
 
     def _address_changed(self, text: str) -> None:
         if self.login_view is None or not text.strip():
@@ -252,6 +280,14 @@ class App(ControllerView):
     def quit(self) -> None:
         if self._closed:
             return
+        running = len(self.transfers.transfers()) if self.transfers else 0
+        if running and not messagebox.askyesno(
+            "Quit",
+            f"{running} file transfer{'s are' if running > 1 else ' is'} not finished; "
+            "quitting cancels them. Quit anyway?",
+            parent=self.root,
+        ):
+            return
         unsent = [
             r for r in (self.session.pending() if self.session else []) if r.type in ("send", "pm")
         ]
@@ -282,6 +318,93 @@ class App(ControllerView):
             return
         self._end_session()
         self.show_login()
+
+    # --- file transfers ------------------------------------------------------------------------
+
+    def file_offered(self, offer: TransferInfo) -> bool:
+        transfer = offer.transfer
+        self.offer_prompts[transfer] = OfferPrompt(
+            self.root,
+            offer,
+            on_accept=lambda: self._accept_offer(transfer),
+            on_decline=lambda: self._decline_offer(transfer),
+        )
+        return True
+
+    def transfer_changed(self, info: TransferInfo) -> None:
+        if self.main_view is not None:
+            self.main_view.transfers.show(info)
+        prompt = self.offer_prompts.get(info.transfer)
+        if prompt is not None and info.over:
+            self.offer_prompts.pop(info.transfer, None)
+            if prompt.winfo_exists():
+                prompt.ended(info.message)
+
+    def _accept_offer(self, transfer: str) -> None:
+        prompt = self.offer_prompts.get(transfer)
+        if prompt is None or self.transfers is None:
+            return
+        try:
+            name = self.transfers.default_name(transfer)
+        except TransferError as exc:
+            prompt.ended(str(exc))
+            return
+        path = ask_save_path(prompt, prompt.info, name)
+        if not path or self.transfers is None or not prompt.winfo_exists():
+            return  # the prompt stays: choose again, or decline
+        try:
+            # The save dialog asked before choosing an existing file: replacing it is agreed.
+            self.transfers.accept(transfer, path, overwrite=os.path.isfile(path))
+        except TransferError as exc:
+            prompt.show_problem(str(exc))
+            return
+        self.offer_prompts.pop(transfer, None)
+        prompt.over = True
+        prompt.destroy()
+
+    def _decline_offer(self, transfer: str) -> None:
+        self.offer_prompts.pop(transfer, None)
+        if self.transfers is not None:
+            self.transfers.decline(transfer)
+
+    def _cancel_transfer(self, transfer: str) -> None:
+        if self.transfers is not None:
+            self.transfers.cancel(transfer)
+
+    def choose_file(self, user: str) -> None:
+        path = ask_open_path(self.root, f"Send a file to {user}")
+        if path and self.controller is not None:
+            self.controller.send_file(user, path)
+
+    def _send_file_clicked(self) -> None:
+        path = ask_open_path(self.root)
+        if path:
+            self._send_files([path])
+
+    def _files_dropped(self, paths: list[str]) -> None:
+        self._send_files(paths)
+
+    def _send_files(self, paths: list[str]) -> None:
+        """Send to the partner of the private chat shown, or ask to whom."""
+        controller = self.controller
+        if controller is None or self.main_view is None or not paths:
+            return
+        if controller.current.kind == "pm":
+            for path in paths:
+                controller.send_file(controller.current.name, path)
+            return
+        me = controller.username
+        users = [u for u in controller.all_users if u in controller.online and u != me]
+        users += [u for u in controller.all_users if u not in controller.online and u != me]
+        what = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
+
+        def chosen(user: str) -> None:
+            self.recipient_dialog = None
+            if self.controller is controller:
+                for path in paths:
+                    controller.send_file(user, path)
+
+        self.recipient_dialog = RecipientDialog(self.root, self.fonts, what, users, chosen)
 
     # --- login-phase events -------------------------------------------------------------------
 

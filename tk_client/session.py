@@ -755,9 +755,15 @@ class ChatSession:
                     text = "The server refused the request."
             link.login_sent = False
             self._credentials = None  # the password goes as soon as it is known to be useless
+            # Server trouble (rate limits, an `internal` error while its database or Redis
+            # recovers) is worth retrying; anything else means the credentials are no good.
+            transient = reason == "rate_limited" or (
+                kind == "error" and message.get("code") == "internal"
+            )
             if self._established:
-                # A reconnect's login failed: the password changed or the account went.
-                if reason == "rate_limited":
+                # A reconnect's login failed: retry server trouble, else the password changed
+                # or the account went.
+                if transient:
                     self._credentials = credentials
                     self._retry_floor = float(retry_after or 0)
                     return _Ending.RETRY, text

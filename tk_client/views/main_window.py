@@ -18,6 +18,7 @@ from ..model import ChatMessage, ConversationKey
 from . import theme
 from .message_view import MessageView
 from .sidebar import ConversationList, UserList
+from .transfers import TransferPanel
 
 HISTORY_SIZE = 200  # input lines remembered for Up/Down
 
@@ -65,6 +66,8 @@ class MainView(ttk.Frame, ControllerView):
         address: str,
         on_quit: Callable[[], None],
         on_reconnect: Callable[[], None],
+        on_send_file: Callable[[], None] | None = None,
+        on_cancel_transfer: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(master)
         self.fonts = fonts
@@ -99,9 +102,12 @@ class MainView(ttk.Frame, ControllerView):
         self.messages = MessageView(centre, fonts, self._load_older)
         self.messages.grid(row=2, column=0, sticky="nsew")
         ttk.Separator(centre, orient="horizontal").grid(row=3, column=0, sticky="ew")
+        # File transfers in progress (shown only while there are some).
+        self.transfers = TransferPanel(centre, on_cancel_transfer or (lambda transfer: None))
+        self.transfers.place_at(row=4, column=0, sticky="ew")
 
         composer = ttk.Frame(centre, style="Surface.TFrame", padding=(14, 10, 14, 4))
-        composer.grid(row=4, column=0, sticky="ew")
+        composer.grid(row=5, column=0, sticky="ew")
         composer.columnconfigure(0, weight=1)
         self.entry = ttk.Entry(composer, font=fonts.body)
         self.entry.grid(row=0, column=0, sticky="ew", ipady=3)
@@ -109,12 +115,15 @@ class MainView(ttk.Frame, ControllerView):
             composer, text="Send", style="Accent.TButton", command=self._send
         )
         self.send_button.grid(row=0, column=1, padx=(8, 0))
-        self.hint = ttk.Label(
-            composer,
-            text="Enter sends  \u00b7  Tab completes names  \u00b7  /help lists the commands",
-            style="Hint.TLabel",
+        self.send_file_button = ttk.Button(
+            composer, text="Send file\u2026", command=on_send_file or (lambda: None)
         )
-        self.hint.grid(row=1, column=0, columnspan=2, sticky="w", pady=(4, 2))
+        self.send_file_button.grid(row=0, column=2, padx=(8, 0))
+        self.default_hint = (
+            "Enter sends  \u00b7  Tab completes names  \u00b7  /help lists the commands"
+        )
+        self.hint = ttk.Label(composer, text=self.default_hint, style="Hint.TLabel")
+        self.hint.grid(row=1, column=0, columnspan=3, sticky="w", pady=(4, 2))
 
         ttk.Separator(self, orient="vertical").grid(row=0, column=2, sticky="ns")
         self.users = UserList(self, fonts, self._open_user)
@@ -188,9 +197,7 @@ class MainView(ttk.Frame, ControllerView):
             self.controller.completer.reset()
 
     def _hint_default(self) -> None:
-        self.hint.configure(
-            text="Enter sends  \u00b7  Tab completes names  \u00b7  /help lists the commands"
-        )
+        self.hint.configure(text=self.default_hint)
 
     def _select(self, key: ConversationKey) -> None:
         if key != self.controller.current:
