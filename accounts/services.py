@@ -69,7 +69,10 @@ def login(username: str, password: str, address: str) -> LoginResult:
     waits = [w for w in (pair.retry_after(pair_key), per_address.retry_after(address)) if w]
     if waits:
         return LoginResult(reason=RATE_LIMITED, retry_after=max(waits))
-    user = User.objects.filter(username=username).first()
+    # A name no account can have is an unknown user, not a query: PostgreSQL refuses a NUL.
+    user = (
+        User.objects.filter(username=username).first() if USERNAME_RE.fullmatch(username) else None
+    )
     if user is None:
         # Hash anyway, as Django's ModelBackend does, so the answer takes as long.
         User().set_password(password)

@@ -103,6 +103,12 @@ class Product:
             "CHAT_DATA_DIR": str(self.data_dir),
             "CHAT_SERVER_KEY": str(self.key_file),
             "BENCH_FAST_HASH": "1" if fast_hash else "0",
+            # The scenarios measure delivery, not the abuse limits (chat/limits.py): one
+            # sender sends hundreds of messages a second, the idle scenario holds a thousand
+            # sessions per user.
+            "CHAT_MESSAGE_RATE": "1000000000/1",
+            "CHAT_REQUEST_RATE": "1000000000/1",
+            "CHAT_MAX_SESSIONS": "1000000000",
         }
         if self.database_url:
             env["DATABASE_URL"] = self.database_url

@@ -2,40 +2,64 @@
 
 Handlers and services say *what* happened (a room message, a private message,
 rooms or users changed, a session must end); this module decides *how* it
-reaches the sessions concerned. Today that is one channel-layer group per
-room (``room.<name>``), one per user (``user.<id>``, so all of a user's
-sessions get their private messages) and one of every logged-in session
-(``online``), with one ``group_send`` each. A later change can replace that
-with one layer message per server process and an in-process fan-out by
-changing this module (and :mod:`chat.sessions`) only; the consumer's handlers
-for the layer events below stay as they are.
+reaches the sessions concerned.
 
-Layer events (handled by :class:`chat.consumers.ChatConsumer`):
+Pushes that may go to many sessions (room messages, private messages, ``users``)
+travel as **one layer message per server process**: every process that has
+logged-in sessions subscribes one channel of its own to the group
+``chat-procs``, and :mod:`chat.sessions` fans each message out to the local
+sessions it concerns, encoding the JSON once and sealing it per session. That
+replaces one layer message and one consumer wake-up per recipient (the Channels
+tutorial's design, ~250 µs of server CPU per delivery before any encryption).
 
-``chat.push``           a ready protocol message; ``room`` (only sessions that are in it
-                        forward it), ``exclude`` (a channel name that must not get it)
-``chat.private``        a ``private`` message; ``queued`` when it was stored for an
-                        offline recipient (a session that gets it live marks it delivered)
-``chat.rooms_changed``  the session's rooms changed: refresh groups, push ``rooms``
-``chat.users``          a ``users`` push
+Events for particular sessions stay per session, through each session's own
+channel: the group ``user.<id>`` (all of a user's sessions) and the session's
+channel name.
+
+Layer events
+------------
+
+To the processes (group ``chat-procs``; handled by :mod:`chat.sessions`):
+
+``chat.fanout``         ``to``: ``room`` (``room``: sessions in it), ``users`` (``users``:
+                        ids whose sessions get it; ``queued`` when stored for an offline
+                        recipient, whose sessions then mark it delivered) or ``all``
+                        (``exclude``: a channel name that must not get it); ``message``:
+                        the protocol message
+
+To sessions (handled by :class:`chat.consumers.ChatConsumer`):
+
+``chat.rooms_changed``  the session's rooms changed: re-read them, push ``rooms``
 ``chat.end``            ``session_ended`` with ``reason``, then close 4003
+``chat.transfer``       file transfers, sent by :mod:`chat.transfers` through
+                        :func:`to_channel` and :func:`to_user` (its docstring has the fields)
 
-The ``*_sync`` functions are for synchronous code (``transaction.on_commit``
-callbacks of the services, management commands, the admin).
+After commit
+------------
+Services broadcast after their transaction commits (``transaction.on_commit``
+with the ``*_sync`` functions below). Run from synchronous code (the admin,
+management commands) these send at once. A session's request runs the service
+through :func:`collecting` instead, which keeps the broadcasts for the consumer
+to send on the event loop after its direct answer: the sender's ``ack`` comes
+before the message itself, and no worker thread waits on the loop.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-ONLINE_GROUP = "online"
+P = ParamSpec("P")
+R = TypeVar("R")
 
+PROCESS_GROUP = "chat-procs"
 
-def room_group(room_name: str) -> str:
-    return f"room.{room_name}"
+Broadcast = Callable[[], Awaitable[None]]
 
 
 def user_group(user_id: int) -> str:
@@ -51,15 +75,27 @@ async def _group_send(group: str, event: dict[str, Any]) -> None:
 async def room_message(room_name: str, message: dict[str, Any]) -> None:
     """A ``message`` to every logged-in session of every member of the room."""
     await _group_send(
-        room_group(room_name), {"type": "chat.push", "message": message, "room": room_name}
+        PROCESS_GROUP, {"type": "chat.fanout", "to": "room", "room": room_name, "message": message}
     )
 
 
 async def private_message(user_ids: list[int], message: dict[str, Any], *, queued: bool) -> None:
     """A ``private`` to every session of the sender and of the recipient."""
-    event = {"type": "chat.private", "message": message, "queued": queued}
-    for user_id in dict.fromkeys(user_ids):
-        await _group_send(user_group(user_id), event)
+    event = {
+        "type": "chat.fanout",
+        "to": "users",
+        "users": list(dict.fromkeys(user_ids)),
+        "message": message,
+        "queued": queued,
+    }
+    await _group_send(PROCESS_GROUP, event)
+
+
+async def users_changed(message: dict[str, Any], *, exclude: str | None = None) -> None:
+    """A ``users`` push to every logged-in session (except ``exclude``)."""
+    await _group_send(
+        PROCESS_GROUP, {"type": "chat.fanout", "to": "all", "message": message, "exclude": exclude}
+    )
 
 
 async def rooms_changed(user_ids: list[int], *, exclude: str | None = None) -> None:
@@ -68,25 +104,69 @@ async def rooms_changed(user_ids: list[int], *, exclude: str | None = None) -> N
         await _group_send(user_group(user_id), {"type": "chat.rooms_changed", "exclude": exclude})
 
 
-async def users_changed(message: dict[str, Any], *, exclude: str | None = None) -> None:
-    """A ``users`` push to every logged-in session (except ``exclude``)."""
-    await _group_send(ONLINE_GROUP, {"type": "chat.users", "message": message, "exclude": exclude})
-
-
 async def end_sessions(user_id: int, reason: str) -> None:
     """End every session of a user: ``session_ended`` then close 4003."""
     await _group_send(user_group(user_id), {"type": "chat.end", "reason": reason})
 
 
+async def to_user(user_id: int, event: dict[str, Any]) -> None:
+    """One layer event to every logged-in session of a user (file transfers use it)."""
+    await _group_send(user_group(user_id), event)
+
+
 async def to_channel(channel_name: str, event: dict[str, Any]) -> None:
-    """One layer event to one session (the heartbeat's safety net uses it)."""
+    """One layer event to one session (the heartbeat's safety net and file transfers use it)."""
     layer = get_channel_layer()
     if layer is not None:
         await layer.send(channel_name, event)
 
 
-room_message_sync = async_to_sync(room_message)
-private_message_sync = async_to_sync(private_message)
-rooms_changed_sync = async_to_sync(rooms_changed)
-users_changed_sync = async_to_sync(users_changed)
-end_sessions_sync = async_to_sync(end_sessions)
+# --- after commit ----------------------------------------------------------------------------
+
+_collecting = threading.local()
+
+
+def collecting(func: Callable[P, R], outbox: list[Broadcast]) -> Callable[P, R]:
+    """``func``, made to append the broadcasts it makes to ``outbox`` instead of sending them.
+
+    For a worker thread of the consumer: the caller sends them with
+    :func:`send_collected` on the event loop once it has answered.
+    """
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        _collecting.outbox = outbox
+        try:
+            return func(*args, **kwargs)
+        finally:
+            _collecting.outbox = None
+
+    return run
+
+
+async def send_collected(outbox: list[Broadcast]) -> None:
+    """Send the broadcasts :func:`collecting` kept, in the order they were made."""
+    while outbox:
+        await outbox.pop(0)()
+
+
+def _after_commit(broadcast: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    """The synchronous form of a broadcast, for ``transaction.on_commit`` callbacks."""
+    blocking = async_to_sync(broadcast)
+
+    @functools.wraps(broadcast)
+    def call(*args: Any, **kwargs: Any) -> None:
+        outbox = getattr(_collecting, "outbox", None)
+        if outbox is not None:
+            outbox.append(functools.partial(broadcast, *args, **kwargs))
+        else:
+            blocking(*args, **kwargs)
+
+    return call
+
+
+room_message_sync = _after_commit(room_message)
+private_message_sync = _after_commit(private_message)
+rooms_changed_sync = _after_commit(rooms_changed)
+users_changed_sync = _after_commit(users_changed)
+end_sessions_sync = _after_commit(end_sessions)

@@ -115,6 +115,20 @@ def session_ended(username: str, session_key: str) -> bool:
     return was_online and not entries
 
 
+def session_alive(username: str, session_key: str) -> bool:
+    """True while the session is recorded for the user on a process whose heartbeat lives.
+
+    A session whose process died without cleaning up stops counting three
+    heartbeats later, like everything else here.
+    """
+    return session_key in _live_entries(cache.get(_user_key(username)) or {})
+
+
+def session_count(username: str) -> int:
+    """The user's logged-in sessions on live processes, all processes together (session limit)."""
+    return len(_live_entries(cache.get(_user_key(username)) or {}))
+
+
 def online(usernames: Iterable[str]) -> set[str]:
     """Those of ``usernames`` with at least one session on a live process."""
     names = list(usernames)

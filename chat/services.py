@@ -14,11 +14,13 @@ session that asked, which gets a direct answer instead of a push.
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Prefetch, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -47,16 +49,6 @@ def format_ts(when: datetime.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC (PROTOCOL.md 3.0)."""
     utc = when.astimezone(datetime.UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def room_object(room: Room) -> dict[str, Any]:
-    """``{name, private, owner, members}``; needs ``room.members`` prefetched for speed."""
-    return {
-        "name": room.name,
-        "private": room.private,
-        "owner": room.owner.username if room.owner_id else None,
-        "members": sorted(member.username for member in room.members.all()),
-    }
 
 
 def _message_fields(message: Message, text: str | None = None) -> dict[str, Any]:
@@ -88,29 +80,63 @@ def message_event(message: Message, text: str | None = None) -> dict[str, Any]:
 # --- queries ---------------------------------------------------------------------------------
 
 
-def _active_members() -> Prefetch:
-    return Prefetch("members", queryset=User.objects.only("username").order_by("username"))
-
-
-def visible_rooms(user: User) -> list[Room]:
-    """Every public room and every private room the user is a member of, by name."""
-    member_of = Membership.objects.filter(user=user).values("room_id")
-    return list(
-        Room.objects.filter(Q(private=False) | Q(pk__in=member_of))
-        .select_related("owner")
-        .prefetch_related(_active_members())
-        .order_by("name")
-    )
-
-
 def rooms_for(user: User) -> list[dict[str, Any]]:
-    """The ``rooms`` list of the protocol for ``user``."""
-    return [room_object(room) for room in visible_rooms(user)]
+    """The ``rooms`` list of the protocol for ``user``: ``{name, private, owner, members}`` of
+    every public room and every private room the user is a member of, by name.
+
+    Built from plain rows (two queries, no model instances): it runs at every
+    login, and lobby's member list has every account in it.
+    """
+    member_of = Membership.objects.filter(user_id=user.pk).values("room_id")
+    rooms = list(
+        Room.objects.filter(Q(private=False) | Q(pk__in=member_of))
+        .order_by("name")
+        .values_list("pk", "name", "private", "owner__username")
+    )
+    members: dict[int, list[str]] = {row[0]: [] for row in rooms}
+    rows = Membership.objects.filter(Q(room__private=False) | Q(room_id__in=member_of)).values_list(
+        "room_id", "user__username"
+    )
+    for room_id, username in rows:
+        if room_id in members:
+            members[room_id].append(username)
+    return [
+        {"name": name, "private": private, "owner": owner, "members": sorted(members[pk])}
+        for pk, name, private, owner in rooms
+    ]
 
 
 def member_room_names(user_id: int) -> set[str]:
     """The rooms whose messages the user's sessions receive."""
     return set(Membership.objects.filter(user_id=user_id).values_list("room__name", flat=True))
+
+
+def rooms_state(user: User) -> tuple[set[str], list[dict[str, Any]]]:
+    """The user's rooms as a session follows them: the names it is a member of, and ``rooms``."""
+    return member_room_names(user.pk), rooms_for(user)
+
+
+@dataclass(frozen=True)
+class SessionStart:
+    """What a session needs right after login (PROTOCOL.md 3.1), read in one worker call."""
+
+    room_names: set[str]
+    rooms: list[dict[str, Any]]
+    queued: list[dict[str, Any]]
+    users: dict[str, Any]
+
+
+def session_start(user: User) -> SessionStart | None:
+    """Everything for ``login_ok`` and what follows it; None if the account is no longer active.
+
+    Called once the session is registered for pushes, so that a deactivation
+    committed before this read ends the session here, and one committed after it
+    reaches the session as ``chat.end``.
+    """
+    if not is_active(user.pk):
+        return None
+    names, rooms = rooms_state(user)
+    return SessionStart(names, rooms, take_queued_private_messages(user), users_message())
 
 
 def active_usernames() -> list[str]:
@@ -143,8 +169,9 @@ def _active_user(username: str) -> User:
 
 def _visible_room(user: User, name: str) -> tuple[Room, bool]:
     """The room and whether ``user`` is a member; unknown_room if the user cannot see it."""
-    room = Room.objects.filter(name=name).first()
-    is_member = room is not None and Membership.objects.filter(room=room, user=user).exists()
+    member = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    room = Room.objects.filter(name=name).annotate(is_member=Exists(member)).first()
+    is_member = room is not None and room.is_member
     if room is None or (room.private and not is_member):
         raise ServiceError(ErrorCode.UNKNOWN_ROOM, f"there is no room {name!r}")
     return room, is_member
@@ -153,42 +180,114 @@ def _visible_room(user: User, name: str) -> tuple[Room, bool]:
 # --- messages --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to store: to a room (``room``) or to a user (``to``)."""
+
+    text: str
+    room: str | None = None
+    to: str | None = None
+
+
+def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] | ServiceError]:
+    """Store messages of one sender in order, in one transaction, and send them after commit.
+
+    Each result is the ``msg_id`` and ``ts`` of the stored message, or the
+    ServiceError that refused it (the others are stored all the same). One
+    transaction and one INSERT for a whole batch: a sender with many messages in
+    flight is served at the rate of the database's round trips, not once per message.
+    Room messages go to the room's sessions; private messages to every session of
+    the sender and of the recipient, and a recipient with no logged-in session gets
+    them at the next login (stored as not delivered until then).
+    """
+    results: list[dict[str, Any] | ServiceError | None] = [None] * len(outgoing)
+    rooms: dict[str, Room | ServiceError] = {}
+    recipients: dict[str, tuple[User, bool] | ServiceError] = {}
+    with transaction.atomic():
+        new: list[tuple[int, Message, str, bool]] = []
+        for index, item in enumerate(outgoing):
+            fields: dict[str, Any]
+            try:
+                if item.room is not None:
+                    fields = {"room": _writable_room(user, item.room, rooms)}
+                    queued = False
+                else:
+                    recipient, queued = _pm_recipient(user, item.to or "", recipients)
+                    fields = {"recipient": recipient, "delivered": not queued}
+            except ServiceError as exc:
+                results[index] = exc
+                continue
+            message = Message(
+                sender=user,
+                body_encrypted=encrypt_body(item.text),
+                created=timezone.now(),
+                **fields,
+            )
+            new.append((index, message, item.text, queued))
+        Message.objects.bulk_create([message for _, message, _, _ in new])
+        for index, message, text, queued in new:
+            event = message_event(message, text)
+            results[index] = {"msg_id": event["msg_id"], "ts": event["ts"]}
+            if message.room_id is not None:
+                name = message.room.name
+                transaction.on_commit(functools.partial(delivery.room_message_sync, name, event))
+            else:
+                ids = [user.pk, message.recipient_id]
+                transaction.on_commit(
+                    functools.partial(delivery.private_message_sync, ids, event, queued=queued)
+                )
+    return results  # type: ignore[return-value]
+
+
+def _writable_room(user: User, name: str, seen: dict[str, Room | ServiceError]) -> Room:
+    if name not in seen:
+        try:
+            room, is_member = _visible_room(user, name)
+            if not is_member:
+                raise ServiceError(ErrorCode.FORBIDDEN, f"join {name!r} before writing to it")
+            seen[name] = room
+        except ServiceError as exc:
+            seen[name] = exc
+    found = seen[name]
+    if isinstance(found, ServiceError):
+        raise found
+    return found
+
+
+def _pm_recipient(
+    user: User, to: str, seen: dict[str, tuple[User, bool] | ServiceError]
+) -> tuple[User, bool]:
+    """The recipient and whether the message is queued (they have no session now)."""
+    if to not in seen:
+        try:
+            if to == user.username:
+                raise ServiceError(
+                    ErrorCode.BAD_REQUEST, "you cannot send a private message to yourself"
+                )
+            recipient = _active_user(to)
+            seen[to] = (recipient, not presence.online([recipient.username]))
+        except ServiceError as exc:
+            seen[to] = exc
+    found = seen[to]
+    if isinstance(found, ServiceError):
+        raise found
+    return found
+
+
+def _one(result: dict[str, Any] | ServiceError) -> dict[str, Any]:
+    if isinstance(result, ServiceError):
+        raise result
+    return result
+
+
 def send_room_message(user: User, room_name: str, text: str) -> dict[str, Any]:
     """Store a room message and send it to the room's sessions; returns ``msg_id`` and ``ts``."""
-    with transaction.atomic():
-        room, is_member = _visible_room(user, room_name)
-        if not is_member:
-            raise ServiceError(ErrorCode.FORBIDDEN, f"join {room_name!r} before writing to it")
-        message = Message.objects.create(
-            room=room, sender=user, body_encrypted=encrypt_body(text), created=timezone.now()
-        )
-        event = message_event(message, text)
-        transaction.on_commit(lambda: delivery.room_message_sync(room.name, event))
-    return {"msg_id": event["msg_id"], "ts": event["ts"]}
+    return _one(send_messages(user, [Outgoing(text, room=room_name)])[0])
 
 
 def send_private_message(user: User, to: str, text: str) -> dict[str, Any]:
-    """Store a private message and send it to both users' sessions.
-
-    A recipient with no logged-in session gets it at the next login; it is
-    stored as not delivered until then.
-    """
-    if to == user.username:
-        raise ServiceError(ErrorCode.BAD_REQUEST, "you cannot send a private message to yourself")
-    with transaction.atomic():
-        recipient = _active_user(to)
-        queued = not presence.online([recipient.username])
-        message = Message.objects.create(
-            sender=user,
-            recipient=recipient,
-            body_encrypted=encrypt_body(text),
-            created=timezone.now(),
-            delivered=not queued,
-        )
-        event = message_event(message, text)
-        ids = [user.pk, recipient.pk]
-        transaction.on_commit(lambda: delivery.private_message_sync(ids, event, queued=queued))
-    return {"msg_id": event["msg_id"], "ts": event["ts"]}
+    """Store a private message and send it to both users' sessions (see :func:`send_messages`)."""
+    return _one(send_messages(user, [Outgoing(text, to=to)])[0])
 
 
 def take_queued_private_messages(user: User) -> list[dict[str, Any]]:

@@ -1,8 +1,25 @@
-"""This process's logged-in sessions, and the heartbeat that keeps shared presence true.
+"""This process's logged-in sessions: the in-process fan-out, and the heartbeat.
 
 The registry only knows the sessions of *this* process (presence across
-processes is :mod:`chat.presence`, in the cache). While it holds any session,
-one task per process beats every ``CHAT_HEARTBEAT_SECONDS``:
+processes is :mod:`chat.presence`, in the cache), indexed by channel name, by
+user and by room.
+
+Fan-out
+-------
+While the process has a session, it has one channel of its own in the layer
+group :data:`chat.delivery.PROCESS_GROUP`, read by one task (the *hub*). Each
+``chat.fanout`` event that arrives there (a room message, a private message, a
+``users`` push: one layer message per process, whatever the number of
+recipients) is encoded once and handed, as a :class:`Push`, to each local
+session it concerns, which seals it with its own keys and sends it. A session
+busy answering a request keeps its pushes until it has answered (see
+``ChatConsumer.push``), so its own answers come first. Events are handled one
+at a time, in arrival order, so what one sender sends arrives in order.
+
+Heartbeat
+---------
+While the registry holds any session, one task per process beats every
+``CHAT_HEARTBEAT_SECONDS``:
 
 - refreshes the process's presence heartbeat;
 - prunes the presence of dead processes and pushes ``users`` if someone went
@@ -12,54 +29,129 @@ one task per process beats every ``CHAT_HEARTBEAT_SECONDS``:
   server on the in-memory layer, or a change made in SQL);
 - pushes ``users`` to its sessions when the active accounts changed without a
   push reaching them (same reason);
-- once an hour, re-adds each session's channel-layer groups, since Redis
-  groups expire (channels_redis ``group_expiry``).
+- re-adds the process group at every beat and login (a restarted Redis forgets groups),
+  and once an hour each session's channel-layer groups,
+  since Redis groups expire (channels_redis ``group_expiry``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
 
-from . import delivery, presence, services
+from chatproto.framing import encode_json
+
+from . import delivery, presence, services, workers
 
 log = logging.getLogger("chat.sessions")
 
 GROUP_REFRESH_SECONDS = 3600
+YIELD_EVERY = 64  # deliveries between two yields to the event loop during a large fan-out
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """A message for a session, already encoded (``chatproto.framing.encode_json``).
+
+    ``room``: send only if the session is in that room when it sends. ``msg_id``: a
+    private message (skipped if the session already had it from the offline queue);
+    ``mark_delivered``: the session is the recipient's and the message was queued.
+    """
+
+    plaintext: bytes
+    room: str | None = None
+    msg_id: int | None = None
+    mark_delivered: bool = False
 
 
 class Session(Protocol):
     channel_name: str
     username: str
+    user_id: int
+    rooms: set[str]
+
+    async def push(self, push: Push) -> None: ...
 
     async def refresh_groups(self) -> None: ...
 
 
 _local: dict[str, Session] = {}
+_by_user: dict[int, dict[str, Session]] = {}
+_by_room: dict[str, dict[str, Session]] = {}
+_rooms_of: dict[str, frozenset[str]] = {}
 _task: asyncio.Task | None = None
+_hub: _Hub | None = None
 _last_all: list[str] | None = None
 
 
-def register(session: Session) -> None:
-    """A session logged in on this process; starts the heartbeat if it is not running."""
+# --- the registry ------------------------------------------------------------------------------
+
+
+async def register(session: Session) -> None:
+    """A session logged in on this process: it gets pushes from now on.
+
+    Returns once this process's channel is in the process group, so that
+    nothing sent after this call can miss the session. Starts the heartbeat.
+    """
     global _task, _last_all
     _local[session.channel_name] = session
+    _by_user.setdefault(session.user_id, {})[session.channel_name] = session
+    set_rooms(session, session.rooms)
     loop = asyncio.get_running_loop()
     if _task is None or _task.done() or _task.get_loop() is not loop:
         _last_all = None
         _task = loop.create_task(_run(), name="chat-heartbeat")
+    await _ensure_hub()
 
 
-def unregister(session: Session) -> None:
-    """A session ended; the heartbeat stops with the last one (nothing left to keep alive)."""
-    _local.pop(session.channel_name, None)
-    if not _local and _task is not None and not _task.done():
+async def unregister(session: Session) -> None:
+    """A session ended; the heartbeat and the hub stop with the last one."""
+    global _hub
+    channel = session.channel_name
+    if _local.pop(channel, None) is None:
+        return
+    _index_rooms(session, frozenset())
+    del _rooms_of[channel]
+    of_user = _by_user.get(session.user_id)
+    if of_user is not None:
+        of_user.pop(channel, None)
+        if not of_user:
+            del _by_user[session.user_id]
+    if _local:
+        return
+    if _task is not None and not _task.done():
         _task.cancel()
+    hub, _hub = _hub, None
+    if hub is not None:
+        await hub.stop()
+
+
+def set_rooms(session: Session, rooms: set[str] | frozenset[str]) -> None:
+    """The rooms whose messages ``session`` gets (it calls this whenever they change)."""
+    if session.channel_name in _local:
+        _index_rooms(session, rooms)
+
+
+def _index_rooms(session: Session, rooms: set[str] | frozenset[str]) -> None:
+    channel = session.channel_name
+    old = _rooms_of.get(channel, frozenset())
+    new = frozenset(rooms)
+    for room in old - new:
+        members = _by_room.get(room)
+        if members is not None:
+            members.pop(channel, None)
+            if not members:
+                del _by_room[room]
+    for room in new - old:
+        _by_room.setdefault(room, {})[channel] = session
+    _rooms_of[channel] = new
 
 
 def local_sessions() -> list[Session]:
@@ -70,6 +162,120 @@ def users_seen(all_users: list[str]) -> None:
     """A ``users`` push reached this process: its ``all`` needs no push from the heartbeat."""
     global _last_all
     _last_all = list(all_users)
+
+
+# --- the fan-out -------------------------------------------------------------------------------
+
+
+async def fan_out(event: dict[str, Any]) -> None:
+    """Hand a ``chat.fanout`` event to the local sessions it concerns (see the module doc)."""
+    message = event["message"]
+    plaintext = encode_json(message)
+    kind = event["to"]
+    if kind == "room":
+        room = event["room"]
+        push = Push(plaintext, room=room)
+        targets = [(s, push) for s in _by_room.get(room, {}).values()]
+    elif kind == "users":
+        plain = Push(plaintext, msg_id=message["msg_id"])
+        marking = Push(plaintext, msg_id=message["msg_id"], mark_delivered=True)
+        recipient = message.get("to") if event.get("queued") else None
+        targets = [
+            (s, marking if s.username == recipient else plain)
+            for user_id in event["users"]
+            for s in _by_user.get(user_id, {}).values()
+        ]
+    elif kind == "all":
+        users_seen(message["all"])
+        exclude = event.get("exclude")
+        push = Push(plaintext)
+        targets = [(s, push) for s in _local.values() if s.channel_name != exclude]
+    else:
+        log.warning("fan-out event for %r dropped: unknown target", kind)
+        return
+    for count, (session, push) in enumerate(targets, 1):
+        try:
+            await session.push(push)
+        except Exception:
+            log.exception("a push to session channel %s failed", session.channel_name)
+        if count % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let other sessions' requests in during a large fan-out
+
+
+class _Hub:
+    """This process's subscription to the process group, for one event loop and layer."""
+
+    def __init__(self, layer: BaseChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
+        self.layer = layer
+        self.loop = loop
+        self.channel: str | None = None
+        self.started = loop.create_task(self._start(), name="chat-hub-start")
+        self.reader: asyncio.Task | None = None
+
+    async def _start(self) -> None:
+        # The default prefix: channels_redis reads every process-local channel of a layer
+        # through one queue and one lock, so a channel of another prefix would stall the others.
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(delivery.PROCESS_GROUP, self.channel)
+        self.reader = self.loop.create_task(self._read(), name="chat-hub")
+
+    async def _read(self) -> None:
+        assert self.channel is not None
+        while True:
+            try:
+                event = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the process channel failed; reading again in 1 s")
+                await asyncio.sleep(1)
+                # A restarted Redis has forgotten every group: join the process group again.
+                with contextlib.suppress(Exception):
+                    await self.refresh()
+                continue
+            if event.get("type") != "chat.fanout":
+                log.warning("unexpected event %r on the process channel", event.get("type"))
+                continue
+            try:
+                await fan_out(event)
+            except Exception:
+                log.exception("a fan-out failed")
+
+    async def refresh(self) -> None:
+        if self.channel is not None:
+            await self.layer.group_add(delivery.PROCESS_GROUP, self.channel)
+
+    async def stop(self) -> None:
+        for task in (self.started, self.reader):
+            if task is not None and not task.done():
+                task.cancel()
+        if self.channel is not None:
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(delivery.PROCESS_GROUP, self.channel)
+
+
+async def _ensure_hub() -> None:
+    global _hub
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = asyncio.get_running_loop()
+    hub = _hub
+    fresh = hub is None or hub.loop is not loop or hub.layer is not layer or hub.started.cancelled()
+    if fresh:
+        hub = _hub = _Hub(layer, loop)
+    try:
+        await asyncio.shield(hub.started)
+        if not fresh:
+            # One ZADD per login: the group survives a Redis that restarted since the hub joined.
+            await hub.refresh()
+    except Exception:
+        if _hub is hub:
+            _hub = None  # the next session tries again
+        raise
+
+
+# --- the heartbeat -----------------------------------------------------------------------------
 
 
 async def _run() -> None:
@@ -90,7 +296,7 @@ async def beat(*, refresh_groups: bool = False) -> None:
     """One heartbeat (see the module docstring)."""
     global _last_all
     await sync_to_async(presence.heartbeat)()
-    everyone = await database_sync_to_async(services.active_usernames)()
+    everyone = await workers.database(services.active_usernames)()
     active = set(everyone)
     for session in local_sessions():
         if session.username not in active:
@@ -99,15 +305,14 @@ async def beat(*, refresh_groups: bool = False) -> None:
             )
     went_offline = await sync_to_async(presence.reap)(everyone)
     if went_offline:
-        message = await database_sync_to_async(services.users_message)()
+        message = await workers.database(services.users_message)()
         await delivery.users_changed(message)
     elif _last_all is not None and everyone != _last_all:
-        message = await database_sync_to_async(services.users_message)()
-        for session in local_sessions():
-            await delivery.to_channel(
-                session.channel_name, {"type": "chat.users", "message": message, "exclude": None}
-            )
+        message = await workers.database(services.users_message)()
+        await fan_out({"to": "all", "message": message, "exclude": None})
     _last_all = everyone
+    if _hub is not None:
+        await _hub.refresh()  # every beat: cheap, and the fan-out depends on it
     if refresh_groups:
         for session in local_sessions():
             await session.refresh_groups()

@@ -11,22 +11,36 @@ Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 
 from __future__ import annotations
 
-from django.db.models.signals import post_delete, post_init, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from accounts.models import User
 
 from . import services
 
 
-def remember_active(sender, instance: User, **kwargs) -> None:
-    instance._chat_was_active = instance.is_active
+def remember_active(
+    sender, instance: User, raw: bool = False, update_fields=None, **kwargs
+) -> None:
+    """Before an account is saved: whether it is active in the database, so that
+    :func:`account_saved` can tell a change of ``is_active`` from any other save.
+
+    Read here, at the (rare) saves that may change it, rather than remembered when
+    an account is loaded: a ``post_init`` receiver runs for every User instantiated
+    (every login, every member list) and made Django's model loading slower.
+    """
+    if raw or instance._state.adding or instance.pk is None:
+        return
+    if update_fields is not None and "is_active" not in update_fields:
+        return  # e.g. last_login at each login
+    instance._chat_was_active = (
+        User.objects.filter(pk=instance.pk).values_list("is_active", flat=True).first()
+    )
 
 
 def account_saved(sender, instance: User, created: bool, raw: bool = False, **kwargs) -> None:
     if raw:  # loaddata
         return
-    was_active = getattr(instance, "_chat_was_active", None)
-    instance._chat_was_active = instance.is_active
+    was_active = instance.__dict__.pop("_chat_was_active", None)
     if created:
         if instance.is_active:
             services.ensure_lobby_membership(instance)
@@ -47,6 +61,6 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
 
 
 def connect() -> None:
-    post_init.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
+    pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .codes import CloseCode, ErrorCode
 from .errors import LocalProtocolError, MessageError, RemoteProtocolError
-from .framing import FileChunk, decode_plaintext, encode_chunk, encode_json
+from .framing import KIND_JSON, FileChunk, decode_plaintext, encode_chunk, encode_json
 from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKeys
 from .limits import (
     KEY_DEADLINE_SECONDS,
@@ -41,6 +41,8 @@ from .limits import (
 )
 from .messages import PRE_LOGIN_TYPES, Context, Request, validate_request
 from .records import RecordOpener, RecordSealer
+
+_JSON_KIND = bytes([KIND_JSON])
 
 
 class State(enum.Enum):
@@ -160,6 +162,17 @@ class _Connection:
     def send(self, message: Mapping[str, Any]) -> bytes:
         """The record carrying a JSON message. LocalProtocolError if not allowed now."""
         return self._seal(encode_json(message))
+
+    def send_plaintext(self, plaintext: bytes) -> bytes:
+        """The record carrying a plaintext that :func:`~chatproto.framing.encode_json` made.
+
+        For fan-out: a server encodes a message once and seals it for every
+        session, instead of encoding it again per session. LocalProtocolError
+        if not allowed now or if ``plaintext`` is not an encoded JSON message.
+        """
+        if plaintext[:1] != _JSON_KIND:
+            raise LocalProtocolError("send_plaintext takes what encode_json returns")
+        return self._seal(plaintext)
 
     def send_chunk(self, transfer: bytes, index: int, data: bytes) -> bytes:
         """The record carrying a file chunk."""

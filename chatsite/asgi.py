@@ -3,6 +3,10 @@
 WebSocket connections pass an Origin check first: a browser page on a foreign
 origin is refused with HTTP 403 (cross-site WebSocket hijacking), and so is a
 connection without ``Origin``. Our clients send the server's own origin.
+
+Before serving anything, the key files are loaded (and generated on first
+use): one that other users can read stops the server here, with the
+``chmod`` to run, instead of failing every connection later.
 """
 
 import os
@@ -17,6 +21,22 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+
+def check_key_files() -> None:
+    """Load the server key and the storage key now; SystemExit says what to fix."""
+    from chat.consumers import server_key
+    from chat.storage import StorageKeyError, storage_key
+    from chatproto.crypto_utils import KeyFileError
+
+    try:
+        server_key()
+        storage_key()
+    except (KeyFileError, StorageKeyError) as exc:
+        raise SystemExit(f"The chat server did not start: {exc}") from None
+
+
+check_key_files()
 
 application = ProtocolTypeRouter(
     {

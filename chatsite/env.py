@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chatproto.crypto_utils import read_secret_file, write_secret_file
+from chatproto.transfer import MAX_OPEN_TRANSFERS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,7 +44,14 @@ def flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}={raw!r}: use 1 or 0 (or true/false)")
 
 
-def integer(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def integer(
+    environ: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    minimum: int = 0,
+    maximum: int | None = None,
+) -> int:
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -53,7 +61,23 @@ def integer(environ: Mapping[str, str], name: str, default: int, *, minimum: int
         raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
     if value < minimum:
         raise ConfigError(f"{name}={raw!r}: must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r}: must be at most {maximum}")
     return value
+
+
+def choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any case); the first when unset."""
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+    return raw
+
+
+# channels_redis's layers, the first the default (docs/server.md says when to pick which).
+REDIS_LAYERS = ("core", "pubsub")
 
 
 def words(environ: Mapping[str, str], name: str, default: list[str]) -> list[str]:
@@ -94,11 +118,17 @@ def database_config(url: str | None, data_dir: Path) -> dict:
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
             "OPTIONS": dict(parse_qsl(parts.query)),
-            "CONN_MAX_AGE": 0,
+            **PERSISTENT_CONNECTIONS,
         }
     raise ConfigError(
         f"DATABASE_URL: unsupported scheme {parts.scheme!r}; use postgres://... or sqlite:///..."
     )
+
+
+# Each of the server's database threads keeps its connection (opening one costs more than
+# most queries: a PostgreSQL backend process, SQLite's pragmas), checked before reuse after
+# an error and replaced after ten minutes.
+PERSISTENT_CONNECTIONS = {"CONN_MAX_AGE": 600, "CONN_HEALTH_CHECKS": True}
 
 
 def sqlite_config(path: Path) -> dict:
@@ -116,6 +146,7 @@ def sqlite_config(path: Path) -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
+        **PERSISTENT_CONNECTIONS,
     }
 
 
@@ -159,6 +190,7 @@ class Environment:
     database: dict
     redis_url: str | None
     redis_prefix: str
+    redis_layer: str
     server_key_path: Path
     storage_key_path: Path
     open_registration: bool
@@ -173,6 +205,12 @@ class Environment:
     heartbeat_seconds: int
     handshake_rate: tuple[int, int]
     register_rate: tuple[int, int]
+    message_rate: tuple[int, int]
+    request_rate: tuple[int, int]
+    room_create_rate: tuple[int, int]
+    max_sessions: int
+    max_open_transfers: int
+    rate_limited_close: tuple[int, int]
     log_level: str
 
 
@@ -208,6 +246,7 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
         database=database_config(environ.get("DATABASE_URL", "").strip() or None, data_dir),
         redis_url=redis_url,
         redis_prefix=environ.get("CHAT_REDIS_PREFIX", "").strip() or "chat",
+        redis_layer=choice(environ, "CHAT_REDIS_LAYER", REDIS_LAYERS),
         server_key_path=Path(environ.get("CHAT_SERVER_KEY") or data_dir / "server_key.pem"),
         storage_key_path=data_dir / "storage.key",
         # Open registration on a development machine; an internet-facing server
@@ -224,5 +263,19 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
         heartbeat_seconds=integer(environ, "CHAT_HEARTBEAT_SECONDS", 30, minimum=1),
         handshake_rate=rate(environ, "CHAT_HANDSHAKE_RATE", (300, 60)),
         register_rate=rate(environ, "CHAT_REGISTER_RATE", (20, 3600)),
+        # Abuse limits of a logged-in user (chat/limits.py says how each is counted).
+        message_rate=rate(environ, "CHAT_MESSAGE_RATE", (30, 10)),
+        request_rate=rate(environ, "CHAT_REQUEST_RATE", (200, 20)),
+        room_create_rate=rate(environ, "CHAT_ROOM_CREATE_RATE", (20, 3600)),
+        max_sessions=integer(environ, "CHAT_MAX_SESSIONS", 10, minimum=1),
+        # PROTOCOL.md 3.3 names 8 as the limit: an operator may be stricter, never looser.
+        max_open_transfers=integer(
+            environ,
+            "CHAT_MAX_OPEN_TRANSFERS",
+            MAX_OPEN_TRANSFERS,
+            minimum=1,
+            maximum=MAX_OPEN_TRANSFERS,
+        ),
+        rate_limited_close=rate(environ, "CHAT_RATE_LIMITED_CLOSE", (10, 60)),
         log_level=(environ.get("CHAT_LOG_LEVEL", "").strip() or "INFO").upper(),
     )

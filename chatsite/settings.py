@@ -10,8 +10,11 @@ local-memory cache, all data under ``var/``. Production sets ``DJANGO_DEBUG=0``,
 
 from __future__ import annotations
 
+import os
+
 from chatproto import crypto_utils
 from chatproto.limits import MAX_RECORD_SIZE, MAX_TEXT
+from chatproto.transfer import OFFER_TIMEOUT_SECONDS
 
 from . import env
 
@@ -66,6 +69,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": ENV.database}
+# Threads for blocking work (chat/workers.py): service calls (PostgreSQL serves several at once;
+# SQLite one writer at a time), password hashing (Argon2 is multi-threaded itself: few at once),
+# RSA decryption of handshakes.
+_CORES = os.cpu_count() or 2
+CHAT_DATABASE_THREADS = 1 if "sqlite" in ENV.database["ENGINE"] else min(8, 2 * _CORES)
+CHAT_PASSWORD_THREADS = max(1, _CORES // 2)
+CHAT_HANDSHAKE_THREADS = min(4, _CORES)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
@@ -93,24 +103,50 @@ STATIC_ROOT = DATA_DIR / "static"
 
 # --- channel layer and cache: one process, or many sharing Redis -----------------------------
 if ENV.redis_url:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [ENV.redis_url],
-                "prefix": f"{ENV.redis_prefix}:layer",
-                # Layer messages carry message texts between processes: encrypt them,
-                # with a key of their own derived from the secret key.
-                "symmetric_encryption_keys": [
-                    crypto_utils.hkdf_sha256(
-                        SECRET_KEY.encode("utf-8"), b"", b"chat channel layer", 32
-                    ).hex()
-                ],
-                "capacity": 1000,
-                "expiry": 60,
-            },
-        }
+    _LAYER_CONFIG = {
+        # redis-py 8 times socket reads out after 5 s by default, exactly as long as
+        # channels_redis blocks in BZPOPMIN waiting for a message: an idle session's
+        # receive then fails and its consumer dies (redis-py#4091). Wait longer.
+        # redis-py 8 caps a pool at 100 connections and raises instead of waiting; a
+        # process with a few hundred sessions needs more at once (see test_load.py).
+        "hosts": [{"address": ENV.redis_url, "socket_timeout": 30, "max_connections": 2000}],
+        # Layer messages carry message texts between processes: encrypt them,
+        # with a key of their own derived from the secret key.
+        "symmetric_encryption_keys": [
+            crypto_utils.hkdf_sha256(
+                SECRET_KEY.encode("utf-8"), b"", b"chat channel layer", 32
+            ).hex()
+        ],
     }
+    if ENV.redis_layer == "pubsub":
+        # Redis Pub/Sub (CHAT_REDIS_LAYER=pubsub): one PUBLISH per group message, delivered
+        # once to each process subscribed to the group, and less CPU per delivery than the
+        # core layer (bench/NOTES.md). Nothing is stored: what is published while Redis is
+        # down is lost for live delivery, and sessions live on without knowing (the core
+        # layer's consumers fail, so clients reconnect and catch up). Hence not the default.
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                # Channel names embed the prefix: keep them to Channels' characters.
+                "CONFIG": {**_LAYER_CONFIG, "prefix": f"{ENV.redis_prefix}.layer."},
+            }
+        }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    **_LAYER_CONFIG,
+                    "prefix": f"{ENV.redis_prefix}:layer",
+                    "capacity": 1000,
+                    # channels_redis keeps one queue per process for all its process-local
+                    # channels, and the process channel of chat.sessions carries every room
+                    # message: room for bursts (each message expires after `expiry` s anyway).
+                    "channel_capacity": {"specific.*": 20_000},
+                    "expiry": 60,
+                },
+            }
+        }
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -120,7 +156,11 @@ if ENV.redis_url:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+        "default": {
+            "BACKEND": "chat.layers.InMemoryChannelLayer",
+            # The process channel (chat.sessions) carries every room message: room for bursts.
+            "CONFIG": {"capacity": 1000, "channel_capacity": {"specific.*": 20_000}},
+        }
     }
     CACHES = {
         "default": {
@@ -151,6 +191,10 @@ CHAT_SERVER_NAME = ENV.server_name
 CHAT_GREETING = ENV.greeting_text or f"Welcome to {ENV.server_name}."
 CHAT_MAX_TEXT = MAX_TEXT
 CHAT_MAX_FILE_SIZE = ENV.max_file_size
+# File transfers: an offer past a user's open transfers (8, PROTOCOL.md 3.3; an operator may
+# lower it) is rate_limited; an offer unanswered this long is expired (a setting for the tests).
+CHAT_MAX_OPEN_TRANSFERS = ENV.max_open_transfers
+CHAT_TRANSFER_OFFER_TIMEOUT = OFFER_TIMEOUT_SECONDS
 CHAT_TRUSTED_PROXIES = ENV.trusted_proxies
 # New WebSocket connections per client address: (count, seconds), then close 4008.
 CHAT_HANDSHAKE_RATE = ENV.handshake_rate
@@ -160,6 +204,14 @@ CHAT_LOGIN_THROTTLE_USER_ADDRESS = (10, 900)
 CHAT_LOGIN_THROTTLE_ADDRESS = (100, 900)
 # Accounts registered over the protocol per address.
 CHAT_REGISTER_THROTTLE_ADDRESS = ENV.register_rate
+# Abuse limits of a logged-in user (chat/limits.py): (count, seconds) rates, answered
+# rate_limited; the CHAT_RATE_LIMITED_CLOSE[0]-th rate_limited answer within [1] seconds closes
+# the session with 4008.
+CHAT_MESSAGE_RATE = ENV.message_rate  # send and pm: bursts of count, then count per seconds
+CHAT_REQUEST_RATE = ENV.request_rate  # every request but a transfer's steps, likewise
+CHAT_ROOM_CREATE_RATE = ENV.room_create_rate  # rooms created, sliding window
+CHAT_MAX_SESSIONS = ENV.max_sessions  # logged-in sessions of one user, every process together
+CHAT_RATE_LIMITED_CLOSE = ENV.rate_limited_close
 # Presence: each process refreshes its heartbeat every CHAT_HEARTBEAT_SECONDS; its sessions
 # stop counting as online 3 heartbeats after it stops.
 CHAT_HEARTBEAT_SECONDS = ENV.heartbeat_seconds

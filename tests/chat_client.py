@@ -7,6 +7,7 @@
     client.request({"type": "send", "room": "lobby", "text": "hi"})   # the ack
     client.expect("message")                         # the broadcast
     client.recv(timeout=0.5)                          # TimeoutError when nothing comes
+    client.send_chunk(chunk); client.recv_item()      # file transfers: chunks in arrival order
 
 Messages that arrive while :meth:`TestClient.request` waits for its answer are
 kept, in order, for :meth:`recv` and :meth:`expect`.
@@ -33,6 +34,7 @@ from chatproto.connection import (
     MessageReceived,
     ServerHello,
 )
+from chatproto.framing import FileChunk
 
 DEFAULT_TIMEOUT = 10.0
 _LOST = -1  # queue marker: the connection broke without a close frame
@@ -113,9 +115,14 @@ class TestClient:
         self.send_bytes(data)
         return data
 
+    def send_chunk(self, chunk: FileChunk) -> None:
+        """Seal and send a file chunk record."""
+        self.send_bytes(self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data))
+
     # --- messages -----------------------------------------------------------------------------
 
-    def _next_message(self, timeout: float) -> dict[str, Any]:
+    def _next_item(self, timeout: float) -> dict[str, Any] | FileChunk:
+        """The next record's message or file chunk (each binary message is one record)."""
         while True:
             opcode, data = self._read_frame(timeout)
             if opcode != websocket.ABNF.OPCODE_BINARY:
@@ -124,11 +131,24 @@ class TestClient:
                 if isinstance(event, MessageReceived):
                     return event.message
                 if isinstance(event, ChunkReceived):
-                    self.chunks.append(event.chunk)
+                    return event.chunk
                 if isinstance(event, CloseConnection):
                     raise AssertionError(
                         f"the server sent a bad record (client closes {event.code})"
                     )
+
+    def _next_message(self, timeout: float) -> dict[str, Any]:
+        while True:
+            item = self._next_item(timeout)
+            if not isinstance(item, FileChunk):
+                return item
+            self.chunks.append(item)
+
+    def recv_item(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any] | FileChunk:
+        """The next message or file chunk, in the order they came (chunks are not kept)."""
+        if self.pending:
+            return self.pending.popleft()
+        return self._next_item(timeout)
 
     def recv(self, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         """The next message (TimeoutError when none comes; ConnectionClosed when closed)."""

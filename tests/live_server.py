@@ -73,6 +73,12 @@ def server_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[s
             # Suites register many accounts and open many sessions from 127.0.0.1.
             "CHAT_REGISTER_RATE": "100000/60",
             "CHAT_HANDSHAKE_RATE": "100000/60",
+            # ...and measure with floods of pings and messages from one user; the abuse
+            # limits (chat/limits.py) are tested in process (tests/chat/test_limits.py).
+            "CHAT_MESSAGE_RATE": "1000000000/1",
+            "CHAT_REQUEST_RATE": "1000000000/1",
+            "CHAT_ROOM_CREATE_RATE": "1000000000/1",
+            "CHAT_MAX_SESSIONS": "1000000000",
             "PYTHONUNBUFFERED": "1",
         }
     )

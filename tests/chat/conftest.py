@@ -20,7 +20,7 @@ def server_key_file(tmp_path_factory):
 @pytest.fixture
 def chat_settings(settings, tmp_path, server_key_file):
     """Settings every chat test runs with; yields them for further overrides."""
-    from chat import consumers, storage
+    from chat import consumers, limits, storage
 
     settings.PASSWORD_HASHERS = ["tests.chat.helpers.FastArgon2PasswordHasher"]
     settings.CHAT_SERVER_KEY = server_key_file
@@ -38,6 +38,7 @@ def chat_settings(settings, tmp_path, server_key_file):
     storage.storage_key.cache_clear()
     consumers.server_key.cache_clear()
     cache.clear()
+    limits.reset()  # token buckets live in the process, keyed by user ids that tests reuse
     yield settings
     storage.storage_key.cache_clear()
     consumers.server_key.cache_clear()

@@ -223,29 +223,6 @@ async def test_ping_answers_pong_with_ref(create_users):
     await session.close()
 
 
-async def test_file_transfer_requests_are_refused_until_the_feature_lands(create_users):
-    await create_users("alice", "bob")
-    session = await logged_in("alice")
-    offer = await session.request(
-        {
-            "type": "file_offer",
-            "id": "f",
-            "transfer": "0" * 32,
-            "to": "bob",
-            "name": "a.txt",
-            "size": 1,
-            "sha256": "0" * 64,
-        }
-    )
-    assert (offer["code"], offer["ref"]) == ("bad_request", "f")
-    assert "not available" in offer["message"]
-    other = await session.request({"type": "file_accept", "id": "a", "transfer": "0" * 32})
-    assert other["code"] == "unknown_transfer"
-    await session.send_bytes(session.conn.send_chunk(bytes(16), 0, b"data"))
-    assert (await session.recv())["code"] == "unknown_transfer"
-    await session.close()
-
-
 async def test_a_failing_handler_answers_internal_and_the_session_goes_on(
     create_users, monkeypatch
 ):

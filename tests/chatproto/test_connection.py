@@ -391,3 +391,36 @@ def test_send_refuses_a_message_too_large_for_a_record():
     assert client.receive_bytes(server.send({"type": "pong"})) == [
         MessageReceived({"type": "pong"})
     ]
+
+
+def test_a_plaintext_encoded_once_is_sealed_for_each_session_in_its_sequence():
+    from chatproto.framing import encode_json
+
+    pairs = [logged_in(), logged_in()]
+    for client, server in pairs:  # sessions at different sequence numbers
+        client.receive_bytes(server.send({"type": "pong"}))
+    pairs[1][0].receive_bytes(pairs[1][1].send({"type": "pong"}))
+    message = {"type": "message", "msg_id": 7, "room": "lobby", "from": "a", "text": "hi"}
+    plaintext = encode_json(message)
+    for client, server in pairs:
+        assert client.receive_bytes(server.send_plaintext(plaintext)) == [MessageReceived(message)]
+        # and the next record follows in sequence
+        assert client.receive_bytes(server.send({"type": "pong"})) == [
+            MessageReceived({"type": "pong"})
+        ]
+
+
+def test_send_plaintext_refuses_before_the_handshake_and_anything_but_encoded_json():
+    from chatproto.framing import encode_chunk, encode_json
+
+    with pytest.raises(LocalProtocolError):
+        fresh_server().send_plaintext(encode_json({"type": "pong"}))
+    client, server = logged_in()
+    with pytest.raises(LocalProtocolError):
+        server.send_plaintext(encode_chunk(TRANSFER, 0, b"data"))
+    with pytest.raises(LocalProtocolError):
+        server.send_plaintext(b"")
+    # refusals seal nothing: the session goes on in sequence
+    assert client.receive_bytes(server.send({"type": "pong"})) == [
+        MessageReceived({"type": "pong"})
+    ]

@@ -27,7 +27,8 @@ def test_database_url_for_postgresql_is_parsed_without_extra_dependencies(tmp_pa
         "HOST": "db.internal",
         "PORT": "5433",
         "OPTIONS": {"sslmode": "require"},
-        "CONN_MAX_AGE": 0,
+        "CONN_MAX_AGE": 600,
+        "CONN_HEALTH_CHECKS": True,
     }
 
 
@@ -118,7 +119,10 @@ def test_redis_url_switches_layer_and_cache_and_encrypts_layer_messages(tmp_path
         environment, "[s.CHANNEL_LAYERS['default'], s.CACHES['default'], s.SECRET_KEY]"
     )
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"]["hosts"] == ["redis://127.0.0.1:6379/3"]
+    (host,) = layer["CONFIG"]["hosts"]
+    assert host["address"] == "redis://127.0.0.1:6379/3"
+    # Longer than channels_redis's 5 s blocking pop, or idle consumers die (redis-py 8).
+    assert host["socket_timeout"] > 5
     assert layer["CONFIG"]["prefix"].startswith("acme")
     (key,) = layer["CONFIG"]["symmetric_encryption_keys"]
     assert len(key) == 64 and secret not in key
@@ -126,11 +130,26 @@ def test_redis_url_switches_layer_and_cache_and_encrypts_layer_messages(tmp_path
     assert cache["KEY_PREFIX"].startswith("acme")
 
 
+def test_the_pub_sub_redis_layer_can_be_chosen_and_still_encrypts(tmp_path):
+    environment = server_env(
+        tmp_path, {"REDIS_URL": "redis://127.0.0.1:6379/3", "CHAT_REDIS_LAYER": "pubsub"}
+    )
+    (layer,) = _settings_in_subprocess(environment, "[s.CHANNEL_LAYERS['default']]")
+    assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert layer["CONFIG"]["symmetric_encryption_keys"]
+    assert ":" not in layer["CONFIG"]["prefix"]  # it is part of channel names
+
+
+def test_an_unknown_redis_layer_says_which_exist(tmp_path):
+    with pytest.raises(env.ConfigError, match="core, pubsub"):
+        env.read({"CHAT_DATA_DIR": str(tmp_path), "CHAT_REDIS_LAYER": "kafka"})
+
+
 def test_without_redis_the_layer_and_cache_are_in_process(tmp_path):
     layer, cache = _settings_in_subprocess(
         server_env(tmp_path), "[s.CHANNEL_LAYERS['default'], s.CACHES['default']]"
     )
-    assert layer["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert layer["BACKEND"] == "chat.layers.InMemoryChannelLayer"  # Channels' own, made cheaper
     assert cache["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
 

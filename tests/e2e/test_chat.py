@@ -64,6 +64,8 @@ def test_private_message_reaches_only_its_recipient(deployment):
 def test_offline_private_messages_arrive_at_the_next_login(deployment):
     _alice, alice_client = deployment.register("alice", on=0)
     bob, bob_client = deployment.register("bob", on=1)
+    # (the push of bob's new account, before he came online, must not count as him leaving)
+    next_users_where(alice_client, lambda users: bob in users["online"])
     bob_client.close()
     next_users_where(alice_client, lambda users: bob not in users["online"])
     texts = ["first", "second"]

@@ -1,0 +1,645 @@
+"""File transfers (PROTOCOL.md 3.3) in the server: the consumer's glue to the relay rules.
+
+:class:`chatproto.transfer.TransferRegistry` decides everything (who may send
+what, the order, the window, the size, the cancels) without I/O; this module
+carries its decisions out, across server processes, and keeps nothing of a
+file: a chunk is forwarded the moment it is read.
+
+Where a transfer lives
+----------------------
+One registry per server process (:func:`registry`). A transfer belongs to the
+registry of the process holding the **sender's** session (its *owner*): the
+offer is made there and every chunk arrives there, so the sender's side of
+the hot path never waits for another process.
+
+Routing
+-------
+Sessions are named by their channel names. An action for the session at hand
+is done directly; one for any other session goes through the channel layer
+(``chat.transfer`` events, below), and one for "every session of the
+recipient" through the recipient's group (:func:`chat.delivery.to_user`). The
+relayed offer carries, in the layer event and never on the wire, the owner's
+channel name: each of the recipient's sessions keeps ``transfer -> owner``
+(:attr:`TransferSession.routes`) and forwards its accept, reject, acks, done
+and cancel there; the owner's consumer hands them to the registry with the
+recipient's session and user, and the registry's answers come back by
+session. A final message (the transfer is over for that session) drops the
+route. A request about a transfer that is neither routed from this session
+nor owned in its process is answered ``unknown_transfer`` on the spot; a
+chunk about a transfer not owned in the sender's process likewise (only the
+sender sends chunks, and the sender's process is the owner).
+
+When a session ends, the registry of its process drops it (``disconnected``
+to the other side), and each other process whose transfers the session had
+routes to is told (``gone``) and drops it there. When the session was its
+user's last, unanswered offers to the user end too (``disconnected`` to the
+sender): in this process for every offer, elsewhere for the offers this
+session had been shown. A process that dies tells nobody: while transfers are
+open, each process checks every heartbeat whether their peers in other
+processes are still present (:func:`check_peers`), and ends those whose peer
+is gone, within about three heartbeats of the death (this also ends an offer
+whose recipient's last session had logged in after it, never saw it, and so
+sent no ``gone``). Offers not answered in time end from a timer per process
+(:func:`_expire_offers`).
+
+Layer events: ``{"type": "chat.transfer", "op": ...}``, handled by
+``ChatConsumer.chat_transfer`` under the consumer's lock:
+
+``message``  ``message`` (a protocol message to send), ``final`` (drop the route),
+             ``owner`` (the owning channel: keep a route), ``exclude`` (a channel not
+             to send it to; user-wide sends)
+``chunk``    ``transfer`` (16 bytes), ``index``, ``data`` (raw bytes: channels_redis
+             packs messages with msgpack, which carries bytes as they are; a full
+             64 KiB chunk is 65,621 bytes packed, 87,576 with the layer's Fernet
+             encryption, far below any limit of Redis or channels_redis)
+``refuse``   ``code``, ``message``, ``ref``: an ``error`` through ``reply_error`` there
+             (so ``bad_request`` counts toward that session's 4008); ``transfer``
+``request``  for the owner: ``request`` (the step's fields), ``session``, ``user``
+``gone``     for the owner: ``session`` ended; ``offline``: its ``user`` has none left
+
+Order: the registry's actions are carried out in order; events from one
+process to one channel arrive in the order sent (the in-memory layer is a
+queue; channels_redis orders a channel by send time, and a transfer's events
+to a session are all sent by one consumer, one after the other).
+
+Memory and backpressure
+-----------------------
+The server holds, per transfer, a few counters here, and file data only while
+it passes through: at most the window of 16 chunks (about 1 MiB), wherever
+they sit (daphne's input queue, the channel layer, daphne's and the kernel's
+send buffers). The reason is the window: the registry forwards a chunk only
+while fewer than 16 are unacknowledged (a 17th ends the transfer with
+``window_exceeded``, unforwarded), and an honest recipient acknowledges a
+chunk only after it has read it off its socket, so every unacknowledged chunk
+is one the recipient has not yet taken from the server. A slow recipient thus
+slows the sender down to its own pace; nothing grows.
+
+What the window cannot bound: daphne gives an ASGI application no write
+backpressure (``websocket.send`` returns once the frame is queued in
+Twisted's transport), so a *dishonest* recipient that acknowledges chunks
+without reading them, together with a sender that keeps sending, makes the
+server queue what the recipient does not read. That needs two cooperating
+accounts and is the same exposure as any client that sends requests and
+never reads the answers; bounding it needs a per-connection send-buffer limit
+in the server (daphne has none), not a transfer rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any, Protocol
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from accounts.models import User
+from chatproto.codes import ErrorCode
+from chatproto.errors import MessageError
+from chatproto.framing import FileChunk
+from chatproto.messages import Request, validate_request
+from chatproto.transfer import (
+    Action,
+    CancelReason,
+    Deliver,
+    DeliverChunk,
+    RecipientStatus,
+    Refuse,
+    ToSession,
+    TransferRegistry,
+    file_cancel,
+)
+
+from . import delivery, presence, workers
+
+log = logging.getLogger("chat.transfers")
+
+EVENT = "chat.transfer"
+UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
+
+_registry: TransferRegistry | None = None
+_timer: asyncio.Task | None = None
+_watch: asyncio.Task | None = None
+_suspects: set[tuple[str, str | None]] = set()  # peers the last check_peers found gone
+# Every session of this process, and those holding routes (offers made to them).
+_here: weakref.WeakSet[TransferSession] = weakref.WeakSet()
+_routed: weakref.WeakSet[TransferSession] = weakref.WeakSet()
+# transfer -> the recipient's user id, while the transfer is open in this process's registry
+# (user-wide sends go to the recipient's group, which is named by id).
+_recipient_ids: dict[str, int] = {}
+
+
+def registry() -> TransferRegistry:
+    """This process's registry (created on first use from the settings)."""
+    global _registry
+    if _registry is None:
+        _registry = TransferRegistry(
+            max_file_size=settings.CHAT_MAX_FILE_SIZE,
+            max_open_per_user=settings.CHAT_MAX_OPEN_TRANSFERS,
+            offer_timeout=settings.CHAT_TRANSFER_OFFER_TIMEOUT,
+        )
+    return _registry
+
+
+def reset() -> None:
+    """Forget every transfer of this process and stop its timer (tests start from here)."""
+    global _registry, _timer, _watch
+    for task in (_timer, _watch):
+        if task is not None and not task.done():
+            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                task.cancel()
+    _registry = None
+    _timer = _watch = None
+    _recipient_ids.clear()
+    _routed.clear()
+    _suspects.clear()
+
+
+def recipient_status(username: str) -> tuple[RecipientStatus, int | None]:
+    """What the server knows of an offer's ``to``, and the account's id.
+
+    ``UNKNOWN`` for no such account or an inactive one, ``OFFLINE`` for an
+    account with no logged-in session on a live process (presence is shared
+    by every process), else ``ONLINE``. Synchronous: database and cache.
+    """
+    user_id = (
+        User.objects.filter(username=username, is_active=True).values_list("pk", flat=True).first()
+    )
+    if user_id is None:
+        return RecipientStatus.UNKNOWN, None
+    if not presence.online([username]):
+        return RecipientStatus.OFFLINE, user_id
+    return RecipientStatus.ONLINE, user_id
+
+
+class Consumer(Protocol):
+    """What :class:`TransferSession` needs of its consumer (``chat.consumers.ChatConsumer``)."""
+
+    channel_name: str
+    username: str
+
+    def listening(self) -> bool: ...
+
+    async def send_message(self, message: dict[str, Any]) -> None: ...
+
+    async def send_chunk(self, chunk: FileChunk) -> None: ...
+
+    async def reply_error(self, code: ErrorCode, message: str, ref: str | None = None) -> None: ...
+
+
+class TransferSession:
+    """One session's part in file transfers: what the consumer calls, and the session's routes.
+
+    The consumer calls :meth:`handle_request` and :meth:`handle_chunk` for what
+    its client sent, :meth:`on_event` for ``chat.transfer`` layer events, and
+    :meth:`session_closed` once the session is over; always under its lock.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.routes: dict[str, str] = {}  # transfer -> owner's channel, for offers made to us
+        self.senders: dict[str, str] = {}  # transfer -> the offering user, for offers made to us
+        _here.add(self)
+
+    @property
+    def session(self) -> str:
+        return self.consumer.channel_name
+
+    # --- from the client ----------------------------------------------------------------------
+
+    async def handle_request(self, request: Request) -> None:
+        """A validated ``file_*`` request of this (logged-in) session."""
+        if request.type == "file_offer":
+            await self._offer(request)
+            return
+        transfer_id: str = request.transfer  # type: ignore[attr-defined]
+        reg = registry()
+        owned = reg.get(transfer_id)
+        owner = self.routes.get(transfer_id)
+        if owned is not None and owner in (None, owned.sender_session):
+            actions = reg.receive(request, session=self.session, user=self.consumer.username)
+            await carry_out(actions, here=self, about=transfer_id)
+        elif owner is not None:
+            event = {
+                "type": EVENT,
+                "op": "request",
+                "request": _request_fields(request),
+                "session": self.session,
+                "user": self.consumer.username,
+            }
+            if not await _layer_send(owner, event):
+                self.routes.pop(transfer_id, None)
+                await self.consumer.reply_error(
+                    ErrorCode.INTERNAL,
+                    "the server could not reach this transfer; it has probably ended",
+                    request.id,
+                )
+        else:
+            await self.consumer.reply_error(
+                ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER, request.id
+            )
+
+    async def _offer(self, request: Request) -> None:
+        req: Any = request
+        user = self.consumer.username
+        if req.to == user:
+            status, recipient_id = RecipientStatus.ONLINE, None  # refused as bad_request anyway
+        else:
+            status, recipient_id = await workers.database(recipient_status)(req.to)
+        reg = registry()
+        was_open = req.transfer in reg
+        actions = reg.offer(
+            request, session=self.session, user=user, now=time.monotonic(), recipient=status
+        )
+        if not was_open and req.transfer in reg and recipient_id is not None:
+            _recipient_ids[req.transfer] = recipient_id
+            log.info(
+                "transfer %s offered: %s to %s, %d bytes",
+                _short(req.transfer),
+                user,
+                req.to,
+                req.size,
+            )
+            _schedule_expiry()
+            _schedule_watch()
+        await carry_out(actions, here=self, about=req.transfer)
+
+    async def handle_chunk(self, chunk: FileChunk) -> None:
+        """A chunk record from this session: forwarded, refused, or the end of the transfer."""
+        actions = registry().receive_chunk(chunk, session=self.session)
+        await carry_out(actions, here=self, about=chunk.transfer_hex)
+
+    async def session_closed(self, *, went_offline: bool) -> None:
+        """The session ended; ``went_offline``: it was its user's last session."""
+        reg = registry()
+        actions = reg.drop_session(self.session)
+        if went_offline:
+            actions += reg.recipient_offline(self.consumer.username)
+        await carry_out(actions)
+        owners = set()
+        for transfer_id, owner in self.routes.items():
+            owned = reg.get(transfer_id)
+            if owned is None or owned.sender_session != owner:
+                owners.add(owner)
+        self.routes.clear()
+        self.senders.clear()
+        _routed.discard(self)
+        _here.discard(self)
+        event = {
+            "type": EVENT,
+            "op": "gone",
+            "session": self.session,
+            "user": self.consumer.username,
+            "offline": went_offline,
+        }
+        for owner in sorted(owners):
+            await _layer_send(owner, event)
+
+    # --- from the channel layer ---------------------------------------------------------------
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        """A ``chat.transfer`` layer event for this session (see the module docstring)."""
+        op = event.get("op")
+        if op == "request":
+            await self._owner_request(event)
+        elif op == "gone":
+            reg = registry()
+            actions = reg.drop_session(event["session"])
+            if event.get("offline"):
+                actions += reg.recipient_offline(event["user"])
+            await carry_out(actions, here=self)
+        elif op == "message":
+            if event.get("exclude") != self.session:
+                await self.deliver(event["message"], final=event["final"], owner=event["owner"])
+        elif op == "chunk":
+            if self.consumer.listening():
+                await self.consumer.send_chunk(
+                    FileChunk(event["transfer"], event["index"], event["data"])
+                )
+        elif op == "refuse":
+            await self.refuse(
+                ErrorCode(event["code"]), event["message"], event["ref"], event.get("transfer")
+            )
+        else:
+            log.warning("session %s: unknown transfer event %r", self.session, op)
+
+    async def _owner_request(self, event: dict[str, Any]) -> None:
+        try:
+            request = validate_request(event["request"])
+        except MessageError:
+            log.warning("a forwarded transfer request did not validate; dropped")
+            return
+        actions = registry().receive(request, session=event["session"], user=event["user"])
+        await carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]
+
+    # --- to the client ------------------------------------------------------------------------
+
+    async def deliver(self, message: dict[str, Any], *, final: bool, owner: str | None) -> None:
+        """Send a transfer's message to the client, keeping the session's route up to date."""
+        transfer_id = message.get("transfer")
+        if isinstance(transfer_id, str):
+            if final:
+                self.routes.pop(transfer_id, None)
+                self.senders.pop(transfer_id, None)
+                if not self.routes:
+                    _routed.discard(self)
+            elif owner is not None and owner != self.session:
+                self.routes[transfer_id] = owner
+                if message.get("type") == "file_offer":
+                    self.senders[transfer_id] = message["from"]
+                _routed.add(self)
+                _schedule_watch()
+        if self.consumer.listening():
+            await self.consumer.send_message(message)
+
+    async def refuse(
+        self, code: ErrorCode, message: str, ref: str | None, transfer_id: str | None
+    ) -> None:
+        """An ``error`` answer; ``unknown_transfer`` from the owner also drops the route."""
+        if code is ErrorCode.UNKNOWN_TRANSFER and transfer_id is not None:
+            self.routes.pop(transfer_id, None)
+            self.senders.pop(transfer_id, None)
+        if self.consumer.listening():
+            await self.consumer.reply_error(code, message, ref)
+
+
+# --- carrying out the registry's actions -------------------------------------------------------
+
+
+async def carry_out(
+    actions: list[Action], *, here: TransferSession | None = None, about: str | None = None
+) -> None:
+    """Do the registry's ``actions`` in order; ``here`` is the session at hand, if any.
+
+    ``about`` is the transfer the call was about (refusals do not name it).
+    A session that the channel layer cannot reach (a full channel, Redis
+    gone) is dropped from this process's transfers, which tells the other
+    side ``disconnected`` instead of leaving it waiting for ever.
+    """
+    if not actions:
+        return
+    # Before anything is sent: whoever hears that a transfer is over finds it gone here too.
+    ended = _settle(actions, about)
+    lost: set[str] = set()
+    for action in actions:
+        if isinstance(action, DeliverChunk):
+            ok = await _deliver_chunk(action)
+            target = action.session
+        elif isinstance(action, Deliver):
+            ok = await _deliver(action, here, ended)
+            target = action.to.session if isinstance(action.to, ToSession) else None
+        else:
+            ok = await _refuse(action, here, about)
+            target = action.session
+        if not ok and target is not None:
+            lost.add(target)
+    for session in sorted(lost):
+        await carry_out(registry().drop_session(session), here=here)
+
+
+async def _deliver(action: Deliver, here: TransferSession | None, ended: dict[str, int]) -> bool:
+    message = action.message
+    transfer_id = message.get("transfer")
+    owned = registry().get(transfer_id) if isinstance(transfer_id, str) else None
+    owner = owned.sender_session if owned is not None else None
+    if isinstance(action.to, ToSession):
+        if here is not None and action.to.session == here.session:
+            await here.deliver(message, final=action.final, owner=owner)
+            return True
+        event = {"type": EVENT, "op": "message", "message": message, "final": action.final}
+        return await _layer_send(action.to.session, {**event, "owner": owner})
+    recipient_id = None
+    if isinstance(transfer_id, str):
+        recipient_id = _recipient_ids.get(transfer_id, ended.get(transfer_id))
+    if recipient_id is None:
+        log.error("transfer %s: no recipient to send %s to", transfer_id, message.get("type"))
+        return False
+    event = {
+        "type": EVENT,
+        "op": "message",
+        "message": message,
+        "final": action.final,
+        "owner": owner,
+        "exclude": action.to.exclude,
+    }
+    try:
+        await delivery.to_user(recipient_id, event)
+    except Exception as exc:
+        log.warning(
+            "transfer %s: the recipient's sessions were not reached (%s)",
+            _short(str(transfer_id)),
+            type(exc).__name__,
+        )
+    return True
+
+
+async def _deliver_chunk(action: DeliverChunk) -> bool:
+    """Chunks always go through the layer: the recipient is never the sending session."""
+    chunk = action.chunk
+    event = {
+        "type": EVENT,
+        "op": "chunk",
+        "transfer": chunk.transfer,
+        "index": chunk.index,
+        "data": chunk.data,
+    }
+    return await _layer_send(action.session, event)
+
+
+async def _refuse(action: Refuse, here: TransferSession | None, about: str | None) -> bool:
+    if here is not None and action.session == here.session:
+        await here.refuse(action.code, action.message, action.ref, about)
+        return True
+    event = {
+        "type": EVENT,
+        "op": "refuse",
+        "code": action.code.value,
+        "message": action.message,
+        "ref": action.ref,
+        "transfer": about,
+    }
+    return await _layer_send(action.session, event)
+
+
+async def _layer_send(channel: str, event: dict[str, Any]) -> bool:
+    """One layer event to one session; False when the layer refused it (logged)."""
+    try:
+        await delivery.to_channel(channel, event)
+    except Exception as exc:  # ChannelFull, or the layer's backend is unreachable
+        log.warning("transfer event to session %s not delivered (%s)", channel, type(exc).__name__)
+        return False
+    return True
+
+
+def _settle(actions: list[Action], about: str | None) -> dict[str, int]:
+    """Forget what this module kept for the transfers that these actions end, logging each.
+
+    Returns their recipients' ids, for the user-wide sends still to do.
+    """
+    mentioned = {about} if about is not None else set()
+    for action in actions:
+        if isinstance(action, Deliver) and isinstance(action.message.get("transfer"), str):
+            mentioned.add(action.message["transfer"])
+    reg = registry()
+    ended = {}
+    for transfer_id in sorted(mentioned):
+        if transfer_id in _recipient_ids and transfer_id not in reg:
+            ended[transfer_id] = _recipient_ids.pop(transfer_id)
+            log.info("transfer %s ended: %s", _short(transfer_id), _outcome(actions, transfer_id))
+    return ended
+
+
+def _outcome(actions: list[Action], transfer_id: str) -> str:
+    """How a transfer ended, for the log (a client's own cancel reason is not logged)."""
+    for action in actions:
+        if not isinstance(action, Deliver) or not action.final:
+            continue
+        message = action.message
+        if message.get("transfer") != transfer_id:
+            continue
+        if message["type"] == "file_done":
+            return "done, file kept" if message.get("ok") else "done, file not kept"
+        if message["type"] == "file_reject":
+            return "declined"
+        if message["type"] == "file_cancel":
+            try:
+                return f"cancelled ({CancelReason(message.get('reason'))})"
+            except ValueError:
+                return "cancelled"
+    return "over"
+
+
+def _request_fields(request: Request) -> dict[str, Any]:
+    """The request as a JSON-like dict, to validate again in the owner's process."""
+    fields = {name: value for name, value in request.as_dict().items() if value is not None}
+    return {"type": request.type, **fields}
+
+
+def _short(transfer_id: str) -> str:
+    return transfer_id[:8]
+
+
+# --- offers nobody answers -----------------------------------------------------------------------
+
+
+def _schedule_expiry() -> None:
+    """Make sure this process's timer runs while an offer waits for its answer."""
+    global _timer
+    loop = asyncio.get_running_loop()
+    if _timer is None or _timer.done() or _timer.get_loop() is not loop:
+        _timer = loop.create_task(_expire_offers(), name="chat-transfer-expiry")
+
+
+async def _expire_offers() -> None:
+    """End offers unanswered for the timeout (``expired`` to both sides), then sleep again.
+
+    Every offer has the same timeout, so a later offer never expires before
+    the one being waited for: sleeping until :meth:`TransferRegistry.next_expiry`
+    is enough.
+    """
+    while (when := registry().next_expiry()) is not None:
+        delay = when - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+            continue
+        try:
+            await carry_out(registry().expire(time.monotonic()))
+        except Exception:
+            log.exception("ending expired file offers failed")
+            await asyncio.sleep(1)
+
+
+# --- peers in processes that died ----------------------------------------------------------------
+
+
+def _schedule_watch() -> None:
+    """Make sure this process checks its transfers' peers while it has any (see check_peers)."""
+    global _watch
+    loop = asyncio.get_running_loop()
+    if _watch is None or _watch.done() or _watch.get_loop() is not loop:
+        _watch = loop.create_task(_watch_peers(), name="chat-transfer-peers")
+
+
+async def _watch_peers() -> None:
+    while _recipient_ids or _routed:
+        await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
+        try:
+            await check_peers()
+        except Exception:
+            log.exception("checking the peers of file transfers failed")
+    _suspects.clear()  # a verdict needs two checks in a row: start afresh next time
+
+
+async def check_peers() -> None:
+    """End the transfers whose other side was in a server process that died.
+
+    A session that ends tells its peers itself (``disconnected``); a process
+    that is killed or loses its machine tells nobody. Presence notices (its
+    heartbeat stops, :mod:`chat.presence`), and this check, run every
+    heartbeat while transfers are open, acts on it:
+
+    - transfers owned here whose accepting session is gone from presence end
+      with ``disconnected`` to the sender; an unanswered offer ends so once
+      its recipient has no session left anywhere (this also covers a last
+      session that never saw the offer, and so sent no ``gone``);
+    - sessions here holding a route to an offer or transfer whose owner is
+      gone get ``file_cancel`` ``disconnected``.
+
+    A peer is judged gone only when two checks in a row (a heartbeat apart)
+    find it so, so that one late heartbeat of a busy process cancels nothing;
+    and sessions of this process are never judged by presence at all (their
+    consumers report their own end).
+    """
+    global _suspects
+    reg = registry()
+    local = {session.session for session in _here}
+    local_users = {session.consumer.username for session in _here if session.consumer.listening()}
+    owned: list[tuple[str, str | None]] = []
+    for transfer_id in list(_recipient_ids):
+        transfer = reg.get(transfer_id)
+        if transfer is None:
+            continue
+        recipient = transfer.recipient_session
+        if recipient is None and transfer.recipient_user not in local_users:
+            owned.append((transfer.recipient_user, None))
+        elif recipient is not None and recipient not in local:
+            owned.append((transfer.recipient_user, recipient))
+    routed = [
+        (session, transfer_id, owner, sender)
+        for session in list(_routed)
+        for transfer_id, owner in list(session.routes.items())
+        if owner not in local and (sender := session.senders.get(transfer_id)) is not None
+    ]
+    owners = [(sender, owner) for _session, _transfer, owner, sender in routed]
+    gone = await sync_to_async(_gone_peers)(owned + owners)
+    confirmed, _suspects = gone & _suspects, gone
+    actions: list[Action] = []
+    for user, session in sorted(confirmed, key=str):
+        if session is None:
+            actions += reg.recipient_offline(user)
+        else:
+            actions += reg.drop_session(session)
+    await carry_out(actions)
+    for session, transfer_id, owner, sender in routed:
+        if (sender, owner) in confirmed and session.routes.get(transfer_id) == owner:
+            message = file_cancel(transfer_id, CancelReason.DISCONNECTED)
+            event = {"type": EVENT, "op": "message", "message": message, "final": True}
+            await _layer_send(session.session, {**event, "owner": None})
+
+
+def _gone_peers(peers: list[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
+    """Those of ``(user, session)`` that presence no longer has (cache reads).
+
+    ``(user, None)`` asks about the user: gone when no session of theirs is left.
+    """
+    gone = set()
+    for user, session in peers:
+        if session is None:
+            if not presence.online([user]):
+                gone.add((user, None))
+        elif not presence.session_alive(user, session):
+            gone.add((user, session))
+    return gone

@@ -1,0 +1,83 @@
+"""What a login costs the server: a few queries, whatever the number of accounts and rooms."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_init
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import User
+from chat import services
+from chat.models import Membership, Room
+from tests.chat.helpers import open_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_loading_accounts_runs_no_chat_code(chat_settings):
+    # A post_init receiver would run for every account loaded (every member list).
+    assert not post_init.has_listeners(User)
+
+
+def test_rooms_for_lists_public_rooms_and_the_users_private_ones(make_user):
+    alice, bob, carol = (make_user(name) for name in ("alice", "bob", "carol"))
+    services.create_room(bob, "zoo", members=["carol"])
+    services.create_room(bob, "hideout", private=True, members=["alice"])
+    services.create_room(carol, "carols", private=True)
+    User.objects.filter(pk=carol.pk).update(is_active=False)  # still listed as a member
+    assert services.rooms_for(alice) == [
+        {"name": "hideout", "private": True, "owner": "bob", "members": ["alice", "bob"]},
+        {"name": "lobby", "private": False, "owner": None, "members": ["alice", "bob", "carol"]},
+        {"name": "zoo", "private": False, "owner": "bob", "members": ["bob", "carol"]},
+    ]
+    assert [room["name"] for room in services.rooms_for(carol)] == ["carols", "lobby", "zoo"]
+
+
+def test_session_start_takes_the_same_queries_for_ten_accounts_or_a_hundred(make_user):
+    def queries_for_a_login(user) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            start = services.session_start(user)
+        assert start is not None and "lobby" in start.room_names
+        return len(captured.captured_queries)
+
+    first = make_user("first")
+    for i in range(9):
+        make_user(f"u{i}")
+    few = queries_for_a_login(first)
+    for i in range(9, 99):
+        make_user(f"u{i}")
+    for i in range(5):
+        room = Room.objects.create(name=f"r{i}", owner=first)
+        Membership.objects.create(room=room, user=first)
+    assert queries_for_a_login(first) == few
+
+
+def test_session_start_refuses_an_account_deactivated_meanwhile(make_user):
+    alice = make_user("alice")
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    assert services.session_start(alice) is None
+
+
+async def test_deactivating_with_a_plain_save_ends_the_sessions(create_users, run_sync):
+    (alice,) = await create_users("alice")
+    session = await open_session()
+    await session.login("alice")
+    await session.drain()
+
+    def deactivate() -> None:
+        user = User.objects.get(pk=alice.pk)
+        user.is_active = False
+        user.save()  # no update_fields: every field written, as the admin does
+
+    await run_sync(deactivate)
+    assert (await session.find("session_ended"))["reason"] == "deactivated"
+    assert await session.expect_close() == 4003
+    await session.close()
+
+
+def test_saving_other_fields_does_not_read_the_stored_state(make_user):
+    alice = make_user("alice")
+    with CaptureQueriesContext(connection) as captured:
+        alice.save(update_fields=["last_login"])  # what every login does
+    assert len(captured.captured_queries) == 1

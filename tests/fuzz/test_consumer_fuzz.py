@@ -1,0 +1,203 @@
+"""Fuzzing the real consumer: hostile frames before, during and after the handshake and login.
+
+Each case is one session of ``chatsite.asgi.application`` (in process, through
+Channels' communicator) that receives generated frames, each judged by
+:mod:`tests.fuzz.harness`: the answer or close code PROTOCOL.md names, never
+``internal``, never an error in the server's logs or an exception out of the
+application; and after every case a bystander session still gets ``pong``.
+Each test ends with a new session that logs in and writes, seen by the
+bystander: the process kept serving everyone else.
+
+``make test`` runs a bounded, derandomized number of cases (a few thousand
+frames in all); ``make fuzz`` sets ``CHAT_FUZZ_EXAMPLES`` for a long random run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from chatproto.codes import CloseCode
+from chatproto.limits import MAX_RECORD_SIZE
+from tests.fuzz import strategies
+from tests.fuzz.harness import (
+    FuzzSession,
+    ProtocolViolation,
+    damage,
+    edit_key_message,
+    key_message_verdict,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+_CONFIGURED = os.environ.get("CHAT_FUZZ_EXAMPLES", "").strip()
+LONG_RUN = bool(_CONFIGURED)
+
+
+def examples(default: int) -> int:
+    """Cases per test: ``default`` in ``make test``, ``CHAT_FUZZ_EXAMPLES`` in ``make fuzz``."""
+    return int(_CONFIGURED) if LONG_RUN else default
+
+
+def fuzz_settings(default: int) -> settings:
+    # derandomize: `make test` runs the same cases every time (CI never flakes on a new
+    # seed); the long run explores. database=None: nothing written into the repository.
+    return settings(
+        max_examples=examples(default),
+        deadline=None,
+        derandomize=not LONG_RUN,
+        database=None,
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def timeout(default: int) -> pytest.MarkDecorator:
+    """The long run takes as long as it takes; the bounded one must stay short."""
+    return pytest.mark.timeout(max(300, examples(default) // 2))
+
+
+# --- before the handshake --------------------------------------------------------------------
+
+
+@timeout(150)
+def test_anything_but_a_key_before_the_handshake_closes_4000(arena):
+    @given(frame=strategies.first_frames)
+    @fuzz_settings(150)
+    def case(frame):
+        async def run(session: FuzzSession) -> None:
+            await session.open()
+            kind, payload = frame
+            if kind == "text":
+                await session.send_text(payload)
+            else:
+                await session.send_bytes(payload)
+            output = await session.next_frame()
+            if output["type"] != "websocket.close" or output.get("code") != CloseCode.BAD_HANDSHAKE:
+                raise ProtocolViolation(f"{frame!r} was answered with {output}, not a 4000 close")
+            session.model.closed = output["code"]
+
+        arena.run(run)
+
+    case()
+    arena.still_serving()
+
+
+@timeout(150)
+def test_edited_key_messages_close_4000_or_complete_the_handshake(arena):
+    @given(edits=strategies.key_edits())
+    @fuzz_settings(150)
+    def case(edits):
+        async def run(session: FuzzSession) -> None:
+            await session.open()
+            original = json.loads(session.key_text)
+            text = edit_key_message(session.key_text, edits)
+            verdict = key_message_verdict(text, original)
+            await session.send_text(text)
+            output = await session.next_frame()
+            if output["type"] == "websocket.close":
+                session.model.closed = output.get("code")
+                if verdict == "same" or output.get("code") != CloseCode.BAD_HANDSHAKE:
+                    raise ProtocolViolation(f"{text!r} ({verdict}) closed with {output}")
+                return
+            if verdict == "close":
+                raise ProtocolViolation(f"{text!r} should have closed 4000, got {output}")
+            session.use_keys(session.keys)
+            if verdict == "same":
+                assert session.open_record(output)["type"] == "greeting"
+                await session.send_plaintext(b'\x01{"type":"ping","id":"p"}')
+                answer = session.open_record(await session.next_frame())
+                assert answer == {"type": "pong", "ref": "p"}, answer
+                return
+            # Another eph: the server derived keys we do not hold; its greeting must not open.
+            with pytest.raises(ProtocolViolation):
+                session.open_record(output)
+
+        arena.run(run)
+
+    case()
+    arena.still_serving()
+
+
+# --- after the handshake, before and after login ---------------------------------------------
+
+
+async def play(session: FuzzSession, frames: list) -> None:
+    """Send ``frames`` in order, judging each, until the session is closed."""
+    for kind, payload in frames:
+        if kind == "plaintext":
+            await session.hostile_plaintext(payload)
+        else:
+            data, code = damage(session, payload)
+            if isinstance(data, str):
+                await session.damaged_frame(lambda d=data: session.send_text(d), code)
+            else:
+                await session.damaged_frame(lambda d=data: session.send_bytes(d), code)
+        if session.model.closed is not None:
+            return
+
+
+@timeout(150)
+def test_hostile_records_before_login(arena):
+    @given(frames=strategies.session_frames)
+    @fuzz_settings(150)
+    def case(frames):
+        async def run(session: FuzzSession) -> None:
+            await session.open()
+            await session.complete_handshake()
+            await play(session, frames)
+
+        arena.run(run)
+
+    case()
+    arena.still_serving()
+
+
+@timeout(220)
+def test_hostile_records_after_login(arena):
+    @given(frames=strategies.session_frames)
+    @fuzz_settings(220)
+    def case(frames):
+        async def run(session: FuzzSession) -> None:
+            await session.open()
+            await session.complete_handshake()
+            await session.login("fuzzer", "pw")
+            await play(session, frames)
+
+        arena.run(run)
+
+    case()
+    arena.still_serving()
+
+
+# --- frames too large for a record -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["before login", "after login"])
+@pytest.mark.parametrize("frame", ["binary", "text"])
+def test_frames_over_one_mebibyte_close_the_session(arena, stage, frame):
+    """A record over 1 MiB closes 1009; an oversized *text* frame is still a text frame (4002).
+
+    (Through daphne both are refused with 1009 by the WebSocket layer before the
+    consumer sees them; in process the consumer must decide, and must not choke.)
+    """
+
+    async def run(session: FuzzSession) -> None:
+        await session.open()
+        await session.complete_handshake()
+        if stage == "after login":
+            await session.login("fuzzer", "pw")
+        if frame == "binary":
+            await session.damaged_frame(
+                lambda: session.send_bytes(b"\x01" + bytes(MAX_RECORD_SIZE)), CloseCode.TOO_LARGE
+            )
+        else:
+            await session.damaged_frame(
+                lambda: session.send_text("x" * (MAX_RECORD_SIZE + 1)), CloseCode.BAD_RECORD
+            )
+
+    arena.run(run)
+    arena.still_serving()
