@@ -32,6 +32,9 @@ MAX_JSON_INTEGER = 2**63 - 1  # fits every database integer column
 MAX_CHUNK_SIZE = 65_536  # bytes of file data per chunk record
 TRANSFER_WINDOW = 16  # chunks sent and not yet acknowledged
 TRANSFER_ID_SIZE = 16  # bytes; 32 hex digits in JSON
+OFFER_TIMEOUT_SECONDS = 300.0  # an offer unanswered this long ends with ``expired``
+MAX_OPEN_TRANSFERS = 8  # open transfers offered by one user; the 9th offer is rate_limited
+DEFAULT_MAX_FILE_SIZE = 4 * 2**30  # CHAT_MAX_FILE_SIZE's default: 4 GiB
 
 # Sessions
 KEY_DEADLINE_SECONDS = 10  # hello to key, else close 4000

@@ -1,6 +1,6 @@
 """Files of a transfer on disk: streaming reads, verified writes, safe names, no leftovers.
 
-Whole transfers run through :class:`tests.chatproto.test_transfer.Relay`, an
+Whole transfers run through :class:`tests.chatproto.transfer_harness.Relay`, an
 in-memory server process with the real relay rules, between an
 :class:`~tk_client.transfers.Upload` and a :class:`~tk_client.transfers.Download`.
 """
@@ -32,7 +32,7 @@ from chatproto.transfer import (
     TransferState,
     sanitize_filename,
 )
-from tests.chatproto.test_transfer import HOSTILE_NAMES, USERS, Relay, run
+from tests.chatproto.transfer_harness import HOSTILE_NAMES, USERS, Relay, run
 from tk_client import transfers
 from tk_client.transfers import (
     NAME_BUDGET,

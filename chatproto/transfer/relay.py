@@ -1,0 +1,564 @@
+"""The server's relay rules of a file transfer (PROTOCOL.md 3.3), without I/O.
+
+Nothing here touches a socket or a clock: every method takes what arrived (a
+validated request, a chunk, the caller's ``now``) and returns what to do.
+
+One registry per server process holds a :class:`RelayTransfer` per open transfer
+(counters only, never file data: the server holds at most the window of 16
+chunks in its send buffers, whatever the file's size). Its methods return
+:mod:`~chatproto.transfer.actions`; the consumer carries them out in order.
+
+Where the state lives, across server processes. A transfer belongs to the
+registry of the process that holds the **sender's session**: the offer is made
+there and every chunk arrives there, so the hot path never crosses processes.
+Session ids are opaque strings that must be unique across processes (the
+Channels channel name of the session is the natural choice); an action
+addressed to a session of another process goes through the channel layer
+(``channel_layer.send(session, ...)``), a :class:`ToUser` target through the
+user's group. The recipient's messages (accept, reject, acks, done, cancel)
+must reach the owning process: the relayed offer tells each recipient session
+where the transfer lives (the owner's channel, sent beside the offer in the
+channel-layer event, never on the wire), the recipient's consumer remembers
+``transfer -> owner channel`` and forwards those requests there, where the
+owner's consumer calls :meth:`TransferRegistry.receive` with the recipient's
+session id and user. A request for a transfer that a consumer has no route for
+is answered ``unknown_transfer`` on the spot. When a session ends, its
+consumer calls :meth:`TransferRegistry.drop_session` locally and sends
+"session gone" to the owners of the transfers it had routes for, which call
+``drop_session`` with that id. Nothing else is shared, so the registry needs
+no knowledge of sessions in other processes. (The limit of 8 open transfers is
+counted per process; pass ``open_elsewhere`` where a cross-process count is
+kept. A transfer id in use is detected in the owner's process; ids are 128
+random bits chosen by the sender, so a clash elsewhere only harms the client
+that reused an id.)
+
+Direct answers (PROTOCOL.md 3.0: every request has exactly one). Every
+``file_*`` request is answered ``ok`` when it is taken, else ``error``:
+``file_offer`` with ``ok`` or its refusal; ``file_accept``, ``file_reject``,
+``file_ack``, ``file_end``, ``file_done`` and ``file_cancel`` with ``ok`` (the
+direct answer "where nothing else is returned"), carrying ``ref`` when the
+request had an ``id``. The direct answer comes before what is relayed. Chunks
+are not requests and get no answer, only ``error`` ``unknown_transfer`` (no
+``ref``) when they are not the sender's. Which steps are answered is decided in
+one place, ``RelayTransfer._ok``. Races are normal and harmless: chunks or acks
+already on the wire when the other side cancels are answered ``unknown_transfer``,
+which a client ignores for a transfer it knows is over.
+
+What is refused and how:
+
+- a message from a session that is not one of the transfer's two sessions, or
+  from one of them outside its role (a chunk or ``file_end`` from the recipient,
+  an accept or ack from the sender), or about an unknown or finished transfer:
+  ``error`` ``unknown_transfer``; the transfer goes on;
+- a step out of turn by the right session (an ack or ``file_done`` before its
+  time, a second accept, ``file_reject`` after accepting): ``error``
+  ``bad_request``; nothing is relayed and the transfer goes on;
+- a violation of the data rules ends the transfer with ``file_cancel`` to both
+  sides: a chunk before the accept, after ``file_end`` or with the wrong index,
+  or an ack that is not for the oldest unacknowledged chunk:
+  ``chunk_out_of_order``; chunk data not 1 to 65,536 bytes: ``chunk_too_large``;
+  a 17th chunk not acknowledged: ``window_exceeded``; bytes beyond ``size``, or
+  ``file_end`` before ``size`` bytes: ``size_exceeded`` (the protocol names no
+  other reason for an early end). When the violation is a request, its direct
+  answer is ``error`` ``bad_request``, before the cancels.
+
+The offer's checks run in this order: ``to`` is the sender (``bad_request``),
+the transfer id in use (``bad_request``), the size (``too_large``), the
+recipient (``unknown_user``, ``offline``: the caller looks the user and their
+presence up and passes a :class:`RecipientStatus`), the sender's open transfers
+(``rate_limited`` for a 9th). The relayed offer is the request with ``id``
+removed and ``from`` added, sent to every session of the recipient. The first
+of the recipient's sessions to accept or reject wins; the others get
+``file_cancel`` ``answered_elsewhere``. An offer not answered within 5 minutes
+ends with ``expired`` to both sides; when a session of the transfer ends, the
+other side gets ``disconnected``. Before the answer, the recipient's side is
+all of their sessions: one of them ending leaves the offer open for the others,
+and :meth:`TransferRegistry.recipient_offline` ends it (``disconnected`` to the
+sender) when the recipient has no session left.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from ..codes import ErrorCode
+from ..errors import LocalProtocolError
+from ..framing import FileChunk
+from ..limits import (
+    DEFAULT_MAX_FILE_SIZE,
+    MAX_CHUNK_SIZE,
+    MAX_OPEN_TRANSFERS,
+    OFFER_TIMEOUT_SECONDS,
+    TRANSFER_WINDOW,
+)
+from ..messages import Request
+from .actions import (
+    Action,
+    Deliver,
+    DeliverChunk,
+    Refuse,
+    Target,
+    ToSession,
+    ToUser,
+)
+from .wire import TRANSFER_TYPES, CancelReason, file_cancel, ok
+
+
+class RecipientStatus(enum.Enum):
+    """What the server knows of the offer's ``to`` (it looks the user up; this module cannot)."""
+
+    ONLINE = "online"  # an active user with at least one logged-in session
+    OFFLINE = "offline"  # an active user with none
+    UNKNOWN = "unknown"  # no such user, or an inactive one
+
+
+class Phase(enum.Enum):
+    OFFERED = "offered"  # relayed to the recipient's sessions; waiting for an answer
+    ACCEPTED = "accepted"  # chunks and acks flow between the two sessions
+    ENDED = "ended"  # file_end relayed; waiting for file_done
+    OVER = "over"  # done, rejected, cancelled, expired: the registry forgets it
+
+
+class _Role(enum.Enum):
+    SENDER = "sender"
+    RECIPIENT = "recipient"
+
+
+# Who may send each step (PROTOCOL.md 3.3: "each only in its role").
+_ROLES: dict[str, frozenset[_Role]] = {
+    "file_accept": frozenset({_Role.RECIPIENT}),
+    "file_reject": frozenset({_Role.RECIPIENT}),
+    "file_ack": frozenset({_Role.RECIPIENT}),
+    "file_done": frozenset({_Role.RECIPIENT}),
+    "file_end": frozenset({_Role.SENDER}),
+    "file_cancel": frozenset({_Role.SENDER, _Role.RECIPIENT}),
+}
+
+_UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
+
+
+class RelayTransfer:
+    """The server's state of one transfer: who takes part, where it stands, counters.
+
+    Called through :class:`TransferRegistry`, which routes by transfer id and
+    forgets the transfer once :attr:`phase` is ``OVER``. Holds no file data.
+    """
+
+    def __init__(
+        self,
+        *,
+        transfer: str,
+        sender_session: str,
+        sender_user: str,
+        recipient_user: str,
+        size: int,
+        offered_at: float,
+        offer_timeout: float = OFFER_TIMEOUT_SECONDS,
+        window: int = TRANSFER_WINDOW,
+    ) -> None:
+        self.transfer = transfer
+        self.sender_session = sender_session
+        self.sender_user = sender_user
+        self.recipient_user = recipient_user
+        self.recipient_session: str | None = None  # the session that accepted
+        self.size = size
+        self.offered_at = offered_at
+        self.expires_at = offered_at + offer_timeout
+        self.window = window
+        self.phase = Phase.OFFERED
+        self.next_index = 0  # the index the next chunk must carry
+        self.next_ack = 0  # the index the next ack must carry
+        self.bytes_relayed = 0
+
+    @property
+    def unacked(self) -> int:
+        """Chunks forwarded and not yet acknowledged (at most the window)."""
+        return self.next_index - self.next_ack
+
+    def __repr__(self) -> str:
+        return (
+            f"<RelayTransfer {self.transfer[:8]} {self.phase.value} "
+            f"{self.bytes_relayed}/{self.size} unacked={self.unacked}>"
+        )
+
+    # -- routing helpers --------------------------------------------------------------------
+
+    def _role(self, session: str, user: str) -> _Role | None:
+        if session == self.sender_session:
+            return _Role.SENDER
+        if self.recipient_session is None:
+            # Before the answer, any session of the recipient may answer (or cancel).
+            if self.phase is Phase.OFFERED and user == self.recipient_user:
+                return _Role.RECIPIENT
+            return None
+        return _Role.RECIPIENT if session == self.recipient_session else None
+
+    def _recipient_side(self) -> Target:
+        if self.recipient_session is None:
+            return ToUser(self.recipient_user)
+        return ToSession(self.recipient_session)
+
+    def _to_sender(self, message: dict[str, Any], *, final: bool = False) -> Deliver:
+        return Deliver(ToSession(self.sender_session), message, final)
+
+    def _ok(self, session: str, ref: str | None, *, final: bool = False) -> Deliver:
+        return Deliver(ToSession(session), ok(ref), final)
+
+    def _cancel_both(self, reason: CancelReason) -> list[Action]:
+        message = file_cancel(self.transfer, reason)
+        self.phase = Phase.OVER
+        return [
+            self._to_sender(message, final=True),
+            Deliver(self._recipient_side(), message, True),
+        ]
+
+    def _violation(
+        self, reason: CancelReason, session: str, ref: str | None, message: str
+    ) -> list[Action]:
+        refusal = Refuse(session, ErrorCode.BAD_REQUEST, message, ref)
+        return [refusal, *self._cancel_both(reason)]
+
+    def _answered_elsewhere(self, session: str) -> Deliver:
+        message = file_cancel(self.transfer, CancelReason.ANSWERED_ELSEWHERE)
+        return Deliver(ToUser(self.recipient_user, exclude=session), message, final=True)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def handle(self, request: Request, *, session: str, user: str) -> list[Action]:
+        """A step of this transfer from ``session`` (of ``user``)."""
+        roles = _ROLES.get(request.type)
+        if roles is None:
+            raise LocalProtocolError(f"{request.type} is not a step of a transfer")
+        if self.phase is Phase.OVER or self._role(session, user) not in roles:
+            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
+        handler = getattr(self, "_on_" + request.type)
+        return handler(request, session)
+
+    def _out_of_turn(self, session: str, ref: str | None, message: str) -> list[Action]:
+        return [Refuse(session, ErrorCode.BAD_REQUEST, message, ref)]
+
+    def _on_file_accept(self, request: Any, session: str) -> list[Action]:
+        if self.phase is not Phase.OFFERED:
+            return self._out_of_turn(session, request.id, "this transfer is already accepted")
+        self.recipient_session = session
+        self.phase = Phase.ACCEPTED
+        accepted = {"type": "file_accept", "transfer": self.transfer, "from": self.recipient_user}
+        return [
+            self._ok(session, request.id),
+            self._to_sender(accepted),
+            self._answered_elsewhere(session),
+        ]
+
+    def _on_file_reject(self, request: Any, session: str) -> list[Action]:
+        if self.phase is not Phase.OFFERED:
+            return self._out_of_turn(
+                session, request.id, "the transfer is accepted; send file_cancel to stop it"
+            )
+        self.phase = Phase.OVER
+        rejected = {"type": "file_reject", "transfer": self.transfer, "from": self.recipient_user}
+        return [
+            self._ok(session, request.id, final=True),
+            self._to_sender(rejected, final=True),
+            self._answered_elsewhere(session),
+        ]
+
+    def _on_file_ack(self, request: Any, session: str) -> list[Action]:
+        if self.phase is Phase.OFFERED:
+            return self._out_of_turn(
+                session, request.id, "accept the transfer before acknowledging"
+            )
+        if request.index != self.next_ack or request.index >= self.next_index:
+            return self._violation(
+                CancelReason.CHUNK_OUT_OF_ORDER,
+                session,
+                request.id,
+                "acknowledgements must name the oldest unacknowledged chunk; transfer cancelled",
+            )
+        self.next_ack += 1
+        acked = {"type": "file_ack", "transfer": self.transfer, "index": request.index}
+        return [self._ok(session, request.id), self._to_sender(acked)]
+
+    def _on_file_end(self, request: Any, session: str) -> list[Action]:
+        if self.phase is Phase.OFFERED:
+            return self._out_of_turn(session, request.id, "wait until the recipient accepts")
+        if self.phase is Phase.ENDED:
+            return self._out_of_turn(session, request.id, "file_end was already sent")
+        if self.bytes_relayed != self.size:
+            return self._violation(
+                CancelReason.SIZE_EXCEEDED,
+                session,
+                request.id,
+                "file_end before all the offered bytes were sent; transfer cancelled",
+            )
+        self.phase = Phase.ENDED
+        ended = {"type": "file_end", "transfer": self.transfer}
+        assert self.recipient_session is not None
+        return [self._ok(session, request.id), Deliver(ToSession(self.recipient_session), ended)]
+
+    def _on_file_done(self, request: Any, session: str) -> list[Action]:
+        if self.phase is not Phase.ENDED:
+            return self._out_of_turn(
+                session, request.id, "file_done comes after file_end; send file_cancel to stop"
+            )
+        self.phase = Phase.OVER
+        done = {"type": "file_done", "transfer": self.transfer, "ok": request.ok}
+        return [self._ok(session, request.id, final=True), self._to_sender(done, final=True)]
+
+    def _on_file_cancel(self, request: Any, session: str) -> list[Action]:
+        cancel = file_cancel(self.transfer, request.reason or CancelReason.CANCELLED)
+        actions: list[Action] = [self._ok(session, request.id, final=True)]
+        if session == self.sender_session:
+            actions.append(Deliver(self._recipient_side(), cancel, final=True))
+        else:
+            actions.append(self._to_sender(cancel, final=True))
+            if self.recipient_session is None:  # one of the recipient's sessions declined
+                actions.append(self._answered_elsewhere(session))
+        self.phase = Phase.OVER
+        return actions
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def handle_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
+        """A chunk record from ``session``: forwarded, refused, or the end of the transfer."""
+        if session != self.sender_session or self.phase is Phase.OVER:
+            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+        size = len(chunk.data)
+        if self.phase is not Phase.ACCEPTED or chunk.index != self.next_index:
+            return self._cancel_both(CancelReason.CHUNK_OUT_OF_ORDER)
+        if not 1 <= size <= MAX_CHUNK_SIZE:
+            return self._cancel_both(CancelReason.CHUNK_TOO_LARGE)
+        if self.unacked >= self.window:
+            return self._cancel_both(CancelReason.WINDOW_EXCEEDED)
+        if self.bytes_relayed + size > self.size:
+            return self._cancel_both(CancelReason.SIZE_EXCEEDED)
+        self.next_index += 1
+        self.bytes_relayed += size
+        assert self.recipient_session is not None
+        return [DeliverChunk(self.recipient_session, chunk)]
+
+    # -- endings from outside -----------------------------------------------------------------
+
+    def session_gone(self, session: str) -> list[Action]:
+        """``session`` ended: ``disconnected`` to the other side if it was one of the two."""
+        if self.phase is Phase.OVER:
+            return []
+        if session == self.sender_session:
+            message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
+            self.phase = Phase.OVER
+            return [Deliver(self._recipient_side(), message, final=True)]
+        if session == self.recipient_session:
+            self.phase = Phase.OVER
+            message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
+            return [self._to_sender(message, final=True)]
+        return []
+
+    def recipient_offline(self) -> list[Action]:
+        """The recipient has no session left: an unanswered offer ends with ``disconnected``."""
+        if self.phase is not Phase.OFFERED:
+            return []
+        self.phase = Phase.OVER
+        message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
+        return [self._to_sender(message, final=True)]
+
+    def expire(self, now: float) -> list[Action]:
+        """``expired`` to both sides if the offer is still unanswered at ``now``."""
+        if self.phase is not Phase.OFFERED or now < self.expires_at:
+            return []
+        return self._cancel_both(CancelReason.EXPIRED)
+
+
+class TransferRegistry:
+    """Every transfer whose sender's session is in this process, indexed three ways.
+
+    By id (routing), by session (so that a session's end finds its transfers),
+    by recipient user (offers still waiting) and the open count per sending
+    user. A transfer is forgotten the moment it is over, so an idle registry
+    holds nothing (:attr:`idle`). Calls are synchronous and never await, so a
+    consumer may call them from any coroutine without locks.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        max_open_per_user: int = MAX_OPEN_TRANSFERS,
+        offer_timeout: float = OFFER_TIMEOUT_SECONDS,
+        window: int = TRANSFER_WINDOW,
+    ) -> None:
+        self.max_file_size = max_file_size
+        self.max_open_per_user = max_open_per_user
+        self.offer_timeout = offer_timeout
+        self.window = window
+        self._transfers: dict[str, RelayTransfer] = {}
+        self._by_session: dict[str, set[str]] = {}
+        self._offers_to: dict[str, set[str]] = {}  # recipient user -> unanswered offers
+        self._open_by_user: dict[str, int] = {}  # sending user -> open transfers
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._transfers)
+
+    def __contains__(self, transfer: object) -> bool:
+        return transfer in self._transfers
+
+    def get(self, transfer: str) -> RelayTransfer | None:
+        return self._transfers.get(transfer)
+
+    def open_count(self, user: str) -> int:
+        """Open transfers offered by ``user`` in this process."""
+        return self._open_by_user.get(user, 0)
+
+    @property
+    def idle(self) -> bool:
+        """True when no transfer is open and no index holds anything (all state freed)."""
+        return not (self._transfers or self._by_session or self._offers_to or self._open_by_user)
+
+    def next_expiry(self) -> float | None:
+        """The earliest ``now`` at which :meth:`expire` has something to do, if any."""
+        waiting = [t.expires_at for t in self._transfers.values() if t.phase is Phase.OFFERED]
+        return min(waiting, default=None)
+
+    # -- the offer --------------------------------------------------------------------------
+
+    def offer(
+        self,
+        request: Request,
+        *,
+        session: str,
+        user: str,
+        now: float,
+        recipient: RecipientStatus = RecipientStatus.ONLINE,
+        open_elsewhere: int = 0,
+    ) -> list[Action]:
+        """A ``file_offer`` from ``session`` of ``user``: the answer, and the offer relayed.
+
+        ``recipient`` is what the caller found for ``request.to``; ``now`` is a
+        monotonic time in seconds, the same clock as for :meth:`expire`.
+        """
+        if request.type != "file_offer":
+            raise LocalProtocolError(f"offer() takes file_offer, not {request.type}")
+        req: Any = request
+        refusal: tuple[ErrorCode, str] | None = None
+        if req.to == user:
+            refusal = (ErrorCode.BAD_REQUEST, "you cannot send a file to yourself")
+        elif req.transfer in self._transfers:
+            refusal = (ErrorCode.BAD_REQUEST, "this transfer id is in use; draw a new random one")
+        elif req.size > self.max_file_size:
+            refusal = (
+                ErrorCode.TOO_LARGE,
+                f"the file is larger than this server's limit of {self.max_file_size} bytes",
+            )
+        elif recipient is RecipientStatus.UNKNOWN:
+            refusal = (ErrorCode.UNKNOWN_USER, "there is no such user")
+        elif recipient is RecipientStatus.OFFLINE:
+            refusal = (ErrorCode.OFFLINE, "the user is not online; try again when they are")
+        elif self.open_count(user) + open_elsewhere >= self.max_open_per_user:
+            refusal = (
+                ErrorCode.RATE_LIMITED,
+                f"you have {self.max_open_per_user} transfers open; wait until one ends",
+            )
+        if refusal is not None:
+            return [Refuse(session, refusal[0], refusal[1], req.id)]
+        transfer = RelayTransfer(
+            transfer=req.transfer,
+            sender_session=session,
+            sender_user=user,
+            recipient_user=req.to,
+            size=req.size,
+            offered_at=now,
+            offer_timeout=self.offer_timeout,
+            window=self.window,
+        )
+        self._transfers[transfer.transfer] = transfer
+        self._by_session.setdefault(session, set()).add(transfer.transfer)
+        self._offers_to.setdefault(transfer.recipient_user, set()).add(transfer.transfer)
+        self._open_by_user[user] = self._open_by_user.get(user, 0) + 1
+        relayed = {
+            "type": "file_offer",
+            "transfer": req.transfer,
+            "to": req.to,
+            "name": req.name,
+            "size": req.size,
+            "sha256": req.sha256,
+            "from": user,
+        }
+        return [Deliver(ToSession(session), ok(req.id)), Deliver(ToUser(req.to), relayed)]
+
+    # -- the other steps ---------------------------------------------------------------------
+
+    def receive(self, request: Request, *, session: str, user: str) -> list[Action]:
+        """A step of a transfer (a type in :data:`TRANSFER_TYPES`) from ``session`` of ``user``."""
+        if request.type not in TRANSFER_TYPES:
+            raise LocalProtocolError(f"{request.type} is not a step of a transfer")
+        transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]
+        if transfer is None:
+            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
+        return self._after(transfer, transfer.handle(request, session=session, user=user))
+
+    def receive_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
+        """A chunk record from ``session``."""
+        transfer = self._transfers.get(chunk.transfer_hex)
+        if transfer is None:
+            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+        actions = transfer.handle_chunk(chunk, session=session)
+        if transfer.phase is Phase.OVER:
+            self._forget(transfer)
+        return actions
+
+    def drop_session(self, session: str) -> list[Action]:
+        """``session`` ended (here, or in another process for a transfer owned here)."""
+        actions: list[Action] = []
+        for transfer_id in sorted(self._by_session.get(session, ())):
+            transfer = self._transfers[transfer_id]
+            actions += self._after(transfer, transfer.session_gone(session))
+        return actions
+
+    def recipient_offline(self, user: str) -> list[Action]:
+        """``user``'s last session ended: their unanswered offers end with ``disconnected``."""
+        actions: list[Action] = []
+        for transfer_id in sorted(self._offers_to.get(user, ())):
+            transfer = self._transfers[transfer_id]
+            actions += self._after(transfer, transfer.recipient_offline())
+        return actions
+
+    def expire(self, now: float) -> list[Action]:
+        """``expired`` to both sides of every offer unanswered for the timeout at ``now``."""
+        actions: list[Action] = []
+        for transfer in sorted(self._transfers.values(), key=lambda t: t.expires_at):
+            if transfer.phase is Phase.OFFERED and now >= transfer.expires_at:
+                actions += self._after(transfer, transfer.expire(now))
+        return actions
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _after(self, transfer: RelayTransfer, actions: list[Action]) -> list[Action]:
+        if transfer.phase is Phase.OVER:
+            self._forget(transfer)
+            return actions
+        if transfer.phase is not Phase.OFFERED:
+            _discard(self._offers_to, transfer.recipient_user, transfer.transfer)
+        if transfer.recipient_session is not None:
+            self._by_session.setdefault(transfer.recipient_session, set()).add(transfer.transfer)
+        return actions
+
+    def _forget(self, transfer: RelayTransfer) -> None:
+        self._transfers.pop(transfer.transfer, None)
+        _discard(self._by_session, transfer.sender_session, transfer.transfer)
+        if transfer.recipient_session is not None:
+            _discard(self._by_session, transfer.recipient_session, transfer.transfer)
+        _discard(self._offers_to, transfer.recipient_user, transfer.transfer)
+        count = self._open_by_user.get(transfer.sender_user, 0) - 1
+        if count > 0:
+            self._open_by_user[transfer.sender_user] = count
+        else:
+            self._open_by_user.pop(transfer.sender_user, None)
+
+
+def _discard(index: dict[str, set[str]], key: str, transfer: str) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(transfer)
+        if not members:
+            del index[key]
