@@ -2,17 +2,81 @@
 
 Deactivation (the "Active" box, or the action on the list) ends the user's live
 chat sessions at once; the chat app's signal handlers see the saved change.
+
+The admin's login form checks passwords through :func:`accounts.services.login`,
+so the web login is throttled exactly like the chat's (per address, per
+(username, address), per account) and cannot be used to guess past those limits.
 """
 
 from __future__ import annotations
 
+import math
+
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from chat.addresses import client_address
 
 from . import services
 from .models import User
+
+
+def request_address(request: HttpRequest) -> str:
+    """The client address of an HTTP request, by the same rule as the chat's connections
+    (``X-Forwarded-For`` only from ``CHAT_TRUSTED_PROXIES``)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    scope = {
+        "client": (request.META.get("REMOTE_ADDR") or "unknown", 0),
+        "headers": [(b"x-forwarded-for", forwarded.encode("latin1", "replace"))]
+        if forwarded
+        else [],
+    }
+    return client_address(scope)
+
+
+def wait_text(seconds: int) -> str:
+    """``45 seconds``, ``15 minutes``: how a person reads a wait."""
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login form, with the chat's login throttling and its decoy hash."""
+
+    error_messages = {
+        **AdminAuthenticationForm.error_messages,
+        "rate_limited": "Too many failed logins for this username or from your address. "
+        "Try again in %(wait)s.",
+    }
+
+    def clean(self) -> dict:
+        username = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if username is not None and password:
+            result = services.login(username, password, request_address(self.request))
+            if result.reason == services.RATE_LIMITED:
+                raise ValidationError(
+                    self.error_messages["rate_limited"],
+                    code="rate_limited",
+                    params={"wait": wait_text(result.retry_after or 1)},
+                )
+            if result.user is None:
+                raise self.get_invalid_login_error()
+            # services.login checked what ModelBackend checks (password, is_active): name it
+            # as the backend, for django.contrib.auth.login and the session.
+            result.user.backend = "django.contrib.auth.backends.ModelBackend"
+            self.user_cache = result.user
+            self.confirm_login_allowed(self.user_cache)  # staff only
+        return self.cleaned_data
+
+
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 
 class UserCreationForm(AdminUserCreationForm):

@@ -4,11 +4,23 @@ Every function here may hash a password (Argon2: about 0.15 s of CPU and
 100 MiB of memory), so callers on the event loop run them with
 ``database_sync_to_async(..., thread_sensitive=False)``, never inline.
 
-Login failures are counted per (username, address) and per address, in the
-cache, before any password is checked: past either limit the answer is
-``rate_limited`` whatever the password, and an unknown username is counted
-exactly like a known one. No limit is keyed on the username alone, so no
-attacker can lock a user out everywhere.
+Login failures are counted in the cache per (username, address), per address
+and per username (the account, from every address together), and checked
+before any password is: past a limit the answer is ``rate_limited`` whatever
+the password. The limits are keyed on the username as given (login compares
+it as given), never on whether an account has it, so an unknown username is
+counted and refused exactly like a known one and ``rate_limited`` reveals
+nothing about which accounts exist.
+
+The per-account limit (ASVS 2.2.1: at most 100 failures an hour) stops an
+attacker with many addresses from guessing at one account without end. So
+that it cannot lock the owner out, it decays by itself (a sliding window, no
+lockout flag to clear), and it does not apply from an address (an IPv6 /64)
+where that username logged in successfully within
+``CHAT_LOGIN_KNOWN_ADDRESS_SECONDS``: the owner on their usual network keeps
+getting in during an attack, under the per-address limits like anyone there.
+A success does not clear the account's count, or the owner logging in would
+reopen the account to the attack.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from django.utils import timezone
 from chatproto.messages import USERNAME_RE
 
 from .models import User
-from .throttle import SlidingWindow
+from .throttle import Recollection, SlidingWindow, StrictWindow, network_of
 
 log = logging.getLogger("accounts")
 
@@ -52,21 +64,41 @@ class RegistrationRefused(Exception):
         self.retry_after = retry_after
 
 
-def _login_windows() -> tuple[SlidingWindow, SlidingWindow]:
-    pair = SlidingWindow("login-user-address", *settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS)
-    address = SlidingWindow("login-address", *settings.CHAT_LOGIN_THROTTLE_ADDRESS)
-    return pair, address
+@dataclass(frozen=True)
+class LoginLimits:
+    """The login throttles, built from the settings at each login (tests change them)."""
+
+    pair: SlidingWindow
+    address: SlidingWindow
+    account: StrictWindow
+    known_addresses: Recollection
+
+    @classmethod
+    def from_settings(cls) -> LoginLimits:
+        return cls(
+            pair=SlidingWindow("login-user-address", *settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS),
+            address=SlidingWindow("login-address", *settings.CHAT_LOGIN_THROTTLE_ADDRESS),
+            account=StrictWindow("login-account", *settings.CHAT_LOGIN_THROTTLE_ACCOUNT),
+            known_addresses=Recollection(
+                "login-known-address", settings.CHAT_LOGIN_KNOWN_ADDRESS_SECONDS
+            ),
+        )
 
 
 def login(username: str, password: str, address: str) -> LoginResult:
     """Check credentials with throttling; equal answers and effort for every kind of failure.
 
     Unknown user, wrong password and inactive account all hash the password
-    once and answer ``invalid_credentials``.
+    once and answer ``invalid_credentials``. A refusal for a limit hashes
+    nothing and counts nothing, so a limit decays while it refuses.
     """
-    pair, per_address = _login_windows()
+    limits = LoginLimits.from_settings()
     pair_key = f"{username}\0{address}"
-    waits = [w for w in (pair.retry_after(pair_key), per_address.retry_after(address)) if w]
+    known_key = f"{username}\0{network_of(address)}"
+    waits = [limits.pair.retry_after(pair_key), limits.address.retry_after(address)]
+    if not limits.known_addresses.knows(known_key):
+        waits.append(limits.account.retry_after(username))
+    waits = [wait for wait in waits if wait]
     if waits:
         return LoginResult(reason=RATE_LIMITED, retry_after=max(waits))
     # A name no account can have is an unknown user, not a query: PostgreSQL refuses a NUL.
@@ -80,10 +112,19 @@ def login(username: str, password: str, address: str) -> LoginResult:
     else:
         ok = user.check_password(password) and user.is_active
     if not ok:
-        pair.hit(pair_key)
-        per_address.hit(address)
+        limits.pair.hit(pair_key)
+        limits.address.hit(address)
+        limits.account.hit(username)
+        if limits.account.retry_after(username):
+            # Many addresses guessing at one name: worth an operator's look (no password logged).
+            log.warning(
+                "failed logins of username %r reached the per-account limit; "
+                "logins from addresses it has not logged in from are refused for now",
+                username,
+            )
         return LoginResult(reason=INVALID_CREDENTIALS)
-    pair.reset(pair_key)
+    limits.pair.reset(pair_key)
+    limits.known_addresses.note(known_key)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
     return LoginResult(user=user)

@@ -17,11 +17,10 @@ from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from chatproto.crypto_utils import read_secret_file, write_secret_file
-from chatproto.transfer import MAX_OPEN_TRANSFERS
+from chatproto.limits import DEFAULT_MAX_FILE_SIZE, MAX_OPEN_TRANSFERS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-DEFAULT_MAX_FILE_SIZE = 4 * 1024**3  # 4 GiB: files are relayed, never stored
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -205,6 +204,7 @@ class Environment:
     heartbeat_seconds: int
     handshake_rate: tuple[int, int]
     register_rate: tuple[int, int]
+    login_account_rate: tuple[int, int]
     message_rate: tuple[int, int]
     request_rate: tuple[int, int]
     room_create_rate: tuple[int, int]
@@ -263,6 +263,8 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
         heartbeat_seconds=integer(environ, "CHAT_HEARTBEAT_SECONDS", 30, minimum=1),
         handshake_rate=rate(environ, "CHAT_HANDSHAKE_RATE", (300, 60)),
         register_rate=rate(environ, "CHAT_REGISTER_RATE", (20, 3600)),
+        # Failed logins of one username from every address together (ASVS 2.2.1: 100 an hour).
+        login_account_rate=rate(environ, "CHAT_LOGIN_ACCOUNT_RATE", (100, 3600)),
         # Abuse limits of a logged-in user (chat/limits.py says how each is counted).
         message_rate=rate(environ, "CHAT_MESSAGE_RATE", (30, 10)),
         request_rate=rate(environ, "CHAT_REQUEST_RATE", (200, 20)),

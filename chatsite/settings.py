@@ -102,6 +102,12 @@ STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
 
 # --- channel layer and cache: one process, or many sharing Redis -----------------------------
+# A layer message not received within this many seconds is dropped by the layer (Channels'
+# default is 60). A process that far behind would silently miss live deliveries of messages
+# that were stored and acknowledged (most likely what lost one delivery when
+# tests/hardening/test_load.py kept 240 messages in flight on a crowded machine). The queues
+# stay bounded by their capacities, so waiting longer costs only memory already allowed.
+LAYER_EXPIRY_SECONDS = 300
 if ENV.redis_url:
     _LAYER_CONFIG = {
         # redis-py 8 times socket reads out after 5 s by default, exactly as long as
@@ -143,7 +149,7 @@ if ENV.redis_url:
                     # channels, and the process channel of chat.sessions carries every room
                     # message: room for bursts (each message expires after `expiry` s anyway).
                     "channel_capacity": {"specific.*": 20_000},
-                    "expiry": 60,
+                    "expiry": LAYER_EXPIRY_SECONDS,
                 },
             }
         }
@@ -159,7 +165,11 @@ else:
         "default": {
             "BACKEND": "chat.layers.InMemoryChannelLayer",
             # The process channel (chat.sessions) carries every room message: room for bursts.
-            "CONFIG": {"capacity": 1000, "channel_capacity": {"specific.*": 20_000}},
+            "CONFIG": {
+                "capacity": 1000,
+                "channel_capacity": {"specific.*": 20_000},
+                "expiry": LAYER_EXPIRY_SECONDS,
+            },
         }
     }
     CACHES = {
@@ -202,6 +212,12 @@ CHAT_HANDSHAKE_RATE = ENV.handshake_rate
 # Neither locks a username out for every address: only the pair is keyed on the name.
 CHAT_LOGIN_THROTTLE_USER_ADDRESS = (10, 900)
 CHAT_LOGIN_THROTTLE_ADDRESS = (100, 900)
+# Failed logins (count, seconds) per username from every address together, counted strictly
+# (never more in any such interval). It does not apply where the username logged in
+# successfully within CHAT_LOGIN_KNOWN_ADDRESS_SECONDS (an IPv6 address: its /64), so an
+# attack from elsewhere cannot lock the owner out on their usual network (accounts/services.py).
+CHAT_LOGIN_THROTTLE_ACCOUNT = ENV.login_account_rate
+CHAT_LOGIN_KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600
 # Accounts registered over the protocol per address.
 CHAT_REGISTER_THROTTLE_ADDRESS = ENV.register_rate
 # Abuse limits of a logged-in user (chat/limits.py): (count, seconds) rates, answered

@@ -1,10 +1,17 @@
-"""The sliding-window counter behind login, registration and handshake limits."""
+"""The sliding-window counters behind login, registration and handshake limits, and the
+recollection of the addresses an account logged in from."""
 
 from __future__ import annotations
 
 import pytest
 
-from accounts.throttle import SlidingWindow, wait_seconds
+from accounts.throttle import (
+    Recollection,
+    SlidingWindow,
+    StrictWindow,
+    network_of,
+    wait_seconds,
+)
 
 
 def test_below_the_limit_nothing_to_wait():
@@ -64,3 +71,94 @@ def test_reset_forgets_a_key(window):
         window.hit("a", now)
     window.reset("a", now)
     assert window.retry_after("a", now) is None
+
+
+# --- the strict window: a promise of "at most limit in any interval" ---------------------------
+
+
+def hits_allowed(window, times: list[float]) -> list[float]:
+    """Offer a hit at each time; the times at which it was allowed (and counted)."""
+    allowed = []
+    for now in times:
+        if window.retry_after("k", now) is None:
+            window.hit("k", now)
+            allowed.append(now)
+    return allowed
+
+
+def most_in_any_interval(times: list[float], seconds: float) -> int:
+    """The largest number of ``times`` inside one half-open interval of ``seconds``."""
+    return max(sum(1 for t in times if start - seconds < t <= start) for start in times)
+
+
+def bunched_at_a_bucket_edge(bucket: int) -> list[float]:
+    """Hits offered in a burst just before a bucket boundary, then steadily for a window and a half:
+    the pattern the two-bucket estimate underestimates."""
+    edge = 1_000 * bucket
+    return [edge - 5 + i * 0.01 for i in range(400)] + [edge + i * 2.5 for i in range(600)]
+
+
+def test_the_two_bucket_estimate_lets_through_more_than_its_limit_in_one_window(window):
+    """Control: why the account limit needs StrictWindow. Hits bunched at the end of a bucket
+    fade early, and about twice the limit gets through within one window."""
+    sliding = SlidingWindow("control", limit=100, seconds=1000)
+    allowed = hits_allowed(sliding, bunched_at_a_bucket_edge(3_000))
+    assert most_in_any_interval(allowed, 1000) > 150
+
+
+def test_a_strict_window_never_lets_more_than_its_limit_into_any_interval(window):
+    strict = StrictWindow("strict", limit=100, seconds=1000)
+    allowed = hits_allowed(strict, bunched_at_a_bucket_edge(3_000))
+    assert most_in_any_interval(allowed, 1000) == 100
+    # It is a limit, not a lockout: hits keep being allowed as the old ones leave the window.
+    assert len(allowed) > 100
+
+
+def test_a_strict_window_says_when_the_oldest_hits_leave_it(window):
+    strict = StrictWindow("strict", limit=3, seconds=600, slices=60)  # 10 s slices
+    now = 1_000_005.0  # 5 s into a slice
+    strict.hit("k", now)
+    strict.hit("k", now + 20)
+    strict.hit("k", now + 20)
+    assert strict.retry_after("k", now + 30) == 575  # the first slice ends at +5, leaves at +605
+    assert strict.retry_after("k", now + 604) == 1
+    assert strict.retry_after("k", now + 605) is None
+    assert strict.retry_after("other", now + 30) is None
+
+
+def test_a_strict_window_keeps_its_counts_as_long_as_the_window(window):
+    strict = StrictWindow("strict", limit=2, seconds=3600)
+    now = 3_000_000.0
+    strict.hit("k", now)
+    strict.hit("k", now)
+    assert 3600 <= strict.retry_after("k", now + 1) <= 3600 + strict.slice_seconds
+    assert strict.retry_after("k", now + 3600 + strict.slice_seconds) is None
+
+
+def test_a_recollection_knows_a_key_for_its_time_then_forgets_it(window, monkeypatch):
+    import time
+
+    clock = [time.time()]
+    monkeypatch.setattr(time, "time", lambda: clock[0])  # the local-memory cache's expiry
+    known = Recollection("test-known", seconds=100)
+    assert not known.knows("alice\0192.0.2.1")
+    known.note("alice\0192.0.2.1")
+    assert known.knows("alice\0192.0.2.1")
+    assert not known.knows("alice\0192.0.2.2")
+    clock[0] += 101
+    assert not known.knows("alice\0192.0.2.1")
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_address_stands_for_its_network(address, network):
+    assert network_of(address) == network

@@ -44,6 +44,7 @@ def real_hashing(settings, tmp_path):
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
     settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS = (WIDE_OPEN, 900)
     settings.CHAT_LOGIN_THROTTLE_ADDRESS = (WIDE_OPEN, 900)
+    settings.CHAT_LOGIN_THROTTLE_ACCOUNT = (WIDE_OPEN, 3600)
     return settings
 
 
@@ -139,18 +140,35 @@ class Clock:
         return self.now
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "missing: failed logins are limited per (username, address) and per address only, so "
-        "an attacker with many addresses gets unlimited guesses at one account; ASVS 2.2.1 asks "
-        "for at most 100 failures per account per hour, with decay (issue 7, items 3/4)"
-    ),
-)
-def test_an_account_takes_at_most_100_failures_an_hour_and_recovers_by_itself(
-    settings, monkeypatch
-):
+@pytest.fixture
+def throttles(settings):
+    """Fast hashing and empty throttles: each test counts its failures from zero."""
+    from django.core.cache import cache
+
     settings.PASSWORD_HASHERS = ["tests.chat.helpers.FastArgon2PasswordHasher"]
+    cache.clear()
+    return settings
+
+
+def guess_from_everywhere(
+    username: str, clock: Clock, subnet: int = 7, most: int = 101
+) -> tuple[int, services.LoginResult]:
+    """A botnet: one wrong guess from each of ``most`` addresses, 5 s apart, until one is
+    refused. Returns the failures that got a password checked, and the last answer."""
+    failures = 0
+    for n in range(most):
+        clock.now += 5
+        result = services.login(username, f"guess {n}", f"10.{subnet}.{n // 256}.{n % 256}")
+        if result.reason == "rate_limited":
+            return failures, result
+        assert result.reason == "invalid_credentials"
+        failures += 1
+    return failures, result
+
+
+def test_an_account_takes_at_most_100_failures_an_hour_and_recovers_by_itself(
+    throttles, monkeypatch
+):
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     services.create_user("alice", PASSWORD, validate=False)
@@ -168,6 +186,94 @@ def test_an_account_takes_at_most_100_failures_an_hour_and_recovers_by_itself(
     # ...but not for good: an hour later the owner logs in (no permanent lockout).
     clock.now += 3601
     assert services.login("alice", PASSWORD, "203.0.113.78").user is not None
+
+
+def test_the_owner_gets_in_from_an_address_they_logged_in_from_during_an_attack(
+    throttles, monkeypatch
+):
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    services.create_user("alice", PASSWORD, validate=False)
+    home = "203.0.113.5"
+    assert services.login("alice", PASSWORD, home).user is not None
+    clock.now += 86_400  # the next day, the attack
+    failures, refused = guess_from_everywhere("alice", clock)
+    assert (failures, refused.reason) == (100, "rate_limited")
+    assert services.login("alice", PASSWORD, "198.51.100.200").reason == "rate_limited"
+    assert services.login("alice", PASSWORD, home).user is not None
+    # Her login did not clear the account's count: new addresses are still refused...
+    assert services.login("alice", "another guess", "198.51.100.201").reason == "rate_limited"
+    # ...and her address keeps the per-(username, address) limit of everyone else.
+    for _ in range(10):
+        assert services.login("alice", "typo", home).reason == "invalid_credentials"
+    assert services.login("alice", PASSWORD, home).reason == "rate_limited"
+
+
+def test_an_ipv6_owner_is_recognised_anywhere_in_their_64(throttles, monkeypatch):
+    """Temporary IPv6 addresses change daily within the /64: the network is what is known."""
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    services.create_user("alice", PASSWORD, validate=False)
+    assert services.login("alice", PASSWORD, "2001:db8:1:2::10").user is not None
+    clock.now += 86_400
+    guess_from_everywhere("alice", clock)
+    assert services.login("alice", PASSWORD, "2001:db8:1:2:abcd:ef::99").user is not None
+    assert services.login("alice", PASSWORD, "2001:db8:1:3::10").reason == "rate_limited"
+
+
+def test_an_address_is_known_for_30_days_after_the_last_login_from_it(throttles, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    services.create_user("alice", PASSWORD, validate=False)
+    assert services.login("alice", PASSWORD, "203.0.113.5").user is not None
+    clock.now += 31 * 86_400
+    guess_from_everywhere("alice", clock)
+    assert services.login("alice", PASSWORD, "203.0.113.5").reason == "rate_limited"
+
+
+def test_unknown_usernames_meet_the_account_limit_exactly_like_known_ones(throttles, monkeypatch):
+    """Same failures before the limit, same refusal, same wait: the per-account limit says
+    nothing about which accounts exist."""
+    clock = Clock()
+    monkeypatch.setattr(time, "time", clock)
+    services.create_user("alice", PASSWORD, validate=False)
+    seen = {}
+    for subnet, name in enumerate(("alice", "ghost"), start=1):
+        clock.now = 1_800_000_000.0 + subnet * 86_400  # the same moment of a different day
+        failures, refused = guess_from_everywhere(name, clock, subnet=subnet)
+        right_password = services.login(name, PASSWORD, "198.51.100.99")
+        seen[name] = (failures, refused, right_password)
+    assert seen["alice"] == seen["ghost"]
+    assert seen["ghost"][0] == 100
+    assert seen["ghost"][1].reason == "rate_limited" and seen["ghost"][1].retry_after > 3000
+
+
+async def test_the_account_limit_is_answered_as_the_protocol_says(chat_settings, create_users):
+    """login_failed, reason rate_limited, retry_after; the owner's known address gets in."""
+    chat_settings.CHAT_LOGIN_THROTTLE_ACCOUNT = (3, 3600)
+    await create_users("alice")
+    home = await open_session(client=("203.0.113.5", 4000))
+    await home.login("alice")
+    await home.close()
+    answers = {}
+    for name in ("alice", "ghost"):
+        for n in range(3):
+            session = await open_session(client=(f"10.9.{len(answers)}.{n}", 4000))
+            answer = await session.request({"type": "login", "username": name, "password": "no"})
+            assert answer["reason"] == "invalid_credentials"
+            await session.close()
+        session = await open_session(client=(f"10.9.{len(answers)}.99", 4000))
+        answers[name] = await session.request(
+            {"type": "login", "id": "L", "username": name, "password": "pw"}
+        )
+        await session.close()
+    for answer in answers.values():
+        assert answer.keys() == {"type", "ref", "reason", "retry_after"}
+        assert (answer["type"], answer["reason"]) == ("login_failed", "rate_limited")
+        assert 3500 <= answer["retry_after"] <= 3600 + 60
+    home = await open_session(client=("203.0.113.5", 4001))
+    await home.login("alice")
+    await home.close()
 
 
 # --- passwords -------------------------------------------------------------------------------
