@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint client cli bench fuzz migrate superuser server-key clean
+.PHONY: run test lint client cli bench bench-large-file fuzz migrate superuser server-key clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)  ## benchmarks with their baselines; writes docs/benchmarks.md
 	$(PY) -m bench
+
+bench-large-file: $(STAMP)  ## two desktop clients exchange a SIZE file (default 4GiB) under Xvfb
+	$(PY) -m bench.large_file --size $(or $(SIZE),4GiB)
 
 fuzz: $(STAMP)  ## the long fuzz run
 	CHAT_FUZZ_EXAMPLES=200000 $(PY) -m pytest tests/fuzz -p no:cacheprovider

@@ -73,6 +73,7 @@ from .events import (
 from .file_transfers import Stage, TransferChanged, TransferError, TransferInfo, TransferManager
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey, MessageState
+from .partials import PartialFiles
 from .session import ChatSession
 from .transfers import format_size, incoming_destination
 
@@ -448,7 +449,10 @@ class TerminalClient:
             address, known_servers or KnownServers(), self.events, expected_fingerprint=args.trust
         )
         self.view = TerminalView(stdout, stderr)
-        self.transfers = TransferManager(self.session, self.events)
+        # Temporary files of downloads that a killed earlier run left behind go now.
+        self.partials = PartialFiles()
+        self.partials.remove_stale()
+        self.transfers = TransferManager(self.session, self.events, partials=self.partials)
         self.controller = ChatController(
             self.session, self.view, transfers=self.transfers, autoload_history=False
         )
@@ -483,6 +487,8 @@ class TerminalClient:
             return EXIT_OK
         finally:
             self.transfers.close()  # cancels what is still open: no partial file stays
+            if not self.transfers.busy():
+                self.partials.close()  # every temporary file is gone: the journal can go too
             self.session.close()
 
     def _drain(self) -> None:

@@ -72,6 +72,7 @@ from .events import (
     RequestUpdate,
     SessionEvent,
 )
+from .partials import PartialFiles
 from .transfers import (
     Download,
     FileSource,
@@ -488,9 +489,17 @@ class TransferManager:
     session's own queue by default, so they arrive in order with the rest).
     """
 
-    def __init__(self, session: SessionAPI, events: queue.Queue[Any] | None = None) -> None:
+    def __init__(
+        self,
+        session: SessionAPI,
+        events: queue.Queue[Any] | None = None,
+        *,
+        partials: PartialFiles | None = None,
+    ) -> None:
         self.session = session
         self.events = events if events is not None else session.events
+        # Where downloads record their temporary files, for the cleanup after a crash.
+        self.partials = partials
         self._lock = threading.Lock()  # guards the two tables; never held while calling out
         self._open: dict[str, _Transfer] = {}
         self._closed = False
@@ -554,7 +563,9 @@ class TransferManager:
         if Path(destination).is_dir():
             return self.accept_into(transfer, destination)
         try:
-            download = Download(record.incoming, destination, overwrite=overwrite)
+            download = Download(
+                record.incoming, destination, overwrite=overwrite, journal=self.partials
+            )
         except FileExistsError:
             raise TransferError(
                 f"{destination} already exists; choose another name or agree to replace it."

@@ -34,6 +34,7 @@ from .events import (
 from .file_transfers import TransferError, TransferInfo, TransferManager
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey
+from .partials import JOURNAL_FOLDER, PartialFiles
 from .session import ChatSession
 from .views.dialogs import KeyChangedDialog, TrustDialog
 from .views.login import LoginView
@@ -69,6 +70,9 @@ class App(ControllerView):
             config_folder / "known_servers" if config_folder else None
         )
         self.settings = load_settings(config_folder)
+        # Temporary files of downloads that a killed earlier run left behind go now.
+        self.partials = PartialFiles(config_folder / JOURNAL_FOLDER if config_folder else None)
+        self.partials.remove_stale()
         if server:
             self.settings.server = server
         if username:
@@ -165,7 +169,7 @@ class App(ControllerView):
         self.address = address
         self.events = queue.Queue()
         self.session = ChatSession(address, self.known_servers, self.events)
-        self.transfers = TransferManager(self.session, self.events)
+        self.transfers = TransferManager(self.session, self.events, partials=self.partials)
         self.controller = ChatController(self.session, self, transfers=self.transfers)
         self.session.start()
         if self.login_view is not None:
@@ -307,6 +311,8 @@ class App(ControllerView):
         self._closed = True
         self.root.after_cancel(self._pump_id)
         self._end_session()
+        if self.transfers is None or not self.transfers.busy():
+            self.partials.close()  # every temporary file is gone: the journal can go too
         for view in (self.dialog, self.main_view, self.login_view):
             if view is not None:
                 view.destroy()

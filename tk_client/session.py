@@ -25,10 +25,20 @@ What the session guarantees:
 - **Reconnection.** Once logged in, a lost connection is retried with backoff
   (0.5 s doubling to 30 s, with jitter) and the session logs in again with the
   password it keeps in memory for that purpose only (never on disk, never in a
-  log, not in ``repr``). Close codes that retrying cannot fix are not retried:
-  4001 (failed logins), 4003 (``session_ended``), a rejected password, a changed
-  key. 4008 (policy) is retried only at the longest delay; 1000 (a direction
-  reached 2**32 records) reconnects at once.
+  log, not in ``repr``). What retrying cannot fix is not retried: an
+  authenticated ``session_ended``, a rejected password, a changed key. 4008
+  (policy) is retried only at the longest delay; 1000 (a direction reached
+  2**32 records) reconnects at once.
+- **Close codes are hints, not orders.** A WebSocket close frame is not
+  protected by the record layer: on ``ws://`` anyone on the path can forge one.
+  So no close code alone ends the session for good. 4003 stops the session only
+  after the encrypted, MAC-checked ``session_ended`` record arrived on the same
+  connection (PROTOCOL.md 3.2: "then the server closes with 4003"); once that
+  record is in, the session stops whatever way the connection then ends. A bare
+  4003 is a lost connection and is retried with backoff. Likewise 4001 (too
+  many failed logins) only follows a ``login_failed`` answer (PROTOCOL.md 3.1),
+  and a reconnect's refused login already stops the session on that answer; a
+  bare 4001 on an established session is retried too.
 
 Direct answers are matched to their requests by ``ref``; everything else is a push
 (:class:`Received`). Hooks added with :meth:`ChatSession.add_hook` see every event
@@ -190,6 +200,8 @@ class _Link:
         self.login_id: str | None = None
         self.logged_in = False
         self.greeted = False
+        # The reason of an authenticated ``session_ended`` on this connection (None: none came).
+        self.ended_reason: str | None = None
         self.outgoing: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self.writer = threading.Thread(
             target=self._write_loop, name="chat-session-writer", daemon=True
@@ -684,8 +696,10 @@ class ChatSession:
                 return self._on_login_answer(link, message)
             return None  # before login nothing else concerns us (pong...)
         if kind == "session_ended":
+            # Authenticated (it came through the record layer), unlike the 4003 close after it.
             reason = message.get("reason")
-            self._session_ended = reason if isinstance(reason, str) else "ended"
+            link.ended_reason = reason if isinstance(reason, str) else "ended"
+            self._session_ended = link.ended_reason
             return None
         if isinstance(ref, str):
             if ref.startswith("keepalive"):
@@ -776,17 +790,27 @@ class ChatSession:
 
     def _on_close(self, link: _Link, code: int | None) -> tuple[_Ending, str]:
         logged_in = link.logged_in
-        if code == CloseCode.SESSION_ENDED:
-            reason = self._session_ended or "ended_by_admin"
-            self._session_ended = reason
+        if link.ended_reason is not None:
+            # The encrypted session_ended came first: the server really ended the session,
+            # whether its 4003 close arrives or the connection just drops.
             return _Ending.STOP, SESSION_ENDED_MESSAGES.get(
-                reason, "The server ended your session."
+                link.ended_reason, "The server ended your session."
+            )
+        if code == CloseCode.SESSION_ENDED:
+            # A bare 4003: the close frame is not authenticated (see the module docstring),
+            # so it is an ordinary disconnection; a real end comes with session_ended first.
+            return self._lost(
+                "the server closed the connection as if it ended the session (4003), but "
+                "without the encrypted notice that comes first, so it may have been forged "
+                "on the network; reconnecting"
             )
         if code == CloseCode.LOGIN_FAILURES:
+            if self._established:
+                # A reconnect's refused login already stopped the session on the encrypted
+                # login_failed; a bare 4001 on an established session is not trusted.
+                return self._lost("the server closed the connection (4001)")
             with self._cond:
                 self._credentials = None
-            if self._established:
-                return _Ending.STOP, "Too many failed logins; log in again."
             return _Ending.WAIT, "The server closed the connection after too many failed logins."
         if code == CloseCode.NORMAL and logged_in:
             return _Ending.RETRY_NOW, "The server renewed the connection."

@@ -50,6 +50,8 @@ from chatproto.transfer import (
     sanitize_filename,
 )
 
+from .partials import PartialFiles
+
 HASH_BUFFER_SIZE = 1 << 20  # the hashing pass reads 1 MiB at a time into one reused buffer
 NAME_BUDGET = 240  # bytes of UTF-8 for a saved name: 255 on every common file system, less " (n)"
 MAX_EXTENSION = 32  # bytes; a longer "extension" is not one and may be cut like the rest
@@ -149,12 +151,14 @@ def _hash_file(file: BinaryIO, on_progress: Callable[[int], None] | None) -> tup
 # --- the recipient's file --------------------------------------------------------------------
 
 
-def _discard(file: BinaryIO, path: str) -> None:
+def _discard(file: BinaryIO, path: str, journal: PartialFiles | None = None) -> None:
     """Close and remove a temporary file; used by abort() and by the finalizer at exit."""
     with contextlib.suppress(OSError):
         file.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+    if journal is not None:
+        journal.forget(Path(path))
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -189,6 +193,7 @@ class FileSink:
         size: int,
         sha256: str,
         overwrite: bool = False,
+        journal: PartialFiles | None = None,
     ) -> None:
         self.destination = Path(destination)
         self.overwrite = overwrite
@@ -213,8 +218,11 @@ class FileSink:
         fd, temp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".part")  # mode 0600
         self.temp_path = Path(temp)
         self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._journal = journal
+        if journal is not None:  # so that the next start removes it if this process is killed
+            journal.add(self.temp_path, fd)
         self._check = IntegrityCheck(size, sha256)
-        self._finalizer = weakref.finalize(self, _discard, self._file, temp)
+        self._finalizer = weakref.finalize(self, _discard, self._file, temp, journal)
         self.committed = False
 
     def __enter__(self) -> FileSink:
@@ -265,6 +273,8 @@ class FileSink:
             raise
         self._finalizer.detach()
         self.committed = True
+        if self._journal is not None:
+            self._journal.forget(self.temp_path)
         _fsync_directory(self.destination.parent)
         return self.destination
 
@@ -502,10 +512,15 @@ class Download:
         *,
         overwrite: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        journal: PartialFiles | None = None,
     ) -> None:
         self.incoming = incoming
         self.sink = FileSink(
-            destination, size=incoming.size, sha256=incoming.sha256, overwrite=overwrite
+            destination,
+            size=incoming.size,
+            sha256=incoming.sha256,
+            overwrite=overwrite,
+            journal=journal,
         )
         self._lock = threading.RLock()
         self.progress = Progress(incoming.size)

@@ -770,3 +770,55 @@ def test_the_end_of_a_transfer_is_noted_once_as_info_or_error():
         ("failed words", "info"),  # the user's own cancel is no error
         ("failed words", "error"),
     ]
+
+
+def test_a_killed_cli_receivers_partial_file_goes_at_its_next_start(
+    peer, accounts, tmp_path, inbox
+):
+    """SIGKILL leaves the hidden .part file; the client's next start removes it, and only it."""
+    source = random_file(tmp_path / "movie.bin", 8 * 2**20)
+    users_own = inbox / ".draft.txt.part"  # the temporary pattern, but not the client's
+    users_own.write_text("keep me")
+    receiver = RunningCli(
+        args_for(accounts, "bob", "--trust", accounts.fingerprint, "--accept-files", str(inbox)),
+        "bob-password",
+    )
+    alice = peer("alice")
+    sent_chunks = 0
+    release = threading.Event()
+    send_chunk = alice.session.send_chunk
+
+    def held_send_chunk(transfer, index, data):  # the sender stalls after 20 chunks
+        nonlocal sent_chunks
+        sent_chunks += 1
+        if sent_chunks > 20:
+            release.wait(WAIT_SECONDS)
+        send_chunk(transfer, index, data)
+
+    alice.session.send_chunk = held_send_chunk
+    try:
+        receiver.wait_for_error("* logged in as bob")
+        alice.send("bob", source)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            parts = [n for n in listing(inbox) if n.startswith(".movie.bin.")]
+            if parts and (inbox / parts[0]).stat().st_size >= 20 * MAX_CHUNK_SIZE:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the receiver never wrote 20 chunks: {listing(inbox)}")
+    finally:
+        receiver.process.kill()  # SIGKILL: no cleanup code runs
+        receiver.process.wait(30)
+        release.set()
+        with contextlib.suppress(Exception):
+            receiver.finish()
+    assert sorted(listing(inbox)) == sorted([".draft.txt.part", parts[0]])  # left behind
+
+    again = run_cli(
+        args_for(accounts, "bob", "--trust", accounts.fingerprint), password="bob-password"
+    )
+
+    assert again.returncode == 0, again.stderr
+    assert listing(inbox) == [".draft.txt.part"]
+    assert users_own.read_text() == "keep me"

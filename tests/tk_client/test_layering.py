@@ -17,6 +17,7 @@ TK_FREE = [
     "events",
     "known_servers",
     "model",
+    "partials",
     "session",
     "transport",
 ]

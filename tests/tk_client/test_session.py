@@ -350,6 +350,50 @@ def test_session_ended_by_the_server_is_not_retried(server, trusted, sessions):
     assert server.logins == 1
 
 
+def test_bare_4003_close_is_an_ordinary_disconnection(server, trusted, sessions):
+    """A close frame is not authenticated: a forged 4003 must not end the session for good."""
+    backoff = RecordingBackoff()
+    session, log = logged_in(server, trusted, sessions, backoff=backoff)
+
+    server.close_all(4003)
+    reconnecting = log.wait_for(PhaseChanged, lambda e: e.retry_at is not None)
+    again = log.wait_for(LoggedIn)
+
+    assert again.again
+    assert reconnecting.phase is Phase.RECONNECTING
+    assert "4003" in reconnecting.detail and "forged" in reconnecting.detail
+    assert backoff.calls == ["next"]
+    assert not log.of(Stopped)
+    assert session.phase is Phase.ONLINE
+    assert server.logins == 2
+
+
+def test_session_ended_then_a_dropped_connection_still_stops(server, trusted, sessions):
+    """Once the encrypted session_ended is in, how the connection then ends does not matter."""
+    session, log = logged_in(server, trusted, sessions)
+
+    server.push("alice", {"type": "session_ended", "reason": "ended_by_admin"})
+    server.drop_all()
+    stopped = log.wait_for(Stopped)
+
+    assert stopped.reason == "ended_by_admin"
+    assert stopped.message == "An administrator ended your session."
+    session._thread.join(10)
+    assert not session._thread.is_alive()
+    assert server.logins == 1
+
+
+def test_bare_4001_on_an_established_session_is_retried(server, trusted, sessions):
+    """4001 follows an encrypted login_failed; without one it may be forged."""
+    session, log = logged_in(server, trusted, sessions)
+
+    server.close_all(4001)
+
+    assert log.wait_for(LoggedIn).again
+    assert not log.of(Stopped)
+    assert session._credentials is not None
+
+
 def test_close_1000_after_the_record_limit_reconnects(server, trusted, sessions):
     _session, log = logged_in(server, trusted, sessions)
 
