@@ -145,7 +145,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.limits = limits.SessionLimits()
         self._queued_sent: set[int] = set()
         await self.accept()
-        if not await sync_to_async(limits.handshake_allowed)(self.address):
+        if not await limits.admit_handshake(self.address):
             log.warning("connection from %s refused: too many handshakes", self.address)
             await self._close(CloseCode.POLICY)
             return

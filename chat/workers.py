@@ -15,7 +15,11 @@ or the event loop:
   it), so that a burst of logins slows other logins down, not everyone's messages.
 - **handshakes** (:func:`handshakes`): the RSA-3072 decryption of a key message
   (~2.5 ms), which ``cryptography`` runs without holding the GIL, so two of them run
-  on two cores while the loop goes on.
+  on two cores while the loop goes on. At a slightly lower CPU priority (nice 5 on
+  Linux): in a burst of handshakes the loop, which also does ~4 ms of daphne's,
+  autobahn's and Twisted's work per new connection, is the bottleneck, and with two
+  RSA threads and the loop runnable on two cores an equal share left it two thirds
+  of a core while established sessions' messages waited for it.
 
 Pools are created on first use and sized from settings (``CHAT_DATABASE_THREADS``,
 ``CHAT_PASSWORD_THREADS``, ``CHAT_HANDSHAKE_THREADS``).
@@ -33,6 +37,7 @@ behind it. With these pools the server process switches every 0.5 ms instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -42,18 +47,19 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 
 P = ParamSpec("P")
+A = TypeVar("A")
 R = TypeVar("R")
 
 PASSWORD_NICENESS = 10  # below the event loop's 0: logins yield the CPU to live sessions
+HANDSHAKE_NICENESS = 5  # RSA work yields the CPU to the loop too, but less than hashing
 SWITCH_INTERVAL = 0.0005  # seconds; see "The GIL" above
 
 
-def _lower_priority() -> None:
+def _lower_priority(niceness: int = PASSWORD_NICENESS) -> None:
     """Make the calling worker thread (and threads it starts) yield the CPU to the loop.
 
     On Linux the nice value belongs to the thread, and threads inherit it from the one
@@ -62,13 +68,16 @@ def _lower_priority() -> None:
     """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
 @functools.cache
 def _pool(kind: str, threads: int) -> ThreadPoolExecutor:
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-    initializer = _lower_priority if kind == "passwords" else None
+    initializer = {
+        "passwords": _lower_priority,
+        "handshakes": functools.partial(_lower_priority, HANDSHAKE_NICENESS),
+    }.get(kind)
     return ThreadPoolExecutor(
         max_workers=max(1, threads), thread_name_prefix=f"chat-{kind}", initializer=initializer
     )
@@ -86,7 +95,17 @@ def passwords(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return database_sync_to_async(func, thread_sensitive=False, executor=pool)
 
 
-def handshakes(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``await workers.handshakes(conn.receive_text)(key)``: RSA off the event loop."""
+def handshakes(func: Callable[[A], R]) -> Callable[[A], Awaitable[R]]:
+    """``await workers.handshakes(conn.receive_text)(key)``: RSA off the event loop.
+
+    A plain ``run_in_executor``, not asgiref's ``sync_to_async``: the work is pure
+    chatproto (no Django, no context variables, no thread-sensitive state), and
+    asgiref's context copying and bookkeeping around each call are a measurable part
+    of the event loop's share of a handshake.
+    """
     pool = _pool("handshakes", settings.CHAT_HANDSHAKE_THREADS)
-    return sync_to_async(func, thread_sensitive=False, executor=pool)
+
+    async def in_thread(arg: A) -> R:
+        return await asyncio.get_running_loop().run_in_executor(pool, func, arg)
+
+    return in_thread

@@ -219,7 +219,9 @@ class ServerConnection(_Connection):
         if not 1 <= max_text <= MAX_TEXT:
             # The greeting announces max_text and the protocol caps it at MAX_TEXT.
             raise ValueError(f"max_text must be 1 to {MAX_TEXT} code points, not {max_text}")
-        self._handshake = ServerHandshake(private_key, eph_private=eph_private)
+        self._handshake: ServerHandshake | None = ServerHandshake(
+            private_key, eph_private=eph_private
+        )
         self._context = Context(max_text=max_text)
         self._iv_source = iv_source
         self._records = None
@@ -233,7 +235,9 @@ class ServerConnection(_Connection):
         return self.keys.session_id if self.keys else None
 
     def hello(self) -> str:
-        """The ``hello`` text message to send on connect."""
+        """The ``hello`` text message to send on connect. LocalProtocolError after the key."""
+        if self._handshake is None:
+            raise LocalProtocolError("hello after the key message")
         return self._handshake.hello()
 
     def receive_text(self, text: str) -> list[Event]:
@@ -251,8 +255,14 @@ class ServerConnection(_Connection):
         return getattr(self, action)(data)
 
     def _on_key(self, text: str) -> list[Event]:
+        handshake = self._handshake
+        # One key message per session, whatever its outcome: the handshake state (the
+        # ephemeral key, the server key's DER) is not needed after it, so a session
+        # does not keep it for its lifetime.
+        self._handshake = None
+        assert handshake is not None  # the table admits one key message per session
         try:
-            self.keys = self._handshake.receive_key(text)
+            self.keys = handshake.receive_key(text)
         except RemoteProtocolError as exc:
             return self._close(exc.close_code)
         self._records = _Records(self.keys, server=True, iv_source=self._iv_source)

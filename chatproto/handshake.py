@@ -113,6 +113,26 @@ def _parse(text: str | bytes, expected_type: str) -> dict[str, Any]:
     return message
 
 
+# The last server key whose DER was encoded, and that DER: a server has one key, and
+# re-encoding it for every connection cost a measurable share of a handshake.
+_der_cache: tuple[RSAPrivateKey, bytes] | None = None
+
+
+def server_key_der(private_key: RSAPrivateKey) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``private_key``'s public key, encoded once per key.
+
+    The cache holds one entry and compares keys by identity, so it never grows and
+    a different key object (a rotated key, a test's key) is encoded afresh.
+    """
+    global _der_cache
+    cached = _der_cache
+    if cached is not None and cached[0] is private_key:
+        return cached[1]
+    der = crypto_utils.public_key_der(private_key)
+    _der_cache = (private_key, der)
+    return der
+
+
 class ServerHandshake:
     """The server's side: ``hello()`` to send, then ``receive_key(text)`` gives the keys.
 
@@ -123,7 +143,7 @@ class ServerHandshake:
         self, private_key: RSAPrivateKey, *, eph_private: X25519PrivateKey | None = None
     ) -> None:
         self._private_key = private_key
-        self._server_key_der = crypto_utils.public_key_der(private_key)
+        self._server_key_der = server_key_der(private_key)
         self._eph = eph_private or crypto_utils.generate_x25519()
         self._eph_public = crypto_utils.x25519_public_bytes(self._eph)
 

@@ -7,6 +7,13 @@ connection without ``Origin``. Our clients send the server's own origin.
 Before serving anything, the key files are loaded (and generated on first
 use): one that other users can read stops the server here, with the
 ``chmod`` to run, instead of failing every connection later.
+
+Autobahn (daphne's WebSocket implementation) pretty-prints its configuration
+and the connection's details on every new connection, for two debug log lines,
+before the logger decides to drop them (``pprint.pformat``: ~5% of the event
+loop's time in a burst of handshakes), and formats two more for every frame:
+:func:`chatsite.autobahn_logging.skip_autobahn_debug_formatting` makes that
+happen only for log lines that are emitted.
 """
 
 import os
@@ -21,6 +28,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chatsite.autobahn_logging import skip_autobahn_debug_formatting  # noqa: E402
 
 
 def check_key_files() -> None:
@@ -36,6 +44,7 @@ def check_key_files() -> None:
         raise SystemExit(f"The chat server did not start: {exc}") from None
 
 
+skip_autobahn_debug_formatting()
 check_key_files()
 
 application = ProtocolTypeRouter(
