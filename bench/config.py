@@ -42,7 +42,7 @@ class Config:
     idle_hold: float = 30.0
     idle_workers: int = 4
     idle_users: int = 10
-    idle_connect_budget: float = 180.0  # seconds; a slow server is measured with what opened
+    idle_connect_budget: float = 360.0  # seconds; a slow server is measured with what opened
     # scale-out
     scaleout_processes: tuple[int, ...] = (1, 2, 4)
     scaleout_n: int = 200

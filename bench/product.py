@@ -95,7 +95,12 @@ class Product:
 
     # -- processes
     def env(
-        self, *, fast_hash: bool = True, redis_url: str | None = None, prefix: str = ""
+        self,
+        *,
+        fast_hash: bool = True,
+        redis_url: str | None = None,
+        prefix: str = "",
+        layer: str = "",
     ) -> dict:
         env = {
             "DJANGO_SETTINGS_MODULE": "bench.product_settings",
@@ -115,6 +120,8 @@ class Product:
         if redis_url:
             env["REDIS_URL"] = redis_url
             env["CHAT_REDIS_PREFIX"] = prefix or f"bench{os.getpid()}"
+            if layer:  # "core" or "pubsub" (CHAT_REDIS_LAYER); the product's default otherwise
+                env["CHAT_REDIS_LAYER"] = layer
         return env
 
     def _run(self, args: Sequence[str], stdin: str | None = None, timeout: float = 600) -> str:
@@ -156,7 +163,10 @@ class Product:
         redis_url: str = "",
         prefix: str = "",
         tag: str = "",
+        layer: str = "",
     ) -> procs.ServerProcess:
-        env = self.env(fast_hash=fast_hash == "1", redis_url=redis_url or None, prefix=prefix)
+        env = self.env(
+            fast_hash=fast_hash == "1", redis_url=redis_url or None, prefix=prefix, layer=layer
+        )
         argv = procs.daphne_argv("chatsite.asgi:application", port)
         return procs.ServerProcess(f"product{tag}", argv, port, self.log_dir, env)

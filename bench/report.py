@@ -702,6 +702,12 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     if plot_name:
         lines += [f"![deliveries per second and latency against N]({plot_name})", ""]
     lines += sections
+    lines += [
+        "Files of several GiB between two desktop clients (time, memory of each process, "
+        "SHA-256): [`large-file.md`](large-file.md), written by `make bench-large-file`.",
+        "",
+    ]
+    lines += _engineering_notes()
     notes = list(meta.get("notes") or [])
     for name in ("fanout", "handshake", "idle", "scaleout", "files"):
         entry = results.get(name, {})
@@ -710,6 +716,19 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+NOTES = Path(__file__).with_name("NOTES.md")
+
+
+def _engineering_notes() -> list[str]:
+    """``bench/NOTES.md``, written by hand: what the profiles showed and what was changed.
+
+    Its figures come from the development runs it names, not from this run.
+    """
+    if not NOTES.exists():
+        return []
+    return [NOTES.read_text(encoding="utf-8").strip(), ""]
 
 
 def plot(results: dict[str, Any], path: Path) -> bool:

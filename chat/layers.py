@@ -11,6 +11,8 @@ of mostly idle sessions notices:
   memberships for expired entries: thousands of entries looked at per delivered
   event. Expiry is measured in minutes (60 s for messages, a day for group
   memberships), so here the sweep runs at most once a second;
+- ``group_send`` starts a task per member and waits for them all; here the
+  members are sent to one after the other (``send`` never waits);
 - ``channel_capacity`` is kept uncompiled, so the first send fails when it is set
   (the process channel of :mod:`chat.sessions` carries every room message and
   gets a larger capacity).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from copy import deepcopy
 from typing import Any
@@ -87,6 +90,15 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
                     receivers.remove(receiver)
                 if not receivers:
                     del self._receivers[channel]
+
+    async def group_send(self, group: str, message: dict) -> None:
+        """As Channels', without a task per member: ``send`` here never waits."""
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        for channel in list(self.groups.get(group, ())):
+            with contextlib.suppress(ChannelFull):  # as Channels does: a full member misses it
+                await self.send(channel, message)
 
     def _clean_expired(self) -> None:
         now = time.monotonic()

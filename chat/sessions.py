@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +54,13 @@ from . import delivery, presence, services, workers
 log = logging.getLogger("chat.sessions")
 
 GROUP_REFRESH_SECONDS = 3600
-YIELD_EVERY = 64  # deliveries between two yields to the event loop during a large fan-out
+# A fan-out runs without yielding to the event loop for up to SLICE_SECONDS (checked every
+# CHECK_EVERY deliveries), then lets other sessions' requests in. Not more often: while it
+# runs, daphne (Twisted) only buffers what it sends, and writes each connection's buffer
+# with one system call when the loop comes round; a yield every 16 deliveries halved the
+# throughput of a busy server (bench/NOTES.md).
+SLICE_SECONDS = 0.02
+CHECK_EVERY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +200,32 @@ async def fan_out(event: dict[str, Any]) -> None:
     else:
         log.warning("fan-out event for %r dropped: unknown target", kind)
         return
-    for count, (session, push) in enumerate(targets, 1):
+    for session, push in targets:
         try:
             await session.push(push)
         except Exception:
             log.exception("a push to session channel %s failed", session.channel_name)
-        if count % YIELD_EVERY == 0:
+        _slice.deliveries += 1
+        if _slice.deliveries % CHECK_EVERY == 0 and _slice.over():
             await asyncio.sleep(0)  # let other sessions' requests in during a large fan-out
+            _slice.restart()
+
+
+class _Slice:
+    """How long fan-outs have run since the event loop last ran anything else."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.deliveries = 0
+
+    def over(self) -> bool:
+        return time.monotonic() - self.started > SLICE_SECONDS
+
+    def restart(self) -> None:
+        self.started = time.monotonic()
+
+
+_slice = _Slice()
 
 
 class _Hub:
@@ -211,6 +237,7 @@ class _Hub:
         self.channel: str | None = None
         self.started = loop.create_task(self._start(), name="chat-hub-start")
         self.reader: asyncio.Task | None = None
+        self.slice_mark = False
 
     async def _start(self) -> None:
         # The default prefix: channels_redis reads every process-local channel of a layer
@@ -240,6 +267,13 @@ class _Hub:
                 await fan_out(event)
             except Exception:
                 log.exception("a fan-out failed")
+            if not self.slice_mark:  # the slice ends when the loop next comes round
+                self.slice_mark = True
+                self.loop.call_soon(self._loop_ran)
+
+    def _loop_ran(self) -> None:
+        self.slice_mark = False
+        _slice.restart()
 
     async def refresh(self) -> None:
         if self.channel is not None:

@@ -3,9 +3,10 @@
 Receivers are spread round-robin over the processes; the sender talks to the
 first. The server CPU is the sum over the processes plus the local Redis
 server's (found by name, read-only), since the channel layer's work is part of
-the cost. Beside the product, the plain Channels broadcast runs on the same
-process counts with channels_redis's core layer (``RedisChannelLayer``) and its
-Pub/Sub layer (``RedisPubSubChannelLayer``), measured in the same run.
+the cost. The product and, beside it, the plain Channels broadcast run on the
+same process counts with channels_redis's core layer (``RedisChannelLayer``) and
+its Pub/Sub layer (``RedisPubSubChannelLayer``), measured in the same run (the
+product picks its layer with ``CHAT_REDIS_LAYER``).
 Every configuration gets its own key prefix, so no run sees another's messages.
 """
 
@@ -36,13 +37,15 @@ def run(ctx: Context, cfg: Config) -> dict[str, Any]:
         "runs": cfg.scaleout_runs,
         "configs": {},
     }
-    configs = [("product", "redis", "product (channels_redis core layer)")]
-    for layer in cfg.scaleout_layers:
-        name = "RedisChannelLayer" if layer == "redis" else "RedisPubSubChannelLayer"
-        configs.append(("channels", layer, f"Channels group_send, {name}"))
+    configs = []
+    for kind_name in ("product", "channels"):
+        for layer in cfg.scaleout_layers:
+            name = "RedisChannelLayer" if layer == "redis" else "RedisPubSubChannelLayer"
+            label = "product" if kind_name == "product" else "Channels group_send"
+            configs.append((kind_name, layer, f"{label}, {name}"))
     redis_pids = _redis_pids()
     for kind_name, layer, label in configs:
-        key = kind_name if kind_name == "product" else f"channels-{layer}"
+        key = f"{kind_name}-{layer}"
         entry: dict[str, Any] = {"label": label, "points": {}}
         result["configs"][key] = entry
         for count in cfg.scaleout_processes:
@@ -65,8 +68,15 @@ def _measure(
     kind = KINDS[kind_name]
     prefix = f"bench{os.getpid()}{kind_name[:2]}{layer[:2]}{count}"
     if kind_name == "product":
+        product_layer = "core" if layer == "redis" else "pubsub"
         servers = [
-            kind.make(ctx, redis_url=cfg.redis_url, prefix=prefix, tag=f"-x{count}-{i}")
+            kind.make(
+                ctx,
+                redis_url=cfg.redis_url,
+                prefix=prefix,
+                tag=f"-x{count}-{i}",
+                layer=product_layer,
+            )
             for i in range(count)
         ]
     else:

@@ -165,3 +165,44 @@ def _user(name: str):
     from accounts.models import User
 
     return User.objects.get(username=name)
+
+
+class _Recorder:
+    """A stand-in session that records the order in which pushes reach it."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.channel_name = self.username = name
+        self.user_id = 0
+        self.rooms = {"lobby"}
+        self.log = log
+
+    async def push(self, push: sessions.Push) -> None:
+        self.log.append(self.channel_name)
+
+
+async def _fan_out_beside_another_task(monkeypatch, slice_seconds: float) -> list[str]:
+    log: list[str] = []
+    members = {f"s{i}": _Recorder(f"s{i}", log) for i in range(8)}
+    monkeypatch.setitem(sessions._by_room, "lobby", members)
+    monkeypatch.setattr(sessions, "SLICE_SECONDS", slice_seconds)
+    monkeypatch.setattr(sessions, "CHECK_EVERY", 2)
+    monkeypatch.setattr(sessions._slice, "deliveries", 0)
+
+    async def other_work() -> None:
+        log.append("other")
+
+    other = asyncio.ensure_future(other_work())  # ready to run at the next yield
+    message = {"type": "message", "msg_id": 1, "room": "lobby", "from": "a", "text": "x"}
+    await sessions.fan_out({"to": "room", "room": "lobby", "message": message})
+    await other
+    return log
+
+
+async def test_a_long_fan_out_lets_other_work_in_between(monkeypatch):
+    log = await _fan_out_beside_another_task(monkeypatch, slice_seconds=-1)  # always over
+    assert log.index("other") == 2  # after the first CHECK_EVERY deliveries
+
+
+async def test_a_short_fan_out_runs_uninterrupted_so_daphne_can_batch_its_writes(monkeypatch):
+    log = await _fan_out_beside_another_task(monkeypatch, slice_seconds=3600)
+    assert log[-1] == "other" and len(log) == 9
