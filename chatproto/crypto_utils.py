@@ -10,8 +10,6 @@ known-answer tests can reproduce the worked example.
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import os
 import stat
 import tempfile
@@ -19,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Union
 
-from cryptography.exceptions import InvalidKey, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.exceptions import InvalidKey, InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import constant_time, hashes, padding, serialization
+from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -170,7 +169,7 @@ def public_key_der(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> bytes:
 def fingerprint(key: bytes | rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
     """``SHA256:`` + unpadded base64 of SHA-256 over the DER key, as OpenSSH prints it."""
     der = key if isinstance(key, (bytes, bytearray)) else public_key_der(key)
-    digest = hashlib.sha256(der).digest()
+    digest = sha256(der)
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
@@ -226,7 +225,7 @@ def x25519_shared(private_key: X25519PrivateKey, peer_public: bytes) -> bytes:
         shared = private_key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError:
         raise CryptoError() from None
-    if hmac.compare_digest(shared, bytes(X25519_KEY_SIZE)):
+    if constant_time.bytes_eq(shared, bytes(X25519_KEY_SIZE)):
         raise CryptoError()
     return shared
 
@@ -242,14 +241,51 @@ def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
 # --- AES-256-CBC + HMAC-SHA256 -------------------------------------------------------------
 
 
+_SHA256 = hashes.SHA256()  # immutable: one instance serves every hash and HMAC
+
+
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
+    """SHA-256 of ``data`` (32 bytes)."""
+    digest = hashes.Hash(_SHA256)
+    digest.update(data)
+    return digest.finalize()
+
+
+class Sha256:
+    """Incremental SHA-256 of a stream (a file being sent or received).
+
+    :meth:`hexdigest` may be asked at any point and the stream go on, as with
+    ``hashlib``: it finalizes a copy.
+    """
+
+    __slots__ = ("_hash",)
+
+    def __init__(self) -> None:
+        self._hash = hashes.Hash(_SHA256)
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.copy().finalize().hex()
+
+
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
     """HMAC-SHA256 tag of ``data`` (32 bytes)."""
-    return hmac.new(key, data, hashlib.sha256).digest()
+    mac = crypto_hmac.HMAC(key, _SHA256)
+    mac.update(data)
+    return mac.finalize()
 
 
 def verify_hmac_sha256(key: bytes, data: bytes, tag: bytes) -> bool:
     """True when ``tag`` is the HMAC-SHA256 of ``data``, compared in constant time."""
-    return hmac.compare_digest(hmac_sha256(key, data), tag)
+    mac = crypto_hmac.HMAC(key, _SHA256)
+    mac.update(data)
+    try:
+        mac.verify(tag)  # constant time (OpenSSL's CRYPTO_memcmp)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def aes_cbc_encrypt(key: bytes, iv: bytes, plaintext: bytes) -> bytes:

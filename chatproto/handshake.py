@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 import struct
@@ -71,7 +70,7 @@ def transcript(server_key_der: bytes, eph_s: bytes, key_ciphertext: bytes, eph_c
 
 def derive_session_keys(secret: bytes, dh: bytes, transcript_bytes: bytes) -> SessionKeys:
     """The key schedule of PROTOCOL.md 1.3."""
-    th = hashlib.sha256(transcript_bytes).digest()
+    th = crypto_utils.sha256(transcript_bytes)
     okm = crypto_utils.hkdf_sha256(secret + dh, th, HKDF_INFO, OKM_SIZE)
     return SessionKeys(th, okm[0:32], okm[32:64], okm[64:96], okm[96:128])
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import hashlib
 import os
 import shutil
 import stat
@@ -34,6 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from chatproto.crypto_utils import Sha256
 from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE, MAX_FILE_NAME_LENGTH
 from chatproto.transfer import (
@@ -136,7 +136,7 @@ class FileSource:
 
 
 def _hash_file(file: BinaryIO, on_progress: Callable[[int], None] | None) -> tuple[int, str]:
-    digest = hashlib.sha256()
+    digest = Sha256()
     buffer = bytearray(HASH_BUFFER_SIZE)
     view = memoryview(buffer)
     total = 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-
+from ..crypto_utils import Sha256
 from ..errors import ChatProtoError
 from .wire import CancelReason
 
@@ -32,7 +31,7 @@ class IntegrityCheck:
         self.size = size
         self.sha256 = sha256
         self.count = 0
-        self._hash = hashlib.sha256()
+        self._hash = Sha256()
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         length = len(data)
