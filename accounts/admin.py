@@ -10,8 +10,6 @@ so the web login is throttled exactly like the chat's (per address, per
 
 from __future__ import annotations
 
-import math
-
 from django.contrib import admin, messages
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -20,30 +18,20 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from chat.addresses import client_address
+from chat.addresses import forwarded_client
 
 from . import services
 from .models import User
+from .throttle import in_words
 
 
 def request_address(request: HttpRequest) -> str:
     """The client address of an HTTP request, by the same rule as the chat's connections
     (``X-Forwarded-For`` only from ``CHAT_TRUSTED_PROXIES``)."""
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    scope = {
-        "client": (request.META.get("REMOTE_ADDR") or "unknown", 0),
-        "headers": [(b"x-forwarded-for", forwarded.encode("latin1", "replace"))]
-        if forwarded
-        else [],
-    }
-    return client_address(scope)
-
-
-def wait_text(seconds: int) -> str:
-    """``45 seconds``, ``15 minutes``: how a person reads a wait."""
-    if seconds < 120:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
-    return f"{math.ceil(seconds / 60)} minutes"
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    return forwarded_client(
+        request.META.get("REMOTE_ADDR") or "unknown", [forwarded] if forwarded else []
+    )
 
 
 class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
@@ -64,7 +52,7 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
                 raise ValidationError(
                     self.error_messages["rate_limited"],
                     code="rate_limited",
-                    params={"wait": wait_text(result.retry_after or 1)},
+                    params={"wait": in_words(result.retry_after or 1)},
                 )
             if result.user is None:
                 raise self.get_invalid_login_error()

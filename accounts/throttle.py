@@ -27,6 +27,22 @@ def _digest(name: str, key: str) -> str:
     return hashlib.sha256(f"{name}\0{key}".encode()).hexdigest()[:32]
 
 
+def _count_hit(counter: str, timeout: int) -> None:
+    """Add one to ``counter`` atomically, creating it (with ``timeout``) if it is new."""
+    cache.add(counter, 0, timeout=timeout)
+    try:
+        cache.incr(counter)
+    except ValueError:  # expired between add and incr
+        cache.set(counter, 1, timeout=timeout)
+
+
+def in_words(seconds: int) -> str:
+    """``seconds`` as a person reads a wait: "1 second", "45 seconds", "12 minutes"."""
+    if seconds < 120:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
 @dataclass(frozen=True)
 class SlidingWindow:
     """At most ``limit`` hits per ``seconds`` for each key, under the name ``name``."""
@@ -58,12 +74,8 @@ class SlidingWindow:
         """Count one hit against ``key``."""
         now = time.time() if now is None else now
         current_key, _, _ = self._keys(key, now)
-        timeout = 2 * self.seconds + 1  # the bucket is read for one more window as "previous"
-        cache.add(current_key, 0, timeout=timeout)
-        try:
-            cache.incr(current_key)
-        except ValueError:  # expired between add and incr
-            cache.set(current_key, 1, timeout=timeout)
+        # The bucket is read for one more window as "previous".
+        _count_hit(current_key, timeout=2 * self.seconds + 1)
 
     def reset(self, key: str, now: float | None = None) -> None:
         """Forget the hits of ``key`` (a successful login clears its pair's failures)."""
@@ -152,12 +164,8 @@ class StrictWindow:
         """Count one hit against ``key``."""
         now = time.time() if now is None else now
         name = self._slice_key(_digest(self.name, key), int(now // self.slice_seconds))
-        timeout = self.seconds + 2 * self.slice_seconds + 1  # read until the window passes it
-        cache.add(name, 0, timeout=timeout)
-        try:
-            cache.incr(name)
-        except ValueError:  # expired between add and incr
-            cache.set(name, 1, timeout=timeout)
+        # Read until the window has passed the slice.
+        _count_hit(name, timeout=self.seconds + 2 * self.slice_seconds + 1)
 
 
 @dataclass(frozen=True)

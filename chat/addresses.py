@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.conf import settings
 
 
 def client_address(scope: Mapping[str, Any]) -> str:
-    """The address that throttling and logs use.
+    """The address that throttling and logs use, for an ASGI connection scope."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    forwarded = [
+        value.decode("latin1")
+        for name, value in scope.get("headers", ())
+        if name == b"x-forwarded-for"
+    ]
+    return forwarded_client(peer, forwarded)
+
+
+def forwarded_client(peer: str, forwarded_headers: Iterable[str]) -> str:
+    """The client behind ``peer``, given the ``X-Forwarded-For`` header values it sent.
 
     ``X-Forwarded-For`` is believed only when the peer is one of
     ``CHAT_TRUSTED_PROXIES``; then the rightmost address that is not itself a
     trusted proxy is the client (addresses further left are the client's own
-    claims, which anyone can forge).
+    claims, which anyone can forge). The WebSocket and the admin's HTTP login
+    both use this one rule.
     """
-    client = scope.get("client")
-    peer = str(client[0]) if client else "unknown"
     trusted = set(settings.CHAT_TRUSTED_PROXIES)
     if peer not in trusted:
         return peer
-    forwarded: list[str] = []
-    for name, value in scope.get("headers", ()):
-        if name == b"x-forwarded-for":
-            forwarded += [part.strip() for part in value.decode("latin1").split(",")]
+    forwarded = [part.strip() for value in forwarded_headers for part in value.split(",")]
     for address in reversed([a for a in forwarded if a]):
         if address not in trusted:
             return address

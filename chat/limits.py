@@ -56,7 +56,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 
-from accounts.throttle import SlidingWindow
+from accounts.throttle import SlidingWindow, in_words
 from chatproto.messages import Request
 from chatproto.transfer import TRANSFER_TYPES
 
@@ -177,13 +177,6 @@ async def admit_handshake(address: str) -> bool:
     if _cache_is_local():
         return handshake_allowed(address)
     return await sync_to_async(handshake_allowed)(address)
-
-
-def in_words(seconds: int) -> str:
-    """``seconds`` as a person reads a wait: "1 second", "45 seconds", "12 minutes"."""
-    if seconds < 120:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    return f"{math.ceil(seconds / 60)} minutes"
 
 
 class SessionLimits:

@@ -12,8 +12,9 @@ import re
 import pytest
 from django.core.cache import cache
 
-from accounts.admin import request_address, wait_text
+from accounts.admin import request_address
 from accounts.models import User
+from accounts.throttle import in_words
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,4 +138,4 @@ def test_the_admin_believes_x_forwarded_for_only_from_a_trusted_proxy(rf, settin
     ],
 )
 def test_waits_read_as_seconds_or_minutes(seconds, text):
-    assert wait_text(seconds) == text
+    assert in_words(seconds) == text
