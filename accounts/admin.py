@@ -1,7 +1,9 @@
 """The admin for accounts: create users, deactivate them, reset their passwords.
 
 Deactivation (the "Active" box, or the action on the list) ends the user's live
-chat sessions at once; the chat app's signal handlers see the saved change.
+chat sessions at once; the chat app's signal handlers see the saved change. Ending
+sessions without deactivating sends :data:`accounts.signals.sessions_end_requested`,
+which the chat app receives: ``accounts`` never imports ``chat``.
 
 The admin's login form checks passwords through :func:`accounts.services.login`,
 so the web login is throttled exactly like the chat's (per address, per
@@ -18,9 +20,8 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from chat.addresses import forwarded_client
-
-from . import services
+from . import services, signals
+from .addresses import forwarded_client
 from .models import User
 from .throttle import in_words
 
@@ -101,10 +102,8 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="End the chat sessions of selected users (they may log in again)")
     def end_chat_sessions(self, request, queryset):
-        from chat import services as chat_services
-
         for user in queryset:
-            chat_services.end_sessions_of(user.pk, "ended_by_admin")
+            signals.request_end_of_sessions(user.pk)
         self.message_user(request, "Their chat sessions are being ended.", messages.SUCCESS)
 
     @admin.action(description="Activate selected users")

@@ -1,11 +1,13 @@
-"""The client address of a connection: the peer, or what a trusted proxy says it forwards."""
+"""The client address of a WebSocket connection, by the rule of :mod:`accounts.addresses`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
+from accounts.addresses import forwarded_client
+
+__all__ = ["client_address", "forwarded_client"]
 
 
 def client_address(scope: Mapping[str, Any]) -> str:
@@ -18,22 +20,3 @@ def client_address(scope: Mapping[str, Any]) -> str:
         if name == b"x-forwarded-for"
     ]
     return forwarded_client(peer, forwarded)
-
-
-def forwarded_client(peer: str, forwarded_headers: Iterable[str]) -> str:
-    """The client behind ``peer``, given the ``X-Forwarded-For`` header values it sent.
-
-    ``X-Forwarded-For`` is believed only when the peer is one of
-    ``CHAT_TRUSTED_PROXIES``; then the rightmost address that is not itself a
-    trusted proxy is the client (addresses further left are the client's own
-    claims, which anyone can forge). The WebSocket and the admin's HTTP login
-    both use this one rule.
-    """
-    trusted = set(settings.CHAT_TRUSTED_PROXIES)
-    if peer not in trusted:
-        return peer
-    forwarded = [part.strip() for value in forwarded_headers for part in value.split(",")]
-    for address in reversed([a for a in forwarded if a]):
-        if address not in trusted:
-            return address
-    return peer

@@ -4,7 +4,10 @@
 - deactivated: their sessions end (``session_ended`` ``deactivated``, close 4003) on
   every process, and the others get ``users``;
 - reactivated: back in lobby; ``users``;
-- deleted: their sessions end (``ended_by_admin``); ``users``.
+- deleted: their sessions end (``ended_by_admin``); ``users``;
+- an operator ends their sessions (:data:`accounts.signals.sessions_end_requested`, from
+  the admin or ``manage.py chatuser end-sessions``): they end with that reason; the
+  account stays active.
 
 Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from accounts.models import User
+from accounts.signals import sessions_end_requested
 
 from . import services
 
@@ -60,7 +64,14 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
     services.announce_users_changed()
 
 
+def sessions_end_requested_received(sender, user_id: int, reason: str, **kwargs) -> None:
+    services.end_sessions_of(user_id, reason)
+
+
 def connect() -> None:
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")
+    sessions_end_requested.connect(
+        sessions_end_requested_received, dispatch_uid="chat.sessions_end_requested"
+    )

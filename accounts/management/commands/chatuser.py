@@ -12,7 +12,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts import services
+from accounts import services, signals
 from accounts.models import User
 
 
@@ -52,9 +52,7 @@ class Command(BaseCommand):
             if user is None:
                 raise CommandError(f"there is no user {options['username']!r}")
             if action == "end-sessions":
-                from chat import services as chat_services
-
-                chat_services.end_sessions_of(user.pk, "ended_by_admin")
+                signals.request_end_of_sessions(user.pk)
                 self.stdout.write(f"{user.username}: sessions ended")
                 return
             services.set_active(user, action == "activate")
