@@ -10,6 +10,7 @@ known-answer tests can reproduce the worked example.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import stat
 import tempfile
@@ -52,24 +53,49 @@ class KeyFileError(Exception):
 # --- key files -----------------------------------------------------------------------------
 
 
-def write_secret_file(path: PathLike, data: bytes) -> None:
-    """Create ``path`` with mode 0600 (its folder 0700 if new) holding ``data``, atomically.
+def write_secret_file(path: PathLike, data: bytes, *, replace: bool = False) -> None:
+    """Publish ``data`` at ``path`` with mode 0600 (its folder 0700 if new), atomically.
 
-    The bytes go to a private temporary file first, which is then hard-linked to
-    ``path``: a reader never sees a half-written key, the mode is never widened
-    after the fact, and an existing file is never overwritten (FileExistsError).
+    The one way the project writes a secret or private file (server key, storage key,
+    Django's secret key, the clients' pinned keys and settings). The bytes go to a
+    private temporary file in the same folder first (``mkstemp``: 0600 from creation,
+    so the mode is never widened after the fact), are flushed to disk, and the file is
+    then put in place in one step, so a reader, another process or a crash never sees
+    a half-written file.
+
+    ``replace=False`` (keys): hard-linked into place, so an existing file is never
+    overwritten (FileExistsError: another process won; read its file).
+    ``replace=True`` (files a user edits through the program): renamed over it.
     """
     target = Path(path)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.link(temporary, target)
+        if replace:
+            os.replace(temporary, target)
+        else:
+            os.link(temporary, target)
     finally:
-        os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def read_or_create_secret_file(path: PathLike, make: Callable[[], bytes]) -> bytes:
+    """The secret in ``path``, created first from ``make()`` if the file does not exist.
+
+    Several server processes may start at once: exactly one file wins
+    (:func:`write_secret_file` never overwrites) and every process reads that one.
+    Raises :class:`KeyFileError` if the file is readable by other users.
+    """
+    target = Path(path)
+    if not target.exists():
+        with contextlib.suppress(FileExistsError):
+            write_secret_file(target, make())
+    return read_secret_file(target)
 
 
 def read_secret_file(path: PathLike) -> bytes:
@@ -371,6 +397,7 @@ __all__ = [
     "load_public_key",
     "private_key_pem",
     "public_key_der",
+    "read_or_create_secret_file",
     "read_secret_file",
     "verify_hmac_sha256",
     "write_secret_file",

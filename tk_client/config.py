@@ -10,12 +10,12 @@ variable is unset), created with mode 0700 because it holds the pinned server ke
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from chatproto.crypto_utils import write_secret_file
 
 APP_DIR_NAME = "chat"
 SETTINGS_FILE = "settings.json"
@@ -44,20 +44,11 @@ def write_private_text(path: Path, text: str) -> None:
 
     Atomic so that two clients writing at once, or a crash mid-write, never leave a
     half-written file; 0600 from creation so the content is never readable by others.
+    The writing itself is the project's one secret-file writer,
+    :func:`chatproto.crypto_utils.write_secret_file`.
     """
     ensure_config_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_secret_file(path, text.encode("utf-8"), replace=True)
 
 
 @dataclass
