@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 from django.conf import settings
 
 from chatproto import crypto_utils
-from chatsite.env import read_or_create_secret
 
 STORAGE_KEY_SIZE = crypto_utils.STORAGE_KEY_SIZE
 
@@ -26,9 +26,14 @@ class StorageKeyError(Exception):
 
 @functools.cache
 def storage_key() -> bytes:
-    path = settings.CHAT_STORAGE_KEY
+    """The storage key from ``settings.CHAT_STORAGE_KEY``, generated there on first use.
+
+    Cached for the process; :class:`StorageKeyError` says what to do with a file that is
+    readable by others or is not a storage key.
+    """
+    path = Path(settings.CHAT_STORAGE_KEY)
     try:
-        key = read_or_create_secret(path, lambda: os.urandom(STORAGE_KEY_SIZE))
+        key = crypto_utils.read_or_create_secret_file(path, lambda: os.urandom(STORAGE_KEY_SIZE))
     except crypto_utils.KeyFileError as exc:
         raise StorageKeyError(str(exc)) from None
     if len(key) != STORAGE_KEY_SIZE:

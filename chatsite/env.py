@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from chatproto.crypto_utils import read_secret_file, write_secret_file
+from chatproto.crypto_utils import read_secret_file
 from chatproto.limits import DEFAULT_MAX_FILE_SIZE, MAX_OPEN_TRANSFERS
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -149,33 +149,26 @@ def sqlite_config(path: Path) -> dict:
     }
 
 
-def secret_key(environ: Mapping[str, str], data_dir: Path) -> str:
-    """``DJANGO_SECRET_KEY``, else a random key generated once into the data dir (mode 0600)."""
+def secret_key(environ: Mapping[str, str], path: Path) -> tuple[str, bool]:
+    """``DJANGO_SECRET_KEY``, else the key kept in ``path``, else a new random key.
+
+    Returns the key and whether it was generated just now. A generated key exists only
+    in this process until :func:`chatsite.startup.publish_secret_key` writes it (after
+    ``manage.py migrate``, or at server start): reading the settings writes nothing.
+    Raises :class:`~chatproto.crypto_utils.KeyFileError` for a file others can read.
+    """
     value = environ.get("DJANGO_SECRET_KEY", "").strip()
     if value:
-        return value
-    path = data_dir / SECRET_KEY_FILE
-    data = read_or_create_secret(path, lambda: secrets.token_urlsafe(64).encode("ascii"))
-    return data.decode("ascii").strip()
+        return value, False
+    try:
+        return read_secret_file(path).decode("ascii").strip(), False
+    except FileNotFoundError:
+        return new_secret_key(), True
 
 
-def read_or_create_secret(path: Path, make) -> bytes:
-    """Read a 0600 secret file, creating it atomically on first use.
-
-    Several server processes may start at once: the file is written under a
-    temporary name and linked into place, so a process never reads a
-    half-written secret, and exactly one of them wins.
-    """
-    if not path.exists():
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        write_secret_file(tmp, make())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return read_secret_file(path)
+def new_secret_key() -> str:
+    """A random Django secret key (64 bytes of randomness, URL-safe text)."""
+    return secrets.token_urlsafe(64)
 
 
 @dataclass(frozen=True)
@@ -185,6 +178,8 @@ class Environment:
     data_dir: Path
     debug: bool
     secret_key: str
+    secret_key_file: Path
+    secret_key_generated: bool  # not on disk yet: see secret_key()
     allowed_hosts: list[str]
     database: dict
     redis_url: str | None
@@ -229,9 +224,14 @@ def rate(environ: Mapping[str, str], name: str, default: tuple[int, int]) -> tup
 
 
 def read(environ: Mapping[str, str] = os.environ) -> Environment:
-    """Parse the environment; raises :class:`ConfigError` with advice on a bad value."""
+    """Parse the environment; raises :class:`ConfigError` with advice on a bad value.
+
+    Reads an existing secret key file but creates nothing: the data dir and its files
+    are made by :mod:`chatsite.startup` (``manage.py migrate``, server start).
+    """
     data_dir = Path(environ.get("CHAT_DATA_DIR") or PROJECT_DIR / "var").resolve()
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secret_key_file = data_dir / SECRET_KEY_FILE
+    key, generated = secret_key(environ, secret_key_file)
     debug = flag(environ, "DJANGO_DEBUG", True)
     redis_url = environ.get("REDIS_URL", "").strip() or None
     if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
@@ -241,7 +241,9 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
     return Environment(
         data_dir=data_dir,
         debug=debug,
-        secret_key=secret_key(environ, data_dir),
+        secret_key=key,
+        secret_key_file=secret_key_file,
+        secret_key_generated=generated,
         allowed_hosts=words(environ, "DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"]),
         database=database_config(environ.get("DATABASE_URL", "").strip() or None, data_dir),
         redis_url=redis_url,

@@ -1,7 +1,8 @@
 """Django settings for the chat server.
 
 Nothing here reads ``os.environ`` directly: :mod:`chatsite.env` parses every
-variable (``docs/server.md`` has the table). The defaults serve a development
+variable (``docs/server.md`` has the table). Nothing here creates a file either: the
+data dir and its keys are made by :mod:`chatsite.startup`. The defaults serve a development
 machine with nothing installed: SQLite, the in-memory channel layer and a
 local-memory cache, all data under ``var/``. Production sets ``DJANGO_DEBUG=0``,
 ``DJANGO_ALLOWED_HOSTS``, ``CHAT_BEHIND_TLS_PROXY=1``, ``REDIS_URL`` and
@@ -23,7 +24,12 @@ ENV = env.read()
 BASE_DIR = env.PROJECT_DIR
 DATA_DIR = ENV.data_dir
 DEBUG = ENV.debug
+# DJANGO_SECRET_KEY, else $CHAT_DATA_DIR/secret_key; else a key generated in this process and
+# written to that file by `manage.py migrate` or at server start (chatsite/startup.py):
+# importing the settings writes nothing.
 SECRET_KEY = ENV.secret_key
+CHAT_SECRET_KEY_FILE = ENV.secret_key_file
+CHAT_SECRET_KEY_GENERATED = ENV.secret_key_generated
 ALLOWED_HOSTS = ENV.allowed_hosts
 
 INSTALLED_APPS = [
@@ -37,6 +43,7 @@ INSTALLED_APPS = [
     "channels",
     "accounts.apps.AccountsConfig",
     "chat.apps.ChatConfig",
+    "chatsite.apps.SiteConfig",  # its migrate also makes the data dir and keeps the secret key
 ]
 
 MIDDLEWARE = [

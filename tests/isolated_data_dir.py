@@ -1,8 +1,11 @@
 """A pytest plugin, loaded with ``-p`` before pytest-django reads the settings.
 
-The settings create key files in ``CHAT_DATA_DIR`` on import; the test process
-must never write into a developer's ``var/``, so it gets a private temporary
-data dir, removed at exit. (Servers started by tests get their own.)
+Importing the settings creates nothing, but the test process does write into its
+``CHAT_DATA_DIR``: the test database's migrations keep the generated secret key
+there (``post_migrate``, :mod:`chatsite.startup`) and message storage makes its
+storage key there. That must never be a developer's ``var/``, so the test process
+gets a private temporary data dir, removed at exit. (Servers started by tests get
+their own.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from chatsite import env
+from chatproto.crypto_utils import KeyFileError
+from chatsite import env, startup
 from tests.live_server import PROJECT_DIR, free_port, prepare, server_env
 
 
@@ -84,14 +85,29 @@ def test_registration_is_closed_by_default_in_production(tmp_path):
 
 
 def test_generated_secret_key_is_private_and_stable(tmp_path):
-    first = env.read({"CHAT_DATA_DIR": str(tmp_path)}).secret_key
-    second = env.read({"CHAT_DATA_DIR": str(tmp_path)}).secret_key
-    assert first == second and len(first) >= 50
+    first = env.read({"CHAT_DATA_DIR": str(tmp_path)})
+    assert first.secret_key_generated and len(first.secret_key) >= 50
+    assert not (tmp_path / "secret_key").exists()  # reading the environment writes nothing
+    startup.publish_secret_key(first.secret_key_file, first.secret_key)
+    second = env.read({"CHAT_DATA_DIR": str(tmp_path)})
+    assert second.secret_key == first.secret_key and not second.secret_key_generated
     assert stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode) == 0o600
     assert (
         env.read({"CHAT_DATA_DIR": str(tmp_path), "DJANGO_SECRET_KEY": "given"}).secret_key
         == "given"
     )
+
+
+def test_reading_the_environment_creates_no_data_dir(tmp_path):
+    env.read({"CHAT_DATA_DIR": str(tmp_path / "data")})
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_secret_key_file_others_can_read_is_refused_with_the_fix(tmp_path):
+    startup.publish_secret_key(tmp_path / "secret_key", "k" * 60)
+    (tmp_path / "secret_key").chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        env.read({"CHAT_DATA_DIR": str(tmp_path)})
 
 
 def _settings_in_subprocess(environment: dict[str, str], expression: str):
