@@ -1,4 +1,10 @@
-"""chatproto stays sans-I/O: it imports only the standard library and ``cryptography``."""
+"""The layers hold: chatproto stays sans-I/O, and the Django apps import downwards only.
+
+chatproto imports only the standard library and ``cryptography``; ``accounts`` never
+imports ``chat`` or ``chatsite``; ``chat`` never imports ``chatsite``
+(:mod:`tests.import_rules` has the rules; the client's are in
+``tests/tk_client/test_layering.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,11 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 import chatproto
+from tests import import_rules
+from tests.import_rules import RULES, Rule, imported_modules
 
 PACKAGE = Path(chatproto.__file__).resolve().parent
 FORBIDDEN = frozenset(
@@ -31,52 +41,13 @@ FORBIDDEN = frozenset(
 )
 
 
-def imported_modules(source: str, module: str) -> set[str]:
-    """Absolute names of every module that ``source`` (the module ``module``) imports.
-
-    Relative imports are resolved against ``module``; imports inside functions,
-    ``if TYPE_CHECKING`` blocks and ``try`` blocks count like any other.
-    """
-    package = module.rsplit(".", 1)[0] if "." in module else module
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - (node.level - 1)])
-                prefix = f"{base}.{node.module}" if node.module else base
-                # "from . import x" may import the submodule x
-                names.update(f"{prefix}.{alias.name}" for alias in node.names)
-                names.add(prefix)
-            else:
-                names.add(node.module or "")
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "id", None) == "__import__"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            names.add(str(node.args[0].value))
-    return names
-
-
 def forbidden_imports(source: str, module: str) -> set[str]:
     """The imports of ``source`` whose top-level package is forbidden in chatproto."""
     return {name for name in imported_modules(source, module) if name.split(".")[0] in FORBIDDEN}
 
 
 def package_sources() -> dict[str, str]:
-    sources = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        relative = path.relative_to(PACKAGE.parent).with_suffix("")
-        parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
-        # a package's __init__ resolves "." to itself: give it a child name
-        module = ".".join(parts) + (".__init__" if relative.name == "__init__" else "")
-        sources[module] = path.read_text(encoding="utf-8")
-    return sources
+    return import_rules.package_sources("chatproto", PACKAGE.parent)
 
 
 def test_the_checker_sees_every_module():
@@ -150,3 +121,37 @@ def test_the_checker_resolves_relative_imports():
 
 def test_the_checker_reports_nothing_for_clean_source():
     assert forbidden_imports("import os\nfrom . import records\n", "chatproto.x") == set()
+
+
+# --- the Django apps -------------------------------------------------------------------------
+
+APP_RULES = [rule for rule in RULES if rule.package in ("accounts", "chat")]
+
+
+@pytest.mark.parametrize("rule", APP_RULES, ids=lambda rule: rule.package)
+def test_the_apps_import_only_downwards(rule):
+    assert len(import_rules.package_sources(rule.package)) >= 5
+    assert rule.check() == {}, rule.why
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "expected"),
+    [
+        ("accounts", "from chat import services", "chat"),
+        ("accounts", "def action():\n    from chat.services import end_sessions_of", "chat"),
+        ("accounts", "from chatsite.env import read", "chatsite"),
+        ("chat", "from chatsite.env import read_or_create_secret", "chatsite"),
+        ("chat", "import chatsite.settings", "chatsite"),
+    ],
+)
+def test_each_app_rule_fails_on_a_forbidden_import(package, source, expected):
+    (rule,) = [rule for rule in APP_RULES if rule.package == package]
+    found = rule.violations({f"{package}.example": source})
+    assert {name.split(".")[0] for name in found[f"{package}.example"]} == {expected}
+
+
+def test_an_app_importing_a_lower_layer_passes():
+    rules = {rule.package: rule for rule in APP_RULES}
+    assert rules["accounts"].violations({"accounts.x": "from chatproto import messages"}) == {}
+    assert rules["chat"].violations({"chat.x": "from accounts.signals import x"}) == {}
+    assert Rule("chat", frozenset({"chatsite"})).violations({"chat.x": "from . import y"}) == {}

@@ -1,4 +1,6 @@
-"""The logic/window split: only the views and their wiring may touch tkinter."""
+"""The client's layers: only the views and their wiring touch tkinter, and nothing of the
+server (Django, Channels, daphne, Twisted, the apps, ``chatsite``) is imported at all, so
+``pip install .[client]`` gives a working client."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import ast
 from pathlib import Path
 
 import pytest
+
+from tests.import_rules import RULES, package_sources
 
 PACKAGE = Path(__file__).resolve().parents[2] / "tk_client"
 TK_FREE = [
@@ -47,3 +51,46 @@ def test_views_do_no_networking():
         names = imported_names(path)
         assert not {n for n in names if n.split(".")[0] in ("socket", "websocket", "threading")}
         assert not {n for n in names if n.lstrip(".").startswith(("session", "transport"))}
+
+
+# --- the whole package: what the clients may import at all (tests/import_rules.py) ----------
+
+CLIENT_RULES = [rule for rule in RULES if rule.package == "tk_client"]
+
+
+@pytest.mark.parametrize("rule", CLIENT_RULES, ids=["no-server", "tk-only-in-views"])
+def test_the_client_package_keeps_its_layering(rule):
+    assert len(package_sources("tk_client")) >= 20
+    assert rule.check() == {}, rule.why
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("tk_client.session", "import django", "django"),
+        ("tk_client.cli", "from channels.layers import get_channel_layer", "channels"),
+        ("tk_client.transport", "import daphne.server", "daphne"),
+        ("tk_client.session", "from twisted.internet import reactor", "twisted"),
+        ("tk_client.controller", "from chat import services", "chat"),
+        ("tk_client.config", "def f():\n    from accounts.models import User", "accounts"),
+        ("tk_client.cli", "import chatsite.env", "chatsite"),
+        ("tk_client.controller", "import tkinter as tk", "tkinter"),
+        ("tk_client.model", "from tkinter import ttk", "tkinter"),
+        ("tk_client.__init__", "import tkinterdnd2", "tkinterdnd2"),
+    ],
+)
+def test_each_client_rule_fails_on_a_forbidden_import(module, source, expected):
+    found = {}
+    for rule in CLIENT_RULES:
+        found.update(rule.violations({module: source}))
+    assert {name.split(".")[0] for name in found[module]} == {expected}
+
+
+def test_the_views_and_gui_may_import_tkinter_but_not_the_server():
+    tk_rule, server_rule = (
+        next(rule for rule in CLIENT_RULES if "tkinter" in rule.forbidden),
+        next(rule for rule in CLIENT_RULES if "django" in rule.forbidden),
+    )
+    views = {"tk_client.views.sidebar": "import tkinter as tk", "tk_client.gui": "import tkinter"}
+    assert tk_rule.violations(views) == {}
+    assert server_rule.violations({"tk_client.views.sidebar": "import django"}) != {}
