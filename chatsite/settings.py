@@ -12,6 +12,7 @@ local-memory cache, all data under ``var/``. Production sets ``DJANGO_DEBUG=0``,
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from chatproto import crypto_utils
 from chatproto.limits import MAX_RECORD_SIZE, MAX_TEXT
@@ -160,7 +161,7 @@ if ENV.redis_url:
                 },
             }
         }
-    CACHES = {
+    CACHES: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": ENV.redis_url,
