@@ -131,14 +131,8 @@ def load_private_key(path: PathLike) -> rsa.RSAPrivateKey:
     or holds no RSA private key.
     """
     target = Path(path)
-    if not target.exists():
-        key = generate_private_key()
-        try:
-            write_secret_file(target, private_key_pem(key))
-            return key
-        except FileExistsError:
-            pass  # another server process started at the same moment: use the key it wrote
-    data = read_secret_file(target)
+    # Several server processes starting at once all use the key of the first one written.
+    data = read_or_create_secret_file(target, lambda: private_key_pem(generate_private_key()))
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
