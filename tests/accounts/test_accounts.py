@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
 
-from accounts import services
+from accounts import services, signals
 from accounts.models import User
 from chat import delivery
 
@@ -189,3 +189,24 @@ def test_chatuser_end_sessions(broadcasts):
     lee = User.objects.create_user("lee", password="pw")
     call_command("chatuser", "end-sessions", "lee", stdout=io.StringIO())
     assert ("end", lee.pk, "ended_by_admin") in broadcasts
+
+
+def test_ending_sessions_is_a_request_that_accounts_sends_without_knowing_the_chat(
+    admin_client,
+):
+    """accounts never imports chat: the admin and chatuser send a signal, chat receives it."""
+    received = []
+
+    def receiver(sender, user_id, reason, **kwargs):
+        received.append((user_id, reason))
+
+    mia = User.objects.create_user("mia", password="pw")
+    signals.sessions_end_requested.connect(receiver)
+    try:
+        admin_client.post(
+            "/admin/accounts/user/", {"action": "end_chat_sessions", "_selected_action": [mia.pk]}
+        )
+        call_command("chatuser", "end-sessions", "mia", stdout=io.StringIO())
+    finally:
+        signals.sessions_end_requested.disconnect(receiver)
+    assert received == [(mia.pk, "ended_by_admin"), (mia.pk, "ended_by_admin")]
