@@ -7,8 +7,6 @@ from typing import Any
 
 from accounts.addresses import forwarded_client
 
-__all__ = ["client_address", "forwarded_client"]
-
 
 def client_address(scope: Mapping[str, Any]) -> str:
     """The address that throttling and logs use, for an ASGI connection scope."""
