@@ -52,7 +52,6 @@ from chatproto.transfer import (
     ClientEvent,
     Finished,
     IncomingTransfer,
-    Progress,
     Refused,
     Send,
     SendChunk,
@@ -72,6 +71,7 @@ from .events import (
     RequestUpdate,
     SessionEvent,
 )
+from .files.progress import Progress
 from .partials import PartialFiles
 from .transfers import (
     Download,

@@ -45,11 +45,11 @@ from chatproto.transfer import (
     IncomingTransfer,
     IntegrityCheck,
     OutgoingTransfer,
-    Progress,
     TransferIntegrityError,
     sanitize_filename,
 )
 
+from .files.progress import Progress
 from .partials import PartialFiles
 
 HASH_BUFFER_SIZE = 1 << 20  # the hashing pass reads 1 MiB at a time into one reused buffer

@@ -1,14 +1,48 @@
-"""What both ends of a transfer say: the step types, the cancel reasons, two messages."""
+"""What both ends of a transfer say, and the rules that the relay and the recipient both check.
+
+- :class:`TransferState`: the one state enum of a transfer, on the server (the
+  relay's view) and in both clients (the sender's and the recipient's views).
+- :data:`TRANSFER_TYPES`, :class:`CancelReason`, :func:`ok`, :func:`file_cancel`:
+  the wire vocabulary of PROTOCOL.md 3.3.
+- :func:`chunk_violation`: the chunk-window rule (order, size, window of 16,
+  offered size), written once; the relay enforces it for the server and the
+  recipient for itself.
+- :func:`sanitize_filename`: the name to save an offered file under.
+- :func:`new_transfer_id`: a fresh random id for an offer.
+
+The offer's field rules are in the one validation table of
+:mod:`chatproto.messages` (:func:`chatproto.messages.check_offer_facts`).
+"""
 
 from __future__ import annotations
 
 import enum
+import secrets
+import unicodedata
 from typing import Any
+
+from ..limits import MAX_CHUNK_SIZE, TRANSFER_ID_SIZE
 
 # The requests that belong to a transfer; file_offer goes to TransferRegistry.offer.
 TRANSFER_TYPES = frozenset(
     {"file_accept", "file_reject", "file_ack", "file_end", "file_done", "file_cancel"}
 )
+
+
+class TransferState(enum.Enum):
+    """Where one transfer stands; the same enum for the relay and for both clients' ends."""
+
+    PREPARING = "preparing"  # clients only: the sender still hashes the file for the offer
+    OFFERED = "offered"  # offer sent (or relayed, or received); no answer yet
+    RUNNING = "running"  # accepted: chunks flow
+    ENDED = "ended"  # file_end sent (or relayed, or received); the recipient verifies
+    FINISHED = "finished"  # file_done with ok true: the recipient kept an exact copy
+    FAILED = "failed"  # rejected, refused, cancelled, expired, or file_done with ok false
+
+    @property
+    def over(self) -> bool:
+        """True once nothing more can happen: FINISHED or FAILED."""
+        return self in (TransferState.FINISHED, TransferState.FAILED)
 
 
 class CancelReason(enum.StrEnum):
@@ -34,4 +68,73 @@ def ok(ref: str | None) -> dict[str, Any]:
 
 
 def file_cancel(transfer: str, reason: str) -> dict[str, Any]:
+    """The ``file_cancel`` message; ``reason`` is sent as its string value."""
     return {"type": "file_cancel", "transfer": transfer, "reason": str(reason)}
+
+
+def chunk_violation(
+    *,
+    running: bool,
+    index: int,
+    size: int,
+    next_index: int,
+    unacked: int,
+    window: int,
+    received: int,
+    total: int,
+) -> CancelReason | None:
+    """Why a chunk record breaks PROTOCOL.md 3.3's data rules, or None if it may pass.
+
+    ``running``: the transfer is accepted and ``file_end`` not yet sent;
+    ``index`` and ``size``: the chunk's index and data length; ``next_index``:
+    the index it must carry; ``unacked``: chunks passed on and not yet
+    acknowledged; ``received``: bytes already passed on; ``total``: the
+    offered size. The checks run in the order the protocol lists them, so
+    the relay and the recipient name the same reason for the same chunk.
+    """
+    if not running or index != next_index:
+        return CancelReason.CHUNK_OUT_OF_ORDER
+    if not 1 <= size <= MAX_CHUNK_SIZE:
+        return CancelReason.CHUNK_TOO_LARGE
+    if unacked >= window:
+        return CancelReason.WINDOW_EXCEEDED
+    if received + size > total:
+        return CancelReason.SIZE_EXCEEDED
+    return None
+
+
+def new_transfer_id() -> str:
+    """A fresh transfer id: 16 random bytes from the operating system, in hex."""
+    return secrets.token_hex(TRANSFER_ID_SIZE)
+
+
+RESERVED_DEVICE_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{n}" for n in range(1, 10)}
+    | {f"LPT{n}" for n in range(1, 10)}
+)
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf"})  # controls; format characters such as U+202E
+
+
+def is_reserved_name(name: str) -> bool:
+    """A Windows device name, with any extension: ``con``, ``CON.txt``, ``Com1.tar.gz``."""
+    stem = name.split(".", 1)[0]
+    return stem.isascii() and stem.upper() in RESERVED_DEVICE_NAMES
+
+
+def sanitize_filename(name: str) -> str:
+    """The name to save an offered file under (PROTOCOL.md 3.3), never empty, never a path.
+
+    Removes ``/``, ``\\`` and every character of Unicode categories Cc and Cf;
+    strips leading dots and trailing dots and spaces; an empty result or a
+    reserved device name on Windows becomes ``file``. Idempotent.
+    """
+    kept = "".join(
+        char
+        for char in name
+        if char not in "/\\" and unicodedata.category(char) not in _DROPPED_CATEGORIES
+    )
+    kept = kept.lstrip(".").rstrip(". ")
+    if not kept or is_reserved_name(kept):
+        return "file"
+    return kept

@@ -1,0 +1,1 @@
+"""File transfer in the clients: files on disk, progress, words, and the manager."""
