@@ -1,7 +1,7 @@
 """Remember the temporary files of downloads in progress, to remove them after a crash.
 
 A download is written to a hidden temporary file beside its destination
-(``.<name>.<random>.part``, see :class:`tk_client.transfers.FileSink`) and
+(``.<name>.<random>.part``, see :class:`tk_client.files.sink.FileSink`) and
 removed on every ending the process sees. A process killed outright (SIGKILL,
 power loss) sees none, so the file would stay forever. Each running client
 therefore keeps a journal in its config folder (``partial-files/``, mode 0700;
@@ -53,7 +53,7 @@ TEMP_SUFFIX = ".part"
 
 
 def is_temporary_name(path: Path) -> bool:
-    """True for names that :class:`~tk_client.transfers.FileSink` creates: ``.<name>.<x>.part``."""
+    """True for names that :class:`~tk_client.files.sink.FileSink` creates: ``.<name>.<x>.part``."""
     name = path.name
     return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name) > len(TEMP_SUFFIX) + 1
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tk_client.files.sink import FileSink
 from tk_client.partials import PartialFiles
-from tk_client.transfers import FileSink
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ KILLED_RECEIVER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from tk_client.partials import PartialFiles
-    from tk_client.transfers import FileSink
+    from tk_client.files.sink import FileSink
     journal = PartialFiles(Path(sys.argv[1]))
     sink = FileSink(Path(sys.argv[2]), size=1 << 20, sha256="0" * 64, journal=journal)
     sink.write(b"x" * 4096)

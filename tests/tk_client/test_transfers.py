@@ -2,7 +2,7 @@
 
 Whole transfers run through :class:`tests.chatproto.transfer_harness.Relay`, an
 in-memory server process with the real relay rules, between an
-:class:`~tk_client.transfers.Upload` and a :class:`~tk_client.transfers.Download`.
+:class:`~tk_client.files.source.Upload` and a :class:`~tk_client.files.sink.Download`.
 """
 
 from __future__ import annotations
@@ -32,21 +32,12 @@ from chatproto.transfer import (
     sanitize_filename,
 )
 from tests.chatproto.transfer_harness import HOSTILE_NAMES, USERS, Relay, run
-from tk_client import transfers
+from tk_client.files import sink
+from tk_client.files.names import NAME_BUDGET, incoming_destination, safe_name
 from tk_client.files.progress import Progress
-from tk_client.transfers import (
-    NAME_BUDGET,
-    Download,
-    FileSink,
-    FileSource,
-    Upload,
-    describe_progress,
-    describe_reason,
-    format_duration,
-    format_size,
-    incoming_destination,
-    safe_name,
-)
+from tk_client.files.sink import Download, FileSink
+from tk_client.files.source import FileSource, Upload
+from tk_client.files.words import describe_progress, describe_reason, format_duration, format_size
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes and FIFOs")
 
@@ -194,10 +185,8 @@ def test_sink_falls_back_to_a_rename_where_hard_links_are_not_supported(tmp_path
 
 
 def test_sink_says_early_when_the_disk_is_too_small(tmp_path, monkeypatch):
-    usage = transfers.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(
-        transfers.shutil, "disk_usage", lambda path: usage._replace(free=1024 * 1024)
-    )
+    usage = sink.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(sink.shutil, "disk_usage", lambda path: usage._replace(free=1024 * 1024))
     with pytest.raises(OSError, match=r"needs 2\.0 MiB, 1\.0 MiB is free") as info:
         FileSink(tmp_path / "big.iso", size=2 * 1024 * 1024, sha256=sha(b""))
     assert info.value.errno == errno.ENOSPC
