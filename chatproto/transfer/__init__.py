@@ -8,7 +8,7 @@ Four modules; import from this package, which re-exports every public name:
 
 - :mod:`.wire`: what both sides say and check: the one state enum
   :class:`TransferState`, :data:`TRANSFER_TYPES`, :class:`CancelReason`,
-  :func:`ok`, :func:`file_cancel`, the chunk-window rule :func:`chunk_violation`,
+  :func:`ok`, :func:`file_cancel`, the chunk-window rule :class:`ChunkWindow`,
   :func:`sanitize_filename` and :func:`new_transfer_id`.
 - :mod:`.events`: what the machines return: the clients' events (:class:`Send`,
   :class:`SendChunk`, :class:`Accepted`, :class:`Rejected`, :class:`Refused`,
@@ -58,8 +58,8 @@ from .wire import (
     RESERVED_DEVICE_NAMES,
     TRANSFER_TYPES,
     CancelReason,
+    ChunkWindow,
     TransferState,
-    chunk_violation,
     file_cancel,
     is_reserved_name,
     new_transfer_id,
@@ -79,6 +79,7 @@ __all__ = [
     "CancelReason",
     "Cancelled",
     "ChunkData",
+    "ChunkWindow",
     "ClientEvent",
     "Deliver",
     "DeliverChunk",
@@ -100,7 +101,6 @@ __all__ = [
     "TransferIntegrityError",
     "TransferRegistry",
     "TransferState",
-    "chunk_violation",
     "file_cancel",
     "is_reserved_name",
     "new_transfer_id",

@@ -40,8 +40,8 @@ from .events import (
 )
 from .wire import (
     CancelReason,
+    ChunkWindow,
     TransferState,
-    chunk_violation,
     file_cancel,
     new_transfer_id,
     sanitize_filename,
@@ -129,10 +129,19 @@ class OutgoingTransfer(_Endpoint):
         except MessageError as exc:
             raise LocalProtocolError(str(exc)) from None
         self.to = to
-        self.next_index = 0
-        self.bytes_sent = 0
+        self.chunks = ChunkWindow(size, window)  # the same counters as the relay's
         self.bytes_acked = 0
         self._in_flight: deque[int] = deque()  # lengths of sent, unacknowledged chunks
+
+    @property
+    def next_index(self) -> int:
+        """The index the next chunk will carry."""
+        return self.chunks.next_index
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of file data put in chunk records so far."""
+        return self.chunks.received
 
     def __repr__(self) -> str:
         return (
@@ -165,11 +174,11 @@ class OutgoingTransfer(_Endpoint):
     @property
     def unacked(self) -> int:
         """Chunks sent and not yet acknowledged (at most the window)."""
-        return len(self._in_flight)
+        return self.chunks.unacked
 
     def next_chunk_size(self) -> int:
         """How many bytes the next chunk may hold now: 0 while the window is full or all is sent."""
-        if self.state is not TransferState.RUNNING or len(self._in_flight) >= self.window:
+        if self.state is not TransferState.RUNNING or self.chunks.unacked >= self.window:
             return 0
         return min(MAX_CHUNK_SIZE, self.size - self.bytes_sent)
 
@@ -179,8 +188,7 @@ class OutgoingTransfer(_Endpoint):
         if not 1 <= len(data) <= allowed:
             raise LocalProtocolError(f"a chunk now holds 1 to {allowed} bytes, not {len(data)}")
         chunk = FileChunk(self.transfer_bytes, self.next_index, bytes(data))
-        self.next_index += 1
-        self.bytes_sent += len(data)
+        self.chunks.passed(len(data))
         self._in_flight.append(len(data))
         return [SendChunk(chunk)]
 
@@ -220,12 +228,11 @@ class OutgoingTransfer(_Endpoint):
         return []
 
     def _on_ack(self, index: object) -> list[ClientEvent]:
-        expected = self.next_index - len(self._in_flight)
-        if isinstance(index, bool) or index != expected or not self._in_flight:
+        if not self.chunks.acknowledge(index):
             # The server checks acks; one out of order means something is broken: stop.
             return self.cancel(CancelReason.CHUNK_OUT_OF_ORDER)
         self.bytes_acked += self._in_flight.popleft()
-        return [Acknowledged(expected, self.bytes_acked)]
+        return [Acknowledged(self.chunks.next_ack - 1, self.bytes_acked)]
 
 
 class IncomingTransfer(_Endpoint):
@@ -251,11 +258,24 @@ class IncomingTransfer(_Endpoint):
         super().__init__(transfer, name, size, sha256, window)
         self.sender = sender
         self.safe_name = sanitize_filename(name)
-        self.next_index = 0  # the index the next chunk must carry
-        self.next_ack = 0  # the next chunk to acknowledge
-        self.bytes_received = 0
+        self.chunks = ChunkWindow(size, window)  # the counters of the chunk-window rule
         self.bytes_written = 0
         self._lengths: deque[int] = deque()  # received, not yet written
+
+    @property
+    def next_index(self) -> int:
+        """The index the next chunk must carry."""
+        return self.chunks.next_index
+
+    @property
+    def next_ack(self) -> int:
+        """The next chunk to acknowledge (once it is written)."""
+        return self.chunks.next_ack
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes of the chunks taken so far (written or waiting to be)."""
+        return self.chunks.received
 
     def __repr__(self) -> str:
         return (
@@ -306,28 +326,18 @@ class IncomingTransfer(_Endpoint):
         if self.over or chunk.transfer != self.transfer_bytes:
             return []  # a straggler after the end: nothing to do
         size = len(chunk.data)
-        violation = chunk_violation(
-            running=self.state is TransferState.RUNNING,
-            index=chunk.index,
-            size=size,
-            next_index=self.next_index,
-            unacked=self.next_index - self.next_ack,
-            window=self.window,
-            received=self.bytes_received,
-            total=self.size,
-        )
+        running = self.state is TransferState.RUNNING
+        violation = self.chunks.violation(chunk.index, size, running=running)
         if violation is not None:
             return self.cancel(violation)
-        self.next_index += 1
-        self.bytes_received += size
+        self.chunks.passed(size)
         self._lengths.append(size)
         return [ChunkData(chunk.index, chunk.data)]
 
     def written(self, index: int) -> list[ClientEvent]:
         """Chunk ``index`` is written: the ``file_ack`` to send (acks go in order)."""
-        if index != self.next_ack or not self._lengths:
+        if not self.chunks.acknowledge(index):
             raise LocalProtocolError(f"chunk {index} is not the next one to acknowledge")
-        self.next_ack += 1
         self.bytes_written += self._lengths.popleft()
         if self.over:
             return []

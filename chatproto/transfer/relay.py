@@ -104,7 +104,7 @@ from .events import (
     ToSession,
     ToUser,
 )
-from .wire import TRANSFER_TYPES, CancelReason, TransferState, chunk_violation, file_cancel, ok
+from .wire import TRANSFER_TYPES, CancelReason, ChunkWindow, TransferState, file_cancel, ok
 
 
 class RecipientStatus(enum.Enum):
@@ -162,14 +162,22 @@ class RelayTransfer:
         self.expires_at = offered_at + offer_timeout
         self.window = window
         self.state = TransferState.OFFERED
-        self.next_index = 0  # the index the next chunk must carry
-        self.next_ack = 0  # the index the next ack must carry
-        self.bytes_relayed = 0
+        self.chunks = ChunkWindow(size, window)  # the counters of the chunk-window rule
+
+    @property
+    def next_index(self) -> int:
+        """The index the next chunk must carry."""
+        return self.chunks.next_index
+
+    @property
+    def bytes_relayed(self) -> int:
+        """Bytes of file data forwarded to the recipient so far."""
+        return self.chunks.received
 
     @property
     def unacked(self) -> int:
         """Chunks forwarded and not yet acknowledged (at most the window)."""
-        return self.next_index - self.next_ack
+        return self.chunks.unacked
 
     def __repr__(self) -> str:
         return (
@@ -263,14 +271,13 @@ class RelayTransfer:
             return self._out_of_turn(
                 session, request.id, "accept the transfer before acknowledging"
             )
-        if request.index != self.next_ack or request.index >= self.next_index:
+        if not self.chunks.acknowledge(request.index):
             return self._violation(
                 CancelReason.CHUNK_OUT_OF_ORDER,
                 session,
                 request.id,
                 "acknowledgements must name the oldest unacknowledged chunk; transfer cancelled",
             )
-        self.next_ack += 1
         acked = {"type": "file_ack", "transfer": self.transfer, "index": request.index}
         return [self._ok(session, request.id), self._to_sender(acked)]
 
@@ -319,20 +326,11 @@ class RelayTransfer:
         if session != self.sender_session or self.state.over:
             return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
         size = len(chunk.data)
-        violation = chunk_violation(
-            running=self.state is TransferState.RUNNING,
-            index=chunk.index,
-            size=size,
-            next_index=self.next_index,
-            unacked=self.unacked,
-            window=self.window,
-            received=self.bytes_relayed,
-            total=self.size,
-        )
+        running = self.state is TransferState.RUNNING
+        violation = self.chunks.violation(chunk.index, size, running=running)
         if violation is not None:
             return self._cancel_both(violation)
-        self.next_index += 1
-        self.bytes_relayed += size
+        self.chunks.passed(size)
         assert self.recipient_session is not None
         return [DeliverChunk(self.recipient_session, chunk)]
 

@@ -4,9 +4,9 @@
   relay's view) and in both clients (the sender's and the recipient's views).
 - :data:`TRANSFER_TYPES`, :class:`CancelReason`, :func:`ok`, :func:`file_cancel`:
   the wire vocabulary of PROTOCOL.md 3.3.
-- :func:`chunk_violation`: the chunk-window rule (order, size, window of 16,
-  offered size), written once; the relay enforces it for the server and the
-  recipient for itself.
+- :class:`ChunkWindow`: the chunk-window rule (order, size, window of 16,
+  offered size, acks in order), written once; the relay enforces it for the
+  server and the recipient for itself.
 - :func:`sanitize_filename`: the name to save an offered file under.
 - :func:`new_transfer_id`: a fresh random id for an offer.
 
@@ -72,35 +72,54 @@ def file_cancel(transfer: str, reason: str) -> dict[str, Any]:
     return {"type": "file_cancel", "transfer": transfer, "reason": str(reason)}
 
 
-def chunk_violation(
-    *,
-    running: bool,
-    index: int,
-    size: int,
-    next_index: int,
-    unacked: int,
-    window: int,
-    received: int,
-    total: int,
-) -> CancelReason | None:
-    """Why a chunk record breaks PROTOCOL.md 3.3's data rules, or None if it may pass.
+class ChunkWindow:
+    """The chunk-window rule of PROTOCOL.md 3.3, written once: order, size, window, offered size.
 
-    ``running``: the transfer is accepted and ``file_end`` not yet sent;
-    ``index`` and ``size``: the chunk's index and data length; ``next_index``:
-    the index it must carry; ``unacked``: chunks passed on and not yet
-    acknowledged; ``received``: bytes already passed on; ``total``: the
-    offered size. The checks run in the order the protocol lists them, so
-    the relay and the recipient name the same reason for the same chunk.
+    The relay keeps one per transfer for the server and the recipient keeps one
+    for itself; both judge a chunk with :meth:`violation` and the same counters,
+    so they name the same reason for the same chunk. Counters only, no data.
     """
-    if not running or index != next_index:
-        return CancelReason.CHUNK_OUT_OF_ORDER
-    if not 1 <= size <= MAX_CHUNK_SIZE:
-        return CancelReason.CHUNK_TOO_LARGE
-    if unacked >= window:
-        return CancelReason.WINDOW_EXCEEDED
-    if received + size > total:
-        return CancelReason.SIZE_EXCEEDED
-    return None
+
+    def __init__(self, size: int, window: int) -> None:
+        self.size = size  # the offered size in bytes
+        self.window = window  # chunks that may be passed on and not yet acknowledged
+        self.next_index = 0  # the index the next chunk must carry
+        self.next_ack = 0  # the index the next acknowledgement must carry
+        self.received = 0  # bytes of the chunks passed on
+
+    @property
+    def unacked(self) -> int:
+        """Chunks passed on and not yet acknowledged (at most the window)."""
+        return self.next_index - self.next_ack
+
+    def violation(self, index: int, length: int, *, running: bool) -> CancelReason | None:
+        """Why chunk ``index`` of ``length`` bytes breaks the rules, or None if it may pass.
+
+        ``running``: the transfer is accepted and ``file_end`` not yet sent. The
+        checks run in the order the protocol lists them.
+        """
+        if not running or index != self.next_index:
+            return CancelReason.CHUNK_OUT_OF_ORDER
+        if not 1 <= length <= MAX_CHUNK_SIZE:
+            return CancelReason.CHUNK_TOO_LARGE
+        if self.unacked >= self.window:
+            return CancelReason.WINDOW_EXCEEDED
+        if self.received + length > self.size:
+            return CancelReason.SIZE_EXCEEDED
+        return None
+
+    def passed(self, length: int) -> None:
+        """A chunk of ``length`` bytes that :meth:`violation` let through was passed on."""
+        self.next_index += 1
+        self.received += length
+
+    def acknowledge(self, index: object) -> bool:
+        """Count the ack of chunk ``index``; False (nothing counted) unless it names the oldest
+        chunk passed on and not yet acknowledged."""
+        if isinstance(index, bool) or index != self.next_ack or self.unacked == 0:
+            return False
+        self.next_ack += 1
+        return True
 
 
 def new_transfer_id() -> str:

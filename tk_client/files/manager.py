@@ -18,7 +18,9 @@ package and both clients follow it): *a transfer's state machine (its
 :class:`~chatproto.transfer.OutgoingTransfer` or
 :class:`~chatproto.transfer.IncomingTransfer`, and the Upload or Download
 around it with its file) is driven by its worker thread only.* The other
-threads never call it; they post to the worker's inbox and read snapshots:
+threads never call it; they post to the worker's inbox and read snapshots
+(:attr:`TransferWorker.last_info`). A machine made on another thread (an
+incoming offer, on the network thread) is handed over before its worker starts.
 
 - **The network thread** runs :meth:`TransferManager.hook` (a session hook: it
   sees every event first). It only routes: chunks, ``file_*`` messages and the
@@ -29,8 +31,9 @@ threads never call it; they post to the worker's inbox and read snapshots:
   16 allows after each ack, writes and acknowledges received chunks, fsyncs and
   renames. Being the only thread that drives its transfer's state machine, it
   needs no lock around it and no ordering rule beyond its inbox.
-- **The user interface's thread** (Tk's main loop, or the terminal client's
-  reader) calls the public methods: they check what can be checked at once (no
+- **The user interface's thread** (Tk's main loop in the desktop client; in
+  the terminal client, the main thread that drains the event queue) calls the
+  public methods: they check what can be checked at once (no
   such file, the server's size limit, the file exists) and raise
   :class:`~tk_client.files.events.TransferError` with words for the user, then
   post to the worker's inbox. They read only what never changes (the offer's
