@@ -94,6 +94,17 @@ class PartialFiles:
             os.close(self._fd)
             self._fd = None
 
+    def abandon(self) -> None:
+        """Let go of our journal as a killed process does: closed, its lock dropped, not removed.
+
+        The next start then judges what it lists (crash drills and tests); a
+        client that quits normally calls :meth:`close` instead.
+        """
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
     def _append(self, entry: dict[str, object]) -> None:
         line = (json.dumps(entry, ensure_ascii=True) + "\n").encode("ascii")
         with self._lock:

@@ -138,6 +138,11 @@ class FileSink:
         self._check.update(data)
         self._file.write(data)
 
+    def flush(self) -> None:
+        """Hand what was written to the operating system (no fsync), so other processes see it."""
+        if self.open:
+            self._file.flush()
+
     def commit(self) -> Path:
         """Put the verified file in place and return its path.
 
