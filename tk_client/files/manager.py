@@ -161,7 +161,7 @@ class TransferManager:
             peer=user,
             name=file.name or str(file),
             size=stat.st_size,
-            stage=TransferState.PREPARING,
+            state=TransferState.PREPARING,
             path=str(file),
             post=self._post,
             ended=self._ended,
@@ -322,7 +322,7 @@ class TransferManager:
             peer=incoming.sender,
             name=safe_name(incoming.name),
             size=incoming.size,
-            stage=TransferState.OFFERED,
+            state=TransferState.OFFERED,
             incoming=incoming,
             post=self._post,
             ended=self._ended,
@@ -349,7 +349,7 @@ class TransferManager:
         with self._lock:
             records = list(self._open.values())
         for record in records:
-            if record.stage is TransferState.PREPARING:
+            if record.state is TransferState.PREPARING:
                 record.abandon = CancelReason.DISCONNECTED
             record.inbox.put(("lost",))
 

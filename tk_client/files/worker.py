@@ -46,9 +46,6 @@ class _Abandoned(Exception):
     """Raised from the hashing pass's progress callback: cancelled or disconnected meanwhile."""
 
 
-# --- one transfer --------------------------------------------------------------------------------
-
-
 class TransferWorker:
     """One transfer and its worker thread, the only thread that drives its state machine.
 
@@ -67,7 +64,7 @@ class TransferWorker:
         peer: str,
         name: str,
         size: int,
-        stage: TransferState,
+        state: TransferState,
         path: str | None = None,
         incoming: IncomingTransfer | None = None,
         post: Callable[[TransferEvent], None],
@@ -81,7 +78,7 @@ class TransferWorker:
         self.peer = peer
         self.name = name
         self.size = size
-        self.stage = stage
+        self.state = state  # the machine's state, or PREPARING before there is one
         self.path = path
         self.incoming = incoming
         self.upload: Upload | None = None
@@ -166,7 +163,7 @@ class TransferWorker:
             return
         self.upload = Upload(source, self.peer, transfer=self.transfer)
         self.size = source.size
-        self.stage = TransferState.OFFERED
+        self.state = TransferState.OFFERED
         self._report(force=True)
         fields = {k: v for k, v in self.upload.offer().items() if k != "type"}
         try:
@@ -188,7 +185,7 @@ class TransferWorker:
             return
         self.path = str(download.sink.destination)
         self.download = download
-        self.stage = TransferState.RUNNING
+        self.state = TransferState.RUNNING
         self._apply(download.accept())
 
     def _cancel(self, reason: str) -> list[ClientEvent]:
@@ -236,26 +233,26 @@ class TransferWorker:
         return self.incoming
 
     def _settle(self) -> None:
-        """Follow the state machine's stage and report it; once over, report the end once."""
+        """Follow the state machine's state and report it; once over, report the end once."""
         machine = self._machine()
         if machine is not None:
-            stage = machine.state
-            if stage is TransferState.FAILED:
+            state = machine.state
+            if state is TransferState.FAILED:
                 if machine.reason == "rejected" and not self.outgoing:
                     self.local = True  # we declined
                 self._fail(machine.reason or CancelReason.CANCELLED, local=self.local)
                 return
-            if stage is TransferState.FINISHED:
-                self.stage = TransferState.FINISHED
+            if state is TransferState.FINISHED:
+                self.state = TransferState.FINISHED
                 if self.download is not None and self.download.path is not None:
                     self.path = str(self.download.path)
                 self._finish()
                 return
-            self.stage = stage
+            self.state = state
         self._report()
 
     def _fail(self, reason: str, *, local: bool) -> None:
-        self.stage = TransferState.FAILED
+        self.state = TransferState.FAILED
         self.reason = str(reason)
         self.local = local
         self._finish()
@@ -282,7 +279,7 @@ class TransferWorker:
     # -- reports ---------------------------------------------------------------------------
 
     def _progress(self) -> Progress | None:
-        if self.stage is TransferState.PREPARING:
+        if self.state is TransferState.PREPARING:
             return self.hashing
         if self.upload is not None:
             return self.upload.progress
@@ -293,10 +290,10 @@ class TransferWorker:
     def _report(self, *, force: bool = False) -> None:
         now = time.monotonic()
         if not force and self._reported is not None:
-            stage, when = self._reported
-            if stage is self.stage and now - when < REPORT_INTERVAL:
+            state, when = self._reported
+            if state is self.state and now - when < REPORT_INTERVAL:
                 return
-        self._reported = (self.stage, now)
+        self._reported = (self.state, now)
         self.last_info = self.info()
         self.post(TransferChanged(self.last_info))
 
@@ -308,7 +305,7 @@ class TransferWorker:
             text = describe_progress(progress)
         else:
             fraction, rate, left, text = 0.0, None, None, format_size(self.size)
-        if self.stage is TransferState.FINISHED:
+        if self.state is TransferState.FINISHED:
             done, fraction, left = self.size, 1.0, 0.0
         info = TransferInfo(
             transfer=self.transfer,
@@ -316,7 +313,7 @@ class TransferWorker:
             peer=self.peer,
             name=self.name,
             size=self.size,
-            stage=self.stage,
+            stage=self.state,
             done=done,
             fraction=fraction,
             rate=rate,
