@@ -53,7 +53,7 @@ from .events import (
     ToSession,
     ToUser,
 )
-from .relay import RecipientStatus, RelayTransfer, TransferRegistry
+from .relay import UNKNOWN_TRANSFER_MESSAGE, RecipientStatus, RelayTransfer, TransferRegistry
 from .wire import (
     RESERVED_DEVICE_NAMES,
     TRANSFER_TYPES,
@@ -73,6 +73,7 @@ __all__ = [
     "OFFER_TIMEOUT_SECONDS",
     "RESERVED_DEVICE_NAMES",
     "TRANSFER_TYPES",
+    "UNKNOWN_TRANSFER_MESSAGE",
     "Accepted",
     "Acknowledged",
     "Action",

@@ -130,7 +130,13 @@ _ROLES: dict[str, frozenset[_Role]] = {
     "file_cancel": frozenset({_Role.SENDER, _Role.RECIPIENT}),
 }
 
-_UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
+# The words of every ``unknown_transfer`` refusal; the server's routing answers with them too.
+UNKNOWN_TRANSFER_MESSAGE = "no open transfer of yours has this id; it may have ended"
+
+
+def _unknown_transfer(session: str, ref: str | None = None) -> Refuse:
+    """The refusal of a step or chunk for a transfer that ``session`` has no part in (any more)."""
+    return Refuse(session, ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, ref)
 
 
 class RelayTransfer:
@@ -234,7 +240,7 @@ class RelayTransfer:
         if roles is None:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
         if self.state.over or self._role(session, user) not in roles:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
+            return [_unknown_transfer(session, request.id)]
         handler: Callable[[Any, str], list[Action]] = getattr(self, "_on_" + request.type)
         return handler(request, session)
 
@@ -324,7 +330,7 @@ class RelayTransfer:
     def handle_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
         """A chunk record from ``session``: forwarded, refused, or the end of the transfer."""
         if session != self.sender_session or self.state.over:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+            return [_unknown_transfer(session)]
         size = len(chunk.data)
         running = self.state is TransferState.RUNNING
         violation = self.chunks.violation(chunk.index, size, running=running)
@@ -493,14 +499,14 @@ class TransferRegistry:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
         transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]
         if transfer is None:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
+            return [_unknown_transfer(session, request.id)]
         return self._after(transfer, transfer.handle(request, session=session, user=user))
 
     def receive_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
         """A chunk record from ``session``."""
         transfer = self._transfers.get(chunk.transfer_hex)
         if transfer is None:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+            return [_unknown_transfer(session)]
         actions = transfer.handle_chunk(chunk, session=session)
         if transfer.state.over:
             self._forget(transfer)
