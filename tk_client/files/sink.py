@@ -37,6 +37,7 @@ from chatproto.transfer import (
 )
 
 from ..partials import PartialFiles
+from . import words
 from .progress import Progress
 from .words import format_size
 
@@ -278,15 +279,15 @@ class Download:
         detail = ""
         kept = False
         if not ended.size_ok:
-            detail = "the sender sent a different number of bytes than it offered"
+            detail = words.SIZE_MISMATCH
         else:
             try:
                 self.path = self.sink.commit()
                 kept = True
             except TransferIntegrityError:
-                detail = "the received file does not match the sender's SHA-256; it was discarded"
+                detail = words.HASH_MISMATCH
             except OSError as exc:
-                detail = f"the file could not be saved: {exc.strerror or exc}"
+                detail = words.save_failed(exc)
         events = self.incoming.finish(kept, detail)
         return events
 

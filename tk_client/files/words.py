@@ -80,6 +80,26 @@ def describe_reason(reason: str) -> str:
     return _REASONS.get(reason, reason)
 
 
+# How a transfer failed on this side: the ``detail`` of its TransferInfo, shown by _why().
+SIZE_MISMATCH = "the sender sent a different number of bytes than it offered"
+HASH_MISMATCH = "the received file does not match the sender's SHA-256; it was discarded"
+
+
+def save_failed(exc: OSError) -> str:
+    """The verified file could not be put in place (disk full, folder removed...)."""
+    return f"the file could not be saved: {exc.strerror or exc}"
+
+
+def read_failed(path: str, exc: OSError) -> str:
+    """The file to send could not be opened or hashed."""
+    return f"cannot read {path}: {exc.strerror or exc}"
+
+
+def unexpected_error(exc: BaseException) -> str:
+    """A bug ended the transfer; the type only, never the message (it may hold file data)."""
+    return f"an unexpected error ({type(exc).__name__})"
+
+
 def describe_transfer(info: TransferInfo) -> str:
     """What is happening to a transfer, or how it ended, as a sentence (``info.message``)."""
     name, peer, size = info.name, info.peer, format_size(info.size)

@@ -30,6 +30,7 @@ from chatproto.transfer import (
 )
 
 from ..events import NotConnected, RequestState, RequestStatus
+from . import words
 from .events import TransferChanged, TransferEvent, TransferInfo
 from .progress import Progress
 from .sink import Download
@@ -106,7 +107,7 @@ class TransferWorker:
             while not self.over:
                 self._process(self.inbox.get())
         except Exception as exc:  # a bug must not leave a partial file or a silent transfer
-            self.detail = f"an unexpected error ({type(exc).__name__})"
+            self.detail = words.unexpected_error(exc)
             with contextlib.suppress(Exception):
                 self._apply(self._cancel(CancelReason.CANCELLED))
             self._fail(CancelReason.CANCELLED, local=True)
@@ -154,7 +155,7 @@ class TransferWorker:
             self._fail(self.abandon or CancelReason.CANCELLED, local=True)
             return
         except OSError as exc:
-            self.detail = f"cannot read {path}: {exc.strerror or exc}"
+            self.detail = words.read_failed(path, exc)
             self._fail(CancelReason.READ_FAILED, local=True)
             return
         if self.abandon is not None:
