@@ -6,7 +6,7 @@
   the wire vocabulary of PROTOCOL.md 3.3.
 - :class:`ChunkWindow`: the chunk-window rule (order, size, window of 16,
   offered size, acks in order), written once; the relay enforces it for the
-  server and the recipient for itself.
+  server, the recipient for itself, and the sender keeps to it.
 - :func:`sanitize_filename`: the name to save an offered file under.
 - :func:`new_transfer_id`: a fresh random id for an offer.
 
@@ -75,9 +75,10 @@ def file_cancel(transfer: str, reason: str) -> dict[str, Any]:
 class ChunkWindow:
     """The chunk-window rule of PROTOCOL.md 3.3, written once: order, size, window, offered size.
 
-    The relay keeps one per transfer for the server and the recipient keeps one
-    for itself; both judge a chunk with :meth:`violation` and the same counters,
-    so they name the same reason for the same chunk. Counters only, no data.
+    The relay keeps one per transfer for the server, the recipient one for
+    itself; both judge a chunk with :meth:`violation` and the same counters, so
+    they name the same reason for the same chunk. The sender counts with one
+    too, so it never sends what the others would refuse. Counters only, no data.
     """
 
     def __init__(self, size: int, window: int) -> None:
@@ -114,8 +115,11 @@ class ChunkWindow:
         self.received += length
 
     def acknowledge(self, index: object) -> bool:
-        """Count the ack of chunk ``index``; False (nothing counted) unless it names the oldest
-        chunk passed on and not yet acknowledged."""
+        """Count the ack of chunk ``index``: True if it names the oldest unacknowledged chunk.
+
+        False, and nothing counted, for any other index (a later one, one
+        already acknowledged, one never passed on, a non-integer).
+        """
         if isinstance(index, bool) or index != self.next_ack or self.unacked == 0:
             return False
         self.next_ack += 1
