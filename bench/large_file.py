@@ -122,7 +122,7 @@ def run_client(args: argparse.Namespace) -> int:
     """A real desktop client, driven through its window: log in, then send or receive."""
     import tkinter as tk
 
-    from tk_client.file_transfers import Stage
+    from tk_client.files import TransferState
     from tk_client.gui import App
     from tk_client.views import transfers as transfer_views
 
@@ -198,7 +198,7 @@ def run_client(args: argparse.Namespace) -> int:
                     )
                 if current is not None and current.over:
                     info = infos.get(current.transfer)
-                    ok = info is not None and info.stage is Stage.DONE
+                    ok = info is not None and info.stage is TransferState.FINISHED
                     emit(event="done", ok=ok, detail=str(current.detail.cget("text")))
                     state["result"] = 0 if ok else 1
                     app.close()

@@ -235,24 +235,42 @@ def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Re
         raise MessageError(ErrorCode.BAD_REQUEST, "unknown message type", ref)
     values: dict[str, Any] = {"id": ref}
     for spec in fields:
-        value = message.get(spec.name, _MISSING)
-        if value is _MISSING:
-            if spec.required:
-                raise MessageError(ErrorCode.BAD_REQUEST, f"missing field '{spec.name}'", ref)
-            value = spec.default
-        else:
-            if not _is_kind(value, spec.kind):
-                raise MessageError(
-                    ErrorCode.BAD_REQUEST, f"field '{spec.name}' has the wrong type", ref
-                )
-            if spec.check is not None:
-                try:
-                    value = spec.check(value, ctx)
-                except _Bounds as exc:
-                    raise MessageError(exc.code, str(exc), ref) from None
-        values[_python_name(spec.name)] = value
+        values[_python_name(spec.name)] = _field_value(spec, message, ctx, ref)
     if kind == "history" and (values["room"] is None) == (values["with_"] is None):
         raise MessageError(
             ErrorCode.BAD_REQUEST, "history needs exactly one of 'room' and 'with'", ref
         )
     return REQUEST_CLASSES[kind](**values)
+
+
+def _field_value(spec: Field, message: Mapping[str, Any], ctx: Context, ref: str | None) -> Any:
+    """The checked value of ``spec`` in ``message``; MessageError if it breaks a rule."""
+    value = message.get(spec.name, _MISSING)
+    if value is _MISSING:
+        if spec.required:
+            raise MessageError(ErrorCode.BAD_REQUEST, f"missing field '{spec.name}'", ref)
+        return spec.default
+    if not _is_kind(value, spec.kind):
+        raise MessageError(ErrorCode.BAD_REQUEST, f"field '{spec.name}' has the wrong type", ref)
+    if spec.check is not None:
+        try:
+            return spec.check(value, ctx)
+        except _Bounds as exc:
+            raise MessageError(exc.code, str(exc), ref) from None
+    return value
+
+
+# The facts of a file offer that both clients' ends hold: checked by the one table's rules.
+OFFER_FACTS = ("transfer", "name", "size", "sha256")
+
+
+def check_offer_facts(offer: Mapping[str, Any]) -> None:
+    """Check an offer's ``transfer``, ``name``, ``size`` and ``sha256`` by ``file_offer``'s rules.
+
+    The clients' ends (:mod:`chatproto.transfer.endpoint`) call this for the
+    offers they make and receive, so a client and the server judge an offer
+    by the same table. Raises MessageError (``bad_request``) naming the field.
+    """
+    for spec in REQUEST_FIELDS["file_offer"]:
+        if spec.name in OFFER_FACTS:
+            _field_value(spec, offer, Context(), None)

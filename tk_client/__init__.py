@@ -12,8 +12,8 @@ The package follows idlelib's split between logic and window:
 - :mod:`tk_client.known_servers` -- the pinned server keys (trust on first use);
   :mod:`tk_client.address` -- server addresses; :mod:`tk_client.config` -- the
   user's config folder and remembered settings.
-- :mod:`tk_client.file_transfers` -- file transfers of a session (a worker thread
-  each), over :mod:`tk_client.transfers` (streaming, verified files). No tkinter.
+- :mod:`tk_client.files` -- file transfers of a session (a worker thread each,
+  streaming, verified files; the threading rule is in its manager). No tkinter.
 - :mod:`tk_client.views` -- the Tk widgets only; :mod:`tk_client.gui` wires them up.
 - :mod:`tk_client.cli` -- the same session and controller in a terminal.
 

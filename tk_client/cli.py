@@ -70,12 +70,19 @@ from .events import (
     Stopped,
     TrustRequired,
 )
-from .file_transfers import Stage, TransferChanged, TransferError, TransferInfo, TransferManager
+from .files import (
+    TransferChanged,
+    TransferError,
+    TransferInfo,
+    TransferManager,
+    TransferState,
+    format_size,
+    incoming_destination,
+)
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey, MessageState
 from .partials import PartialFiles
 from .session import ChatSession
-from .transfers import format_size, incoming_destination
 
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_LOGIN = 0, 1, 2, 3, 4
 EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
@@ -153,7 +160,7 @@ class TerminalView(ControllerView):
         self._prompt = ""
         self._status = ""
         self._running: dict[str, TransferInfo] = {}
-        self._last_line: dict[str, tuple[Stage, int, float]] = {}  # stage, tenth, time
+        self._last_line: dict[str, tuple[TransferState, int, float]] = {}  # stage, tenth, time
 
     def _write(self, stream: TextIO, text: str) -> None:
         with self._lock:
@@ -304,11 +311,11 @@ class TerminalView(ControllerView):
 
 def describe_running(info: TransferInfo) -> str:
     """``sending report.pdf to bob: 4.0 MiB of 10.0 MiB (40%), 12.1 MiB/s, 1 s left``."""
-    if info.stage is Stage.RUNNING:
+    if info.stage is TransferState.RUNNING:
         where = f"to {info.peer}" if info.outgoing else f"from {info.peer}"
         verb = "sending" if info.outgoing else "receiving"
         return f"{verb} {info.name} {where}: {info.progress}"
-    if info.stage is Stage.PREPARING:
+    if info.stage is TransferState.PREPARING:
         return f"{info.message}: {info.progress}"
     return info.message
 
@@ -316,11 +323,11 @@ def describe_running(info: TransferInfo) -> str:
 def progress_bar(info: TransferInfo) -> str:
     """``report.pdf -> bob [#########...........] 45% 4.5 MiB of 10.0 MiB, 5 MiB/s, 1 s left``."""
     arrow = f"{info.name} -> {info.peer}" if info.outgoing else f"{info.name} <- {info.peer}"
-    if info.stage not in (Stage.RUNNING, Stage.PREPARING):
+    if info.stage not in (TransferState.RUNNING, TransferState.PREPARING):
         return printable(f"{arrow}: {info.message}")
     filled = int(info.fraction * BAR_WIDTH)
     bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    label = "checksum " if info.stage is Stage.PREPARING else ""
+    label = "checksum " if info.stage is TransferState.PREPARING else ""
     return printable(f"{arrow} [{bar}] {label}{info.progress}")
 
 
@@ -504,7 +511,7 @@ class TerminalClient:
     def _handle(self, event: Any) -> None:
         if isinstance(event, TransferChanged) and event.info.over:
             info = event.info
-            if info.outgoing and info.stage is Stage.FAILED:
+            if info.outgoing and info.stage is TransferState.FAILED:
                 self._undelivered += 1
             if self._questions and self._questions[0].info.transfer == info.transfer:
                 self._questions.popleft()

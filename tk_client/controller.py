@@ -50,7 +50,7 @@ from .events import (
     Stopped,
     TrustRequired,
 )
-from .file_transfers import FileOffered, Stage, TransferChanged, TransferError, TransferInfo
+from .files import FileOffered, TransferChanged, TransferError, TransferInfo, TransferState
 from .model import (
     LOBBY,
     ChatMessage,
@@ -114,9 +114,9 @@ class ControllerView:
 
 
 class Transfers(Protocol):
-    """The file-transfer side (:class:`tk_client.file_transfers.TransferManager`).
+    """The file-transfer side (:class:`tk_client.files.TransferManager`).
 
-    ``offer`` raises :class:`~tk_client.file_transfers.TransferError` with words
+    ``offer`` raises :class:`~tk_client.files.TransferError` with words
     for the user when it cannot start.
     """
 
@@ -615,7 +615,7 @@ class ChatController:
         self.view.transfer_changed(info)
         if info.over and info.transfer not in self._declined_here:
             chosen = info.local and info.reason in ("rejected", "cancelled")  # the user's choice
-            failed = info.stage is Stage.FAILED and not chosen
+            failed = info.stage is TransferState.FAILED and not chosen
             self._notice(info.message, "error" if failed else "info")
         if info.over:
             self._declined_here.discard(info.transfer)

@@ -31,7 +31,7 @@ from .events import (
     Stopped,
     TrustRequired,
 )
-from .file_transfers import TransferError, TransferInfo, TransferManager
+from .files import TransferError, TransferInfo, TransferManager
 from .known_servers import KnownServers
 from .model import ChatMessage, ConversationKey
 from .partials import JOURNAL_FOLDER, PartialFiles

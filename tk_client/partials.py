@@ -1,7 +1,7 @@
 """Remember the temporary files of downloads in progress, to remove them after a crash.
 
 A download is written to a hidden temporary file beside its destination
-(``.<name>.<random>.part``, see :class:`tk_client.transfers.FileSink`) and
+(``.<name>.<random>.part``, see :class:`tk_client.files.sink.FileSink`) and
 removed on every ending the process sees. A process killed outright (SIGKILL,
 power loss) sees none, so the file would stay forever. Each running client
 therefore keeps a journal in its config folder (``partial-files/``, mode 0700;
@@ -53,7 +53,7 @@ TEMP_SUFFIX = ".part"
 
 
 def is_temporary_name(path: Path) -> bool:
-    """True for names that :class:`~tk_client.transfers.FileSink` creates: ``.<name>.<x>.part``."""
+    """True for names that :class:`~tk_client.files.sink.FileSink` creates: ``.<name>.<x>.part``."""
     name = path.name
     return name.startswith(".") and name.endswith(TEMP_SUFFIX) and len(name) > len(TEMP_SUFFIX) + 1
 
@@ -93,6 +93,17 @@ class PartialFiles:
                 os.unlink(self.path)
             os.close(self._fd)
             self._fd = None
+
+    def abandon(self) -> None:
+        """Let go of our journal as a killed process does: closed, its lock dropped, not removed.
+
+        The next start then judges what it lists (crash drills and tests); a
+        client that quits normally calls :meth:`close` instead.
+        """
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _append(self, entry: dict[str, object]) -> None:
         line = (json.dumps(entry, ensure_ascii=True) + "\n").encode("ascii")

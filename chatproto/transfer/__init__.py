@@ -1,70 +1,71 @@
-"""File transfer (PROTOCOL.md 3.3) without I/O: the server's relay rules and both clients' sides.
+"""File transfer (PROTOCOL.md 3.3) without I/O: the server's relay rules and both clients' ends.
 
 Nothing here touches a socket, a file or a clock. Every method takes what arrived
 (a validated request, a chunk, the caller's ``now``) and returns what to do, as
 small frozen dataclasses, in the order they must be done.
 
-One module a job; import from this package, which re-exports every public name:
+Four modules; import from this package, which re-exports every public name:
 
+- :mod:`.wire`: what both sides say and check: the one state enum
+  :class:`TransferState`, :data:`TRANSFER_TYPES`, :class:`CancelReason`,
+  :func:`ok`, :func:`file_cancel`, the chunk-window rule :class:`ChunkWindow`,
+  :func:`sanitize_filename` and :func:`new_transfer_id`.
+- :mod:`.events`: what the machines return: the clients' events (:class:`Send`,
+  :class:`SendChunk`, :class:`Accepted`, :class:`Rejected`, :class:`Refused`,
+  :class:`Acknowledged`, :class:`ChunkData`, :class:`Ended`, :class:`Finished`,
+  :class:`Cancelled`) and the relay's actions (:class:`Deliver`,
+  :class:`DeliverChunk`, :class:`Refuse`).
 - :mod:`.relay`: the server's :class:`TransferRegistry` and :class:`RelayTransfer`
   (who may send what, what is refused and how, where the state lives across
-  processes); :mod:`.actions`: what they ask the consumer to do (:class:`Deliver`,
-  :class:`DeliverChunk`, :class:`Refuse`).
-- :mod:`.outgoing` and :mod:`.incoming`: the clients' two ends,
-  :class:`OutgoingTransfer` and :class:`IncomingTransfer`, over what they share
-  (:mod:`.client_side`); :mod:`.events`: the *client events* they return,
-  :class:`Send` and :class:`SendChunk` (put them on the wire) and
-  :class:`Accepted`, :class:`Rejected`, :class:`Refused`, :class:`Acknowledged`,
-  :class:`ChunkData`, :class:`Ended`, :class:`Finished`, :class:`Cancelled` (show
-  them). The sender sends ``file_end`` as soon as every byte is sent, without
-  waiting for the last acks; the recipient verifies.
-- :mod:`.integrity`: :class:`IntegrityCheck` counts and hashes a stream against
-  the offer (the recipient hashes where it writes, so each byte is hashed once);
-  :mod:`.progress`: :class:`Progress` turns byte counts into a rate and a time
-  left; :mod:`.filenames`: :func:`sanitize_filename` makes a safe file name of an
-  offered one.
-- :mod:`.wire`: what both sides say (:data:`TRANSFER_TYPES`, :class:`CancelReason`,
-  :func:`ok`, :func:`file_cancel`).
+  processes).
+- :mod:`.endpoint`: the clients' two ends, :class:`OutgoingTransfer` and
+  :class:`IncomingTransfer`, and :class:`IntegrityCheck`, which counts and
+  hashes a file's bytes against the offer.
 
-The numeric limits (:data:`OFFER_TIMEOUT_SECONDS`, :data:`MAX_OPEN_TRANSFERS`,
-:data:`DEFAULT_MAX_FILE_SIZE`, the window and the chunk size) live in
-:mod:`chatproto.limits` with the protocol's other limits; the first three are
-re-exported here for the callers that import them from this package.
+The offer's field rules are those of the one validation table
+(:func:`chatproto.messages.check_offer_facts`). The numeric limits live in
+:mod:`chatproto.limits`; three are re-exported here for the callers that import
+them from this package. How fast a transfer goes and how long it has left is
+presentation, not protocol: it is the clients' (``tk_client.files.progress``).
 """
 
 from __future__ import annotations
 
 from ..limits import DEFAULT_MAX_FILE_SIZE, MAX_OPEN_TRANSFERS, OFFER_TIMEOUT_SECONDS
-from .actions import (
-    Action,
-    Deliver,
-    DeliverChunk,
-    Refuse,
-    Target,
-    ToSession,
-    ToUser,
-)
-from .client_side import TransferState, new_transfer_id
+from .endpoint import IncomingTransfer, IntegrityCheck, OutgoingTransfer, TransferIntegrityError
 from .events import (
     Accepted,
     Acknowledged,
+    Action,
     Cancelled,
     ChunkData,
     ClientEvent,
+    Deliver,
+    DeliverChunk,
     Ended,
     Finished,
+    Refuse,
     Refused,
     Rejected,
     Send,
     SendChunk,
+    Target,
+    ToSession,
+    ToUser,
 )
-from .filenames import RESERVED_DEVICE_NAMES, is_reserved_name, sanitize_filename
-from .incoming import IncomingTransfer
-from .integrity import IntegrityCheck, TransferIntegrityError
-from .outgoing import OutgoingTransfer
-from .progress import Progress
-from .relay import Phase, RecipientStatus, RelayTransfer, TransferRegistry
-from .wire import TRANSFER_TYPES, CancelReason, file_cancel, ok
+from .relay import UNKNOWN_TRANSFER_MESSAGE, RecipientStatus, RelayTransfer, TransferRegistry
+from .wire import (
+    RESERVED_DEVICE_NAMES,
+    TRANSFER_TYPES,
+    CancelReason,
+    ChunkWindow,
+    TransferState,
+    file_cancel,
+    is_reserved_name,
+    new_transfer_id,
+    ok,
+    sanitize_filename,
+)
 
 __all__ = [
     "DEFAULT_MAX_FILE_SIZE",
@@ -72,12 +73,14 @@ __all__ = [
     "OFFER_TIMEOUT_SECONDS",
     "RESERVED_DEVICE_NAMES",
     "TRANSFER_TYPES",
+    "UNKNOWN_TRANSFER_MESSAGE",
     "Accepted",
     "Acknowledged",
     "Action",
     "CancelReason",
     "Cancelled",
     "ChunkData",
+    "ChunkWindow",
     "ClientEvent",
     "Deliver",
     "DeliverChunk",
@@ -86,8 +89,6 @@ __all__ = [
     "IncomingTransfer",
     "IntegrityCheck",
     "OutgoingTransfer",
-    "Phase",
-    "Progress",
     "RecipientStatus",
     "Refuse",
     "Refused",

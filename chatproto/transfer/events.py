@@ -1,11 +1,34 @@
-"""What a client's end of a transfer returns: messages to send and things to show."""
+"""What the sans-I/O transfer machines return: small frozen dataclasses, to act on in order.
+
+**Client events**, returned by the two ends of :mod:`.endpoint`
+(:class:`~chatproto.transfer.endpoint.OutgoingTransfer`,
+:class:`~chatproto.transfer.endpoint.IncomingTransfer`): :class:`Send` and
+:class:`SendChunk` (put them on the wire) and :class:`Accepted`,
+:class:`Rejected`, :class:`Refused`, :class:`Acknowledged`, :class:`ChunkData`,
+:class:`Ended`, :class:`Finished`, :class:`Cancelled` (act on them, show them).
+
+**Relay actions**, returned by :class:`~chatproto.transfer.relay.TransferRegistry`
+for the server's consumer:
+
+- :class:`Deliver` ``(to, message, final)``: send a JSON message. ``to`` is
+  :class:`ToSession` (one session) or :class:`ToUser` (every logged-in session of
+  a user, but ``exclude``). ``final`` means the transfer is over for the
+  receiving sessions: a consumer that keeps a route for the transfer drops it.
+- :class:`DeliverChunk` ``(session, chunk)``: send a chunk record.
+- :class:`Refuse` ``(session, code, message, ref)``: answer ``error``; the
+  consumer of ``session`` sends it with ``ServerConnection.reply_error`` so that
+  ``bad_request`` counts toward the 4008 close.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from ..codes import ErrorCode
 from ..framing import FileChunk
+
+# --- client events -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -91,3 +114,54 @@ ClientEvent = (
     | Finished
     | Cancelled
 )
+
+
+# --- relay actions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToSession:
+    """One session, by its opaque id (a channel name)."""
+
+    session: str
+
+
+@dataclass(frozen=True)
+class ToUser:
+    """Every logged-in session of ``user`` except ``exclude`` (a user's Channels group)."""
+
+    user: str
+    exclude: str | None = None
+
+
+Target = ToSession | ToUser
+
+
+@dataclass(frozen=True)
+class Deliver:
+    """Send ``message`` to ``to``; ``final``: the transfer is over for the receiving sessions."""
+
+    to: Target
+    message: dict[str, Any]
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class DeliverChunk:
+    """Send ``chunk`` as a chunk record to ``session`` (the accepting recipient)."""
+
+    session: str
+    chunk: FileChunk
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Answer ``error`` to ``session``, through ``ServerConnection.reply_error`` there."""
+
+    session: str
+    code: ErrorCode
+    message: str
+    ref: str | None = None
+
+
+Action = Deliver | DeliverChunk | Refuse

@@ -6,7 +6,9 @@ validated request, a chunk, the caller's ``now``) and returns what to do.
 One registry per server process holds a :class:`RelayTransfer` per open transfer
 (counters only, never file data: the server holds at most the window of 16
 chunks in its send buffers, whatever the file's size). Its methods return
-:mod:`~chatproto.transfer.actions`; the consumer carries them out in order.
+:mod:`~chatproto.transfer.events` relay actions; the consumer carries them out in order.
+Its state is the one :class:`~chatproto.transfer.wire.TransferState` of both
+clients (never ``PREPARING`` here; ``RUNNING`` from the accept to ``file_end``).
 
 Where the state lives, across server processes. A transfer belongs to the
 registry of the process that holds the **sender's session**: the offer is made
@@ -80,6 +82,7 @@ sender) when the recipient has no session left.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 from ..codes import ErrorCode
@@ -87,13 +90,12 @@ from ..errors import LocalProtocolError
 from ..framing import FileChunk
 from ..limits import (
     DEFAULT_MAX_FILE_SIZE,
-    MAX_CHUNK_SIZE,
     MAX_OPEN_TRANSFERS,
     OFFER_TIMEOUT_SECONDS,
     TRANSFER_WINDOW,
 )
 from ..messages import Request
-from .actions import (
+from .events import (
     Action,
     Deliver,
     DeliverChunk,
@@ -102,7 +104,7 @@ from .actions import (
     ToSession,
     ToUser,
 )
-from .wire import TRANSFER_TYPES, CancelReason, file_cancel, ok
+from .wire import TRANSFER_TYPES, CancelReason, ChunkWindow, TransferState, file_cancel, ok
 
 
 class RecipientStatus(enum.Enum):
@@ -111,13 +113,6 @@ class RecipientStatus(enum.Enum):
     ONLINE = "online"  # an active user with at least one logged-in session
     OFFLINE = "offline"  # an active user with none
     UNKNOWN = "unknown"  # no such user, or an inactive one
-
-
-class Phase(enum.Enum):
-    OFFERED = "offered"  # relayed to the recipient's sessions; waiting for an answer
-    ACCEPTED = "accepted"  # chunks and acks flow between the two sessions
-    ENDED = "ended"  # file_end relayed; waiting for file_done
-    OVER = "over"  # done, rejected, cancelled, expired: the registry forgets it
 
 
 class _Role(enum.Enum):
@@ -135,14 +130,20 @@ _ROLES: dict[str, frozenset[_Role]] = {
     "file_cancel": frozenset({_Role.SENDER, _Role.RECIPIENT}),
 }
 
-_UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
+# The words of every ``unknown_transfer`` refusal; the server's routing answers with them too.
+UNKNOWN_TRANSFER_MESSAGE = "no open transfer of yours has this id; it may have ended"
+
+
+def _unknown_transfer(session: str, ref: str | None = None) -> Refuse:
+    """The refusal of a step or chunk for a transfer that ``session`` has no part in (any more)."""
+    return Refuse(session, ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, ref)
 
 
 class RelayTransfer:
     """The server's state of one transfer: who takes part, where it stands, counters.
 
     Called through :class:`TransferRegistry`, which routes by transfer id and
-    forgets the transfer once :attr:`phase` is ``OVER``. Holds no file data.
+    forgets the transfer once its :attr:`state` is over. Holds no file data.
     """
 
     def __init__(
@@ -166,19 +167,27 @@ class RelayTransfer:
         self.offered_at = offered_at
         self.expires_at = offered_at + offer_timeout
         self.window = window
-        self.phase = Phase.OFFERED
-        self.next_index = 0  # the index the next chunk must carry
-        self.next_ack = 0  # the index the next ack must carry
-        self.bytes_relayed = 0
+        self.state = TransferState.OFFERED
+        self.chunks = ChunkWindow(size, window)  # the counters of the chunk-window rule
+
+    @property
+    def next_index(self) -> int:
+        """The index the next chunk must carry."""
+        return self.chunks.next_index
+
+    @property
+    def bytes_relayed(self) -> int:
+        """Bytes of file data forwarded to the recipient so far."""
+        return self.chunks.received
 
     @property
     def unacked(self) -> int:
         """Chunks forwarded and not yet acknowledged (at most the window)."""
-        return self.next_index - self.next_ack
+        return self.chunks.unacked
 
     def __repr__(self) -> str:
         return (
-            f"<RelayTransfer {self.transfer[:8]} {self.phase.value} "
+            f"<RelayTransfer {self.transfer[:8]} {self.state.value} "
             f"{self.bytes_relayed}/{self.size} unacked={self.unacked}>"
         )
 
@@ -189,7 +198,7 @@ class RelayTransfer:
             return _Role.SENDER
         if self.recipient_session is None:
             # Before the answer, any session of the recipient may answer (or cancel).
-            if self.phase is Phase.OFFERED and user == self.recipient_user:
+            if self.state is TransferState.OFFERED and user == self.recipient_user:
                 return _Role.RECIPIENT
             return None
         return _Role.RECIPIENT if session == self.recipient_session else None
@@ -207,7 +216,7 @@ class RelayTransfer:
 
     def _cancel_both(self, reason: CancelReason) -> list[Action]:
         message = file_cancel(self.transfer, reason)
-        self.phase = Phase.OVER
+        self.state = TransferState.FAILED
         return [
             self._to_sender(message, final=True),
             Deliver(self._recipient_side(), message, True),
@@ -230,19 +239,19 @@ class RelayTransfer:
         roles = _ROLES.get(request.type)
         if roles is None:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
-        if self.phase is Phase.OVER or self._role(session, user) not in roles:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
-        handler = getattr(self, "_on_" + request.type)
+        if self.state.over or self._role(session, user) not in roles:
+            return [_unknown_transfer(session, request.id)]
+        handler: Callable[[Any, str], list[Action]] = getattr(self, "_on_" + request.type)
         return handler(request, session)
 
     def _out_of_turn(self, session: str, ref: str | None, message: str) -> list[Action]:
         return [Refuse(session, ErrorCode.BAD_REQUEST, message, ref)]
 
     def _on_file_accept(self, request: Any, session: str) -> list[Action]:
-        if self.phase is not Phase.OFFERED:
+        if self.state is not TransferState.OFFERED:
             return self._out_of_turn(session, request.id, "this transfer is already accepted")
         self.recipient_session = session
-        self.phase = Phase.ACCEPTED
+        self.state = TransferState.RUNNING
         accepted = {"type": "file_accept", "transfer": self.transfer, "from": self.recipient_user}
         return [
             self._ok(session, request.id),
@@ -251,11 +260,11 @@ class RelayTransfer:
         ]
 
     def _on_file_reject(self, request: Any, session: str) -> list[Action]:
-        if self.phase is not Phase.OFFERED:
+        if self.state is not TransferState.OFFERED:
             return self._out_of_turn(
                 session, request.id, "the transfer is accepted; send file_cancel to stop it"
             )
-        self.phase = Phase.OVER
+        self.state = TransferState.FAILED
         rejected = {"type": "file_reject", "transfer": self.transfer, "from": self.recipient_user}
         return [
             self._ok(session, request.id, final=True),
@@ -264,25 +273,24 @@ class RelayTransfer:
         ]
 
     def _on_file_ack(self, request: Any, session: str) -> list[Action]:
-        if self.phase is Phase.OFFERED:
+        if self.state is TransferState.OFFERED:
             return self._out_of_turn(
                 session, request.id, "accept the transfer before acknowledging"
             )
-        if request.index != self.next_ack or request.index >= self.next_index:
+        if not self.chunks.acknowledge(request.index):
             return self._violation(
                 CancelReason.CHUNK_OUT_OF_ORDER,
                 session,
                 request.id,
                 "acknowledgements must name the oldest unacknowledged chunk; transfer cancelled",
             )
-        self.next_ack += 1
         acked = {"type": "file_ack", "transfer": self.transfer, "index": request.index}
         return [self._ok(session, request.id), self._to_sender(acked)]
 
     def _on_file_end(self, request: Any, session: str) -> list[Action]:
-        if self.phase is Phase.OFFERED:
+        if self.state is TransferState.OFFERED:
             return self._out_of_turn(session, request.id, "wait until the recipient accepts")
-        if self.phase is Phase.ENDED:
+        if self.state is TransferState.ENDED:
             return self._out_of_turn(session, request.id, "file_end was already sent")
         if self.bytes_relayed != self.size:
             return self._violation(
@@ -291,17 +299,17 @@ class RelayTransfer:
                 request.id,
                 "file_end before all the offered bytes were sent; transfer cancelled",
             )
-        self.phase = Phase.ENDED
+        self.state = TransferState.ENDED
         ended = {"type": "file_end", "transfer": self.transfer}
         assert self.recipient_session is not None
         return [self._ok(session, request.id), Deliver(ToSession(self.recipient_session), ended)]
 
     def _on_file_done(self, request: Any, session: str) -> list[Action]:
-        if self.phase is not Phase.ENDED:
+        if self.state is not TransferState.ENDED:
             return self._out_of_turn(
                 session, request.id, "file_done comes after file_end; send file_cancel to stop"
             )
-        self.phase = Phase.OVER
+        self.state = TransferState.FINISHED if request.ok else TransferState.FAILED
         done = {"type": "file_done", "transfer": self.transfer, "ok": request.ok}
         return [self._ok(session, request.id, final=True), self._to_sender(done, final=True)]
 
@@ -314,26 +322,21 @@ class RelayTransfer:
             actions.append(self._to_sender(cancel, final=True))
             if self.recipient_session is None:  # one of the recipient's sessions declined
                 actions.append(self._answered_elsewhere(session))
-        self.phase = Phase.OVER
+        self.state = TransferState.FAILED
         return actions
 
     # -- chunks -----------------------------------------------------------------------------
 
     def handle_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
         """A chunk record from ``session``: forwarded, refused, or the end of the transfer."""
-        if session != self.sender_session or self.phase is Phase.OVER:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+        if session != self.sender_session or self.state.over:
+            return [_unknown_transfer(session)]
         size = len(chunk.data)
-        if self.phase is not Phase.ACCEPTED or chunk.index != self.next_index:
-            return self._cancel_both(CancelReason.CHUNK_OUT_OF_ORDER)
-        if not 1 <= size <= MAX_CHUNK_SIZE:
-            return self._cancel_both(CancelReason.CHUNK_TOO_LARGE)
-        if self.unacked >= self.window:
-            return self._cancel_both(CancelReason.WINDOW_EXCEEDED)
-        if self.bytes_relayed + size > self.size:
-            return self._cancel_both(CancelReason.SIZE_EXCEEDED)
-        self.next_index += 1
-        self.bytes_relayed += size
+        running = self.state is TransferState.RUNNING
+        violation = self.chunks.violation(chunk.index, size, running=running)
+        if violation is not None:
+            return self._cancel_both(violation)
+        self.chunks.passed(size)
         assert self.recipient_session is not None
         return [DeliverChunk(self.recipient_session, chunk)]
 
@@ -341,29 +344,29 @@ class RelayTransfer:
 
     def session_gone(self, session: str) -> list[Action]:
         """``session`` ended: ``disconnected`` to the other side if it was one of the two."""
-        if self.phase is Phase.OVER:
+        if self.state.over:
             return []
         if session == self.sender_session:
             message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
-            self.phase = Phase.OVER
+            self.state = TransferState.FAILED
             return [Deliver(self._recipient_side(), message, final=True)]
         if session == self.recipient_session:
-            self.phase = Phase.OVER
+            self.state = TransferState.FAILED
             message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
             return [self._to_sender(message, final=True)]
         return []
 
     def recipient_offline(self) -> list[Action]:
         """The recipient has no session left: an unanswered offer ends with ``disconnected``."""
-        if self.phase is not Phase.OFFERED:
+        if self.state is not TransferState.OFFERED:
             return []
-        self.phase = Phase.OVER
+        self.state = TransferState.FAILED
         message = file_cancel(self.transfer, CancelReason.DISCONNECTED)
         return [self._to_sender(message, final=True)]
 
     def expire(self, now: float) -> list[Action]:
         """``expired`` to both sides if the offer is still unanswered at ``now``."""
-        if self.phase is not Phase.OFFERED or now < self.expires_at:
+        if self.state is not TransferState.OFFERED or now < self.expires_at:
             return []
         return self._cancel_both(CancelReason.EXPIRED)
 
@@ -417,7 +420,9 @@ class TransferRegistry:
 
     def next_expiry(self) -> float | None:
         """The earliest ``now`` at which :meth:`expire` has something to do, if any."""
-        waiting = [t.expires_at for t in self._transfers.values() if t.phase is Phase.OFFERED]
+        waiting = [
+            t.expires_at for t in self._transfers.values() if t.state is TransferState.OFFERED
+        ]
         return min(waiting, default=None)
 
     # -- the offer --------------------------------------------------------------------------
@@ -494,16 +499,16 @@ class TransferRegistry:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
         transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]
         if transfer is None:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER, request.id)]
+            return [_unknown_transfer(session, request.id)]
         return self._after(transfer, transfer.handle(request, session=session, user=user))
 
     def receive_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
         """A chunk record from ``session``."""
         transfer = self._transfers.get(chunk.transfer_hex)
         if transfer is None:
-            return [Refuse(session, ErrorCode.UNKNOWN_TRANSFER, _UNKNOWN_TRANSFER)]
+            return [_unknown_transfer(session)]
         actions = transfer.handle_chunk(chunk, session=session)
-        if transfer.phase is Phase.OVER:
+        if transfer.state.over:
             self._forget(transfer)
         return actions
 
@@ -527,17 +532,17 @@ class TransferRegistry:
         """``expired`` to both sides of every offer unanswered for the timeout at ``now``."""
         actions: list[Action] = []
         for transfer in sorted(self._transfers.values(), key=lambda t: t.expires_at):
-            if transfer.phase is Phase.OFFERED and now >= transfer.expires_at:
+            if transfer.state is TransferState.OFFERED and now >= transfer.expires_at:
                 actions += self._after(transfer, transfer.expire(now))
         return actions
 
     # -- bookkeeping --------------------------------------------------------------------------
 
     def _after(self, transfer: RelayTransfer, actions: list[Action]) -> list[Action]:
-        if transfer.phase is Phase.OVER:
+        if transfer.state.over:
             self._forget(transfer)
             return actions
-        if transfer.phase is not Phase.OFFERED:
+        if transfer.state is not TransferState.OFFERED:
             _discard(self._offers_to, transfer.recipient_user, transfer.transfer)
         if transfer.recipient_session is not None:
             self._by_session.setdefault(transfer.recipient_session, set()).add(transfer.transfer)

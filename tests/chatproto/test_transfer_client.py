@@ -177,6 +177,37 @@ def test_malformed_offer_is_a_message_error(change):
         IncomingTransfer.from_offer(offer)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"transfer": "AB" * 16},
+        {"name": ""},
+        {"name": "x" * 256},
+        {"size": -1},
+        {"size": True},
+        {"sha256": "ab" * 31},
+        {"name": "notes.txt", "size": 0},  # a valid offer: taken by all three
+    ],
+)
+def test_the_server_and_both_ends_judge_an_offers_facts_by_the_same_rules(change):
+    offer = {"type": "file_offer", "transfer": T, "to": "bob", "name": "a", "size": 1}
+    offer.update(sha256=SHA)
+    offer.update(change)
+    facts = {k: offer[k] for k in ("transfer", "name", "size", "sha256")}
+
+    def taken(judge) -> bool:
+        try:
+            judge()
+        except (MessageError, LocalProtocolError):
+            return False
+        return True
+
+    server = taken(lambda: validate_request(offer))
+    sender = taken(lambda: OutgoingTransfer(to="bob", **facts))
+    recipient = taken(lambda: IncomingTransfer.from_offer({**offer, "from": "alice"}))
+    assert server == sender == recipient == (change.get("name") == "notes.txt")
+
+
 def test_incoming_offer_gives_the_sanitized_name_to_save_under():
     offer = {"type": "file_offer", "transfer": T, "from": "alice", "name": "../../etc/passwd"}
     offer.update(size=1, sha256=SHA, to="bob")

@@ -510,7 +510,7 @@ def test_a_recipient_session_that_did_not_answer_leaving_changes_nothing():
     registry = offered()
     assert registry.drop_session("bob-2") == []
     assert registry.drop_session("carol-1") == []
-    assert registry.get(T).phase.value == "offered"
+    assert registry.get(T).state.value == "offered"
 
 
 def test_recipient_going_offline_ends_unanswered_offers_only():

@@ -27,7 +27,7 @@ from tests.hardening.people import Person
 from tests.hardening.redis_server import PrivateRedis
 from tests.live_server import PROJECT_DIR, start_live_server
 from tk_client.events import Phase, RequestState
-from tk_client.transfers import Download
+from tk_client.files.sink import Download
 
 
 def texts_by_id(messages: list[dict]) -> dict[int, str]:

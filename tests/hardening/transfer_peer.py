@@ -22,7 +22,7 @@ from chatproto.limits import MAX_CHUNK_SIZE
 from chatproto.transfer import IncomingTransfer, OutgoingTransfer, Send
 from tests.chat_client import connect
 from tests.hardening.helpers import PASSWORD
-from tk_client.transfers import Download
+from tk_client.files.sink import Download
 
 CHUNKS = 10
 SENT_BEFORE_WAITING = 3

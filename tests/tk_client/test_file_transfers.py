@@ -26,17 +26,17 @@ import pytest
 from chatproto.limits import MAX_CHUNK_SIZE
 from tests.conftest import _NoSettingsToChange
 from tests.live_server import start_live_server
-from tk_client import file_transfers
 from tk_client.events import LoggedIn, Received, RequestUpdate
-from tk_client.file_transfers import (
+from tk_client.files import (
     FileOffered,
-    Stage,
+    FileSource,
     TransferChanged,
     TransferError,
     TransferInfo,
     TransferManager,
+    TransferState,
+    worker,
 )
-from tk_client.transfers import FileSource
 
 from .helpers import WAIT_SECONDS, EventLog, make_session
 from .test_cli import PROJECT_DIR, RunningCli, args_for, cli, cli_env, run_cli
@@ -73,14 +73,14 @@ class Peer:
         self.manager.offer(user, str(path))
         started = self.log.wait_for(  # the first report of a new transfer
             TransferChanged,
-            lambda e: e.info.stage is Stage.PREPARING and e.info.path == str(path),
+            lambda e: e.info.stage is TransferState.PREPARING and e.info.path == str(path),
         )
         return started.info.transfer
 
     def offered(self) -> TransferInfo:
         return self.log.wait_for(FileOffered).info
 
-    def stage(self, transfer: str, stage: Stage) -> TransferInfo:
+    def stage(self, transfer: str, stage: TransferState) -> TransferInfo:
         return self.log.wait_for(
             TransferChanged, lambda e: e.info.transfer == transfer and e.info.stage is stage
         ).info
@@ -208,7 +208,7 @@ def test_a_file_arrives_intact_between_two_clients(peer, tmp_path, inbox):
     saved = bob.manager.accept_into(offer.transfer, inbox)
     received, sent = bob.ended(transfer), alice.ended(transfer)
 
-    assert (received.stage, sent.stage) == (Stage.DONE, Stage.DONE)
+    assert (received.stage, sent.stage) == (TransferState.FINISHED, TransferState.FINISHED)
     assert saved == inbox / "report.pdf" and received.path == str(saved)
     assert sha256(saved) == sha256(source)
     assert listing(inbox) == ["report.pdf"]  # no temporary file left beside it
@@ -240,13 +240,13 @@ def test_fifty_mebibytes_cross_the_server_in_constant_memory(peer, tmp_path, inb
     finally:
         tracemalloc.stop()
 
-    assert (received.stage, sent.stage) == (Stage.DONE, Stage.DONE)
+    assert (received.stage, sent.stage) == (TransferState.FINISHED, TransferState.FINISHED)
     assert sha256(inbox / "big.bin") == sha256(source)
     # Both clients in this process; a whole file in memory would be 50 MiB on its own.
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
     # Progress was shown on both sides along the way: bytes, a rate, a fraction.
     for side in (alice.updates(transfer), bob.updates(transfer)):
-        running = [i for i in side if i.stage is Stage.RUNNING and 0 < i.fraction < 1]
+        running = [i for i in side if i.stage is TransferState.RUNNING and 0 < i.fraction < 1]
         assert running, "no progress between the start and the end"
         assert any(i.rate for i in running)
         assert all(" of 50.0 MiB (" in i.progress for i in running)
@@ -262,7 +262,7 @@ def test_a_declined_offer_leaves_no_file_and_the_sender_is_told(peer, tmp_path, 
     bob.manager.decline(bob.offered().transfer)
 
     sent, received = alice.ended(transfer), bob.ended(transfer)
-    assert (sent.stage, sent.reason) == (Stage.FAILED, "rejected")
+    assert (sent.stage, sent.reason) == (TransferState.FAILED, "rejected")
     assert sent.message == "notes.txt was not sent to bob: bob declined it."
     assert received.message == "You declined notes.txt from alice."
     assert listing(inbox) == []
@@ -277,9 +277,13 @@ def test_the_sender_cancelling_midway_leaves_no_partial_file(peer, tmp_path, inb
     gate.open()
     received = bob.ended(transfer)
 
-    assert (sent.stage, sent.reason, sent.local) == (Stage.FAILED, "cancelled", True)
+    assert (sent.stage, sent.reason, sent.local) == (TransferState.FAILED, "cancelled", True)
     assert sent.message == "video.mp4 was not sent to bob: you cancelled it."
-    assert (received.stage, received.reason, received.local) == (Stage.FAILED, "cancelled", False)
+    assert (received.stage, received.reason, received.local) == (
+        TransferState.FAILED,
+        "cancelled",
+        False,
+    )
     assert received.message == "video.mp4 from alice was not received: alice cancelled it."
     assert listing(inbox) == []
 
@@ -294,7 +298,7 @@ def test_the_recipient_cancelling_midway_leaves_no_partial_file(peer, tmp_path, 
 
     assert (received.reason, received.local) == ("cancelled", True)
     assert received.message == "video.mp4 from alice was not received: you cancelled it."
-    assert (sent.stage, sent.reason, sent.local) == (Stage.FAILED, "cancelled", False)
+    assert (sent.stage, sent.reason, sent.local) == (TransferState.FAILED, "cancelled", False)
     assert sent.message == "video.mp4 was not sent to bob: bob cancelled it."
     assert listing(inbox) == []
 
@@ -311,7 +315,7 @@ def test_the_sender_disconnecting_midway_is_told_and_leaves_no_partial_file(peer
     assert (sent.reason, sent.local) == ("disconnected", True)
     assert sent.message.endswith("the connection to the server was lost.")
     assert (received.stage, received.reason, received.local) == (
-        Stage.FAILED,
+        TransferState.FAILED,
         "disconnected",
         False,
     )
@@ -330,7 +334,7 @@ def test_the_recipient_disconnecting_midway_is_told_and_leaves_no_partial_file(
     received, sent = bob.ended(transfer), alice.ended(transfer)
 
     assert (received.reason, received.local) == ("disconnected", True)
-    assert (sent.stage, sent.reason, sent.local) == (Stage.FAILED, "disconnected", False)
+    assert (sent.stage, sent.reason, sent.local) == (TransferState.FAILED, "disconnected", False)
     assert sent.message == "video.mp4 was not sent to bob: bob went offline."
     assert listing(inbox) == []
 
@@ -367,7 +371,7 @@ def test_cancel_while_the_file_is_being_hashed_stops_before_anything_is_offered(
 
             super().__init__(path, on_progress=progress)
 
-    monkeypatch.setattr(file_transfers, "FileSource", SlowSource)
+    monkeypatch.setattr(worker, "FileSource", SlowSource)
     alice, bob = peer("alice"), peer("bob")
     transfer = alice.send("bob", random_file(tmp_path / "archive.tar", 3 * 2**20))
     assert hashing.wait(WAIT_SECONDS)
@@ -376,9 +380,12 @@ def test_cancel_while_the_file_is_being_hashed_stops_before_anything_is_offered(
     release.set()
 
     ended = alice.ended(transfer)
-    assert (ended.stage, ended.reason, ended.local) == (Stage.FAILED, "cancelled", True)
+    assert (ended.stage, ended.reason, ended.local) == (TransferState.FAILED, "cancelled", True)
     assert ended.message == "archive.tar was not sent to bob: you cancelled it."
-    assert [i.stage for i in alice.updates(transfer)] == [Stage.PREPARING, Stage.FAILED]
+    assert [i.stage for i in alice.updates(transfer)] == [
+        TransferState.PREPARING,
+        TransferState.FAILED,
+    ]
     marker = alice.session.request("ping")  # anything alice sent before it has been relayed
     alice.log.wait_for(RequestUpdate, lambda e: e.request.id == marker.id and e.answer)
     assert not bob.log.of(FileOffered)
@@ -413,7 +420,7 @@ def test_the_servers_too_large_answer_is_explained(peer, tmp_path, monkeypatch):
     transfer = alice.send("bob", too_big)
     refused = alice.ended(transfer)
 
-    assert (refused.stage, refused.reason) == (Stage.FAILED, "too_large")
+    assert (refused.stage, refused.reason) == (TransferState.FAILED, "too_large")
     assert refused.message == (
         f"disk.img was not sent to bob: the file is larger than this server's limit of "
         f"{MAX_FILE_SIZE} bytes."
@@ -434,7 +441,7 @@ def test_an_offer_to_someone_offline_is_refused_with_the_servers_words(peer, tmp
 
     refused = alice.ended(transfer)
 
-    assert (refused.stage, refused.reason) == (Stage.FAILED, "offline")
+    assert (refused.stage, refused.reason) == (TransferState.FAILED, "offline")
     assert "not online" in refused.message
 
 
@@ -464,7 +471,7 @@ def test_hostile_names_are_saved_sanitized_inside_the_chosen_folder(
             super().__init__(path, **kwargs)
             self.name = offered_name["value"]
 
-    monkeypatch.setattr(file_transfers, "FileSource", NamedSource)
+    monkeypatch.setattr(worker, "FileSource", NamedSource)
     alice, bob = peer("alice"), peer("bob")
     parent_before = listing(inbox.parent)
 
@@ -475,7 +482,7 @@ def test_hostile_names_are_saved_sanitized_inside_the_chosen_folder(
         offer = bob.offered()
         assert offer.name == saved  # the prompt shows the name it will be saved under
         path = bob.manager.accept_into(offer.transfer, inbox)
-        assert bob.ended(transfer).stage is Stage.DONE
+        assert bob.ended(transfer).stage is TransferState.FINISHED
         assert path == inbox / saved
         assert path.read_bytes() == source.read_bytes()
         path.unlink()
@@ -495,7 +502,7 @@ def test_saving_never_overwrites_an_existing_file_unless_agreed(peer, tmp_path, 
     with pytest.raises(TransferError, match="already exists"):
         bob.manager.accept(offer.transfer, inbox / "notes.txt")
     saved = bob.manager.accept_into(offer.transfer, inbox)  # the next free name instead
-    assert bob.ended(transfer).stage is Stage.DONE
+    assert bob.ended(transfer).stage is TransferState.FINISHED
 
     assert saved == inbox / "notes (1).txt"
     assert (inbox / "notes.txt").read_text() == "mine"
@@ -505,9 +512,12 @@ def test_saving_never_overwrites_an_existing_file_unless_agreed(peer, tmp_path, 
 # --- layering ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["file_transfers", "transfers"])
+@pytest.mark.parametrize(
+    "module",
+    ["__init__", "events", "manager", "names", "progress", "sink", "source", "words", "worker"],
+)
 def test_the_transfer_logic_does_not_import_tkinter(module):
-    names = imported_names(PACKAGE / f"{module}.py")
+    names = imported_names(PACKAGE / "files" / f"{module}.py")
     assert not {n for n in names if n.split(".")[0] in ("tkinter", "_tkinter")}
     assert not {n for n in names if n.lstrip(".").startswith(("views", "gui"))}
 
@@ -564,7 +574,7 @@ def test_cli_without_a_terminal_declines_offers_and_says_how_to_accept(peer, acc
         receiver.wait_for_error("alice offered you the file notes.txt")
     finally:
         receiver.finish()
-    assert (refused.stage, refused.reason) == (Stage.FAILED, "rejected")
+    assert (refused.stage, refused.reason) == (TransferState.FAILED, "rejected")
 
 
 def test_cli_file_that_cannot_be_sent_is_an_error_and_exit_code_one(accounts, tmp_path):
@@ -658,7 +668,7 @@ def test_cli_on_a_terminal_asks_whether_and_where_to_save(peer, accounts, tmp_pa
         terminal.wait_for(f"Save as [{inbox / 'slides.pdf'}]: ")
         terminal.type("")  # the default: the current folder, under the sanitized name
         terminal.wait_for("Received slides.pdf (6.0 MiB) from alice")
-        assert alice.ended(transfer).stage is Stage.DONE
+        assert alice.ended(transfer).stage is TransferState.FINISHED
 
         declined = alice.send("bob", source)
         terminal.wait_for("Accept? [y/N] ")
@@ -697,7 +707,7 @@ class RecordingTransfers:
         return True
 
 
-def info(stage: Stage, **fields) -> TransferInfo:
+def info(stage: TransferState, **fields) -> TransferInfo:
     values = dict(
         transfer="ab" * 16,
         outgoing=False,
@@ -746,8 +756,8 @@ def test_an_offer_the_view_cannot_ask_about_is_declined_with_a_notice():
     transfers = RecordingTransfers()
     controller, view = logged_in_controller(transfers)
 
-    controller.handle(FileOffered(info(Stage.OFFERED)))
-    controller.handle(TransferChanged(info(Stage.FAILED, reason="rejected", local=True)))
+    controller.handle(FileOffered(info(TransferState.OFFERED)))
+    controller.handle(TransferChanged(info(TransferState.FAILED, reason="rejected", local=True)))
 
     assert transfers.declined == ["ab" * 16]
     assert view.notices() == [
@@ -759,14 +769,14 @@ def test_an_offer_the_view_cannot_ask_about_is_declined_with_a_notice():
 def test_the_end_of_a_transfer_is_noted_once_as_info_or_error():
     controller, view = logged_in_controller(RecordingTransfers())
 
-    controller.handle(TransferChanged(info(Stage.RUNNING, path="/x")))
-    controller.handle(TransferChanged(info(Stage.DONE, path="/x")))
-    controller.handle(TransferChanged(info(Stage.FAILED, reason="cancelled", local=True)))
-    controller.handle(TransferChanged(info(Stage.FAILED, reason="disconnected")))
+    controller.handle(TransferChanged(info(TransferState.RUNNING, path="/x")))
+    controller.handle(TransferChanged(info(TransferState.FINISHED, path="/x")))
+    controller.handle(TransferChanged(info(TransferState.FAILED, reason="cancelled", local=True)))
+    controller.handle(TransferChanged(info(TransferState.FAILED, reason="disconnected")))
 
     levels = [(c[2].text, c[2].level) for c in view.calls if c[0] == "added" and c[2].notice]
     assert levels == [
-        ("done words", "info"),
+        ("finished words", "info"),
         ("failed words", "info"),  # the user's own cancel is no error
         ("failed words", "error"),
     ]

@@ -14,9 +14,8 @@ import os
 
 import pytest
 
-from tk_client import file_transfers
 from tk_client.events import LoggedIn, Received
-from tk_client.file_transfers import Stage, TransferManager
+from tk_client.files import TransferManager, TransferState, worker
 from tk_client.model import pm_key
 from tk_client.views import transfers as transfer_views
 from tk_client.views.transfers import RecipientDialog
@@ -90,7 +89,7 @@ def row_of(app, transfer: str):
 def test_an_offer_is_prompted_then_saved_where_chosen_with_progress(
     window, alice, dialogs, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(file_transfers, "REPORT_INTERVAL", 0.0)  # every step shown
+    monkeypatch.setattr(worker, "REPORT_INTERVAL", 0.0)  # every step shown
     downloads = tmp_path / "Downloads"
     downloads.mkdir()
     dialogs.save_as = str(downloads / "quarterly report.pdf")
@@ -125,7 +124,7 @@ def test_an_offer_is_prompted_then_saved_where_chosen_with_progress(
     assert float(row.bar.cget("value")) == 1000
     assert sha256(saved) == sha256(source)
     assert listing(downloads) == ["quarterly report.pdf"]
-    assert alice.ended(transfer).stage is Stage.DONE
+    assert alice.ended(transfer).stage is TransferState.FINISHED
     pump(window, lambda: "saved as" in shown_text(window), "the notice in the conversation")
     row.button.invoke()  # Dismiss
     assert transfer not in window.main_view.transfers.rows
@@ -141,7 +140,7 @@ def test_declining_in_the_prompt_tells_the_sender_and_writes_nothing(
     prompt.decline_button.invoke()
 
     ended = alice.ended(transfer)
-    assert (ended.stage, ended.reason) == (Stage.FAILED, "rejected")
+    assert (ended.stage, ended.reason) == (TransferState.FAILED, "rejected")
     assert dialogs.asked == []  # no save dialog
     assert not prompt.winfo_exists()
     pump(window, lambda: "You declined report.pdf from alice." in shown_text(window))
@@ -204,7 +203,7 @@ def test_send_file_in_a_private_chat_offers_the_file_to_the_partner(
     inbox = tmp_path / "alice-inbox"
     inbox.mkdir()
     alice.manager.accept_into(offer.transfer, inbox)
-    assert alice.ended(offer.transfer).stage is Stage.DONE
+    assert alice.ended(offer.transfer).stage is TransferState.FINISHED
     row = row_of(window, offer.transfer)
     pump(window, lambda: row.over, "the row to show the end")
     assert row.detail.cget("text") == "Delivered: alice has an exact copy."

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tk_client.files.sink import FileSink
 from tk_client.partials import PartialFiles
-from tk_client.transfers import FileSink
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -24,11 +24,11 @@ KILLED_RECEIVER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from tk_client.partials import PartialFiles
-    from tk_client.transfers import FileSink
+    from tk_client.files.sink import FileSink
     journal = PartialFiles(Path(sys.argv[1]))
     sink = FileSink(Path(sys.argv[2]), size=1 << 20, sha256="0" * 64, journal=journal)
     sink.write(b"x" * 4096)
-    sink._file.flush()
+    sink.flush()
     print(sink.temp_path, flush=True)
     time.sleep(600)
     """
@@ -132,8 +132,7 @@ def test_finished_downloads_leave_nothing_for_the_cleanup(journals, downloads):
         sink.commit()
     aborted = FileSink(downloads / "b.txt", size=5, sha256="0" * 64, journal=first)
     aborted.abort()
-    first._fd and os.close(first._fd)  # the process "dies" without closing its journal
-    first._fd = None
+    first.abandon()  # the process "dies" without closing its journal
 
     assert PartialFiles(journals).remove_stale() == []
     assert (downloads / "a.txt").read_bytes() == data

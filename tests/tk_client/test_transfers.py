@@ -2,7 +2,7 @@
 
 Whole transfers run through :class:`tests.chatproto.transfer_harness.Relay`, an
 in-memory server process with the real relay rules, between an
-:class:`~tk_client.transfers.Upload` and a :class:`~tk_client.transfers.Download`.
+:class:`~tk_client.files.source.Upload` and a :class:`~tk_client.files.sink.Download`.
 """
 
 from __future__ import annotations
@@ -26,27 +26,18 @@ from chatproto.transfer import (
     CancelReason,
     Finished,
     IncomingTransfer,
-    Progress,
     Send,
     TransferIntegrityError,
     TransferState,
     sanitize_filename,
 )
 from tests.chatproto.transfer_harness import HOSTILE_NAMES, USERS, Relay, run
-from tk_client import transfers
-from tk_client.transfers import (
-    NAME_BUDGET,
-    Download,
-    FileSink,
-    FileSource,
-    Upload,
-    describe_progress,
-    describe_reason,
-    format_duration,
-    format_size,
-    incoming_destination,
-    safe_name,
-)
+from tk_client.files import sink
+from tk_client.files.names import NAME_BUDGET, incoming_destination, safe_name
+from tk_client.files.progress import Progress
+from tk_client.files.sink import Download, FileSink
+from tk_client.files.source import FileSource, Upload
+from tk_client.files.words import describe_progress, describe_reason, format_duration, format_size
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes and FIFOs")
 
@@ -194,10 +185,8 @@ def test_sink_falls_back_to_a_rename_where_hard_links_are_not_supported(tmp_path
 
 
 def test_sink_says_early_when_the_disk_is_too_small(tmp_path, monkeypatch):
-    usage = transfers.shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(
-        transfers.shutil, "disk_usage", lambda path: usage._replace(free=1024 * 1024)
-    )
+    usage = sink.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(sink.shutil, "disk_usage", lambda path: usage._replace(free=1024 * 1024))
     with pytest.raises(OSError, match=r"needs 2\.0 MiB, 1\.0 MiB is free") as info:
         FileSink(tmp_path / "big.iso", size=2 * 1024 * 1024, sha256=sha(b""))
     assert info.value.errno == errno.ENOSPC
@@ -583,3 +572,34 @@ def test_accepting_after_the_offer_expired_in_the_save_dialog_leaves_no_file(tmp
     download.handle({"type": "file_cancel", "transfer": "ab" * 16, "reason": "expired"})
     assert download.accept() == []
     assert listing(tmp_path) == []
+
+
+# --- progress (moved from tests/chatproto/test_transfer_progress.py) --------------------------
+
+
+def test_progress_rate_follows_the_last_seconds_and_gives_the_time_left():
+    progress = Progress(1000, window=5.0)
+    assert progress.rate is None and progress.remaining_seconds is None
+    progress.update(0, 100.0)
+    progress.update(100, 101.0)  # 100 B/s
+    assert progress.rate == 100.0 and progress.remaining_seconds == 9.0
+    for second in range(2, 12):  # then 10 B/s for ten seconds
+        progress.update(100 + 10 * (second - 1), 100.0 + second)
+    assert progress.rate == pytest.approx(10.0)  # the fast start has left the window
+    assert progress.remaining_seconds == pytest.approx((1000 - 200) / 10.0)
+    assert progress.fraction == pytest.approx(0.2)
+
+
+def test_progress_of_an_empty_file_is_complete_and_a_stalled_one_has_no_time_left():
+    assert Progress(0).fraction == 1.0 and Progress(0).remaining_seconds == 0.0
+    stalled = Progress(100)
+    stalled.update(10, 0.0)
+    stalled.update(10, 1.0)
+    assert stalled.rate == 0.0 and stalled.remaining_seconds is None
+
+
+def test_progress_survives_a_clock_going_backwards():
+    progress = Progress(100)
+    progress.update(10, 5.0)
+    progress.update(20, 4.0)
+    assert progress.rate is None and progress.done == 20

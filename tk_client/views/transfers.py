@@ -1,6 +1,6 @@
 """File transfers on screen: progress rows, the incoming offer's prompt, the file dialogs.
 
-Widgets only. They show :class:`~tk_client.file_transfers.TransferInfo`
+Widgets only. They show :class:`~tk_client.files.TransferInfo`
 snapshots and hand the user's choices to callbacks; the desktop client's
 wiring (``gui.py``) calls the transfer manager with them.
 """
@@ -12,8 +12,7 @@ import tkinter as tk
 from collections.abc import Callable, Sequence
 from tkinter import filedialog, ttk
 
-from ..file_transfers import Stage, TransferInfo
-from ..transfers import format_size
+from ..files import TransferInfo, TransferState, format_size
 from . import theme
 from .dialogs import _Dialog
 from .tkutil import release
@@ -24,11 +23,11 @@ BAR_STYLE = "Transfer.Horizontal.TProgressbar"
 
 def _stage_line(info: TransferInfo) -> str:
     """The second line of a row: bytes, rate and time left while it runs; else what happens."""
-    if info.stage is Stage.PREPARING:
+    if info.stage is TransferState.PREPARING:
         return f"Computing the checksum: {info.progress}"
-    if info.stage is Stage.RUNNING:
+    if info.stage is TransferState.RUNNING:
         return info.progress
-    if info.stage is Stage.DONE:  # the title already names the file, the peer and the size
+    if info.stage is TransferState.FINISHED:  # the title names the file, the peer and the size
         if info.outgoing:
             return f"Delivered: {info.peer} has an exact copy."
         return f"Saved as {info.path}"
@@ -72,7 +71,7 @@ class _Row:
         if info.over and not self.over:
             self.over = True
             self.button.configure(text="Dismiss")
-            colour = theme.SUCCESS if info.stage is Stage.DONE else theme.DANGER
+            colour = theme.SUCCESS if info.stage is TransferState.FINISHED else theme.DANGER
             self.detail.configure(foreground=colour)
 
     def _pressed(self) -> None:

@@ -1,4 +1,4 @@
-"""A transfer's progress for the user: fraction done, rate, time left."""
+"""A transfer's progress for the user: fraction done, rate, time left. Presentation only."""
 
 from __future__ import annotations
 

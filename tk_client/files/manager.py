@@ -1,0 +1,385 @@
+"""File transfers in the clients: the session, the files and the user, without tkinter.
+
+:class:`TransferManager` owns every transfer of one session, each a
+:class:`~tk_client.files.worker.TransferWorker` around an
+:class:`~tk_client.files.source.Upload` or a
+:class:`~tk_client.files.sink.Download`. Both clients, the desktop one
+(``gui.py``) and the terminal one (``cli.py``), use it the same way: the
+controller hands it ``/file`` (:meth:`TransferManager.offer`), the user
+interface answers offers (:meth:`~TransferManager.accept`,
+:meth:`~TransferManager.decline`) and presses Cancel
+(:meth:`~TransferManager.cancel`); what happens comes back on the session's
+event queue as :class:`~tk_client.files.events.FileOffered` and
+:class:`~tk_client.files.events.TransferChanged`, carrying a frozen
+:class:`~tk_client.files.events.TransferInfo`.
+
+**The threading rule** (the one place it is written; every module of this
+package and both clients follow it): *a transfer's state machine (its
+:class:`~chatproto.transfer.OutgoingTransfer` or
+:class:`~chatproto.transfer.IncomingTransfer`, and the Upload or Download
+around it with its file) is driven by its worker thread only.* The other
+threads never call it; they post to the worker's inbox and read snapshots
+(:attr:`TransferWorker.last_info`). A machine made on another thread (an
+incoming offer, on the network thread) is handed over before its worker starts.
+
+- **The network thread** runs :meth:`TransferManager.hook` (a session hook: it
+  sees every event first). It only routes: chunks, ``file_*`` messages and the
+  answer to an offer go to the transfer's inbox; it never touches a file, so a
+  slow disk cannot stall the chat or the keepalive.
+- **One worker thread per transfer** does everything else, in order: hashes the
+  file to offer it (seconds for gigabytes), reads the chunks that the window of
+  16 allows after each ack, writes and acknowledges received chunks, fsyncs and
+  renames. Being the only thread that drives its transfer's state machine, it
+  needs no lock around it and no ordering rule beyond its inbox.
+- **The user interface's thread** (Tk's main loop in the desktop client; in
+  the terminal client, the main thread that drains the event queue) calls the
+  public methods: they check what can be checked at once (no
+  such file, the server's size limit, the file exists) and raise
+  :class:`~tk_client.files.events.TransferError` with words for the user, then
+  post to the worker's inbox. They read only what never changes (the offer's
+  facts) and the worker's flags under its ``lock``; creating a Download's file
+  there (so that "it exists" is said at once) hands it to the worker unused.
+
+Memory stays constant: at most the window of chunks waits in an inbox or on the
+wire, and :mod:`~tk_client.files.source` and :mod:`~tk_client.files.sink`
+stream both files. A dropped connection ends every transfer (the server tells
+the other side ``disconnected``); the partial file is removed, as after a
+decline, a cancel or a failed check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from chatproto.codes import ErrorCode
+from chatproto.errors import MessageError
+from chatproto.transfer import (
+    CancelReason,
+    IncomingTransfer,
+    TransferState,
+    file_cancel,
+    new_transfer_id,
+)
+
+from ..events import (
+    ChunkArrived,
+    NotConnected,
+    Phase,
+    PhaseChanged,
+    Received,
+    RequestState,
+    RequestStatus,
+    RequestUpdate,
+    SessionEvent,
+)
+from ..partials import PartialFiles
+from .events import FileOffered, TransferError, TransferEvent, TransferInfo
+from .names import incoming_destination, safe_name
+from .sink import Download
+from .words import format_size
+from .worker import TransferWorker
+
+JOIN_SECONDS = 5.0  # how long close() waits for each worker to cancel and clean up
+
+
+class SessionAPI(Protocol):
+    """What the manager needs of :class:`tk_client.session.ChatSession`."""
+
+    events: queue.Queue[Any]
+    greeting: dict[str, Any] | None
+
+    @property
+    def phase(self) -> Phase: ...
+    def add_hook(self, hook: Callable[[SessionEvent], bool]) -> None: ...
+    def request(self, type_: str, *, durable: bool = True, **fields: Any) -> RequestStatus: ...
+    def send_message(self, message: dict[str, Any]) -> None: ...
+    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> None: ...
+
+
+class TransferManager:
+    """Every file transfer of one session. Create it before the session starts.
+
+    ``events`` is where :class:`FileOffered` and :class:`TransferChanged` go (the
+    session's own queue by default, so they arrive in order with the rest).
+    """
+
+    def __init__(
+        self,
+        session: SessionAPI,
+        events: queue.Queue[Any] | None = None,
+        *,
+        partials: PartialFiles | None = None,
+    ) -> None:
+        self.session = session
+        self.events = events if events is not None else session.events
+        # Where downloads record their temporary files, for the cleanup after a crash.
+        self.partials = partials
+        self._lock = threading.Lock()  # guards the two tables; never held while calling out
+        self._open: dict[str, TransferWorker] = {}
+        self._closed = False
+        session.add_hook(self.hook)
+
+    # -- the user interface's side ------------------------------------------------------------
+
+    def offer(self, user: str, path: str) -> None:
+        """Start sending ``path`` to ``user``: hash it in the background, then offer it.
+
+        TransferError at once when it cannot work: not connected, not a readable
+        file, larger than the server accepts.
+        """
+        if self._closed:
+            raise TransferError("This session has ended.")
+        if self.session.phase is not Phase.ONLINE:
+            raise TransferError("Not connected to the server; send the file once you are back.")
+        file = Path(os.path.expanduser(path))
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            raise TransferError(f"There is no file {path}.") from None
+        except OSError as exc:
+            raise TransferError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        if file.is_dir():
+            raise TransferError(f"{path} is a folder; choose a file to send.")
+        if not os.access(file, os.R_OK):
+            raise TransferError(f"Cannot read {path}: permission denied.")
+        limit = self._max_file_size()
+        if limit is not None and stat.st_size > limit:
+            raise TransferError(
+                f"{file.name} is {format_size(stat.st_size)}; this server accepts files up to "
+                f"{format_size(limit)}."
+            )
+        record = TransferWorker(
+            self.session,
+            new_transfer_id(),
+            outgoing=True,
+            peer=user,
+            name=file.name or str(file),
+            size=stat.st_size,
+            state=TransferState.PREPARING,
+            path=str(file),
+            post=self._post,
+            ended=self._ended,
+        )
+        with self._lock:
+            self._open[record.transfer] = record
+        record.inbox.put(("prepare", str(file)))
+        record.thread.start()
+
+    def accept(
+        self, transfer: str, destination: str | os.PathLike[str], *, overwrite: bool = False
+    ) -> Path:
+        """Accept an offer, saving to ``destination``; TransferError if it cannot be saved there.
+
+        The file is written beside ``destination`` under a hidden temporary name
+        and renamed into place only after the size and SHA-256 match.
+        ``overwrite``: the user agreed to replace an existing file.
+        """
+        record = self._offered(transfer)
+        assert record.incoming is not None
+        if Path(destination).is_dir():
+            return self.accept_into(transfer, destination)
+        try:
+            download = Download(
+                record.incoming, destination, overwrite=overwrite, journal=self.partials
+            )
+        except FileExistsError:
+            raise TransferError(
+                f"{destination} already exists; choose another name or agree to replace it."
+            ) from None
+        except OSError as exc:
+            raise TransferError(f"Cannot save to {destination}: {exc.strerror or exc}.") from None
+        with record.lock:
+            if record.over:
+                download.sink.abort()
+                raise TransferError("This offer is no longer open.")
+            record.accepting = True
+            record.inbox.put(("accept", download))
+        return Path(destination)
+
+    def accept_into(self, transfer: str, folder: str | os.PathLike[str]) -> Path:
+        """Accept an offer into ``folder`` under its sanitized name (``name (1).ext`` if taken)."""
+        record = self._offered(transfer)
+        assert record.incoming is not None
+        if not Path(folder).is_dir():
+            raise TransferError(f"{folder} is not a folder.")
+        try:
+            destination = incoming_destination(folder, record.incoming.name)
+        except (OSError, ValueError) as exc:
+            raise TransferError(f"Cannot save in {folder}: {exc}.") from None
+        return self.accept(transfer, destination)
+
+    def decline(self, transfer: str) -> None:
+        """Say no to an offer (nothing happens if it already ended)."""
+        record = self._find(transfer)
+        if record is not None and not record.outgoing:
+            record.inbox.put(("decline",))
+
+    def cancel(self, transfer: str) -> None:
+        """Stop a transfer in either direction; the other side is told, no partial file stays."""
+        record = self._find(transfer)
+        if record is not None:
+            record.abandon = CancelReason.CANCELLED
+            record.inbox.put(("cancel",))
+
+    def answerable(self, transfer: str) -> bool:
+        """True while an incoming offer waits for an answer (accept or decline)."""
+        try:
+            self._offered(transfer)
+        except TransferError:
+            return False
+        return True
+
+    def default_name(self, transfer: str) -> str:
+        """The name to suggest in a save dialog: the sanitized offered name."""
+        record = self._find(transfer)
+        if record is None or record.incoming is None:
+            raise TransferError("This offer is no longer open.")
+        return record.name  # safe_name() of the offered name, set when the offer came
+
+    def transfers(self) -> list[TransferInfo]:
+        """The open transfers, oldest first."""
+        with self._lock:
+            records = list(self._open.values())
+        return [record.last_info for record in records if record.last_info is not None]
+
+    def busy(self) -> bool:
+        """True while any transfer is open (offered, running or being checked)."""
+        with self._lock:
+            return bool(self._open)
+
+    def handle(self, message: dict[str, Any]) -> bool:
+        """A ``file_*`` message that reached the controller: the hook already took them all."""
+        kind = message.get("type")
+        return isinstance(kind, str) and kind.startswith("file_")
+
+    def close(self) -> None:
+        """Cancel every open transfer and wait (briefly) until their files are cleaned up."""
+        self._closed = True
+        with self._lock:
+            records = list(self._open.values())
+        for record in records:
+            record.abandon = CancelReason.CANCELLED
+            record.inbox.put(("cancel",))
+        for record in records:
+            if record.thread.is_alive() and record.thread is not threading.current_thread():
+                record.thread.join(JOIN_SECONDS)
+
+    # -- the network thread's side ------------------------------------------------------------
+
+    def hook(self, event: SessionEvent) -> bool:
+        """Session hook: route what concerns transfers to their workers; True if taken."""
+        if isinstance(event, ChunkArrived):
+            record = self._find(event.chunk.transfer_hex)
+            if record is not None:
+                record.inbox.put(("chunk", event.chunk))
+            return True
+        if isinstance(event, Received):
+            return self._on_message(event.message)
+        if isinstance(event, RequestUpdate) and event.request.type == "file_offer":
+            return self._on_offer_answer(event.request)
+        if isinstance(event, PhaseChanged) and event.phase is not Phase.ONLINE:
+            self._connection_lost()
+        return False
+
+    def _on_message(self, message: dict[str, Any]) -> bool:
+        kind = message.get("type")
+        if kind == "ok" and "ref" not in message:
+            return True  # the answer to a step sent without an id: nothing to learn
+        if kind == "error" and "ref" not in message:
+            # A chunk or step of a transfer that just ended (races are normal): harmless.
+            return message.get("code") == ErrorCode.UNKNOWN_TRANSFER
+        if not isinstance(kind, str) or not kind.startswith("file_"):
+            return False
+        transfer = message.get("transfer")
+        if kind == "file_offer":
+            self._on_offer(message)
+            return True
+        record = self._find(transfer) if isinstance(transfer, str) else None
+        if record is not None:
+            record.inbox.put(("message", message))
+        elif kind == "file_accept" and isinstance(transfer, str):
+            # Accepted after we gave up on it (e.g. an offer re-sent after a reconnect): stop it.
+            self._send_quietly(file_cancel(transfer, CancelReason.CANCELLED))
+        return True
+
+    def _on_offer(self, message: dict[str, Any]) -> None:
+        try:
+            incoming = IncomingTransfer.from_offer(message)
+        except MessageError:
+            return  # malformed: the server validates offers, so this is not worth a word
+        if self._closed or self._find(incoming.transfer) is not None:
+            return
+        record = TransferWorker(
+            self.session,
+            incoming.transfer,
+            outgoing=False,
+            peer=incoming.sender,
+            name=safe_name(incoming.name),
+            size=incoming.size,
+            state=TransferState.OFFERED,
+            incoming=incoming,
+            post=self._post,
+            ended=self._ended,
+        )
+        record.last_info = record.info()
+        with self._lock:
+            self._open[record.transfer] = record
+        self._post(FileOffered(record.last_info))
+        record.thread.start()
+
+    def _on_offer_answer(self, status: RequestStatus) -> bool:
+        transfer = status.message.get("transfer")
+        record = self._find(transfer) if isinstance(transfer, str) else None
+        if record is None:
+            if status.state is RequestState.DONE and isinstance(transfer, str):
+                # An offer we no longer stand behind (given up while its answer was underway).
+                self._send_quietly(file_cancel(transfer, CancelReason.CANCELLED))
+            return isinstance(transfer, str)
+        if status.state in (RequestState.DONE, RequestState.FAILED):
+            record.inbox.put(("offer_answer", status))
+        return True
+
+    def _connection_lost(self) -> None:
+        with self._lock:
+            records = list(self._open.values())
+        for record in records:
+            if record.state is TransferState.PREPARING:
+                record.abandon = CancelReason.DISCONNECTED
+            record.inbox.put(("lost",))
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _find(self, transfer: str) -> TransferWorker | None:
+        with self._lock:
+            return self._open.get(transfer)
+
+    def _offered(self, transfer: str) -> TransferWorker:
+        record = self._find(transfer)
+        if record is None or record.outgoing or record.over or record.incoming is None:
+            raise TransferError("This offer is no longer open.")
+        if record.accepting or record.download is not None:
+            raise TransferError("This offer is already answered.")
+        return record
+
+    def _ended(self, record: TransferWorker) -> None:
+        with self._lock:
+            self._open.pop(record.transfer, None)
+
+    def _post(self, event: TransferEvent) -> None:
+        self.events.put(event)
+
+    def _max_file_size(self) -> int | None:
+        greeting = self.session.greeting or {}
+        limits = greeting.get("limits")
+        limit = limits.get("max_file_size") if isinstance(limits, dict) else None
+        return limit if type(limit) is int and limit >= 0 else None
+
+    def _send_quietly(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(NotConnected):
+            self.session.send_message(message)
