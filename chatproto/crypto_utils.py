@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import constant_time, hashes, padding, seria
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -160,18 +161,19 @@ def load_public_key(data: bytes | str | rsa.RSAPublicKey) -> rsa.RSAPublicKey:
     least 2048 bits with exponent 65537, the keys the protocol accepts.
     """
     if isinstance(data, rsa.RSAPublicKey):
-        key = data
+        loaded: PublicKeyTypes = data
     else:
         raw = data.encode("ascii") if isinstance(data, str) else bytes(data)
         try:
             if raw.lstrip().startswith(b"-----BEGIN"):
-                key = serialization.load_pem_public_key(raw)
+                loaded = serialization.load_pem_public_key(raw)
             else:
-                key = serialization.load_der_public_key(raw)
+                loaded = serialization.load_der_public_key(raw)
         except (ValueError, TypeError, UnsupportedAlgorithm):
             raise CryptoError() from None
-    if not isinstance(key, rsa.RSAPublicKey):
+    if not isinstance(loaded, rsa.RSAPublicKey):
         raise CryptoError()
+    key = loaded
     numbers = key.public_numbers()
     if key.key_size < MIN_PEER_RSA_BITS or numbers.e != RSA_PUBLIC_EXPONENT:
         raise CryptoError()

@@ -102,7 +102,7 @@ def _history_limit(value: int, ctx: Context) -> int:
     return min(value, HISTORY_MAX_LIMIT)
 
 
-def _members(value: list, ctx: Context) -> tuple[str, ...]:
+def _members(value: list[Any], ctx: Context) -> tuple[str, ...]:
     if len(value) > MAX_ROOM_MEMBERS_AT_CREATION:
         raise _Bounds(f"at most {MAX_ROOM_MEMBERS_AT_CREATION} members")
     for name in value:
@@ -230,9 +230,9 @@ def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Re
             ErrorCode.BAD_REQUEST, f"id must be a string of 1 to {MAX_ID_LENGTH} characters"
         )
     kind = message.get("type")
-    fields = REQUEST_FIELDS.get(kind) if isinstance(kind, str) else None
-    if fields is None:
+    if not isinstance(kind, str) or kind not in REQUEST_FIELDS:
         raise MessageError(ErrorCode.BAD_REQUEST, "unknown message type", ref)
+    fields = REQUEST_FIELDS[kind]
     values: dict[str, Any] = {"id": ref}
     for spec in fields:
         values[_python_name(spec.name)] = _field_value(spec, message, ctx, ref)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 
 from . import crypto_utils
 from .errors import (
@@ -47,7 +48,9 @@ class RecordSealer:
     ``iv_source`` exists for the known-answer tests; leave it alone elsewhere.
     """
 
-    def __init__(self, enc_key: bytes, mac_key: bytes, *, iv_source=os.urandom) -> None:
+    def __init__(
+        self, enc_key: bytes, mac_key: bytes, *, iv_source: Callable[[int], bytes] = os.urandom
+    ) -> None:
         self._enc_key = enc_key
         self._mac_key = mac_key
         self._iv_source = iv_source
