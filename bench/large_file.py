@@ -144,7 +144,7 @@ def run_client(args: argparse.Namespace) -> int:
         infos[info.transfer] = info
         shown(info)
 
-    app.transfer_changed = transfer_changed  # type: ignore[method-assign]
+    app.transfer_changed = transfer_changed  # type: ignore[method-assign]  # a spy on the window's hook
     state: dict[str, Any] = {"step": "login", "last_report": 0.0, "last_value": None, "result": 1}
 
     def row() -> Any:

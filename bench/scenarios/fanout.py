@@ -95,7 +95,9 @@ def _profile(cfg: Config, group: procs.ServerGroup, lg: LoadGen, n: int) -> dict
         return {"unavailable": "py-spy is not installed (pip install -r requirements-dev.txt)"}
     out = procs.REPO / "bench" / "results" / "profile-fanout-bench.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
-    spy = profile.record(group.servers[0].proc.pid, cfg.profile_seconds, out)  # type: ignore[union-attr]
+    proc = group.servers[0].proc
+    assert proc is not None, "the profile runs while the servers are up"
+    spy = profile.record(proc.pid, cfg.profile_seconds, out)
     ends = time.monotonic() + cfg.profile_seconds
     while time.monotonic() < ends and spy.poll() is None:
         _saturation_run(cfg, group, lg, n)
@@ -112,7 +114,8 @@ def _profile(cfg: Config, group: procs.ServerGroup, lg: LoadGen, n: int) -> dict
 
 def _accounts(ctx: Context, kind: Kind, count: int) -> list[tuple[str, str]]:
     if kind.name == "product":
-        return ctx.product.receiver_accounts()  # type: ignore[union-attr]
+        assert ctx.product is not None, "the product kind runs with its users made"
+        return ctx.product.receiver_accounts()
     return [(f"r{i}", "") for i in range(max(1, min(count, 100)))]
 
 

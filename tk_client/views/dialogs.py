@@ -40,7 +40,7 @@ class _Dialog(tk.Toplevel):
 
     def text(self, words: str, style: str = "Surface.TLabel", **grid: object) -> ttk.Label:
         label = ttk.Label(self.body, text=words, style=style, wraplength=500, justify="left")
-        label.pack(anchor="w", **grid)  # type: ignore[arg-type]
+        label.pack(anchor="w", **grid)  # type: ignore[arg-type]  # pack options are typed per keyword
         return label
 
     def fingerprint_field(self, value: str, fonts: theme.Fonts) -> ttk.Entry:

@@ -19,7 +19,7 @@ def release(*variables: tk.Variable) -> None:
             continue
         with contextlib.suppress(tk.TclError, RuntimeError):
             variable.set("")
-            variable._tk.globalunsetvar(variable._name)  # type: ignore[attr-defined]
+            variable._tk.globalunsetvar(variable._name)  # type: ignore[attr-defined]  # tkinter's own, untyped
         variable._tk = None  # type: ignore[attr-defined]  # makes __del__ a no-op
 
 
@@ -43,5 +43,5 @@ def release_fonts(*fonts: tkfont.Font) -> None:
     for font in fonts:
         with contextlib.suppress(tk.TclError, RuntimeError):
             if font.delete_font:
-                font._call("font", "delete", font.name)  # type: ignore[attr-defined]
+                font._call("font", "delete", font.name)  # type: ignore[attr-defined]  # what Font.__del__ calls
         font.delete_font = False
