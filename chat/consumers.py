@@ -2,13 +2,16 @@
 
 Frames in, events out: WebSocket messages become connection events, events
 become sends and closes, and each validated request a call of the handler named
-after its type (``handle_send`` for ``send``...), whose service result or
-:class:`~chat.services.ServiceError` becomes a record. Everything else is
-elsewhere: the process's state in the :class:`~chat.runtime.ChatRuntime` given
-to every consumer (``as_asgi(runtime=...)``), the order of a session's output
-in :mod:`chat.outbox`, login and the start of a session in
-:mod:`chat.session_start`, file transfers in :mod:`chat.transfers`, abuse
-limits in :mod:`chat.limits` and blocking work in :mod:`chat.workers`.
+after its type (``handle_send`` for ``send``...), whose result or
+:class:`~chat.services.ServiceError` becomes a record. The rest is elsewhere:
+
+- the process's state: the :class:`~chat.runtime.ChatRuntime` every consumer
+  is given (``ChatConsumer.as_asgi(runtime=...)``, :mod:`chat.routing`);
+- the order of a session's output, and its pushes: :mod:`chat.outbox`;
+- greeting, login, registration, the start and end of a session: :mod:`chat.lifecycle`;
+- the request handlers: :mod:`chat.handlers`; file transfers: :mod:`chat.transfers`;
+- abuse limits: :mod:`chat.limits`; blocking work: :mod:`chat.workers`;
+- Channels' methods overridden for speed, with their figures: :mod:`chat.lean_consumer`.
 """
 
 from __future__ import annotations
@@ -17,22 +20,12 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.consumer import get_handler_name
-from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.models import User
+from chatproto import connection as proto
 from chatproto.codes import CloseCode, ErrorCode
-from chatproto.connection import (
-    ChunkReceived,
-    CloseConnection,
-    HandshakeComplete,
-    RequestReceived,
-    SendRecord,
-    ServerConnection,
-    State,
-)
+from chatproto.connection import ServerConnection, State
 from chatproto.framing import FileChunk
 from chatproto.messages import Request
 from chatproto.records import SequenceExhausted
@@ -40,15 +33,15 @@ from chatproto.records import SequenceExhausted
 from . import lifecycle, limits, services
 from .addresses import client_address
 from .handlers import RequestHandlers
+from .lean_consumer import LeanWebsocketConsumer
 from .outbox import INTERNAL_FAILURE, Outbox
 from .runtime import ChatRuntime
-from .sessions import Push
 from .transfers import TransferSession
 
 log = logging.getLogger("chat.sessions")
 
 
-class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
+class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
     """One WebSocket session; ``runtime``: the process's state (see the module docstring)."""
 
     def __init__(self, *args: Any, runtime: ChatRuntime, **kwargs: Any) -> None:
@@ -66,10 +59,10 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
         self.groups_joined: set[str] = set()
         self.close_code: int | None = None
         self.timer: asyncio.Task[None] | None = None
-        self.outbox = Outbox(self, self.runtime.workers)
+        self.outbox = Outbox(self, self.runtime)
+        self.push = self.outbox.push  # the fan-out's hot path, without a hop through here
         self.transfers = TransferSession(self, self.runtime.transfers)
         self.limits = limits.SessionLimits(self.runtime.limits)
-        self._queued_sent: set[int] = set()
         await self.accept()
         if not await limits.admit_handshake(self.address):
             log.warning("connection from %s refused: too many handshakes", self.address)
@@ -103,17 +96,7 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
         for group in list(self.groups_joined):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined.clear()
-        await lifecycle.finish(self)
-        code = self.close_code if self.close_code is not None else code
-        if self.session_id is None:
-            log.debug(
-                "connection from %s closed before the handshake ended: %s", self.address, code
-            )
-            return
-        log.info(
-            "session %s ended: user %s from %s, close %s",
-            *(self.session_id, self.username, self.address, code),
-        )
+        await lifecycle.finish(self, self.close_code if self.close_code is not None else code)
 
     # --- events of the connection -----------------------------------------------------------
 
@@ -122,17 +105,17 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
         for event in events:
             if self.close_code is not None:
                 return
-            if isinstance(event, SendRecord):
+            if isinstance(event, proto.SendRecord):
                 await self._transmit(bytes_data=event.data)
-            elif isinstance(event, CloseConnection):
+            elif isinstance(event, proto.CloseConnection):
                 await self._close(event.code)
-            elif isinstance(event, HandshakeComplete):
+            elif isinstance(event, proto.HandshakeComplete):
                 self.session_id = event.session_id
                 self._restart_deadlines()  # now the login deadline applies
                 await self.send_message(lifecycle.greeting())
-            elif isinstance(event, RequestReceived):
+            elif isinstance(event, proto.RequestReceived):
                 await self._dispatch(event.request)
-            elif isinstance(event, ChunkReceived):
+            elif isinstance(event, proto.ChunkReceived):
                 await self.transfers.handle_chunk(event.chunk)
 
     async def _dispatch(self, request: Request) -> None:
@@ -175,27 +158,9 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
 
     # --- sending ----------------------------------------------------------------------------
 
-    async def send(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
-    ) -> None:
-        """Channels' ``send``, straight to the server's ``send`` for a binary record.
-
-        Every pushed message to every session goes through here; Channels' two layers of
-        coroutines around the ASGI ``send`` are measurable at that rate (bench/NOTES.md,
-        "What the profiles showed": per-recipient work of the fan-out).
-        """
-        if bytes_data is not None and not close:
-            await self.base_send({"type": "websocket.send", "bytes": bytes_data})
-            return
-        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
-
     async def _transmit(self, **frame: Any) -> None:
-        """Send one WebSocket message, unless the peer has gone.
-
-        A layer event can arrive after the client closed but before the
-        ``websocket.disconnect`` that follows it; daphne then raises on send.
-        That must not end the consumer: ``disconnect`` still has to run.
-        """
+        """Send one WebSocket message, unless the peer has gone (then daphne raises on send,
+        before the ``websocket.disconnect`` that follows: ``disconnect`` must still run)."""
         if self.close_code is not None:
             return
         try:
@@ -230,12 +195,29 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
 
     async def send_message(self, message: dict[str, Any]) -> None:
         if self.conn is not None and self.close_code is None:
-            await self._seal(lambda: self.conn.send(message))
+            await self._seal(lambda: self.conn.send(message))  # type: ignore[union-attr]
+
+    async def send_plaintext(self, plaintext: bytes) -> bool:
+        """A push's record to the client; True when it went out (once per recipient: lean)."""
+        conn = self.conn
+        if conn is None or self.close_code is not None or conn.state is not State.LOGGED_IN:
+            return False
+        try:
+            data = conn.send_plaintext(plaintext)
+        except SequenceExhausted:
+            await self._close(CloseCode.NORMAL)  # the client reconnects
+            return False
+        await self._transmit(bytes_data=data)
+        return self.close_code is None
+
+    async def close_to_reconnect(self) -> None:
+        await self._close(CloseCode.NORMAL)
 
     async def send_chunk(self, chunk: FileChunk) -> None:
         """A chunk record to the client (chunks relayed to this session as the recipient)."""
         if self.conn is not None and self.close_code is None:
-            await self._seal(lambda: self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data))
+            seal = self.conn.send_chunk
+            await self._seal(lambda: seal(chunk.transfer, chunk.index, chunk.data))
 
     async def reply_error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
         """An ``error`` answer (the connection counts bad requests and may close 4008)."""
@@ -276,65 +258,7 @@ class ChatConsumer(RequestHandlers, AsyncWebsocketConsumer):
         self.rooms = set(rooms)
         self.runtime.sessions.set_rooms(self, self.rooms)
 
-    def mark_queued(self, msg_id: int) -> None:
-        """A queued private message went out at login: its live push is not sent again."""
-        self._queued_sent.add(msg_id)
-
-    # --- channel-layer events and pushes --------------------------------------------------------
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the handler of a WebSocket message or layer event; a failing event is logged.
-
-        Overridden for speed: without Channels' ``aclose_old_connections()`` (a thread hop)
-        before every event, as the ``channels-nohop`` baseline measures (docs/benchmarks.md:
-        4,152 against 1,960 deliveries/s at N=50); every database call here goes through
-        ``database_sync_to_async``, which checks connections itself. A layer event's
-        failure must not end the consumer: ``disconnect`` (presence, groups) has to run.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        if not message["type"].startswith("chat."):
-            await handler(message)
-            return
-        try:
-            await handler(message)
-        except Exception:
-            log.exception("session %s: %s event failed", self.session_id, message["type"])
-
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        """Channels' own, without its ``aclose_old_connections()`` hop (see :meth:`dispatch`)."""
-        await self.disconnect(message["code"])
-        raise StopConsumer()
-
-    async def push(self, push: Push) -> None:
-        """A message from the fan-out: sent now, or kept while the lock is held (chat.outbox).
-
-        This runs once per recipient of every message: keep it lean.
-        """
-        if not self.outbox.lock.locked():
-            await self.deliver(push)
-        elif not self.outbox.defer(push):
-            await self._close(CloseCode.NORMAL)
-
-    async def deliver(self, push: Push) -> None:
-        """Seal and send a push, unless it is not for this session (any more)."""
-        conn = self.conn
-        if conn is None or self.close_code is not None or conn.state is not State.LOGGED_IN:
-            return
-        if push.room is not None and push.room not in self.rooms:
-            return  # the session left the room meanwhile
-        if push.msg_id is not None and push.msg_id in self._queued_sent:
-            return  # already sent from the offline queue at login
-        try:
-            data = conn.send_plaintext(push.plaintext)
-        except SequenceExhausted:
-            self.runtime.in_background(self._close(CloseCode.NORMAL))  # the client reconnects
-            return
-        await self._transmit(bytes_data=data)
-        if push.mark_delivered and self.close_code is None:
-            mark = self.runtime.workers.database(services.mark_delivered)
-            self.runtime.in_background(mark(self.user_id, push.msg_id))
+    # --- channel-layer events ---------------------------------------------------------------
 
     async def chat_rooms_changed(self, event: dict[str, Any]) -> None:
         async with self.outbox.lock:

@@ -62,8 +62,6 @@ class Starting(Protocol):
 
     def follow_rooms(self, rooms: set[str]) -> None: ...
 
-    def mark_queued(self, msg_id: int) -> None: ...
-
     async def send_message(self, message: dict[str, Any]) -> None: ...
 
     async def refuse_login(self, message: dict[str, Any]) -> None: ...
@@ -152,18 +150,16 @@ async def start(session: Starting, user: User, ref: str | None) -> None:
         services.answer("login_ok", ref, user={"username": session.username}, rooms=begun.rooms)
     )
     for message in begun.queued:
-        session.mark_queued(message["msg_id"])
+        session.outbox.sent_from_queue(message["msg_id"])
         await session.send_message(message)
     await session.send_message(begun.users)
     if came_online:
         await delivery.users_changed(begun.users, exclude=session.channel_name)
 
 
-async def finish(session: Starting) -> None:
-    """The connection ended: stored what it sent, left the registry and presence, transfers ended.
-
-    Everyone gets ``users`` when it was the user's last session.
-    """
+async def finish(session: Starting, code: int) -> None:
+    """The connection ended (``code``): what it sent is stored, it leaves the registry and
+    presence, its transfers end, and everyone gets ``users`` if it was the user's last."""
     await session.outbox.writes_done()  # messages received before the close are stored and sent
     went_offline = False
     try:
@@ -177,3 +173,10 @@ async def finish(session: Starting) -> None:
     finally:
         # After presence, so that the user's last session also ends offers made to them.
         await session.transfers.session_closed(went_offline=went_offline)
+    if session.session_id is None:
+        log.debug("connection from %s closed before the handshake ended: %s", session.address, code)
+        return
+    log.info(
+        "session %s ended: user %s from %s, close %s",
+        *(session.session_id, session.username, session.address, code),
+    )

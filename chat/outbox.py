@@ -21,14 +21,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatproto.codes import ErrorCode
 from chatproto.messages import Request
 
 from . import delivery, services
 from .sessions import Push
-from .workers import Workers
+
+if TYPE_CHECKING:
+    from .runtime import ChatRuntime
 
 log = logging.getLogger("chat.sessions")
 
@@ -41,8 +43,12 @@ class Writer(Protocol):
 
     session_id: str | None
     user: Any
+    user_id: int
+    rooms: set[str]
 
-    async def deliver(self, push: Push) -> None: ...
+    async def send_plaintext(self, plaintext: bytes) -> bool: ...
+
+    async def close_to_reconnect(self) -> None: ...
 
     async def send_message(self, message: dict[str, Any]) -> None: ...
 
@@ -68,14 +74,44 @@ class SessionLock(asyncio.Lock):
 class Outbox:
     """One session's lock and the output that waits for it (see the module docstring)."""
 
-    def __init__(self, writer: Writer, workers: Workers) -> None:
+    def __init__(self, writer: Writer, runtime: ChatRuntime) -> None:
         self.writer = writer
-        self.workers = workers
+        self.runtime = runtime
+        self.workers = runtime.workers
         self.lock = SessionLock(self._after_lock)
+        self._queued_sent: set[int] = set()
         self._deferred: list[Push] = []  # (a list: an empty deque costs 760 bytes)
         self._broadcasts: list[delivery.Broadcast] = []
         self._writes: list[tuple[Request, services.Outgoing]] = []
         self._writer: asyncio.Task[None] | None = None
+
+    # --- pushes --------------------------------------------------------------------------------
+
+    async def push(self, push: Push) -> None:
+        """A message from the fan-out: sent now, or kept while the lock is held.
+
+        This runs once per recipient of every message: keep it lean.
+        """
+        if not self.lock.locked():
+            await self.deliver(push)
+        elif not self.defer(push):
+            await self.writer.close_to_reconnect()
+
+    async def deliver(self, push: Push) -> None:
+        """Send a push, unless it is not for this session (any more)."""
+        writer = self.writer
+        if push.room is not None and push.room not in writer.rooms:
+            return  # the session left the room meanwhile
+        if push.msg_id is not None and push.msg_id in self._queued_sent:
+            return  # already sent from the offline queue at login
+        if await writer.send_plaintext(push.plaintext) and push.mark_delivered:
+            # A message queued for an offline recipient reached one of their sessions live.
+            mark = self.workers.database(services.mark_delivered)
+            self.runtime.in_background(mark(writer.user_id, push.msg_id))
+
+    def sent_from_queue(self, msg_id: int) -> None:
+        """A queued private message went out at login: its live push is not sent again."""
+        self._queued_sent.add(msg_id)
 
     # --- what waits for the lock ---------------------------------------------------------------
 
@@ -108,7 +144,7 @@ class Outbox:
         while self._deferred:
             waiting, self._deferred = self._deferred, []
             for push in waiting:
-                await self.writer.deliver(push)
+                await self.deliver(push)
 
     # --- messages to store ---------------------------------------------------------------------
 
