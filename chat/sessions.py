@@ -16,7 +16,7 @@ group :data:`chat.delivery.PROCESS_GROUP`, read by one task (the *hub*). Each
 recipients) is encoded once and handed, as a :class:`Push`, to each local
 session it concerns, which seals it with its own keys and sends it. A session
 busy answering a request keeps its pushes until it has answered (see
-``ChatConsumer.push``), so its own answers come first. Events are handled one
+:class:`chat.outbox.Outbox`), so its own answers come first. Events are handled one
 at a time, in arrival order, so what one sender sends arrives in order.
 
 Heartbeat
