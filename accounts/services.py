@@ -98,9 +98,9 @@ def authenticate(username: str, password: str, address: str) -> User:
     waits = [limits.pair.retry_after(pair_key), limits.address.retry_after(address)]
     if not limits.known_addresses.knows(known_key):
         waits.append(limits.account.retry_after(username))
-    waits = [wait for wait in waits if wait]
-    if waits:
-        wait = max(waits)
+    due = [wait for wait in waits if wait]
+    if due:
+        wait = max(due)
         raise LoginRefused(RATE_LIMITED, f"Too many failed logins; {try_again(wait)}", wait)
     # A name no account can have is an unknown user, not a query: PostgreSQL refuses a NUL.
     user = User.objects.filter(username=username).first() if valid_username(username) else None

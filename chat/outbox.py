@@ -104,7 +104,8 @@ class Outbox:
             return  # the session left the room meanwhile
         if push.msg_id is not None and push.msg_id in self._queued_sent:
             return  # already sent from the offline queue at login
-        if await writer.send_plaintext(push.plaintext) and push.mark_delivered:
+        sent = await writer.send_plaintext(push.plaintext)
+        if sent and push.mark_delivered and push.msg_id is not None:
             # A message queued for an offline recipient reached one of their sessions live.
             mark = self.workers.database(services.mark_delivered)
             self.runtime.in_background(mark(writer.user_id, push.msg_id))
@@ -165,6 +166,7 @@ class Outbox:
             batch, self._writes = self._writes, []
             outbox: list[delivery.Broadcast] = []
             store = self.workers.database(delivery.collecting(services.send_messages, outbox))
+            results: list[Any]
             try:
                 results = await store(writer.user, [outgoing for _, outgoing in batch])
             except Exception:
@@ -174,7 +176,7 @@ class Outbox:
                 results = [None] * len(batch)
             for (request, _), result in zip(batch, results, strict=True):
                 if isinstance(result, services.ServiceError):
-                    await writer.reply_error(result.code, result.message, request.id)
+                    await writer.reply_error(ErrorCode(result.code), result.message, request.id)
                 elif result is None:
                     await writer.reply_error(ErrorCode.INTERNAL, INTERNAL_FAILURE, request.id)
                 else:

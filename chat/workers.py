@@ -85,10 +85,11 @@ class Workers:
         pool = self._pools.get(kind)
         if pool is None:
             sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-            initializer = {
+            initializers: dict[str, Callable[[], None]] = {
                 "passwords": _lower_priority,
                 "handshakes": functools.partial(_lower_priority, HANDSHAKE_NICENESS),
-            }.get(kind)
+            }
+            initializer = initializers.get(kind)
             pool = self._pools[kind] = ThreadPoolExecutor(
                 max_workers=max(1, threads),
                 thread_name_prefix=f"chat-{kind}",
