@@ -404,6 +404,7 @@ class TransferRelay:
         ended = self._settle(actions, about)
         lost: set[str] = set()
         for action in actions:
+            target: str | None
             if isinstance(action, DeliverChunk):
                 ok = await self._deliver_chunk(action)
                 target = action.session
@@ -586,15 +587,17 @@ class TransferRelay:
             for transfer_id, owner in list(session.routes.items())
             if owner not in local and (sender := session.senders.get(transfer_id)) is not None
         ]
-        owners = [(sender, owner) for _session, _transfer, owner, sender in routed]
+        owners: list[tuple[str, str | None]] = [
+            (sender, owner) for _session, _transfer, owner, sender in routed
+        ]
         gone = await sync_to_async(_gone_peers)(owned + owners)
         confirmed, self.suspects = gone & self.suspects, gone
         actions: list[Action] = []
-        for user, session in sorted(confirmed, key=str):
-            if session is None:
+        for user, peer in sorted(confirmed, key=str):
+            if peer is None:
                 actions += reg.recipient_offline(user)
             else:
-                actions += reg.drop_session(session)
+                actions += reg.drop_session(peer)
         await self.carry_out(actions)
         for session, transfer_id, owner, sender in routed:
             if (sender, owner) in confirmed and session.routes.get(transfer_id) == owner:
@@ -630,7 +633,7 @@ def _outcome(actions: list[Action], transfer_id: str) -> str:
             return "declined"
         if message["type"] == "file_cancel":
             try:
-                return f"cancelled ({CancelReason(message.get('reason'))})"
+                return f"cancelled ({CancelReason(str(message.get('reason')))})"
             except ValueError:
                 return "cancelled"
     return "over"
@@ -651,7 +654,7 @@ def _gone_peers(peers: list[tuple[str, str | None]]) -> set[tuple[str, str | Non
 
     ``(user, None)`` asks about the user: gone when no session of theirs is left.
     """
-    gone = set()
+    gone: set[tuple[str, str | None]] = set()
     for user, session in peers:
         if session is None:
             if not presence.online([user]):
