@@ -34,10 +34,11 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chatproto.messages import USERNAME_RE
-
+from .errors import LoginRefused as LoginRefused
+from .errors import RegistrationRefused as RegistrationRefused
 from .models import User
-from .throttle import Recollection, SlidingWindow, StrictWindow, network_of
+from .throttle import Recollection, SlidingWindow, StrictWindow, network_of, try_again
+from .usernames import USERNAME_RULE, username_problem, valid_username
 
 log = logging.getLogger("accounts")
 
@@ -47,21 +48,11 @@ RATE_LIMITED = "rate_limited"
 
 @dataclass(frozen=True)
 class LoginResult:
-    """A successful login has ``user``; a failed one has ``reason`` (and maybe ``retry_after``)."""
+    """:func:`login`'s answer for the admin's form: ``user``, or ``reason`` and ``retry_after``."""
 
     user: User | None = None
     reason: str | None = None
     retry_after: int | None = None
-
-
-class RegistrationRefused(Exception):
-    """``reason`` is a register_failed reason; ``message`` tells the user what to fix."""
-
-    def __init__(self, reason: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -86,11 +77,20 @@ class LoginLimits:
 
 
 def login(username: str, password: str, address: str) -> LoginResult:
+    """:func:`authenticate` as a result instead of an exception (the admin's login form)."""
+    try:
+        return LoginResult(user=authenticate(username, password, address))
+    except LoginRefused as refused:
+        return LoginResult(reason=refused.code, retry_after=refused.retry_after)
+
+
+def authenticate(username: str, password: str, address: str) -> User:
     """Check credentials with throttling; equal answers and effort for every kind of failure.
 
     Unknown user, wrong password and inactive account all hash the password
-    once and answer ``invalid_credentials``. A refusal for a limit hashes
-    nothing and counts nothing, so a limit decays while it refuses.
+    once and raise :class:`LoginRefused` ``invalid_credentials``. A refusal for a
+    limit (``rate_limited``, with ``retry_after``) hashes nothing and counts
+    nothing, so a limit decays while it refuses.
     """
     limits = LoginLimits.from_settings()
     pair_key = f"{username}\0{address}"
@@ -98,13 +98,12 @@ def login(username: str, password: str, address: str) -> LoginResult:
     waits = [limits.pair.retry_after(pair_key), limits.address.retry_after(address)]
     if not limits.known_addresses.knows(known_key):
         waits.append(limits.account.retry_after(username))
-    waits = [wait for wait in waits if wait]
-    if waits:
-        return LoginResult(reason=RATE_LIMITED, retry_after=max(waits))
+    due = [wait for wait in waits if wait]
+    if due:
+        wait = max(due)
+        raise LoginRefused(RATE_LIMITED, f"Too many failed logins; {try_again(wait)}", wait)
     # A name no account can have is an unknown user, not a query: PostgreSQL refuses a NUL.
-    user = (
-        User.objects.filter(username=username).first() if USERNAME_RE.fullmatch(username) else None
-    )
+    user = User.objects.filter(username=username).first() if valid_username(username) else None
     if user is None:
         # Hash anyway, as Django's ModelBackend does, so the answer takes as long.
         User().set_password(password)
@@ -122,12 +121,15 @@ def login(username: str, password: str, address: str) -> LoginResult:
                 "logins from addresses it has not logged in from are refused for now",
                 username,
             )
-        return LoginResult(reason=INVALID_CREDENTIALS)
+        raise LoginRefused(
+            INVALID_CREDENTIALS, "Wrong username or password; check both and log in again."
+        )
+    assert user is not None
     limits.pair.reset(pair_key)
     limits.known_addresses.note(known_key)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
-    return LoginResult(user=user)
+    return user
 
 
 def registration_open() -> bool:
@@ -147,14 +149,11 @@ def register(username: str, password: str, address: str) -> User:
     wait = window.retry_after(address)
     if wait:
         raise RegistrationRefused(
-            "rate_limited", f"Too many registrations; try again in {wait} seconds.", wait
+            "rate_limited", f"Too many registrations; {try_again(wait)}", wait
         )
     window.hit(address)
-    if not USERNAME_RE.fullmatch(username):
-        raise RegistrationRefused(
-            "invalid_username",
-            "Choose a username of 1 to 150 characters: letters A-Z and a-z, digits and . @ + - _",
-        )
+    if problem := username_problem(username):
+        raise RegistrationRefused("invalid_username", problem)
     if User.objects.filter(username__iexact=username).exists():
         raise RegistrationRefused(
             "username_taken", f"The username {username!r} is taken; choose another one."
@@ -177,10 +176,8 @@ def register(username: str, password: str, address: str) -> User:
 
 def create_user(username: str, password: str | None, *, validate: bool = True, **fields) -> User:
     """Create an account (admin tooling, tests). ValueError says what is wrong with it."""
-    if not USERNAME_RE.fullmatch(username):
-        raise ValueError(
-            "usernames are 1 to 150 characters: letters A-Z and a-z, digits and . @ + - _"
-        )
+    if not valid_username(username):
+        raise ValueError(f"usernames are {USERNAME_RULE}")
     if User.objects.filter(username__iexact=username).exists():
         raise ValueError(f"the username {username!r} is taken (usernames ignore letter case)")
     if validate and password is not None:

@@ -43,6 +43,11 @@ def in_words(seconds: int) -> str:
     return f"{math.ceil(seconds / 60)} minutes"
 
 
+def try_again(seconds: int) -> str:
+    """The one wording of a wait that ends a refusal: "try again in 12 minutes."."""
+    return f"try again in {in_words(seconds)}."
+
+
 @dataclass(frozen=True)
 class SlidingWindow:
     """At most ``limit`` hits per ``seconds`` for each key, under the name ``name``."""

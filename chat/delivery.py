@@ -46,8 +46,8 @@ before the message itself, and no worker thread waits on the loop.
 
 from __future__ import annotations
 
+import contextvars
 import functools
-import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -123,7 +123,11 @@ async def to_channel(channel_name: str, event: dict[str, Any]) -> None:
 
 # --- after commit ----------------------------------------------------------------------------
 
-_collecting = threading.local()
+# The outbox of the service call running in this context (a worker thread's call), if any.
+# A ContextVar, not module state: its value lives in each call's context.
+_OUTBOX: contextvars.ContextVar[list[Broadcast] | None] = contextvars.ContextVar(
+    "chat_outbox", default=None
+)
 
 
 def collecting(func: Callable[P, R], outbox: list[Broadcast]) -> Callable[P, R]:
@@ -135,11 +139,11 @@ def collecting(func: Callable[P, R], outbox: list[Broadcast]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        _collecting.outbox = outbox
+        token = _OUTBOX.set(outbox)
         try:
             return func(*args, **kwargs)
         finally:
-            _collecting.outbox = None
+            _OUTBOX.reset(token)
 
     return run
 
@@ -156,7 +160,7 @@ def _after_commit(broadcast: Callable[..., Awaitable[None]]) -> Callable[..., No
 
     @functools.wraps(broadcast)
     def call(*args: Any, **kwargs: Any) -> None:
-        outbox = getattr(_collecting, "outbox", None)
+        outbox = _OUTBOX.get()
         if outbox is not None:
             outbox.append(functools.partial(broadcast, *args, **kwargs))
         else:

@@ -56,7 +56,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 
-from accounts.throttle import SlidingWindow, in_words
+from accounts.throttle import SlidingWindow, in_words, try_again
 from chatproto.messages import Request
 from chatproto.transfer import TRANSFER_TYPES
 
@@ -121,23 +121,47 @@ class TokenBuckets:
         self._sweep_at = max(1024, 2 * len(self._buckets))
 
 
-_buckets: dict[str, TokenBuckets] = {}
-# Logins of each username between their session check and their entry in presence.
-_arriving: collections.Counter[str] = collections.Counter()
+class LimitCounters:
+    """This process's counters: the token buckets, and the logins under way per username.
 
+    One per :class:`chat.runtime.ChatRuntime`; every session's :class:`SessionLimits`
+    shares it.
+    """
 
-def _bucket(name: str, rate: tuple[int, int]) -> TokenBuckets:
-    """This process's buckets for ``name``, new whenever the configured rate changes."""
-    buckets = _buckets.get(name)
-    if buckets is None or buckets.rate != tuple(rate):
-        buckets = _buckets[name] = TokenBuckets(*rate)
-    return buckets
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBuckets] = {}
+        # Logins of each username between their session check and their entry in presence.
+        self._arriving: collections.Counter[str] = collections.Counter()
 
+    def bucket(self, name: str, rate: tuple[int, int]) -> TokenBuckets:
+        """This process's buckets for ``name``, new whenever the configured rate changes."""
+        buckets = self._buckets.get(name)
+        if buckets is None or buckets.rate != tuple(rate):
+            buckets = self._buckets[name] = TokenBuckets(*rate)
+        return buckets
 
-def reset() -> None:
-    """Forget every bucket of this process (tests start from here)."""
-    _buckets.clear()
-    _arriving.clear()
+    @contextlib.asynccontextmanager
+    async def session_place(self, username: str) -> AsyncIterator[int | None]:
+        """Hold a place for a login of ``username`` until it is in presence (or failed).
+
+        Yields None when the session may go ahead, else the ``retry_after`` (the
+        user has ``CHAT_MAX_SESSIONS`` sessions already). The login must complete
+        (``presence.session_started``) inside the ``async with``. Logins of one
+        user in this process count each other while they are under way, so
+        simultaneous logins here can never get past the limit together (at worst
+        both are refused and retry); logins completing at the same instant on
+        different processes can, by one each.
+        """
+        arriving = self._arriving
+        arriving[username] += 1
+        try:
+            live = await sync_to_async(presence.session_count)(username)
+            full = live + arriving[username] > settings.CHAT_MAX_SESSIONS
+            yield session_retry_after() if full else None
+        finally:
+            arriving[username] -= 1
+            if arriving[username] <= 0:
+                del arriving[username]
 
 
 def room_window() -> SlidingWindow:
@@ -187,7 +211,8 @@ class SessionLimits:
     whenever it answers ``rate_limited`` (whichever limit refused).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, counters: LimitCounters) -> None:
+        self.counters = counters
         # Created at the first refusal: most sessions never get one, and an empty deque
         # costs 760 bytes in every idle session.
         self._refusals: collections.deque[float] | None = None
@@ -206,21 +231,20 @@ class SessionLimits:
             wait = await sync_to_async(room_window().retry_after)(str(user_id))
             if wait is not None:
                 count, seconds = settings.CHAT_ROOM_CREATE_RATE
-                return (
-                    f"You may create {count} rooms in {in_words(seconds)}; "
-                    f"try again in {in_words(wait)}."
-                )
+                return f"You may create {count} rooms in {in_words(seconds)}; {try_again(wait)}"
         # From here on nothing awaits: the buckets are checked, then taken from, in one go,
         # so that a refused request takes from none of them.
         now = time.monotonic()
-        requests = _bucket("requests", settings.CHAT_REQUEST_RATE)
+        requests = self.counters.bucket("requests", settings.CHAT_REQUEST_RATE)
         messages = (
-            _bucket("messages", settings.CHAT_MESSAGE_RATE) if kind in MESSAGE_TYPES else None
+            self.counters.bucket("messages", settings.CHAT_MESSAGE_RATE)
+            if kind in MESSAGE_TYPES
+            else None
         )
         if messages is not None and (wait := messages.wait(user_id, now)) is not None:
-            return f"You are sending messages too fast; try again in {in_words(wait)}."
+            return f"You are sending messages too fast; {try_again(wait)}"
         if (wait := requests.wait(user_id, now)) is not None:
-            return f"Too many requests; try again in {in_words(wait)}."
+            return f"Too many requests; {try_again(wait)}"
         requests.take(user_id, now)
         if messages is not None:
             messages.take(user_id, now)
@@ -230,6 +254,11 @@ class SessionLimits:
         """``request`` was served: count what counts only when done (a room created)."""
         if request.type == "create_room":
             await sync_to_async(room_window().hit)(str(user_id))
+
+    @property
+    def keeps_refusals(self) -> bool:
+        """Whether the session holds a record of refusals yet (none until its first)."""
+        return self._refusals is not None
 
     def refused(self, now: float | None = None) -> bool:
         """Count a ``rate_limited`` answer; True when the session must now be closed (4008)."""
@@ -252,26 +281,3 @@ def session_retry_after() -> int:
     after the process's last (``chat.presence``), so that is worth waiting for.
     """
     return 3 * settings.CHAT_HEARTBEAT_SECONDS
-
-
-@contextlib.asynccontextmanager
-async def session_place(username: str) -> AsyncIterator[int | None]:
-    """Hold a place for a login of ``username`` until it is in presence (or failed).
-
-    Yields None when the session may go ahead, else the ``retry_after`` (the
-    user has ``CHAT_MAX_SESSIONS`` sessions already). The login must complete
-    (``presence.session_started``) inside the ``async with``. Logins of one
-    user in this process count each other while they are under way, so
-    simultaneous logins here can never get past the limit together (at worst
-    both are refused and retry); logins completing at the same instant on
-    different processes can, by one each.
-    """
-    _arriving[username] += 1
-    try:
-        live = await sync_to_async(presence.session_count)(username)
-        full = live + _arriving[username] > settings.CHAT_MAX_SESSIONS
-        yield session_retry_after() if full else None
-    finally:
-        _arriving[username] -= 1
-        if _arriving[username] <= 0:
-            del _arriving[username]

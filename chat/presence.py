@@ -44,7 +44,8 @@ def _user_key(username: str) -> str:
     return "presence:user:" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:32]
 
 
-def _proc_key(process_id: str) -> str:
+def process_key(process_id: str) -> str:
+    """The cache key of a process's heartbeat (deleting it is how a process dies, to the others)."""
     return f"presence:proc:{process_id}"
 
 
@@ -67,7 +68,7 @@ def _locked(key: str) -> Iterator[None]:
 
 def heartbeat(process_id: str = PROCESS_ID) -> None:
     """Say this process is alive for three more heartbeats."""
-    cache.set(_proc_key(process_id), 1, timeout=_ttl())
+    cache.set(process_key(process_id), 1, timeout=_ttl())
     procs = cache.get(_PROCS_KEY) or {}
     if process_id not in procs:
         with _locked(_PROCS_KEY):
@@ -80,8 +81,8 @@ def _alive(process_ids: Iterable[str]) -> set[str]:
     ids = set(process_ids)
     if not ids:
         return set()
-    found = cache.get_many([_proc_key(p) for p in ids])
-    return {p for p in ids if _proc_key(p) in found}
+    found = cache.get_many([process_key(p) for p in ids])
+    return {p for p in ids if process_key(p) in found}
 
 
 def _live_entries(entries: dict[str, str]) -> dict[str, str]:

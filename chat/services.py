@@ -23,6 +23,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from accounts.errors import ServiceError as ServiceError  # the one error model, re-exported
 from accounts.models import User
 from chatproto.codes import ErrorCode
 from chatproto.framing import encoded_size
@@ -32,17 +33,15 @@ from . import delivery, presence
 from .models import LOBBY, Membership, Message, Room
 from .storage import decrypt_body, encrypt_body
 
-
-class ServiceError(Exception):
-    """A request the protocol answers with ``error``: ``code`` and a message for the user."""
-
-    def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 # --- formatting ------------------------------------------------------------------------------
+
+
+def answer(kind: str, ref: str | None, **fields: Any) -> dict[str, Any]:
+    """A direct answer of type ``kind``: ``ref`` only where the request had an ``id``."""
+    message: dict[str, Any] = {"type": kind, **fields}
+    if ref is not None:
+        message["ref"] = ref
+    return message
 
 
 def format_ts(when: datetime.datetime) -> str:
@@ -150,10 +149,8 @@ def users_snapshot() -> dict[str, list[str]]:
 
 
 def users_message(ref: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"type": "users", **users_snapshot()}
-    if ref is not None:
-        message["ref"] = ref
-    return message
+    """The ``users`` message (``ref`` when it answers a request)."""
+    return answer("users", ref, **users_snapshot())
 
 
 def is_active(user_id: int) -> bool:
@@ -329,7 +326,7 @@ def history(
         if not is_member:
             raise ServiceError(ErrorCode.UNKNOWN_ROOM, f"join {room!r} to read its history")
         messages = Message.objects.filter(room=found)
-        answer: dict[str, Any] = {"type": "history", "room": room}
+        result = answer("history", ref, room=room)
     else:
         if with_ == user.username:
             raise ServiceError(ErrorCode.BAD_REQUEST, "there is no conversation with yourself")
@@ -339,17 +336,15 @@ def history(
         messages = Message.objects.filter(
             Q(sender=user, recipient=other) | Q(sender=other, recipient=user)
         )
-        answer = {"type": "history", "with": with_}
-    if ref is not None:
-        answer["ref"] = ref
+        result = answer("history", ref, **{"with": with_})
     if before is not None:
         messages = messages.filter(pk__lt=before)
     page = list(messages.select_related("room", "sender", "recipient").order_by("-pk")[: limit + 1])
     has_more = len(page) > limit
     items = [_message_fields(m) for m in reversed(page[:limit])]
-    answer["messages"] = items
-    answer["has_more"] = has_more
-    return fit_history(answer)
+    result["messages"] = items
+    result["has_more"] = has_more
+    return fit_history(result)
 
 
 def fit_history(answer: dict[str, Any], budget: int = MAX_PLAINTEXT_SIZE) -> dict[str, Any]:

@@ -1,5 +1,8 @@
 """This process's logged-in sessions: the in-process fan-out, and the heartbeat.
 
+All of it is one object, :class:`SessionRegistry`, owned by the process's
+``chat.runtime.ChatRuntime`` (tests make a fresh one).
+
 The registry only knows the sessions of *this* process (presence across
 processes is :mod:`chat.presence`, in the cache), indexed by channel name, by
 user and by room.
@@ -13,7 +16,7 @@ group :data:`chat.delivery.PROCESS_GROUP`, read by one task (the *hub*). Each
 recipients) is encoded once and handed, as a :class:`Push`, to each local
 session it concerns, which seals it with its own keys and sends it. A session
 busy answering a request keeps its pushes until it has answered (see
-``ChatConsumer.push``), so its own answers come first. Events are handled one
+:class:`chat.outbox.Outbox`), so its own answers come first. Events are handled one
 at a time, in arrival order, so what one sender sends arrives in order.
 
 Heartbeat
@@ -49,7 +52,8 @@ from django.conf import settings
 
 from chatproto.framing import encode_json
 
-from . import delivery, presence, services, workers
+from . import delivery, presence, services
+from .workers import Workers
 
 log = logging.getLogger("chat.sessions")
 
@@ -89,155 +93,252 @@ class Session(Protocol):
     async def refresh_groups(self) -> None: ...
 
 
-_local: dict[str, Session] = {}
-_by_user: dict[int, dict[str, Session]] = {}
-_by_room: dict[str, dict[str, Session]] = {}
-_rooms_of: dict[str, frozenset[str]] = {}
-_task: asyncio.Task | None = None
-_hub: _Hub | None = None
-_last_all: list[str] | None = None
-
-
-# --- the registry ------------------------------------------------------------------------------
-
-
-async def register(session: Session) -> None:
-    """A session logged in on this process: it gets pushes from now on.
-
-    Returns once this process's channel is in the process group, so that
-    nothing sent after this call can miss the session. Starts the heartbeat.
-    """
-    global _task, _last_all
-    _local[session.channel_name] = session
-    _by_user.setdefault(session.user_id, {})[session.channel_name] = session
-    set_rooms(session, session.rooms)
-    loop = asyncio.get_running_loop()
-    if _task is None or _task.done() or _task.get_loop() is not loop:
-        _last_all = None
-        _task = loop.create_task(_run(), name="chat-heartbeat")
-    await _ensure_hub()
-
-
-async def unregister(session: Session) -> None:
-    """A session ended; the heartbeat and the hub stop with the last one."""
-    global _hub
-    channel = session.channel_name
-    if _local.pop(channel, None) is None:
-        return
-    _index_rooms(session, frozenset())
-    del _rooms_of[channel]
-    of_user = _by_user.get(session.user_id)
-    if of_user is not None:
-        of_user.pop(channel, None)
-        if not of_user:
-            del _by_user[session.user_id]
-    if _local:
-        return
-    if _task is not None and not _task.done():
-        _task.cancel()
-    hub, _hub = _hub, None
-    if hub is not None:
-        await hub.stop()
-
-
-def set_rooms(session: Session, rooms: set[str] | frozenset[str]) -> None:
-    """The rooms whose messages ``session`` gets (it calls this whenever they change)."""
-    if session.channel_name in _local:
-        _index_rooms(session, rooms)
-
-
-def _index_rooms(session: Session, rooms: set[str] | frozenset[str]) -> None:
-    channel = session.channel_name
-    old = _rooms_of.get(channel, frozenset())
-    new = frozenset(rooms)
-    for room in old - new:
-        members = _by_room.get(room)
-        if members is not None:
-            members.pop(channel, None)
-            if not members:
-                del _by_room[room]
-    for room in new - old:
-        _by_room.setdefault(room, {})[channel] = session
-    _rooms_of[channel] = new
-
-
-def local_sessions() -> list[Session]:
-    return list(_local.values())
-
-
-def users_seen(all_users: list[str]) -> None:
-    """A ``users`` push reached this process: its ``all`` needs no push from the heartbeat."""
-    global _last_all
-    _last_all = list(all_users)
-
-
-# --- the fan-out -------------------------------------------------------------------------------
-
-
-async def fan_out(event: dict[str, Any]) -> None:
-    """Hand a ``chat.fanout`` event to the local sessions it concerns (see the module doc)."""
-    message = event["message"]
-    plaintext = encode_json(message)
-    kind = event["to"]
-    if kind == "room":
-        room = event["room"]
-        push = Push(plaintext, room=room)
-        targets = [(s, push) for s in _by_room.get(room, {}).values()]
-    elif kind == "users":
-        plain = Push(plaintext, msg_id=message["msg_id"])
-        marking = Push(plaintext, msg_id=message["msg_id"], mark_delivered=True)
-        recipient = message.get("to") if event.get("queued") else None
-        targets = [
-            (s, marking if s.username == recipient else plain)
-            for user_id in event["users"]
-            for s in _by_user.get(user_id, {}).values()
-        ]
-    elif kind == "all":
-        users_seen(message["all"])
-        exclude = event.get("exclude")
-        push = Push(plaintext)
-        targets = [(s, push) for s in _local.values() if s.channel_name != exclude]
-    else:
-        log.warning("fan-out event for %r dropped: unknown target", kind)
-        return
-    for session, push in targets:
-        try:
-            await session.push(push)
-        except Exception:
-            log.exception("a push to session channel %s failed", session.channel_name)
-        _slice.deliveries += 1
-        if _slice.deliveries % CHECK_EVERY == 0 and _slice.over():
-            await asyncio.sleep(0)  # let other sessions' requests in during a large fan-out
-            _slice.restart()
-
-
 class _Slice:
     """How long fan-outs have run since the event loop last ran anything else."""
 
     def __init__(self) -> None:
-        self.started = 0.0
+        self.started = time.monotonic()
         self.deliveries = 0
-
-    def over(self) -> bool:
-        return time.monotonic() - self.started > SLICE_SECONDS
 
     def restart(self) -> None:
         self.started = time.monotonic()
 
 
-_slice = _Slice()
+class SessionRegistry:
+    """The logged-in sessions of this process, their fan-out hub and their heartbeat.
+
+    ``slice_seconds`` and ``check_every``: see :data:`SLICE_SECONDS` (tests vary them).
+    """
+
+    def __init__(
+        self,
+        workers: Workers,
+        *,
+        slice_seconds: float = SLICE_SECONDS,
+        check_every: int = CHECK_EVERY,
+    ) -> None:
+        self.workers = workers
+        self.slice_seconds = slice_seconds
+        self.check_every = check_every
+        self._local: dict[str, Session] = {}
+        self._by_user: dict[int, dict[str, Session]] = {}
+        self._by_room: dict[str, dict[str, Session]] = {}
+        self._rooms_of: dict[str, frozenset[str]] = {}
+        self._task: asyncio.Task | None = None
+        self._hub: _Hub | None = None
+        self._last_all: list[str] | None = None
+        self._slice = _Slice()
+
+    # --- the registry --------------------------------------------------------------------------
+
+    async def register(self, session: Session) -> None:
+        """A session logged in on this process: it gets pushes from now on.
+
+        Returns once this process's channel is in the process group, so that
+        nothing sent after this call can miss the session. Starts the heartbeat.
+        """
+        self.add(session)
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._last_all = None
+            self._task = loop.create_task(self._run(), name="chat-heartbeat")
+        await self._ensure_hub()
+
+    def add(self, session: Session) -> None:
+        """Index ``session`` for the fan-out (:meth:`register` does this and more)."""
+        self._local[session.channel_name] = session
+        self._by_user.setdefault(session.user_id, {})[session.channel_name] = session
+        self.set_rooms(session, session.rooms)
+
+    async def unregister(self, session: Session) -> None:
+        """A session ended; the heartbeat and the hub stop with the last one."""
+        channel = session.channel_name
+        if self._local.pop(channel, None) is None:
+            return
+        self._index_rooms(session, frozenset())
+        del self._rooms_of[channel]
+        of_user = self._by_user.get(session.user_id)
+        if of_user is not None:
+            of_user.pop(channel, None)
+            if not of_user:
+                del self._by_user[session.user_id]
+        if self._local:
+            return
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            await hub.stop()
+
+    def set_rooms(self, session: Session, rooms: set[str] | frozenset[str]) -> None:
+        """The rooms whose messages ``session`` gets (it calls this whenever they change)."""
+        if session.channel_name in self._local:
+            self._index_rooms(session, rooms)
+
+    def _index_rooms(self, session: Session, rooms: set[str] | frozenset[str]) -> None:
+        channel = session.channel_name
+        old = self._rooms_of.get(channel, frozenset())
+        new = frozenset(rooms)
+        for room in old - new:
+            members = self._by_room.get(room)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self._by_room[room]
+        for room in new - old:
+            self._by_room.setdefault(room, {})[channel] = session
+        self._rooms_of[channel] = new
+
+    def local_sessions(self) -> list[Session]:
+        return list(self._local.values())
+
+    def in_room(self, room: str) -> list[Session]:
+        """The local sessions that get ``room``'s messages."""
+        return list(self._by_room.get(room, {}).values())
+
+    def of_user(self, user_id: int) -> list[Session]:
+        """The local sessions of one user."""
+        return list(self._by_user.get(user_id, {}).values())
+
+    def users_seen(self, all_users: list[str]) -> None:
+        """A ``users`` push reached this process: its ``all`` needs no push from the heartbeat."""
+        self._last_all = list(all_users)
+
+    # --- the fan-out ---------------------------------------------------------------------------
+
+    async def fan_out(self, event: dict[str, Any]) -> None:
+        """Hand a ``chat.fanout`` event to the local sessions it concerns (see the module doc)."""
+        message = event["message"]
+        plaintext = encode_json(message)
+        kind = event["to"]
+        if kind == "room":
+            room = event["room"]
+            push = Push(plaintext, room=room)
+            targets = [(s, push) for s in self._by_room.get(room, {}).values()]
+        elif kind == "users":
+            plain = Push(plaintext, msg_id=message["msg_id"])
+            marking = Push(plaintext, msg_id=message["msg_id"], mark_delivered=True)
+            recipient = message.get("to") if event.get("queued") else None
+            targets = [
+                (s, marking if s.username == recipient else plain)
+                for user_id in event["users"]
+                for s in self._by_user.get(user_id, {}).values()
+            ]
+        elif kind == "all":
+            self.users_seen(message["all"])
+            exclude = event.get("exclude")
+            push = Push(plaintext)
+            targets = [(s, push) for s in self._local.values() if s.channel_name != exclude]
+        else:
+            log.warning("fan-out event for %r dropped: unknown target", kind)
+            return
+        slice_ = self._slice
+        for session, push in targets:
+            try:
+                await session.push(push)
+            except Exception:
+                log.exception("a push to session channel %s failed", session.channel_name)
+            slice_.deliveries += 1
+            if slice_.deliveries % self.check_every == 0 and self._slice_over():
+                await asyncio.sleep(0)  # let other sessions' requests in during a large fan-out
+                slice_.restart()
+
+    def _slice_over(self) -> bool:
+        return time.monotonic() - self._slice.started > self.slice_seconds
+
+    def loop_ran(self) -> None:
+        """The event loop came round: the next fan-out starts a new slice."""
+        self._slice.restart()
+
+    async def _ensure_hub(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        loop = asyncio.get_running_loop()
+        hub = self._hub
+        fresh = (
+            hub is None or hub.loop is not loop or hub.layer is not layer or hub.started.cancelled()
+        )
+        if fresh:
+            hub = self._hub = _Hub(self, layer, loop)
+        assert hub is not None
+        try:
+            await asyncio.shield(hub.started)
+            if not fresh:
+                # One ZADD per login: the group survives a Redis restarted since the hub joined.
+                await hub.refresh()
+        except Exception:
+            if self._hub is hub:
+                self._hub = None  # the next session tries again
+            raise
+
+    # --- the heartbeat -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        interval = settings.CHAT_HEARTBEAT_SECONDS
+        beats = 0
+        while self._local:
+            try:
+                await self.beat(
+                    refresh_groups=bool(
+                        beats and beats % max(1, GROUP_REFRESH_SECONDS // interval) == 0
+                    )
+                )
+            except Exception:
+                log.exception("heartbeat failed; retrying in %s s", interval)
+            beats += 1
+            await asyncio.sleep(interval)
+
+    async def beat(self, *, refresh_groups: bool = False) -> None:
+        """One heartbeat (see the module docstring)."""
+        await sync_to_async(presence.heartbeat)()
+        everyone = await self.workers.database(services.active_usernames)()
+        active = set(everyone)
+        for session in self.local_sessions():
+            if session.username not in active:
+                await delivery.to_channel(
+                    session.channel_name, {"type": "chat.end", "reason": "deactivated"}
+                )
+        went_offline = await sync_to_async(presence.reap)(everyone)
+        if went_offline:
+            message = await self.workers.database(services.users_message)()
+            await delivery.users_changed(message)
+        elif self._last_all is not None and everyone != self._last_all:
+            message = await self.workers.database(services.users_message)()
+            await self.fan_out({"to": "all", "message": message, "exclude": None})
+        self._last_all = everyone
+        if self._hub is not None:
+            await self._hub.refresh()  # every beat: cheap, and the fan-out depends on it
+        if refresh_groups:
+            for session in self.local_sessions():
+                await session.refresh_groups()
+
+    def close(self) -> None:
+        """Stop the heartbeat and the hub's tasks (a runtime that is over)."""
+        for task in (self._task, *(self._hub.tasks() if self._hub else ())):
+            if task is not None and not task.done():
+                with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                    task.cancel()
+        self._task = self._hub = None
 
 
 class _Hub:
     """This process's subscription to the process group, for one event loop and layer."""
 
-    def __init__(self, layer: BaseChannelLayer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, registry: SessionRegistry, layer: BaseChannelLayer, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.registry = registry
         self.layer = layer
         self.loop = loop
         self.channel: str | None = None
         self.started = loop.create_task(self._start(), name="chat-hub-start")
         self.reader: asyncio.Task | None = None
         self.slice_mark = False
+
+    def tasks(self) -> tuple[asyncio.Task | None, ...]:
+        return (self.started, self.reader)
 
     async def _start(self) -> None:
         # The default prefix: channels_redis reads every process-local channel of a layer
@@ -257,14 +358,16 @@ class _Hub:
                 log.exception("the process channel failed; reading again in 1 s")
                 await asyncio.sleep(1)
                 # A restarted Redis has forgotten every group: join the process group again.
-                with contextlib.suppress(Exception):
+                try:
                     await self.refresh()
+                except Exception as exc:
+                    log.warning("joining the process group again failed (%s)", type(exc).__name__)
                 continue
             if event.get("type") != "chat.fanout":
                 log.warning("unexpected event %r on the process channel", event.get("type"))
                 continue
             try:
-                await fan_out(event)
+                await self.registry.fan_out(event)
             except Exception:
                 log.exception("a fan-out failed")
             if not self.slice_mark:  # the slice ends when the loop next comes round
@@ -273,80 +376,18 @@ class _Hub:
 
     def _loop_ran(self) -> None:
         self.slice_mark = False
-        _slice.restart()
+        self.registry.loop_ran()
 
     async def refresh(self) -> None:
         if self.channel is not None:
             await self.layer.group_add(delivery.PROCESS_GROUP, self.channel)
 
     async def stop(self) -> None:
-        for task in (self.started, self.reader):
+        for task in self.tasks():
             if task is not None and not task.done():
                 task.cancel()
         if self.channel is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self.layer.group_discard(delivery.PROCESS_GROUP, self.channel)
-
-
-async def _ensure_hub() -> None:
-    global _hub
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    loop = asyncio.get_running_loop()
-    hub = _hub
-    fresh = hub is None or hub.loop is not loop or hub.layer is not layer or hub.started.cancelled()
-    if fresh:
-        hub = _hub = _Hub(layer, loop)
-    try:
-        await asyncio.shield(hub.started)
-        if not fresh:
-            # One ZADD per login: the group survives a Redis that restarted since the hub joined.
-            await hub.refresh()
-    except Exception:
-        if _hub is hub:
-            _hub = None  # the next session tries again
-        raise
-
-
-# --- the heartbeat -----------------------------------------------------------------------------
-
-
-async def _run() -> None:
-    interval = settings.CHAT_HEARTBEAT_SECONDS
-    beats = 0
-    while _local:
-        try:
-            await beat(
-                refresh_groups=beats and beats % max(1, GROUP_REFRESH_SECONDS // interval) == 0
-            )
-        except Exception:
-            log.exception("heartbeat failed; retrying in %s s", interval)
-        beats += 1
-        await asyncio.sleep(interval)
-
-
-async def beat(*, refresh_groups: bool = False) -> None:
-    """One heartbeat (see the module docstring)."""
-    global _last_all
-    await sync_to_async(presence.heartbeat)()
-    everyone = await workers.database(services.active_usernames)()
-    active = set(everyone)
-    for session in local_sessions():
-        if session.username not in active:
-            await delivery.to_channel(
-                session.channel_name, {"type": "chat.end", "reason": "deactivated"}
-            )
-    went_offline = await sync_to_async(presence.reap)(everyone)
-    if went_offline:
-        message = await workers.database(services.users_message)()
-        await delivery.users_changed(message)
-    elif _last_all is not None and everyone != _last_all:
-        message = await workers.database(services.users_message)()
-        await fan_out({"to": "all", "message": message, "exclude": None})
-    _last_all = everyone
-    if _hub is not None:
-        await _hub.refresh()  # every beat: cheap, and the fan-out depends on it
-    if refresh_groups:
-        for session in local_sessions():
-            await session.refresh_groups()
+            except Exception as exc:  # the layer's backend is gone; the group entry expires
+                log.warning("leaving the process group failed (%s)", type(exc).__name__)

@@ -7,7 +7,8 @@ file: a chunk is forwarded the moment it is read.
 
 Where a transfer lives
 ----------------------
-One registry per server process (:func:`registry`). A transfer belongs to the
+One registry per server process (:attr:`TransferRelay.registry`; the relay is owned by
+the process's ``chat.runtime.ChatRuntime``). A transfer belongs to the
 registry of the process holding the **sender's** session (its *owner*): the
 offer is made there and every chunk arrives there, so the sender's side of
 the hot path never waits for another process.
@@ -36,11 +37,11 @@ user's last, unanswered offers to the user end too (``disconnected`` to the
 sender): in this process for every offer, elsewhere for the offers this
 session had been shown. A process that dies tells nobody: while transfers are
 open, each process checks every heartbeat whether their peers in other
-processes are still present (:func:`check_peers`), and ends those whose peer
+processes are still present (:meth:`TransferRelay.check_peers`), and ends those whose peer
 is gone, within about three heartbeats of the death (this also ends an offer
 whose recipient's last session had logged in after it, never saw it, and so
 sent no ``gone``). Offers not answered in time end from a timer per process
-(:func:`_expire_offers`).
+(:meth:`TransferRelay.expire_offers`).
 
 Layer events: ``{"type": "chat.transfer", "op": ...}``, handled by
 ``ChatConsumer.chat_transfer`` under the consumer's lock:
@@ -113,49 +114,13 @@ from chatproto.transfer import (
     file_cancel,
 )
 
-from . import delivery, presence, workers
+from . import delivery, presence
+from .workers import Workers
 
 log = logging.getLogger("chat.transfers")
 
 EVENT = "chat.transfer"
 UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
-
-_registry: TransferRegistry | None = None
-_timer: asyncio.Task | None = None
-_watch: asyncio.Task | None = None
-_suspects: set[tuple[str, str | None]] = set()  # peers the last check_peers found gone
-# Every session of this process, and those holding routes (offers made to them).
-_here: weakref.WeakSet[TransferSession] = weakref.WeakSet()
-_routed: weakref.WeakSet[TransferSession] = weakref.WeakSet()
-# transfer -> the recipient's user id, while the transfer is open in this process's registry
-# (user-wide sends go to the recipient's group, which is named by id).
-_recipient_ids: dict[str, int] = {}
-
-
-def registry() -> TransferRegistry:
-    """This process's registry (created on first use from the settings)."""
-    global _registry
-    if _registry is None:
-        _registry = TransferRegistry(
-            max_file_size=settings.CHAT_MAX_FILE_SIZE,
-            max_open_per_user=settings.CHAT_MAX_OPEN_TRANSFERS,
-            offer_timeout=settings.CHAT_TRANSFER_OFFER_TIMEOUT,
-        )
-    return _registry
-
-
-def reset() -> None:
-    """Forget every transfer of this process and stop its timer (tests start from here)."""
-    global _registry, _timer, _watch
-    for task in (_timer, _watch):
-        if task is not None and not task.done():
-            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
-                task.cancel()
-    _registry = None
-    _timer = _watch = None
-    _recipient_ids.clear()
-    _routed.clear()
-    _suspects.clear()
 
 
 def recipient_status(username: str) -> tuple[RecipientStatus, int | None]:
@@ -198,11 +163,12 @@ class TransferSession:
     :meth:`session_closed` once the session is over; always under its lock.
     """
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, relay: TransferRelay) -> None:
         self.consumer = consumer
+        self.relay = relay
         self.routes: dict[str, str] = {}  # transfer -> owner's channel, for offers made to us
         self.senders: dict[str, str] = {}  # transfer -> the offering user, for offers made to us
-        _here.add(self)
+        self.relay.here.add(self)
 
     @property
     def session(self) -> str:
@@ -216,12 +182,12 @@ class TransferSession:
             await self._offer(request)
             return
         transfer_id: str = request.transfer  # type: ignore[attr-defined]
-        reg = registry()
+        reg = self.relay.registry
         owned = reg.get(transfer_id)
         owner = self.routes.get(transfer_id)
         if owned is not None and owner in (None, owned.sender_session):
             actions = reg.receive(request, session=self.session, user=self.consumer.username)
-            await carry_out(actions, here=self, about=transfer_id)
+            await self.relay.carry_out(actions, here=self, about=transfer_id)
         elif owner is not None:
             event = {
                 "type": EVENT,
@@ -248,14 +214,14 @@ class TransferSession:
         if req.to == user:
             status, recipient_id = RecipientStatus.ONLINE, None  # refused as bad_request anyway
         else:
-            status, recipient_id = await workers.database(recipient_status)(req.to)
-        reg = registry()
+            status, recipient_id = await self.relay.workers.database(recipient_status)(req.to)
+        reg = self.relay.registry
         was_open = req.transfer in reg
         actions = reg.offer(
             request, session=self.session, user=user, now=time.monotonic(), recipient=status
         )
         if not was_open and req.transfer in reg and recipient_id is not None:
-            _recipient_ids[req.transfer] = recipient_id
+            self.relay.recipient_ids[req.transfer] = recipient_id
             log.info(
                 "transfer %s offered: %s to %s, %d bytes",
                 _short(req.transfer),
@@ -263,22 +229,22 @@ class TransferSession:
                 req.to,
                 req.size,
             )
-            _schedule_expiry()
-            _schedule_watch()
-        await carry_out(actions, here=self, about=req.transfer)
+            self.relay.schedule_expiry()
+            self.relay.schedule_watch()
+        await self.relay.carry_out(actions, here=self, about=req.transfer)
 
     async def handle_chunk(self, chunk: FileChunk) -> None:
         """A chunk record from this session: forwarded, refused, or the end of the transfer."""
-        actions = registry().receive_chunk(chunk, session=self.session)
-        await carry_out(actions, here=self, about=chunk.transfer_hex)
+        actions = self.relay.registry.receive_chunk(chunk, session=self.session)
+        await self.relay.carry_out(actions, here=self, about=chunk.transfer_hex)
 
     async def session_closed(self, *, went_offline: bool) -> None:
         """The session ended; ``went_offline``: it was its user's last session."""
-        reg = registry()
+        reg = self.relay.registry
         actions = reg.drop_session(self.session)
         if went_offline:
             actions += reg.recipient_offline(self.consumer.username)
-        await carry_out(actions)
+        await self.relay.carry_out(actions)
         owners = set()
         for transfer_id, owner in self.routes.items():
             owned = reg.get(transfer_id)
@@ -286,8 +252,8 @@ class TransferSession:
                 owners.add(owner)
         self.routes.clear()
         self.senders.clear()
-        _routed.discard(self)
-        _here.discard(self)
+        self.relay.routed.discard(self)
+        self.relay.here.discard(self)
         event = {
             "type": EVENT,
             "op": "gone",
@@ -306,11 +272,11 @@ class TransferSession:
         if op == "request":
             await self._owner_request(event)
         elif op == "gone":
-            reg = registry()
+            reg = self.relay.registry
             actions = reg.drop_session(event["session"])
             if event.get("offline"):
                 actions += reg.recipient_offline(event["user"])
-            await carry_out(actions, here=self)
+            await self.relay.carry_out(actions, here=self)
         elif op == "message":
             if event.get("exclude") != self.session:
                 await self.deliver(event["message"], final=event["final"], owner=event["owner"])
@@ -332,8 +298,8 @@ class TransferSession:
         except MessageError:
             log.warning("a forwarded transfer request did not validate; dropped")
             return
-        actions = registry().receive(request, session=event["session"], user=event["user"])
-        await carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]
+        actions = self.relay.registry.receive(request, session=event["session"], user=event["user"])
+        await self.relay.carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]
 
     # --- to the client ------------------------------------------------------------------------
 
@@ -345,13 +311,13 @@ class TransferSession:
                 self.routes.pop(transfer_id, None)
                 self.senders.pop(transfer_id, None)
                 if not self.routes:
-                    _routed.discard(self)
+                    self.relay.routed.discard(self)
             elif owner is not None and owner != self.session:
                 self.routes[transfer_id] = owner
                 if message.get("type") == "file_offer":
                     self.senders[transfer_id] = message["from"]
-                _routed.add(self)
-                _schedule_watch()
+                self.relay.routed.add(self)
+                self.relay.schedule_watch()
         if self.consumer.listening():
             await self.consumer.send_message(message)
 
@@ -366,102 +332,281 @@ class TransferSession:
             await self.consumer.reply_error(code, message, ref)
 
 
-# --- carrying out the registry's actions -------------------------------------------------------
+class TransferRelay:
+    """This process's file-transfer relay: the registry, what is kept beside it, its timers.
 
-
-async def carry_out(
-    actions: list[Action], *, here: TransferSession | None = None, about: str | None = None
-) -> None:
-    """Do the registry's ``actions`` in order; ``here`` is the session at hand, if any.
-
-    ``about`` is the transfer the call was about (refusals do not name it).
-    A session that the channel layer cannot reach (a full channel, Redis
-    gone) is dropped from this process's transfers, which tells the other
-    side ``disconnected`` instead of leaving it waiting for ever.
+    One per :class:`chat.runtime.ChatRuntime`. ``here``: every session of this
+    process; ``routed``: those holding routes (offers made to them);
+    ``recipient_ids``: transfer -> the recipient's user id, while the transfer is
+    open in this registry (user-wide sends go to the recipient's group, named by id).
     """
-    if not actions:
-        return
-    # Before anything is sent: whoever hears that a transfer is over finds it gone here too.
-    ended = _settle(actions, about)
-    lost: set[str] = set()
-    for action in actions:
-        if isinstance(action, DeliverChunk):
-            ok = await _deliver_chunk(action)
-            target = action.session
-        elif isinstance(action, Deliver):
-            ok = await _deliver(action, here, ended)
-            target = action.to.session if isinstance(action.to, ToSession) else None
-        else:
-            ok = await _refuse(action, here, about)
-            target = action.session
-        if not ok and target is not None:
-            lost.add(target)
-    for session in sorted(lost):
-        await carry_out(registry().drop_session(session), here=here)
 
+    def __init__(self, workers: Workers) -> None:
+        self.workers = workers
+        self._registry: TransferRegistry | None = None
+        self.timer: asyncio.Task | None = None
+        self.watch: asyncio.Task | None = None
+        self.suspects: set[tuple[str, str | None]] = set()  # peers the last check found gone
+        self.here: weakref.WeakSet[TransferSession] = weakref.WeakSet()
+        self.routed: weakref.WeakSet[TransferSession] = weakref.WeakSet()
+        self.recipient_ids: dict[str, int] = {}
 
-async def _deliver(action: Deliver, here: TransferSession | None, ended: dict[str, int]) -> bool:
-    message = action.message
-    transfer_id = message.get("transfer")
-    owned = registry().get(transfer_id) if isinstance(transfer_id, str) else None
-    owner = owned.sender_session if owned is not None else None
-    if isinstance(action.to, ToSession):
-        if here is not None and action.to.session == here.session:
-            await here.deliver(message, final=action.final, owner=owner)
-            return True
-        event = {"type": EVENT, "op": "message", "message": message, "final": action.final}
-        return await _layer_send(action.to.session, {**event, "owner": owner})
-    recipient_id = None
-    if isinstance(transfer_id, str):
-        recipient_id = _recipient_ids.get(transfer_id, ended.get(transfer_id))
-    if recipient_id is None:
-        log.error("transfer %s: no recipient to send %s to", transfer_id, message.get("type"))
-        return False
-    event = {
-        "type": EVENT,
-        "op": "message",
-        "message": message,
-        "final": action.final,
-        "owner": owner,
-        "exclude": action.to.exclude,
-    }
-    try:
-        await delivery.to_user(recipient_id, event)
-    except Exception as exc:
-        log.warning(
-            "transfer %s: the recipient's sessions were not reached (%s)",
-            _short(str(transfer_id)),
-            type(exc).__name__,
-        )
-    return True
+    @property
+    def registry(self) -> TransferRegistry:
+        """This process's registry (created on first use from the settings)."""
+        if self._registry is None:
+            self._registry = TransferRegistry(
+                max_file_size=settings.CHAT_MAX_FILE_SIZE,
+                max_open_per_user=settings.CHAT_MAX_OPEN_TRANSFERS,
+                offer_timeout=settings.CHAT_TRANSFER_OFFER_TIMEOUT,
+            )
+        return self._registry
 
+    @property
+    def idle(self) -> bool:
+        """True when no transfer or offer is open here and nothing is kept for one."""
+        return self.registry.idle and not self.recipient_ids
 
-async def _deliver_chunk(action: DeliverChunk) -> bool:
-    """Chunks always go through the layer: the recipient is never the sending session."""
-    chunk = action.chunk
-    event = {
-        "type": EVENT,
-        "op": "chunk",
-        "transfer": chunk.transfer,
-        "index": chunk.index,
-        "data": chunk.data,
-    }
-    return await _layer_send(action.session, event)
+    def session_of(self, username: str) -> str | None:
+        """The channel name of a logged-in session of ``username`` on this process, if any."""
+        for session in list(self.here):
+            if session.consumer.username == username:
+                return session.session
+        return None
 
+    def close(self) -> None:
+        """Stop the timers (a runtime that is over); open transfers are forgotten with it."""
+        for task in (self.timer, self.watch):
+            if task is not None and not task.done():
+                with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                    task.cancel()
+        self.timer = self.watch = None
 
-async def _refuse(action: Refuse, here: TransferSession | None, about: str | None) -> bool:
-    if here is not None and action.session == here.session:
-        await here.refuse(action.code, action.message, action.ref, about)
+    # --- carrying out the registry's actions --------------------------------------------------
+
+    async def carry_out(
+        self,
+        actions: list[Action],
+        *,
+        here: TransferSession | None = None,
+        about: str | None = None,
+    ) -> None:
+        """Do the registry's ``actions`` in order; ``here`` is the session at hand, if any.
+
+        ``about`` is the transfer the call was about (refusals do not name it).
+        A session that the channel layer cannot reach (a full channel, Redis
+        gone) is dropped from this process's transfers, which tells the other
+        side ``disconnected`` instead of leaving it waiting for ever.
+        """
+        if not actions:
+            return
+        # Before anything is sent: whoever hears that a transfer is over finds it gone here too.
+        ended = self._settle(actions, about)
+        lost: set[str] = set()
+        for action in actions:
+            target: str | None
+            if isinstance(action, DeliverChunk):
+                ok = await self._deliver_chunk(action)
+                target = action.session
+            elif isinstance(action, Deliver):
+                ok = await self._deliver(action, here, ended)
+                target = action.to.session if isinstance(action.to, ToSession) else None
+            else:
+                ok = await self._refuse(action, here, about)
+                target = action.session
+            if not ok and target is not None:
+                lost.add(target)
+        for session in sorted(lost):
+            await self.carry_out(self.registry.drop_session(session), here=here)
+
+    async def _deliver(
+        self, action: Deliver, here: TransferSession | None, ended: dict[str, int]
+    ) -> bool:
+        message = action.message
+        transfer_id = message.get("transfer")
+        owned = self.registry.get(transfer_id) if isinstance(transfer_id, str) else None
+        owner = owned.sender_session if owned is not None else None
+        if isinstance(action.to, ToSession):
+            if here is not None and action.to.session == here.session:
+                await here.deliver(message, final=action.final, owner=owner)
+                return True
+            event = {"type": EVENT, "op": "message", "message": message, "final": action.final}
+            return await _layer_send(action.to.session, {**event, "owner": owner})
+        recipient_id = None
+        if isinstance(transfer_id, str):
+            recipient_id = self.recipient_ids.get(transfer_id, ended.get(transfer_id))
+        if recipient_id is None:
+            log.error("transfer %s: no recipient to send %s to", transfer_id, message.get("type"))
+            return False
+        event = {
+            "type": EVENT,
+            "op": "message",
+            "message": message,
+            "final": action.final,
+            "owner": owner,
+            "exclude": action.to.exclude,
+        }
+        try:
+            await delivery.to_user(recipient_id, event)
+        except Exception as exc:
+            log.warning(
+                "transfer %s: the recipient's sessions were not reached (%s)",
+                _short(str(transfer_id)),
+                type(exc).__name__,
+            )
         return True
-    event = {
-        "type": EVENT,
-        "op": "refuse",
-        "code": action.code.value,
-        "message": action.message,
-        "ref": action.ref,
-        "transfer": about,
-    }
-    return await _layer_send(action.session, event)
+
+    async def _deliver_chunk(self, action: DeliverChunk) -> bool:
+        """Chunks always go through the layer: the recipient is never the sending session."""
+        chunk = action.chunk
+        event = {
+            "type": EVENT,
+            "op": "chunk",
+            "transfer": chunk.transfer,
+            "index": chunk.index,
+            "data": chunk.data,
+        }
+        return await _layer_send(action.session, event)
+
+    async def _refuse(
+        self, action: Refuse, here: TransferSession | None, about: str | None
+    ) -> bool:
+        if here is not None and action.session == here.session:
+            await here.refuse(action.code, action.message, action.ref, about)
+            return True
+        event = {
+            "type": EVENT,
+            "op": "refuse",
+            "code": action.code.value,
+            "message": action.message,
+            "ref": action.ref,
+            "transfer": about,
+        }
+        return await _layer_send(action.session, event)
+
+    def _settle(self, actions: list[Action], about: str | None) -> dict[str, int]:
+        """Forget what this module kept for the transfers that these actions end, logging each.
+
+        Returns their recipients' ids, for the user-wide sends still to do.
+        """
+        mentioned = {about} if about is not None else set()
+        for action in actions:
+            if isinstance(action, Deliver) and isinstance(action.message.get("transfer"), str):
+                mentioned.add(action.message["transfer"])
+        reg = self.registry
+        ended = {}
+        for transfer_id in sorted(mentioned):
+            if transfer_id in self.recipient_ids and transfer_id not in reg:
+                ended[transfer_id] = self.recipient_ids.pop(transfer_id)
+                log.info(
+                    "transfer %s ended: %s", _short(transfer_id), _outcome(actions, transfer_id)
+                )
+        return ended
+
+    # --- offers nobody answers ----------------------------------------------------------------
+
+    def schedule_expiry(self) -> None:
+        """Make sure this process's timer runs while an offer waits for its answer."""
+        loop = asyncio.get_running_loop()
+        if self.timer is None or self.timer.done() or self.timer.get_loop() is not loop:
+            self.timer = loop.create_task(self._expire_offers(), name="chat-transfer-expiry")
+
+    async def _expire_offers(self) -> None:
+        """End offers unanswered for the timeout (``expired`` to both sides), then sleep again.
+
+        Every offer has the same timeout, so a later offer never expires before
+        the one being waited for: sleeping until :meth:`TransferRegistry.next_expiry`
+        is enough.
+        """
+        while (when := self.registry.next_expiry()) is not None:
+            delay = when - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            try:
+                await self.carry_out(self.registry.expire(time.monotonic()))
+            except Exception:
+                log.exception("ending expired file offers failed")
+                await asyncio.sleep(1)
+
+    # --- peers in processes that died ---------------------------------------------------------
+
+    def schedule_watch(self) -> None:
+        """Make sure this process checks its transfers' peers while it has any (see check_peers)."""
+        loop = asyncio.get_running_loop()
+        if self.watch is None or self.watch.done() or self.watch.get_loop() is not loop:
+            self.watch = loop.create_task(self._watch_peers(), name="chat-transfer-peers")
+
+    async def _watch_peers(self) -> None:
+        while self.recipient_ids or self.routed:
+            await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
+            try:
+                await self.check_peers()
+            except Exception:
+                log.exception("checking the peers of file transfers failed")
+        self.suspects.clear()  # a verdict needs two checks in a row: start afresh next time
+
+    async def check_peers(self) -> None:
+        """End the transfers whose other side was in a server process that died.
+
+        A session that ends tells its peers itself (``disconnected``); a process
+        that is killed or loses its machine tells nobody. Presence notices (its
+        heartbeat stops, :mod:`chat.presence`), and this check, run every
+        heartbeat while transfers are open, acts on it:
+
+        - transfers owned here whose accepting session is gone from presence end
+          with ``disconnected`` to the sender; an unanswered offer ends so once
+          its recipient has no session left anywhere (this also covers a last
+          session that never saw the offer, and so sent no ``gone``);
+        - sessions here holding a route to an offer or transfer whose owner is
+          gone get ``file_cancel`` ``disconnected``.
+
+        A peer is judged gone only when two checks in a row (a heartbeat apart)
+        find it so, so that one late heartbeat of a busy process cancels nothing;
+        and sessions of this process are never judged by presence at all (their
+        consumers report their own end).
+        """
+        reg = self.registry
+        local = {session.session for session in self.here}
+        local_users = {
+            session.consumer.username for session in self.here if session.consumer.listening()
+        }
+        owned: list[tuple[str, str | None]] = []
+        for transfer_id in list(self.recipient_ids):
+            transfer = reg.get(transfer_id)
+            if transfer is None:
+                continue
+            recipient = transfer.recipient_session
+            if recipient is None and transfer.recipient_user not in local_users:
+                owned.append((transfer.recipient_user, None))
+            elif recipient is not None and recipient not in local:
+                owned.append((transfer.recipient_user, recipient))
+        routed = [
+            (session, transfer_id, owner, sender)
+            for session in list(self.routed)
+            for transfer_id, owner in list(session.routes.items())
+            if owner not in local and (sender := session.senders.get(transfer_id)) is not None
+        ]
+        owners: list[tuple[str, str | None]] = [
+            (sender, owner) for _session, _transfer, owner, sender in routed
+        ]
+        gone = await sync_to_async(_gone_peers)(owned + owners)
+        confirmed, self.suspects = gone & self.suspects, gone
+        actions: list[Action] = []
+        for user, peer in sorted(confirmed, key=str):
+            if peer is None:
+                actions += reg.recipient_offline(user)
+            else:
+                actions += reg.drop_session(peer)
+        await self.carry_out(actions)
+        for session, transfer_id, owner, sender in routed:
+            if (sender, owner) in confirmed and session.routes.get(transfer_id) == owner:
+                message = file_cancel(transfer_id, CancelReason.DISCONNECTED)
+                event = {"type": EVENT, "op": "message", "message": message, "final": True}
+                await _layer_send(session.session, {**event, "owner": None})
+
+
+# --- helpers --------------------------------------------------------------------------------
 
 
 async def _layer_send(channel: str, event: dict[str, Any]) -> bool:
@@ -472,24 +617,6 @@ async def _layer_send(channel: str, event: dict[str, Any]) -> bool:
         log.warning("transfer event to session %s not delivered (%s)", channel, type(exc).__name__)
         return False
     return True
-
-
-def _settle(actions: list[Action], about: str | None) -> dict[str, int]:
-    """Forget what this module kept for the transfers that these actions end, logging each.
-
-    Returns their recipients' ids, for the user-wide sends still to do.
-    """
-    mentioned = {about} if about is not None else set()
-    for action in actions:
-        if isinstance(action, Deliver) and isinstance(action.message.get("transfer"), str):
-            mentioned.add(action.message["transfer"])
-    reg = registry()
-    ended = {}
-    for transfer_id in sorted(mentioned):
-        if transfer_id in _recipient_ids and transfer_id not in reg:
-            ended[transfer_id] = _recipient_ids.pop(transfer_id)
-            log.info("transfer %s ended: %s", _short(transfer_id), _outcome(actions, transfer_id))
-    return ended
 
 
 def _outcome(actions: list[Action], transfer_id: str) -> str:
@@ -506,7 +633,7 @@ def _outcome(actions: list[Action], transfer_id: str) -> str:
             return "declined"
         if message["type"] == "file_cancel":
             try:
-                return f"cancelled ({CancelReason(message.get('reason'))})"
+                return f"cancelled ({CancelReason(str(message.get('reason')))})"
             except ValueError:
                 return "cancelled"
     return "over"
@@ -522,120 +649,12 @@ def _short(transfer_id: str) -> str:
     return transfer_id[:8]
 
 
-# --- offers nobody answers -----------------------------------------------------------------------
-
-
-def _schedule_expiry() -> None:
-    """Make sure this process's timer runs while an offer waits for its answer."""
-    global _timer
-    loop = asyncio.get_running_loop()
-    if _timer is None or _timer.done() or _timer.get_loop() is not loop:
-        _timer = loop.create_task(_expire_offers(), name="chat-transfer-expiry")
-
-
-async def _expire_offers() -> None:
-    """End offers unanswered for the timeout (``expired`` to both sides), then sleep again.
-
-    Every offer has the same timeout, so a later offer never expires before
-    the one being waited for: sleeping until :meth:`TransferRegistry.next_expiry`
-    is enough.
-    """
-    while (when := registry().next_expiry()) is not None:
-        delay = when - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-            continue
-        try:
-            await carry_out(registry().expire(time.monotonic()))
-        except Exception:
-            log.exception("ending expired file offers failed")
-            await asyncio.sleep(1)
-
-
-# --- peers in processes that died ----------------------------------------------------------------
-
-
-def _schedule_watch() -> None:
-    """Make sure this process checks its transfers' peers while it has any (see check_peers)."""
-    global _watch
-    loop = asyncio.get_running_loop()
-    if _watch is None or _watch.done() or _watch.get_loop() is not loop:
-        _watch = loop.create_task(_watch_peers(), name="chat-transfer-peers")
-
-
-async def _watch_peers() -> None:
-    while _recipient_ids or _routed:
-        await asyncio.sleep(settings.CHAT_HEARTBEAT_SECONDS)
-        try:
-            await check_peers()
-        except Exception:
-            log.exception("checking the peers of file transfers failed")
-    _suspects.clear()  # a verdict needs two checks in a row: start afresh next time
-
-
-async def check_peers() -> None:
-    """End the transfers whose other side was in a server process that died.
-
-    A session that ends tells its peers itself (``disconnected``); a process
-    that is killed or loses its machine tells nobody. Presence notices (its
-    heartbeat stops, :mod:`chat.presence`), and this check, run every
-    heartbeat while transfers are open, acts on it:
-
-    - transfers owned here whose accepting session is gone from presence end
-      with ``disconnected`` to the sender; an unanswered offer ends so once
-      its recipient has no session left anywhere (this also covers a last
-      session that never saw the offer, and so sent no ``gone``);
-    - sessions here holding a route to an offer or transfer whose owner is
-      gone get ``file_cancel`` ``disconnected``.
-
-    A peer is judged gone only when two checks in a row (a heartbeat apart)
-    find it so, so that one late heartbeat of a busy process cancels nothing;
-    and sessions of this process are never judged by presence at all (their
-    consumers report their own end).
-    """
-    global _suspects
-    reg = registry()
-    local = {session.session for session in _here}
-    local_users = {session.consumer.username for session in _here if session.consumer.listening()}
-    owned: list[tuple[str, str | None]] = []
-    for transfer_id in list(_recipient_ids):
-        transfer = reg.get(transfer_id)
-        if transfer is None:
-            continue
-        recipient = transfer.recipient_session
-        if recipient is None and transfer.recipient_user not in local_users:
-            owned.append((transfer.recipient_user, None))
-        elif recipient is not None and recipient not in local:
-            owned.append((transfer.recipient_user, recipient))
-    routed = [
-        (session, transfer_id, owner, sender)
-        for session in list(_routed)
-        for transfer_id, owner in list(session.routes.items())
-        if owner not in local and (sender := session.senders.get(transfer_id)) is not None
-    ]
-    owners = [(sender, owner) for _session, _transfer, owner, sender in routed]
-    gone = await sync_to_async(_gone_peers)(owned + owners)
-    confirmed, _suspects = gone & _suspects, gone
-    actions: list[Action] = []
-    for user, session in sorted(confirmed, key=str):
-        if session is None:
-            actions += reg.recipient_offline(user)
-        else:
-            actions += reg.drop_session(session)
-    await carry_out(actions)
-    for session, transfer_id, owner, sender in routed:
-        if (sender, owner) in confirmed and session.routes.get(transfer_id) == owner:
-            message = file_cancel(transfer_id, CancelReason.DISCONNECTED)
-            event = {"type": EVENT, "op": "message", "message": message, "final": True}
-            await _layer_send(session.session, {**event, "owner": None})
-
-
 def _gone_peers(peers: list[tuple[str, str | None]]) -> set[tuple[str, str | None]]:
     """Those of ``(user, session)`` that presence no longer has (cache reads).
 
     ``(user, None)`` asks about the user: gone when no session of theirs is left.
     """
-    gone = set()
+    gone: set[tuple[str, str | None]] = set()
     for user, session in peers:
         if session is None:
             if not presence.online([user]):

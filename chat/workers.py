@@ -21,7 +21,8 @@ or the event loop:
   RSA threads and the loop runnable on two cores an equal share left it two thirds
   of a core while established sessions' messages waited for it.
 
-Pools are created on first use and sized from settings (``CHAT_DATABASE_THREADS``,
+Pools belong to the runtime (:class:`Workers`, one per ``chat.runtime.ChatRuntime``),
+are created on first use and sized from settings (``CHAT_DATABASE_THREADS``,
 ``CHAT_PASSWORD_THREADS``, ``CHAT_HANDSHAKE_THREADS``).
 
 The GIL
@@ -71,41 +72,58 @@ def _lower_priority(niceness: int = PASSWORD_NICENESS) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
-@functools.cache
-def _pool(kind: str, threads: int) -> ThreadPoolExecutor:
-    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-    initializer = {
-        "passwords": _lower_priority,
-        "handshakes": functools.partial(_lower_priority, HANDSHAKE_NICENESS),
-    }.get(kind)
-    return ThreadPoolExecutor(
-        max_workers=max(1, threads), thread_name_prefix=f"chat-{kind}", initializer=initializer
-    )
+class Workers:
+    """This runtime's three thread pools (see the module docstring), created on first use.
 
-
-def database(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``await workers.database(services.x)(...)``: a service call in a database thread."""
-    pool = _pool("database", settings.CHAT_DATABASE_THREADS)
-    return database_sync_to_async(func, thread_sensitive=False, executor=pool)
-
-
-def passwords(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-    """``await workers.passwords(accounts.login)(...)``: work that hashes a password."""
-    pool = _pool("passwords", settings.CHAT_PASSWORD_THREADS)
-    return database_sync_to_async(func, thread_sensitive=False, executor=pool)
-
-
-def handshakes(func: Callable[[A], R]) -> Callable[[A], Awaitable[R]]:
-    """``await workers.handshakes(conn.receive_text)(key)``: RSA off the event loop.
-
-    A plain ``run_in_executor``, not asgiref's ``sync_to_async``: the work is pure
-    chatproto (no Django, no context variables, no thread-sensitive state), and
-    asgiref's context copying and bookkeeping around each call are a measurable part
-    of the event loop's share of a handshake.
+    Owned by :class:`chat.runtime.ChatRuntime`; :meth:`close` lets their threads end.
     """
-    pool = _pool("handshakes", settings.CHAT_HANDSHAKE_THREADS)
 
-    async def in_thread(arg: A) -> R:
-        return await asyncio.get_running_loop().run_in_executor(pool, func, arg)
+    def __init__(self) -> None:
+        self._pools: dict[str, ThreadPoolExecutor] = {}
 
-    return in_thread
+    def _pool(self, kind: str, threads: int) -> ThreadPoolExecutor:
+        pool = self._pools.get(kind)
+        if pool is None:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+            initializers: dict[str, Callable[[], None]] = {
+                "passwords": _lower_priority,
+                "handshakes": functools.partial(_lower_priority, HANDSHAKE_NICENESS),
+            }
+            initializer = initializers.get(kind)
+            pool = self._pools[kind] = ThreadPoolExecutor(
+                max_workers=max(1, threads),
+                thread_name_prefix=f"chat-{kind}",
+                initializer=initializer,
+            )
+        return pool
+
+    def database(self, func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+        """``await workers.database(services.x)(...)``: a service call in a database thread."""
+        pool = self._pool("database", settings.CHAT_DATABASE_THREADS)
+        return database_sync_to_async(func, thread_sensitive=False, executor=pool)
+
+    def passwords(self, func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+        """``await workers.passwords(accounts.login)(...)``: work that hashes a password."""
+        pool = self._pool("passwords", settings.CHAT_PASSWORD_THREADS)
+        return database_sync_to_async(func, thread_sensitive=False, executor=pool)
+
+    def handshakes(self, func: Callable[[A], R]) -> Callable[[A], Awaitable[R]]:
+        """``await workers.handshakes(conn.receive_text)(key)``: RSA off the event loop.
+
+        A plain ``run_in_executor``, not asgiref's ``sync_to_async``: the work is pure
+        chatproto (no Django, no context variables, no thread-sensitive state), and
+        asgiref's context copying and bookkeeping around each call are a measurable part
+        of the event loop's share of a handshake.
+        """
+        pool = self._pool("handshakes", settings.CHAT_HANDSHAKE_THREADS)
+
+        async def in_thread(arg: A) -> R:
+            return await asyncio.get_running_loop().run_in_executor(pool, func, arg)
+
+        return in_thread
+
+    def close(self) -> None:
+        """Let the pools' threads end once their work is done (a runtime that is over)."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=False)

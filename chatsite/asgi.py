@@ -4,6 +4,10 @@ WebSocket connections pass an Origin check first: a browser page on a foreign
 origin is refused with HTTP 403 (cross-site WebSocket hijacking), and so is a
 connection without ``Origin``. Our clients send the server's own origin.
 
+The chat's runtime state (sessions, fan-out, transfers, counters, timers) is
+one :class:`chat.runtime.ChatRuntime`, made here with the application and
+handed to every consumer.
+
 Before serving anything, the key files are loaded (and generated on first
 use): one that other users can read stops the server here, with the
 ``chmod`` to run, instead of failing every connection later.
@@ -24,32 +28,32 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 # Django must be set up before anything imports models (the consumer does).
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.routing import websocket_application  # noqa: E402
+from chat.runtime import ChatRuntime  # noqa: E402
 from chatsite.autobahn_logging import skip_autobahn_debug_formatting  # noqa: E402
 
 
-def check_key_files() -> None:
+def check_key_files(runtime: ChatRuntime) -> None:
     """Load the server key and the storage key now; SystemExit says what to fix."""
-    from chat.consumers import server_key
     from chat.storage import StorageKeyError, storage_key
     from chatproto.crypto_utils import KeyFileError
 
     try:
-        server_key()
+        runtime.server_key()
         storage_key()
     except (KeyFileError, StorageKeyError) as exc:
         raise SystemExit(f"The chat server did not start: {exc}") from None
 
 
 skip_autobahn_debug_formatting()
-check_key_files()
+runtime = ChatRuntime()
+check_key_files(runtime)
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "websocket": websocket_application(runtime),
     }
 )

@@ -18,9 +18,17 @@ def server_key_file(tmp_path_factory):
 
 
 @pytest.fixture
-def chat_settings(settings, tmp_path, server_key_file):
-    """Settings every chat test runs with; yields them for further overrides."""
-    from chat import consumers, limits, storage
+def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
+    """Settings every chat test runs with; yields them for further overrides.
+
+    Also a fresh :class:`chat.runtime.ChatRuntime` (the ``runtime`` fixture) behind
+    the application that ``tests.chat.helpers`` opens sessions on: no session,
+    transfer or counter of one test reaches the next.
+    """
+    from chat import storage
+    from chat.routing import websocket_application
+    from chat.runtime import ChatRuntime
+    from tests.chat import helpers
 
     settings.PASSWORD_HASHERS = ["tests.chat.helpers.FastArgon2PasswordHasher"]
     settings.CHAT_SERVER_KEY = server_key_file
@@ -36,12 +44,21 @@ def chat_settings(settings, tmp_path, server_key_file):
         }
     }
     storage.storage_key.cache_clear()
-    consumers.server_key.cache_clear()
     cache.clear()
-    limits.reset()  # token buckets live in the process, keyed by user ids that tests reuse
+    runtime = ChatRuntime()
+    monkeypatch.setattr(helpers, "RUNTIME", runtime)
+    monkeypatch.setattr(helpers, "APPLICATION", websocket_application(runtime))
     yield settings
+    runtime.close()
     storage.storage_key.cache_clear()
-    consumers.server_key.cache_clear()
+
+
+@pytest.fixture
+def runtime(chat_settings):
+    """The test's fresh :class:`chat.runtime.ChatRuntime` (see ``chat_settings``)."""
+    from tests.chat import helpers
+
+    return helpers.RUNTIME
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """In-process sessions for consumer tests: Channels' WebsocketCommunicator + ClientConnection.
 
-``ProtocolSession`` drives the real ASGI application (origin check, routing,
-consumer) on the in-memory channel layer, speaking the protocol through
+``ProtocolSession`` drives the real WebSocket application (origin check, routing,
+consumer: ``chat.routing.websocket_application`` with the test's fresh runtime) on the
+in-memory channel layer, speaking the protocol through
 chatproto's client side, so a test reads like a conversation::
 
     alice = await open_session()
@@ -23,6 +24,11 @@ from chatproto.connection import ClientConnection, Greeting, MessageReceived, Se
 
 TIMEOUT = 5.0
 
+# The application sessions are opened on, and its runtime: set for each test by the
+# ``chat_settings`` fixture (tests/chat/conftest.py), a fresh runtime every time.
+APPLICATION: Any = None
+RUNTIME: Any = None
+
 
 class FastArgon2PasswordHasher(Argon2PasswordHasher):
     """Argon2 at a tiny cost, for in-process tests only (settings override, never an env switch)."""
@@ -43,12 +49,11 @@ def communicator(
     origin: bytes | None = b"http://127.0.0.1:8000",
     client: tuple[str, int] = ("127.0.0.1", 40000),
 ) -> WebsocketCommunicator:
-    from chatsite.asgi import application
-
+    assert APPLICATION is not None, "use the chat_settings fixture: it builds the application"
     headers = [(b"host", b"127.0.0.1:8000")]
     if origin is not None:
         headers.append((b"origin", origin))
-    comm = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    comm = WebsocketCommunicator(APPLICATION, "/ws/chat/", headers=headers)
     comm.scope["client"] = client  # read by the consumer when it connects
     return comm
 

@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 
 from chat import delivery, services, sessions
 from chat.models import Message
+from chat.workers import Workers
 from tests.chat.helpers import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -98,7 +99,7 @@ async def test_pushes_wait_while_the_session_answers_a_request(create_users, mon
     async def slow_users(self, request):
         started.set()
         await release.wait()
-        await self._send_message(await self._service(original, request.id))
+        await self.send_message(await self.outbox.service(original, request.id))
 
     from chat.consumers import ChatConsumer
 
@@ -152,13 +153,14 @@ async def test_a_session_that_left_a_room_gets_no_more_of_its_messages(create_us
     await bob.close()
 
 
-async def test_the_registry_forgets_ended_sessions(create_users):
-    await create_users("alice")
+async def test_the_registry_forgets_ended_sessions(create_users, runtime):
+    (user,) = await create_users("alice")
     alice = await logged_in("alice")
-    assert [s.username for s in sessions.local_sessions()] == ["alice"]
+    assert [s.username for s in runtime.sessions.local_sessions()] == ["alice"]
+    assert [s.username for s in runtime.sessions.in_room("lobby")] == ["alice"]
     await alice.close()
-    assert sessions.local_sessions() == []
-    assert sessions._by_room == {} and sessions._by_user == {}
+    assert runtime.sessions.local_sessions() == []
+    assert runtime.sessions.in_room("lobby") == [] and runtime.sessions.of_user(user.pk) == []
 
 
 def _user(name: str):
@@ -180,29 +182,27 @@ class _Recorder:
         self.log.append(self.channel_name)
 
 
-async def _fan_out_beside_another_task(monkeypatch, slice_seconds: float) -> list[str]:
+async def _fan_out_beside_another_task(slice_seconds: float) -> list[str]:
     log: list[str] = []
-    members = {f"s{i}": _Recorder(f"s{i}", log) for i in range(8)}
-    monkeypatch.setitem(sessions._by_room, "lobby", members)
-    monkeypatch.setattr(sessions, "SLICE_SECONDS", slice_seconds)
-    monkeypatch.setattr(sessions, "CHECK_EVERY", 2)
-    monkeypatch.setattr(sessions._slice, "deliveries", 0)
+    registry = sessions.SessionRegistry(Workers(), slice_seconds=slice_seconds, check_every=2)
+    for i in range(8):
+        registry.add(_Recorder(f"s{i}", log))
 
     async def other_work() -> None:
         log.append("other")
 
     other = asyncio.ensure_future(other_work())  # ready to run at the next yield
     message = {"type": "message", "msg_id": 1, "room": "lobby", "from": "a", "text": "x"}
-    await sessions.fan_out({"to": "room", "room": "lobby", "message": message})
+    await registry.fan_out({"to": "room", "room": "lobby", "message": message})
     await other
     return log
 
 
-async def test_a_long_fan_out_lets_other_work_in_between(monkeypatch):
-    log = await _fan_out_beside_another_task(monkeypatch, slice_seconds=-1)  # always over
+async def test_a_long_fan_out_lets_other_work_in_between():
+    log = await _fan_out_beside_another_task(slice_seconds=-1)  # always over
     assert log.index("other") == 2  # after the first CHECK_EVERY deliveries
 
 
-async def test_a_short_fan_out_runs_uninterrupted_so_daphne_can_batch_its_writes(monkeypatch):
-    log = await _fan_out_beside_another_task(monkeypatch, slice_seconds=3600)
+async def test_a_short_fan_out_runs_uninterrupted_so_daphne_can_batch_its_writes():
+    log = await _fan_out_beside_another_task(slice_seconds=3600)
     assert log[-1] == "other" and len(log) == 9

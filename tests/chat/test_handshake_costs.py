@@ -48,29 +48,31 @@ def test_the_handshake_check_on_a_shared_cache_goes_to_a_thread(chat_settings, m
 
 def test_session_limits_keep_no_deque_until_a_refusal(chat_settings):
     chat_settings.CHAT_RATE_LIMITED_CLOSE = (3, 60)
-    session = limits.SessionLimits()
-    assert session._refusals is None
+    session = limits.SessionLimits(limits.LimitCounters())
+    assert not session.keeps_refusals
     assert [session.refused(now) for now in (0.0, 1.0)] == [False, False]
-    assert session._refusals is not None
+    assert session.keeps_refusals
     assert session.refused(2.0) is True  # the 3rd in 60 s closes
-    assert limits.SessionLimits().refused(100.0) is False  # sessions count apart
+    assert (
+        limits.SessionLimits(limits.LimitCounters()).refused(100.0) is False
+    )  # sessions count apart
 
 
 def test_old_refusals_still_expire(chat_settings):
     chat_settings.CHAT_RATE_LIMITED_CLOSE = (2, 60)
-    session = limits.SessionLimits()
+    session = limits.SessionLimits(limits.LimitCounters())
     assert session.refused(0.0) is False
     assert session.refused(61.0) is False  # the first is out of the window
     assert session.refused(62.0) is True
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread niceness is Linux's")
-def test_rsa_work_runs_below_the_loops_priority(chat_settings):
+def test_rsa_work_runs_below_the_loops_priority(runtime):
     def niceness(_: object) -> int:
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
     loop_niceness = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    in_thread = asyncio.run(workers.handshakes(niceness)(None))
+    in_thread = asyncio.run(runtime.workers.handshakes(niceness)(None))
     if loop_niceness < workers.HANDSHAKE_NICENESS:
         assert in_thread == workers.HANDSHAKE_NICENESS
     else:  # a process already this nice: lowering a thread's niceness needs privileges

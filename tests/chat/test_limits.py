@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from chat import limits, transfers
+from chat import limits
 from chatsite import env
 from tests.chat.helpers import TIMEOUT, communicator, open_session
 
@@ -29,9 +29,7 @@ SHA = "ab" * 32
 def limited(chat_settings):
     """Chat settings whose limits a test may lower; the 3rd refusal in a minute closes."""
     chat_settings.CHAT_RATE_LIMITED_CLOSE = (3, 60)
-    transfers.reset()
-    yield chat_settings
-    transfers.reset()
+    return chat_settings
 
 
 async def logged_in(name: str):
@@ -353,10 +351,10 @@ def test_full_buckets_are_forgotten_so_memory_follows_the_busy_users():
 
 def test_refusals_close_the_session_only_when_they_come_within_the_window(settings):
     settings.CHAT_RATE_LIMITED_CLOSE = (3, 60)
-    spread = limits.SessionLimits()
+    spread = limits.SessionLimits(limits.LimitCounters())
     assert [spread.refused(now=t) for t in (0.0, 30.0, 61.0)] == [False, False, False]
     assert spread.refused(now=62.0)  # 30, 61 and 62 are within a minute
-    burst = limits.SessionLimits()
+    burst = limits.SessionLimits(limits.LimitCounters())
     assert [burst.refused(now=0.0) for _ in range(3)] == [False, False, True]
 
 

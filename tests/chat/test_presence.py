@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from accounts import services as accounts
 from accounts.models import User
-from chat import presence, sessions
+from chat import presence
 from tests.chat.helpers import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,7 +83,7 @@ async def test_deleting_an_account_ends_its_sessions(create_users, run_sync):
 
 
 async def test_heartbeat_ends_sessions_of_accounts_deactivated_behind_its_back(
-    create_users, run_sync
+    create_users, run_sync, runtime
 ):
     """A change no layer message announced (a manage.py process on the in-memory layer, SQL)."""
     await create_users("alice", "bob")
@@ -91,7 +91,7 @@ async def test_heartbeat_ends_sessions_of_accounts_deactivated_behind_its_back(
     bob = await logged_in("bob")
     await alice.drain()
     await run_sync(lambda: User.objects.filter(username="bob").update(is_active=False))
-    await sessions.beat()
+    await runtime.sessions.beat()
     assert (await bob.find("session_ended"))["reason"] == "deactivated"
     assert await bob.expect_close() == 4003
     await bob.close()
@@ -99,12 +99,14 @@ async def test_heartbeat_ends_sessions_of_accounts_deactivated_behind_its_back(
     await alice.close()
 
 
-async def test_heartbeat_pushes_users_when_accounts_changed_without_a_push(create_users, run_sync):
+async def test_heartbeat_pushes_users_when_accounts_changed_without_a_push(
+    create_users, run_sync, runtime
+):
     await create_users("alice")
     alice = await logged_in("alice")
-    await sessions.beat()
+    await runtime.sessions.beat()
     await run_sync(lambda: User.objects.bulk_create([User(username="zed")]))  # no signals
-    await sessions.beat()
+    await runtime.sessions.beat()
     assert (await alice.find("users"))["all"] == ["alice", "zed"]
     await alice.close()
 

@@ -20,7 +20,7 @@ from django.core.cache import cache
 
 from accounts import services as accounts
 from accounts.models import User
-from chat import presence, transfers
+from chat import presence
 from chatproto.connection import ChunkReceived, MessageReceived
 from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE, TRANSFER_WINDOW
@@ -34,6 +34,7 @@ from chatproto.transfer import (
     Send,
     SendChunk,
 )
+from tests.chat import helpers
 from tests.chat.helpers import TIMEOUT, ProtocolSession, communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,14 +142,7 @@ def is_error(answer: dict[str, Any], code: str, ref: str | None) -> bool:
 
 
 def registry_idle() -> bool:
-    return transfers.registry().idle and not transfers._recipient_ids
-
-
-@pytest.fixture(autouse=True)
-def fresh_registry(chat_settings):
-    transfers.reset()
-    yield
-    transfers.reset()
+    return helpers.RUNTIME.transfers.idle
 
 
 @pytest.fixture
@@ -209,8 +203,7 @@ async def test_greeting_announces_the_file_size_limit_and_larger_offers_are_too_
     alice_bob, chat_settings
 ):
     _alice, _bob = alice_bob
-    chat_settings.CHAT_MAX_FILE_SIZE = 1000
-    transfers.reset()
+    chat_settings.CHAT_MAX_FILE_SIZE = 1000  # read when the relay's registry is made
     fresh = await logged_in("alice")
     assert fresh.greeting["limits"]["max_file_size"] == 1000
     answer = await fresh.request({**offer(size=1001), "id": "big"})
@@ -522,8 +515,7 @@ async def test_an_offer_ends_when_the_recipients_last_session_ends(alice_bob):
 
 async def test_an_offer_unanswered_in_time_expires_on_both_sides(alice_bob, chat_settings):
     alice, bob = alice_bob
-    chat_settings.CHAT_TRANSFER_OFFER_TIMEOUT = 0.2
-    transfers.reset()
+    chat_settings.CHAT_TRANSFER_OFFER_TIMEOUT = 0.2  # read when the relay's registry is made
     await offered(alice, bob)
     assert await alice.next() == cancel("expired")
     assert await bob.next() == cancel("expired")
@@ -534,8 +526,7 @@ async def test_an_offer_unanswered_in_time_expires_on_both_sides(alice_bob, chat
 
 async def test_an_answered_offer_does_not_expire(alice_bob, chat_settings):
     alice, bob = alice_bob
-    chat_settings.CHAT_TRANSFER_OFFER_TIMEOUT = 0.2
-    transfers.reset()
+    chat_settings.CHAT_TRANSFER_OFFER_TIMEOUT = 0.2  # read when the relay's registry is made
     await accepted(alice, bob, transfer=T)
     await offered(alice, bob, transfer=T2)  # expires, and wakes the timer after T's deadline
     assert await alice.next() == cancel("expired", T2)
@@ -698,7 +689,7 @@ async def ghost_session(run_sync, user: str, channel: str) -> None:
 
 
 def ghost_process_dies() -> None:
-    cache.delete(presence._proc_key(GHOST_PROCESS))  # its heartbeat is gone
+    cache.delete(presence.process_key(GHOST_PROCESS))  # its heartbeat is gone
 
 
 def ghost_process_beats() -> None:
@@ -707,12 +698,14 @@ def ghost_process_beats() -> None:
 
 async def checked_twice() -> None:
     """Two checks, as a heartbeat apart: what it takes to judge a peer gone."""
-    await transfers.check_peers()
-    await transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
 
 
 def channel_of(username: str) -> str:
-    return next(s.session for s in transfers._here if s.consumer.username == username)
+    channel = helpers.RUNTIME.transfers.session_of(username)
+    assert channel is not None, f"{username} has no session here"
+    return channel
 
 
 async def test_a_transfer_ends_when_the_recipients_process_dies(create_users, run_sync):
@@ -734,14 +727,14 @@ async def test_a_transfer_ends_when_the_recipients_process_dies(create_users, ru
     await checked_twice()
     assert await alice.quiet()  # bob's process lives: nothing happens
     ghost_process_dies()
-    await transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
     assert await alice.quiet()  # one late heartbeat is not a death
     ghost_process_beats()
-    await transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
     ghost_process_dies()
-    await transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
     assert await alice.quiet()  # the late heartbeat came: the count starts again
-    await transfers.check_peers()
+    await helpers.RUNTIME.transfers.check_peers()
     assert await alice.next() == cancel("disconnected")
     assert registry_idle()
     await alice.close()
