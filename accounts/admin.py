@@ -5,7 +5,7 @@ chat sessions at once; the chat app's signal handlers see the saved change. Endi
 sessions without deactivating sends :data:`accounts.signals.sessions_end_requested`,
 which the chat app receives: ``accounts`` never imports ``chat``.
 
-The admin's login form checks passwords through :func:`accounts.services.login`,
+The admin's login form checks passwords through :func:`accounts.services.authenticate`,
 so the web login is throttled exactly like the chat's (per address, per
 (username, address), per account) and cannot be used to guess past those limits.
 """
@@ -48,19 +48,20 @@ class ThrottledAdminAuthenticationForm(AdminAuthenticationForm):
         username = self.cleaned_data.get("username")
         password = self.cleaned_data.get("password")
         if username is not None and password:
-            result = services.login(username, password, request_address(self.request))
-            if result.reason == services.RATE_LIMITED:
-                raise ValidationError(
-                    self.error_messages["rate_limited"],
-                    code="rate_limited",
-                    params={"wait": in_words(result.retry_after or 1)},
-                )
-            if result.user is None:
-                raise self.get_invalid_login_error()
-            # services.login checked what ModelBackend checks (password, is_active): name it
-            # as the backend, for django.contrib.auth.login and the session.
-            result.user.backend = "django.contrib.auth.backends.ModelBackend"
-            self.user_cache = result.user
+            try:
+                user = services.authenticate(username, password, request_address(self.request))
+            except services.LoginRefused as refused:
+                if refused.code == services.RATE_LIMITED:
+                    raise ValidationError(
+                        self.error_messages["rate_limited"],
+                        code="rate_limited",
+                        params={"wait": in_words(refused.retry_after or 1)},
+                    ) from None
+                raise self.get_invalid_login_error() from None
+            # services.authenticate checked what ModelBackend checks (password, is_active):
+            # name it as the backend, for django.contrib.auth.login and the session.
+            user.backend = "django.contrib.auth.backends.ModelBackend"
+            self.user_cache = user
             self.confirm_login_allowed(self.user_cache)  # staff only
         return self.cleaned_data
 

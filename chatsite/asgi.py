@@ -33,23 +33,11 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from chat.runtime import ChatRuntime  # noqa: E402
 from chatsite.autobahn_logging import skip_autobahn_debug_formatting  # noqa: E402
-
-
-def check_key_files(runtime: ChatRuntime) -> None:
-    """Load the server key and the storage key now; SystemExit says what to fix."""
-    from chat.storage import StorageKeyError, storage_key
-    from chatproto.crypto_utils import KeyFileError
-
-    try:
-        runtime.server_key()
-        storage_key()
-    except (KeyFileError, StorageKeyError) as exc:
-        raise SystemExit(f"The chat server did not start: {exc}") from None
-
+from chatsite.startup import prepare_server_files  # noqa: E402
 
 skip_autobahn_debug_formatting()
+prepare_server_files()
 runtime = ChatRuntime()
-check_key_files(runtime)
 
 application = ProtocolTypeRouter(
     {

@@ -53,6 +53,7 @@ IMMUTABLE_CALLS = frozenset(
         "staticmethod",
         "property",
         "RegexValidator",  # Django's validators are deconstructible configuration
+        "Signal",  # Django's signals: wiring made once at import, as its model signals are
     }
 )
 CACHE_DECORATORS = frozenset({"cache", "lru_cache", "functools.cache", "functools.lru_cache"})
