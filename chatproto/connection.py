@@ -544,6 +544,26 @@ class ClientConnection(_Connection):
             self.state = State.LOGGING_IN
         return record
 
+    def send_login(
+        self,
+        request_id: str,
+        username: str,
+        password: str,
+        *,
+        otp: str | None = None,
+        register: bool = False,
+    ) -> bytes:
+        """The record carrying a ``login``, or a ``register`` (which takes no ``otp``)."""
+        message: dict[str, Any] = {
+            "type": "register" if register else "login",
+            "id": request_id,
+            "username": username,
+            "password": password,
+        }
+        if otp and not register:
+            message["otp"] = otp
+        return self.send(message)
+
     def send_plaintext(self, plaintext: bytes) -> bytes:
         """For tools only: a strict client sends with :meth:`send`, which checks the type."""
         if self.strict:

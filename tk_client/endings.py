@@ -31,7 +31,14 @@ from dataclasses import dataclass
 from chatproto.codes import CloseCode
 from chatproto.connection import LoginFailed, LoginRefused, State
 
-from .events import LOGIN_FAILED_MESSAGES, SESSION_ENDED_MESSAGES, rate_limited_message
+from .events import (
+    LOGIN_FAILED_MESSAGES,
+    SESSION_ENDED_MESSAGES,
+    KeyChanged,
+    TrustRequired,
+    rate_limited_message,
+)
+from .known_servers import Trust, TrustCheck
 
 
 class Next(enum.Enum):
@@ -191,6 +198,42 @@ def _after_close(code: int, reached: Reached, *, established: bool, address: str
         "the server closed the connection" if code else "the network connection dropped",
         established=True,
     )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the server's key means: go on (``decision`` None) or end; tell the user ``event``."""
+
+    decision: Decision | None
+    event: KeyChanged | TrustRequired | None = None
+    pin: bool = False  # pin the key now: it is the one the user gave (--trust)
+
+
+def after_hello(check: TrustCheck, *, expected: str | None) -> Verdict:
+    """The pin check, before ``key`` is sent. ``expected``: a fingerprint given in advance.
+
+    An unknown key waits for the user (the server allows only 10 seconds for
+    ``key``, a person needs longer); a changed key is refused, never retried.
+    """
+    address, received = check.address, check.received
+    if check.trust is Trust.TRUSTED:
+        return Verdict(None)
+    if check.trust is Trust.CHANGED:
+        assert check.expected is not None
+        return Verdict(
+            Decision(Next.STOP, "The server's key changed; the connection was refused."),
+            KeyChanged(address, check.expected, received),
+        )
+    if expected is None:
+        waiting = Decision(Next.WAIT, "waiting for you to trust the server's key")
+        return Verdict(waiting, TrustRequired(address, received))
+    if expected == received:
+        return Verdict(None, pin=True)
+    message = (
+        f"The server {address} presented the key {received}, not the expected {expected}. "
+        "Nothing was sent. Check the fingerprint with the server's administrator."
+    )
+    return Verdict(Decision(Next.STOP, message), KeyChanged(address, expected, received))
 
 
 def refusal_message(refused: LoginRefused) -> str:

@@ -49,12 +49,10 @@ without passing each one through the user interface's queue.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,45 +60,27 @@ import websocket
 
 from chatproto import connection as proto
 from chatproto.codes import CloseCode
-from chatproto.errors import ChatProtoError, LocalProtocolError
-from chatproto.records import SequenceExhausted
+from chatproto.errors import ChatProtoError
 
+from . import endings
+from . import events as ev
 from .address import ServerAddress
-from .endings import Backoff, Cause, Decision, Next, Reached, after_end, after_refusal, failed
-from .events import (
-    ChunkArrived,
-    ConnectFailed,
-    Greeted,
-    Hook,
-    KeyChanged,
-    LoggedIn,
-    LoginRejected,
-    NotConnected,
-    Phase,
-    PhaseChanged,
-    Received,
-    RequestStatus,
-    RequestUpdate,
-    SessionEvent,
-    Stopped,
-    TrustRequired,
-)
-from .known_servers import KnownServers, Trust
+from .endings import Backoff, Cause, Decision, Next
+from .events import Hook, NotConnected, Phase, RequestStatus, SessionEvent
+from .known_servers import KnownServers
 from .outbox import Outbox, Request
 from .transport import (
     CONNECT_TIMEOUT,
-    Closed,
     Connector,
-    Transport,
+    Link,
+    LinkEnded,
     connect_websocket,
     describe_connect_error,
-    recv_message,
 )
 
 __all__ = ["Backoff", "ChatSession", "NotConnected"]
 
 KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
-JOIN_TIMEOUT = 5.0  # how long a finished connection waits for its writer thread
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
 
 
@@ -110,76 +90,6 @@ class _Credentials:
     password: str = field(repr=False)
     otp: str | None = field(default=None, repr=False)
     register: bool = False
-
-
-class _Link:
-    """One WebSocket connection: the socket, its ClientConnection and its writer thread.
-
-    The writer seals each record when it takes it from the queue, so records go
-    out in sequence order; the reader (the session's thread) opens them.
-    """
-
-    def __init__(self, ws: Transport, session: ChatSession) -> None:
-        self.ws = ws
-        self.conn = proto.ClientConnection(strict=True)
-        self.session = session
-        self.closed = False
-        self.outgoing: queue.Queue[Callable[[], bytes | None] | None] = queue.Queue()
-        self.writer = threading.Thread(
-            target=self._write_loop, name="chat-session-writer", daemon=True
-        )
-
-    def put_json(self, message: dict[str, Any], request: Request | None = None) -> None:
-        def seal() -> bytes | None:
-            if request is not None and not self.session._mark_sent(request, self):
-                return None
-            return self.conn.send(message)
-
-        self.outgoing.put(seal)
-
-    def put_login(self, message: dict[str, Any]) -> None:
-        # Skipped if a login is already on the wire or answered with login_ok.
-        self.outgoing.put(lambda: self.conn.send(message) if self.conn.may_log_in else None)
-
-    def put_chunk(self, transfer: bytes, index: int, data: bytes) -> None:
-        self.outgoing.put(lambda: self.conn.send_chunk(transfer, index, data))
-
-    def _write_loop(self) -> None:
-        while True:
-            seal = self.outgoing.get()
-            if seal is None or self.closed:
-                return
-            try:
-                data = seal()
-                if data is not None:
-                    self.ws.send_binary(data)
-            except SequenceExhausted:
-                self.close_with(CloseCode.NORMAL)  # PROTOCOL.md 2: close with 1000, then reconnect
-                return
-            except (OSError, websocket.WebSocketException, LocalProtocolError):
-                self.abort()
-                return
-
-    def close_with(self, code: int) -> None:
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self.ws.send_close(code)
-        self.abort()
-
-    def abort(self) -> None:
-        """Wake the reader (its recv fails) and stop the writer."""
-        self.closed = True
-        self.outgoing.put(None)
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self.ws.abort()
-
-    def finish(self) -> None:
-        self.closed = True
-        self.outgoing.put(None)
-        if self.writer.is_alive() and threading.current_thread() is not self.writer:
-            self.writer.join(JOIN_TIMEOUT)
-        with contextlib.suppress(OSError, websocket.WebSocketException):
-            self.ws.shutdown()
-        self.conn.close()
 
 
 class ChatSession:
@@ -216,7 +126,7 @@ class ChatSession:
         self._ids = itertools.count(1)
         self._outbox = Outbox()
         self._credentials: _Credentials | None = None
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._phase = Phase.IDLE
         # Bumped by every user action that should (re)connect: login, trust, "reconnect now".
         # The thread compares it with its value at the start of an attempt, so an action
@@ -299,8 +209,7 @@ class ChatSession:
                 {"type": type_, **fields, "id": f"r{next(self._ids)}"}, durable=durable
             )
             if link is not None:
-                request.link = link
-                link.put_json(request.message, request)
+                self._hand(request, link)
             return request.status()
 
     def send_message(self, message: dict[str, Any]) -> None:
@@ -342,13 +251,11 @@ class ChatSession:
 
     # --- helpers under the lock ------------------------------------------------------------
 
-    def _online_link(self) -> _Link | None:
+    def _online_link(self) -> Link | None:
         link = self._link
-        if link is not None and link.conn.logged_in and not link.closed:
-            return link
-        return None
+        return link if link is not None and link.conn.logged_in and not link.closed else None
 
-    def _require_online(self) -> _Link:
+    def _require_online(self) -> Link:
         link = self._online_link()
         if link is None:
             raise NotConnected("not connected to the server")
@@ -358,37 +265,37 @@ class ChatSession:
         for hook in list(self._hooks):
             if hook(event):
                 return
-        if not isinstance(event, ChunkArrived):  # chunks nobody takes are dropped
+        if not isinstance(event, ev.ChunkArrived):  # chunks nobody takes are dropped
             self.events.put(event)
 
-    def _emit_all(self, events: list[RequestUpdate]) -> None:
+    def _emit_all(self, events: list[ev.RequestUpdate]) -> None:
         for event in events:
             self._emit(event)
 
     def _set_phase(self, phase: Phase, detail: str = "", retry_at: float | None = None) -> None:
         self._phase = phase
-        self._emit(PhaseChanged(phase, detail, retry_at))
+        self._emit(ev.PhaseChanged(phase, detail, retry_at))
 
-    def _mark_sent(self, request: Request, link: _Link) -> bool:
-        """Writer thread: about to write ``request``; False if it no longer belongs to ``link``."""
-        with self._cond:
-            update = self._outbox.mark_sent(request, link)
-            if update is not None:
-                self._emit(update)
-            return update is not None
+    def _hand(self, request: Request, link: Link) -> None:
+        """Give ``request`` to ``link``; its writer marks it sent, unless it went elsewhere."""
 
-    def _send_login(self, link: _Link) -> None:
-        credentials = self._credentials
-        assert credentials is not None
-        message: dict[str, Any] = {
-            "type": "register" if credentials.register else "login",
-            "id": f"login{next(self._ids)}",
-            "username": credentials.username,
-            "password": credentials.password,
-        }
-        if credentials.otp and not credentials.register:
-            message["otp"] = credentials.otp
-        link.put_login(message)
+        def mark_sent() -> bool:
+            with self._cond:
+                update = self._outbox.mark_sent(request, link)
+                if update is not None:
+                    self._emit(update)
+                return update is not None
+
+        request.link = link
+        link.put_json(request.message, mark_sent)
+
+    def _send_login(self, link: Link) -> None:
+        creds = self._credentials
+        assert creds is not None
+        login_id = f"login{next(self._ids)}"
+        link.put_login(
+            login_id, creds.username, creds.password, otp=creds.otp, register=creds.register
+        )
         self._set_phase(Phase.LOGGING_IN)
 
     def _decided(self, decision: Decision) -> Decision:
@@ -397,7 +304,7 @@ class ChatSession:
             if decision.forget_password:
                 self._credentials = None
             if decision.report:
-                self._emit(ConnectFailed(decision.message))
+                self._emit(ev.ConnectFailed(decision.message))
         return decision
 
     # --- the network thread ----------------------------------------------------------------
@@ -443,7 +350,7 @@ class ChatSession:
         self._credentials = None
         self._stopping = True
         self._set_phase(Phase.STOPPED, message)
-        self._emit(Stopped(reason, message))
+        self._emit(ev.Stopped(reason, message))
 
     def _connect_once(self) -> Decision:
         """One connection from connect to close: what to do next, and why, in words."""
@@ -451,8 +358,8 @@ class ChatSession:
             ws = self._connector(self.address, self._connect_timeout)
         except Exception as exc:
             message = describe_connect_error(exc, self.address)
-            return self._decided(failed(message, established=self._established))
-        link = _Link(ws, self)
+            return self._decided(endings.failed(message, established=self._established))
+        link = Link(ws, proto.ClientConnection(strict=True))
         try:
             return self._converse(link)
         finally:
@@ -464,12 +371,12 @@ class ChatSession:
             with self._cond:
                 self._emit_all(self._outbox.requeue(link))
 
-    def _ended(self, link: _Link, how: int | Cause) -> Decision:
+    def _ended(self, link: Link, how: int | Cause) -> Decision:
         """The connection ended (``how``: the server's close code, or a cause)."""
         ended = link.conn.ended
-        decision = after_end(
+        decision = endings.after_end(
             how,
-            Reached.of(link.conn.progress),
+            endings.Reached.of(link.conn.progress),
             session_ended=ended.reason if ended is not None else None,
             established=self._established,
             address=self.address.key,
@@ -477,87 +384,44 @@ class ChatSession:
         )
         return self._decided(decision)
 
-    def _converse(self, link: _Link) -> Decision:
-        ws, conn = link.ws, link.conn
+    def _converse(self, link: Link) -> Decision:
         with self._cond:
             if self._stopping:
                 return Decision(Next.STOP, "closed")
             self._link = link
         try:
-            # 1. hello, and the pin check before anything is sent.
-            events = self._receive(link)
-            hello = next((e for e in events if isinstance(e, proto.ServerHello)), None)
-            if hello is None:
-                link.close_with(CloseCode.BAD_HANDSHAKE)
-                return self._ended(link, Cause.BAD_HANDSHAKE)
+            hello = link.hello()  # the pin check comes before anything is sent
             verdict = self._check_trust(hello.identity.fingerprint)
             if verdict is not None:
                 link.close_with(CloseCode.NORMAL)
                 return verdict
-            ws.send(conn.send_key())
-            ws.settimeout(self._keepalive)
-            link.writer.start()
-            pinging = False
-            # 2. records: the greeting first (key confirmation), then everything else.
-            while True:
-                try:
-                    events = self._receive(link)
-                except websocket.WebSocketTimeoutException:
-                    if not conn.ready:  # nothing may be sent before the greeting, not even a ping
-                        link.abort()
-                        return self._ended(link, Cause.NO_GREETING)
-                    if pinging:
-                        link.abort()
-                        return self._ended(link, Cause.SILENT)
-                    pinging = True
-                    link.put_json({"type": "ping", "id": f"keepalive{next(self._ids)}"})
-                    continue
-                pinging = False
-                for event in events:
-                    decision = self._on_event(link, event)
-                    if decision is not None:
-                        return decision
-        except Closed as closed:
-            return self._ended(link, Cause.DROPPED if closed.code is None else closed.code)
-        except websocket.WebSocketTimeoutException:
-            return self._ended(link, Cause.NO_HELLO)
+            for event in link.events(self._keepalive):  # the greeting first: key confirmation
+                decision = self._on_event(link, event)
+                if decision is not None:
+                    return decision
+        except LinkEnded as end:
+            return self._ended(link, end.how)
         except ChatProtoError:
             return self._ended(link, Cause.BAD_HANDSHAKE)
-        except (OSError, websocket.WebSocketException):  # a send failed: the connection is gone
+        except (
+            OSError,
+            websocket.WebSocketException,
+        ):  # a send failed: the connection is gone
             return self._ended(link, Cause.DROPPED)
-
-    @staticmethod
-    def _receive(link: _Link) -> list[proto.Event]:
-        opcode, data = recv_message(link.ws)
-        if opcode == websocket.ABNF.OPCODE_BINARY:
-            return link.conn.receive_bytes(data)
-        return link.conn.receive_text(data.decode("utf-8", "replace"))
+        raise AssertionError("the events of a connection end with LinkEnded")
 
     def _check_trust(self, fingerprint: str) -> Decision | None:
         """None to go on; else how this connection ends (the user decides, or it is refused)."""
         self.fingerprint = fingerprint
         check = self.known_servers.check(self.address, fingerprint)
-        if check.trust is Trust.TRUSTED:
-            return None
-        if check.trust is Trust.CHANGED:
-            assert check.expected is not None
-            self._emit(KeyChanged(self.address.key, check.expected, fingerprint))
-            return Decision(Next.STOP, "The server's key changed; the connection was refused.")
-        expected = self._expected_fingerprint
-        if expected is None:
-            self._emit(TrustRequired(self.address.key, fingerprint))
-            return Decision(Next.WAIT, "waiting for you to trust the server's key")
-        if expected == fingerprint:
+        verdict = endings.after_hello(check, expected=self._expected_fingerprint)
+        if verdict.pin:
             self.known_servers.trust(self.address, fingerprint)
-            return None
-        self._emit(KeyChanged(self.address.key, expected, fingerprint))
-        return Decision(
-            Next.STOP,
-            f"The server {self.address.key} presented the key {fingerprint}, not the expected "
-            f"{expected}. Nothing was sent. Check the fingerprint with the server's administrator.",
-        )
+        if verdict.event is not None:
+            self._emit(verdict.event)
+        return verdict.decision
 
-    def _on_event(self, link: _Link, event: proto.Event) -> Decision | None:
+    def _on_event(self, link: Link, event: proto.Event) -> Decision | None:
         """Act on one event of the connection; a decision ends the connection."""
         if isinstance(event, proto.CloseConnection):
             link.close_with(event.code)
@@ -567,26 +431,25 @@ class ChatSession:
             link.close_with(CloseCode.NORMAL)
             return self._ended(link, Cause.BAD_LOGIN_ANSWER)
         if isinstance(event, proto.ChunkReceived):
-            self._emit(ChunkArrived(event.chunk))
+            self._emit(ev.ChunkArrived(event.chunk))
         elif isinstance(event, proto.Greeting):
             with self._cond:
                 self.greeting = event.message
                 self._set_phase(Phase.CONNECTED)
-                self._emit(Greeted(event.message, self.fingerprint or ""))
+                self._emit(ev.Greeted(event.message, self.fingerprint or ""))
                 if self._credentials is not None:
                     self._send_login(link)
         elif isinstance(event, proto.LoggedIn):
             self._on_logged_in(link, event)
         elif isinstance(event, proto.LoginRefused):
             return self._on_refused(link, event)
-        elif isinstance(event, proto.MessageReceived) and not isinstance(
-            event,
-            proto.SessionEnded,  # kept by the connection: it decides how the session ends
-        ):
-            self._on_message(event.message)
+        elif isinstance(event, proto.SessionEnded):
+            pass  # the connection keeps it: how the connection then ends no longer matters
+        elif isinstance(event, proto.MessageReceived) and link.conn.logged_in:
+            self._on_message(event.message)  # before login nothing else concerns us (pong...)
         return None
 
-    def _on_logged_in(self, link: _Link, event: proto.LoggedIn) -> None:
+    def _on_logged_in(self, link: Link, event: proto.LoggedIn) -> None:
         with self._cond:
             again, self._established = self._established, True
             self.username = event.username
@@ -595,19 +458,18 @@ class ChatSession:
                 self._credentials.otp = None  # one-time codes are one-time
             self._backoff.reset()
             self._set_phase(Phase.ONLINE)
-            self._emit(LoggedIn(event.username, event.rooms, again))
+            self._emit(ev.LoggedIn(event.username, event.rooms, again))
             for request in self._outbox.waiting():
-                request.link = link
-                link.put_json(request.message, request)
+                self._hand(request, link)
 
-    def _on_refused(self, link: _Link, event: proto.LoginRefused) -> Decision | None:
-        decision = self._decided(after_refusal(event, established=self._established))
+    def _on_refused(self, link: Link, event: proto.LoginRefused) -> Decision | None:
+        decision = self._decided(endings.after_refusal(event, established=self._established))
         if decision.next is not Next.STAY:
             link.close_with(CloseCode.NORMAL)
             return decision
         with self._cond:
             self._set_phase(Phase.CONNECTED, decision.message)
-            rejected = LoginRejected(
+            rejected = ev.LoginRejected(
                 event.reason, decision.message, event.retry_after, event.registering
             )
             self._emit(rejected)
@@ -619,4 +481,4 @@ class ChatSession:
             return
         with self._cond:
             update = self._outbox.answer(message)
-            self._emit(update if update is not None else Received(message))
+            self._emit(update if update is not None else ev.Received(message))
