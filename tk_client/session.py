@@ -30,16 +30,14 @@ What the session guarantees:
   authenticated ``session_ended``, a rejected password, a changed key. 4008
   (policy) is retried only at the longest delay; 1000 (a direction reached
   2**32 records) reconnects at once.
-- **Close codes are hints, not orders.** A WebSocket close frame is not
-  protected by the record layer: on ``ws://`` anyone on the path can forge one.
-  So no close code alone ends the session for good. 4003 stops the session only
-  after the encrypted, MAC-checked ``session_ended`` record arrived on the same
-  connection (PROTOCOL.md 3.2: "then the server closes with 4003"); once that
-  record is in, the session stops whatever way the connection then ends. A bare
-  4003 is a lost connection and is retried with backoff. Likewise 4001 (too
-  many failed logins) only follows a ``login_failed`` answer (PROTOCOL.md 3.1),
-  and a reconnect's refused login already stops the session on that answer; a
-  bare 4001 on an established session is retried too.
+- **Close codes are hints, not orders.** A close frame is not protected by the
+  record layer (on ``ws://`` anyone on the path can forge one), so no close code
+  alone ends the session for good. 4003 stops it only after the encrypted
+  ``session_ended`` record arrived on the same connection (PROTOCOL.md 3.2); once
+  that record is in, the session stops whatever way the connection then ends. A
+  bare 4003 is a lost connection, retried with backoff. Likewise a bare 4001 on
+  an established session is retried: a reconnect's refused login already stops
+  the session on the encrypted ``login_failed`` that comes before 4001.
 
 Direct answers are matched to their requests by ``ref``; everything else is a push
 (:class:`Received`). Hooks added with :meth:`ChatSession.add_hook` see every event
@@ -77,8 +75,6 @@ from .transport import (
     connect_websocket,
     describe_connect_error,
 )
-
-__all__ = ["Backoff", "ChatSession", "NotConnected"]
 
 KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
@@ -244,7 +240,7 @@ class ChatSession:
         if self._thread is not threading.current_thread():
             self.wait_stopped(CLOSE_WAIT)
         with self._cond:
-            self._emit_all(self._outbox.fail_all("not sent: you closed the session"))
+            self._emit(*self._outbox.fail_all("not sent: you closed the session"))
             if self._phase is not Phase.STOPPED:
                 self._set_phase(Phase.STOPPED, "closed")
         self._credentials = None
@@ -261,16 +257,12 @@ class ChatSession:
             raise NotConnected("not connected to the server")
         return link
 
-    def _emit(self, event: SessionEvent) -> None:
-        for hook in list(self._hooks):
-            if hook(event):
-                return
-        if not isinstance(event, ev.ChunkArrived):  # chunks nobody takes are dropped
-            self.events.put(event)
-
-    def _emit_all(self, events: list[ev.RequestUpdate]) -> None:
+    def _emit(self, *events: SessionEvent) -> None:
         for event in events:
-            self._emit(event)
+            if any(hook(event) for hook in list(self._hooks)):
+                continue
+            if not isinstance(event, ev.ChunkArrived):  # chunks nobody takes are dropped
+                self.events.put(event)
 
     def _set_phase(self, phase: Phase, detail: str = "", retry_at: float | None = None) -> None:
         self._phase = phase
@@ -346,7 +338,7 @@ class ChatSession:
             self._cond.wait(remaining)
 
     def _stop(self, message: str, reason: str = "stopped") -> None:
-        self._emit_all(self._outbox.fail_all(f"not sent: {message}"))
+        self._emit(*self._outbox.fail_all(f"not sent: {message}"))
         self._credentials = None
         self._stopping = True
         self._set_phase(Phase.STOPPED, message)
@@ -369,7 +361,7 @@ class ChatSession:
                 link.closed = True
             link.finish()
             with self._cond:
-                self._emit_all(self._outbox.requeue(link))
+                self._emit(*self._outbox.requeue(link))
 
     def _ended(self, link: Link, how: int | Cause) -> Decision:
         """The connection ended (``how``: the server's close code, or a cause)."""
@@ -469,10 +461,8 @@ class ChatSession:
             return decision
         with self._cond:
             self._set_phase(Phase.CONNECTED, decision.message)
-            rejected = ev.LoginRejected(
-                event.reason, decision.message, event.retry_after, event.registering
-            )
-            self._emit(rejected)
+            text, retry_after = decision.message, event.retry_after
+            self._emit(ev.LoginRejected(event.reason, text, retry_after, event.registering))
         return None
 
     def _on_message(self, message: dict[str, Any]) -> None:
