@@ -274,7 +274,8 @@ class _Connection:
         """The shell closed the socket (or saw it close); nothing more is sent or read."""
         self.state = State.CLOSED
 
-    def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection:
+    def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection | MessageError:
+        """The record's content; a MessageError is returned (not raised) for the caller to judge."""
         assert self._records is not None
         try:
             plaintext = self._records.opener.open(data)
@@ -283,7 +284,7 @@ class _Connection:
         try:
             return decode_plaintext(plaintext)
         except MessageError as exc:
-            return exc  # type: ignore[return-value]
+            return exc
 
     _SENDING_STATES: frozenset[State] = frozenset()
 
@@ -305,7 +306,7 @@ class ServerConnection(_Connection):
         *,
         max_text: int = MAX_TEXT,
         eph_private: X25519PrivateKey | None = None,
-        iv_source=os.urandom,
+        iv_source: Callable[[int], bytes] = os.urandom,
     ) -> None:
         if not 1 <= max_text <= MAX_TEXT:
             # The greeting announces max_text and the protocol caps it at MAX_TEXT.
@@ -610,7 +611,7 @@ class ClientConnection(_Connection):
         assert self._login is not None
         login_id = self._login[0]
         if login_id is not None:
-            return message.get("ref") == login_id
+            return bool(message.get("ref") == login_id)
         # A login without an id gets its answer without ref (tools only; strict needs an id).
         return "ref" not in message and message.get("type") in _LOGIN_ANSWERS
 

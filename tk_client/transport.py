@@ -24,8 +24,7 @@ import websocket
 
 from chatproto.codes import CloseCode
 from chatproto.connection import ClientConnection, Event, ServerHello
-from chatproto.errors import LocalProtocolError
-from chatproto.records import SequenceExhausted
+from chatproto.errors import LocalProtocolError, SequenceExhausted
 
 from .address import ServerAddress
 from .endings import Cause
