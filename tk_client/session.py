@@ -1,43 +1,41 @@
 """The network session: one chat server, one background thread, events on a queue.
 
-A thin threaded shell around :class:`chatproto.connection.ClientConnection` (the
-sans-I/O handshake, records and login) and websocket-client, in the manner of
-websockets' ``sync`` shell around its ``Protocol``. What each ending means is
-the pure table in :mod:`tk_client.endings`; the outbox is :mod:`tk_client.outbox`.
-Nothing here imports tkinter: the desktop client drains :attr:`ChatSession.events`
-with ``after()``, the terminal client in its main loop, the tests directly.
+A thin threaded shell, in the manner of websockets' ``sync`` shell around its
+``Protocol``: :class:`chatproto.connection.ClientConnection` holds the protocol
+(handshake, records, login), :class:`tk_client.transport.Link` the socket and its
+writer thread, :mod:`tk_client.endings` what each ending means, and
+:mod:`tk_client.outbox` the requests. Nothing here imports tkinter: the desktop
+client drains :attr:`ChatSession.events` with ``after()``, the terminal client in
+its main loop, the tests directly.
 
 What the session guarantees:
 
-- **Pinning before the key.** On the server's hello the fingerprint is checked
-  against :class:`~tk_client.known_servers.KnownServers` *before* ``key`` is sent.
-  An unknown key closes the connection and asks the user (:class:`TrustRequired`;
+- **Pinning before the key.** The hello's fingerprint is checked against
+  :class:`~tk_client.known_servers.KnownServers` *before* ``key`` is sent. An
+  unknown key closes the connection and asks the user (:class:`TrustRequired`;
   the server allows only 10 seconds for ``key``, a person needs longer), and
   :meth:`ChatSession.trust` connects again. A changed key is refused
   (:class:`KeyChanged`) and never retried.
-- **Key confirmation.** ``ClientConnection`` refuses to send anything after ``key``
-  until the greeting record opened, so the password only goes to the pinned key.
-- **Nothing typed is lost.** Every request goes through an outbox with a state per
-  item (queued -> sent -> done / failed), reported as :class:`RequestUpdate`.
-  What is typed while disconnected waits and is sent after the next login; a
-  ``send`` or ``pm`` that was on the wire when the connection dropped may or may
-  not have arrived, so it is failed with ``uncertain=True`` instead of being sent
-  twice. Idempotent requests (history, join...) are simply sent again.
+- **Key confirmation.** ``ClientConnection`` sends nothing after ``key`` until the
+  greeting record opened, so the password only goes to the pinned key.
+- **Nothing typed is lost.** Every request goes through the outbox (queued ->
+  sent -> done / failed, reported as :class:`RequestUpdate`). What is typed while
+  disconnected is sent after the next login; a ``send`` or ``pm`` that was on the
+  wire when the connection dropped may or may not have arrived, so it is failed
+  with ``uncertain=True`` instead of being sent twice. Idempotent requests
+  (history, join...) are simply sent again.
 - **Reconnection.** Once logged in, a lost connection is retried with backoff
-  (0.5 s doubling to 30 s, with jitter) and the session logs in again with the
-  password it keeps in memory for that purpose only (never on disk, never in a
-  log, not in ``repr``). What retrying cannot fix is not retried: an
-  authenticated ``session_ended``, a rejected password, a changed key. 4008
-  (policy) is retried only at the longest delay; 1000 (a direction reached
-  2**32 records) reconnects at once.
-- **Close codes are hints, not orders.** A close frame is not protected by the
-  record layer (on ``ws://`` anyone on the path can forge one), so no close code
-  alone ends the session for good. 4003 stops it only after the encrypted
-  ``session_ended`` record arrived on the same connection (PROTOCOL.md 3.2); once
-  that record is in, the session stops whatever way the connection then ends. A
-  bare 4003 is a lost connection, retried with backoff. Likewise a bare 4001 on
-  an established session is retried: a reconnect's refused login already stops
-  the session on the encrypted ``login_failed`` that comes before 4001.
+  (0.5 s doubling to 30 s, with jitter), logging in again with the password kept
+  in memory for that purpose only (never on disk, never in a log, not in
+  ``repr``). What retrying cannot fix is not retried: an authenticated
+  ``session_ended``, a rejected password, a changed key. 4008 (policy) is retried
+  only at the longest delay; 1000 (a direction reached 2**32 records) reconnects
+  at once.
+- **Close codes are hints, not orders.** A close frame is not authenticated (on
+  ``ws://`` anyone on the path can forge one), so none alone ends the session.
+  4003 stops it only after the encrypted ``session_ended`` record arrived on the
+  same connection, and then whatever way that connection ends; a bare 4003, like
+  a bare 4001 on an established session, is retried with backoff.
 
 Direct answers are matched to their requests by ``ref``; everything else is a push
 (:class:`Received`). Hooks added with :meth:`ChatSession.add_hook` see every event
@@ -395,10 +393,7 @@ class ChatSession:
             return self._ended(link, end.how)
         except ChatProtoError:
             return self._ended(link, Cause.BAD_HANDSHAKE)
-        except (
-            OSError,
-            websocket.WebSocketException,
-        ):  # a send failed: the connection is gone
+        except (OSError, websocket.WebSocketException):  # a send failed: the link is gone
             return self._ended(link, Cause.DROPPED)
         raise AssertionError("the events of a connection end with LinkEnded")
 
