@@ -539,7 +539,7 @@ class ClientConnection(_Connection):
         if self.strict:
             self._check(kind, message)
         record = super().send(message)
-        if kind in self._LOGIN_TYPES and self.state is not State.LOGGED_IN:
+        if kind in self._LOGIN_TYPES and self.state in (State.AWAITING_LOGIN, State.LOGGING_IN):
             request_id = message.get("id")
             self._login = (request_id if isinstance(request_id, str) else None, str(kind))
             self.state = State.LOGGING_IN

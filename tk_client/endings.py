@@ -15,8 +15,9 @@ guarantees at the top of :mod:`tk_client.session`):
 - 4008 (policy) is retried only at the longest delay: hurrying makes it worse.
 - 1000 on a logged-in connection is a direction reaching 2**32 records
   (PROTOCOL.md 2): reconnect at once.
-- Before the first login nothing is retried on its own: the user is told and
-  tries again. Once logged in, a lost connection is retried with backoff.
+- Before the first login nothing is retried on its own (no decision says
+  RETRY then): the user is told and tries again. Once logged in, a lost
+  connection is retried with backoff.
 - A reconnect's login refused for server trouble (``rate_limited``, an
   ``internal`` error) is retried; for anything else (the password changed,
   the account went) the session stops.
@@ -184,7 +185,8 @@ def _after_close(code: int, reached: Reached, *, established: bool, address: str
             return Decision(Next.WAIT)  # the 60-second login deadline passed while the user typed
         if not established and reached is Reached.HANDSHAKE:
             return Decision(Next.WAIT, REFUSED_BY_POLICY, report=True)
-        return Decision(Next.RETRY_SLOW, "The server closed the connection (policy).")
+        message = "The server closed the connection (policy)."
+        return Decision(Next.RETRY_SLOW if established else Next.WAIT, message)
     if code == CloseCode.BAD_HANDSHAKE:
         return failed(HANDSHAKE_FAILED.format(address=address), established=established)
     if reached is Reached.HANDSHAKE:

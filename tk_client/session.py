@@ -314,7 +314,7 @@ class ChatSession:
                     if decision.next is Next.STOP:
                         self._stop(decision.message, decision.reason)
                         return
-                    if decision.next is Next.WAIT or not self._established:
+                    if decision.next is Next.WAIT:
                         self._set_phase(Phase.IDLE, decision.message)
                         while self._kicks == kicks and not self._stopping:
                             self._cond.wait()

@@ -87,7 +87,7 @@ FIRST_ROWS = [
     (4000, H, Next.WAIT, "handshake with", True),
     (4008, H, Next.WAIT, "refuses new connections", True),  # handshake rate limit
     (4008, G, Next.WAIT, "", False),  # the login deadline passed while the user typed
-    (4008, L, Next.RETRY_SLOW, "policy", False),  # not retried: the session is not established
+    (4008, L, Next.WAIT, "policy", False),
     (1000, G, Next.WAIT, "", False),
     (1005, G, Next.WAIT, "", False),
     (DROPPED, G, Next.WAIT, "", False),
@@ -109,6 +109,14 @@ def test_before_the_first_login_the_user_decides(how, reached, next_, words, rep
     assert words in decision.message
     assert decision.report is report
     assert decision.message or not report
+
+
+def test_nothing_is_retried_on_its_own_before_the_first_login():
+    retries = {Next.RETRY, Next.RETRY_NOW, Next.RETRY_SLOW}
+    codes = [1000, 1005, 1009, *range(4000, 4010)]
+    for how in [*codes, *Cause]:
+        for reached in (H, G, L):
+            assert end(how, reached, established=False).next not in retries, (how, reached)
 
 
 def test_4001_before_the_first_login_forgets_the_password_and_waits():
