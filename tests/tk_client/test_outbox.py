@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from tk_client.events import RequestState
@@ -111,3 +114,14 @@ def test_closing_fails_everything_and_only_what_was_sent_is_uncertain():
     assert [(u.request.id, u.request.uncertain) for u in updates] == [("r1", True), ("r2", False)]
     assert {u.request.state for u in updates} == {RequestState.FAILED}
     assert outbox.pending() == []
+
+
+def test_the_outbox_does_no_io():
+    source = (Path(__file__).parents[2] / "tk_client" / "outbox.py").read_text("utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            imported.add((node.module or "").split(".")[0])
+    assert not imported & {"socket", "threading", "websocket", "tkinter", "time", "queue"}
