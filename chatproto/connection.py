@@ -15,13 +15,21 @@ application (bad requests, ``not_authenticated``), counts bad requests and
 failed logins, and turns every remote violation into the close code that
 PROTOCOL.md names. Time is the caller's: it asks :meth:`ServerConnection.deadline`
 when to call :meth:`ServerConnection.timed_out`.
+
+The client's side knows the login too (PROTOCOL.md 3.1): it notes the
+``login`` or ``register`` it sends and turns the answer into :class:`LoggedIn`,
+:class:`LoginFailed`, :class:`RegisterFailed` or :class:`LoginRefused`, and an
+authenticated ``session_ended`` into :class:`SessionEnded`. Each of these is a
+:class:`MessageReceived` too, so a tool that only wants the messages still
+sees every one. A strict client (``ClientConnection(strict=True)``, the chat
+clients) also refuses to send what the server would refuse in its state.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +59,7 @@ class State(enum.Enum):
     AWAITING_KEY = "awaiting key"  # server: hello sent
     AWAITING_GREETING = "awaiting greeting"  # client: key sent; nothing may be sent yet
     AWAITING_LOGIN = "awaiting login"  # records flow; only login, register, ping are served
+    LOGGING_IN = "logging in"  # client: login or register sent, its answer not yet received
     LOGGED_IN = "logged in"
     CLOSED = "closed"
 
@@ -108,6 +117,68 @@ class MessageReceived:
 
 
 @dataclass(frozen=True)
+class LoggedIn(MessageReceived):
+    """Client: ``login_ok`` answered our login or registration; every request may be sent."""
+
+    username: str
+    rooms: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LoginRefused(MessageReceived):
+    """Client: something other than ``login_ok`` answered our login or registration.
+
+    This class itself stands for an ``error`` (or an unexpected type) carrying
+    the login's ``ref``; :class:`LoginFailed` and :class:`RegisterFailed` are
+    the answers PROTOCOL.md 3.1 names. ``reason`` is the answer's ``reason``
+    (else its type), ``retry_after`` whole seconds when rate limited,
+    ``registering`` whether the refused request was a ``register``. Another
+    login may be sent on the same connection.
+    """
+
+    reason: str
+    retry_after: int | None
+    registering: bool
+
+    @property
+    def code(self) -> str | None:
+        """The error code of an ``error`` answer (``internal`` is worth retrying)."""
+        code = self.message.get("code")
+        return code if self.message.get("type") == "error" and isinstance(code, str) else None
+
+    @property
+    def detail(self) -> str:
+        """The server's own words (``register_failed`` and ``error`` carry ``message``)."""
+        words = self.message.get("message")
+        return words if isinstance(words, str) else ""
+
+
+@dataclass(frozen=True)
+class LoginFailed(LoginRefused):
+    """Client: ``login_failed`` (invalid_credentials, rate_limited, otp_required)."""
+
+
+@dataclass(frozen=True)
+class RegisterFailed(LoginRefused):
+    """Client: ``register_failed`` (closed, username_taken, invalid_*, rate_limited)."""
+
+
+@dataclass(frozen=True)
+class BadLoginAnswer(MessageReceived):
+    """Client: a ``login_ok`` without its user or rooms; a :class:`CloseConnection` follows."""
+
+
+@dataclass(frozen=True)
+class SessionEnded(MessageReceived):
+    """Client: the server ended the session (deactivated, ended_by_admin); 4003 follows.
+
+    It came through the record layer, so unlike the close frame it is authentic.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ChunkReceived:
     """A file chunk record (either side)."""
 
@@ -124,6 +195,8 @@ Event = (
     | MessageReceived
     | ChunkReceived
 )
+# LoggedIn, LoginRefused (LoginFailed, RegisterFailed), BadLoginAnswer and SessionEnded are
+# MessageReceived: the union above covers them.
 
 
 def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -> dict[str, Any]:
@@ -137,7 +210,9 @@ def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -
 class _Records:
     """The two directions of a session, for whichever side we are."""
 
-    def __init__(self, keys: SessionKeys, *, server: bool, iv_source) -> None:
+    def __init__(
+        self, keys: SessionKeys, *, server: bool, iv_source: Callable[[int], bytes]
+    ) -> None:
         if server:
             self.sealer = RecordSealer(keys.s2c_enc, keys.s2c_mac, iv_source=iv_source)
             self.opener = RecordOpener(keys.c2s_enc, keys.c2s_mac)
@@ -149,6 +224,23 @@ class _Records:
 class _Connection:
     state: State
     _records: _Records | None
+    # What a WebSocket message does in each state: a method, or the close code it earns.
+    _TABLE: dict[State, dict[str, str | CloseCode | None]] = {}
+
+    def receive_text(self, text: str) -> list[Event]:
+        return self._dispatch("text", text)
+
+    def receive_bytes(self, data: bytes) -> list[Event]:
+        return self._dispatch("binary", data)
+
+    def _dispatch(self, kind: str, data: Any) -> list[Event]:
+        action = self._TABLE[self.state][kind]
+        if action is None:
+            return []
+        if isinstance(action, CloseCode):
+            return self._close(action)
+        events: list[Event] = getattr(self, action)(data)
+        return events
 
     def _close(self, code: CloseCode) -> list[Event]:
         self.state = State.CLOSED
@@ -182,7 +274,8 @@ class _Connection:
         """The shell closed the socket (or saw it close); nothing more is sent or read."""
         self.state = State.CLOSED
 
-    def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection:
+    def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection | MessageError:
+        """The record's content; a MessageError is returned (not raised) for the caller to judge."""
         assert self._records is not None
         try:
             plaintext = self._records.opener.open(data)
@@ -191,7 +284,7 @@ class _Connection:
         try:
             return decode_plaintext(plaintext)
         except MessageError as exc:
-            return exc  # type: ignore[return-value]
+            return exc
 
     _SENDING_STATES: frozenset[State] = frozenset()
 
@@ -199,7 +292,6 @@ class _Connection:
 class ServerConnection(_Connection):
     """The server's side of one session."""
 
-    # What a WebSocket message does in each state: a method, or the close code it earns.
     _TABLE: dict[State, dict[str, str | CloseCode | None]] = {
         State.AWAITING_KEY: {"text": "_on_key", "binary": CloseCode.BAD_HANDSHAKE},
         State.AWAITING_LOGIN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
@@ -214,7 +306,7 @@ class ServerConnection(_Connection):
         *,
         max_text: int = MAX_TEXT,
         eph_private: X25519PrivateKey | None = None,
-        iv_source=os.urandom,
+        iv_source: Callable[[int], bytes] = os.urandom,
     ) -> None:
         if not 1 <= max_text <= MAX_TEXT:
             # The greeting announces max_text and the protocol caps it at MAX_TEXT.
@@ -239,20 +331,6 @@ class ServerConnection(_Connection):
         if self._handshake is None:
             raise LocalProtocolError("hello after the key message")
         return self._handshake.hello()
-
-    def receive_text(self, text: str) -> list[Event]:
-        return self._dispatch("text", text)
-
-    def receive_bytes(self, data: bytes) -> list[Event]:
-        return self._dispatch("binary", data)
-
-    def _dispatch(self, kind: str, data: Any) -> list[Event]:
-        action = self._TABLE[self.state][kind]
-        if action is None:
-            return []
-        if isinstance(action, CloseCode):
-            return self._close(action)
-        return getattr(self, action)(data)
 
     def _on_key(self, text: str) -> list[Event]:
         handshake = self._handshake
@@ -336,11 +414,20 @@ class ServerConnection(_Connection):
 
 
 class ClientConnection(_Connection):
-    """The client's side of one session, with key confirmation built in.
+    """The client's side of one session: handshake, key confirmation, login, end.
 
     Nothing can be sent after ``key`` until the greeting record has been
     opened (:class:`Greeting`), so a password never goes to a server that does
-    not hold the pinned private key.
+    not hold the pinned private key. The ``login`` or ``register`` that
+    :meth:`send` carries moves the connection to ``LOGGING_IN``; its answer
+    (matched by ``ref``) to ``LOGGED_IN`` or back to ``AWAITING_LOGIN``.
+
+    ``strict`` (the chat clients) refuses, with :class:`LocalProtocolError`,
+    what the server would refuse in the current state: any request but
+    ``login``, ``register`` and ``ping`` before ``login_ok``, a second login
+    while one is unanswered or after ``login_ok``, a chunk before login, a
+    login without an ``id`` (its answer could not be recognised). It is off by
+    default for tools that play a misbehaving client to test the server.
     """
 
     _TABLE: dict[State, dict[str, str | CloseCode | None]] = {
@@ -348,40 +435,73 @@ class ClientConnection(_Connection):
         State.AWAITING_TRUST: {"text": CloseCode.BAD_HANDSHAKE, "binary": CloseCode.BAD_HANDSHAKE},
         State.AWAITING_GREETING: {"text": CloseCode.BAD_HANDSHAKE, "binary": "_on_greeting"},
         State.AWAITING_LOGIN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
+        State.LOGGING_IN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
+        State.LOGGED_IN: {"text": CloseCode.BAD_RECORD, "binary": "_on_record"},
         State.CLOSED: {"text": None, "binary": None},
     }
-    _SENDING_STATES = frozenset({State.AWAITING_LOGIN})
+    _SENDING_STATES = frozenset({State.AWAITING_LOGIN, State.LOGGING_IN, State.LOGGED_IN})
+    # Strict mode: the request types each state lets out (PROTOCOL.md 3.1); None: all but a login.
+    _SENDABLE: dict[State, frozenset[str] | None] = {
+        State.AWAITING_LOGIN: PRE_LOGIN_TYPES,
+        State.LOGGING_IN: frozenset({"ping"}),
+        State.LOGGED_IN: None,
+    }
+    _LOGIN_TYPES = frozenset({"login", "register"})
 
     def __init__(
         self,
         *,
+        strict: bool = False,
         secret: bytes | None = None,
         eph_private: X25519PrivateKey | None = None,
         key_ciphertext: bytes | None = None,
-        iv_source=os.urandom,
+        iv_source: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        # Every keyword is a seam for the known-answer tests only (see ClientHandshake).
+        # Every keyword but strict is a seam for the known-answer tests only (see ClientHandshake).
         self._handshake = ClientHandshake(
             secret=secret, eph_private=eph_private, key_ciphertext=key_ciphertext
         )
+        self.strict = strict
         self._iv_source = iv_source
-        self._records = None
+        self._records: _Records | None = None
         self.identity: ServerIdentity | None = None
         self.keys: SessionKeys | None = None
         self.state = State.AWAITING_HELLO
+        # The login or register on the wire: its id (None if it had none) and its type.
+        self._login: tuple[str | None, str] | None = None
+        self.username: str | None = None  # from login_ok
+        self.ended: SessionEnded | None = None  # the authenticated session_ended, once received
+        self._closed_in = State.AWAITING_HELLO
+
+    @property
+    def progress(self) -> State:
+        """How far the session got: its state, or the state it was in when it closed."""
+        return self._closed_in if self.state is State.CLOSED else self.state
+
+    def _close(self, code: CloseCode) -> list[Event]:
+        self.close()
+        return [CloseConnection(code)]
+
+    def close(self) -> None:
+        if self.state is not State.CLOSED:
+            self._closed_in = self.state
+        super().close()
 
     @property
     def ready(self) -> bool:
         """True once the greeting verified: requests may be sent."""
+        return self.state in self._SENDING_STATES
+
+    @property
+    def logged_in(self) -> bool:
+        return self.state is State.LOGGED_IN
+
+    @property
+    def may_log_in(self) -> bool:
+        """True when a ``login`` or ``register`` may be sent now (greeted, none unanswered)."""
         return self.state is State.AWAITING_LOGIN
 
-    def receive_text(self, text: str) -> list[Event]:
-        return self._dispatch("text", text)
-
-    def receive_bytes(self, data: bytes) -> list[Event]:
-        return self._dispatch("binary", data)
-
-    _dispatch = ServerConnection._dispatch
+    # --- handshake ------------------------------------------------------------------------
 
     def _on_hello(self, text: str) -> list[Event]:
         try:
@@ -411,6 +531,66 @@ class ClientConnection(_Connection):
         self.state = State.AWAITING_LOGIN
         return [Greeting(opened)]
 
+    # --- sending --------------------------------------------------------------------------
+
+    def send(self, message: Mapping[str, Any]) -> bytes:
+        """The record carrying a request; notes a login. LocalProtocolError if not allowed now."""
+        kind = message.get("type")
+        if self.strict:
+            self._check(kind, message)
+        record = super().send(message)
+        if kind in self._LOGIN_TYPES and self.state in (State.AWAITING_LOGIN, State.LOGGING_IN):
+            request_id = message.get("id")
+            self._login = (request_id if isinstance(request_id, str) else None, str(kind))
+            self.state = State.LOGGING_IN
+        return record
+
+    def send_login(
+        self,
+        request_id: str,
+        username: str,
+        password: str,
+        *,
+        otp: str | None = None,
+        register: bool = False,
+    ) -> bytes:
+        """The record carrying a ``login``, or a ``register`` (which takes no ``otp``)."""
+        message: dict[str, Any] = {
+            "type": "register" if register else "login",
+            "id": request_id,
+            "username": username,
+            "password": password,
+        }
+        if otp and not register:
+            message["otp"] = otp
+        return self.send(message)
+
+    def send_plaintext(self, plaintext: bytes) -> bytes:
+        """For tools only: a strict client sends with :meth:`send`, which checks the type."""
+        if self.strict:
+            raise LocalProtocolError("a strict client sends messages with send()")
+        return super().send_plaintext(plaintext)
+
+    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> bytes:
+        """The record carrying a file chunk; a strict client sends none before login."""
+        if self.strict and self.state in self._SENDING_STATES and not self.logged_in:
+            raise LocalProtocolError("cannot send file chunks before login")
+        return super().send_chunk(transfer, index, data)
+
+    def _check(self, kind: Any, message: Mapping[str, Any]) -> None:
+        if self.state not in self._SENDABLE:
+            return  # _seal refuses with the state's name
+        allowed = self._SENDABLE[self.state]
+        if kind in self._LOGIN_TYPES:
+            if self.state is not State.AWAITING_LOGIN:
+                raise LocalProtocolError(f"cannot send {kind} in state {self.state.value}")
+            if not isinstance(message.get("id"), str):
+                raise LocalProtocolError(f"a {kind} needs an id to recognise its answer")
+        elif allowed is not None and kind not in allowed:
+            raise LocalProtocolError(f"cannot send {kind!r} before login")
+
+    # --- receiving ------------------------------------------------------------------------
+
     def _on_record(self, data: bytes) -> list[Event]:
         opened = self._open(data)
         if isinstance(opened, CloseConnection):
@@ -419,4 +599,44 @@ class ClientConnection(_Connection):
             return []  # a client ignores what it cannot read; the session goes on
         if isinstance(opened, FileChunk):
             return [ChunkReceived(opened)]
+        if self.state is State.LOGGING_IN and self._answers_login(opened):
+            return self._on_login_answer(opened)
+        if self.state is State.LOGGED_IN and opened.get("type") == "session_ended":
+            reason = opened.get("reason")
+            self.ended = SessionEnded(opened, reason if isinstance(reason, str) else "ended")
+            return [self.ended]
         return [MessageReceived(opened)]
+
+    def _answers_login(self, message: dict[str, Any]) -> bool:
+        assert self._login is not None
+        login_id = self._login[0]
+        if login_id is not None:
+            return bool(message.get("ref") == login_id)
+        # A login without an id gets its answer without ref (tools only; strict needs an id).
+        return "ref" not in message and message.get("type") in _LOGIN_ANSWERS
+
+    def _on_login_answer(self, message: dict[str, Any]) -> list[Event]:
+        assert self._login is not None
+        registering = self._login[1] == "register"
+        self._login = None
+        kind = message.get("type")
+        if kind == "login_ok":
+            user = message.get("user")
+            username = user.get("username") if isinstance(user, dict) else None
+            rooms = message.get("rooms")
+            if not isinstance(username, str) or not isinstance(rooms, list):
+                return [BadLoginAnswer(message), *self._close(CloseCode.NORMAL)]
+            self.state = State.LOGGED_IN
+            self.username = username
+            return [LoggedIn(message, username, rooms)]
+        self.state = State.AWAITING_LOGIN
+        reason = message.get("reason")
+        reason = reason if isinstance(reason, str) else kind if isinstance(kind, str) else "error"
+        retry_after = message.get("retry_after")
+        retry = retry_after if type(retry_after) is int else None
+        refused = {"login_failed": LoginFailed, "register_failed": RegisterFailed}
+        return [refused.get(str(kind), LoginRefused)(message, reason, retry, registering)]
+
+
+# What answers a login or register (PROTOCOL.md 3.1), besides an error with its ref.
+_LOGIN_ANSWERS = frozenset({"login_ok", "login_failed", "register_failed"})

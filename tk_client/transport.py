@@ -1,29 +1,37 @@
-"""The WebSocket under a session: opening it, reading whole messages, naming failures.
+"""The WebSocket under a session: opening it, reading and writing, naming failures.
 
 websocket-client does the WebSocket protocol; this module adds what the session
 needs on top: the ``Origin`` header naming the server itself (PROTOCOL.md
 "Transport"), a reader that returns whole messages and reports the close code
 (websocket-client's own ``recv`` loses it when the server has already gone), and
-failures in words a person can act on.
+failures in words a person can act on, and :class:`Link`: one connection with
+its :class:`~chatproto.connection.ClientConnection` and its writer thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import queue
 import socket
 import ssl
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import websocket
 
 from chatproto.codes import CloseCode
+from chatproto.connection import ClientConnection, Event, ServerHello
+from chatproto.errors import LocalProtocolError, SequenceExhausted
 
 from .address import ServerAddress
+from .endings import Cause
 
 CONNECT_TIMEOUT = 10.0  # seconds for TCP + TLS + WebSocket upgrade + hello
 NO_STATUS = 1005  # RFC 6455: a close frame without a code
+JOIN_TIMEOUT = 5.0  # how long a finished connection waits for its writer thread
 
 
 class Closed(Exception):
@@ -132,3 +140,138 @@ def recv_message(ws: Transport) -> tuple[int, bytes]:
                 ws.pong(frame.data)
             except (OSError, websocket.WebSocketException):
                 raise Closed(None) from None
+
+
+class LinkEnded(Exception):
+    """The connection ended: ``how`` is the server's close code, or what our side saw."""
+
+    def __init__(self, how: int | Cause) -> None:
+        super().__init__(how)
+        self.how = how
+
+
+class Link:
+    """One WebSocket connection: the socket, its ClientConnection and its writer thread.
+
+    The writer seals each record when it takes it from the queue, so records go
+    out in sequence order; the reader (the session's thread) opens them through
+    :meth:`hello` and :meth:`events`, which end with :class:`LinkEnded`.
+    """
+
+    def __init__(self, ws: Transport, conn: ClientConnection) -> None:
+        self.ws = ws
+        self.conn = conn
+        self.closed = False
+        self._pings = itertools.count(1)
+        self.outgoing: queue.Queue[Callable[[], bytes | None] | None] = queue.Queue()
+        self.writer = threading.Thread(
+            target=self._write_loop, name="chat-session-writer", daemon=True
+        )
+
+    def hello(self) -> ServerHello:
+        """The server's hello (within the connect timeout); nothing is sent before it."""
+        try:
+            events = self._receive()
+        except websocket.WebSocketTimeoutException:
+            raise LinkEnded(Cause.NO_HELLO) from None
+        hello = next((e for e in events if isinstance(e, ServerHello)), None)
+        if hello is None:
+            self.close_with(CloseCode.BAD_HANDSHAKE)
+            raise LinkEnded(Cause.BAD_HANDSHAKE)
+        return hello
+
+    def events(self, keepalive: float) -> Iterator[Event]:
+        """Send the key (the caller trusts the hello), then yield the connection's events.
+
+        After ``keepalive`` seconds of silence it pings; if the ping gets no
+        answer in as long again, the connection is dropped. Nothing, not even
+        a ping, is sent before the greeting (key confirmation).
+        """
+        self.ws.send(self.conn.send_key())
+        self.ws.settimeout(keepalive)
+        self.writer.start()
+        pinging = False
+        while True:
+            try:
+                events = self._receive()
+            except websocket.WebSocketTimeoutException:
+                if not self.conn.ready or pinging:
+                    self.abort()
+                    raise LinkEnded(Cause.SILENT if pinging else Cause.NO_GREETING) from None
+                pinging = True
+                self.put_json({"type": "ping", "id": f"keepalive{next(self._pings)}"})
+                continue
+            pinging = False
+            yield from events
+
+    def _receive(self) -> list[Event]:
+        try:
+            opcode, data = recv_message(self.ws)
+        except Closed as closed:
+            raise LinkEnded(Cause.DROPPED if closed.code is None else closed.code) from None
+        if opcode == websocket.ABNF.OPCODE_BINARY:
+            return self.conn.receive_bytes(data)
+        return self.conn.receive_text(data.decode("utf-8", "replace"))
+
+    def put_json(self, message: dict[str, Any], before: Callable[[], bool] | None = None) -> None:
+        """Queue a message; ``before`` (if given) runs first and returns False to drop it."""
+
+        def seal() -> bytes | None:
+            if before is not None and not before():
+                return None
+            return self.conn.send(message)
+
+        self.outgoing.put(seal)
+
+    def put_login(self, request_id: str, username: str, password: str, **kw: Any) -> None:
+        """Queue a login (``otp``, ``register``: see ClientConnection.send_login).
+
+        Skipped if a login is already on the wire or was answered with login_ok.
+        """
+
+        def seal() -> bytes | None:
+            if not self.conn.may_log_in:
+                return None
+            return self.conn.send_login(request_id, username, password, **kw)
+
+        self.outgoing.put(seal)
+
+    def put_chunk(self, transfer: bytes, index: int, data: bytes) -> None:
+        self.outgoing.put(lambda: self.conn.send_chunk(transfer, index, data))
+
+    def _write_loop(self) -> None:
+        while True:
+            seal = self.outgoing.get()
+            if seal is None or self.closed:
+                return
+            try:
+                data = seal()
+                if data is not None:
+                    self.ws.send_binary(data)
+            except SequenceExhausted:
+                self.close_with(CloseCode.NORMAL)  # PROTOCOL.md 2: close with 1000, then reconnect
+                return
+            except (OSError, websocket.WebSocketException, LocalProtocolError):
+                self.abort()
+                return
+
+    def close_with(self, code: int) -> None:
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            self.ws.send_close(code)
+        self.abort()
+
+    def abort(self) -> None:
+        """Wake the reader (its recv fails) and stop the writer."""
+        self.closed = True
+        self.outgoing.put(None)
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            self.ws.abort()
+
+    def finish(self) -> None:
+        self.closed = True
+        self.outgoing.put(None)
+        if self.writer.is_alive() and threading.current_thread() is not self.writer:
+            self.writer.join(JOIN_TIMEOUT)
+        with contextlib.suppress(OSError, websocket.WebSocketException):
+            self.ws.shutdown()
+        self.conn.close()

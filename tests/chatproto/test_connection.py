@@ -6,16 +6,23 @@ import pytest
 
 from chatproto.codes import ErrorCode
 from chatproto.connection import (
+    BadLoginAnswer,
     ChunkReceived,
     ClientConnection,
     CloseConnection,
+    Greeting,
+    LoginFailed,
+    LoginRefused,
     MessageReceived,
+    RegisterFailed,
     RequestReceived,
     SendRecord,
     ServerConnection,
+    SessionEnded,
     State,
     error_message,
 )
+from chatproto.connection import LoggedIn as ClientLoggedIn
 from chatproto.errors import LocalProtocolError
 from chatproto.framing import FileChunk
 from chatproto.limits import (
@@ -27,7 +34,7 @@ from chatproto.limits import (
     MAX_RECORDS_PER_DIRECTION,
 )
 from chatproto.records import SequenceExhausted
-from tests.chatproto.helpers import VALID, handshake, logged_in, replies, server_key
+from tests.chatproto.helpers import GREETING, VALID, handshake, logged_in, replies, server_key
 
 TRANSFER = bytes.fromhex("0123456789abcdef0123456789abcdef")
 
@@ -424,3 +431,221 @@ def test_send_plaintext_refuses_before_the_handshake_and_anything_but_encoded_js
     assert client.receive_bytes(server.send({"type": "pong"})) == [
         MessageReceived({"type": "pong"})
     ]
+
+
+# --- client side: login, answers, session_ended ---------------------------------------------
+
+ROOMS = [{"name": "lobby", "private": False, "owner": None, "members": ["alice"]}]
+
+
+def login_ok(ref: str = "l1") -> dict:
+    return {"type": "login_ok", "ref": ref, "user": {"username": "alice"}, "rooms": ROOMS}
+
+
+def strict_handshake() -> tuple[ClientConnection, ServerConnection]:
+    """A strict client (as the chat clients make it) and a server, greeting verified."""
+    server = fresh_server()
+    client = ClientConnection(strict=True)
+    client.receive_text(server.hello())
+    server.receive_text(client.send_key())
+    [greeting] = client.receive_bytes(server.send(GREETING))
+    assert isinstance(greeting, Greeting)
+    return client, server
+
+
+def strict_logged_in() -> tuple[ClientConnection, ServerConnection]:
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "pw"))
+    server.login_succeeded()
+    [event] = client.receive_bytes(server.send(login_ok()))
+    assert isinstance(event, ClientLoggedIn)
+    return client, server
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["tool", "strict"])
+def test_client_turns_login_ok_into_logged_in_and_serves_every_request(strict):
+    client, server = strict_handshake() if strict else handshake()
+    record = client.send_login("l1", "alice", "pw")
+    assert client.state is State.LOGGING_IN and not client.may_log_in
+    [request] = server.receive_bytes(record)
+    assert request.request.type == "login"
+    server.login_succeeded()
+
+    [event] = client.receive_bytes(server.send(login_ok()))
+
+    assert event == ClientLoggedIn(login_ok(), "alice", ROOMS)
+    assert isinstance(event, MessageReceived) and event.message == login_ok()  # tools see it too
+    assert client.state is State.LOGGED_IN and client.logged_in and client.username == "alice"
+    [sent] = server.receive_bytes(client.send(full_request("send")))
+    assert isinstance(sent, RequestReceived)
+
+
+def test_client_login_failed_says_why_and_allows_another_try():
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "bad"))
+    answer = {"type": "login_failed", "ref": "l1", "reason": "rate_limited", "retry_after": 30}
+
+    [event] = client.receive_bytes(server.send(answer))
+
+    assert event == LoginFailed(answer, "rate_limited", 30, False)
+    assert client.state is State.AWAITING_LOGIN and client.may_log_in
+    server.receive_bytes(client.send_login("l2", "alice", "pw"))
+    assert client.state is State.LOGGING_IN
+
+
+def test_client_register_failed_carries_the_servers_words():
+    client, server = strict_handshake()
+    [request] = server.receive_bytes(client.send_login("r1", "bob", "pw", otp="1", register=True))
+    assert request.request.type == "register" and "otp" not in request.request.as_dict()
+    answer = {"type": "register_failed", "ref": "r1", "reason": "username_taken", "message": "m"}
+
+    [event] = client.receive_bytes(server.send(answer))
+
+    assert isinstance(event, RegisterFailed) and event.registering
+    assert (event.reason, event.detail, event.retry_after) == ("username_taken", "m", None)
+
+
+def test_client_an_error_answering_the_login_is_a_refusal_with_its_code():
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "pw"))
+    answer = error_message(ErrorCode.INTERNAL, "try again", "l1")
+
+    [event] = client.receive_bytes(server.send(answer))
+
+    assert type(event) is LoginRefused
+    assert (event.reason, event.code, event.detail) == ("error", "internal", "try again")
+    assert client.may_log_in
+
+
+@pytest.mark.parametrize("retry_after", ["30", 1.5, True, None])
+def test_client_retry_after_must_be_whole_seconds(retry_after):
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "pw"))
+    answer = {"type": "login_failed", "ref": "l1", "reason": "rate_limited"}
+    [event] = client.receive_bytes(server.send({**answer, "retry_after": retry_after}))
+    assert event.retry_after is None
+
+
+def test_client_other_messages_while_logging_in_are_passed_on():
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "pw"))
+    client.send({"type": "ping", "id": "k1"})  # a keepalive may go while the login is out
+    for message in [{"type": "pong", "ref": "k1"}, {"type": "login_ok", "ref": "other"}]:
+        assert client.receive_bytes(server.send(message)) == [MessageReceived(message)]
+    assert client.state is State.LOGGING_IN
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"type": "login_ok", "ref": "l1", "rooms": []},
+        {"type": "login_ok", "ref": "l1", "user": {"username": 7}, "rooms": []},
+        {"type": "login_ok", "ref": "l1", "user": {"username": "alice"}, "rooms": {}},
+    ],
+)
+def test_client_a_malformed_login_ok_closes(answer):
+    client, server = strict_handshake()
+    server.receive_bytes(client.send_login("l1", "alice", "pw"))
+
+    events = client.receive_bytes(server.send(answer))
+
+    assert events == [BadLoginAnswer(answer), CloseConnection(1000)]
+    assert client.state is State.CLOSED and client.progress is State.LOGGING_IN
+
+
+def test_client_session_ended_counts_only_after_login():
+    client, server = strict_handshake()
+    ended = {"type": "session_ended", "reason": "deactivated"}
+    assert client.receive_bytes(server.send(ended)) == [MessageReceived(ended)]
+    assert client.ended is None
+
+    client, server = strict_logged_in()
+    [event] = client.receive_bytes(server.send(ended))
+
+    assert event == SessionEnded(ended, "deactivated") and client.ended == event
+    client.close()
+    assert client.ended == event and client.progress is State.LOGGED_IN
+
+
+def test_client_session_ended_without_a_reason_still_ends():
+    client, server = strict_logged_in()
+    [event] = client.receive_bytes(server.send({"type": "session_ended"}))
+    assert event.reason == "ended"
+
+
+def test_client_progress_is_the_state_it_closed_in():
+    client, _server = strict_handshake()
+    assert client.progress is State.AWAITING_LOGIN
+    assert client.receive_text("{}") == [CloseConnection(4002)]
+    assert (client.state, client.progress) == (State.CLOSED, State.AWAITING_LOGIN)
+    fresh = ClientConnection()
+    fresh.close()
+    assert fresh.progress is State.AWAITING_HELLO
+
+
+# What a strict client lets out in each state (PROTOCOL.md 3.1), for every request type.
+def strict_client_in(state: State) -> ClientConnection:
+    if state is State.LOGGED_IN:
+        return strict_logged_in()[0]
+    client, _ = strict_handshake()
+    if state is State.LOGGING_IN:
+        client.send_login("l1", "alice", "pw")
+    return client
+
+
+def allowed(state: State, kind: str) -> bool:
+    if state is State.AWAITING_LOGIN:
+        return kind in ("login", "register", "ping")
+    if state is State.LOGGING_IN:
+        return kind == "ping"
+    return kind not in ("login", "register")
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+@pytest.mark.parametrize("state", [State.AWAITING_LOGIN, State.LOGGING_IN, State.LOGGED_IN])
+def test_strict_client_sends_only_what_the_server_serves_in_its_state(state, kind):
+    client = strict_client_in(state)
+    if allowed(state, kind):
+        client.send(full_request(kind))
+    else:
+        with pytest.raises(LocalProtocolError):
+            client.send(full_request(kind))
+        assert client.state is state  # a refusal changes nothing
+
+
+@pytest.mark.parametrize("state", [State.AWAITING_LOGIN, State.LOGGING_IN, State.LOGGED_IN])
+def test_strict_client_sends_chunks_only_once_logged_in(state):
+    client = strict_client_in(state)
+    if state is State.LOGGED_IN:
+        client.send_chunk(TRANSFER, 0, b"data")
+    else:
+        with pytest.raises(LocalProtocolError):
+            client.send_chunk(TRANSFER, 0, b"data")
+
+
+def test_strict_client_refuses_a_login_it_could_not_recognise_the_answer_of():
+    client, _ = strict_handshake()
+    with pytest.raises(LocalProtocolError):
+        client.send({"type": "login", "username": "a", "password": "b"})
+    with pytest.raises(LocalProtocolError):
+        client.send_plaintext(b'\x01{"type": "ping"}')
+    assert client.may_log_in
+
+
+def test_a_strict_clients_refusals_seal_nothing():
+    client, server = strict_handshake()
+    with pytest.raises(LocalProtocolError):
+        client.send(full_request("send"))
+    [event] = server.receive_bytes(client.send(full_request("ping")))
+    assert isinstance(event, RequestReceived)  # in sequence: the refused request took no number
+
+
+def test_a_tool_client_may_send_what_the_server_refuses():
+    client, server = handshake()  # not strict: it plays a misbehaving client
+    [error] = replies(client, server.receive_bytes(client.send(full_request("send"))))
+    assert error["code"] == "not_authenticated"
+    server.receive_bytes(client.send({"type": "login", "username": "a", "password": "b"}))
+    server.login_succeeded()
+    answer = {"type": "login_ok", "user": {"username": "a"}, "rooms": []}
+    [event] = client.receive_bytes(server.send(answer))
+    assert isinstance(event, ClientLoggedIn)  # a login without id is answered without ref

@@ -203,6 +203,20 @@ def test_rate_limited_login_after_a_reconnect_waits_as_asked(server, trusted, se
     assert log.wait_for(LoggedIn).again
 
 
+def test_internal_error_on_a_reconnects_login_is_retried(server, trusted, sessions):
+    backoff = RecordingBackoff()
+    session, log = logged_in(server, trusted, sessions, backoff=backoff)
+    server.login_answer = {"type": "error", "code": "internal", "message": "database restarting"}
+
+    server.drop_all()
+    waiting = log.wait_for(PhaseChanged, lambda e: "database restarting" in e.detail)
+    server.login_answer = None
+
+    assert waiting.phase is Phase.RECONNECTING and waiting.retry_at is not None
+    assert log.wait_for(LoggedIn).again
+    assert session.has_password and not log.of(Stopped)
+
+
 def test_register_where_registration_is_closed_says_so(server, trusted, sessions):
     session, log = make_session(server.address, trusted)
     sessions.append(session)
@@ -345,8 +359,7 @@ def test_session_ended_by_the_server_is_not_retried(server, trusted, sessions):
 
     assert stopped.reason == "deactivated"
     assert stopped.message == "Your account was deactivated by an administrator."
-    session._thread.join(10)
-    assert not session._thread.is_alive()
+    assert session.wait_stopped(10)
     assert server.logins == 1
 
 
@@ -378,8 +391,7 @@ def test_session_ended_then_a_dropped_connection_still_stops(server, trusted, se
 
     assert stopped.reason == "ended_by_admin"
     assert stopped.message == "An administrator ended your session."
-    session._thread.join(10)
-    assert not session._thread.is_alive()
+    assert session.wait_stopped(10)
     assert server.logins == 1
 
 
@@ -391,7 +403,7 @@ def test_bare_4001_on_an_established_session_is_retried(server, trusted, session
 
     assert log.wait_for(LoggedIn).again
     assert not log.of(Stopped)
-    assert session._credentials is not None
+    assert session.has_password
 
 
 def test_close_1000_after_the_record_limit_reconnects(server, trusted, sessions):
@@ -449,7 +461,7 @@ def test_password_rejected_on_reconnect_stops_the_session(server, trusted, sessi
 
     assert "Wrong username or password." in stopped.message
     assert "Log in again" in stopped.message
-    assert session._credentials is None
+    assert not session.has_password
 
 
 def test_silent_server_is_detected_by_keepalive(server, trusted, sessions):
