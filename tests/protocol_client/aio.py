@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import websockets
 from websockets.asyncio.client import ClientConnection as WebSocket
 
+from chatproto.framing import FileChunk
 from chatproto.limits import MAX_RECORD_SIZE
 from tests.protocol_client.core import (
     ABNORMAL_CLOSE,
@@ -125,6 +126,10 @@ class AsyncClient:
             raise SessionClosed(self.protocol.close_code)
         await self.ws.send(self.protocol.seal(message))
 
+    async def send_chunk(self, chunk: FileChunk) -> None:
+        """Seal and send a file chunk record."""
+        await self.ws.send(self.protocol.seal_chunk(chunk))
+
     async def request(self, message: dict[str, Any], timeout: float = TIMEOUT) -> Message:
         """Send a request (an ``id`` is added if missing) and return its direct answer."""
         ref, data = self.protocol.request(message)
@@ -147,6 +152,10 @@ class AsyncClient:
     async def find(self, kind: str, timeout: float = TIMEOUT) -> Message:
         """The next message of type ``kind`` (others before it go to ``protocol.skipped``)."""
         return await self._until(lambda: self.protocol.take_kind(kind), timeout)
+
+    async def expect(self, kind: str, timeout: float = TIMEOUT) -> Message:
+        """The next message, which must be of type ``kind``."""
+        return await self._until(lambda: self.protocol.take_expected(kind), timeout)
 
     async def wait_closed(self, timeout: float = TIMEOUT) -> int | None:
         with contextlib.suppress(TimeoutError):

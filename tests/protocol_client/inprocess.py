@@ -16,12 +16,14 @@ is asked with ``receive_nothing``: :meth:`InProcessClient.nothing`, ``drain``.)
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
 
+from chatproto.connection import ClientConnection
 from chatproto.framing import FileChunk
 from tests.protocol_client.core import ClientProtocol, Item, Message, SessionClosed
 
@@ -56,7 +58,7 @@ class InProcessClient:
         self.after_login: list[Message] = []
 
     @property
-    def conn(self):
+    def conn(self) -> ClientConnection:
         return self.protocol.conn
 
     @property
@@ -64,7 +66,8 @@ class InProcessClient:
         return self.protocol.greeting
 
     @property
-    def pending(self):
+    def pending(self) -> collections.deque[Item]:
+        """What came and was not the answer to an awaited request, in order."""
         return self.protocol.pending
 
     @property
@@ -178,9 +181,10 @@ class InProcessClient:
             return closed.code
 
     async def close(self, code: int = 1000) -> None:
-        """Disconnect, and let the consumer's disconnect (presence, pushes) finish; safe twice."""
-        with contextlib.suppress(Exception):  # the application may have ended already
-            await self.comm.disconnect(code=code)
+        """Disconnect, and let the consumer's disconnect (presence, pushes) finish.
+
+        Raises what the application raised, if it failed: a test must see it."""
+        await self.comm.disconnect(code=code)
         await asyncio.sleep(0.05)
 
     async def __aenter__(self) -> InProcessClient:

@@ -25,6 +25,7 @@ from typing import Any
 
 import websocket
 
+from chatproto.connection import ClientConnection
 from chatproto.framing import FileChunk
 from tests.protocol_client.core import (
     ABNORMAL_CLOSE,
@@ -51,7 +52,7 @@ class SyncClient:
         self._reader.start()
 
     @property
-    def conn(self):
+    def conn(self) -> ClientConnection:
         """chatproto's ClientConnection of this session (``conn.keys`` for log checks)."""
         return self.protocol.conn
 
