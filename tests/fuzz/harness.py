@@ -3,9 +3,9 @@
 :class:`FuzzSession` speaks to ``chatsite.asgi.application`` (origin check,
 routing, :class:`chat.consumers.ChatConsumer`) through the tests' one protocol
 client on Channels' ``WebsocketCommunicator`` (:mod:`tests.protocol_client.inprocess`),
-which does the handshake and opens what the server sends; but it seals what it
-sends itself, with the session's keys, so it can send *valid* records holding
-any plaintext at all, as well as damaged records, text frames and garbage.
+which does the handshake, opens what the server sends, and seals *valid*
+records holding any plaintext at all (``seal_raw``); the fuzzer adds damaged
+records, text frames and garbage.
 :class:`Model` is what the protocol says must happen, frame by frame:
 which answer, which close code, when the 10th bad request or the 5th failed
 login ends the session.
@@ -216,7 +216,6 @@ class FuzzSession:
         self.client = client
         self.protocol = client.protocol  # the handshake, and opening what the server sends
         self.keys: SessionKeys | None = None
-        self.sealer: RecordSealer | None = None  # ours: it seals any plaintext at all
         self.model = Model()
         self.key_text: str | None = None
         self.last_record: bytes | None = None
@@ -232,10 +231,6 @@ class FuzzSession:
         self.key_text = self.protocol.receive_hello(output["text"])
         self.keys = self.protocol.conn.keys
 
-    def use_keys(self, keys: SessionKeys) -> None:
-        """Seal what we send from now on with ``keys`` (once the key message is sent)."""
-        self.sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac)
-
     async def send_text(self, text: str) -> None:
         await self.client.send_text(text)  # any text, the empty one included
 
@@ -243,8 +238,7 @@ class FuzzSession:
         await self.client.send_bytes(data)
 
     def seal(self, plaintext: bytes) -> bytes:
-        assert self.sealer is not None
-        record = self.sealer.seal(plaintext)
+        record = self.protocol.seal_raw(plaintext)  # any plaintext, in a valid record
         self.last_record = record
         return record
 
@@ -308,7 +302,6 @@ class FuzzSession:
         """Send the key; the greeting, read under our keys."""
         assert self.key_text is not None and self.keys is not None
         await self.send_text(self.key_text)
-        self.use_keys(self.keys)
         output = await self.next_frame()
         if output["type"] == "websocket.close":
             raise ProtocolViolation(f"a valid key was refused with {output.get('code')}")
@@ -450,7 +443,7 @@ def damage(session: FuzzSession, recipe: tuple) -> tuple[bytes | str, int]:
     Every damaged *record* closes 4002 (1009 if over 1 MiB); a text message after
     the handshake closes 4002 too.
     """
-    assert session.sealer is not None and session.keys is not None
+    assert session.keys is not None
     keys = session.keys
     kind = recipe[0]
     if kind == "text":
@@ -463,18 +456,18 @@ def damage(session: FuzzSession, recipe: tuple) -> tuple[bytes | str, int]:
     elif kind == "wrong_direction":
         data = RecordSealer(keys.s2c_enc, keys.s2c_mac).seal(b'\x01{"type":"ping"}')
     elif kind == "version":
-        data = forge(keys, session.sealer.seq, b'\x01{"type":"ping"}', version=recipe[1])
+        data = forge(keys, session.protocol.next_seq, b'\x01{"type":"ping"}', version=recipe[1])
     elif kind == "seq":
-        seq = (session.sealer.seq + recipe[1]) % 2**64
+        seq = (session.protocol.next_seq + recipe[1]) % 2**64
         data = forge(keys, seq, b'\x01{"type":"ping"}')
     elif kind == "bad_padding":
         iv = b"\x00" * 16
         block = crypto_utils.aes_cbc_encrypt(keys.c2s_enc, iv, bytes(16))[:16]
-        body = struct.pack(">BQ", 1, session.sealer.seq) + iv + block
+        body = struct.pack(">BQ", 1, session.protocol.next_seq) + iv + block
         data = body + crypto_utils.hmac_sha256(keys.c2s_mac, body)
     else:  # a mutation of a valid next record
         valid = RecordSealer(keys.c2s_enc, keys.c2s_mac)
-        valid.seq = session.sealer.seq
+        valid.seq = session.protocol.next_seq
         data = mutate(valid.seal(recipe[1]), recipe[2])
     code = CloseCode.TOO_LARGE if len(data) > MAX_RECORD_SIZE else CloseCode.BAD_RECORD
     return data, code

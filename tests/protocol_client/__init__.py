@@ -11,7 +11,8 @@
   application in the test's own process and settings (consumer and fuzz tests).
 
 Every transport offers the same words: ``request`` (an id, then its answer),
-``send``, ``recv`` / ``recv_item`` (the next message / message or chunk),
+``send``, ``recv`` / ``recv_chunk`` / ``recv_item`` (the next message / file
+chunk / either, in arrival order),
 ``find(kind)`` (skipping others), ``expect(kind)`` (the very next one),
 ``login``, ``close``; each is a context manager, so a failing assert still
 closes its session. The load test's lean client (``tests/hardening/lean_client.py``)

@@ -147,7 +147,12 @@ class AsyncClient:
         return await self._until(self.protocol.take_item, timeout)
 
     async def recv(self, timeout: float = TIMEOUT) -> Message:
+        """The next message (file chunks stay pending, for ``recv_chunk`` or ``recv_item``)."""
         return await self._until(self.protocol.take_message, timeout)
+
+    async def recv_chunk(self, timeout: float = TIMEOUT) -> FileChunk:
+        """The next file chunk (messages stay pending)."""
+        return await self._until(self.protocol.take_chunk, timeout)
 
     async def find(self, kind: str, timeout: float = TIMEOUT) -> Message:
         """The next message of type ``kind`` (others before it go to ``protocol.skipped``)."""

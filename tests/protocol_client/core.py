@@ -33,9 +33,9 @@ from chatproto.connection import (
     MessageReceived,
     ServerHello,
 )
-from chatproto.framing import FileChunk
+from chatproto.framing import FileChunk, encode_chunk, encode_json
 from chatproto.handshake import ServerIdentity
-from chatproto.records import RecordOpener
+from chatproto.records import RecordOpener, RecordSealer
 
 DEFAULT_TIMEOUT = 10.0  # bounds a hung test; never a timing assertion
 ABNORMAL_CLOSE = 1006  # the connection broke without a close frame (RFC 6455)
@@ -78,6 +78,8 @@ class ClientProtocol:
         self._awaited: set[str] = set()
         self._answers: dict[str, Message] = {}
         self._ids = (f"{id_prefix}{n}" for n in itertools.count(1))
+        self._sealed = 0  # records ClientConnection sealed for us
+        self._raw_sealer: RecordSealer | None = None  # once seal_raw was called
 
     # --- the handshake -------------------------------------------------------------------------
 
@@ -117,10 +119,37 @@ class ClientProtocol:
 
     def seal(self, message: Mapping[str, Any]) -> bytes:
         """The record carrying ``message`` (for replay tests, the very bytes sent)."""
-        return self.conn.send(message)
+        if self._raw_sealer is not None:
+            return self._raw_sealer.seal(encode_json(message))
+        record = self.conn.send(message)
+        self._sealed += 1
+        return record
 
     def seal_chunk(self, chunk: FileChunk) -> bytes:
-        return self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data)
+        if self._raw_sealer is not None:
+            return self._raw_sealer.seal(encode_chunk(chunk.transfer, chunk.index, chunk.data))
+        record = self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data)
+        self._sealed += 1
+        return record
+
+    def seal_raw(self, plaintext: bytes) -> bytes:
+        """A valid record holding any plaintext at all (a malformed chunk, an unknown kind),
+        which ClientConnection refuses to seal: for tests of what the server makes of it.
+
+        From the first call on, this session's records are sealed here with the session's
+        keys, continuing its sequence numbers (``next_seq``), whatever else is sent."""
+        if self._raw_sealer is None:
+            keys = self.conn.keys
+            if keys is None:
+                raise RuntimeError("seal_raw before the key message")
+            self._raw_sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac)
+            self._raw_sealer.seq = self._sealed
+        return self._raw_sealer.seal(plaintext)
+
+    @property
+    def next_seq(self) -> int:
+        """The sequence number of the next record this client seals (forged-record tests)."""
+        return self._raw_sealer.seq if self._raw_sealer is not None else self._sealed
 
     def request(self, message: Mapping[str, Any]) -> tuple[str, bytes]:
         """Add an ``id`` (unless there is one) and await its answer: ``(id, record to send)``."""
@@ -173,10 +202,17 @@ class ClientProtocol:
         return self.pending.popleft() if self.pending else None
 
     def take_message(self) -> Message | None:
-        """The oldest pending message; file chunks before it are dropped."""
-        while self.pending:
-            item = self.pending.popleft()
-            if isinstance(item, dict):
+        """The oldest pending message (file chunks stay pending, for ``take_chunk``)."""
+        return self._take_first(dict)
+
+    def take_chunk(self) -> FileChunk | None:
+        """The oldest pending file chunk (messages stay pending)."""
+        return self._take_first(FileChunk)
+
+    def _take_first(self, kind: type) -> Any:
+        for index, item in enumerate(self.pending):
+            if isinstance(item, kind):
+                del self.pending[index]
                 return item
         return None
 

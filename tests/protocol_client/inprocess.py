@@ -133,9 +133,16 @@ class InProcessClient:
         return item
 
     async def recv(self, timeout: float = TIMEOUT) -> Message:
+        """The next message (file chunks stay pending, for ``recv_chunk`` or ``recv_item``)."""
         while (message := self.protocol.take_message()) is None:
             await self._pump(timeout)
         return message
+
+    async def recv_chunk(self, timeout: float = TIMEOUT) -> FileChunk:
+        """The next file chunk (messages stay pending)."""
+        while (chunk := self.protocol.take_chunk()) is None:
+            await self._pump(timeout)
+        return chunk
 
     async def expect(self, kind: str, timeout: float = TIMEOUT) -> Message:
         """The next message, which must be of type ``kind``."""
@@ -159,12 +166,15 @@ class InProcessClient:
         return answer
 
     async def drain(self, quiet: float = 0.2) -> list[Message]:
-        """Every message that arrives until ``quiet`` seconds pass without one."""
-        received = [item for item in self.protocol.pending if isinstance(item, dict)]
-        self.protocol.pending.clear()
-        while not await self.comm.receive_nothing(quiet):
-            received.append(await self.recv())
-        return received
+        """Every pending message and every one that arrives until ``quiet`` seconds pass
+        without any (file chunks stay pending)."""
+        received = []
+        while True:
+            while (message := self.protocol.take_message()) is not None:
+                received.append(message)
+            if await self.comm.receive_nothing(quiet):
+                return received
+            await self._pump(TIMEOUT)
 
     async def nothing(self, timeout: float = 0.3) -> bool:
         """True when nothing arrives within ``timeout`` (and nothing is pending)."""

@@ -136,10 +136,16 @@ class SyncClient:
         return item
 
     def recv(self, timeout: float = DEFAULT_TIMEOUT) -> Message:
-        """The next message (file chunks are passed over)."""
+        """The next message (file chunks stay pending, for ``recv_chunk`` or ``recv_item``)."""
         while (message := self.protocol.take_message()) is None:
             self._pump(timeout)
         return message
+
+    def recv_chunk(self, timeout: float = DEFAULT_TIMEOUT) -> FileChunk:
+        """The next file chunk (messages stay pending)."""
+        while (chunk := self.protocol.take_chunk()) is None:
+            self._pump(timeout)
+        return chunk
 
     def find(self, kind: str, timeout: float = DEFAULT_TIMEOUT) -> Message:
         """The next message of type ``kind``; others before it go to ``protocol.skipped``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chatproto import crypto_utils
-from chatproto.connection import RequestReceived, ServerConnection
+from chatproto.connection import RequestReceived, SendRecord, ServerConnection
 from chatproto.framing import FileChunk
 from tests.protocol_client.core import ClientProtocol, ProtocolViolation
 
@@ -66,7 +66,7 @@ def test_find_skips_expect_insists_and_through_takes_up_to_a_kind(server_key):
         client.take_expected("users")
 
 
-def test_chunks_keep_their_place_for_recv_item_and_are_passed_over_by_take_message(server_key):
+def test_chunks_and_messages_are_two_streams_and_one_order(server_key):
     client, server = connected(server_key)
     client.receive(server.send_chunk(bytes(16), 0, b"data"))
     client.receive(server.send({"type": "file_end"}))
@@ -75,6 +75,19 @@ def test_chunks_keep_their_place_for_recv_item_and_are_passed_over_by_take_messa
     client.receive(server.send({"type": "file_done"}))
     assert client.take_message() == {"type": "file_end"}
     assert client.take_message() == {"type": "file_done"}
+    assert client.take_message() is None
+    assert client.take_chunk() == FileChunk(bytes(16), 1, b"more")  # it waited for its turn
+
+
+def test_a_raw_plaintext_goes_in_a_valid_record_and_the_sequence_goes_on(server_key):
+    client, server = connected(server_key)
+    server.receive_bytes(client.seal({"type": "ping"}))
+    assert client.next_seq == 1
+    (answer,) = server.receive_bytes(client.seal_raw(b"\x09 no such kind"))
+    assert isinstance(answer, SendRecord)  # an error answer: the record opened, no close
+    (received,) = server.receive_bytes(client.seal({"type": "ping", "id": "after"}))
+    assert isinstance(received, RequestReceived) and received.request.id == "after"
+    assert client.next_seq == 3
 
 
 def test_a_damaged_record_or_a_text_message_is_the_servers_fault(server_key):
