@@ -3,9 +3,10 @@
 Two client flavours share one session class:
 
 - ``plain``: JSON text messages, the baselines without encryption;
-- ``secure``: the product's protocol through :class:`chatproto.connection.ClientConnection`
-  (hello, key, greeting as key confirmation, login); after the greeting every
-  record is opened with a :class:`chatproto.records.RecordOpener` (MAC checked,
+- ``secure``: the product's protocol through the tests' protocol client
+  (:class:`tests.protocol_client.core.ClientProtocol`, around chatproto's
+  ``ClientConnection``: hello, key, greeting as key confirmation, login); after
+  the greeting every record is opened with its ``fast_opener`` (MAC checked,
   then decrypted) and parsed with ``json.loads``, skipping the client's strict
   I-JSON checks so that the load generator costs as little as a correct client can.
 
@@ -41,10 +42,11 @@ from websockets.asyncio.client import ClientConnection as WsConnection
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chatproto.connection import ClientConnection, Greeting, ServerHello
+from chatproto.connection import ClientConnection
 from chatproto.framing import KIND_CHUNK, KIND_JSON
 from chatproto.limits import MAX_RECORD_SIZE, TRANSFER_WINDOW
 from chatproto.records import RecordOpener
+from tests.protocol_client.core import ClientProtocol, ProtocolViolation
 
 OPEN_TIMEOUT = 60.0  # a server busy with thousands of handshakes answers slowly
 REPLY_TIMEOUT = 60.0
@@ -206,20 +208,16 @@ async def open_session(
             if target.login:  # the plain baselines take any name: it labels the echo
                 await session.request({"type": "login", "username": username, "password": ""})
             return session
-        conn = ClientConnection()
-        hello = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
-        events = conn.receive_text(hello)  # type: ignore[arg-type]
-        if not events or not isinstance(events[0], ServerHello):
-            raise SessionError(f"bad hello ({events})")
-        await ws.send(conn.send_key())
-        first = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
-        events = conn.receive_bytes(first)  # type: ignore[arg-type]
-        if not events or not isinstance(events[0], Greeting):
-            raise SessionError(f"no greeting ({events})")
-        assert conn.keys is not None
-        session = Session(ws, conn)
-        session.opener = RecordOpener(conn.keys.s2c_enc, conn.keys.s2c_mac)
-        session.opener.seq = 1  # the greeting was record 0
+        protocol = ClientProtocol(expected_fingerprint=None)  # a benchmark trusts the key
+        try:
+            hello = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
+            await ws.send(protocol.receive_hello(hello))  # type: ignore[arg-type]
+            first = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
+            protocol.receive_greeting(first)  # type: ignore[arg-type]
+        except ProtocolViolation as exc:
+            raise SessionError(str(exc)) from None
+        session = Session(ws, protocol.conn)
+        session.opener = protocol.fast_opener()
         session.username = username
         session.start_reader()
         if stop_after_greeting or not target.login:

@@ -2,13 +2,16 @@
 
 ::
 
-    server = start_live_server(tmp_path)          # SQLite + in-memory layer, one process
-    server.create_user("alice", "pw")
-    ...  connect to server.url with Origin server.origin, pin server.fingerprint
-    server.stop(); server.start()                  # same port and data dir (reconnect tests)
+    with start_live_server(tmp_path) as server:    # SQLite + in-memory layer, one process
+        server.create_user("alice", "pw")
+        ...  connect to server.url with Origin server.origin, pin server.fingerprint
+        server.stop(); server.start()              # same port and data dir (reconnect tests)
 
-    cluster = start_live_server(tmp_path, env={"REDIS_URL": ..., "DATABASE_URL": ...},
-                                processes=2)       # cluster.servers[0], cluster.servers[1]
+    with start_live_server(tmp_path, env={"REDIS_URL": ..., "DATABASE_URL": ...},
+                           processes=2) as cluster:  # cluster.servers[0], cluster.servers[1]
+        ...
+
+Leaving the ``with`` block stops every process, whether the test passed or not.
 
 Every server runs with its own environment (never the test process's Django
 settings): accounts are made through ``manage.py chatuser`` in a subprocess
@@ -242,6 +245,12 @@ class LiveServer:
         """Activate or deactivate an account; deactivation ends its live sessions (4003)."""
         self.manage("chatuser", "activate" if active else "deactivate", username)
 
+    def __enter__(self) -> LiveServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
 
 class LiveCluster:
     """Several daphne processes sharing one database, Redis and data dir; one port each."""
@@ -276,6 +285,12 @@ class LiveCluster:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+    def __enter__(self) -> LiveCluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def start_live_server(

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests import services
-from tests.chat_client import TestClient, connect
 from tests.live_server import LiveServer, start_live_server
+from tests.protocol_client.sync import SyncClient, connect
 
 PASSWORD = "correct horse battery staple"
 _unique = itertools.count(1)
@@ -24,12 +24,13 @@ class Deployment:
     def __init__(self, name: str, servers: list[LiveServer]) -> None:
         self.name = name
         self.servers = servers
-        self.clients: list[TestClient] = []
+        self.clients: list[SyncClient] = []
 
     def server(self, on: int) -> LiveServer:
         return self.servers[on % len(self.servers)]
 
-    def connect(self, on: int = 0) -> TestClient:
+    def connect(self, on: int = 0) -> SyncClient:
+        """A session on process ``on``, closed by the ``_close_clients`` fixture after the test."""
         server = self.server(on)
         client = connect(server.url, server.origin, expected_fingerprint=server.fingerprint)
         self.clients.append(client)
@@ -39,19 +40,19 @@ class Deployment:
         """A name no other test of the module uses."""
         return f"{base}-{next(_unique)}"
 
-    def register(self, base: str, on: int = 0) -> tuple[str, TestClient]:
+    def register(self, base: str, on: int = 0) -> tuple[str, SyncClient]:
         """A new account, logged in on process ``on``; login_ok and users already read."""
         name = self.username(base)
         client = self.connect(on)
         answer = client.request({"type": "register", "username": name, "password": PASSWORD})
         assert answer["type"] == "login_ok", answer
-        client.expect("users")
+        client.find("users")
         return name, client
 
-    def login(self, name: str, on: int = 0) -> TestClient:
+    def login(self, name: str, on: int = 0) -> SyncClient:
+        """A new session of ``name`` on process ``on``; login_ok and users already read."""
         client = self.connect(on)
         client.login(name, PASSWORD)
-        client.expect("users")
         return client
 
     def set_active(self, name: str, active: bool) -> None:
@@ -62,34 +63,32 @@ class Deployment:
             client.close()
         self.clients.clear()
 
-    def stop(self) -> None:
-        self.close_clients()
-        for server in self.servers:
-            server.stop()
-
 
 @contextlib.contextmanager
 def single_process(data_dir: Path) -> Iterator[Deployment]:
-    server = start_live_server(data_dir)
-    deployment = Deployment("one process, SQLite, in-memory layer", [server])
-    try:
-        yield deployment
-    finally:
-        deployment.stop()
+    with start_live_server(data_dir) as server:
+        deployment = Deployment("one process, SQLite, in-memory layer", [server])
+        try:
+            yield deployment
+        finally:
+            deployment.close_clients()
 
 
 @contextlib.contextmanager
 def scaled_out(data_dir: Path, processes: int = 2) -> Iterator[Deployment]:
     """``processes`` daphne processes on Redis (own key prefix) and a fresh PostgreSQL database."""
     redis_url = services.redis_url()
-    with services.fresh_postgres_database() as database_url, services.redis_prefix() as prefix:
-        cluster = start_live_server(
+    with (
+        services.fresh_postgres_database() as database_url,
+        services.redis_prefix() as prefix,
+        start_live_server(
             data_dir,
             env={"REDIS_URL": redis_url, "DATABASE_URL": database_url, "CHAT_REDIS_PREFIX": prefix},
             processes=processes,
-        )
+        ) as cluster,
+    ):
         deployment = Deployment(f"{processes} processes, Redis, PostgreSQL", cluster.servers)
         try:
             yield deployment
         finally:
-            deployment.stop()
+            deployment.close_clients()

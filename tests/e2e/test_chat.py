@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chat_client import TestClient
+from tests.protocol_client.sync import SyncClient
+
+pytestmark = pytest.mark.slow  # starts daphne processes
 
 
-def messages_until(client: TestClient, kind: str, text: str) -> list[dict]:
+def messages_until(client: SyncClient, kind: str, text: str) -> list[dict]:
     """Every message up to and including the ``kind`` message with ``text`` (a marker)."""
     seen = []
     while True:
@@ -22,10 +24,10 @@ def messages_until(client: TestClient, kind: str, text: str) -> list[dict]:
             return seen
 
 
-def next_users_where(client: TestClient, condition) -> dict:
+def next_users_where(client: SyncClient, condition) -> dict:
     """The first ``users`` push that satisfies ``condition`` (a new account is pushed too)."""
     while True:
-        users = client.expect("users")
+        users = client.find("users")
         if condition(users):
             return users
 
@@ -38,7 +40,7 @@ def test_login_and_lobby_broadcast(deployment):
     ack = alice_client.request({"type": "send", "room": "lobby", "text": "hello everyone"})
     assert ack["type"] == "ack"
     for client in (alice_client, bob_client):
-        message = client.expect("message")
+        message = client.find("message")
         assert (message["msg_id"], message["from"], message["text"]) == (
             ack["msg_id"],
             alice,
@@ -52,8 +54,8 @@ def test_private_message_reaches_only_its_recipient(deployment):
     carol, carol_a = deployment.register("carol", on=0)
     carol_b = deployment.login(carol, on=1)
     ack = alice_client.request({"type": "pm", "to": bob, "text": "for bob only"})
-    assert bob_client.expect("private")["msg_id"] == ack["msg_id"]
-    assert alice_client.expect("private")["msg_id"] == ack["msg_id"]
+    assert bob_client.find("private")["msg_id"] == ack["msg_id"]
+    assert alice_client.find("private")["msg_id"] == ack["msg_id"]
     # A lobby message sent afterwards marks the end: carol's sessions saw no private before it.
     alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
     for client in (carol_a, carol_b):
@@ -91,7 +93,7 @@ def test_private_rooms_refuse_non_members(deployment):
         {"type": "create_room", "room": room, "private": True, "members": [bob]}
     )
     assert answer["type"] == "rooms"
-    assert room in [r["name"] for r in bob_client.expect("rooms")["rooms"]]
+    assert room in [r["name"] for r in bob_client.find("rooms")["rooms"]]
     for request in (
         {"type": "join", "room": room},
         {"type": "send", "room": room, "text": "let me in"},
@@ -102,7 +104,7 @@ def test_private_rooms_refuse_non_members(deployment):
         assert (refused["type"], refused["code"]) == ("error", "unknown_room"), request
     assert room not in [r["name"] for r in carol_client.request({"type": "rooms"})["rooms"]]
     bob_client.request({"type": "send", "room": room, "text": "members only"})
-    assert alice_client.expect("message")["text"] == "members only"
+    assert alice_client.find("message")["text"] == "members only"
     alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
     seen = messages_until(carol_client, "message", "marker")
     assert [m for m in seen if m["type"] == "message" and m["room"] == room] == []
@@ -113,7 +115,7 @@ def test_presence_pushes_when_users_come_and_go(deployment):
     bob, bob_client = deployment.register("bob", on=1)
     next_users_where(alice_client, lambda users: bob in users["online"])
     bob_client.close()
-    went = alice_client.expect("users")
+    went = alice_client.find("users")
     assert bob not in went["online"] and bob in went["all"]
 
 
@@ -136,7 +138,7 @@ def test_a_bad_record_closes_only_that_session(deployment, attack):
     _alice, alice_client = deployment.register("alice", on=0)
     _mallory, mallory_client = deployment.register("mallory", on=1)
     record = mallory_client.send({"type": "ping", "id": "p"})
-    assert mallory_client.expect("pong")["ref"] == "p"
+    assert mallory_client.find("pong")["ref"] == "p"
     if attack == "tampered":
         forged = bytearray(mallory_client.conn.send({"type": "ping"}))
         forged[-1] ^= 0x80
@@ -154,7 +156,7 @@ def test_deactivation_ends_a_live_session(deployment):
     bob, bob_client = deployment.register("bob", on=1)
     next_users_where(alice_client, lambda users: bob in users["online"])
     deployment.set_active(bob, False)
-    assert bob_client.expect("session_ended")["reason"] == "deactivated"
+    assert bob_client.find("session_ended")["reason"] == "deactivated"
     assert bob_client.wait_closed() == 4003
     next_users_where(alice_client, lambda users: bob not in users["online"] + users["all"])
     refused = deployment.connect(on=1)

@@ -31,8 +31,10 @@ from chatproto.transfer import (
     SendChunk,
     new_transfer_id,
 )
-from tests.chat_client import TestClient
 from tests.e2e.deployments import Deployment
+from tests.protocol_client.sync import SyncClient
+
+pytestmark = pytest.mark.slow  # starts daphne processes
 
 SENDER_PROCESS = 0
 RECIPIENT_PROCESS = 1  # the same process when the deployment has only one
@@ -55,19 +57,19 @@ def sha256_of(size: int, seed: int) -> str:
     return check.hexdigest()
 
 
-def pair(deployment: Deployment) -> tuple[str, TestClient, str, TestClient]:
+def pair(deployment: Deployment) -> tuple[str, SyncClient, str, SyncClient]:
     """A sender on the first process and a recipient on the second (both logged in)."""
     alice, alice_client = deployment.register("alice", on=SENDER_PROCESS)
     bob, bob_client = deployment.register("bob", on=RECIPIENT_PROCESS)
     return alice, alice_client, bob, bob_client
 
 
-def offer(client: TestClient, outgoing: OutgoingTransfer) -> None:
+def offer(client: SyncClient, outgoing: OutgoingTransfer) -> None:
     answer = client.request(outgoing.offer())
     assert answer["type"] == "ok", answer
 
 
-def send_file(client: TestClient, outgoing: OutgoingTransfer, seed: int) -> Finished | Cancelled:
+def send_file(client: SyncClient, outgoing: OutgoingTransfer, seed: int) -> Finished | Cancelled:
     """The sender's side once the offer is made, as a client does it: the outcome."""
     data = blocks(outgoing.size, seed)
     while True:
@@ -85,9 +87,9 @@ def send_file(client: TestClient, outgoing: OutgoingTransfer, seed: int) -> Fini
                 return event
 
 
-def receive_file(client: TestClient) -> tuple[Finished | Cancelled, str]:
+def receive_file(client: SyncClient) -> tuple[Finished | Cancelled, str]:
     """The recipient's side: accept the next offer, write (hash) and ack, verify; outcome, hash."""
-    incoming = IncomingTransfer.from_offer(client.expect("file_offer"))
+    incoming = IncomingTransfer.from_offer(client.find("file_offer"))
     check = IntegrityCheck(incoming.size, incoming.sha256)
     for event in incoming.accept():
         client.send(event.message)
@@ -131,10 +133,10 @@ def test_a_declined_offer_is_reported_to_the_sender(deployment):
     _alice, alice_client, bob, bob_client = pair(deployment)
     outgoing = OutgoingTransfer(to=bob, name="no.txt", size=10, sha256="0" * 64)
     offer(alice_client, outgoing)
-    incoming = IncomingTransfer.from_offer(bob_client.expect("file_offer"))
+    incoming = IncomingTransfer.from_offer(bob_client.find("file_offer"))
     for event in incoming.reject():
         assert bob_client.request(event.message)["type"] == "ok"
-    message = alice_client.expect("file_reject")
+    message = alice_client.find("file_reject")
     assert message == {"type": "file_reject", "transfer": outgoing.transfer, "from": bob}
 
 
@@ -151,10 +153,10 @@ def started(deployment: Deployment, size: int = 10 * MAX_CHUNK_SIZE):
     alice, alice_client, bob, bob_client = pair(deployment)
     outgoing = OutgoingTransfer(to=bob, name="part.bin", size=size, sha256="0" * 64)
     offer(alice_client, outgoing)
-    incoming = IncomingTransfer.from_offer(bob_client.expect("file_offer"))
+    incoming = IncomingTransfer.from_offer(bob_client.find("file_offer"))
     for event in incoming.accept():
         bob_client.send(event.message)
-    outgoing.receive(alice_client.expect("file_accept"))
+    outgoing.receive(alice_client.find("file_accept"))
     for block in itertools.islice(blocks(size, 1), 3):
         (event,) = outgoing.chunk(block)
         alice_client.send_chunk(event.chunk)
@@ -169,7 +171,7 @@ def started(deployment: Deployment, size: int = 10 * MAX_CHUNK_SIZE):
 def test_the_sender_cancelling_midway_reaches_the_recipient(deployment):
     _alice, _bob, alice_client, bob_client, outgoing = started(deployment)
     alice_client.send({"type": "file_cancel", "transfer": outgoing.transfer, "reason": "cancelled"})
-    cancel = bob_client.expect("file_cancel")
+    cancel = bob_client.find("file_cancel")
     assert cancel == {"type": "file_cancel", "transfer": outgoing.transfer, "reason": "cancelled"}
 
 
@@ -178,7 +180,7 @@ def test_the_recipient_cancelling_midway_reaches_the_sender(deployment):
     bob_client.send(
         {"type": "file_cancel", "transfer": outgoing.transfer, "reason": "write_failed"}
     )
-    cancel = alice_client.expect("file_cancel")
+    cancel = alice_client.find("file_cancel")
     assert cancel == {
         "type": "file_cancel",
         "transfer": outgoing.transfer,
@@ -195,7 +197,7 @@ def ended_in_log(deployment: Deployment, transfer: str, outcome: str) -> bool:
 def test_the_sender_disconnecting_midway_is_reported_and_nothing_is_left(deployment):
     alice, bob, alice_client, bob_client, outgoing = started(deployment)
     alice_client.close()
-    cancel = bob_client.expect("file_cancel")
+    cancel = bob_client.find("file_cancel")
     assert cancel == {
         "type": "file_cancel",
         "transfer": outgoing.transfer,
@@ -213,7 +215,7 @@ def test_the_sender_disconnecting_midway_is_reported_and_nothing_is_left(deploym
 def test_the_recipient_disconnecting_midway_is_reported_and_nothing_is_left(deployment):
     _alice, bob, alice_client, bob_client, outgoing = started(deployment)
     bob_client.close()
-    cancel = alice_client.expect("file_cancel")
+    cancel = alice_client.find("file_cancel")
     assert cancel == {
         "type": "file_cancel",
         "transfer": outgoing.transfer,
@@ -231,9 +233,9 @@ def test_an_unanswered_offer_ends_when_the_recipient_goes_offline(deployment):
     _alice, alice_client, bob, bob_client = pair(deployment)
     outgoing = OutgoingTransfer(to=bob, name="later.bin", size=10, sha256="0" * 64)
     offer(alice_client, outgoing)
-    bob_client.expect("file_offer")
+    bob_client.find("file_offer")
     bob_client.close()
-    cancel = alice_client.expect("file_cancel")
+    cancel = alice_client.find("file_cancel")
     assert cancel == {
         "type": "file_cancel",
         "transfer": outgoing.transfer,
@@ -255,13 +257,13 @@ def test_the_server_never_forwards_a_chunk_beyond_the_window(deployment):
             "sha256": "0" * 64,
         }
     )
-    bob_client.expect("file_offer")
+    bob_client.find("file_offer")
     bob_client.send({"type": "file_accept", "transfer": transfer})
-    alice_client.expect("file_accept")
+    alice_client.find("file_accept")
     for index in range(TRANSFER_WINDOW + 1):  # never waiting for an ack
         alice_client.send_chunk(FileChunk(bytes.fromhex(transfer), index, b"w" * 100))
     cancel = {"type": "file_cancel", "transfer": transfer, "reason": "window_exceeded"}
-    assert alice_client.expect("file_cancel") == cancel
+    assert alice_client.find("file_cancel") == cancel
     forwarded = []
     while (item := bob_client.recv_item()) != cancel:
         if isinstance(item, FileChunk):
@@ -281,7 +283,7 @@ def test_a_transfer_ends_when_the_other_sides_server_process_dies(deployment, dy
     deployment.server(on).kill()
     try:
         # Three missed heartbeats (1 s each in tests), then two checks of the survivor's.
-        cancel = survivor.expect("file_cancel", timeout=30)
+        cancel = survivor.find("file_cancel", timeout=30)
         assert cancel == {
             "type": "file_cancel",
             "transfer": outgoing.transfer,

@@ -6,7 +6,7 @@ import pytest
 
 from tests.e2e.deployments import scaled_out
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # starts daphne processes
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +18,12 @@ def cluster(tmp_path_factory):
 def test_users_of_a_dead_process_go_offline_and_the_others_are_told(cluster):
     _alice, alice_client = cluster.register("alice", on=0)
     bob, _bob_client = cluster.register("bob", on=1)
-    while bob not in alice_client.expect("users")["online"]:
+    while bob not in alice_client.find("users")["online"]:
         pass
     cluster.servers[1].kill()  # no disconnect handler runs: only the heartbeat can tell
     # Three missed heartbeats (1 s each in tests), then the next live heartbeat reaps.
     while True:
-        users = alice_client.expect("users", timeout=30)
+        users = alice_client.find("users", timeout=30)
         if bob not in users["online"]:
             break
     assert bob in users["all"]

@@ -9,7 +9,9 @@ import urllib.request
 import pytest
 import websocket
 
-from tests.chat_client import connect, open_socket
+from tests.protocol_client.sync import connect, open_socket
+
+pytestmark = pytest.mark.slow  # starts daphne processes
 
 
 def test_websocket_without_origin_is_refused_with_403(live_server):
@@ -44,11 +46,10 @@ def test_admin_is_served_over_http(live_server):
 
 def test_logs_name_session_user_and_address_but_no_secrets(live_server):
     live_server.create_user("logan", "hunter2-secret-password")
-    client = connect(live_server.url, live_server.origin, live_server.fingerprint)
-    client.login("logan", "hunter2-secret-password")
-    client.request({"type": "send", "room": "lobby", "text": "a very private body text"})
-    session_id = client.conn.keys.session_id
-    client.close()
+    with connect(live_server.url, live_server.origin, live_server.fingerprint) as client:
+        client.login("logan", "hunter2-secret-password")
+        client.request({"type": "send", "room": "lobby", "text": "a very private body text"})
+        session_id = client.conn.keys.session_id
     pattern = rf"session {session_id} ended: user logan from 127\.0\.0\.1"
     for _ in range(100):  # the end line is written when the server has handled the close
         if re.search(pattern, live_server.log()):
@@ -67,9 +68,8 @@ def test_server_restarts_on_the_same_port_and_keeps_its_key_and_accounts(live_se
     live_server.stop()
     live_server.start()
     assert live_server.port == port
-    client = connect(live_server.url, live_server.origin, expected_fingerprint=fingerprint)
-    assert client.login("restart", "pw")["user"] == {"username": "restart"}
-    client.close()
+    with connect(live_server.url, live_server.origin, expected_fingerprint=fingerprint) as client:
+        assert client.login("restart", "pw")["user"] == {"username": "restart"}
 
 
 def test_a_test_server_moves_to_another_port_when_its_port_was_taken(live_server):
@@ -85,7 +85,7 @@ def test_a_test_server_moves_to_another_port_when_its_port_was_taken(live_server
         try:
             server.start()
             assert server.port != taken
-            client = connect(server.url, server.origin, expected_fingerprint=server.fingerprint)
-            client.close()
+            with connect(server.url, server.origin, expected_fingerprint=server.fingerprint):
+                pass  # the handshake went through on the new port
         finally:
             server.stop()

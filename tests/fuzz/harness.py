@@ -1,11 +1,12 @@
 """A hostile client for the real consumer, in process, that chooses every byte and holds the keys.
 
 :class:`FuzzSession` speaks to ``chatsite.asgi.application`` (origin check,
-routing, :class:`chat.consumers.ChatConsumer`) through Channels'
-``WebsocketCommunicator``, but does its own handshake with chatproto's
-``ClientHandshake`` and its own record sealing, so it can send *valid* records
-holding any plaintext at all, as well as damaged records, text frames and
-garbage. :class:`Model` is what the protocol says must happen, frame by frame:
+routing, :class:`chat.consumers.ChatConsumer`) through the tests' one protocol
+client on Channels' ``WebsocketCommunicator`` (:mod:`tests.protocol_client.inprocess`),
+which does the handshake, opens what the server sends, and seals *valid*
+records holding any plaintext at all (``seal_raw``); the fuzzer adds damaged
+records, text frames and garbage.
+:class:`Model` is what the protocol says must happen, frame by frame:
 which answer, which close code, when the 10th bad request or the 5th failed
 login ends the session.
 
@@ -31,18 +32,23 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-from channels.testing import WebsocketCommunicator
 from hypothesis import event
 
 from chatproto import crypto_utils
 from chatproto.codes import CloseCode, ErrorCode
-from chatproto.errors import MessageError, RemoteProtocolError
+from chatproto.errors import MessageError
 from chatproto.framing import FileChunk, decode_plaintext, encode_json
-from chatproto.handshake import ClientHandshake, SessionKeys
+from chatproto.handshake import SessionKeys
 from chatproto.limits import MAX_BAD_REQUESTS, MAX_LOGIN_FAILURES, MAX_RECORD_SIZE, MAX_TEXT
 from chatproto.messages import PRE_LOGIN_TYPES, Context, Request, validate_request
-from chatproto.records import RecordOpener, RecordSealer
-from tests.chat.helpers import ProtocolSession, communicator, open_session
+from chatproto.records import RecordSealer
+from tests.protocol_client.core import ProtocolViolation
+from tests.protocol_client.inprocess import (
+    InProcessClient,
+    communicator,
+    in_process_session,
+    open_session,
+)
 
 TIMEOUT = 10.0  # generous: only a hung consumer takes this long (then the test fails)
 ERROR_CODES = frozenset(code.value for code in ErrorCode)
@@ -75,10 +81,6 @@ ANSWERS: dict[str, frozenset[str]] = {
     "file_cancel": frozenset({"ok", "error"}),
 }
 _barriers = itertools.count(1)
-
-
-class ProtocolViolation(AssertionError):
-    """The server did something PROTOCOL.md does not allow (the test fails with the story)."""
 
 
 # --- what the server must do -----------------------------------------------------------------
@@ -210,12 +212,10 @@ class Exchange:
 class FuzzSession:
     """One session of the real consumer; every frame is the fuzzer's choice."""
 
-    def __init__(self, comm: WebsocketCommunicator) -> None:
-        self.comm = comm
-        self.handshake = ClientHandshake()
+    def __init__(self, client: InProcessClient) -> None:
+        self.client = client
+        self.protocol = client.protocol  # the handshake, and opening what the server sends
         self.keys: SessionKeys | None = None
-        self.sealer: RecordSealer | None = None
-        self.opener: RecordOpener | None = None
         self.model = Model()
         self.key_text: str | None = None
         self.last_record: bytes | None = None
@@ -224,28 +224,21 @@ class FuzzSession:
     # --- frames ------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        connected, _ = await self.comm.connect(timeout=TIMEOUT)
-        assert connected, "the WebSocket was refused"
-        output = await self.comm.receive_output(TIMEOUT)
+        """Connect and read the hello; the key message is made (``key_text``), not sent."""
+        await self.client.connect()
+        output = await self.next_frame()
         assert output["type"] == "websocket.send" and output.get("text"), output
-        self.handshake.receive_hello(output["text"])
-        self.key_text = self.handshake.key_message()
-        self.keys = self.handshake.keys
-
-    def use_keys(self, keys: SessionKeys) -> None:
-        self.sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac)
-        self.opener = RecordOpener(keys.s2c_enc, keys.s2c_mac)
+        self.key_text = self.protocol.receive_hello(output["text"])
+        self.keys = self.protocol.conn.keys
 
     async def send_text(self, text: str) -> None:
-        # send_input, not send_to: the communicator refuses empty frames, a peer may not.
-        await self.comm.send_input({"type": "websocket.receive", "text": text})
+        await self.client.send_text(text)  # any text, the empty one included
 
     async def send_bytes(self, data: bytes) -> None:
-        await self.comm.send_input({"type": "websocket.receive", "bytes": data})
+        await self.client.send_bytes(data)
 
     def seal(self, plaintext: bytes) -> bytes:
-        assert self.sealer is not None
-        record = self.sealer.seal(plaintext)
+        record = self.protocol.seal_raw(plaintext)  # any plaintext, in a valid record
         self.last_record = record
         return record
 
@@ -254,18 +247,16 @@ class FuzzSession:
 
     async def next_frame(self) -> dict[str, Any]:
         """The next thing the consumer sent (an exception inside it is raised here)."""
-        return await self.comm.receive_output(TIMEOUT)
+        return await self.client.read_output(TIMEOUT)
 
     def open_record(self, output: dict[str, Any]) -> dict[str, Any]:
-        """A server record after the handshake: binary, opens under our keys, a JSON message."""
+        """A server record after the key: binary, opens under our keys, a JSON message (the
+        first one the greeting). ProtocolViolation otherwise."""
         if output.get("text") is not None or output.get("bytes") is None:
             raise ProtocolViolation(f"the server sent a text message after the handshake: {output}")
-        assert self.opener is not None
-        try:
-            plaintext = self.opener.open(output["bytes"])
-            message = decode_plaintext(plaintext)
-        except (RemoteProtocolError, MessageError) as exc:
-            raise ProtocolViolation(f"the server sent a record we cannot read: {exc!r}") from None
+        if self.protocol.greeting is None:
+            return self.protocol.receive_greeting(output["bytes"])
+        message = self.protocol.open(output["bytes"])
         if not isinstance(message, dict):
             raise ProtocolViolation(f"the server sent a file chunk to a fuzzer: {message}")
         return message
@@ -298,8 +289,9 @@ class FuzzSession:
             return
         self.disconnected = True
         code = self.model.closed if self.model.closed is not None else 1000
-        await self.comm.disconnect(code=code, timeout=TIMEOUT)
-        future = self.comm.future
+        comm = self.client.comm
+        await comm.disconnect(code=code, timeout=TIMEOUT)
+        future = comm.future
         assert future.done() and not future.cancelled(), "the consumer did not end by itself"
         if future.exception() is not None:
             raise future.exception()
@@ -310,7 +302,6 @@ class FuzzSession:
         """Send the key; the greeting, read under our keys."""
         assert self.key_text is not None and self.keys is not None
         await self.send_text(self.key_text)
-        self.use_keys(self.keys)
         output = await self.next_frame()
         if output["type"] == "websocket.close":
             raise ProtocolViolation(f"a valid key was refused with {output.get('code')}")
@@ -452,7 +443,7 @@ def damage(session: FuzzSession, recipe: tuple) -> tuple[bytes | str, int]:
     Every damaged *record* closes 4002 (1009 if over 1 MiB); a text message after
     the handshake closes 4002 too.
     """
-    assert session.sealer is not None and session.keys is not None
+    assert session.keys is not None
     keys = session.keys
     kind = recipe[0]
     if kind == "text":
@@ -465,18 +456,18 @@ def damage(session: FuzzSession, recipe: tuple) -> tuple[bytes | str, int]:
     elif kind == "wrong_direction":
         data = RecordSealer(keys.s2c_enc, keys.s2c_mac).seal(b'\x01{"type":"ping"}')
     elif kind == "version":
-        data = forge(keys, session.sealer.seq, b'\x01{"type":"ping"}', version=recipe[1])
+        data = forge(keys, session.protocol.next_seq, b'\x01{"type":"ping"}', version=recipe[1])
     elif kind == "seq":
-        seq = (session.sealer.seq + recipe[1]) % 2**64
+        seq = (session.protocol.next_seq + recipe[1]) % 2**64
         data = forge(keys, seq, b'\x01{"type":"ping"}')
     elif kind == "bad_padding":
         iv = b"\x00" * 16
         block = crypto_utils.aes_cbc_encrypt(keys.c2s_enc, iv, bytes(16))[:16]
-        body = struct.pack(">BQ", 1, session.sealer.seq) + iv + block
+        body = struct.pack(">BQ", 1, session.protocol.next_seq) + iv + block
         data = body + crypto_utils.hmac_sha256(keys.c2s_mac, body)
     else:  # a mutation of a valid next record
         valid = RecordSealer(keys.c2s_enc, keys.c2s_mac)
-        valid.seq = session.sealer.seq
+        valid.seq = session.protocol.next_seq
         data = mutate(valid.seal(recipe[1]), recipe[2])
     code = CloseCode.TOO_LARGE if len(data) > MAX_RECORD_SIZE else CloseCode.BAD_RECORD
     return data, code
@@ -603,7 +594,7 @@ class Arena:
         self.loop.set_exception_handler(self._loop_error)
         self.loop_errors: list[dict[str, Any]] = []
         self.errors = ErrorRecords()
-        self.bystander: ProtocolSession | None = None
+        self.bystander: InProcessClient | None = None
         self._addresses = itertools.count(1)
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
@@ -614,7 +605,7 @@ class Arena:
         self.errors.install()
         self.bystander = self.loop.run_until_complete(self._bystander())
 
-    async def _bystander(self) -> ProtocolSession:
+    async def _bystander(self) -> InProcessClient:
         session = await open_session(client=("192.0.2.1", 1))
         await session.login("bystander")
         return session
@@ -625,7 +616,7 @@ class Arena:
         return (f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}", 40000)
 
     def session(self) -> FuzzSession:
-        return FuzzSession(communicator(client=self.client()))
+        return FuzzSession(InProcessClient(communicator(client=self.client())))
 
     def run(self, case) -> None:
         """Run one case (a coroutine function taking a FuzzSession) and every check after it."""
@@ -655,18 +646,19 @@ class Arena:
 
     async def _still_serving(self) -> None:
         assert self.bystander is not None
-        witness = await open_session(client=("192.0.2.2", 1))
-        await witness.login("witness")
-        ack = await witness.request({"type": "send", "room": "lobby", "text": "after the fuzzing"})
-        assert ack["type"] == "ack", ack
-        while True:
-            seen = await self.bystander.find("message")
-            if seen["msg_id"] == ack["msg_id"]:
-                assert (seen["from"], seen["text"]) == ("witness", "after the fuzzing")
-                break
-        assert (await witness.request({"type": "ping"}))["type"] == "pong"
-        assert (await self.bystander.request({"type": "ping"}))["type"] == "pong"
-        await witness.close()
+        async with in_process_session(client=("192.0.2.2", 1)) as witness:
+            await witness.login("witness")
+            ack = await witness.request(
+                {"type": "send", "room": "lobby", "text": "after the fuzzing"}
+            )
+            assert ack["type"] == "ack", ack
+            while True:
+                seen = await self.bystander.find("message")
+                if seen["msg_id"] == ack["msg_id"]:
+                    assert (seen["from"], seen["text"]) == ("witness", "after the fuzzing")
+                    break
+            assert (await witness.request({"type": "ping"}))["type"] == "pong"
+            assert (await self.bystander.request({"type": "ping"}))["type"] == "pong"
 
     def still_serving(self) -> None:
         """A new session and the bystander are served as if nothing had happened."""

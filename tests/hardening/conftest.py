@@ -19,13 +19,12 @@ from tests.live_server import start_live_server
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     """One daphne on a fresh PostgreSQL database (``.database_url`` says which), no Redis."""
-    with services.fresh_postgres_database() as database_url:
-        server = start_live_server(
+    with (
+        services.fresh_postgres_database() as database_url,
+        start_live_server(
             tmp_path_factory.mktemp("postgres-server"),
             env={"DATABASE_URL": database_url, **FAST_HASHING},
-        )
+        ) as server,
+    ):
         server.database_url = database_url
-        try:
-            yield server
-        finally:
-            server.stop()
+        yield server

@@ -46,10 +46,9 @@ def summary(name: str, samples: Sequence[float]) -> str:
 
 def room_history(server: LiveServer, username: str, room: str = "lobby") -> list[dict]:
     """Every stored message of ``room``, oldest first, read page by page over the protocol."""
-    from tests.chat_client import connect
+    from tests.protocol_client.sync import connect
 
-    client = connect(server.url, server.origin, expected_fingerprint=server.fingerprint)
-    try:
+    with connect(server.url, server.origin, expected_fingerprint=server.fingerprint) as client:
         client.login(username, PASSWORD)
         messages: list[dict] = []
         before = None
@@ -63,5 +62,3 @@ def room_history(server: LiveServer, username: str, room: str = "lobby") -> list
             if not page["has_more"] or not page["messages"]:
                 return messages
             before = page["messages"][0]["msg_id"]
-    finally:
-        client.close()

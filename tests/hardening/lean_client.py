@@ -1,6 +1,6 @@
 """A lean chat client for the load test: many sessions, millions of records, little CPU.
 
-:class:`~tests.hardening.aio_client.AsyncChatClient` spends tens of
+:class:`~tests.protocol_client.aio.AsyncClient` spends tens of
 microseconds of Python on each record it reads (``websockets``' frame
 machinery, a task hand-off, chatproto's event objects and I-JSON checks).
 At 4,000,000 deliveries that is most of a run, so this client:
@@ -9,11 +9,10 @@ At 4,000,000 deliveries that is most of a run, so this client:
   request, unmasked frames from the server, masked frames to it, pong for
   ping): one ``data_received`` call may open many records, with no task
   switch between them;
-- does the chatproto handshake with :class:`chatproto.connection.ClientConnection`
-  (pinned fingerprint, greeting) and seals what it sends with it, but opens
-  what it receives with its own :class:`chatproto.records.RecordOpener` on the
-  session's keys (tag, sequence number, decryption: every check of the record
-  layer) and plain ``json.loads``;
+- does the handshake (pinned fingerprint, greeting) and seals what it sends
+  with the tests' one protocol client, :class:`tests.protocol_client.core.ClientProtocol`,
+  but opens what it receives with that client's ``fast_opener`` (tag, sequence
+  number, decryption: every check of the record layer) and plain ``json.loads``;
 - hands each message to a callback, synchronously: the load test checks a
   delivery as it arrives instead of keeping it.
 
@@ -34,9 +33,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from chatproto.connection import ClientConnection, Greeting, ServerHello
 from chatproto.framing import KIND_JSON
 from chatproto.records import RecordOpener
+from tests.protocol_client.core import ClientProtocol
 
 TIMEOUT = 60.0  # bounds a hung test; never a timing assertion
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -68,9 +67,9 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 class LeanSession(asyncio.Protocol):
     """One session; ``on_message(message)`` gets every JSON message after the greeting."""
 
-    def __init__(self, on_message: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, on_message: Callable[[dict[str, Any]], None], fingerprint: str) -> None:
         self.on_message = on_message
-        self.conn = ClientConnection()
+        self.protocol = ClientProtocol(fingerprint)
         self.greeting: dict[str, Any] | None = None
         self.failure: BaseException | None = None
         self.closed: int | None = None  # the close code, once the connection ended
@@ -101,17 +100,19 @@ class LeanSession(asyncio.Protocol):
         parts = urlsplit(url)
         loop = asyncio.get_running_loop()
         _, session = await asyncio.wait_for(
-            loop.create_connection(lambda: cls(on_message), parts.hostname, parts.port),
+            loop.create_connection(
+                lambda: cls(on_message, fingerprint), parts.hostname, parts.port
+            ),
             timeout,
         )
         try:
-            await asyncio.wait_for(session._handshake(parts, origin, fingerprint), timeout)
+            await asyncio.wait_for(session._handshake(parts, origin), timeout)
         except BaseException:
             session.abort()
             raise
         return session
 
-    async def _handshake(self, parts, origin: str, fingerprint: str) -> None:
+    async def _handshake(self, parts, origin: str) -> None:
         key = base64.b64encode(os.urandom(16))
         # RFC 6455's accept check, not a security use of SHA-1.
         accept = hashlib.sha1(key + _WS_GUID, usedforsecurity=False).digest()
@@ -126,22 +127,11 @@ class LeanSession(asyncio.Protocol):
         self._transport.write(request.encode("ascii"))
         opcode, hello = await self._next_frame()
         assert opcode == _TEXT, f"the server's hello came as opcode {opcode}"
-        (event,) = self.conn.receive_text(hello.decode("utf-8"))
-        assert isinstance(event, ServerHello), event
-        if event.identity.fingerprint != fingerprint:
-            raise AssertionError(f"server key {event.identity.fingerprint}, pinned {fingerprint}")
-        self._write(_TEXT, self.conn.send_key().encode("utf-8"))
+        self._write(_TEXT, self.protocol.receive_hello(hello.decode("utf-8")).encode("utf-8"))
         opcode, record = await self._next_frame()
         assert opcode == _BINARY, f"the greeting came as opcode {opcode}"
-        events = self.conn.receive_bytes(record)
-        if not events or not isinstance(events[0], Greeting):
-            raise AssertionError(f"the first record was not a greeting: {events}")
-        self.greeting = events[0].message
-        keys = self.conn.keys
-        assert keys is not None
-        # The greeting was record 0 of the server's direction; this opener reads the rest.
-        self._opener = RecordOpener(keys.s2c_enc, keys.s2c_mac)
-        self._opener.seq = 1
+        self.greeting = self.protocol.receive_greeting(record)
+        self._opener = self.protocol.fast_opener()
         while not self._events.empty():  # records that came with the greeting
             opcode, record = self._events.get_nowait()
             self._record(record)
@@ -160,7 +150,7 @@ class LeanSession(asyncio.Protocol):
         """Seal and write ``message`` (no waiting: the transport buffers)."""
         if self.closed is not None:
             raise AssertionError(f"send on a closed session ({self.closed})")
-        self._write(_BINARY, self.conn.send(message))
+        self._write(_BINARY, self.protocol.seal(message))
 
     def _write(self, opcode: int, payload: bytes) -> None:
         assert self._transport is not None

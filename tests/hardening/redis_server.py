@@ -71,3 +71,10 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
         self.process = None
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -22,9 +22,11 @@ import time
 import pytest
 
 from chatproto import crypto_utils
-from tests.hardening.aio_client import AsyncChatClient
 from tests.hardening.helpers import PASSWORD, create_accounts, median_ms, summary
 from tests.live_server import start_live_server
+from tests.protocol_client.aio import AsyncClient, connected
+
+pytestmark = pytest.mark.slow  # starts daphne processes
 
 HASHERS = 8
 PINGS = 60
@@ -33,19 +35,12 @@ SLACK = 0.025  # seconds: scheduling noise on a loaded 2-core machine, far below
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = start_live_server(tmp_path_factory.mktemp("event-loop"))
-    try:
+    with start_live_server(tmp_path_factory.mktemp("event-loop")) as running:
         create_accounts(running, ["pinger", *(f"hasher{n}" for n in range(HASHERS))])
         yield running
-    finally:
-        running.stop()
 
 
-async def connect(server) -> AsyncChatClient:
-    return await AsyncChatClient.connect(server.url, server.origin, server.fingerprint)
-
-
-async def ping_round_trips(client: AsyncChatClient, count: int = PINGS) -> list[float]:
+async def ping_round_trips(client: AsyncClient, count: int = PINGS) -> list[float]:
     times = []
     for _ in range(count):
         started = time.perf_counter()
@@ -64,12 +59,11 @@ def busy_clients(address: tuple[str, str, str], work: str, stop, done) -> None:
     async def one(name: str) -> None:
         url, origin, fingerprint = address
         while not stop.is_set():
-            client = await AsyncChatClient.connect(url, origin, fingerprint)
-            if work == "login":
-                await client.login(name, PASSWORD)
-            with done.get_lock():
-                done.value += 1
-            await client.close()
+            async with connected(url, origin, fingerprint) as client:
+                if work == "login":
+                    await client.login(name, PASSWORD)
+                with done.get_lock():
+                    done.value += 1
 
     async def main() -> None:
         await asyncio.gather(*(one(f"hasher{n}") for n in range(HASHERS)))
@@ -79,36 +73,35 @@ def busy_clients(address: tuple[str, str, str], work: str, stop, done) -> None:
 
 async def measure(server, work: str) -> tuple[list[float], list[float], float]:
     """Idle pings, pings while ``HASHERS`` clients do ``work``, and the work's rate per second."""
-    pinger = await connect(server)
-    await pinger.login("pinger", PASSWORD)
-    idle = await ping_round_trips(pinger)
-    context = multiprocessing.get_context("spawn")
-    stop, done = context.Event(), context.Value("i", 0)
-    process = context.Process(
-        target=busy_clients,
-        args=((server.url, server.origin, server.fingerprint), work, stop, done),
-        daemon=True,
-    )
-    process.start()
-    busy: list[float] = []
-    try:
-        while done.value < 1:  # a round is over: the clients are all at it
-            assert process.is_alive(), "the busy clients died"
-            await asyncio.sleep(0.05)
-        first, started = done.value, time.perf_counter()
-        # At least PINGS pings, while at least one round per client went by.
-        while len(busy) < PINGS or done.value - first < HASHERS:
-            assert process.is_alive(), "the busy clients died"
-            busy += await ping_round_trips(pinger, 10)
-        rate = (done.value - first) / (time.perf_counter() - started)
-    finally:
-        stop.set()
-        process.join(60)
-        if process.is_alive():
-            process.kill()
-    idle += await ping_round_trips(pinger, PINGS // 2)
-    await pinger.close()
-    return idle, busy, rate
+    async with connected(server.url, server.origin, server.fingerprint) as pinger:
+        await pinger.login("pinger", PASSWORD)
+        idle = await ping_round_trips(pinger)
+        context = multiprocessing.get_context("spawn")
+        stop, done = context.Event(), context.Value("i", 0)
+        process = context.Process(
+            target=busy_clients,
+            args=((server.url, server.origin, server.fingerprint), work, stop, done),
+            daemon=True,
+        )
+        process.start()
+        busy: list[float] = []
+        try:
+            while done.value < 1:  # a round is over: the clients are all at it
+                assert process.is_alive(), "the busy clients died"
+                await asyncio.sleep(0.05)
+            first, started = done.value, time.perf_counter()
+            # At least PINGS pings, while at least one round per client went by.
+            while len(busy) < PINGS or done.value - first < HASHERS:
+                assert process.is_alive(), "the busy clients died"
+                busy += await ping_round_trips(pinger, 10)
+            rate = (done.value - first) / (time.perf_counter() - started)
+        finally:
+            stop.set()
+            process.join(60)
+            if process.is_alive():
+                process.kill()
+        idle += await ping_round_trips(pinger, PINGS // 2)
+        return idle, busy, rate
 
 
 async def test_pings_are_not_held_behind_password_hashing(server):

@@ -21,13 +21,15 @@ from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE
 from chatproto.transfer import IncomingTransfer, OutgoingTransfer, new_transfer_id
 from tests import services
-from tests.chat_client import connect
 from tests.hardening.helpers import FAST_HASHING, PASSWORD, create_accounts, room_history
 from tests.hardening.people import Person
 from tests.hardening.redis_server import PrivateRedis
 from tests.live_server import PROJECT_DIR, start_live_server
+from tests.protocol_client.sync import connect
 from tk_client.events import Phase, RequestState
 from tk_client.files.sink import Download
+
+pytestmark = pytest.mark.slow  # starts daphne processes
 
 
 def texts_by_id(messages: list[dict]) -> dict[int, str]:
@@ -66,58 +68,50 @@ def people(home, *who):
 
 @pytest.mark.services
 def test_a_redis_restart_loses_no_acked_message_and_everyone_comes_back(tmp_path):
-    redis = PrivateRedis(tmp_path)
-    redis.start()
-    try:
-        with services.fresh_postgres_database() as database_url:
-            cluster = start_live_server(
-                tmp_path / "servers",
-                env={"REDIS_URL": redis.url, "DATABASE_URL": database_url, **FAST_HASHING},
-                processes=2,
+    with (
+        PrivateRedis(tmp_path) as redis,
+        services.fresh_postgres_database() as database_url,
+        start_live_server(
+            tmp_path / "servers",
+            env={"REDIS_URL": redis.url, "DATABASE_URL": database_url, **FAST_HASHING},
+            processes=2,
+        ) as cluster,
+    ):
+        create_accounts(cluster[0], ["alice", "bob"])
+        with people(tmp_path, ("alice", cluster[0]), ("bob", cluster[1])) as (alice, bob):
+            first = alice.say("before the restart")
+            alice.wait_until(lambda: first in alice.answers, what="an ack")
+            bob.wait_until(lambda: alice.acked().keys() <= set(bob.heard_ids()))
+
+            redis.stop()
+            during = alice.say("typed while Redis was down")
+            redis.start()
+
+            # Both reconnect and log in again by themselves (the sessions dropped).
+            alice.wait_until(lambda: alice.logins >= 2, what="a new login")
+            bob.wait_until(lambda: bob.logins >= 2, what="a new login")
+            alice.wait_until(alice.settled, what="the outbox settled")
+            after = alice.say("after the restart")
+            alice.wait_until(lambda: after in alice.answers, what="an ack")
+            reply = bob.say("bob after the restart")
+            bob.wait_until(lambda: reply in bob.answers, what="an ack")
+
+            # Live delivery works again, across the two processes, both ways.
+            acked = alice.acked()
+            bob.wait_until(lambda: max(acked) in bob.heard_ids(), what="alice's message live")
+            alice.wait_until(
+                lambda: max(bob.acked()) in alice.heard_ids(), what="bob's message live"
             )
-            try:
-                create_accounts(cluster[0], ["alice", "bob"])
-                with people(tmp_path, ("alice", cluster[0]), ("bob", cluster[1])) as (alice, bob):
-                    first = alice.say("before the restart")
-                    alice.wait_until(lambda: first in alice.answers, what="an ack")
-                    bob.wait_until(lambda: alice.acked().keys() <= set(bob.heard_ids()))
-
-                    redis.stop()
-                    during = alice.say("typed while Redis was down")
-                    redis.start()
-
-                    # Both reconnect and log in again by themselves (the sessions dropped).
-                    alice.wait_until(lambda: alice.logins >= 2, what="a new login")
-                    bob.wait_until(lambda: bob.logins >= 2, what="a new login")
-                    alice.wait_until(alice.settled, what="the outbox settled")
-                    after = alice.say("after the restart")
-                    alice.wait_until(lambda: after in alice.answers, what="an ack")
-                    reply = bob.say("bob after the restart")
-                    bob.wait_until(lambda: reply in bob.answers, what="an ack")
-
-                    # Live delivery works again, across the two processes, both ways.
-                    acked = alice.acked()
-                    bob.wait_until(
-                        lambda: max(acked) in bob.heard_ids(), what="alice's message live"
-                    )
-                    alice.wait_until(
-                        lambda: max(bob.acked()) in alice.heard_ids(), what="bob's message live"
-                    )
-                    assert during in alice.requests
-                    assert_stored_exactly_once(cluster[0], {**acked, **bob.acked()})
-                assert all(server.process.poll() is None for server in cluster.servers)
-            finally:
-                cluster.stop()
-    finally:
-        redis.stop()
+            assert during in alice.requests
+            assert_stored_exactly_once(cluster[0], {**acked, **bob.acked()})
+        assert all(server.process.poll() is None for server in cluster.servers)
 
 
 # --- a server process killed ----------------------------------------------------------------------
 
 
 def test_a_killed_server_restarts_and_every_acked_message_is_there(tmp_path):
-    server = start_live_server(tmp_path / "server", env=FAST_HASHING)
-    try:
+    with start_live_server(tmp_path / "server", env=FAST_HASHING) as server:
         create_accounts(server, ["alice", "bob"])
         with people(tmp_path, ("alice", server), ("bob", server)) as (alice, bob):
             for n in range(30):
@@ -147,8 +141,6 @@ def test_a_killed_server_restarts_and_every_acked_message_is_there(tmp_path):
             last = alice.say("after the restart")
             alice.wait_until(lambda: last in alice.answers, what="an ack")
             bob.wait_until(lambda: alice.answers[last]["msg_id"] in bob.heard_ids())
-    finally:
-        server.stop()
 
 
 # --- the database unavailable for a moment --------------------------------------------------------
@@ -176,8 +168,7 @@ def database_unavailable(database_url: str):
 def test_a_database_outage_is_answered_internal_and_the_server_lives_on(postgres_server):
     server = postgres_server
     create_accounts(server, ["dora"])
-    client = connect(server.url, server.origin, expected_fingerprint=server.fingerprint)
-    try:
+    with connect(server.url, server.origin, expected_fingerprint=server.fingerprint) as client:
         client.login("dora", PASSWORD)
         client.request({"type": "create_room", "room": "outage"})
         before = client.request({"type": "send", "room": "outage", "text": "before"})
@@ -190,18 +181,17 @@ def test_a_database_outage_is_answered_internal_and_the_server_lives_on(postgres
             history = client.request({"type": "history", "room": "outage"})
             assert (history["type"], history["code"]) == ("error", "internal")
             assert client.request({"type": "ping"})["type"] == "pong"  # no database needed
-            newcomer = connect(server.url, server.origin, server.fingerprint)
-            login = newcomer.request({"type": "login", "username": "dora", "password": PASSWORD})
-            assert (login["type"], login["code"]) == ("error", "internal"), login
-            newcomer.close()
+            with connect(server.url, server.origin, server.fingerprint) as newcomer:
+                login = newcomer.request(
+                    {"type": "login", "username": "dora", "password": PASSWORD}
+                )
+                assert (login["type"], login["code"]) == ("error", "internal"), login
 
         after = client.request({"type": "send", "room": "outage", "text": "after"})
         assert after["type"] == "ack", after
         stored = [m["text"] for m in room_history(server, "dora", "outage")]
         assert stored == ["before", "after"]
         assert server.process.poll() is None
-    finally:
-        client.close()
 
 
 # --- a client killed mid-transfer -----------------------------------------------------------------
@@ -209,41 +199,51 @@ def test_a_database_outage_is_answered_internal_and_the_server_lives_on(postgres
 
 @pytest.fixture(scope="module")
 def transfer_server(tmp_path_factory):
-    server = start_live_server(tmp_path_factory.mktemp("transfers"), env=FAST_HASHING)
-    try:
+    with start_live_server(tmp_path_factory.mktemp("transfers"), env=FAST_HASHING) as server:
         create_accounts(server, ["sam", "rita"])
         yield server
-    finally:
-        server.stop()
 
 
 class Peer:
-    """``tests/hardening/transfer_peer.py`` in a subprocess, killed when the test says."""
+    """``tests/hardening/transfer_peer.py`` in a subprocess (from :meth:`start`), killed when
+    the test says, and in any case when the ``with`` block ends."""
 
     def __init__(self, server, *arguments: str) -> None:
+        self.command = [
+            sys.executable, "-m", "tests.hardening.transfer_peer", arguments[0], server.url,
+            server.origin, server.fingerprint, *arguments[1:],
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.hardening.transfer_peer", arguments[0], server.url,
-             server.origin, server.fingerprint, *arguments[1:]],
-            cwd=PROJECT_DIR,
-            stdout=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
+            self.command, cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True
+        )
 
     def wait_for(self, line: str) -> None:
-        assert self.process.stdout is not None
+        assert self.process is not None and self.process.stdout is not None
         for said in self.process.stdout:
             if said.strip() == line:
                 return
         raise AssertionError(f"the peer exited ({self.process.wait()}) before saying {line!r}")
 
     def kill(self) -> None:
-        self.process.kill()  # SIGKILL: no close frame, no clean-up
-        self.process.wait(timeout=10)
+        if self.process is not None:
+            self.process.kill()  # SIGKILL: no close frame, no clean-up
+            self.process.wait(timeout=10)
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+
+    def __enter__(self) -> Peer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
 
 
 def receive_into(client, folder):
     """Accept the next offer with the desktop client's Download (a file in ``folder``)."""
-    download = Download(IncomingTransfer.from_offer(client.expect("file_offer")), folder / "f")
+    download = Download(IncomingTransfer.from_offer(client.find("file_offer")), folder / "f")
     for event in download.accept():
         client.send(event.message)
     return download
@@ -251,10 +251,12 @@ def receive_into(client, folder):
 
 def test_a_sender_killed_mid_transfer_is_reported_and_nothing_is_left(transfer_server, tmp_path):
     server, transfer = transfer_server, new_transfer_id()
-    rita = connect(server.url, server.origin, server.fingerprint)
-    rita.login("rita", PASSWORD)
-    sender = Peer(server, "send", "sam", "rita", transfer)
-    try:
+    with (
+        connect(server.url, server.origin, server.fingerprint) as rita,
+        Peer(server, "send", "sam", "rita", transfer) as sender,
+    ):
+        rita.login("rita", PASSWORD)
+        sender.start()
         download = receive_into(rita, tmp_path)
         written = 0
         while written < 3:
@@ -266,52 +268,50 @@ def test_a_sender_killed_mid_transfer_is_reported_and_nothing_is_left(transfer_s
         sender.wait_for("progress 2")
         sender.kill()
 
-        cancel = rita.expect("file_cancel")
+        cancel = rita.find("file_cancel")
         assert cancel == {"type": "file_cancel", "transfer": transfer, "reason": "disconnected"}
         download.handle(cancel)
         assert list(tmp_path.iterdir()) == []  # no partial file, not even the hidden one
         # The server kept nothing of it: the same transfer id is free for a new offer.
-        sam = connect(server.url, server.origin, server.fingerprint)
-        sam.login("sam", PASSWORD)
-        again = OutgoingTransfer(to="rita", name="x", size=1, sha256="0" * 64, transfer=transfer)
-        assert sam.request(again.offer())["type"] == "ok"
-        sam.close()
-    finally:
-        sender.kill()
-        rita.close()
+        with connect(server.url, server.origin, server.fingerprint) as sam:
+            sam.login("sam", PASSWORD)
+            again = OutgoingTransfer(
+                to="rita", name="x", size=1, sha256="0" * 64, transfer=transfer
+            )
+            assert sam.request(again.offer())["type"] == "ok"
 
 
 def test_a_recipient_killed_mid_transfer_is_reported_and_no_file_is_kept(transfer_server, tmp_path):
     server, transfer = transfer_server, new_transfer_id()
-    sam = connect(server.url, server.origin, server.fingerprint)
-    sam.login("sam", PASSWORD)
-    recipient = Peer(server, "receive", "rita", str(tmp_path))
-    try:
+    with (
+        connect(server.url, server.origin, server.fingerprint) as sam,
+        Peer(server, "receive", "rita", str(tmp_path)) as recipient,
+    ):
+        sam.login("sam", PASSWORD)
+        recipient.start()
         recipient.wait_for("ready")
         outgoing = OutgoingTransfer(
             to="rita", name="report.pdf", size=10 * MAX_CHUNK_SIZE, sha256="0" * 64,
             transfer=transfer,
         )  # fmt: skip
         assert sam.request(outgoing.offer())["type"] == "ok"
-        outgoing.receive(sam.expect("file_accept"))
+        outgoing.receive(sam.find("file_accept"))
         for index in range(3):
             (event,) = outgoing.chunk(bytes([index]) * MAX_CHUNK_SIZE)
             sam.send_chunk(event.chunk)
         recipient.wait_for("progress 2")
         recipient.kill()
 
-        cancel = sam.expect("file_cancel")
+        cancel = sam.find("file_cancel")
         assert cancel == {"type": "file_cancel", "transfer": transfer, "reason": "disconnected"}
         # No file by the offered name (the hidden temporary one cannot clean up after SIGKILL).
         assert not (tmp_path / "report.pdf").exists()
         left = [path.name for path in tmp_path.iterdir()]
         assert all(name.startswith(".") and name.endswith(".part") for name in left), left
         print(f"left by the killed client: {left}")
-        rita = connect(server.url, server.origin, server.fingerprint)
-        rita.login("rita", PASSWORD)
-        again = OutgoingTransfer(to="rita", name="x", size=1, sha256="0" * 64, transfer=transfer)
-        assert sam.request(again.offer())["type"] == "ok"
-        rita.close()
-    finally:
-        recipient.kill()
-        sam.close()
+        with connect(server.url, server.origin, server.fingerprint) as rita:
+            rita.login("rita", PASSWORD)
+            again = OutgoingTransfer(
+                to="rita", name="x", size=1, sha256="0" * 64, transfer=transfer
+            )
+            assert sam.request(again.offer())["type"] == "ok"

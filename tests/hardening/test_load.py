@@ -5,7 +5,7 @@
 20,000 messages, 4,000,000 deliveries. The clients are
 :class:`~tests.hardening.lean_client.LeanSession` objects in this process (the
 record layer and JSON, without per-record tasks or events): with
-:class:`~tests.hardening.aio_client.AsyncChatClient` the clients' Python made
+:class:`~tests.protocol_client.aio.AsyncClient` the clients' Python made
 the run several times longer. The checker, not a stopwatch, decides:
 
 - every acknowledged message reaches every client (all are online members of
@@ -49,7 +49,7 @@ from tests.hardening.helpers import FAST_HASHING, PASSWORD, create_accounts, roo
 from tests.hardening.lean_client import LeanSession
 from tests.live_server import start_live_server
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.slow]  # starts daphne processes
 
 CLIENTS = int(os.environ.get("CHAT_LOAD_CLIENTS", "200"))
 MESSAGES = int(os.environ.get("CHAT_LOAD_MESSAGES", "100"))
@@ -67,8 +67,10 @@ RUN_TIMEOUT = 300 + CLIENTS * CLIENTS * MESSAGES // 1000
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     redis_url = services.redis_url()
-    with services.fresh_postgres_database() as database_url, services.redis_prefix() as prefix:
-        running = start_live_server(
+    with (
+        services.fresh_postgres_database() as database_url,
+        services.redis_prefix() as prefix,
+        start_live_server(
             tmp_path_factory.mktemp("load"),
             env={
                 "REDIS_URL": redis_url,
@@ -78,11 +80,9 @@ def cluster(tmp_path_factory):
                 **FAST_HASHING,
             },
             processes=2,
-        )
-        try:
-            yield running
-        finally:
-            running.stop()
+        ) as running,
+    ):
+        yield running
 
 
 class Member:

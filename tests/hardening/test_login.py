@@ -19,8 +19,8 @@ import pytest
 
 from accounts import services
 from accounts.models import User
-from tests.chat.helpers import open_session
-from tests.chat_client import connect
+from tests.protocol_client.inprocess import in_process_session
+from tests.protocol_client.sync import connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,6 +82,7 @@ def spread(medians: dict[str, float]) -> float:
     return max(medians.values()) / min(medians.values()) - 1
 
 
+@pytest.mark.slow  # 20 rounds of 4 Argon2 hashes at the production cost
 def test_every_kind_of_failed_login_takes_as_long_as_the_others(real_hashing):
     medians = interleaved_medians(failed_logins(), ROUNDS)
     report = ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in medians.items())
@@ -113,17 +114,17 @@ def test_rate_limited_answers_are_the_same_for_known_and_unknown_accounts(settin
 
 
 @pytest.mark.services
+@pytest.mark.slow  # starts daphne
 @pytest.mark.parametrize("username", ["a\x00b", "\x00", "bad name", "x" * 149 + "\u00e9"])
 def test_a_username_no_account_can_have_is_just_an_unknown_user(postgres_server, username):
     """Not a query that PostgreSQL refuses (a NUL): that was an ``internal`` error, and a
     traceback in the log, for anyone to trigger at will."""
     logged = len(postgres_server.log())
-    client = connect(postgres_server.url, postgres_server.origin, postgres_server.fingerprint)
-    try:
+    with connect(
+        postgres_server.url, postgres_server.origin, postgres_server.fingerprint
+    ) as client:
         answer = client.request({"type": "login", "username": username, "password": "x"})
         assert answer["type"] == "login_failed" and answer["reason"] == "invalid_credentials"
-    finally:
-        client.close()
     assert "Traceback" not in postgres_server.log()[logged:]
 
 
@@ -252,28 +253,26 @@ async def test_the_account_limit_is_answered_as_the_protocol_says(chat_settings,
     """login_failed, reason rate_limited, retry_after; the owner's known address gets in."""
     chat_settings.CHAT_LOGIN_THROTTLE_ACCOUNT = (3, 3600)
     await create_users("alice")
-    home = await open_session(client=("203.0.113.5", 4000))
-    await home.login("alice")
-    await home.close()
+    async with in_process_session(client=("203.0.113.5", 4000)) as home:
+        await home.login("alice")
     answers = {}
     for name in ("alice", "ghost"):
         for n in range(3):
-            session = await open_session(client=(f"10.9.{len(answers)}.{n}", 4000))
-            answer = await session.request({"type": "login", "username": name, "password": "no"})
-            assert answer["reason"] == "invalid_credentials"
-            await session.close()
-        session = await open_session(client=(f"10.9.{len(answers)}.99", 4000))
-        answers[name] = await session.request(
-            {"type": "login", "id": "L", "username": name, "password": "pw"}
-        )
-        await session.close()
+            async with in_process_session(client=(f"10.9.{len(answers)}.{n}", 4000)) as session:
+                answer = await session.request(
+                    {"type": "login", "username": name, "password": "no"}
+                )
+                assert answer["reason"] == "invalid_credentials"
+        async with in_process_session(client=(f"10.9.{len(answers)}.99", 4000)) as session:
+            answers[name] = await session.request(
+                {"type": "login", "id": "L", "username": name, "password": "pw"}
+            )
     for answer in answers.values():
         assert answer.keys() == {"type", "ref", "reason", "retry_after"}
         assert (answer["type"], answer["reason"]) == ("login_failed", "rate_limited")
         assert 3500 <= answer["retry_after"] <= 3600 + 60
-    home = await open_session(client=("203.0.113.5", 4001))
-    await home.login("alice")
-    await home.close()
+    async with in_process_session(client=("203.0.113.5", 4001)) as home:
+        await home.login("alice")
 
 
 # --- passwords -------------------------------------------------------------------------------
@@ -282,30 +281,28 @@ async def test_the_account_limit_is_answered_as_the_protocol_says(chat_settings,
 @pytest.mark.parametrize("length", [64, 200])
 async def test_long_passwords_register_log_in_and_are_not_truncated(chat_settings, length):
     password = ("Tr0ub4dor&3 " * 20)[: length - 1] + "!"
-    session = await open_session()
-    answer = await session.request(
-        {"type": "register", "username": f"long{length}", "password": password}
-    )
-    assert answer["type"] == "login_ok", answer
-    await session.close()
+    async with in_process_session() as session:
+        answer = await session.request(
+            {"type": "register", "username": f"long{length}", "password": password}
+        )
+        assert answer["type"] == "login_ok", answer
 
-    session = await open_session()
-    wrong_last = await session.request(
-        {"type": "login", "username": f"long{length}", "password": password[:-1] + "?"}
-    )
-    assert wrong_last["reason"] == "invalid_credentials"  # every character counts
-    assert (
-        await session.request({"type": "login", "username": f"long{length}", "password": password})
-    )["type"] == "login_ok"
-    await session.close()
+    async with in_process_session() as session:
+        wrong_last = await session.request(
+            {"type": "login", "username": f"long{length}", "password": password[:-1] + "?"}
+        )
+        assert wrong_last["reason"] == "invalid_credentials"  # every character counts
+        login = {"type": "login", "username": f"long{length}", "password": password}
+        assert (await session.request(login))["type"] == "login_ok"
 
 
 async def test_a_password_over_1024_characters_is_a_bad_request_not_a_hash(chat_settings):
     """Hashing work is bounded: a 1025-character password never reaches Argon2."""
-    session = await open_session()
-    answer = await session.request({"type": "login", "username": "alice", "password": "x" * 1025})
-    assert (answer["type"], answer["code"]) == ("error", "bad_request")
-    await session.close()
+    async with in_process_session() as session:
+        answer = await session.request(
+            {"type": "login", "username": "alice", "password": "x" * 1025}
+        )
+        assert (answer["type"], answer["code"]) == ("error", "bad_request")
 
 
 @pytest.mark.parametrize(
@@ -320,8 +317,9 @@ async def test_a_password_over_1024_characters_is_a_bad_request_not_a_hash(chat_
 async def test_registration_applies_djangos_password_validators(
     chat_settings, username, password, advice
 ):
-    session = await open_session()
-    answer = await session.request({"type": "register", "username": username, "password": password})
+    async with in_process_session() as session:
+        answer = await session.request(
+            {"type": "register", "username": username, "password": password}
+        )
     assert (answer["type"], answer["reason"]) == ("register_failed", "invalid_password")
     assert advice in answer["message"]
-    await session.close()

@@ -27,8 +27,8 @@ from chatproto.errors import RecordError
 from chatproto.framing import encoded_size
 from chatproto.handshake import derive_session_keys, transcript
 from chatproto.records import RecordOpener
-from tests.chat.helpers import open_session
 from tests.chatproto.helpers import GREETING, server_key
+from tests.protocol_client.inprocess import in_process_session
 
 # --- someone holding the server key ------------------------------------------------------------
 
@@ -144,18 +144,23 @@ def test_a_stored_body_hides_its_text_but_not_its_length(settings, tmp_path):
 async def test_a_message_cannot_claim_another_sender(create_users, run_sync):
     """``from`` is the session's user, whatever fields a client adds to its request."""
     await create_users("alice", "bob")
-    session = await open_session()
-    await session.login("alice")
-    ack = await session.request(
-        {"type": "send", "room": "lobby", "text": "from bob, honest", "from": "bob", "user": "bob"}
-    )
-    assert ack["type"] == "ack"
-    pushed = await session.find("message")
-    assert pushed["from"] == "alice"
+    async with in_process_session() as session:
+        await session.login("alice")
+        ack = await session.request(
+            {
+                "type": "send",
+                "room": "lobby",
+                "text": "from bob, honest",
+                "from": "bob",
+                "user": "bob",
+            }
+        )
+        assert ack["type"] == "ack"
+        pushed = await session.find("message")
+        assert pushed["from"] == "alice"
     bob = (await run_sync(lambda: list(services.User.objects.filter(username="bob"))))[0]
     history = await run_sync(services.history, bob, room="lobby")
     assert [(m["from"], m["text"]) for m in history["messages"]] == [("alice", "from bob, honest")]
-    await session.close()
 
 
 def test_struct_layout_of_a_record_header_is_version_then_sequence():

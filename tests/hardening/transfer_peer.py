@@ -20,8 +20,8 @@ import time
 from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE
 from chatproto.transfer import IncomingTransfer, OutgoingTransfer, Send
-from tests.chat_client import connect
 from tests.hardening.helpers import PASSWORD
+from tests.protocol_client.sync import connect
 from tk_client.files.sink import Download
 
 CHUNKS = 10
@@ -40,11 +40,11 @@ def send(url: str, origin: str, fingerprint: str, user: str, to: str, transfer: 
     )
     assert client.request(outgoing.offer())["type"] == "ok"
     say("offered")
-    outgoing.receive(client.expect("file_accept"))
+    outgoing.receive(client.find("file_accept"))
     for index in range(SENT_BEFORE_WAITING):
         (event,) = outgoing.chunk(bytes([index]) * MAX_CHUNK_SIZE)
         client.send_chunk(event.chunk)
-        outgoing.receive(client.expect("file_ack"))
+        outgoing.receive(client.find("file_ack"))
         say(f"progress {index}")
     time.sleep(3600)
 
@@ -53,7 +53,7 @@ def receive(url: str, origin: str, fingerprint: str, user: str, folder: str) -> 
     client = connect(url, origin, fingerprint)
     client.login(user, PASSWORD)
     say("ready")
-    incoming = IncomingTransfer.from_offer(client.expect("file_offer", timeout=60))
+    incoming = IncomingTransfer.from_offer(client.find("file_offer", timeout=60))
     download = Download(incoming, f"{folder}/{incoming.safe_name}")
     for event in download.accept():
         client.send(event.message)
