@@ -11,14 +11,16 @@ import pytest
 
 from tests.live_server import LiveServer, start_live_server
 
-SLOW_MARKER = "slow: over ~10 s or starts servers; left out of make check"
+# Fixtures that start a server process or a display: a test that uses one is slow
+# (``pytest -m "not slow"``, the quick tier of ``make check``, leaves it out).
+SLOW_FIXTURES = frozenset({"live_server", "display"})
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register ``slow`` unless pyproject.toml does (``--strict-markers`` refuses unknown
-    marks): ``pytest -m "not slow"`` is the quick tier. Drop this once pyproject has it."""
-    if not any(line.split(":", 1)[0].strip() == "slow" for line in config.getini("markers")):
-        config.addinivalue_line("markers", SLOW_MARKER)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``slow`` every test that starts a server or a window, wherever it is."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 class _NoSettingsToChange:

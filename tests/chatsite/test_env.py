@@ -200,7 +200,7 @@ def test_check_deploy_gives_no_warning_with_production_values(tmp_path):
 
 
 def test_runserver_serves_the_protocol_through_daphne(tmp_path):
-    from tests.chat_client import connect
+    from tests.protocol_client.sync import connect
 
     environment = server_env(tmp_path)
     fingerprint = prepare(environment)

@@ -17,6 +17,8 @@ import pytest
 
 from tests.live_server import LiveServer, free_port, prepare, server_env
 
+pytestmark = pytest.mark.slow  # every test starts daphne
+
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
