@@ -31,7 +31,7 @@ from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_PLAINTEXT_SIZE
 
 from . import delivery, presence
 from .models import LOBBY, Membership, Message, Room
-from .storage import decrypt_body, encrypt_body
+from .storage import BodyCipher
 
 # --- formatting ------------------------------------------------------------------------------
 
@@ -50,9 +50,15 @@ def format_ts(when: datetime.datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def _message_fields(message: Message, text: str | None = None) -> dict[str, Any]:
-    """The fields of ``message`` or ``private`` without ``type`` (as ``history`` holds them)."""
-    body = decrypt_body(message.body_encrypted) if text is None else text
+def _message_fields(
+    message: Message, text: str | None = None, cipher: BodyCipher | None = None
+) -> dict[str, Any]:
+    """The fields of ``message`` or ``private`` without ``type`` (as ``history`` holds them).
+
+    ``text`` where the caller has it; else the stored body is decrypted with ``cipher``
+    (one per call of a service, so the key file is read once, not once per message).
+    """
+    body = (cipher or BodyCipher()).decrypt(message.body_encrypted) if text is None else text
     if message.room_id is not None:
         return {
             "msg_id": message.pk,
@@ -70,10 +76,12 @@ def _message_fields(message: Message, text: str | None = None) -> dict[str, Any]
     }
 
 
-def message_event(message: Message, text: str | None = None) -> dict[str, Any]:
-    """The ``message`` or ``private`` push for a stored message."""
+def message_event(
+    message: Message, text: str | None = None, cipher: BodyCipher | None = None
+) -> dict[str, Any]:
+    """The ``message`` or ``private`` push for a stored message (see :func:`_message_fields`)."""
     kind = "message" if message.room_id is not None else "private"
-    return {"type": kind, **_message_fields(message, text)}
+    return {"type": kind, **_message_fields(message, text, cipher)}
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -200,6 +208,7 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
     results: list[dict[str, Any] | ServiceError | None] = [None] * len(outgoing)
     rooms: dict[str, Room | ServiceError] = {}
     recipients: dict[str, tuple[User, bool] | ServiceError] = {}
+    cipher = BodyCipher()
     with transaction.atomic():
         new: list[tuple[int, Message, str, bool]] = []
         for index, item in enumerate(outgoing):
@@ -216,7 +225,7 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
                 continue
             message = Message(
                 sender=user,
-                body_encrypted=encrypt_body(item.text),
+                body_encrypted=cipher.encrypt(item.text),
                 created=timezone.now(),
                 **fields,
             )
@@ -297,7 +306,8 @@ def take_queued_private_messages(user: User) -> list[dict[str, Any]]:
             .order_by("pk")
         )
         Message.objects.filter(pk__in=[m.pk for m in queued]).update(delivered=True)
-    return [message_event(m) for m in queued]
+    cipher = BodyCipher() if queued else None
+    return [message_event(m, cipher=cipher) for m in queued]
 
 
 def mark_delivered(user_id: int, msg_id: int) -> None:
@@ -341,7 +351,8 @@ def history(
         messages = messages.filter(pk__lt=before)
     page = list(messages.select_related("room", "sender", "recipient").order_by("-pk")[: limit + 1])
     has_more = len(page) > limit
-    items = [_message_fields(m) for m in reversed(page[:limit])]
+    cipher = BodyCipher() if page else None
+    items = [_message_fields(m, cipher=cipher) for m in reversed(page[:limit])]
     result["messages"] = items
     result["has_more"] = has_more
     return fit_history(result)

@@ -9,7 +9,6 @@ separately.
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -24,12 +23,13 @@ class StorageKeyError(Exception):
     """The storage key file is unusable; the message says what to do."""
 
 
-@functools.cache
 def storage_key() -> bytes:
     """The storage key from ``settings.CHAT_STORAGE_KEY``, generated there on first use.
 
-    Cached for the process; :class:`StorageKeyError` says what to do with a file that is
-    readable by others or is not a storage key.
+    Read from the file at each call (no process-wide cache: the runtime state rule), so a
+    caller that handles many bodies makes one :class:`BodyCipher` and reuses it.
+    :class:`StorageKeyError` says what to do with a file that is readable by others or is
+    not a storage key.
     """
     path = Path(settings.CHAT_STORAGE_KEY)
     try:
@@ -43,10 +43,24 @@ def storage_key() -> bytes:
     return key
 
 
+class BodyCipher:
+    """Message bodies in and out of their stored form, with the storage key read once."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = storage_key() if key is None else key
+
+    def encrypt(self, text: str) -> str:
+        return crypto_utils.encrypt_aes(self._key, text.encode("utf-8"))
+
+    def decrypt(self, token: str) -> str:
+        """The text of a stored body. CryptoError if it was altered or the key is not the one."""
+        return crypto_utils.decrypt_aes(self._key, token).decode("utf-8")
+
+
 def encrypt_body(text: str) -> str:
-    return crypto_utils.encrypt_aes(storage_key(), text.encode("utf-8"))
+    return BodyCipher().encrypt(text)
 
 
 def decrypt_body(token: str) -> str:
     """The text of a stored body. CryptoError if it was altered or the key is not the one."""
-    return crypto_utils.decrypt_aes(storage_key(), token).decode("utf-8")
+    return BodyCipher().decrypt(token)

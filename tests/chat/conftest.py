@@ -25,7 +25,6 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
     the application that ``tests.chat.helpers`` opens sessions on: no session,
     transfer or counter of one test reaches the next.
     """
-    from chat import storage
     from chat.routing import websocket_application
     from chat.runtime import ChatRuntime
     from tests.chat import helpers
@@ -43,14 +42,12 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
-    storage.storage_key.cache_clear()
     cache.clear()
     runtime = ChatRuntime()
     monkeypatch.setattr(helpers, "RUNTIME", runtime)
     monkeypatch.setattr(helpers, "APPLICATION", websocket_application(runtime))
     yield settings
     runtime.close()
-    storage.storage_key.cache_clear()
 
 
 @pytest.fixture

@@ -56,7 +56,6 @@ def test_history_is_cut_from_the_oldest_end_to_fit_exactly(budget):
 
 def test_message_bodies_round_trip_and_are_opaque(settings, tmp_path):
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
-    storage.storage_key.cache_clear()
     token = storage.encrypt_body("hello \u00e9")
     assert "hello" not in token
     assert storage.decrypt_body(token) == "hello \u00e9"
@@ -65,7 +64,6 @@ def test_message_bodies_round_trip_and_are_opaque(settings, tmp_path):
     tampered = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
     with pytest.raises(CryptoError):
         storage.decrypt_body(tampered)
-    storage.storage_key.cache_clear()
 
 
 def test_a_storage_key_readable_by_others_is_refused(settings, tmp_path):
@@ -73,10 +71,8 @@ def test_a_storage_key_readable_by_others_is_refused(settings, tmp_path):
     path.write_bytes(os.urandom(64))
     path.chmod(0o644)
     settings.CHAT_STORAGE_KEY = path
-    storage.storage_key.cache_clear()
     with pytest.raises(storage.StorageKeyError, match="chmod 600"):
         storage.encrypt_body("x")
-    storage.storage_key.cache_clear()
 
 
 def test_server_key_command_prints_path_and_fingerprint(settings, tmp_path):

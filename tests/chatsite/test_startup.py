@@ -9,7 +9,6 @@ import sys
 
 import pytest
 
-from chat import storage
 from chatsite import startup
 from tests.live_server import PROJECT_DIR, manage, server_env
 
@@ -64,11 +63,7 @@ def test_server_start_makes_the_data_dir_and_its_keys_private(settings, tmp_path
     settings.CHAT_SECRET_KEY_GENERATED = True
     settings.CHAT_SERVER_KEY = data_dir / "server_key.pem"
     settings.CHAT_STORAGE_KEY = data_dir / "storage.key"
-    storage.storage_key.cache_clear()
-    try:
-        startup.prepare_server_files()
-    finally:
-        storage.storage_key.cache_clear()
+    startup.prepare_server_files()
     assert mode(data_dir) == 0o700
     for name in ("secret_key", "server_key.pem", "storage.key"):
         assert mode(data_dir / name) == 0o600, name
