@@ -43,53 +43,41 @@ refused.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import getpass
 import os
 import queue
-import shutil
 import sys
 import threading
 import time
-import unicodedata
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
 
 from .address import AddressError, ServerAddress, parse_address
-from .controller import ChatController, ControllerView
+from .controller import ChatController
+from .entry import program_name
 from .events import (
     ConnectFailed,
     KeyChanged,
     LoggedIn,
     LoginRejected,
-    Phase,
     Received,
     Stopped,
     TrustRequired,
 )
-from .files import (
-    TransferChanged,
-    TransferError,
-    TransferInfo,
-    TransferManager,
-    TransferState,
-    format_size,
-    incoming_destination,
-)
+from .files import TransferChanged, TransferManager, TransferState
 from .known_servers import KnownServers
-from .model import ChatMessage, ConversationKey, MessageState
 from .partials import PartialFiles
 from .session import ChatSession
+from .terminal_lines import is_yes, printable
+from .terminal_offers import OfferQuestions
+from .terminal_view import TerminalView
 
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_LOGIN = 0, 1, 2, 3, 4
+# The events that end a run, and how: a changed key says what to do in its own words.
+EXIT_CODES = {ConnectFailed: EXIT_CONNECTION, LoginRejected: EXIT_LOGIN, Stopped: EXIT_CONNECTION}
 EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
 POLL_SECONDS = 0.2  # the main loop's tick, so Ctrl+C is noticed at once
 USERS_WAIT_SECONDS = 5.0  # after login_ok, how long input waits for the list of users
-PROGRESS_LINE_SECONDS = 30.0  # without a terminal: a progress line at least this often
-BAR_WIDTH = 20  # characters of the progress bar on a terminal
 
 
 @dataclass(frozen=True)
@@ -102,245 +90,9 @@ class _EndOfInput:
     pass
 
 
-@dataclass
-class _Question:
-    """An incoming offer being asked about on the terminal: accept it, then where to save it."""
-
-    info: TransferInfo
-    step: str = "accept"  # then "where"
-    default: Path | None = None
-
-
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: control and format characters shown, not obeyed.
-
-    Another user's message must not move the cursor, recolour the screen or
-    reverse the text direction (ESC sequences, U+202E): each such character is
-    replaced by a visible ``\\x1b``-style escape. Newlines become an indented
-    continuation, so every message still starts a line of its own.
-    """
-    out = []
-    for char in text:
-        if char == "\n":
-            out.append("\n  ")
-        elif char == "\t" or unicodedata.category(char) not in ("Cc", "Cf"):
-            out.append(char)
-        else:
-            out.append(char.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
-def format_message(key: ConversationKey, message: ChatMessage) -> str:
-    """One line: ``[lobby] alice: hi``, ``[pm] alice: hi``, ``[pm -> bob] me: hi``."""
-    if key.kind == "room":
-        where = f"[{key.name}]"
-    elif message.own:
-        where = f"[pm -> {key.name}]"
-    else:
-        where = "[pm]"
-    return f"{where} {printable(message.sender)}: {printable(message.text)}"
-
-
-class TerminalView(ControllerView):
-    """Prints what the controller reports: messages and answers on ``out``, news on ``err``."""
-
-    def __init__(self, out: TextIO, err: TextIO) -> None:
-        self.out = out
-        self.err = err
-        self.controller: ChatController | None = None
-        self.quit_requested = False
-        self._lock = threading.Lock()
-        self._online: set[str] | None = None
-        self._reconnecting = False
-        self._current: ConversationKey | None = None
-        # File transfers: the client decides about offers; progress goes to stderr.
-        self.on_offer: Callable[[TransferInfo], bool] = lambda offer: False
-        self._terminal = _isatty(err)
-        # The last line of the terminal: a question waiting for its answer, else the progress.
-        self._prompt = ""
-        self._status = ""
-        self._running: dict[str, TransferInfo] = {}
-        self._last_line: dict[str, tuple[TransferState, int, float]] = {}  # stage, tenth, time
-
-    def _write(self, stream: TextIO, text: str) -> None:
-        with self._lock:
-            self._lift()
-            stream.write(text + "\n")
-            stream.flush()
-            self._restore()
-
-    def _lift(self) -> None:
-        """Clear the question or progress line, to print a line above it (lock held)."""
-        if self._prompt or self._status:
-            self.err.write("\r\x1b[K" if self._terminal else "\n")
-            self.err.flush()
-
-    def _restore(self) -> None:
-        bottom = self._prompt or self._status
-        if bottom:
-            self.err.write(bottom)
-            self.err.flush()
-
-    def prompt(self, text: str) -> None:
-        """Ask on stderr; the next line typed is the answer (then :meth:`answered`)."""
-        with self._lock:
-            self._lift()
-            self._prompt = text
-            self._restore()
-
-    def answered(self) -> None:
-        """The user pressed Enter after a question: the cursor is on a new line."""
-        with self._lock:
-            self._prompt = ""
-            self._restore()
-
-    def withdraw_prompt(self) -> None:
-        """The question went away unanswered (the offer ended): erase it."""
-        with self._lock:
-            if self._prompt:
-                self._lift()
-                self._prompt = ""
-                self._restore()
-
-    def message_added(self, key: ConversationKey, message: ChatMessage) -> None:
-        if message.notice:
-            if message.level == "error":
-                self._write(self.err, f"error: {printable(message.text)}")
-            else:
-                self._write(self.out, message.text)
-        elif message.state is MessageState.DELIVERED:
-            self._write(self.out, format_message(key, message))
-
-    def message_changed(self, key: ConversationKey, message: ChatMessage) -> None:
-        if message.state is MessageState.DELIVERED:
-            self._write(self.out, format_message(key, message))
-        elif message.state is MessageState.FAILED:
-            where = f"#{key.name}" if key.kind == "room" else key.name
-            self._write(
-                self.err, f"error: not sent to {where}: {printable(message.text)} ({message.error})"
-            )
-
-    def conversation_changed(self, key: ConversationKey, older: int = 0) -> None:
-        if not older or self.controller is None:
-            return
-        messages = self.controller.conversation(key).messages[:older]
-        self._write(self.out, f"--- {older} earlier message{'s' if older > 1 else ''} in {key} ---")
-        for message in messages:
-            self._write(self.out, format_message(key, message))
-        self._write(self.out, "---")
-
-    def current_changed(self, key: ConversationKey) -> None:
-        if key == self._current:
-            return
-        self._current = key
-        where = f"#{key.name}" if key.kind == "room" else f"the private chat with {key.name}"
-        self._write(self.err, f"* now talking in {where}")
-
-    def users_changed(self) -> None:
-        if self.controller is None:
-            return
-        online = set(self.controller.online)
-        if self._online is not None:
-            for user in sorted(online - self._online):
-                self._write(self.err, f"* {user} is online")
-            for user in sorted(self._online - online):
-                self._write(self.err, f"* {user} went offline")
-        self._online = online
-
-    def status_changed(self, phase: Phase, detail: str, retry_at: float | None) -> None:
-        if phase is Phase.RECONNECTING and retry_at is not None:
-            wait = max(0.0, retry_at - time.monotonic())
-            self._write(
-                self.err, f"* {detail or 'connection lost'} Reconnecting in {wait:.0f} s..."
-            )
-            self._reconnecting = True
-        elif phase is Phase.ONLINE and self._reconnecting:
-            self._reconnecting = False
-            self._write(self.err, "* reconnected")
-
-    def quit(self) -> None:
-        self.quit_requested = True
-
-    # --- file transfers ---------------------------------------------------------------------
-
-    def file_offered(self, offer: TransferInfo) -> bool:
-        if self.on_offer(offer):
-            return True
-        self._write(self.err, "* to accept files without a terminal, run with --accept-files DIR")
-        return False
-
-    def transfer_changed(self, info: TransferInfo) -> None:
-        if info.over:
-            self._running.pop(info.transfer, None)
-            self._last_line.pop(info.transfer, None)
-        else:
-            self._running[info.transfer] = info
-        if self._terminal:
-            self._redraw()
-        elif not info.over:
-            self._progress_line(info)
-
-    def _redraw(self) -> None:
-        """One updating line on the terminal: the oldest running transfer, and how many more."""
-        line = ""
-        if self._running:
-            infos = list(self._running.values())
-            line = progress_bar(infos[0])
-            if len(infos) > 1:
-                line += f"  (+{len(infos) - 1} more)"
-            width = shutil.get_terminal_size((80, 24)).columns
-            line = line[: max(10, width - 1)]
-        with self._lock:
-            if not self._prompt:  # never over a question being answered
-                self.err.write("\r\x1b[K" + line)
-                self.err.flush()
-            self._status = line
-
-    def _progress_line(self, info: TransferInfo) -> None:
-        """Without a terminal: a line when the stage changes, then every 10% or 30 seconds."""
-        now = time.monotonic()
-        tenth = int(info.fraction * 10)
-        last = self._last_line.get(info.transfer)
-        if last is not None:
-            stage, last_tenth, when = last
-            if stage is info.stage and tenth == last_tenth and now - when < PROGRESS_LINE_SECONDS:
-                return
-        self._last_line[info.transfer] = (info.stage, tenth, now)
-        self._write(self.err, f"* {printable(describe_running(info))}")
-
-
-def describe_running(info: TransferInfo) -> str:
-    """``sending report.pdf to bob: 4.0 MiB of 10.0 MiB (40%), 12.1 MiB/s, 1 s left``."""
-    if info.stage is TransferState.RUNNING:
-        where = f"to {info.peer}" if info.outgoing else f"from {info.peer}"
-        verb = "sending" if info.outgoing else "receiving"
-        return f"{verb} {info.name} {where}: {info.progress}"
-    if info.stage is TransferState.PREPARING:
-        return f"{info.message}: {info.progress}"
-    return info.message
-
-
-def progress_bar(info: TransferInfo) -> str:
-    """``report.pdf -> bob [#########...........] 45% 4.5 MiB of 10.0 MiB, 5 MiB/s, 1 s left``."""
-    arrow = f"{info.name} -> {info.peer}" if info.outgoing else f"{info.name} <- {info.peer}"
-    if info.stage not in (TransferState.RUNNING, TransferState.PREPARING):
-        return printable(f"{arrow}: {info.message}")
-    filled = int(info.fraction * BAR_WIDTH)
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    label = "checksum " if info.stage is TransferState.PREPARING else ""
-    return printable(f"{arrow} [{bar}] {label}{info.progress}")
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m tk_client.cli",
+        prog=program_name("tk_client.cli"),
         description="Encrypted chat in a terminal. Lines you type are sent; /help lists commands.",
         epilog="The password is read from CHAT_PASSWORD, or asked for on the terminal.",
     )
@@ -404,7 +156,7 @@ def _reader(stdin: TextIO, events: queue.Queue[Any], view: TerminalView, interac
             for line in stdin:
                 events.put(_Line(line))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        view._write(view.err, f"error: cannot read the input: {exc}")
+        view.notify(f"error: cannot read the input: {exc}")
     events.put(_EndOfInput())
 
 
@@ -463,14 +215,24 @@ class TerminalClient:
         self.controller = ChatController(
             self.session, self.view, transfers=self.transfers, autoload_history=False
         )
+        self.questions = OfferQuestions(
+            self.view, self.transfers, accept_into=args.accept_files, interactive=self.interactive
+        )
         self.view.controller = self.controller
-        self.view.on_offer = self._on_offer
+        self.view.on_offer = self.questions.offered
         self._password = password
-        self._questions: deque[_Question] = deque()  # offers waiting for the user's answer
         self._undelivered = 0  # files offered by the user that did not arrive
 
     def error(self, text: str) -> None:
-        self.view._write(self.view.err, text)
+        self.view.notify(text)
+
+    def _end(self, event: KeyChanged | ConnectFailed | LoginRejected | Stopped) -> int:
+        """Say why the run ends, and return its exit code."""
+        if isinstance(event, KeyChanged):
+            self.error(event.message)  # several lines, ending with what to do
+            return EXIT_UNTRUSTED
+        self.error(f"error: {event.message}")
+        return EXIT_CODES[type(event)]
 
     def run(self) -> int:
         try:
@@ -513,13 +275,10 @@ class TerminalClient:
             info = event.info
             if info.outgoing and info.stage is TransferState.FAILED:
                 self._undelivered += 1
-            if self._questions and self._questions[0].info.transfer == info.transfer:
-                self._questions.popleft()
-                self.view.withdraw_prompt()
+            if self.questions.ended(info):
                 self.controller.handle(event)  # its notice says why, before the next question
-                self._ask()
+                self.questions.ask()
                 return
-            self._questions = deque(q for q in self._questions if q.info.transfer != info.transfer)
         self.controller.handle(event)
 
     def _next(self) -> Any:
@@ -538,21 +297,15 @@ class TerminalClient:
                 code = self._ask_trust(event)
                 if code is not None:
                     return code
-            elif isinstance(event, KeyChanged):
-                self.error(event.message)
-                return EXIT_UNTRUSTED
-            elif isinstance(event, ConnectFailed):
-                self.error(f"error: {event.message}")
-                return EXIT_CONNECTION
-            elif isinstance(event, LoginRejected):
-                if event.reason == "otp_required" and self.interactive:
-                    self._login_with_otp()
-                    continue
-                self.error(f"error: {event.message}")
-                return EXIT_LOGIN
-            elif isinstance(event, Stopped):
-                self.error(f"error: {event.message}")
-                return EXIT_CONNECTION
+            elif (
+                isinstance(event, LoginRejected)
+                and event.reason == "otp_required"
+                and self.interactive
+            ):
+                self._login_with_otp()
+                continue
+            elif isinstance(event, KeyChanged | ConnectFailed | LoginRejected | Stopped):
+                return self._end(event)
             elif isinstance(event, LoggedIn):
                 server = self.controller.server_name or self.address.key
                 self.error(f"* logged in as {event.username} on {server} ({self.address.key})")
@@ -593,10 +346,10 @@ class TerminalClient:
             return EXIT_UNTRUSTED
         self.error(intro)
         try:
-            answer = input("Trust this server and continue? [y/N] ").strip().lower()
+            answer = input("Trust this server and continue? [y/N] ")
         except EOFError:
             answer = ""
-        if answer not in ("y", "yes"):
+        if not is_yes(answer):
             self.error("error: server not trusted; nothing was sent.")
             return EXIT_UNTRUSTED
         self.session.trust(event.fingerprint)
@@ -624,93 +377,20 @@ class TerminalClient:
             if event is None:
                 continue
             if isinstance(event, _Line):
-                if self._questions:
-                    self._answer(event.text)
+                if self.questions.asking:
+                    self.questions.answer(event.text)
                 elif deadline is None:
                     self.controller.submit(event.text)
             elif isinstance(event, _EndOfInput):
-                if self._questions:
-                    self.view.withdraw_prompt()
-                while self._questions:  # nobody is left to answer them
-                    self.transfers.decline(self._questions.popleft().info.transfer)
+                self.questions.abandon()
                 if deadline is None:
                     deadline = time.monotonic() + EOF_GRACE_SECONDS
-            elif isinstance(event, Stopped):
-                self.error(f"error: {event.message}")
-                return EXIT_CONNECTION
-            elif isinstance(event, KeyChanged):  # on a reconnect: refused, like at the start
-                self.error(event.message)
-                return EXIT_UNTRUSTED
+            elif isinstance(event, Stopped | KeyChanged):  # a changed key on a reconnect too
+                return self._end(event)
             else:
                 self._handle(event)
 
     # --- incoming files ---------------------------------------------------------------------
-
-    def _on_offer(self, offer: TransferInfo) -> bool:
-        """Accept into --accept-files, or ask on the terminal; False: nobody to ask (declined)."""
-        folder = self.args.accept_files
-        if folder:
-            try:
-                path = self.transfers.accept_into(offer.transfer, folder)
-            except TransferError as exc:
-                self.error(f"error: {printable(offer.peer)}'s file {printable(offer.name)}: {exc}")
-                self.transfers.decline(offer.transfer)
-                return True
-            self.error(
-                f"* receiving {printable(offer.name)} ({format_size(offer.size)}) from "
-                f"{printable(offer.peer)} into {printable(str(path))}"
-            )
-            return True
-        if not self.interactive:
-            return False
-        self._questions.append(_Question(offer))
-        if len(self._questions) == 1:
-            self._ask()
-        return True
-
-    def _ask(self) -> None:
-        if not self._questions:
-            return
-        question = self._questions[0]
-        info = question.info
-        if question.step == "accept":
-            self.view.prompt(
-                f"{printable(info.peer)} offers you the file {printable(info.name)} "
-                f"({format_size(info.size)}). Accept? [y/N] "
-            )
-        else:
-            self.view.prompt(f"Save as [{printable(str(question.default))}]: ")
-
-    def _answer(self, text: str) -> None:
-        self.view.answered()
-        question = self._questions[0]
-        info = question.info
-        answer = text.strip()
-        if question.step == "accept":
-            if answer.lower() not in ("y", "yes"):
-                self._questions.popleft()
-                self.transfers.decline(info.transfer)
-                self._ask()
-                return
-            try:
-                question.default = incoming_destination(Path.cwd(), info.name)
-            except (OSError, ValueError):
-                question.default = Path(info.name)
-            question.step = "where"
-            self._ask()
-            return
-        destination = Path(os.path.expanduser(answer)) if answer else question.default
-        try:
-            path = self.transfers.accept(info.transfer, destination)
-        except TransferError as exc:
-            self.error(f"error: {exc}")
-            if not self.transfers.answerable(info.transfer):
-                self._questions.popleft()
-            self._ask()
-            return
-        self._questions.popleft()
-        self.error(f"* receiving {printable(info.name)} into {printable(str(path))}")
-        self._ask()
 
 
 def forget_server(text: str, known: KnownServers, out: TextIO) -> int:
@@ -738,6 +418,25 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     known_servers: KnownServers | None = None,
+) -> int:
+    """Run the terminal client and return its exit code (the module's docstring lists them).
+
+    Ctrl+C ends it quietly with EXIT_OK wherever it comes (the password prompt, the
+    login, the chat, the clean-up): the console script ``chat-cli`` calls this
+    function directly, so it is handled here rather than around the call.
+    """
+    try:
+        return _main(argv, stdin, stdout, stderr, known_servers)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _main(
+    argv: list[str] | None,
+    stdin: TextIO | None,
+    stdout: TextIO | None,
+    stderr: TextIO | None,
+    known_servers: KnownServers | None,
 ) -> int:
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     parser = _parser()
@@ -771,6 +470,4 @@ def main(
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(EXIT_OK)
+    sys.exit(main())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tk_client.address import parse_address
-from tk_client.cli import format_message, printable
+from tk_client.terminal_lines import format_message, printable
 from tk_client.events import LoggedIn, Received
 from tk_client.known_servers import KnownServers
 from tk_client.model import ChatMessage, pm_key, room_key
