@@ -21,6 +21,7 @@ from typing import Any
 from .address import AddressError, ServerAddress, parse_address
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
+from .entry import TERMINAL_CLIENT_HINT, program_name
 from .events import (
     ConnectFailed,
     Greeted,
@@ -304,6 +305,11 @@ class App(ControllerView):
             return
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """The window is gone (Quit, Ctrl+Q, or :meth:`close`); the App is of no further use."""
+        return self._closed
+
     def close(self) -> None:
         """End the session and destroy the window."""
         if self._closed:
@@ -536,7 +542,13 @@ class App(ControllerView):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tk_client", description="Encrypted chat.")
+    """Run the desktop client until its window closes; 1 if no window can be opened.
+
+    Ctrl+C in the terminal that started it closes the window as Quit would, without
+    asking (nobody is at the window to answer): the session ends and unfinished
+    downloads are removed. ``chat-desktop`` calls this function directly.
+    """
+    parser = argparse.ArgumentParser(prog=program_name("tk_client"), description="Encrypted chat.")
     parser.add_argument("--server", help="prefill the server address")
     parser.add_argument("--user", help="prefill the username")
     args = parser.parse_args(argv)
@@ -545,10 +557,23 @@ def main(argv: list[str] | None = None) -> int:
     except tk.TclError as exc:
         print(
             f"error: cannot open a window ({exc}). The desktop client needs a graphical session; "
-            "in a terminal, use python -m tk_client.cli",
+            f"in a terminal, use {TERMINAL_CLIENT_HINT}",
             file=sys.stderr,
         )
         return 1
-    App(root, server=args.server, username=args.user)
-    root.mainloop()
+    app = App(root, server=args.server, username=args.user)
+    report = root.report_callback_exception
+
+    def callback_failed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        # Ctrl+C lands in whichever Python code runs: Tk's loop, or a callback such as the pump.
+        if issubclass(kind, KeyboardInterrupt):
+            app.close()
+        else:
+            report(kind, value, tb)
+
+    root.report_callback_exception = callback_failed  # type: ignore[method-assign]
+    try:
+        root.mainloop()
+    except KeyboardInterrupt:
+        app.close()
     return 0
