@@ -111,6 +111,14 @@ class Transfers(Protocol):
     def handle(self, message: dict[str, Any]) -> bool: ...
 
 
+def unsent_messages(requests: Iterable[RequestStatus]) -> list[RequestStatus]:
+    """The chat messages among requests not answered yet, which quitting would lose.
+
+    Both clients warn about them (the desktop asks, the terminal names each one).
+    """
+    return [request for request in requests if request.type in ("send", "pm")]
+
+
 @dataclass(frozen=True)
 class Pending:
     """What a request was for, to make sense of its answer."""
@@ -168,6 +176,11 @@ class ChatState:
         return sorted(
             (r for r in self.rooms.values() if r.name not in joined), key=lambda r: r.name
         )
+
+    def users_by_presence(self) -> tuple[list[str], list[str]]:
+        """Everyone, online ones first: (online, offline), each in the order of ``all_users``."""
+        online = [u for u in self.all_users if u in self.online]
+        return online, [u for u in self.all_users if u not in self.online]
 
     def private_chats(self) -> list[ConversationKey]:
         return sorted(k for k in self.conversations if k.kind == "pm")

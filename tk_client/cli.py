@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from .address import AddressError, ServerAddress, parse_address
+from .chat_state import unsent_messages
 from .controller import ChatController
 from .entry import program_name
 from .events import (
@@ -369,9 +370,8 @@ class TerminalClient:
                     self._drain()  # the answers are queued already; print them before leaving
                     return EXIT_CONNECTION if self._undelivered else EXIT_OK
                 if time.monotonic() > deadline:
-                    for request in pending:
-                        if request.type in ("send", "pm"):
-                            self.error(f"error: not sent: {printable(request.message['text'])}")
+                    for request in unsent_messages(pending):
+                        self.error(f"error: not sent: {printable(request.message['text'])}")
                     return EXIT_CONNECTION
             event = self._next()
             if event is None:

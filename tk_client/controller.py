@@ -23,6 +23,8 @@ Commands (``/help`` prints the same table, from :mod:`tk_client.commands`)::
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from chatproto.limits import MAX_ROOM_MEMBERS_AT_CREATION
 from chatproto.messages import ROOM_NAME_RE, USERNAME_RE
 
@@ -51,19 +53,11 @@ __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 class ChatController(ChatState):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
-    def __init__(
-        self,
-        session: SessionAPI,
-        view: ControllerView | None = None,
-        *,
-        transfers: Transfers | None = None,
-        autoload_history: bool = True,
-    ) -> None:
-        """``autoload_history``: load a conversation's recent messages when it is shown
-        (the desktop); the terminal client loads history only on /history."""
-        super().__init__(session, view, transfers=transfers, autoload_history=autoload_history)
+    @cached_property
+    def completer(self) -> Completer:
+        """Tab completion of the input line; a submitted or edited line resets it."""
         kinds = argument_kinds()
-        self.completer = Completer(list(kinds), kinds, self.candidates)
+        return Completer(list(kinds), kinds, self.candidates)
 
     def candidates(self, kind: str) -> list[str]:
         """Names for Tab completion, by argument kind."""
@@ -248,8 +242,7 @@ class ChatController(ChatState):
         return True
 
     def _cmd_users(self, args: str) -> bool:
-        online = [u for u in self.all_users if u in self.online]
-        offline = [u for u in self.all_users if u not in self.online]
+        online, offline = self.users_by_presence()
         lines = [f"Online ({len(online)}): {', '.join(online) or 'nobody'}"]
         if offline:
             lines.append(f"Offline ({len(offline)}): {', '.join(offline)}")

@@ -19,6 +19,7 @@ from tkinter import messagebox, simpledialog
 from typing import Any
 
 from .address import AddressError, ServerAddress, parse_address
+from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
 from .entry import TERMINAL_CLIENT_HINT, program_name
@@ -293,9 +294,7 @@ class App(ControllerView):
             parent=self.root,
         ):
             return
-        unsent = [
-            r for r in (self.session.pending() if self.session else []) if r.type in ("send", "pm")
-        ]
+        unsent = unsent_messages(self.session.pending() if self.session else [])
         if unsent and not messagebox.askyesno(
             "Quit",
             f"{len(unsent)} message{'s are' if len(unsent) > 1 else ' is'} not sent yet. "
@@ -406,8 +405,8 @@ class App(ControllerView):
                 controller.send_file(controller.current.name, path)
             return
         me = controller.username
-        users = [u for u in controller.all_users if u in controller.online and u != me]
-        users += [u for u in controller.all_users if u not in controller.online and u != me]
+        online, offline = controller.users_by_presence()
+        users = [u for u in online + offline if u != me]
         what = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
 
         def chosen(user: str) -> None:
