@@ -315,9 +315,11 @@ class App(ControllerView):
             return
         self._closed = True
         self.root.after_cancel(self._pump_id)
+        transfers = self.transfers  # _end_session forgets it
         self._end_session()
-        if self.transfers is None or not self.transfers.busy():
+        if transfers is None or not transfers.busy():
             self.partials.close()  # every temporary file is gone: the journal can go too
+        # else a worker still holds one: the journal stays, and the next start removes it.
         for view in (self.dialog, self.main_view, self.login_view):
             if view is not None:
                 view.destroy()
