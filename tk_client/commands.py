@@ -5,6 +5,20 @@ terminal client hand every input line to the same controller
 (:class:`tk_client.controller.ChatController`), which asks this module what the
 line is before it decides what it means for the conversations. Keeping the table
 here gives ``/help``, the usage lines of errors and Tab completion one source.
+
+The commands (``/help`` prints them from :data:`COMMANDS`)::
+
+    TEXT                    send to the current conversation (``//text`` sends "/text")
+    /pm USER [TEXT]         private message; without TEXT, switch to the chat with USER
+    /file USER [PATH]       offer USER a file
+    /join ROOM              join a public room, or switch to a room you are in
+    /leave [ROOM]           leave ROOM (default: the current room)
+    /create ROOM [USER...]  a public room; with users, a private room with them as members
+    /create ROOM --private  a private room with only you (add people with /invite)
+    /invite ROOM USER       add USER to your private room ROOM
+    /users, /rooms          who is here, which rooms there are
+    /history                older messages of the current conversation
+    /help [COMMAND], /quit
 """
 
 from __future__ import annotations

@@ -6,19 +6,7 @@ recorder in the tests). It turns input lines into requests; the state they act
 on, and what the session's events do to it, is :class:`tk_client.chat_state.ChatState`,
 which the controller extends. The desktop and the terminal client share both.
 
-Commands (``/help`` prints the same table, from :mod:`tk_client.commands`)::
-
-    TEXT                    send to the current conversation (``//text`` sends "/text")
-    /pm USER [TEXT]         private message; without TEXT, switch to the chat with USER
-    /file USER [PATH]       offer USER a file
-    /join ROOM              join a public room, or switch to a room you are in
-    /leave [ROOM]           leave ROOM (default: the current room)
-    /create ROOM [USER...]  a public room; with users, a private room with them as members
-    /create ROOM --private  a private room with only you (add people with /invite)
-    /invite ROOM USER       add USER to your private room ROOM
-    /users, /rooms          who is here, which rooms there are
-    /history                older messages of the current conversation
-    /help [COMMAND], /quit
+The commands, their usage and their help are the table in :mod:`tk_client.commands`.
 """
 
 from __future__ import annotations
