@@ -1,7 +1,9 @@
 """The conversations as the clients hold them: plain data, no tkinter, no network.
 
-:class:`tk_client.controller.ChatController` fills these from the server's
-messages; the views and the terminal printer only read them.
+:class:`tk_client.chat_state.ChatState` (the controller) fills these from the
+server's messages, read here by :func:`message_from_wire` and :func:`rooms_from_wire`
+and ordered by :meth:`Conversation.merge`; the views and the terminal printer only
+read them.
 """
 
 from __future__ import annotations
