@@ -19,8 +19,10 @@ from tkinter import messagebox, simpledialog
 from typing import Any
 
 from .address import AddressError, ServerAddress, parse_address
+from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
+from .entry import TERMINAL_CLIENT_HINT, program_name
 from .events import (
     ConnectFailed,
     Greeted,
@@ -292,9 +294,7 @@ class App(ControllerView):
             parent=self.root,
         ):
             return
-        unsent = [
-            r for r in (self.session.pending() if self.session else []) if r.type in ("send", "pm")
-        ]
+        unsent = unsent_messages(self.session.pending() if self.session else [])
         if unsent and not messagebox.askyesno(
             "Quit",
             f"{len(unsent)} message{'s are' if len(unsent) > 1 else ' is'} not sent yet. "
@@ -304,15 +304,22 @@ class App(ControllerView):
             return
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """The window is gone (Quit, Ctrl+Q, or :meth:`close`); the App is of no further use."""
+        return self._closed
+
     def close(self) -> None:
         """End the session and destroy the window."""
         if self._closed:
             return
         self._closed = True
         self.root.after_cancel(self._pump_id)
+        transfers = self.transfers  # _end_session forgets it
         self._end_session()
-        if self.transfers is None or not self.transfers.busy():
+        if transfers is None or not transfers.busy():
             self.partials.close()  # every temporary file is gone: the journal can go too
+        # else a worker still holds one: the journal stays, and the next start removes it.
         for view in (self.dialog, self.main_view, self.login_view):
             if view is not None:
                 view.destroy()
@@ -400,8 +407,8 @@ class App(ControllerView):
                 controller.send_file(controller.current.name, path)
             return
         me = controller.username
-        users = [u for u in controller.all_users if u in controller.online and u != me]
-        users += [u for u in controller.all_users if u not in controller.online and u != me]
+        online, offline = controller.users_by_presence()
+        users = [u for u in online + offline if u != me]
         what = os.path.basename(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
 
         def chosen(user: str) -> None:
@@ -536,7 +543,13 @@ class App(ControllerView):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tk_client", description="Encrypted chat.")
+    """Run the desktop client until its window closes; 1 if no window can be opened.
+
+    Ctrl+C in the terminal that started it closes the window as Quit would, without
+    asking (nobody is at the window to answer): the session ends and unfinished
+    downloads are removed. ``chat-desktop`` calls this function directly.
+    """
+    parser = argparse.ArgumentParser(prog=program_name("tk_client"), description="Encrypted chat.")
     parser.add_argument("--server", help="prefill the server address")
     parser.add_argument("--user", help="prefill the username")
     args = parser.parse_args(argv)
@@ -545,10 +558,23 @@ def main(argv: list[str] | None = None) -> int:
     except tk.TclError as exc:
         print(
             f"error: cannot open a window ({exc}). The desktop client needs a graphical session; "
-            "in a terminal, use python -m tk_client.cli",
+            f"in a terminal, use {TERMINAL_CLIENT_HINT}",
             file=sys.stderr,
         )
         return 1
-    App(root, server=args.server, username=args.user)
-    root.mainloop()
+    app = App(root, server=args.server, username=args.user)
+    report = root.report_callback_exception
+
+    def callback_failed(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        # Ctrl+C lands in whichever Python code runs: Tk's loop, or a callback such as the pump.
+        if issubclass(kind, KeyboardInterrupt):
+            app.close()
+        else:
+            report(kind, value, tb)
+
+    root.report_callback_exception = callback_failed  # type: ignore[method-assign]
+    try:
+        root.mainloop()
+    except KeyboardInterrupt:
+        app.close()
     return 0

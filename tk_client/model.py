@@ -1,14 +1,18 @@
 """The conversations as the clients hold them: plain data, no tkinter, no network.
 
-:class:`tk_client.controller.ChatController` fills these from the server's
-messages; the views and the terminal printer only read them.
+:class:`tk_client.chat_state.ChatState` (the controller) fills these from the
+server's messages, read here by :func:`message_from_wire` and :func:`rooms_from_wire`
+and ordered by :meth:`Conversation.merge`; the views and the terminal printer only
+read them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 LOBBY = "lobby"
 
@@ -79,8 +83,41 @@ class Conversation:
         ids = [m.msg_id for m in self.messages if m.msg_id is not None]
         return min(ids) if ids else None
 
+    def newest_id(self) -> int | None:
+        ids = [m.msg_id for m in self.messages if m.msg_id is not None]
+        return max(ids) if ids else None
+
     def find(self, msg_id: int) -> ChatMessage | None:
         return next((m for m in self.messages if m.msg_id == msg_id), None)
+
+    def position(self, msg_id: int) -> int:
+        """Where a stored message with ``msg_id`` belongs: after every older stored one.
+
+        Messages not stored yet (no ``msg_id``) stay where they are, at the end.
+        """
+        for index in range(len(self.messages) - 1, -1, -1):
+            other = self.messages[index].msg_id
+            if other is not None and other < msg_id:
+                return index + 1
+        return 0
+
+    def merge(self, incoming: Iterable[ChatMessage]) -> tuple[int, int]:
+        """Insert stored messages in msg_id order, skipping ones already here.
+
+        Returns how many went to the top and how many inside: a view keeps its
+        scroll position for the first kind (older history) and redraws for the second.
+        """
+        top = inside = 0
+        for message in sorted(incoming, key=lambda m: m.msg_id or 0, reverse=True):
+            if message.msg_id is None or self.find(message.msg_id) is not None:
+                continue
+            index = self.position(message.msg_id)
+            self.messages.insert(index, message)
+            if index == 0:
+                top += 1
+            else:
+                inside += 1
+        return top, inside
 
 
 @dataclass
@@ -89,3 +126,38 @@ class Room:
     private: bool = False
     owner: str | None = None
     members: list[str] = field(default_factory=list)
+
+
+# --- from the server's messages (PROTOCOL.md); anything malformed is skipped -----------------
+
+
+def message_from_wire(message: dict[str, Any], me: str | None, private: bool) -> ChatMessage | None:
+    """A stored ``message``/``private`` (pushed, or in a history page); None if malformed."""
+    sender, text = message.get("from"), message.get("text")
+    msg_id, ts = message.get("msg_id"), message.get("ts")
+    if not isinstance(sender, str) or not isinstance(text, str) or type(msg_id) is not int:
+        return None
+    return ChatMessage(
+        sender=sender,
+        text=text,
+        ts=ts if isinstance(ts, str) else None,
+        msg_id=msg_id,
+        own=sender == me,
+        private=private,
+    )
+
+
+def rooms_from_wire(rooms: Iterable[Any]) -> dict[str, Room]:
+    """The ``rooms`` list of a push or an answer, by name; entries without a name skipped."""
+    fresh: dict[str, Room] = {}
+    for room in rooms:
+        if not isinstance(room, dict) or not isinstance(room.get("name"), str):
+            continue
+        members = room.get("members")
+        fresh[room["name"]] = Room(
+            name=room["name"],
+            private=bool(room.get("private")),
+            owner=room.get("owner") if isinstance(room.get("owner"), str) else None,
+            members=[m for m in members if isinstance(m, str)] if isinstance(members, list) else [],
+        )
+    return fresh

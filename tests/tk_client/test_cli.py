@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -13,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from tk_client.address import parse_address
-from tk_client.cli import format_message, printable
 from tk_client.events import LoggedIn, Received
 from tk_client.known_servers import KnownServers
 from tk_client.model import ChatMessage, pm_key, room_key
+from tk_client.terminal_lines import format_message, printable
 
 from .helpers import WAIT_SECONDS, make_session
 
@@ -282,3 +283,78 @@ def test_control_characters_cannot_drive_the_terminal():
     assert printable("abc\u202edef") == "abc\\u202edef"
     assert printable("two\nlines") == "two\n  lines"
     assert printable("tab\tand ünïcödé") == "tab\tand ünïcödé"
+
+
+# --- the installed command (pip's console script calls main() directly) ----------------------
+
+
+def console_script(folder: Path, name: str, module: str) -> Path:
+    """A script like the one ``pip install`` writes for ``[project.scripts]``."""
+    script = folder / name
+    script.write_text(f"import sys\nfrom {module} import main\nsys.exit(main())\n")
+    return script
+
+
+def as_in_a_shell(then=None) -> None:
+    """In the child before exec: Ctrl+C interrupts, as in a shell (a test runner started in
+    the background may have had SIGINT ignored, which children inherit); then ``then()``."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if then is not None:
+        then()
+
+
+def test_help_names_the_program_as_the_user_started_it(tmp_path):
+    env = cli_env(None) | {"PYTHONPATH": str(PROJECT_DIR)}
+    installed = subprocess.run(
+        [sys.executable, console_script(tmp_path, "chat-cli", "tk_client.cli"), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    from_checkout = run_cli(["--help"])
+
+    assert installed.returncode == 0 and installed.stdout.startswith("usage: chat-cli ")
+    assert from_checkout.stdout.startswith("usage: python -m tk_client.cli ")
+
+
+def test_ctrl_c_at_the_password_prompt_ends_quietly(tmp_path):
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    script = console_script(tmp_path, "chat-cli", "tk_client.cli")
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, script, "--server", "127.0.0.1:9", "--user", "alice"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli_env(None) | {"PYTHONPATH": str(PROJECT_DIR)},
+        start_new_session=True,
+        # The pseudo-terminal becomes the controlling terminal, as in a shell: getpass
+        # opens /dev/tty, and Ctrl+C typed on it interrupts the client.
+        preexec_fn=lambda: as_in_a_shell(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)),
+    )
+    os.close(slave)
+    screen = ""
+    try:
+        while "Password for alice" not in screen:
+            ready, _, _ = select.select([master], [], [], WAIT_SECONDS)
+            assert ready, f"no password prompt; the terminal shows {screen!r}"
+            screen += os.read(master, 4096).decode("utf-8", "replace")
+        os.write(master, b"\x03")  # Ctrl+C
+        code = process.wait(timeout=WAIT_SECONDS)
+        while select.select([master], [], [], 0.2)[0]:
+            try:
+                screen += os.read(master, 4096).decode("utf-8", "replace")
+            except OSError:  # the client exited and the terminal closed
+                break
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+
+    assert code == 0
+    assert "Traceback" not in screen and "KeyboardInterrupt" not in screen

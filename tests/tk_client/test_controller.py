@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tk_client.chat_state import unsent_messages
 from tk_client.controller import ChatController, ControllerView
 from tk_client.events import (
     Greeted,
@@ -534,6 +535,21 @@ def test_removal_from_the_current_private_room_moves_to_the_lobby(controller, vi
 def test_users_lists_online_then_offline(controller, view):
     controller.submit("/users")
     assert view.last_notice() == "Online (2): alice, me\nOffline (2): bob, carol"
+
+
+def test_the_user_lists_put_online_users_first(controller):
+    assert controller.users_by_presence() == (["alice", "me"], ["bob", "carol"])
+
+
+def test_only_chat_messages_not_yet_answered_count_as_unsent(controller, session):
+    controller.submit("hello")
+    controller.submit("/pm alice psst")
+    controller.submit("/join random")
+    requests = [RequestStatus(r["id"], r, RequestState.QUEUED) for r in session.requests]
+
+    unsent = unsent_messages(requests)
+
+    assert [r.message["text"] for r in unsent] == ["hello", "psst"]
 
 
 def test_rooms_lists_own_and_other_rooms(controller, view):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -255,7 +256,7 @@ def test_ctrl_q_quits(open_app, known, address, accounts):
     pump(app, lambda: app.root.focus_get() is app.main_view.entry, "the focus")
 
     process = subprocess.Popen(["xdotool", "key", "ctrl+q"], env=dict(os.environ))
-    while not app._closed:
+    while not app.closed:
         try:
             app.root.update()
         except tk.TclError:
@@ -263,4 +264,37 @@ def test_ctrl_q_quits(open_app, known, address, accounts):
         time.sleep(0.02)
     process.wait(timeout=WAIT_SECONDS)
 
-    assert app._closed and app.session is None
+    assert app.closed and app.session is None
+
+
+def test_ctrl_c_in_the_terminal_closes_the_installed_desktop_client(display, tmp_path):
+    import signal
+
+    from .test_cli import PROJECT_DIR, as_in_a_shell, console_script
+
+    script = console_script(tmp_path, "chat-desktop", "tk_client.gui")
+    process = subprocess.Popen(
+        [sys.executable, script, "--server", "127.0.0.1:9"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ) | {"PYTHONPATH": str(PROJECT_DIR)},
+        start_new_session=True,
+        preexec_fn=as_in_a_shell,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_SECONDS
+        # Its window (class Chat; the tests' own windows are class Tk) shows: Tk's loop runs.
+        while subprocess.run(
+            ["xdotool", "search", "--class", "^Chat$"], capture_output=True, env=dict(os.environ)
+        ).returncode:
+            assert time.monotonic() < deadline and process.poll() is None, "no window"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=WAIT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == 0, err
+    assert "Traceback" not in err

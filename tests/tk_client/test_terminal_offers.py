@@ -1,0 +1,153 @@
+"""Incoming files on the terminal: one question at a time, answered by the next line typed."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from tk_client.files import TransferError, TransferInfo, TransferState
+from tk_client.terminal_lines import is_yes
+from tk_client.terminal_offers import OfferQuestions
+from tk_client.terminal_view import TerminalView
+
+
+class RecordingTransfers:
+    """The terminal's side of the transfer manager, recorded."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.accepted: list[tuple[str, Path]] = []
+        self.declined: list[str] = []
+
+    def accept(self, transfer: str, destination) -> Path:
+        if self.refuse:
+            raise TransferError(self.refuse)
+        self.accepted.append((transfer, Path(destination)))
+        return Path(destination)
+
+    def accept_into(self, transfer: str, folder) -> Path:
+        return self.accept(transfer, Path(folder) / "notes.txt")
+
+    def decline(self, transfer: str) -> None:
+        self.declined.append(transfer)
+
+    def answerable(self, transfer: str) -> bool:
+        return True
+
+
+def offer(transfer: str = "t1", name: str = "notes.txt", stage=TransferState.OFFERED):
+    return TransferInfo(
+        transfer=transfer,
+        outgoing=False,
+        peer="alice",
+        name=name,
+        size=2048,
+        stage=stage,
+        done=0,
+        fraction=0.0,
+        rate=None,
+        remaining=None,
+        progress="",
+        message="words",
+    )
+
+
+@pytest.fixture
+def err():
+    return io.StringIO()
+
+
+@pytest.fixture
+def transfers():
+    return RecordingTransfers()
+
+
+def questions_for(err, transfers, *, accept_into=None, interactive=True) -> OfferQuestions:
+    view = TerminalView(io.StringIO(), err)
+    return OfferQuestions(view, transfers, accept_into=accept_into, interactive=interactive)
+
+
+def test_an_offer_is_asked_about_then_saved_where_the_user_says(err, transfers, tmp_path):
+    questions = questions_for(err, transfers)
+
+    assert questions.offered(offer())
+    assert questions.asking
+    assert err.getvalue().endswith("alice offers you the file notes.txt (2.0 KiB). Accept? [y/N] ")
+    questions.answer("y")
+    assert "Save as [" in err.getvalue()
+    questions.answer(str(tmp_path / "saved.txt"))
+
+    assert transfers.accepted == [("t1", tmp_path / "saved.txt")]
+    assert not questions.asking
+    assert f"* receiving notes.txt into {tmp_path / 'saved.txt'}" in err.getvalue()
+
+
+def test_anything_but_yes_declines_and_the_next_offer_is_asked(err, transfers):
+    questions = questions_for(err, transfers)
+    questions.offered(offer("t1", "one.txt"))
+    questions.offered(offer("t2", "two.txt"))
+    assert "two.txt" not in err.getvalue()  # one question at a time
+
+    questions.answer("sure")
+
+    assert transfers.declined == ["t1"]
+    assert err.getvalue().endswith("alice offers you the file two.txt (2.0 KiB). Accept? [y/N] ")
+
+
+def test_an_offer_that_ends_unanswered_withdraws_its_question(err, transfers):
+    questions = questions_for(err, transfers)
+    questions.offered(offer("t1"))
+    questions.offered(offer("t2"))
+
+    assert questions.ended(offer("t2", stage=TransferState.FAILED)) is False  # only waiting
+    assert questions.ended(offer("t1", stage=TransferState.FAILED)) is True  # on the screen
+    assert not questions.asking
+    assert transfers.declined == []  # the sender ended them: nothing to decline
+
+
+def test_at_the_end_of_input_every_waiting_offer_is_declined(err, transfers):
+    questions = questions_for(err, transfers)
+    questions.offered(offer("t1"))
+    questions.offered(offer("t2"))
+
+    questions.abandon()
+
+    assert transfers.declined == ["t1", "t2"]
+    assert not questions.asking
+
+
+def test_a_place_that_cannot_be_saved_to_is_asked_again(err):
+    transfers = RecordingTransfers(refuse="Cannot save to /root/x: Permission denied.")
+    questions = questions_for(err, transfers)
+    questions.offered(offer())
+    questions.answer("yes")
+
+    questions.answer("/root/x")
+
+    assert "error: Cannot save to /root/x: Permission denied." in err.getvalue()
+    assert questions.asking
+    assert err.getvalue().endswith("]: ")  # Save as [...]: again
+
+
+def test_accept_files_saves_without_asking(err, transfers, tmp_path):
+    questions = questions_for(err, transfers, accept_into=str(tmp_path), interactive=False)
+
+    assert questions.offered(offer())
+
+    assert transfers.accepted == [("t1", tmp_path / "notes.txt")]
+    assert not questions.asking
+    assert f"* receiving notes.txt (2.0 KiB) from alice into {tmp_path}" in err.getvalue()
+
+
+def test_without_a_terminal_or_a_folder_nobody_can_answer(err, transfers):
+    questions = questions_for(err, transfers, interactive=False)
+    assert questions.offered(offer()) is False  # the controller declines it
+
+
+@pytest.mark.parametrize(
+    ("answer", "yes"), [("y", True), (" YES \n", True), ("", False), ("n", False), ("yeah", False)]
+)
+def test_only_y_or_yes_is_yes(answer, yes):
+    assert is_yes(answer) is yes

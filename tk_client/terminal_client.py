@@ -1,0 +1,306 @@
+"""One run of the terminal client: log in, then relay lines until the input ends.
+
+:class:`TerminalClient` owns the session, the controller and the file transfers
+of the run, and its main loop: input lines (read on a thread of their own, since
+reading blocks) and session events arrive on one queue, so Ctrl+C and deadlines
+are noticed between them. :mod:`tk_client.cli` reads the arguments and the
+password and starts it; the exit codes are listed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .address import ServerAddress
+from .chat_state import unsent_messages
+from .controller import ChatController
+from .events import (
+    ConnectFailed,
+    KeyChanged,
+    LoggedIn,
+    LoginRejected,
+    Received,
+    Stopped,
+    TrustRequired,
+)
+from .files import TransferChanged, TransferManager, TransferState
+from .known_servers import KnownServers
+from .partials import PartialFiles
+from .session import ChatSession
+from .terminal_lines import is_yes, printable
+from .terminal_offers import OfferQuestions
+from .terminal_view import TerminalView
+
+# The exit codes, as tk_client.cli's docstring explains them to users.
+EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_LOGIN = 0, 1, 2, 3, 4
+# The events that end a run, and how: a changed key says what to do in its own words.
+EXIT_CODES = {ConnectFailed: EXIT_CONNECTION, LoginRejected: EXIT_LOGIN, Stopped: EXIT_CONNECTION}
+EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
+POLL_SECONDS = 0.2  # the main loop's tick, so Ctrl+C is noticed at once
+USERS_WAIT_SECONDS = 5.0  # after login_ok, how long input waits for the list of users
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+
+
+@dataclass(frozen=True)
+class _EndOfInput:
+    pass
+
+
+def _reader(stdin: TextIO, events: queue.Queue[Any], view: TerminalView, interactive: bool) -> None:
+    """Feed input lines to the main loop (a thread: reading blocks)."""
+    try:
+        if interactive:
+            while True:
+                try:
+                    line = input()
+                except EOFError:
+                    break
+                events.put(_Line(line))
+        else:
+            for line in stdin:
+                events.put(_Line(line))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        view.notify(f"error: cannot read the input: {exc}")
+    events.put(_EndOfInput())
+
+
+def _enable_completion(controller: ChatController) -> None:
+    """Tab completion with readline in an interactive terminal, cycling like the desktop's."""
+    try:
+        import readline
+    except ImportError:  # pragma: no cover - not on every platform
+        return
+    matches: list[str] = []
+
+    def complete(text: str, state: int) -> str | None:
+        nonlocal matches
+        if state == 0:
+            line, cursor = readline.get_line_buffer(), readline.get_endidx()
+            controller.completer.reset()
+            result = controller.complete(line, cursor)
+            matches = list(result.candidates) if result else []
+            matches = [m for m in matches if m.lower().startswith(text.lower())]
+            if len(matches) == 1:
+                matches = [matches[0] + " "]  # a unique name: go on typing after it
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer_delims(" ")
+    readline.set_completer(complete)
+    readline.parse_and_bind("tab: menu-complete")
+
+
+class TerminalClient:
+    """One run of the terminal client: log in, then relay lines until EOF."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        address: ServerAddress,
+        password: str,
+        *,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+        known_servers: KnownServers | None = None,
+    ) -> None:
+        self.args = args
+        self.address = address
+        self.stdin = stdin
+        self.interactive = stdin.isatty()
+        self.events: queue.Queue[Any] = queue.Queue()
+        self.session = ChatSession(
+            address, known_servers or KnownServers(), self.events, expected_fingerprint=args.trust
+        )
+        self.view = TerminalView(stdout, stderr)
+        # Temporary files of downloads that a killed earlier run left behind go now.
+        self.partials = PartialFiles()
+        self.partials.remove_stale()
+        self.transfers = TransferManager(self.session, self.events, partials=self.partials)
+        self.controller = ChatController(
+            self.session, self.view, transfers=self.transfers, autoload_history=False
+        )
+        self.questions = OfferQuestions(
+            self.view, self.transfers, accept_into=args.accept_files, interactive=self.interactive
+        )
+        self.view.controller = self.controller
+        self.view.on_offer = self.questions.offered
+        self._password = password
+        self._undelivered = 0  # files offered by the user that did not arrive
+
+    def error(self, text: str) -> None:
+        self.view.notify(text)
+
+    def _end(self, event: KeyChanged | ConnectFailed | LoginRejected | Stopped) -> int:
+        """Say why the run ends, and return its exit code."""
+        if isinstance(event, KeyChanged):
+            self.error(event.message)  # several lines, ending with what to do
+            return EXIT_UNTRUSTED
+        self.error(f"error: {event.message}")
+        return EXIT_CODES[type(event)]
+
+    def run(self) -> int:
+        try:
+            self.session.login(
+                self.args.user, self._password, otp=self.args.otp, register=self.args.register
+            )
+            self._password = ""
+            code = self._log_in()
+            if code is not None:
+                return code
+            if self.interactive:
+                _enable_completion(self.controller)
+            threading.Thread(
+                target=_reader,
+                args=(self.stdin, self.events, self.view, self.interactive),
+                name="chat-input",
+                daemon=True,
+            ).start()
+            return self._chat()
+        except KeyboardInterrupt:
+            return EXIT_OK
+        finally:
+            self.transfers.close()  # cancels what is still open: no partial file stays
+            if not self.transfers.busy():
+                self.partials.close()  # every temporary file is gone: the journal can go too
+            self.session.close()
+
+    def _drain(self) -> None:
+        """Handle the session events already queued (input lines no longer count)."""
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if not isinstance(event, _Line | _EndOfInput | Stopped | KeyChanged):
+                self._handle(event)
+
+    def _handle(self, event: Any) -> None:
+        if isinstance(event, TransferChanged) and event.info.over:
+            info = event.info
+            if info.outgoing and info.stage is TransferState.FAILED:
+                self._undelivered += 1
+            if self.questions.ended(info):
+                self.controller.handle(event)  # its notice says why, before the next question
+                self.questions.ask()
+                return
+        self.controller.handle(event)
+
+    def _next(self) -> Any:
+        """The next event, or None after a short wait (so Ctrl+C and deadlines are noticed)."""
+        try:
+            return self.events.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            return None
+
+    def _log_in(self) -> int | None:
+        """Handle events until logged in (None) or a failure (its exit code)."""
+        logged_in: float | None = None
+        while True:
+            event = self._next()
+            if isinstance(event, TrustRequired):
+                code = self._ask_trust(event)
+                if code is not None:
+                    return code
+            elif (
+                isinstance(event, LoginRejected)
+                and event.reason == "otp_required"
+                and self.interactive
+            ):
+                self._login_with_otp()
+                continue
+            elif isinstance(event, KeyChanged | ConnectFailed | LoginRejected | Stopped):
+                return self._end(event)
+            elif isinstance(event, LoggedIn):
+                server = self.controller.server_name or self.address.key
+                self.error(f"* logged in as {event.username} on {server} ({self.address.key})")
+                self.controller.handle(event)
+                logged_in = time.monotonic()
+            elif event is not None:
+                self.controller.handle(event)
+                # Input waits for the first `users` push (right after login_ok and the queued
+                # private messages), so that /users and completion know who is there.
+                if (
+                    logged_in is not None
+                    and isinstance(event, Received)
+                    and event.message.get("type") == "users"
+                ):
+                    return None
+            if logged_in is not None and time.monotonic() - logged_in > USERS_WAIT_SECONDS:
+                return None
+
+    def _login_with_otp(self) -> None:
+        # The session dropped the password after the rejection: ask for both, as a login form would.
+        code = input("One-time code: ").strip()
+        password = getpass.getpass(f"Password for {self.args.user}: ")
+        self.session.login(self.args.user, password, otp=code)
+
+    def _ask_trust(self, event: TrustRequired) -> int | None:
+        intro = (
+            f"First connection to {event.address}.\n"
+            f"The server's key fingerprint is {event.fingerprint}\n"
+            "Compare it with the one your administrator gave you "
+            "(they print it with `python manage.py server_key`)."
+        )
+        if not self.interactive:
+            self.error(
+                f"error: first connection to {event.address}, whose key fingerprint is "
+                f"{event.fingerprint}; not trusted (no terminal to ask). After checking it with "
+                f"the administrator, run again with --trust {event.fingerprint}"
+            )
+            return EXIT_UNTRUSTED
+        self.error(intro)
+        try:
+            answer = input("Trust this server and continue? [y/N] ")
+        except EOFError:
+            answer = ""
+        if not is_yes(answer):
+            self.error("error: server not trusted; nothing was sent.")
+            return EXIT_UNTRUSTED
+        self.session.trust(event.fingerprint)
+        return None
+
+    def _chat(self) -> int:
+        deadline: float | None = None  # set at EOF or /quit: when to give up on the outbox
+        while True:
+            if deadline is None and self.view.quit_requested:
+                deadline = time.monotonic() + EOF_GRACE_SECONDS
+            if deadline is not None:
+                pending = self.session.pending()
+                if self.transfers.busy():
+                    # Transfers end by themselves: done, declined, expired (5 minutes), lost.
+                    deadline = max(deadline, time.monotonic() + EOF_GRACE_SECONDS)
+                elif not pending:
+                    self._drain()  # the answers are queued already; print them before leaving
+                    return EXIT_CONNECTION if self._undelivered else EXIT_OK
+                if time.monotonic() > deadline:
+                    for request in unsent_messages(pending):
+                        self.error(f"error: not sent: {printable(request.message['text'])}")
+                    return EXIT_CONNECTION
+            event = self._next()
+            if event is None:
+                continue
+            if isinstance(event, _Line):
+                if self.questions.asking:
+                    self.questions.answer(event.text)
+                elif deadline is None:
+                    self.controller.submit(event.text)
+            elif isinstance(event, _EndOfInput):
+                self.questions.abandon()
+                if deadline is None:
+                    deadline = time.monotonic() + EOF_GRACE_SECONDS
+            elif isinstance(event, Stopped | KeyChanged):  # a changed key on a reconnect too
+                return self._end(event)
+            else:
+                self._handle(event)
+
+    # --- incoming files ---------------------------------------------------------------------
