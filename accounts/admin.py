@@ -20,10 +20,11 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from chatproto.wording import in_words
+
 from . import services, signals
 from .addresses import forwarded_client
 from .models import User
-from .throttle import in_words
 
 
 def request_address(request: HttpRequest) -> str:

@@ -14,13 +14,15 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 
-from chatproto.messages import USERNAME_RE
+from chatproto.messages import USERNAME_RE, USERNAME_RULE
 
-USERNAME_HELP = "Up to 150 characters: letters A-Z and a-z, digits and . @ + - _ only."
+from .usernames import USERNAME_ADVICE
+
+USERNAME_HELP = f"{USERNAME_RULE}."
 
 username_validator = RegexValidator(
     regex=rf"\A{USERNAME_RE.pattern}\Z",
-    message="Enter a username of letters A-Z and a-z, digits and . @ + - _ (at most 150).",
+    message=USERNAME_ADVICE,
     code="invalid",
 )
 

@@ -34,10 +34,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chatproto.wording import try_again
+
 from .errors import LoginRefused as LoginRefused
 from .errors import RegistrationRefused as RegistrationRefused
 from .models import User
-from .throttle import Recollection, SlidingWindow, StrictWindow, network_of, try_again
+from .throttle import Recollection, SlidingWindow, StrictWindow, network_of
 from .usernames import USERNAME_RULE, username_problem, valid_username
 
 log = logging.getLogger("accounts")

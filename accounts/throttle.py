@@ -36,18 +36,6 @@ def _count_hit(counter: str, timeout: int) -> None:
         cache.set(counter, 1, timeout=timeout)
 
 
-def in_words(seconds: int) -> str:
-    """``seconds`` as a person reads a wait: "1 second", "45 seconds", "12 minutes"."""
-    if seconds < 120:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    return f"{math.ceil(seconds / 60)} minutes"
-
-
-def try_again(seconds: int) -> str:
-    """The one wording of a wait that ends a refusal: "try again in 12 minutes."."""
-    return f"try again in {in_words(seconds)}."
-
-
 @dataclass(frozen=True)
 class SlidingWindow:
     """At most ``limit`` hits per ``seconds`` for each key, under the name ``name``."""

@@ -1,14 +1,18 @@
 """The username rule, said once: what a username may be, in the words users read.
 
-The pattern itself is the protocol's (``chatproto.messages.USERNAME_RE``); this
-is its wording and the one check the account services make with it.
+The pattern and its wording are the protocol's (``chatproto.messages.USERNAME_RE``
+and ``USERNAME_RULE``, which the clients show too); this is the check the account
+services and the admin make with them.
 """
 
 from __future__ import annotations
 
-from chatproto.messages import USERNAME_RE
+from chatproto.messages import USERNAME_RE, USERNAME_RULE
 
-USERNAME_RULE = "1 to 150 characters: letters A-Z and a-z, digits and . @ + - _"
+__all__ = ["USERNAME_ADVICE", "USERNAME_RULE", "username_problem", "valid_username"]
+
+# What to do about a username that breaks the rule (registration and the admin's form).
+USERNAME_ADVICE = f"Choose a username of {USERNAME_RULE}."
 
 
 def valid_username(username: str) -> bool:
@@ -20,4 +24,4 @@ def username_problem(username: str) -> str | None:
     """What is wrong with ``username`` for a new account, or None: the sentence to show."""
     if valid_username(username):
         return None
-    return f"Choose a username of {USERNAME_RULE}."
+    return USERNAME_ADVICE

@@ -26,9 +26,9 @@ from accounts.models import User
 from chatproto import connection as proto
 from chatproto.codes import CloseCode, ErrorCode
 from chatproto.connection import ServerConnection, State
+from chatproto.errors import SequenceExhausted
 from chatproto.framing import FileChunk
 from chatproto.messages import Request
-from chatproto.records import SequenceExhausted
 
 from . import lifecycle, limits, services
 from .addresses import client_address

@@ -56,9 +56,10 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 
-from accounts.throttle import SlidingWindow, in_words, try_again
+from accounts.throttle import SlidingWindow
 from chatproto.messages import Request
 from chatproto.transfer import TRANSFER_TYPES
+from chatproto.wording import in_words, try_again
 
 from . import presence
 

@@ -28,20 +28,13 @@ from accounts.models import User
 from chatproto.codes import ErrorCode
 from chatproto.framing import encoded_size
 from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_PLAINTEXT_SIZE
+from chatproto.messages import answer
 
 from . import delivery, presence
 from .models import LOBBY, Membership, Message, Room
 from .storage import BodyCipher
 
 # --- formatting ------------------------------------------------------------------------------
-
-
-def answer(kind: str, ref: str | None, **fields: Any) -> dict[str, Any]:
-    """A direct answer of type ``kind``: ``ref`` only where the request had an ``id``."""
-    message: dict[str, Any] = {"type": kind, **fields}
-    if ref is not None:
-        message["ref"] = ref
-    return message
 
 
 def format_ts(when: datetime.datetime) -> str:

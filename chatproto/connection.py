@@ -47,7 +47,7 @@ from .limits import (
     MAX_LOGIN_FAILURES,
     MAX_TEXT,
 )
-from .messages import PRE_LOGIN_TYPES, Context, Request, validate_request
+from .messages import PRE_LOGIN_TYPES, Context, Request, answer, validate_request
 from .records import RecordOpener, RecordSealer
 
 _JSON_KIND = bytes([KIND_JSON])
@@ -201,10 +201,7 @@ Event = (
 
 def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -> dict[str, Any]:
     """An ``error`` message; ``ref`` only where the request had a valid id."""
-    result: dict[str, Any] = {"type": "error", "code": str(code), "message": message}
-    if ref is not None:
-        result["ref"] = ref
-    return result
+    return answer("error", ref, code=str(code), message=message)
 
 
 class _Records:

@@ -32,6 +32,8 @@ from .limits import (
 
 ROOM_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 USERNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,150}")
+# USERNAME_RE in the words a person reads (registration, the admin, the clients).
+USERNAME_RULE = "1 to 150 characters: letters A-Z and a-z, digits and . @ + - _"
 TRANSFER_RE = re.compile(r"[0-9a-f]{32}")
 SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -214,6 +216,15 @@ def _is_kind(value: Any, kind: type | tuple[type, ...]) -> bool:
     if isinstance(value, bool) and kind is not bool:
         return False
     return isinstance(value, kind)
+
+
+def answer(kind: str, ref: str | None, **fields: Any) -> dict[str, Any]:
+    """A direct answer of type ``kind``: ``ref`` only where the request had an ``id``
+    (PROTOCOL.md 3.0), for the server's answers and errors alike."""
+    message: dict[str, Any] = {"type": kind, **fields}
+    if ref is not None:
+        message["ref"] = ref
+    return message
 
 
 def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Request:

@@ -61,7 +61,7 @@ def _pformat_when_debugging(obj: Any, *args: Any, **kwargs: Any) -> str:
     turns debug on (``txaio.set_global_log_level("debug")``): then the real
     formatting comes back, so nothing is lost from a debug log.
     """
-    if txaio.get_global_log_level() in ("debug", "trace"):
+    if txaio.get_global_log_level() in ("debug", "trace"):  # type: ignore[attr-defined]  # set by txaio.use_twisted()
         return pprint.pformat(obj, *args, **kwargs)
     return "(not formatted: autobahn debug logging is off)"
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatproto.framing import FileChunk
+from chatproto.wording import try_again
 
 from .known_servers import changed_key_warning
 
@@ -174,6 +175,5 @@ SESSION_ENDED_MESSAGES = {
 
 def rate_limited_message(retry_after: int | None) -> str:
     if retry_after:
-        unit = "second" if retry_after == 1 else "seconds"
-        return f"Too many failed attempts. Try again in {retry_after} {unit}."
+        return f"Too many failed attempts. {try_again(retry_after).capitalize()}"
     return "Too many failed attempts. Try again later."

@@ -34,7 +34,7 @@ from .events import (
     TrustRequired,
 )
 from .files import TransferError, TransferInfo, TransferManager
-from .known_servers import KnownServers
+from .known_servers import FINGERPRINT_COMMAND, KnownServers
 from .model import ChatMessage, ConversationKey
 from .partials import JOURNAL_FOLDER, PartialFiles
 from .session import ChatSession
@@ -537,7 +537,7 @@ class App(ControllerView):
             "Server key",
             f"Server: {self.address.key}\n"
             f"Key fingerprint: {self.session.fingerprint or 'unknown'}\n\n"
-            "Your administrator sees the same fingerprint with `python manage.py server_key`.",
+            f"Your administrator sees the same fingerprint with `{FINGERPRINT_COMMAND}`.",
             parent=self.root,
         )
 

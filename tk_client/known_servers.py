@@ -26,6 +26,8 @@ from .config import config_dir, write_private_text
 
 KNOWN_SERVERS_FILE = "known_servers"
 FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
+# How the server's administrator shows its fingerprint (what a user compares against).
+FINGERPRINT_COMMAND = "python manage.py server_key"
 FORGET_COMMAND = "python -m tk_client.cli --forget-server {address}"
 
 
@@ -64,7 +66,7 @@ def changed_key_warning(address: str, expected: str, received: str) -> str:
         "Someone may be intercepting the connection, or the server's administrator "
         "replaced its key. The connection was refused and nothing was sent.\n"
         "Ask the administrator for the server's fingerprint (they see it with "
-        "`python manage.py server_key`). Only if it matches the received one, forget the old "
+        f"`{FINGERPRINT_COMMAND}`). Only if it matches the received one, forget the old "
         f"key with `{FORGET_COMMAND.format(address=address)}` (or 'Trust new key' in the "
         "desktop client) and connect again."
     )

@@ -30,7 +30,7 @@ from .events import (
     TrustRequired,
 )
 from .files import TransferChanged, TransferManager, TransferState
-from .known_servers import KnownServers
+from .known_servers import FINGERPRINT_COMMAND, KnownServers
 from .partials import PartialFiles
 from .session import ChatSession
 from .terminal_lines import is_yes, printable
@@ -249,7 +249,7 @@ class TerminalClient:
             f"First connection to {event.address}.\n"
             f"The server's key fingerprint is {event.fingerprint}\n"
             "Compare it with the one your administrator gave you "
-            "(they print it with `python manage.py server_key`)."
+            f"(they print it with `{FINGERPRINT_COMMAND}`)."
         )
         if not self.interactive:
             self.error(

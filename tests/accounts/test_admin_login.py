@@ -14,7 +14,7 @@ from django.core.cache import cache
 
 from accounts.admin import request_address
 from accounts.models import User
-from accounts.throttle import in_words
+from chatproto.wording import in_words
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,8 +7,8 @@ from django.core.cache import cache
 
 from accounts import services
 from accounts.errors import LoginRefused, RegistrationRefused, ServiceError
-from accounts.throttle import try_again
 from accounts.usernames import USERNAME_RULE, username_problem
+from chatproto.wording import try_again
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

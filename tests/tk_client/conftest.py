@@ -100,7 +100,7 @@ def open_app(display, config_home, known, address):
 
     yield open_
     for app in opened:
-        if not app._closed:
+        if not app.closed:
             app.close()
     # Collect what is left of the window here, on Tk's thread: garbage collected later on
     # a session thread would make tkinter wait there for a main loop that never runs.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tk_client.views.main_window import InputHistory
-from tk_client.views.message_view import _day_label, displayable
+from tk_client.views.message_view import day_label, displayable
 from tk_client.views.theme import SENDER_COLOURS, sender_colour
 
 
@@ -41,6 +41,6 @@ def test_sender_colours_are_stable_per_name():
 
 def test_days_are_named_like_people_name_them():
     today = dt.date(2026, 3, 4)
-    assert _day_label(today, today) == "Today"
-    assert _day_label(dt.date(2026, 3, 3), today) == "Yesterday"
-    assert _day_label(dt.date(2026, 2, 27), today) == "Friday, 27 February 2026"
+    assert day_label(today, today) == "Today"
+    assert day_label(dt.date(2026, 3, 3), today) == "Yesterday"
+    assert day_label(dt.date(2026, 2, 27), today) == "Friday, 27 February 2026"

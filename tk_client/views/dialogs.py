@@ -6,7 +6,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
-from ..known_servers import FORGET_COMMAND, normalise_fingerprint
+from ..known_servers import FINGERPRINT_COMMAND, FORGET_COMMAND, normalise_fingerprint
 from . import theme
 from .tkutil import release
 
@@ -81,7 +81,7 @@ class TrustDialog(_Dialog):
         self.fingerprint_field(fingerprint, fonts)
         self.text(
             "Ask your administrator for the server's fingerprint (they see it with "
-            "`python manage.py server_key`) and trust the server only if both are the same. "
+            f"`{FINGERPRINT_COMMAND}`) and trust the server only if both are the same. "
             "The key is then remembered, and you will be warned if it ever changes.",
             "Muted.TLabel",
         )
@@ -139,7 +139,7 @@ class KeyChangedDialog(_Dialog):
         self.text(
             "Someone may be intercepting your connection, or the administrator replaced the "
             "server's key. Ask the administrator for the new fingerprint (they see it with "
-            "`python manage.py server_key`). Only if it matches, enter it here to trust the "
+            f"`{FINGERPRINT_COMMAND}`). Only if it matches, enter it here to trust the "
             f"new key (or run `{FORGET_COMMAND.format(address=address)}`).",
             "Muted.TLabel",
         )

@@ -11,6 +11,8 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from chatproto.wording import try_again
+
 from . import theme
 from .tkutil import release
 
@@ -212,6 +214,6 @@ class LoginView(ttk.Frame):
             self.show_info("You can try again now.")
             return
         base = message.split(" Try again in ")[0]
-        self.show_error(f"{base} Try again in {self._blocked_until} s.")
+        self.show_error(f"{base} {try_again(self._blocked_until).capitalize()}")
         self._blocked_until -= 1
         self._countdown = self.after(1000, lambda: self._count_down(message))

@@ -20,7 +20,7 @@ from . import theme
 GROUP_SECONDS = 5 * 60  # messages of one sender closer than this share a heading
 
 
-def _day_label(day: dt.date, today: dt.date) -> str:
+def day_label(day: dt.date, today: dt.date) -> str:
     if day == today:
         return "Today"
     if day == today - dt.timedelta(days=1):
@@ -68,7 +68,7 @@ class MessageView(ttk.Frame):
             inactiveselectbackground="#dfe9ff",
         )
         self.scrollbar = ttk.Scrollbar(self, orient="vertical", command=self.text.yview)
-        self.text.configure(yscrollcommand=self._on_scroll)
+        self.text.configure(yscrollcommand=self._on_scroll)  # type: ignore[arg-type]  # Tk passes strings
         self.scrollbar.pack(side="right", fill="y")
         self.text.pack(side="left", fill="both", expand=True)
         self._configure_tags()
@@ -192,7 +192,7 @@ class MessageView(ttk.Frame):
         when = message.time
         day = when.date() if when else None
         if day is not None and (self._last_group is None or self._last_group[2] != day):
-            t.insert("end", _day_label(day, dt.datetime.now().astimezone().date()) + "\n", ("day",))
+            t.insert("end", day_label(day, dt.datetime.now().astimezone().date()) + "\n", ("day",))
             self._last_group = None
         group = self._last_group
         same_group = (

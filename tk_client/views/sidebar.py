@@ -181,8 +181,7 @@ class UserList(ttk.Frame):
         self.tree.delete(*self.tree.get_children())
         self._users.clear()
         me = controller.username
-        online = [u for u in controller.all_users if u in controller.online]
-        offline = [u for u in controller.all_users if u not in controller.online]
+        online, offline = controller.users_by_presence()
         self.tree.insert(
             "",
             "end",

@@ -158,8 +158,8 @@ def apply_theme(root: tk.Tk) -> Fonts:
             },
         )
     ]
-    style.layout("Sidebar.Treeview.Item", item_without_indicator)
-    style.layout("Users.Treeview.Item", item_without_indicator)
+    style.layout("Sidebar.Treeview.Item", item_without_indicator)  # type: ignore[arg-type]  # typeshed's _LayoutSpec is narrower than Tk's layouts
+    style.layout("Users.Treeview.Item", item_without_indicator)  # type: ignore[arg-type]  # typeshed's _LayoutSpec is narrower than Tk's layouts
     style.configure("Sidebar.Treeview", indent=10)
     style.configure("Users.Treeview", indent=6)
     style.configure("Sidebar.TFrame", background=SIDEBAR)
@@ -196,7 +196,7 @@ def apply_theme(root: tk.Tk) -> Fonts:
     style.layout(
         "Vertical.TScrollbar",
         [
-            (
+            (  # type: ignore[list-item]  # typeshed's _LayoutSpec is narrower than Tk's layouts
                 "Vertical.Scrollbar.trough",
                 {
                     "sticky": "ns",
