@@ -49,15 +49,6 @@ RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
-class LoginResult:
-    """:func:`login`'s answer for the admin's form: ``user``, or ``reason`` and ``retry_after``."""
-
-    user: User | None = None
-    reason: str | None = None
-    retry_after: int | None = None
-
-
-@dataclass(frozen=True)
 class LoginLimits:
     """The login throttles, built from the settings at each login (tests change them)."""
 
@@ -76,14 +67,6 @@ class LoginLimits:
                 "login-known-address", settings.CHAT_LOGIN_KNOWN_ADDRESS_SECONDS
             ),
         )
-
-
-def login(username: str, password: str, address: str) -> LoginResult:
-    """:func:`authenticate` as a result instead of an exception (the admin's login form)."""
-    try:
-        return LoginResult(user=authenticate(username, password, address))
-    except LoginRefused as refused:
-        return LoginResult(reason=refused.code, retry_after=refused.retry_after)
 
 
 def authenticate(username: str, password: str, address: str) -> User:

@@ -103,7 +103,7 @@ class Workers:
         return database_sync_to_async(func, thread_sensitive=False, executor=pool)
 
     def passwords(self, func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
-        """``await workers.passwords(accounts.login)(...)``: work that hashes a password."""
+        """``await workers.passwords(accounts.authenticate)(...)``: work that hashes a password."""
         pool = self._pool("passwords", settings.CHAT_PASSWORD_THREADS)
         return database_sync_to_async(func, thread_sensitive=False, executor=pool)
 

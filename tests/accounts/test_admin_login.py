@@ -15,6 +15,7 @@ from django.core.cache import cache
 from accounts.admin import request_address
 from accounts.models import User
 from chatproto.wording import in_words
+from tests.accounts.login_attempts import attempt_login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,13 +109,12 @@ def test_failures_per_account_are_limited_across_addresses_except_known_ones(
 
 def test_the_chat_and_the_admin_share_their_counts(client, root, settings):
     """Guesses cannot be spread over both doors to get twice the tries."""
-    from accounts import services
 
     settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS = (4, 900)
     for _ in range(2):
-        services.login("root", "wrong", "192.0.2.1")
+        attempt_login("root", "wrong", "192.0.2.1")
         log_in(client, "root", "wrong", "192.0.2.1")
-    assert services.login("root", PASSWORD, "192.0.2.1").reason == "rate_limited"
+    assert attempt_login("root", PASSWORD, "192.0.2.1").reason == "rate_limited"
     assert "Try again in" in form_errors(log_in(client, "root", PASSWORD, "192.0.2.1"))[0]
 
 

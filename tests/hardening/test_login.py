@@ -19,6 +19,7 @@ import pytest
 
 from accounts import services
 from accounts.models import User
+from tests.accounts.login_attempts import LoginAttempt, attempt_login
 from tests.protocol_client.inprocess import in_process_session
 from tests.protocol_client.sync import connect
 
@@ -48,17 +49,17 @@ def real_hashing(settings, tmp_path):
     return settings
 
 
-def failed_logins() -> dict[str, Callable[[], services.LoginResult]]:
+def failed_logins() -> dict[str, Callable[[], LoginAttempt]]:
     """Every way a login can fail before the throttle, as a call to time (all must answer
     ``invalid_credentials``: the same answer as well as the same time)."""
     services.create_user("alice", PASSWORD, validate=False)
     services.create_user("sleeper", PASSWORD, validate=False, is_active=False)
     services.create_user("nopass", None, validate=False)  # no usable password (admin-made)
     return {
-        "unknown user": lambda: services.login("ghost", PASSWORD, "192.0.2.1"),
-        "wrong password": lambda: services.login("alice", "wrong " + PASSWORD, "192.0.2.1"),
-        "inactive account": lambda: services.login("sleeper", PASSWORD, "192.0.2.1"),
-        "no usable password": lambda: services.login("nopass", PASSWORD, "192.0.2.1"),
+        "unknown user": lambda: attempt_login("ghost", PASSWORD, "192.0.2.1"),
+        "wrong password": lambda: attempt_login("alice", "wrong " + PASSWORD, "192.0.2.1"),
+        "inactive account": lambda: attempt_login("sleeper", PASSWORD, "192.0.2.1"),
+        "no usable password": lambda: attempt_login("nopass", PASSWORD, "192.0.2.1"),
     }
 
 
@@ -107,8 +108,8 @@ def test_rate_limited_answers_are_the_same_for_known_and_unknown_accounts(settin
     answers = {}
     for name in ("alice", "ghost"):
         for _ in range(3):
-            services.login(name, "wrong", "198.51.100.9")
-        answers[name] = services.login(name, PASSWORD, "198.51.100.9")
+            attempt_login(name, "wrong", "198.51.100.9")
+        answers[name] = attempt_login(name, PASSWORD, "198.51.100.9")
     assert answers["alice"].reason == answers["ghost"].reason == "rate_limited"
     assert abs(answers["alice"].retry_after - answers["ghost"].retry_after) <= 1
 
@@ -153,13 +154,13 @@ def throttles(settings):
 
 def guess_from_everywhere(
     username: str, clock: Clock, subnet: int = 7, most: int = 101
-) -> tuple[int, services.LoginResult]:
+) -> tuple[int, LoginAttempt]:
     """A botnet: one wrong guess from each of ``most`` addresses, 5 s apart, until one is
     refused. Returns the failures that got a password checked, and the last answer."""
     failures = 0
     for n in range(most):
         clock.now += 5
-        result = services.login(username, f"guess {n}", f"10.{subnet}.{n // 256}.{n % 256}")
+        result = attempt_login(username, f"guess {n}", f"10.{subnet}.{n // 256}.{n % 256}")
         if result.reason == "rate_limited":
             return failures, result
         assert result.reason == "invalid_credentials"
@@ -176,17 +177,17 @@ def test_an_account_takes_at_most_100_failures_an_hour_and_recovers_by_itself(
     failures = 0
     for n in range(101):  # a botnet: one guess from each address, a few seconds apart
         clock.now += 5
-        result = services.login("alice", f"guess {n}", f"10.7.{n // 256}.{n % 256}")
+        result = attempt_login("alice", f"guess {n}", f"10.7.{n // 256}.{n % 256}")
         if result.reason == "rate_limited":
             break
         assert result.reason == "invalid_credentials"
         failures += 1
     assert failures <= 100, "an account took more than 100 failed logins within the hour"
     # The limit holds even for the right password, from yet another address...
-    assert services.login("alice", PASSWORD, "203.0.113.77").reason == "rate_limited"
+    assert attempt_login("alice", PASSWORD, "203.0.113.77").reason == "rate_limited"
     # ...but not for good: an hour later the owner logs in (no permanent lockout).
     clock.now += 3601
-    assert services.login("alice", PASSWORD, "203.0.113.78").user is not None
+    assert attempt_login("alice", PASSWORD, "203.0.113.78").user is not None
 
 
 def test_the_owner_gets_in_from_an_address_they_logged_in_from_during_an_attack(
@@ -196,18 +197,18 @@ def test_the_owner_gets_in_from_an_address_they_logged_in_from_during_an_attack(
     monkeypatch.setattr(time, "time", clock)
     services.create_user("alice", PASSWORD, validate=False)
     home = "203.0.113.5"
-    assert services.login("alice", PASSWORD, home).user is not None
+    assert attempt_login("alice", PASSWORD, home).user is not None
     clock.now += 86_400  # the next day, the attack
     failures, refused = guess_from_everywhere("alice", clock)
     assert (failures, refused.reason) == (100, "rate_limited")
-    assert services.login("alice", PASSWORD, "198.51.100.200").reason == "rate_limited"
-    assert services.login("alice", PASSWORD, home).user is not None
+    assert attempt_login("alice", PASSWORD, "198.51.100.200").reason == "rate_limited"
+    assert attempt_login("alice", PASSWORD, home).user is not None
     # Her login did not clear the account's count: new addresses are still refused...
-    assert services.login("alice", "another guess", "198.51.100.201").reason == "rate_limited"
+    assert attempt_login("alice", "another guess", "198.51.100.201").reason == "rate_limited"
     # ...and her address keeps the per-(username, address) limit of everyone else.
     for _ in range(10):
-        assert services.login("alice", "typo", home).reason == "invalid_credentials"
-    assert services.login("alice", PASSWORD, home).reason == "rate_limited"
+        assert attempt_login("alice", "typo", home).reason == "invalid_credentials"
+    assert attempt_login("alice", PASSWORD, home).reason == "rate_limited"
 
 
 def test_an_ipv6_owner_is_recognised_anywhere_in_their_64(throttles, monkeypatch):
@@ -215,21 +216,21 @@ def test_an_ipv6_owner_is_recognised_anywhere_in_their_64(throttles, monkeypatch
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     services.create_user("alice", PASSWORD, validate=False)
-    assert services.login("alice", PASSWORD, "2001:db8:1:2::10").user is not None
+    assert attempt_login("alice", PASSWORD, "2001:db8:1:2::10").user is not None
     clock.now += 86_400
     guess_from_everywhere("alice", clock)
-    assert services.login("alice", PASSWORD, "2001:db8:1:2:abcd:ef::99").user is not None
-    assert services.login("alice", PASSWORD, "2001:db8:1:3::10").reason == "rate_limited"
+    assert attempt_login("alice", PASSWORD, "2001:db8:1:2:abcd:ef::99").user is not None
+    assert attempt_login("alice", PASSWORD, "2001:db8:1:3::10").reason == "rate_limited"
 
 
 def test_an_address_is_known_for_30_days_after_the_last_login_from_it(throttles, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(time, "time", clock)
     services.create_user("alice", PASSWORD, validate=False)
-    assert services.login("alice", PASSWORD, "203.0.113.5").user is not None
+    assert attempt_login("alice", PASSWORD, "203.0.113.5").user is not None
     clock.now += 31 * 86_400
     guess_from_everywhere("alice", clock)
-    assert services.login("alice", PASSWORD, "203.0.113.5").reason == "rate_limited"
+    assert attempt_login("alice", PASSWORD, "203.0.113.5").reason == "rate_limited"
 
 
 def test_unknown_usernames_meet_the_account_limit_exactly_like_known_ones(throttles, monkeypatch):
@@ -242,7 +243,7 @@ def test_unknown_usernames_meet_the_account_limit_exactly_like_known_ones(thrott
     for subnet, name in enumerate(("alice", "ghost"), start=1):
         clock.now = 1_800_000_000.0 + subnet * 86_400  # the same moment of a different day
         failures, refused = guess_from_everywhere(name, clock, subnet=subnet)
-        right_password = services.login(name, PASSWORD, "198.51.100.99")
+        right_password = attempt_login(name, PASSWORD, "198.51.100.99")
         seen[name] = (failures, refused, right_password)
     assert seen["alice"] == seen["ghost"]
     assert seen["ghost"][0] == 100
