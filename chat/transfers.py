@@ -1,5 +1,10 @@
 """File transfers (PROTOCOL.md 3.3) in the server: the consumer's glue to the relay rules.
 
+(Over 600 lines on purpose: a fifth of it is the routing described below, which the
+two classes here, the per-session :class:`TransferSession` and the per-process
+:class:`TransferRelay`, both carry out through the same layer events; split, each
+half would need the whole description.)
+
 :class:`chatproto.transfer.TransferRegistry` decides everything (who may send
 what, the order, the window, the size, the cancels) without I/O; this module
 carries its decisions out, across server processes, and keeps nothing of a
