@@ -46,6 +46,15 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
         self._receivers: dict[str, list[asyncio.Future]] = {}
         self._last_sweep = 0.0
 
+    @property
+    def receiving_channels(self) -> frozenset[str]:
+        """The channels a ``receive`` waits on now (read-only): a server's idle sessions.
+
+        As :attr:`channels` holds a channel only while messages wait in it, this
+        holds one only while a receiver waits on it.
+        """
+        return frozenset(self._receivers)
+
     async def send(self, channel: str, message: dict) -> None:
         assert isinstance(message, dict), "message is not a dict"
         self.require_valid_channel_name(channel)

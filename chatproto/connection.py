@@ -243,6 +243,16 @@ class _Connection:
         self.state = State.CLOSED
         return [CloseConnection(code)]
 
+    @property
+    def records_sent(self) -> int:
+        """How many records this side has sealed: the sequence number of its next record.
+
+        Read-only. For tools that seal records of their own with the session's
+        :attr:`keys` (a test peer forging what :meth:`send` refuses to carry):
+        theirs must continue from here to be accepted.
+        """
+        return self._records.sealer.seq if self._records is not None else 0
+
     def _seal(self, plaintext: bytes) -> bytes:
         if self._records is None or self.state not in self._SENDING_STATES:
             raise LocalProtocolError(f"cannot send records in state {self.state.value}")

@@ -22,12 +22,12 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
     """Settings every chat test runs with; yields them for further overrides.
 
     Also a fresh :class:`chat.runtime.ChatRuntime` (the ``runtime`` fixture) behind
-    the application that ``tests.chat.helpers`` opens sessions on: no session,
-    transfer or counter of one test reaches the next.
+    the application that :mod:`tests.protocol_client.inprocess` opens sessions on:
+    no session, transfer or counter of one test reaches the next.
     """
     from chat.routing import websocket_application
     from chat.runtime import ChatRuntime
-    from tests.chat import helpers
+    from tests.protocol_client import inprocess
 
     settings.PASSWORD_HASHERS = ["tests.chat.helpers.FastArgon2PasswordHasher"]
     settings.CHAT_SERVER_KEY = server_key_file
@@ -44,8 +44,8 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
     }
     cache.clear()
     runtime = ChatRuntime()
-    monkeypatch.setattr(helpers, "RUNTIME", runtime)
-    monkeypatch.setattr(helpers, "APPLICATION", websocket_application(runtime))
+    monkeypatch.setattr(inprocess, "RUNTIME", runtime)
+    monkeypatch.setattr(inprocess, "APPLICATION", websocket_application(runtime))
     yield settings
     runtime.close()
 
@@ -53,9 +53,9 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
 @pytest.fixture
 def runtime(chat_settings):
     """The test's fresh :class:`chat.runtime.ChatRuntime` (see ``chat_settings``)."""
-    from tests.chat import helpers
+    from tests.protocol_client import inprocess
 
-    return helpers.RUNTIME
+    return inprocess.RUNTIME
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from chat import delivery, services, sessions
 from chat.models import Message
 from chat.workers import Workers
-from tests.chat.helpers import open_session
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

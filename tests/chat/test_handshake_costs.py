@@ -29,7 +29,9 @@ def test_the_handshake_check_on_the_local_cache_runs_on_the_loop(chat_settings, 
     assert asyncio.run(limits.admit_handshake("192.0.2.8")) is True  # per address
 
 
-def test_the_handshake_check_on_a_shared_cache_goes_to_a_thread(chat_settings, monkeypatch):
+def test_the_handshake_check_on_a_shared_cache_goes_to_a_thread(
+    chat_settings, monkeypatch, tmp_path
+):
     hops: list[object] = []
 
     def counted(func):
@@ -40,7 +42,13 @@ def test_the_handshake_check_on_a_shared_cache_goes_to_a_thread(chat_settings, m
 
         return run
 
-    monkeypatch.setattr(limits, "_cache_is_local", lambda: False)
+    # A cache that other processes share (files here, Redis in production): I/O behind each call.
+    chat_settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "shared-cache"),
+        }
+    }
     monkeypatch.setattr(limits, "sync_to_async", counted)
     assert asyncio.run(limits.admit_handshake("192.0.2.9")) is True
     assert hops == [limits.handshake_allowed]

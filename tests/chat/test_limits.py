@@ -14,7 +14,7 @@ import pytest
 
 from chat import limits
 from chatsite import env
-from tests.chat.helpers import TIMEOUT, communicator, open_session
+from tests.protocol_client.inprocess import TIMEOUT, communicator, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

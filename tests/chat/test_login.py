@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import User
-from tests.chat.helpers import communicator, open_session
+from tests.protocol_client.inprocess import communicator, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,9 +234,9 @@ async def test_client_address_comes_from_a_trusted_proxy_only(chat_settings, cre
     async def attempt(forwarded: bytes, peer: str) -> dict:
         comm = communicator(client=(peer, 1))
         comm.scope["headers"] = [*comm.scope["headers"], (b"x-forwarded-for", forwarded)]
-        from tests.chat.helpers import ProtocolSession
+        from tests.protocol_client.inprocess import InProcessClient
 
-        session = ProtocolSession(comm)
+        session = InProcessClient(comm)
         await session.connect()
         await session.handshake()
         answer = await session.request({"type": "login", "username": "alice", "password": "bad"})

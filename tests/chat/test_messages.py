@@ -8,7 +8,7 @@ import pytest
 
 from chat import services
 from chat.models import Message, Room
-from tests.chat.helpers import open_session
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

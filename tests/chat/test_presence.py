@@ -8,7 +8,7 @@ from django.core.cache import cache
 from accounts import services as accounts
 from accounts.models import User
 from chat import presence
-from tests.chat.helpers import open_session
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

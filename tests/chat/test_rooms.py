@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chat import services
-from tests.chat.helpers import open_session
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from chat.runtime import ChatRuntime
-from tests.chat.helpers import open_session
+from tests.protocol_client.inprocess import open_session
 
 
 async def test_sessions_live_in_the_runtime_of_the_application_that_serves_them(

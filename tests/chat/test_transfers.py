@@ -1,8 +1,9 @@
 """File transfer through the real consumer (PROTOCOL.md 3.3): every duty of the server's relay.
 
-Each test drives sessions over the real ASGI application on the in-memory
-layer, speaking the protocol with chatproto's ``ClientConnection``; after a
-transfer ends, the process's registry must hold nothing (``registry().idle``).
+Each test drives sessions over the real WebSocket application on the in-memory
+layer, speaking the protocol through the tests' one protocol client
+(:mod:`tests.protocol_client.inprocess`, on chatproto's ``ClientConnection``); after a
+transfer ends, the runtime's relay must hold nothing (``registry_idle()``).
 Transfers between two server processes are in ``tests/e2e/test_file_transfer.py``.
 """
 
@@ -21,7 +22,6 @@ from django.core.cache import cache
 from accounts import services as accounts
 from accounts.models import User
 from chat import presence
-from chatproto.connection import ChunkReceived, MessageReceived
 from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE, TRANSFER_WINDOW
 from chatproto.transfer import (
@@ -34,8 +34,8 @@ from chatproto.transfer import (
     Send,
     SendChunk,
 )
-from tests.chat import helpers
-from tests.chat.helpers import TIMEOUT, ProtocolSession, communicator
+from tests.protocol_client import inprocess
+from tests.protocol_client.inprocess import TIMEOUT, InProcessClient, communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,33 +45,24 @@ SHA = "ab" * 32
 PUSHES = {"users", "rooms"}  # pushes that may arrive at any time; not part of a transfer
 
 
-class Peer(ProtocolSession):
+class Peer(InProcessClient):
     """A session that also receives chunk records (all kept, in order, in ``chunks``)."""
 
     def __init__(self, comm) -> None:
         super().__init__(comm)
-        self.chunks: list[FileChunk] = []
-        self._chunks_taken = 0
+        self.taken: list[FileChunk] = []
         self._disconnected = False
 
-    async def _next_message(self, timeout: float) -> dict[str, Any]:
-        while True:
-            for event in self.conn.receive_bytes(await self._output_bytes(timeout)):
-                if isinstance(event, ChunkReceived):
-                    self.chunks.append(event.chunk)
-                elif isinstance(event, MessageReceived):
-                    return event.message
+    @property
+    def chunks(self) -> list[FileChunk]:
+        """Every chunk received so far, in order: those taken, then those pending."""
+        return self.taken + [item for item in self.pending if isinstance(item, FileChunk)]
 
     async def next_chunk(self, timeout: float = TIMEOUT) -> FileChunk:
         """The next chunk record; messages read meanwhile stay pending for ``recv``."""
-        while len(self.chunks) == self._chunks_taken:
-            for event in self.conn.receive_bytes(await self._output_bytes(timeout)):
-                if isinstance(event, ChunkReceived):
-                    self.chunks.append(event.chunk)
-                elif isinstance(event, MessageReceived):
-                    self.pending.append(event.message)
-        self._chunks_taken += 1
-        return self.chunks[self._chunks_taken - 1]
+        chunk = await self.recv_chunk(timeout)
+        self.taken.append(chunk)
+        return chunk
 
     async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         """The next message that is not a ``users``/``rooms`` push."""
@@ -81,12 +72,12 @@ class Peer(ProtocolSession):
                 return message
 
     async def chunk(self, index: int, data: bytes, transfer: str = T) -> None:
-        await self.send_bytes(self.conn.send_chunk(bytes.fromhex(transfer), index, data))
+        await self.send_chunk(FileChunk(bytes.fromhex(transfer), index, data))
 
     async def raw_chunk(self, index: int, data: bytes, transfer: str = T) -> None:
         """A chunk record sealed by hand: chatproto's encoder refuses what the protocol forbids."""
         plaintext = b"\x02" + bytes.fromhex(transfer) + struct.pack(">I", index) + data
-        await self.send_bytes(self.conn._seal(plaintext))
+        await self.send_bytes(self.protocol.seal_raw(plaintext))
 
     async def close(self) -> None:
         """Disconnect (once: fixtures close what a test has not)."""
@@ -142,7 +133,7 @@ def is_error(answer: dict[str, Any], code: str, ref: str | None) -> bool:
 
 
 def registry_idle() -> bool:
-    return helpers.RUNTIME.transfers.idle
+    return inprocess.RUNTIME.transfers.idle
 
 
 @pytest.fixture
@@ -429,7 +420,7 @@ async def run_small_chunks(
                     assert message["index"] == acked
                     acked += 1
         await alice.chunk(index, piece)
-    while bob._chunks_taken < len(pieces):
+    while len(bob.taken) < len(pieces):
         chunk = await bob.next_chunk()
         received.update(chunk.data)
         await bob.send({"type": "file_ack", "transfer": T, "index": chunk.index})
@@ -698,12 +689,12 @@ def ghost_process_beats() -> None:
 
 async def checked_twice() -> None:
     """Two checks, as a heartbeat apart: what it takes to judge a peer gone."""
-    await helpers.RUNTIME.transfers.check_peers()
-    await helpers.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
 
 
 def channel_of(username: str) -> str:
-    channel = helpers.RUNTIME.transfers.session_of(username)
+    channel = inprocess.RUNTIME.transfers.session_of(username)
     assert channel is not None, f"{username} has no session here"
     return channel
 
@@ -727,14 +718,14 @@ async def test_a_transfer_ends_when_the_recipients_process_dies(create_users, ru
     await checked_twice()
     assert await alice.quiet()  # bob's process lives: nothing happens
     ghost_process_dies()
-    await helpers.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
     assert await alice.quiet()  # one late heartbeat is not a death
     ghost_process_beats()
-    await helpers.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
     ghost_process_dies()
-    await helpers.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
     assert await alice.quiet()  # the late heartbeat came: the count starts again
-    await helpers.RUNTIME.transfers.check_peers()
+    await inprocess.RUNTIME.transfers.check_peers()
     assert await alice.next() == cancel("disconnected")
     assert registry_idle()
     await alice.close()

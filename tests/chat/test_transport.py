@@ -10,7 +10,7 @@ import pytest
 import chatproto.connection
 from chatproto import crypto_utils
 from chatproto.limits import MAX_RECORD_SIZE
-from tests.chat.helpers import ProtocolSession, communicator, open_session
+from tests.protocol_client.inprocess import InProcessClient, communicator, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,8 +28,8 @@ async def test_connection_from_a_foreign_origin_is_refused(chat_settings):
 
 
 async def test_hello_carries_the_server_key_and_a_fresh_ephemeral_key(chat_settings):
-    first = ProtocolSession(communicator())
-    second = ProtocolSession(communicator())
+    first = InProcessClient(communicator())
+    second = InProcessClient(communicator())
     hellos = []
     for session in (first, second):
         await session.connect()
@@ -60,7 +60,7 @@ async def test_greeting_announces_server_registration_and_limits(chat_settings):
 
 
 async def test_bad_key_message_closes_4000_without_a_word(chat_settings):
-    session = ProtocolSession(communicator())
+    session = InProcessClient(communicator())
     await session.connect()
     await session.comm.receive_from()
     await session.comm.send_to(
@@ -70,7 +70,7 @@ async def test_bad_key_message_closes_4000_without_a_word(chat_settings):
 
 
 async def test_binary_message_before_the_handshake_closes_4000(chat_settings):
-    session = ProtocolSession(communicator())
+    session = InProcessClient(communicator())
     await session.connect()
     await session.comm.receive_from()
     await session.comm.send_to(bytes_data=b"\x01" * 80)
@@ -85,7 +85,7 @@ async def test_text_message_after_the_handshake_closes_4002(chat_settings):
 
 async def test_tampered_record_closes_4002(chat_settings):
     session = await open_session()
-    record = bytearray(session.conn.send({"type": "ping", "id": "p"}))
+    record = bytearray(session.protocol.seal({"type": "ping", "id": "p"}))
     record[20] ^= 0x01
     await session.send_bytes(bytes(record))
     assert await session.expect_close() == 4002
@@ -107,7 +107,7 @@ async def test_record_over_one_mebibyte_closes_1009(chat_settings):
 
 async def test_missing_the_key_deadline_closes_4000(chat_settings, monkeypatch):
     monkeypatch.setattr(chatproto.connection, "KEY_DEADLINE_SECONDS", 0.2)
-    session = ProtocolSession(communicator())
+    session = InProcessClient(communicator())
     await session.connect()
     await session.comm.receive_from()
     assert await session.expect_close() == 4000
@@ -136,7 +136,7 @@ async def test_too_many_handshakes_from_one_address_close_4008(chat_settings):
     for _ in range(2):
         session = await open_session(client=("10.1.1.1", 5000))
         await session.close()
-    refused = ProtocolSession(communicator(client=("10.1.1.1", 5001)))
+    refused = InProcessClient(communicator(client=("10.1.1.1", 5001)))
     await refused.connect()
     assert await refused.expect_close() == 4008
     other = await open_session(client=("10.1.1.2", 5000))  # another address is not affected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatproto import records
 from chatproto.codes import ErrorCode
 from chatproto.connection import (
     BadLoginAnswer,
@@ -24,7 +25,7 @@ from chatproto.connection import (
 )
 from chatproto.connection import LoggedIn as ClientLoggedIn
 from chatproto.errors import LocalProtocolError
-from chatproto.framing import FileChunk
+from chatproto.framing import FileChunk, encode_json
 from chatproto.limits import (
     KEY_DEADLINE_SECONDS,
     LOGIN_DEADLINE_SECONDS,
@@ -33,7 +34,7 @@ from chatproto.limits import (
     MAX_RECORD_SIZE,
     MAX_RECORDS_PER_DIRECTION,
 )
-from chatproto.records import SequenceExhausted
+from chatproto.records import RecordSealer, SequenceExhausted
 from tests.chatproto.helpers import GREETING, VALID, handshake, logged_in, replies, server_key
 
 TRANSFER = bytes.fromhex("0123456789abcdef0123456789abcdef")
@@ -47,6 +48,19 @@ def fresh_server() -> ServerConnection:
     server = ServerConnection(server_key())
     server.hello()
     return server
+
+
+def forger(conn: ClientConnection | ServerConnection) -> RecordSealer:
+    """Seals any plaintext at all (what ``send`` refuses to carry) as ``conn``'s side would,
+    with its session keys, continuing after the records it sent: a buggy or hostile peer."""
+    keys = conn.keys
+    assert keys is not None
+    if isinstance(conn, ServerConnection):
+        sealer = RecordSealer(keys.s2c_enc, keys.s2c_mac)
+    else:
+        sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac)
+    sealer.seq = conn.records_sent
+    return sealer
 
 
 def closes_with(events, code) -> bool:
@@ -223,7 +237,8 @@ def test_every_kind_of_bad_request_counts_including_too_large():
     # Plaintexts that send() cannot produce, sealed with the client's own keys.
     bad_plaintexts = [b"", b"\x02" + TRANSFER, b"\x09{}", b"\x01[]"]
     records = [client.send(m) for m in bad_messages]
-    records += [client._records.sealer.seal(p) for p in bad_plaintexts]
+    forged = forger(client)
+    records += [forged.seal(p) for p in bad_plaintexts]
     assert len(records) == MAX_BAD_REQUESTS
     codes = []
     for record in records[:-1]:
@@ -334,7 +349,7 @@ def test_closed_connection_ignores_all_input():
     with pytest.raises(LocalProtocolError):
         server.send({"type": "pong"})
     client.close()
-    assert client.receive_bytes(server._records.sealer.seal(b"\x01{}")) == []
+    assert client.receive_bytes(forger(server).seal(b"\x01{}")) == []
     assert client.receive_text("x") == []
     with pytest.raises(LocalProtocolError):
         client.send({"type": "ping"})
@@ -357,21 +372,41 @@ def test_client_passes_on_unknown_types_and_fields():
 
 def test_client_ignores_a_malformed_message_and_goes_on():
     client, server = handshake()
+    forged = forger(server)
     for plaintext in [b"\x01{", b"\x01[]", b"", b"\x07", b'\x01{"a":1,"a":2}', b'\x01{"x":1}']:
-        assert client.receive_bytes(server._records.sealer.seal(plaintext)) == []
-    assert client.receive_bytes(server.send({"type": "pong"})) == [
+        assert client.receive_bytes(forged.seal(plaintext)) == []
+    assert client.receive_bytes(forged.seal(encode_json({"type": "pong"}))) == [
         MessageReceived({"type": "pong"})
     ]
 
 
-def test_sender_at_two_to_the_32_records_must_reconnect():
+def test_sender_at_two_to_the_32_records_must_reconnect(monkeypatch):
+    # The record layer stops at 2**32 (tests/chatproto/test_records.py seals up to it); the
+    # limit is lowered here to what the connections reach, to see each side stop there.
+    assert MAX_RECORDS_PER_DIRECTION == records.MAX_RECORDS_PER_DIRECTION == 2**32
     client, server = handshake()
-    server._records.sealer.seq = MAX_RECORDS_PER_DIRECTION
+    limit = 3
+    monkeypatch.setattr(records, "MAX_RECORDS_PER_DIRECTION", limit)
+    while server.records_sent < limit:
+        assert client.receive_bytes(server.send({"type": "pong"})) == [
+            MessageReceived({"type": "pong"})
+        ]
     with pytest.raises(SequenceExhausted):
         server.send({"type": "pong"})
-    client._records.sealer.seq = MAX_RECORDS_PER_DIRECTION
+    while client.records_sent < limit:
+        assert server.receive_bytes(client.send({"type": "ping", "id": "p"}))
     with pytest.raises(SequenceExhausted):
         client.send({"type": "ping"})
+
+
+def test_records_sent_counts_the_records_each_side_sealed():
+    assert fresh_server().records_sent == 0
+    assert ClientConnection().records_sent == 0
+    client, server = handshake()
+    assert (server.records_sent, client.records_sent) == (1, 0)  # the greeting
+    server.receive_bytes(client.send({"type": "ping", "id": "p"}))
+    client.receive_bytes(server.send({"type": "pong", "ref": "p"}))
+    assert (server.records_sent, client.records_sent) == (2, 1)
 
 
 def test_session_id_is_eight_bytes_of_th_in_hex():

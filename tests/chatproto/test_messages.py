@@ -218,7 +218,8 @@ def test_usernames(kind, name, user, ok):
     if kind == "history":
         del message["room"]
     if ok:
-        assert validate_request(message).as_dict()[messages._python_name(name)] == user
+        attribute = "with_" if name == "with" else name  # ``with`` is a Python keyword
+        assert getattr(validate_request(message), attribute) == user
     else:
         assert_bad_request(message)
 

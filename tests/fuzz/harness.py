@@ -1,6 +1,6 @@
 """A hostile client for the real consumer, in process, that chooses every byte and holds the keys.
 
-:class:`FuzzSession` speaks to ``chatsite.asgi.application`` (origin check,
+:class:`FuzzSession` speaks to the WebSocket application of the test's runtime (origin check,
 routing, :class:`chat.consumers.ChatConsumer`) through the tests' one protocol
 client on Channels' ``WebsocketCommunicator`` (:mod:`tests.protocol_client.inprocess`),
 which does the handshake, opens what the server sends, and seals *valid*

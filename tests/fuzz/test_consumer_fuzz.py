@@ -1,6 +1,6 @@
 """Fuzzing the real consumer: hostile frames before, during and after the handshake and login.
 
-Each case is one session of ``chatsite.asgi.application`` (in process, through
+Each case is one session of the WebSocket application (in process, through
 Channels' communicator) that receives generated frames, each judged by
 :mod:`tests.fuzz.harness`: the answer or close code PROTOCOL.md names, never
 ``internal``, never an error in the server's logs or an exception out of the

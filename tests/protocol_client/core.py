@@ -78,7 +78,6 @@ class ClientProtocol:
         self._awaited: set[str] = set()
         self._answers: dict[str, Message] = {}
         self._ids = (f"{id_prefix}{n}" for n in itertools.count(1))
-        self._sealed = 0  # records ClientConnection sealed for us
         self._raw_sealer: RecordSealer | None = None  # once seal_raw was called
 
     # --- the handshake -------------------------------------------------------------------------
@@ -121,16 +120,12 @@ class ClientProtocol:
         """The record carrying ``message`` (for replay tests, the very bytes sent)."""
         if self._raw_sealer is not None:
             return self._raw_sealer.seal(encode_json(message))
-        record = self.conn.send(message)
-        self._sealed += 1
-        return record
+        return self.conn.send(message)
 
     def seal_chunk(self, chunk: FileChunk) -> bytes:
         if self._raw_sealer is not None:
             return self._raw_sealer.seal(encode_chunk(chunk.transfer, chunk.index, chunk.data))
-        record = self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data)
-        self._sealed += 1
-        return record
+        return self.conn.send_chunk(chunk.transfer, chunk.index, chunk.data)
 
     def seal_raw(self, plaintext: bytes) -> bytes:
         """A valid record holding any plaintext at all (a malformed chunk, an unknown kind),
@@ -143,13 +138,13 @@ class ClientProtocol:
             if keys is None:
                 raise RuntimeError("seal_raw before the key message")
             self._raw_sealer = RecordSealer(keys.c2s_enc, keys.c2s_mac)
-            self._raw_sealer.seq = self._sealed
+            self._raw_sealer.seq = self.conn.records_sent
         return self._raw_sealer.seal(plaintext)
 
     @property
     def next_seq(self) -> int:
         """The sequence number of the next record this client seals (forged-record tests)."""
-        return self._raw_sealer.seq if self._raw_sealer is not None else self._sealed
+        return self._raw_sealer.seq if self._raw_sealer is not None else self.conn.records_sent
 
     def request(self, message: Mapping[str, Any]) -> tuple[str, bytes]:
         """Add an ``id`` (unless there is one) and await its answer: ``(id, record to send)``."""

@@ -1,8 +1,8 @@
 """An in-process test client: Channels' ``WebsocketCommunicator`` around :class:`ClientProtocol`.
 
-It drives the real ASGI application (origin check, routing, consumer) on the
-test's own event loop and settings, so a consumer test reads like a
-conversation::
+It drives the real WebSocket application (origin check, routing, consumer:
+``chat.routing.websocket_application``) on the test's own event loop and
+settings, so a consumer test reads like a conversation::
 
     async with in_process_session() as alice:
         await alice.login("alice")                  # login_ok, then up to ``users``
@@ -11,6 +11,11 @@ conversation::
 
 (A timeout of ``receive_output`` cancels the application, so "nothing came"
 is asked with ``receive_nothing``: :meth:`InProcessClient.nothing`, ``drain``.)
+
+Sessions are opened on :data:`APPLICATION`, built around :data:`RUNTIME`, a fresh
+:class:`chat.runtime.ChatRuntime` for each test: the ``chat_settings`` fixture
+(``tests/chat/conftest.py``) sets both, so no session, transfer or counter of
+one test reaches the next.
 """
 
 from __future__ import annotations
@@ -32,18 +37,22 @@ ORIGIN = b"http://127.0.0.1:8000"
 CLIENT = ("127.0.0.1", 40000)
 PASSWORD = "pw"  # what the chat tests' ``make_user`` gives every account
 
+# The application sessions are opened on, and the runtime behind it (for tests that look
+# at the server's state): set for each test by the ``chat_settings`` fixture.
+APPLICATION: Any = None
+RUNTIME: Any = None
+
 
 def communicator(
     *, origin: bytes | None = ORIGIN, client: tuple[str, int] = CLIENT
 ) -> WebsocketCommunicator:
-    """A communicator to ``/ws/chat/`` of the project's ASGI application (``origin=None``:
-    no Origin header); ``client`` is the address the consumer sees."""
-    from chatsite.asgi import application
-
+    """A communicator to ``/ws/chat/`` of :data:`APPLICATION` (``origin=None``: no Origin
+    header); ``client`` is the address the consumer sees."""
+    assert APPLICATION is not None, "use the chat_settings fixture: it builds the application"
     headers = [(b"host", b"127.0.0.1:8000")]
     if origin is not None:
         headers.append((b"origin", origin))
-    comm = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    comm = WebsocketCommunicator(APPLICATION, "/ws/chat/", headers=headers)
     comm.scope["client"] = client  # read by the consumer when it connects
     return comm
 
