@@ -102,7 +102,7 @@ class Session:
     def decode(self, data: str | bytes) -> dict[str, Any] | tuple[bytes, int, bytes]:
         if self.opener is None:
             return json.loads(data)
-        plaintext = self.opener.open(data)  # type: ignore[arg-type]
+        plaintext = self.opener.open(data)  # type: ignore[arg-type]  # records are binary frames
         if plaintext[0] == KIND_JSON:
             return json.loads(plaintext[1:])
         if plaintext[0] == KIND_CHUNK:
@@ -128,7 +128,7 @@ class Session:
                         continue
                     self.on_message(item)
                 else:
-                    self.on_chunk(*item)  # type: ignore[misc]
+                    self.on_chunk(*item)  # type: ignore[misc]  # the queue holds (transfer, index, data) for chunks
         except ConnectionClosed as exc:
             reason = f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}"
         except Exception as exc:  # a broken record or message: report, do not hang
@@ -177,7 +177,7 @@ async def _ws_connect(target: Target, local_addr: str | None) -> WsConnection:
         kwargs["local_addr"] = (local_addr, 0)
     return await connect(
         target.url,
-        origin=target.origin,  # type: ignore[arg-type]
+        origin=target.origin,  # type: ignore[arg-type]  # websockets types Origin as a NewType of str
         compression=None,
         proxy=None,
         open_timeout=OPEN_TIMEOUT,
@@ -211,9 +211,9 @@ async def open_session(
         protocol = ClientProtocol(expected_fingerprint=None)  # a benchmark trusts the key
         try:
             hello = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
-            await ws.send(protocol.receive_hello(hello))  # type: ignore[arg-type]
+            await ws.send(protocol.receive_hello(hello))  # type: ignore[arg-type]  # after the hello, the server sends text
             first = await asyncio.wait_for(ws.recv(), OPEN_TIMEOUT)
-            protocol.receive_greeting(first)  # type: ignore[arg-type]
+            protocol.receive_greeting(first)  # type: ignore[arg-type]  # the greeting is a binary record
         except ProtocolViolation as exc:
             raise SessionError(str(exc)) from None
         session = Session(ws, protocol.conn)
@@ -542,7 +542,7 @@ class Worker:
         timed from the TCP connect to the greeting (or to ``login_ok``), then closed."""
         times = array.array("d")
         errors: list[str] = []
-        addr_cycle = itertools.cycle(local_addrs or [None])  # type: ignore[list-item]
+        addr_cycle = itertools.cycle(local_addrs or [None])  # type: ignore[list-item]  # None: the system picks the source address
         account_cycle = itertools.cycle(accounts or [("", "")])
 
         async def loop_one() -> None:
@@ -711,7 +711,7 @@ class Worker:
                 await asyncio.wait_for(acked.get(), wait_s)
                 in_flight -= 1
             data = block if index < full else block[:rest]
-            await session.ws.send(session.conn.send_chunk(transfer, index, data))  # type: ignore[union-attr]
+            await session.ws.send(session.conn.send_chunk(transfer, index, data))  # type: ignore[union-attr]  # a transfer's sessions are connected
             in_flight += 1
             if outcome.done():
                 break

@@ -195,7 +195,7 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
 
     async def send_message(self, message: dict[str, Any]) -> None:
         if self.conn is not None and self.close_code is None:
-            await self._seal(lambda: self.conn.send(message))  # type: ignore[union-attr]
+            await self._seal(lambda: self.conn.send(message))
 
     async def send_plaintext(self, plaintext: bytes) -> bool:
         """A push's record to the client; True when it went out (once per recipient: lean)."""

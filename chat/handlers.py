@@ -33,10 +33,10 @@ class RequestHandlers:
         raise NotImplementedError
 
     async def handle_login(self, request: Request) -> None:
-        await lifecycle.login(self, request)  # type: ignore[arg-type]
+        await lifecycle.login(self, request)  # type: ignore[arg-type]  # the consumer that mixes these handlers in is a lifecycle.Session
 
     async def handle_register(self, request: Request) -> None:
-        await lifecycle.register(self, request)  # type: ignore[arg-type]
+        await lifecycle.register(self, request)  # type: ignore[arg-type]  # the consumer that mixes these handlers in is a lifecycle.Session
 
     async def handle_ping(self, request: Request) -> None:
         await self.send_message(services.answer("pong", request.id))

@@ -39,7 +39,7 @@ SWEEP_SECONDS = 1.0
 class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.channel_capacity = self.compile_capacities(self.channel_capacity)
+        self.channel_capacity: list[Any] = self.compile_capacities(self.channel_capacity)
         # channel -> messages waiting: deque of (expiry, message); only while non-empty
         self.channels: dict[str, collections.deque[tuple[float, dict]]] = {}
         # channel -> receivers waiting, oldest first; only while someone waits
@@ -132,4 +132,4 @@ class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
 
     async def flush(self) -> None:
         self.channels = {}
-        self.groups = {}
+        self.groups: dict[str, dict[str, float]] = {}

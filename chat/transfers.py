@@ -186,7 +186,7 @@ class TransferSession:
         if request.type == "file_offer":
             await self._offer(request)
             return
-        transfer_id: str = request.transfer  # type: ignore[attr-defined]
+        transfer_id: str = request.transfer  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
         reg = self.relay.registry
         owned = reg.get(transfer_id)
         owner = self.routes.get(transfer_id)
@@ -304,7 +304,7 @@ class TransferSession:
             log.warning("a forwarded transfer request did not validate; dropped")
             return
         actions = self.relay.registry.receive(request, session=event["session"], user=event["user"])
-        await self.relay.carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]
+        await self.relay.carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
 
     # --- to the client ------------------------------------------------------------------------
 

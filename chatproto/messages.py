@@ -187,7 +187,7 @@ class Request:
     id: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]  # the generated classes are dataclasses
 
 
 def _class_name(kind: str) -> str:

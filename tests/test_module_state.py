@@ -81,7 +81,7 @@ def _frozen_classes(tree: ast.Module) -> set[str]:
             )
             if is_dataclass and any(
                 k.arg == "frozen" and isinstance(k.value, ast.Constant) and k.value.value
-                for k in decorator.keywords  # type: ignore[union-attr]
+                for k in decorator.keywords  # type: ignore[union-attr]  # the decorator is an ast.Call here
             ):
                 frozen.add(node.name)
         if any(_dotted(base).endswith(("Enum", "NamedTuple")) for base in node.bases):

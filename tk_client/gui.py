@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report(kind, value, tb)
 
-    root.report_callback_exception = callback_failed  # type: ignore[method-assign]
+    root.report_callback_exception = callback_failed
     try:
         root.mainloop()
     except KeyboardInterrupt:

@@ -45,7 +45,7 @@ from .config import config_dir, ensure_config_dir
 try:
     import fcntl
 except ImportError:  # Windows: no cleanup (see the module docstring)
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # no fcntl on Windows: journals go unlocked there
 
 JOURNAL_FOLDER = "partial-files"
 JOURNAL_SUFFIX = ".journal"

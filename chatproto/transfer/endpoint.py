@@ -293,9 +293,9 @@ class IncomingTransfer(_Endpoint):
             return cls(
                 transfer=message.get("transfer"),  # type: ignore[arg-type]  # checked by __init__
                 sender=sender,
-                name=message.get("name"),  # type: ignore[arg-type]
-                size=message.get("size"),  # type: ignore[arg-type]
-                sha256=message.get("sha256"),  # type: ignore[arg-type]
+                name=message.get("name"),  # type: ignore[arg-type]  # checked by __init__
+                size=message.get("size"),  # type: ignore[arg-type]  # checked by __init__
+                sha256=message.get("sha256"),  # type: ignore[arg-type]  # checked by __init__
             )
         except MessageError as exc:
             raise MessageError(ErrorCode.BAD_REQUEST, f"malformed file offer: {exc}") from None

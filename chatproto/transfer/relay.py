@@ -497,7 +497,7 @@ class TransferRegistry:
         """A step of a transfer (a type in :data:`TRANSFER_TYPES`) from ``session`` of ``user``."""
         if request.type not in TRANSFER_TYPES:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
-        transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]
+        transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
         if transfer is None:
             return [_unknown_transfer(session, request.id)]
         return self._after(transfer, transfer.handle(request, session=session, user=user))

@@ -167,7 +167,7 @@ def run(relay: Relay, ends: dict[str, Any], rng: random.Random, *, until: Any = 
         end = ends.get(session)
         if end is None:
             if isinstance(item, dict):
-                relay.shown[session].append(item)  # type: ignore[arg-type]
+                relay.shown[session].append(item)  # type: ignore[arg-type]  # the harness's relay records any item
             continue
         if isinstance(item, FileChunk):
             relay.from_client(session, end.handle_chunk(item))
@@ -235,6 +235,6 @@ def connected_relay() -> Relay:
 def offer_and_accept(relay: Relay, sender: Any, accept_on: str = "bob-1") -> Any:
     relay.from_client("alice-1", [Send(sender.outgoing.offer("o1"))])
     offer = relay.inbox[accept_on].popleft()
-    receiver = MemoryReceiver(offer)  # type: ignore[arg-type]
+    receiver = MemoryReceiver(offer)  # type: ignore[arg-type]  # a relayed offer as the relay shows it
     relay.from_client(accept_on, receiver.incoming.accept())
     return receiver

@@ -171,7 +171,7 @@ class LeanSession(asyncio.Protocol):
     # -- receiving ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = transport  # type: ignore[assignment]  # asyncio's Protocol API types it as BaseTransport
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed is None:

@@ -53,7 +53,7 @@ class AsyncClient:
         """Connect, check the pinned fingerprint, send the key, verify the greeting."""
         ws = await websockets.connect(
             url,
-            origin=origin,  # type: ignore[arg-type]
+            origin=origin,  # type: ignore[arg-type]  # websockets types Origin as a NewType of str
             compression=None,
             proxy=None,
             max_size=MAX_RECORD_SIZE,
@@ -63,8 +63,8 @@ class AsyncClient:
         protocol = ClientProtocol(fingerprint, id_prefix="a")
         try:
             hello = await asyncio.wait_for(ws.recv(), timeout)
-            await ws.send(protocol.receive_hello(hello))  # type: ignore[arg-type]
-            protocol.receive_greeting(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[arg-type]
+            await ws.send(protocol.receive_hello(hello))  # type: ignore[arg-type]  # after the hello, the server sends text
+            protocol.receive_greeting(await asyncio.wait_for(ws.recv(), timeout))  # type: ignore[arg-type]  # the greeting is a binary record
         except BaseException:
             await ws.close()
             raise

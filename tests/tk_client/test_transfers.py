@@ -376,7 +376,7 @@ def start(
     upload = Upload.from_path(write_file(outbox / name, data), "bob", clock=Clock())
     relay.from_client("alice-1", [Send(upload.offer("o1"))])
     offer = relay.inbox["bob-1"].popleft()
-    incoming = IncomingTransfer.from_offer(offer)  # type: ignore[arg-type]
+    incoming = IncomingTransfer.from_offer(offer)  # type: ignore[arg-type]  # a relayed offer as the relay shows it
     folder = tmp_path / to_folder
     folder.mkdir(exist_ok=True)
     download = Download(incoming, incoming_destination(folder, incoming.name), clock=Clock())
@@ -411,7 +411,7 @@ def test_declining_after_choosing_a_place_leaves_no_file(tmp_path):
         relay.connect(session, user)
     upload = Upload.from_path(write_file(tmp_path / "a.txt", b"hello"), "bob")
     relay.from_client("alice-1", [Send(upload.offer())])
-    incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]
+    incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]  # a relayed offer as the relay shows it
     download = Download(incoming, tmp_path / "saved.txt")
     relay.from_client("bob-1", download.reject())
     run(relay, ends(upload, download), random.Random(0))
@@ -476,7 +476,7 @@ def test_recipient_discards_a_file_whose_hash_does_not_match_the_offer(tmp_path)
     upload = Upload.from_path(write_file(tmp_path / "a.bin", os.urandom(5000)), "bob")
     upload.outgoing.sha256 = "00" * 32  # a sender that lies (or a bug)
     relay.from_client("alice-1", [Send(upload.offer())])
-    incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]
+    incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]  # a relayed offer as the relay shows it
     (tmp_path / "in").mkdir()
     download = Download(incoming, tmp_path / "in" / "a.bin")
     relay.from_client("bob-1", download.accept())
@@ -522,7 +522,7 @@ def test_memory_stays_flat_while_64_mib_stream_through(tmp_path):
             relay.connect(session, user)
         upload = Upload.from_path(source / "big.bin", "bob")
         relay.from_client("alice-1", [Send(upload.offer())])
-        incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]
+        incoming = IncomingTransfer.from_offer(relay.inbox["bob-1"].popleft())  # type: ignore[arg-type]  # a relayed offer as the relay shows it
         download = Download(incoming, tmp_path / "big.bin")
         relay.from_client("bob-1", download.accept())
         run(relay, ends(upload, download), random.Random(8))

@@ -114,7 +114,7 @@ def _hash_file(file: BinaryIO, on_progress: Callable[[int], None] | None) -> tup
     buffer = bytearray(HASH_BUFFER_SIZE)
     view = memoryview(buffer)
     total = 0
-    while count := file.readinto(buffer):  # type: ignore[attr-defined]
+    while count := file.readinto(buffer):  # type: ignore[attr-defined]  # binary files have readinto; typing.BinaryIO lacks it
         digest.update(view[:count])
         total += count
         if on_progress is not None:

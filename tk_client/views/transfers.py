@@ -129,7 +129,7 @@ class TransferPanel(ttk.Frame):
         if self._grid is None:
             return
         if self.rows and not self.winfo_ismapped():
-            self.grid(**self._grid)  # type: ignore[arg-type]
+            self.grid(**self._grid)  # type: ignore[arg-type]  # grid options are typed per keyword
         elif not self.rows:
             self.grid_remove()
 
@@ -296,7 +296,7 @@ def enable_file_drop(widget: tk.Misc, on_paths: Callable[[list[str]], None]) -> 
         return False
     try:
         TkinterDnD._require(widget.winfo_toplevel())
-        widget.drop_target_register(DND_FILES)  # type: ignore[attr-defined]
+        widget.drop_target_register(DND_FILES)  # type: ignore[attr-defined]  # tkinterdnd2 adds it at run time
     except (tk.TclError, RuntimeError):
         return False
 
@@ -308,5 +308,5 @@ def enable_file_drop(widget: tk.Misc, on_paths: Callable[[list[str]], None]) -> 
                 on_paths(list(paths))
         return getattr(event, "action", "copy") or "copy"
 
-    widget.dnd_bind("<<Drop>>", dropped)  # type: ignore[attr-defined]
+    widget.dnd_bind("<<Drop>>", dropped)  # type: ignore[attr-defined]  # tkinterdnd2 adds it at run time
     return True
