@@ -56,6 +56,7 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         self.user_id = 0
         self.username = "-"
         self.rooms: set[str] = set()
+        self.presence_seq: int | None = None  # set by the presence feed's snapshot
         self.groups_joined: set[str] = set()
         self.close_code: int | None = None
         self.timer: asyncio.Task[None] | None = None
@@ -221,13 +222,21 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
             await self._seal(lambda: seal(chunk.transfer, chunk.index, chunk.data))
 
     async def reply_error(
-        self, code: ErrorCode, message: str, ref: str | None = None, retry_after: int | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        retry_after: int | None = None,
+        *,
+        bad_request: bool = False,
     ) -> None:
-        """An ``error`` answer (the connection counts bad requests and may close 4008);
-        ``rate_limited`` always with ``retry_after`` (``chatproto.connection.error_message``)."""
+        """An ``error`` answer (the connection counts bad requests, ``bad_request`` ones too
+        whatever their code, and may close 4008); ``rate_limited`` always with
+        ``retry_after`` (``chatproto.connection.error_message``)."""
         if self.conn is None or self.close_code is not None:
             return
-        await self._apply(self.conn.reply_error(code, message, ref, retry_after))
+        events = self.conn.reply_error(code, message, ref, retry_after, bad_request=bad_request)
+        await self._apply(events)
         if code == ErrorCode.RATE_LIMITED and self.limits.refused():
             await self._close(CloseCode.POLICY)  # flooding on after rate_limited (chat/limits.py)
 

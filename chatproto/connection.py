@@ -383,13 +383,16 @@ class ServerConnection(_Connection):
         message: str,
         ref: str | None = None,
         retry_after: int | None = None,
+        *,
+        bad_request: bool = False,
     ) -> list[Event]:
         """Send an ``error`` (``retry_after``: see :func:`error_message`); the 10th
-        bad_request/too_large of a session then closes 4008."""
+        bad_request/too_large of a session (or other error that the caller says is a bad
+        request: ``bad_request``, a stray file chunk) then closes 4008."""
         events: list[Event] = [
             SendRecord(self.send(error_message(code, message, ref, retry_after)))
         ]
-        if str(code) in (ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value):
+        if bad_request or str(code) in (ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value):
             self.bad_requests += 1
             if self.bad_requests >= MAX_BAD_REQUESTS:
                 events += self._close(CloseCode.POLICY)

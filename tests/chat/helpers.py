@@ -59,8 +59,17 @@ def communicator(
 
 
 class ProtocolSession:
-    def __init__(self, comm: WebsocketCommunicator) -> None:
+    """A client session over the in-process application.
+
+    ``presence`` deltas come at the server's ticks, whatever a test does: unless
+    ``watch_presence`` is set (tests of presence), they are set aside in
+    ``presence_seen`` and never returned by :meth:`recv` or counted by :meth:`nothing`.
+    """
+
+    def __init__(self, comm: WebsocketCommunicator, *, watch_presence: bool = False) -> None:
         self.comm = comm
+        self.watch_presence = watch_presence
+        self.presence_seen: list[dict[str, Any]] = []
         self.conn = ClientConnection()
         self.greeting: dict[str, Any] | None = None
         self.hello: ServerHello | None = None
@@ -102,7 +111,29 @@ class ProtocolSession:
         while True:
             for event in self.conn.receive_bytes(await self._output_bytes(timeout)):
                 if isinstance(event, MessageReceived):
+                    if event.message["type"] == "presence" and not self.watch_presence:
+                        self.presence_seen.append(event.message)
+                        continue
                     return event.message
+
+    async def _only_presence(self, timeout: float) -> bool:
+        """True when nothing but set-aside ``presence`` arrives within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            if await self.comm.receive_nothing(left):
+                return True
+            other = False
+            for event in self.conn.receive_bytes(await self._output_bytes(TIMEOUT)):
+                if isinstance(event, MessageReceived):
+                    if event.message["type"] == "presence" and not self.watch_presence:
+                        self.presence_seen.append(event.message)
+                    else:
+                        self.pending.append(event.message)
+                        other = True
+            if other:
+                return False
+        return True
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         if self.pending:
@@ -129,8 +160,9 @@ class ProtocolSession:
         """
         received = list(self.pending)
         self.pending.clear()
-        while not await self.comm.receive_nothing(quiet):
-            received.append(await self._next_message(TIMEOUT))
+        while not await self._only_presence(quiet):
+            received.extend(self.pending)
+            self.pending.clear()
         return received
 
     async def request(self, message: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
@@ -166,7 +198,7 @@ class ProtocolSession:
         """True when nothing arrives within ``timeout`` (and nothing is pending)."""
         if self.pending:
             return False
-        return await self.comm.receive_nothing(timeout)
+        return await self._only_presence(timeout)
 
     async def close(self) -> None:
         await self.comm.disconnect()
@@ -174,8 +206,8 @@ class ProtocolSession:
         await asyncio.sleep(0.05)
 
 
-async def open_session(**kwargs) -> ProtocolSession:
-    session = ProtocolSession(communicator(**kwargs))
+async def open_session(*, watch_presence: bool = False, **kwargs) -> ProtocolSession:
+    session = ProtocolSession(communicator(**kwargs), watch_presence=watch_presence)
     await session.connect()
     await session.handshake()
     return session
