@@ -57,7 +57,8 @@ COUNTED = frozenset({ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value})
 TRANSFER_PUSHES = frozenset(
     {"file_offer", "file_accept", "file_reject", "file_ack", "file_end", "file_done", "file_cancel"}
 )
-PUSH_TYPES = frozenset({"message", "private", "presence", "rooms"}) | TRANSFER_PUSHES
+# ``users`` without ``ref``: the snapshot after a login (a hostile register may log in).
+PUSH_TYPES = frozenset({"message", "private", "users", "presence", "rooms"}) | TRANSFER_PUSHES
 # The direct answer each request type may get (PROTOCOL.md 3.1-3.3); ``error`` where listed.
 ANSWERS: dict[str, frozenset[str]] = {
     "login": frozenset({"login_ok", "login_failed"}),
