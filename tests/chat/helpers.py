@@ -107,14 +107,21 @@ class ProtocolSession:
     async def send_bytes(self, data: bytes) -> None:
         await self.comm.send_to(bytes_data=data)
 
+    def _received(self, event: object) -> dict[str, Any] | None:
+        """The message an event brings for :meth:`recv`, if any (``presence`` set aside
+        unless ``watch_presence``); subclasses keep other events (file chunks) here."""
+        if not isinstance(event, MessageReceived):
+            return None
+        if event.message["type"] == "presence" and not self.watch_presence:
+            self.presence_seen.append(event.message)
+            return None
+        return event.message
+
     async def _next_message(self, timeout: float) -> dict[str, Any]:
         while True:
             for event in self.conn.receive_bytes(await self._output_bytes(timeout)):
-                if isinstance(event, MessageReceived):
-                    if event.message["type"] == "presence" and not self.watch_presence:
-                        self.presence_seen.append(event.message)
-                        continue
-                    return event.message
+                if (message := self._received(event)) is not None:
+                    return message
 
     async def _only_presence(self, timeout: float) -> bool:
         """True when nothing but set-aside ``presence`` arrives within ``timeout``."""
@@ -125,12 +132,9 @@ class ProtocolSession:
                 return True
             other = False
             for event in self.conn.receive_bytes(await self._output_bytes(TIMEOUT)):
-                if isinstance(event, MessageReceived):
-                    if event.message["type"] == "presence" and not self.watch_presence:
-                        self.presence_seen.append(event.message)
-                    else:
-                        self.pending.append(event.message)
-                        other = True
+                if (message := self._received(event)) is not None:
+                    self.pending.append(message)
+                    other = True
             if other:
                 return False
         return True
