@@ -335,3 +335,22 @@ async def test_a_process_publishes_one_layer_message_per_interval_not_one_per_lo
     for session in others:
         await session.close()
     await watcher.close()
+
+
+def test_the_interval_keeps_presence_within_a_tenth_of_a_process_delivery_capacity(
+    chat_settings,
+):
+    from chat.presence_feed import interval_for
+
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0  # chosen by the server
+    assert [interval_for(n) for n in (0, 1, 500, 501, 5_000, 30_000, 10**6)] == [
+        1,
+        1,
+        1,
+        2,
+        10,
+        60,
+        60,
+    ]
+    chat_settings.CHAT_PRESENCE_INTERVAL = 7  # fixed by the operator (or a test)
+    assert interval_for(10**6) == 7
