@@ -56,6 +56,7 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         self.user_id = 0
         self.username = "-"
         self.rooms: set[str] = set()
+        self.presence_seq: int | None = None  # set by the presence feed's snapshot
         self.groups_joined: set[str] = set()
         self.close_code: int | None = None
         self.timer: asyncio.Task[None] | None = None
@@ -128,7 +129,8 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         if self.user is not None:
             refusal = await self.limits.admit(self.user_id, request)
             if refusal is not None:
-                await self.reply_error(ErrorCode.RATE_LIMITED, refusal, request.id)
+                message, wait = refusal
+                await self.reply_error(ErrorCode.RATE_LIMITED, message, request.id, wait)
                 return
         try:
             await handler(request)
@@ -219,11 +221,22 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
             seal = self.conn.send_chunk
             await self._seal(lambda: seal(chunk.transfer, chunk.index, chunk.data))
 
-    async def reply_error(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
-        """An ``error`` answer (the connection counts bad requests and may close 4008)."""
+    async def reply_error(
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        retry_after: int | None = None,
+        *,
+        bad_request: bool = False,
+    ) -> None:
+        """An ``error`` answer (the connection counts bad requests, ``bad_request`` ones too
+        whatever their code, and may close 4008); ``rate_limited`` always with
+        ``retry_after`` (``chatproto.connection.error_message``)."""
         if self.conn is None or self.close_code is not None:
             return
-        await self._apply(self.conn.reply_error(code, message, ref))
+        events = self.conn.reply_error(code, message, ref, retry_after, bad_request=bad_request)
+        await self._apply(events)
         if code == ErrorCode.RATE_LIMITED and self.limits.refused():
             await self._close(CloseCode.POLICY)  # flooding on after rate_limited (chat/limits.py)
 

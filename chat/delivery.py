@@ -4,7 +4,7 @@ Handlers and services say *what* happened (a room message, a private message,
 rooms or users changed, a session must end); this module decides *how* it
 reaches the sessions concerned.
 
-Pushes that may go to many sessions (room messages, private messages, ``users``)
+Pushes that may go to many sessions (room messages, private messages, presence)
 travel as **one layer message per server process**: every process that has
 logged-in sessions subscribes one channel of its own to the group
 ``chat-procs``, and :mod:`chat.sessions` fans each message out to the local
@@ -21,11 +21,16 @@ Layer events
 
 To the processes (group ``chat-procs``; handled by :mod:`chat.sessions`):
 
-``chat.fanout``         ``to``: ``room`` (``room``: sessions in it), ``users`` (``users``:
+``chat.fanout``         ``to``: ``room`` (``room``: sessions in it) or ``users`` (``users``:
                         ids whose sessions get it; ``queued`` when stored for an offline
-                        recipient, whose sessions then mark it delivered) or ``all``
-                        (``exclude``: a channel name that must not get it); ``message``:
+                        recipient, whose sessions then mark it delivered); ``message``:
                         the protocol message
+``chat.presence``       ``online``, ``offline``: a process's net presence changes since its
+                        last tick, one message per process per interval, ``origin``: the
+                        sender's :class:`chat.presence_feed.PresenceFeed`; or ``added``,
+                        ``removed``: accounts that became or stopped being active (sent
+                        from wherever the account changed). Each process applies it to its
+                        view and pushes its sessions ``presence`` deltas at its next tick
 
 To sessions (handled by :class:`chat.consumers.ChatConsumer`):
 
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import async_to_sync
@@ -91,11 +96,14 @@ async def private_message(user_ids: list[int], message: dict[str, Any], *, queue
     await _group_send(PROCESS_GROUP, event)
 
 
-async def users_changed(message: dict[str, Any], *, exclude: str | None = None) -> None:
-    """A ``users`` push to every logged-in session (except ``exclude``)."""
-    await _group_send(
-        PROCESS_GROUP, {"type": "chat.fanout", "to": "all", "message": message, "exclude": exclude}
-    )
+async def presence_changed(changes: dict[str, Any]) -> None:
+    """A process's presence changes (``chat.presence``, see above) to every process."""
+    await _group_send(PROCESS_GROUP, {"type": "chat.presence", **changes})
+
+
+async def accounts_changed(*, added: Sequence[str] = (), removed: Sequence[str] = ()) -> None:
+    """Accounts that became active (``added``) or stopped being active (``removed``)."""
+    await presence_changed({"origin": None, "added": list(added), "removed": list(removed)})
 
 
 async def rooms_changed(user_ids: list[int], *, exclude: str | None = None) -> None:
@@ -172,5 +180,5 @@ def _after_commit(broadcast: Callable[..., Awaitable[None]]) -> Callable[..., No
 room_message_sync = _after_commit(room_message)
 private_message_sync = _after_commit(private_message)
 rooms_changed_sync = _after_commit(rooms_changed)
-users_changed_sync = _after_commit(users_changed)
+accounts_changed_sync = _after_commit(accounts_changed)
 end_sessions_sync = _after_commit(end_sessions)

@@ -10,7 +10,7 @@ them in batches (:mod:`chat.outbox`); login and registration to
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from accounts.models import User
 from chatproto.messages import Request
@@ -18,13 +18,18 @@ from chatproto.messages import Request
 from . import lifecycle, services
 from .outbox import Outbox
 
+if TYPE_CHECKING:
+    from .runtime import ChatRuntime
+
 
 class RequestHandlers:
     """The handlers; what they use of the consumer is declared here."""
 
     outbox: Outbox
+    runtime: ChatRuntime
     user: User | None
     channel_name: str
+    presence_seq: int | None
 
     async def send_message(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -50,7 +55,8 @@ class RequestHandlers:
         self.outbox.write(request, services.Outgoing(r.text, to=r.to))
 
     async def handle_users(self, request: Request) -> None:
-        await self.send_message(await self.outbox.service(services.users_message, request.id))
+        feed = self.runtime.sessions.presence
+        await self.send_message(await feed.snapshot(self, request.id))  # type: ignore[arg-type]
 
     async def handle_rooms(self, request: Request) -> None:
         rooms = await self.outbox.service(services.rooms_for, self.user)

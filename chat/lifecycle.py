@@ -53,6 +53,7 @@ class Starting(Protocol):
     username: str
     user_id: int
     rooms: set[str]
+    presence_seq: int | None
     user: User | None
     transfers: TransferSession
 
@@ -133,10 +134,10 @@ async def start(session: Starting, user: User, ref: str | None) -> None:
     """login_ok, then queued private messages, then users (see the module docstring)."""
     session.logged_in_as(user)
     await session.join_group(delivery.user_group(user.pk))
+    feed = session.runtime.sessions.presence
     await session.runtime.sessions.register(session)
-    came_online = await sync_to_async(presence.session_started)(
-        session.username, session.channel_name
-    )
+    if await sync_to_async(presence.session_started)(session.username, session.channel_name):
+        await feed.local_change(session.username, True)
     log.info(
         "session %s started: user %s from %s", session.session_id, session.username, session.address
     )
@@ -152,14 +153,13 @@ async def start(session: Starting, user: User, ref: str | None) -> None:
     for message in begun.queued:
         session.outbox.sent_from_queue(message["msg_id"])
         await session.send_message(message)
-    await session.send_message(begun.users)
-    if came_online:
-        await delivery.users_changed(begun.users, exclude=session.channel_name)
+    await session.send_message(await feed.snapshot(session))
 
 
 async def finish(session: Starting, code: int) -> None:
     """The connection ended (``code``): what it sent is stored, it leaves the registry and
-    presence, its transfers end, and everyone gets ``users`` if it was the user's last."""
+    presence, its transfers end, and if it was the user's last, the presence feed has them
+    go offline."""
     await session.outbox.writes_done()  # messages received before the close are stored and sent
     went_offline = False
     try:
@@ -168,8 +168,7 @@ async def finish(session: Starting, code: int) -> None:
             ended = sync_to_async(presence.session_ended)
             went_offline = await ended(session.username, session.channel_name)
             if went_offline:
-                message = await session.runtime.workers.database(services.users_message)()
-                await delivery.users_changed(message)
+                await session.runtime.sessions.presence.local_change(session.username, False)
     finally:
         # After presence, so that the user's last session also ends offers made to them.
         await session.transfers.session_closed(went_offline=went_offline)

@@ -218,8 +218,9 @@ class SessionLimits:
         # costs 760 bytes in every idle session.
         self._refusals: collections.deque[float] | None = None
 
-    async def admit(self, user_id: int, request: Request) -> str | None:
-        """None when ``request`` may go ahead; else the message of its ``rate_limited`` answer.
+    async def admit(self, user_id: int, request: Request) -> tuple[str, int] | None:
+        """None when ``request`` may go ahead; else the message and ``retry_after`` (seconds)
+        of its ``rate_limited`` answer.
 
         The steps of a file transfer are never refused here: the transfer's own
         window of 16 chunks paces them, and a refused acknowledgement would
@@ -232,7 +233,8 @@ class SessionLimits:
             wait = await sync_to_async(room_window().retry_after)(str(user_id))
             if wait is not None:
                 count, seconds = settings.CHAT_ROOM_CREATE_RATE
-                return f"You may create {count} rooms in {in_words(seconds)}; {try_again(wait)}"
+                words = f"You may create {count} rooms in {in_words(seconds)}; {try_again(wait)}"
+                return words, wait
         # From here on nothing awaits: the buckets are checked, then taken from, in one go,
         # so that a refused request takes from none of them.
         now = time.monotonic()
@@ -243,9 +245,9 @@ class SessionLimits:
             else None
         )
         if messages is not None and (wait := messages.wait(user_id, now)) is not None:
-            return f"You are sending messages too fast; {try_again(wait)}"
+            return f"You are sending messages too fast; {try_again(wait)}", wait
         if (wait := requests.wait(user_id, now)) is not None:
-            return f"Too many requests; {try_again(wait)}"
+            return f"Too many requests; {try_again(wait)}", wait
         requests.take(user_id, now)
         if messages is not None:
             messages.take(user_id, now)

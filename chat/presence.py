@@ -9,10 +9,11 @@ Data (all in the Django cache: local memory for one process, Redis for many):
 A session counts only while its process's heartbeat lives, so when a process
 dies its users drop out of ``online`` within three heartbeats (90 s by
 default) without anyone cleaning up; the next heartbeat of any live process
-then prunes the dead process's entries and pushes ``users`` (see
-:func:`reap`). A process gets a fresh id at every start, so nothing of its
-previous life counts once the old heartbeat expires: that is the start-up
-cleaning. Read-modify-write of a user's entry is serialised with a short lock
+then prunes the dead process's entries (see :func:`reap`), and the users who
+went offline with them reach every session in the next ``presence`` delta
+(:mod:`chat.presence_feed`). A process gets a fresh id at every start, so
+nothing of its previous life counts once the old heartbeat expires: that is
+the start-up cleaning. Read-modify-write of a user's entry is serialised with a short lock
 (``cache.add``), so two processes logging the same user in at once cannot both
 miss (or both claim) the first session.
 

@@ -123,7 +123,6 @@ class SessionStart:
     room_names: set[str]
     rooms: list[dict[str, Any]]
     queued: list[dict[str, Any]]
-    users: dict[str, Any]
 
 
 def session_start(user: User) -> SessionStart | None:
@@ -136,7 +135,7 @@ def session_start(user: User) -> SessionStart | None:
     if not is_active(user.pk):
         return None
     names, rooms = rooms_state(user)
-    return SessionStart(names, rooms, take_queued_private_messages(user), users_message())
+    return SessionStart(names, rooms, take_queued_private_messages(user))
 
 
 def active_usernames() -> list[str]:
@@ -144,14 +143,11 @@ def active_usernames() -> list[str]:
 
 
 def users_snapshot() -> dict[str, list[str]]:
-    """``online`` and ``all`` of a ``users`` message; online is always within all."""
+    """``online`` and ``all`` as a fresh ``users`` would say them (online is within all),
+    from the database and the cache: O(N), so read by a process's presence feed when it
+    starts and at each heartbeat (:mod:`chat.presence_feed`), never per login."""
     everyone = active_usernames()
     return {"online": sorted(presence.online(everyone)), "all": everyone}
-
-
-def users_message(ref: str | None = None) -> dict[str, Any]:
-    """The ``users`` message (``ref`` when it answers a request)."""
-    return answer("users", ref, **users_snapshot())
 
 
 def is_active(user_id: int) -> bool:
@@ -462,9 +458,14 @@ def ensure_lobby_membership(user: User) -> None:
 # --- accounts, as the chat sees them ---------------------------------------------------------
 
 
-def announce_users_changed() -> None:
-    """After commit: every logged-in session gets the new ``users``."""
-    transaction.on_commit(lambda: delivery.users_changed_sync(users_message()))
+def announce_account(username: str, *, active: bool) -> None:
+    """After commit: every process learns that the account became active or stopped being
+    active (its sessions then get ``added`` or ``removed`` in their next ``presence``)."""
+    names = [username]
+    if active:
+        transaction.on_commit(lambda: delivery.accounts_changed_sync(added=names))
+    else:
+        transaction.on_commit(lambda: delivery.accounts_changed_sync(removed=names))
 
 
 def end_sessions_of(user_id: int, reason: str) -> None:

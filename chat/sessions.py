@@ -11,13 +11,13 @@ Fan-out
 -------
 While the process has a session, it has one channel of its own in the layer
 group :data:`chat.delivery.PROCESS_GROUP`, read by one task (the *hub*). Each
-``chat.fanout`` event that arrives there (a room message, a private message, a
-``users`` push: one layer message per process, whatever the number of
-recipients) is encoded once and handed, as a :class:`Push`, to each local
-session it concerns, which seals it with its own keys and sends it. A session
-busy answering a request keeps its pushes until it has answered (see
-:class:`chat.outbox.Outbox`), so its own answers come first. Events are handled one
-at a time, in arrival order, so what one sender sends arrives in order.
+``chat.fanout`` event that arrives there (a room message, a private message:
+one layer message per process, whatever the number of recipients) is encoded
+once and handed, as a :class:`Push`, to each local session it concerns, which
+seals it with its own keys and sends it. A session busy answering a request
+keeps its pushes until it has answered (see :class:`chat.outbox.Outbox`), so
+its own answers come first. Events are handled one at a time, in arrival
+order, so what one sender sends arrives in order.
 
 Heartbeat
 ---------
@@ -25,13 +25,15 @@ While the registry holds any session, one task per process beats every
 ``CHAT_HEARTBEAT_SECONDS``:
 
 - refreshes the process's presence heartbeat;
-- prunes the presence of dead processes and pushes ``users`` if someone went
-  offline with them (:func:`chat.presence.reap`);
+- prunes the presence of dead processes; who went offline with them is a change
+  of this process's presence feed (:func:`chat.presence.reap`,
+  :class:`chat.presence_feed.PresenceFeed`);
 - ends the sessions of accounts that are no longer active: a safety net for
   changes the channel layer could not carry (a ``manage.py`` process beside a
   server on the in-memory layer, or a change made in SQL);
-- pushes ``users`` to its sessions when the active accounts changed without a
-  push reaching them (same reason);
+- reconciles the presence feed's view with the database and the cache, for
+  changes no layer message carried (same reason): its sessions get the
+  difference as ``presence`` deltas;
 - re-adds the process group at every beat and login (a restarted Redis forgets groups),
   and once an hour each session's channel-layer groups,
   since Redis groups expire (channels_redis ``group_expiry``).
@@ -43,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +56,7 @@ from django.conf import settings
 from chatproto.framing import encode_json
 
 from . import delivery, presence, services
+from .presence_feed import PresenceFeed
 from .workers import Workers
 
 log = logging.getLogger("chat.sessions")
@@ -87,6 +91,7 @@ class Session(Protocol):
     username: str
     user_id: int
     rooms: set[str]
+    presence_seq: int | None  # the presence feed's log position of what it was last sent
 
     async def push(self, push: Push) -> None: ...
 
@@ -126,8 +131,8 @@ class SessionRegistry:
         self._rooms_of: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task | None = None
         self._hub: _Hub | None = None
-        self._last_all: list[str] | None = None
         self._slice = _Slice()
+        self.presence = PresenceFeed(self)
 
     # --- the registry --------------------------------------------------------------------------
 
@@ -141,7 +146,6 @@ class SessionRegistry:
         loop = asyncio.get_running_loop()
         task = self._task
         if task is None or task.done() or task.get_loop() is not loop:
-            self._last_all = None
             self._task = loop.create_task(self._run(), name="chat-heartbeat")
         await self._ensure_hub()
 
@@ -167,6 +171,7 @@ class SessionRegistry:
             return
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        self.presence.stop()
         hub, self._hub = self._hub, None
         if hub is not None:
             await hub.stop()
@@ -201,10 +206,6 @@ class SessionRegistry:
         """The local sessions of one user."""
         return list(self._by_user.get(user_id, {}).values())
 
-    def users_seen(self, all_users: list[str]) -> None:
-        """A ``users`` push reached this process: its ``all`` needs no push from the heartbeat."""
-        self._last_all = list(all_users)
-
     # --- the fan-out ---------------------------------------------------------------------------
 
     async def fan_out(self, event: dict[str, Any]) -> None:
@@ -225,14 +226,18 @@ class SessionRegistry:
                 for user_id in event["users"]
                 for s in self._by_user.get(user_id, {}).values()
             ]
-        elif kind == "all":
-            self.users_seen(message["all"])
-            exclude = event.get("exclude")
-            push = Push(plaintext)
-            targets = [(s, push) for s in self._local.values() if s.channel_name != exclude]
         else:
             log.warning("fan-out event for %r dropped: unknown target", kind)
             return
+        await self.deliver(targets)
+
+    async def push_to(self, sessions: Iterable[Session], plaintext: bytes) -> None:
+        """One encoded message to each of ``sessions`` (the presence feed's deltas)."""
+        push = Push(plaintext)
+        await self.deliver([(s, push) for s in sessions])
+
+    async def deliver(self, targets: Iterable[tuple[Session, Push]]) -> None:
+        """Each push to its session, yielding to the loop now and then (see SLICE_SECONDS)."""
         slice_ = self._slice
         for session, push in targets:
             try:
@@ -300,14 +305,9 @@ class SessionRegistry:
                 await delivery.to_channel(
                     session.channel_name, {"type": "chat.end", "reason": "deactivated"}
                 )
-        went_offline = await sync_to_async(presence.reap)(everyone)
-        if went_offline:
-            message = await self.workers.database(services.users_message)()
-            await delivery.users_changed(message)
-        elif self._last_all is not None and everyone != self._last_all:
-            message = await self.workers.database(services.users_message)()
-            await self.fan_out({"to": "all", "message": message, "exclude": None})
-        self._last_all = everyone
+        for name in await sync_to_async(presence.reap)(everyone) or ():
+            await self.presence.local_change(name, False)
+        await self.presence.reconcile()
         if self._hub is not None:
             await self._hub.refresh()  # every beat: cheap, and the fan-out depends on it
         if refresh_groups:
@@ -321,6 +321,7 @@ class SessionRegistry:
                 with contextlib.suppress(RuntimeError):  # its event loop may be closed already
                     task.cancel()
         self._task = self._hub = None
+        self.presence.stop()
 
 
 class _Hub:
@@ -362,6 +363,9 @@ class _Hub:
                     await self.refresh()
                 except Exception as exc:
                     log.warning("joining the process group again failed (%s)", type(exc).__name__)
+                continue
+            if event.get("type") == "chat.presence":
+                self.registry.presence.receive(event)
                 continue
             if event.get("type") != "chat.fanout":
                 log.warning("unexpected event %r on the process channel", event.get("type"))

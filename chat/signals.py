@@ -1,10 +1,10 @@
 """What the chat does when an account changes, however it changed (service, admin, shell).
 
-- created: the user joins lobby; every session gets ``users`` (``all`` changed);
+- created: the user joins lobby; every session gets ``added`` in its next ``presence``;
 - deactivated: their sessions end (``session_ended`` ``deactivated``, close 4003) on
-  every process, and the others get ``users``;
-- reactivated: back in lobby; ``users``;
-- deleted: their sessions end (``ended_by_admin``); ``users``;
+  every process, and the others get ``removed`` (and ``offline``) in ``presence``;
+- reactivated: back in lobby; ``added``;
+- deleted: their sessions end (``ended_by_admin``); ``removed``;
 - an operator ends their sessions (:data:`accounts.signals.sessions_end_requested`, from
   the admin or ``manage.py chatuser end-sessions``): they end with that reason; the
   account stays active.
@@ -48,7 +48,7 @@ def account_saved(sender, instance: User, created: bool, raw: bool = False, **kw
     if created:
         if instance.is_active:
             services.ensure_lobby_membership(instance)
-            services.announce_users_changed()
+            services.announce_account(instance.username, active=True)
         return
     if was_active is None or was_active == instance.is_active:
         return
@@ -56,12 +56,12 @@ def account_saved(sender, instance: User, created: bool, raw: bool = False, **kw
         services.ensure_lobby_membership(instance)
     else:
         services.end_sessions_of(instance.pk, "deactivated")
-    services.announce_users_changed()
+    services.announce_account(instance.username, active=instance.is_active)
 
 
 def account_deleted(sender, instance: User, **kwargs) -> None:
     services.end_sessions_of(instance.pk, "ended_by_admin")
-    services.announce_users_changed()
+    services.announce_account(instance.username, active=False)
 
 
 def sessions_end_requested_received(sender, user_id: int, reason: str, **kwargs) -> None:

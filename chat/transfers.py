@@ -157,7 +157,15 @@ class Consumer(Protocol):
 
     async def send_chunk(self, chunk: FileChunk) -> None: ...
 
-    async def reply_error(self, code: ErrorCode, message: str, ref: str | None = None) -> None: ...
+    async def reply_error(
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        retry_after: int | None = None,
+        *,
+        bad_request: bool = False,
+    ) -> None: ...
 
 
 class TransferSession:
@@ -327,14 +335,21 @@ class TransferSession:
             await self.consumer.send_message(message)
 
     async def refuse(
-        self, code: ErrorCode, message: str, ref: str | None, transfer_id: str | None
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None,
+        transfer_id: str | None,
+        *,
+        counts: bool = False,
     ) -> None:
-        """An ``error`` answer; ``unknown_transfer`` from the owner also drops the route."""
+        """An ``error`` answer; ``unknown_transfer`` from the owner also drops the route.
+        ``counts``: a bad request of the session whatever the code (a stray chunk)."""
         if code is ErrorCode.UNKNOWN_TRANSFER and transfer_id is not None:
             self.routes.pop(transfer_id, None)
             self.senders.pop(transfer_id, None)
         if self.consumer.listening():
-            await self.consumer.reply_error(code, message, ref)
+            await self.consumer.reply_error(code, message, ref, bad_request=counts)
 
 
 class TransferRelay:
@@ -477,7 +492,7 @@ class TransferRelay:
         self, action: Refuse, here: TransferSession | None, about: str | None
     ) -> bool:
         if here is not None and action.session == here.session:
-            await here.refuse(action.code, action.message, action.ref, about)
+            await here.refuse(action.code, action.message, action.ref, about, counts=action.counts)
             return True
         event = {
             "type": EVENT,

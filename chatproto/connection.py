@@ -199,9 +199,18 @@ Event = (
 # MessageReceived: the union above covers them.
 
 
-def error_message(code: ErrorCode | str, message: str, ref: str | None = None) -> dict[str, Any]:
-    """An ``error`` message; ``ref`` only where the request had a valid id."""
-    return answer("error", ref, code=str(code), message=message)
+def error_message(
+    code: ErrorCode | str, message: str, ref: str | None = None, retry_after: int | None = None
+) -> dict[str, Any]:
+    """An ``error`` message; ``ref`` only where the request had a valid id.
+
+    A ``rate_limited`` error always carries ``retry_after`` (whole seconds, at least
+    1; PROTOCOL.md 3.2): 1 when the caller knows no better.
+    """
+    if str(code) != ErrorCode.RATE_LIMITED.value:
+        return answer("error", ref, code=str(code), message=message)
+    wait = max(1, retry_after or 1)
+    return answer("error", ref, code=str(code), message=message, retry_after=wait)
 
 
 class _Records:
@@ -379,11 +388,21 @@ class ServerConnection(_Connection):
         return [SendRecord(self.send(message))]
 
     def reply_error(
-        self, code: ErrorCode | str, message: str, ref: str | None = None
+        self,
+        code: ErrorCode | str,
+        message: str,
+        ref: str | None = None,
+        retry_after: int | None = None,
+        *,
+        bad_request: bool = False,
     ) -> list[Event]:
-        """Send an ``error``; the 10th bad_request/too_large of a session then closes 4008."""
-        events: list[Event] = [SendRecord(self.send(error_message(code, message, ref)))]
-        if str(code) in (ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value):
+        """Send an ``error`` (``retry_after``: see :func:`error_message`); the 10th
+        bad_request/too_large of a session (or other error that the caller says is a bad
+        request: ``bad_request``, a stray file chunk) then closes 4008."""
+        events: list[Event] = [
+            SendRecord(self.send(error_message(code, message, ref, retry_after)))
+        ]
+        if bad_request or str(code) in (ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value):
             self.bad_requests += 1
             if self.bad_requests >= MAX_BAD_REQUESTS:
                 events += self._close(CloseCode.POLICY)

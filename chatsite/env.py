@@ -197,6 +197,7 @@ class Environment:
     hsts_include_subdomains: bool
     hsts_preload: bool
     heartbeat_seconds: int
+    presence_interval: int
     handshake_rate: tuple[int, int]
     register_rate: tuple[int, int]
     login_account_rate: tuple[int, int]
@@ -263,6 +264,8 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
         hsts_include_subdomains=flag(environ, "CHAT_HSTS_INCLUDE_SUBDOMAINS", True),
         hsts_preload=flag(environ, "CHAT_HSTS_PRELOAD", True),
         heartbeat_seconds=integer(environ, "CHAT_HEARTBEAT_SECONDS", 30, minimum=1),
+        # 0: the server chooses from its load (chat/presence_feed.py); 1 to 60 fixes it.
+        presence_interval=integer(environ, "CHAT_PRESENCE_INTERVAL", 0, maximum=60),
         handshake_rate=rate(environ, "CHAT_HANDSHAKE_RATE", (300, 60)),
         register_rate=rate(environ, "CHAT_REGISTER_RATE", (20, 3600)),
         # Failed logins of one username from every address together (ASVS 2.2.1: 100 an hour).

@@ -239,6 +239,9 @@ CHAT_RATE_LIMITED_CLOSE = ENV.rate_limited_close
 # Presence: each process refreshes its heartbeat every CHAT_HEARTBEAT_SECONDS; its sessions
 # stop counting as online 3 heartbeats after it stops.
 CHAT_HEARTBEAT_SECONDS = ENV.heartbeat_seconds
+# Seconds between presence deltas to a session (PROTOCOL.md 3.2): 0 lets each process choose
+# from its number of sessions (docs/server.md, Presence); 1 to 60 fixes it (tests).
+CHAT_PRESENCE_INTERVAL = ENV.presence_interval
 # daphne's default WebSocket message limit is 1 MiB, the protocol's record limit.
 CHAT_MAX_RECORD_SIZE = MAX_RECORD_SIZE
 

@@ -162,6 +162,7 @@ class Refuse:
     code: ErrorCode
     message: str
     ref: str | None = None
+    counts: bool = False  # a bad request of the session whatever the code (a stray chunk)
 
 
 Action = Deliver | DeliverChunk | Refuse

@@ -34,35 +34,31 @@ kept. A transfer id in use is detected in the owner's process; ids are 128
 random bits chosen by the sender, so a clash elsewhere only harms the client
 that reused an id.)
 
-Direct answers (PROTOCOL.md 3.0: every request has exactly one). Every
-``file_*`` request is answered ``ok`` when it is taken, else ``error``:
-``file_offer`` with ``ok`` or its refusal; ``file_accept``, ``file_reject``,
-``file_ack``, ``file_end``, ``file_done`` and ``file_cancel`` with ``ok`` (the
-direct answer "where nothing else is returned"), carrying ``ref`` when the
-request had an ``id``. The direct answer comes before what is relayed. Chunks
-are not requests and get no answer, only ``error`` ``unknown_transfer`` (no
-``ref``) when they are not the sender's. Which steps are answered is decided in
-one place, ``RelayTransfer._ok``. Races are normal and harmless: chunks or acks
-already on the wire when the other side cancels are answered ``unknown_transfer``,
-which a client ignores for a transfer it knows is over.
+Answers (PROTOCOL.md 3.3, revision 1.1). Only ``file_offer`` is a request: it
+is answered ``ok`` or its refusal. ``file_accept``, ``file_reject``,
+``file_ack``, ``file_end``, ``file_done`` and ``file_cancel`` get no answer
+when they are relayed (an ``id`` is ignored, though an error still carries it
+as ``ref``). Races are normal and harmless: chunks or acks already on the wire
+when the other side cancels are answered ``unknown_transfer``, which a client
+ignores for a transfer it knows is over.
 
 What is refused and how:
 
 - a message from a session that is not one of the transfer's two sessions, or
   from one of them outside its role (a chunk or ``file_end`` from the recipient,
   an accept or ack from the sender), or about an unknown or finished transfer:
-  ``error`` ``unknown_transfer``; the transfer goes on;
-- a step out of turn by the right session (an ack or ``file_done`` before its
-  time, a second accept, ``file_reject`` after accepting): ``error``
-  ``bad_request``; nothing is relayed and the transfer goes on;
-- a violation of the data rules ends the transfer with ``file_cancel`` to both
-  sides: a chunk before the accept, after ``file_end`` or with the wrong index,
-  or an ack that is not for the oldest unacknowledged chunk:
-  ``chunk_out_of_order``; chunk data not 1 to 65,536 bytes: ``chunk_too_large``;
-  a 17th chunk not acknowledged: ``window_exceeded``; bytes beyond ``size``, or
-  ``file_end`` before ``size`` bytes: ``size_exceeded`` (the protocol names no
-  other reason for an early end). When the violation is a request, its direct
-  answer is ``error`` ``bad_request``, before the cancels.
+  ``error`` ``unknown_transfer``; the transfer goes on. Such a chunk record is
+  dropped and counts as a bad request of its session (:attr:`Refuse.counts`);
+- a violation of the rules ends the transfer with ``file_cancel`` to both
+  sides, and nothing else: a step out of turn by the right session (an ack or
+  ``file_done`` before its time, a second accept, ``file_reject`` after
+  accepting, ``file_end`` before the accept or twice), a chunk before the
+  accept, after ``file_end`` or with the wrong index, or an ack that is not for
+  the oldest unacknowledged chunk: ``chunk_out_of_order`` (the protocol names
+  no reason of its own for the order of the steps); chunk data not 1 to 65,536
+  bytes: ``chunk_too_large``; a 17th chunk not acknowledged:
+  ``window_exceeded``; bytes beyond ``size``, or ``file_end`` before ``size``
+  bytes: ``size_exceeded``.
 
 The offer's checks run in this order: ``to`` is the sender (``bad_request``),
 the transfer id in use (``bad_request``), the size (``too_large``), the
@@ -134,9 +130,10 @@ _ROLES: dict[str, frozenset[_Role]] = {
 UNKNOWN_TRANSFER_MESSAGE = "no open transfer of yours has this id; it may have ended"
 
 
-def _unknown_transfer(session: str, ref: str | None = None) -> Refuse:
-    """The refusal of a step or chunk for a transfer that ``session`` has no part in (any more)."""
-    return Refuse(session, ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, ref)
+def _unknown_transfer(session: str, ref: str | None = None, *, chunk: bool = False) -> Refuse:
+    """The refusal of a step or chunk for a transfer that ``session`` has no part in (any more);
+    a chunk counts as a bad request."""
+    return Refuse(session, ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, ref, counts=chunk)
 
 
 class RelayTransfer:
@@ -211,9 +208,6 @@ class RelayTransfer:
     def _to_sender(self, message: dict[str, Any], *, final: bool = False) -> Deliver:
         return Deliver(ToSession(self.sender_session), message, final)
 
-    def _ok(self, session: str, ref: str | None, *, final: bool = False) -> Deliver:
-        return Deliver(ToSession(session), ok(ref), final)
-
     def _cancel_both(self, reason: CancelReason) -> list[Action]:
         message = file_cancel(self.transfer, reason)
         self.state = TransferState.FAILED
@@ -222,11 +216,9 @@ class RelayTransfer:
             Deliver(self._recipient_side(), message, True),
         ]
 
-    def _violation(
-        self, reason: CancelReason, session: str, ref: str | None, message: str
-    ) -> list[Action]:
-        refusal = Refuse(session, ErrorCode.BAD_REQUEST, message, ref)
-        return [refusal, *self._cancel_both(reason)]
+    def _violation(self, reason: CancelReason) -> list[Action]:
+        """A step against the rules: the transfer ends, both sides told (no other answer)."""
+        return self._cancel_both(reason)
 
     def _answered_elsewhere(self, session: str) -> Deliver:
         message = file_cancel(self.transfer, CancelReason.ANSWERED_ELSEWHERE)
@@ -244,78 +236,59 @@ class RelayTransfer:
         handler: Callable[[Any, str], list[Action]] = getattr(self, "_on_" + request.type)
         return handler(request, session)
 
-    def _out_of_turn(self, session: str, ref: str | None, message: str) -> list[Action]:
-        return [Refuse(session, ErrorCode.BAD_REQUEST, message, ref)]
+    def _out_of_turn(self) -> list[Action]:
+        """A step by the right session at the wrong time: against the order of the steps."""
+        return self._violation(CancelReason.CHUNK_OUT_OF_ORDER)
 
     def _on_file_accept(self, request: Any, session: str) -> list[Action]:
         if self.state is not TransferState.OFFERED:
-            return self._out_of_turn(session, request.id, "this transfer is already accepted")
+            return self._out_of_turn()  # accepted already
         self.recipient_session = session
         self.state = TransferState.RUNNING
         accepted = {"type": "file_accept", "transfer": self.transfer, "from": self.recipient_user}
         return [
-            self._ok(session, request.id),
             self._to_sender(accepted),
             self._answered_elsewhere(session),
         ]
 
     def _on_file_reject(self, request: Any, session: str) -> list[Action]:
         if self.state is not TransferState.OFFERED:
-            return self._out_of_turn(
-                session, request.id, "the transfer is accepted; send file_cancel to stop it"
-            )
+            return self._out_of_turn()  # accepted already: file_cancel stops it
         self.state = TransferState.FAILED
         rejected = {"type": "file_reject", "transfer": self.transfer, "from": self.recipient_user}
         return [
-            self._ok(session, request.id, final=True),
             self._to_sender(rejected, final=True),
             self._answered_elsewhere(session),
         ]
 
     def _on_file_ack(self, request: Any, session: str) -> list[Action]:
         if self.state is TransferState.OFFERED:
-            return self._out_of_turn(
-                session, request.id, "accept the transfer before acknowledging"
-            )
+            return self._out_of_turn()  # an ack before the accept
         if not self.chunks.acknowledge(request.index):
-            return self._violation(
-                CancelReason.CHUNK_OUT_OF_ORDER,
-                session,
-                request.id,
-                "acknowledgements must name the oldest unacknowledged chunk; transfer cancelled",
-            )
+            return self._violation(CancelReason.CHUNK_OUT_OF_ORDER)  # not the oldest chunk
         acked = {"type": "file_ack", "transfer": self.transfer, "index": request.index}
-        return [self._ok(session, request.id), self._to_sender(acked)]
+        return [self._to_sender(acked)]
 
     def _on_file_end(self, request: Any, session: str) -> list[Action]:
-        if self.state is TransferState.OFFERED:
-            return self._out_of_turn(session, request.id, "wait until the recipient accepts")
-        if self.state is TransferState.ENDED:
-            return self._out_of_turn(session, request.id, "file_end was already sent")
+        if self.state in (TransferState.OFFERED, TransferState.ENDED):
+            return self._out_of_turn()  # before the accept, or a second file_end
         if self.bytes_relayed != self.size:
-            return self._violation(
-                CancelReason.SIZE_EXCEEDED,
-                session,
-                request.id,
-                "file_end before all the offered bytes were sent; transfer cancelled",
-            )
+            return self._violation(CancelReason.SIZE_EXCEEDED)  # before all the offered bytes
         self.state = TransferState.ENDED
         ended = {"type": "file_end", "transfer": self.transfer}
         assert self.recipient_session is not None
-        return [self._ok(session, request.id), Deliver(ToSession(self.recipient_session), ended)]
+        return [Deliver(ToSession(self.recipient_session), ended)]
 
     def _on_file_done(self, request: Any, session: str) -> list[Action]:
         if self.state is not TransferState.ENDED:
-            return self._out_of_turn(
-                session, request.id, "file_done comes after file_end; send file_cancel to stop"
-            )
+            return self._out_of_turn()  # file_done before file_end
         self.state = TransferState.FINISHED if request.ok else TransferState.FAILED
         done = {"type": "file_done", "transfer": self.transfer, "ok": request.ok}
-        return [self._ok(session, request.id, final=True), self._to_sender(done, final=True)]
+        return [self._to_sender(done, final=True)]
 
     def _on_file_cancel(self, request: Any, session: str) -> list[Action]:
         cancel = file_cancel(self.transfer, request.reason or CancelReason.CANCELLED)
-        actions: list[Action] = [self._ok(session, request.id, final=True)]
+        actions: list[Action] = []
         if session == self.sender_session:
             actions.append(Deliver(self._recipient_side(), cancel, final=True))
         else:
@@ -330,7 +303,7 @@ class RelayTransfer:
     def handle_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
         """A chunk record from ``session``: forwarded, refused, or the end of the transfer."""
         if session != self.sender_session or self.state.over:
-            return [_unknown_transfer(session)]
+            return [_unknown_transfer(session, chunk=True)]
         size = len(chunk.data)
         running = self.state is TransferState.RUNNING
         violation = self.chunks.violation(chunk.index, size, running=running)
@@ -506,7 +479,7 @@ class TransferRegistry:
         """A chunk record from ``session``."""
         transfer = self._transfers.get(chunk.transfer_hex)
         if transfer is None:
-            return [_unknown_transfer(session)]
+            return [_unknown_transfer(session, chunk=True)]
         actions = transfer.handle_chunk(chunk, session=session)
         if transfer.state.over:
             self._forget(transfer)

@@ -34,6 +34,7 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
     settings.CHAT_OPEN_REGISTRATION = True
     settings.CHAT_HEARTBEAT_SECONDS = 30
+    settings.CHAT_PRESENCE_INTERVAL = 1
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     settings.CACHES = {
         "default": {

@@ -94,14 +94,14 @@ async def test_pushes_wait_while_the_session_answers_a_request(create_users, mon
     bob = await logged_in("bob")
     await alice.drain()
     started, release = asyncio.Event(), asyncio.Event()
-    original = services.users_message
+    from chat.consumers import ChatConsumer
+
+    original = ChatConsumer.handle_users
 
     async def slow_users(self, request):
         started.set()
         await release.wait()
-        await self.send_message(await self.outbox.service(original, request.id))
-
-    from chat.consumers import ChatConsumer
+        await original(self, request)
 
     monkeypatch.setattr(ChatConsumer, "handle_users", slow_users)
     await bob.send({"type": "users", "id": "u"})

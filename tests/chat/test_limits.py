@@ -53,12 +53,15 @@ async def close_all(*sessions) -> None:
 
 
 def is_rate_limited(answer: dict, ref: str, when: str = "try again in") -> bool:
-    """An ``error`` ``rate_limited`` answering ``ref``, whose message says ``when`` to retry."""
+    """An ``error`` ``rate_limited`` answering ``ref``, whose message says ``when`` to retry
+    and whose ``retry_after`` (revision 1.1) is whole seconds, at least 1."""
     return (
         answer["type"] == "error"
         and answer["code"] == "rate_limited"
         and answer["ref"] == ref
         and when in answer["message"]
+        and type(answer.get("retry_after")) is int
+        and answer["retry_after"] >= 1
     )
 
 

@@ -22,7 +22,12 @@ async def test_login_ok_lists_the_rooms_the_user_sees_then_users(create_users):
         "user": {"username": "alice"},
         "rooms": [{"name": "lobby", "private": False, "owner": None, "members": ["alice", "bob"]}],
     }
-    assert await session.recv() == {"type": "users", "online": ["alice"], "all": ["alice", "bob"]}
+    assert await session.recv() == {
+        "type": "users",
+        "online": ["alice"],
+        "all": ["alice", "bob"],
+        "presence_interval": 1,
+    }
     await session.close()
 
 

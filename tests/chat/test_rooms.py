@@ -48,6 +48,7 @@ async def test_users_lists_online_and_all_active_accounts(create_users):
         "ref": "u",
         "online": ["alice"],
         "all": ["alice", "bob"],
+        "presence_interval": 1,
     }
     await session.close()
 

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 T = "0123456789abcdef0123456789abcdef"
 T2 = "fedcba9876543210fedcba9876543210"
 SHA = "ab" * 32
-PUSHES = {"users", "rooms"}  # pushes that may arrive at any time; not part of a transfer
+PUSHES = {"users", "presence", "rooms"}  # pushes that may come at any time; not a transfer's
 
 
 class Peer(InProcessClient):
@@ -127,9 +127,22 @@ def is_error(answer: dict[str, Any], code: str, ref: str | None) -> bool:
     expected = {"type": "error", "code": code}
     if ref is not None:
         expected["ref"] = ref
-    return {k: v for k, v in answer.items() if k != "message"} == expected and bool(
-        answer["message"]
-    )
+    if code == "rate_limited":  # revision 1.1: always with retry_after, at least 1 s
+        wait = answer.get("retry_after")
+        if type(wait) is not int or wait < 1:
+            return False
+    fields = {k: v for k, v in answer.items() if k not in ("message", "retry_after")}
+    return fields == expected and bool(answer["message"])
+
+
+def bad_requests_counted_for(session: Peer) -> int:
+    """The bad requests the server counted for ``session`` (its 10th closes 4008)."""
+    (consumer,) = [
+        s
+        for s in inprocess.RUNTIME.sessions.local_sessions()
+        if s.session_id == session.conn.keys.session_id
+    ]
+    return consumer.conn.bad_requests
 
 
 def registry_idle() -> bool:
@@ -156,10 +169,7 @@ async def offered(alice: Peer, bob: Peer, size: int = 100, transfer: str = T) ->
 
 async def accepted(alice: Peer, bob: Peer, size: int = 100, transfer: str = T) -> None:
     await offered(alice, bob, size, transfer)
-    assert await bob.request({"type": "file_accept", "id": "a", "transfer": transfer}) == {
-        "type": "ok",
-        "ref": "a",
-    }
+    await bob.send({"type": "file_accept", "id": "a", "transfer": transfer})  # no answer (1.1)
     assert await alice.next() == {"type": "file_accept", "transfer": transfer, "from": "bob"}
 
 
@@ -180,6 +190,22 @@ async def test_offer_is_answered_ok_and_relayed_to_every_session_of_the_recipien
     assert await alice.quiet()  # the sender's other sessions and the sender itself get nothing
     for session in (alice, bob_laptop, bob_phone):
         await session.close()
+    assert registry_idle()
+
+
+async def test_steps_get_no_answer_with_or_without_id(alice_bob):
+    """Revision 1.1: only file_offer is a request; the relayed steps are not answered."""
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=3)
+    await alice.chunk(0, b"abc")
+    await bob.next_chunk()
+    await bob.send({"type": "file_ack", "id": "k", "transfer": T, "index": 0})
+    assert (await alice.next())["type"] == "file_ack"
+    await alice.send({"type": "file_end", "transfer": T})
+    assert (await bob.next())["type"] == "file_end"
+    await bob.send({"type": "file_done", "id": "d", "transfer": T, "ok": True})
+    assert (await alice.next())["type"] == "file_done"
+    assert await alice.quiet() and await bob.quiet()
     assert registry_idle()
 
 
@@ -247,7 +273,7 @@ async def test_the_ninth_open_transfer_of_a_user_is_rate_limited(alice_bob):
     ninth = await alice.request({**offer(transfer=ids[8]), "id": "ninth"})
     assert is_error(ninth, "rate_limited", "ninth")
     # One ends: there is room for another.
-    assert (await alice.request({**cancel("cancelled", ids[0])}))["type"] == "ok"
+    await alice.send(cancel("cancelled", ids[0]))  # no answer (1.1)
     assert (await alice.request(offer(transfer=ids[8])))["type"] == "ok"
 
 
@@ -265,12 +291,13 @@ async def test_messages_from_a_session_not_in_the_transfer_are_unknown_transfer(
     for kind in ("file_accept", "file_reject", "file_cancel"):
         answer = await carol.request({"type": kind, "id": "c", "transfer": T})
         assert is_error(answer, "unknown_transfer", "c")
-    await bob.request({"type": "file_accept", "transfer": T})
+    await bob.send({"type": "file_accept", "transfer": T})
     assert (await alice.next())["type"] == "file_accept"
     answer = await carol.request({"type": "file_ack", "id": "c", "transfer": T, "index": 0})
     assert is_error(answer, "unknown_transfer", "c")
-    await carol.chunk(0, b"not yours")
+    await carol.chunk(0, b"not yours")  # dropped, and a bad request of carol's session
     assert is_error(await carol.next(), "unknown_transfer", None)
+    assert bad_requests_counted_for(carol) == 1
     # The two sessions outside their roles: the recipient sends no chunks, the sender no acks.
     await bob.chunk(0, b"wrong way")
     assert is_error(await bob.next(), "unknown_transfer", None)
@@ -289,10 +316,7 @@ async def test_accepting_tells_the_sender_and_the_recipients_other_sessions(alic
     await alice.request(offer())
     assert (await bob.next())["type"] == "file_offer"
     assert (await bob_phone.next())["type"] == "file_offer"
-    assert await bob.request({"type": "file_accept", "id": "a", "transfer": T}) == {
-        "type": "ok",
-        "ref": "a",
-    }
+    await bob.send({"type": "file_accept", "id": "a", "transfer": T})
     assert await alice.next() == {"type": "file_accept", "transfer": T, "from": "bob"}
     assert await bob_phone.next() == cancel("answered_elsewhere")
     # The other session is out of the transfer now.
@@ -309,10 +333,8 @@ async def test_declining_tells_the_sender_and_ends_the_transfer(alice_bob):
     await alice.request(offer())
     await bob_phone.next()
     await offered_to(bob)
-    assert await bob.request({"type": "file_reject", "id": "r", "transfer": T}) == {
-        "type": "ok",
-        "ref": "r",
-    }
+    await bob.send({"type": "file_reject", "id": "r", "transfer": T})
+    assert await bob.quiet()  # no answer (1.1)
     assert await alice.next() == {"type": "file_reject", "transfer": T, "from": "bob"}
     assert await bob_phone.next() == cancel("answered_elsewhere")
     assert registry_idle()
@@ -337,7 +359,6 @@ async def run_transfer(alice: Peer, bob: Peer, data: bytes) -> tuple[bool, str]:
     check = IntegrityCheck(incoming.size, incoming.sha256)
     for event in incoming.accept():
         await bob.send(event.message)
-    assert (await bob.next())["type"] == "ok"
     outgoing.receive(await alice.next())  # file_accept
     sent = 0
     while not outgoing.ready_to_end:
@@ -360,8 +381,7 @@ async def run_transfer(alice: Peer, bob: Peer, data: bytes) -> tuple[bool, str]:
     verdict = None
     while verdict is None:
         message = await bob.next()
-        if message["type"] == "ok":
-            continue  # the answers to the acks
+        assert message["type"] != "ok", message  # acks get no answer (1.1)
         (ended,) = incoming.receive(message)
         assert isinstance(ended, Ended) and ended.size_ok
         for event in incoming.finish(check.matches()):
@@ -403,7 +423,7 @@ async def run_small_chunks(
     sha256 = hashlib.sha256(data).hexdigest()
     await alice.request(offer(size=len(data), sha256=sha256))
     await offered_to(bob)
-    await bob.request({"type": "file_accept", "transfer": T})
+    await bob.send({"type": "file_accept", "transfer": T})
     assert (await alice.next())["type"] == "file_accept"
     pieces = [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
     received = hashlib.sha256()
@@ -424,9 +444,8 @@ async def run_small_chunks(
         chunk = await bob.next_chunk()
         received.update(chunk.data)
         await bob.send({"type": "file_ack", "transfer": T, "index": chunk.index})
-    assert (await alice.request({"type": "file_end", "transfer": T}))["type"] == "ok"
-    while (message := await bob.next())["type"] != "file_end":
-        assert message["type"] == "ok"
+    await alice.send({"type": "file_end", "transfer": T})
+    assert (await bob.next())["type"] == "file_end"  # nothing before it: acks get no answer
     kept = received.hexdigest() == sha256
     await bob.send({"type": "file_done", "transfer": T, "ok": kept})
     while (message := await alice.next())["type"] != "file_done":
@@ -450,8 +469,7 @@ async def test_the_sender_cancels_midway(alice_bob):
     await accepted(alice, bob, size=1000)
     await alice.chunk(0, b"a" * 100)
     await bob.next_chunk()
-    answer = await alice.request({"type": "file_cancel", "id": "c", "transfer": T, "reason": "x"})
-    assert answer == {"type": "ok", "ref": "c"}
+    await alice.send({"type": "file_cancel", "id": "c", "transfer": T, "reason": "x"})
     assert await bob.next() == cancel("x")
     assert registry_idle()
     await alice.chunk(1, b"a" * 100)  # a straggler: the transfer is over
@@ -464,8 +482,7 @@ async def test_the_recipient_cancels_midway(alice_bob):
     await accepted(alice, bob, size=1000)
     await alice.chunk(0, b"a" * 100)
     await bob.next_chunk()
-    answer = await bob.request({"type": "file_cancel", "id": "c", "transfer": T})
-    assert answer == {"type": "ok", "ref": "c"}
+    await bob.send({"type": "file_cancel", "id": "c", "transfer": T})
     assert await alice.next() == cancel("cancelled")  # an empty reason is relayed as cancelled
     assert registry_idle()
 
@@ -473,7 +490,7 @@ async def test_the_recipient_cancels_midway(alice_bob):
 async def test_an_offer_can_be_withdrawn_before_the_answer(alice_bob):
     alice, bob = alice_bob
     await offered(alice, bob)
-    await alice.request(cancel("cancelled"))
+    await alice.send(cancel("cancelled"))
     assert await bob.next() == cancel("cancelled")
     assert registry_idle()
 
@@ -603,9 +620,8 @@ async def test_file_end_before_every_byte_is_size_exceeded(alice_bob):
     await accepted(alice, bob, size=100)
     await alice.chunk(0, b"e" * 99)
     await bob.next_chunk()
-    answer = await alice.request({"type": "file_end", "id": "e", "transfer": T})
-    assert is_error(answer, "bad_request", "e")
-    assert await alice.next() == cancel("size_exceeded")
+    await alice.send({"type": "file_end", "id": "e", "transfer": T})
+    assert await alice.next() == cancel("size_exceeded")  # and no other answer (1.1)
     assert await bob.next() == cancel("size_exceeded")
     assert registry_idle()
 
@@ -616,24 +632,26 @@ async def test_an_ack_out_of_order_is_chunk_out_of_order(alice_bob):
     await alice.chunk(0, b"a" * 10)
     await alice.chunk(1, b"a" * 10)
     await bob.next_chunk()
-    answer = await bob.request({"type": "file_ack", "id": "k", "transfer": T, "index": 1})
-    assert is_error(answer, "bad_request", "k")
-    assert await bob.next() == cancel("chunk_out_of_order")
+    await bob.send({"type": "file_ack", "id": "k", "transfer": T, "index": 1})
+    assert await bob.next() == cancel("chunk_out_of_order")  # and no other answer (1.1)
     assert await alice.next() == cancel("chunk_out_of_order")
     assert registry_idle()
 
 
-async def test_steps_out_of_turn_are_bad_request_and_the_transfer_goes_on(alice_bob):
+@pytest.mark.parametrize("step", ["file_done before file_end", "a second file_accept"])
+async def test_a_step_out_of_turn_ends_the_transfer_with_file_cancel(alice_bob, step):
+    """Revision 1.1: the order of the steps is a rule; breaking it ends the transfer."""
     alice, bob = alice_bob
     await offered(alice, bob)
-    early = await bob.request({"type": "file_done", "id": "d", "transfer": T, "ok": True})
-    assert is_error(early, "bad_request", "d")
-    await bob.request({"type": "file_accept", "transfer": T})
-    assert (await alice.next())["type"] == "file_accept"
-    twice = await bob.request({"type": "file_accept", "id": "a2", "transfer": T})
-    assert is_error(twice, "bad_request", "a2")
-    await alice.chunk(0, b"fine")
-    assert (await bob.next_chunk()).data == b"fine"
+    if step == "a second file_accept":
+        await bob.send({"type": "file_accept", "transfer": T})
+        assert (await alice.next())["type"] == "file_accept"
+        await bob.send({"type": "file_accept", "id": "a2", "transfer": T})
+    else:
+        await bob.send({"type": "file_done", "id": "d", "transfer": T, "ok": True})
+    assert await bob.next() == cancel("chunk_out_of_order")
+    assert await alice.next() == cancel("chunk_out_of_order")
+    assert registry_idle()
 
 
 # --- the channel layer between processes ---------------------------------------------------------

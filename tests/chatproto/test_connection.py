@@ -684,3 +684,10 @@ def test_a_tool_client_may_send_what_the_server_refuses():
     answer = {"type": "login_ok", "user": {"username": "a"}, "rooms": []}
     [event] = client.receive_bytes(server.send(answer))
     assert isinstance(event, ClientLoggedIn)  # a login without id is answered without ref
+
+
+def test_a_rate_limited_error_always_carries_retry_after_of_at_least_one_second():
+    assert error_message(ErrorCode.RATE_LIMITED, "slow down", "r", 12)["retry_after"] == 12
+    assert error_message(ErrorCode.RATE_LIMITED, "slow down")["retry_after"] == 1
+    assert error_message(ErrorCode.RATE_LIMITED, "slow down", None, 0)["retry_after"] == 1
+    assert "retry_after" not in error_message(ErrorCode.FORBIDDEN, "no", None, 5)

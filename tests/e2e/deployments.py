@@ -46,13 +46,14 @@ class Deployment:
         client = self.connect(on)
         answer = client.request({"type": "register", "username": name, "password": PASSWORD})
         assert answer["type"] == "login_ok", answer
-        client.find("users")
+        client.roster = Roster(client, client.find("users"))
         return name, client
 
     def login(self, name: str, on: int = 0) -> SyncClient:
         """A new session of ``name`` on process ``on``; login_ok and users already read."""
         client = self.connect(on)
         client.login(name, PASSWORD)
+        client.roster = Roster(client, client.after_login[-1])
         return client
 
     def set_active(self, name: str, active: bool) -> None:
@@ -62,6 +63,46 @@ class Deployment:
         for client in self.clients:
             client.close()
         self.clients.clear()
+
+
+class Roster:
+    """What a client knows of presence: its ``users`` snapshot with each ``presence`` delta
+    applied in order, as PROTOCOL.md 3.2 says a client does (``client.roster``)."""
+
+    def __init__(self, client: SyncClient, snapshot: dict) -> None:
+        assert snapshot["type"] == "users", snapshot
+        self.client = client
+        self.interval = snapshot["presence_interval"]
+        self.online = set(snapshot["online"])
+        self.all = set(snapshot["all"])
+        self.deltas: list[dict] = []
+
+    def apply(self, delta: dict) -> None:
+        self.deltas.append(delta)
+        self.all |= set(delta["added"])
+        self.all -= set(delta["removed"])
+        self.online -= set(delta["removed"])
+        self.online |= set(delta["online"])
+        self.online -= set(delta["offline"])
+
+    def until(self, condition, timeout: float = 30) -> Roster:
+        """Apply deltas until ``condition(self)`` holds."""
+        while not condition(self):
+            self.apply(self.client.find("presence", timeout=timeout))
+        return self
+
+    def settled(self, quiet: float) -> Roster:
+        """Apply deltas until none comes for ``quiet`` seconds."""
+        while True:
+            try:
+                self.apply(self.client.find("presence", timeout=quiet))
+            except TimeoutError:
+                return self
+
+    def is_fresh(self) -> bool:
+        """Whether the snapshot with its deltas equals a fresh ``users``."""
+        fresh = self.client.request({"type": "users"})
+        return (sorted(self.online), sorted(self.all)) == (fresh["online"], fresh["all"])
 
 
 @contextlib.contextmanager

@@ -7,6 +7,8 @@ processes sharing Redis and PostgreSQL, with the users spread over both
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.protocol_client.sync import SyncClient
@@ -22,14 +24,6 @@ def messages_until(client: SyncClient, kind: str, text: str) -> list[dict]:
         seen.append(message)
         if message["type"] == kind and message.get("text") == text:
             return seen
-
-
-def next_users_where(client: SyncClient, condition) -> dict:
-    """The first ``users`` push that satisfies ``condition`` (a new account is pushed too)."""
-    while True:
-        users = client.find("users")
-        if condition(users):
-            return users
 
 
 def test_login_and_lobby_broadcast(deployment):
@@ -66,10 +60,9 @@ def test_private_message_reaches_only_its_recipient(deployment):
 def test_offline_private_messages_arrive_at_the_next_login(deployment):
     _alice, alice_client = deployment.register("alice", on=0)
     bob, bob_client = deployment.register("bob", on=1)
-    # (the push of bob's new account, before he came online, must not count as him leaving)
-    next_users_where(alice_client, lambda users: bob in users["online"])
+    alice_client.roster.until(lambda roster: bob in roster.online)
     bob_client.close()
-    next_users_where(alice_client, lambda users: bob not in users["online"])
+    alice_client.roster.until(lambda roster: bob not in roster.online)
     texts = ["first", "second"]
     for text in texts:
         alice_client.request({"type": "pm", "to": bob, "text": text})
@@ -110,13 +103,39 @@ def test_private_rooms_refuse_non_members(deployment):
     assert [m for m in seen if m["type"] == "message" and m["room"] == room] == []
 
 
-def test_presence_pushes_when_users_come_and_go(deployment):
+def test_presence_deltas_when_users_come_and_go(deployment):
     _alice, alice_client = deployment.register("alice", on=0)
     bob, bob_client = deployment.register("bob", on=1)
-    next_users_where(alice_client, lambda users: bob in users["online"])
+    roster = alice_client.roster.until(lambda roster: bob in roster.online and bob in roster.all)
     bob_client.close()
-    went = alice_client.find("users")
-    assert bob not in went["online"] and bob in went["all"]
+    went = alice_client.find("presence")
+    roster.apply(went)
+    assert went["offline"] == [bob] and bob in roster.all
+    assert roster.settled(quiet=2.5).is_fresh()
+
+
+def test_a_burst_of_logins_on_both_processes_is_coalesced(deployment):
+    """A burst of 50 logins (over both processes where there are two) reaches a watching
+    session as at most elapsed / presence_interval + 2 ``presence``, and its snapshot with
+    the deltas applied equals a fresh ``users``."""
+    watcher, watcher_client = deployment.register("watcher", on=0)
+    registered = [deployment.register(f"burst{n}", on=n) for n in range(10)]
+    for _name, client in registered:
+        client.close()
+    names = [name for name, _client in registered]
+    roster = watcher_client.roster.settled(quiet=2.5)
+    assert not set(names) & roster.online
+    roster.deltas.clear()
+    began = time.monotonic()
+    clients = [deployment.login(names[n % 10], on=n) for n in range(50)]
+    for client in clients[:2]:
+        client.close()  # one of five sessions of those users: nobody goes offline
+    roster.settled(quiet=roster.interval * 2 + 1.5)
+    elapsed = time.monotonic() - began
+    assert len(roster.deltas) <= elapsed / roster.interval + 2, (len(roster.deltas), elapsed)
+    assert all(any(d[k] for k in ("online", "offline", "added", "removed")) for d in roster.deltas)
+    assert set(names) <= roster.online and watcher in roster.online
+    assert roster.is_fresh()
 
 
 def test_history_pages_backwards(deployment):
@@ -154,11 +173,11 @@ def test_a_bad_record_closes_only_that_session(deployment, attack):
 def test_deactivation_ends_a_live_session(deployment):
     _alice, alice_client = deployment.register("alice", on=0)
     bob, bob_client = deployment.register("bob", on=1)
-    next_users_where(alice_client, lambda users: bob in users["online"])
+    alice_client.roster.until(lambda roster: bob in roster.online)
     deployment.set_active(bob, False)
     assert bob_client.find("session_ended")["reason"] == "deactivated"
     assert bob_client.wait_closed() == 4003
-    next_users_where(alice_client, lambda users: bob not in users["online"] + users["all"])
+    alice_client.roster.until(lambda roster: bob not in roster.online | roster.all)
     refused = deployment.connect(on=1)
     answer = refused.request(
         {"type": "login", "username": bob, "password": "correct horse battery staple"}

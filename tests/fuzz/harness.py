@@ -57,7 +57,8 @@ COUNTED = frozenset({ErrorCode.BAD_REQUEST.value, ErrorCode.TOO_LARGE.value})
 TRANSFER_PUSHES = frozenset(
     {"file_offer", "file_accept", "file_reject", "file_ack", "file_end", "file_done", "file_cancel"}
 )
-PUSH_TYPES = frozenset({"message", "private", "users", "rooms"}) | TRANSFER_PUSHES
+# ``users`` without ``ref``: the snapshot after a login (a hostile register may log in).
+PUSH_TYPES = frozenset({"message", "private", "users", "presence", "rooms"}) | TRANSFER_PUSHES
 # The direct answer each request type may get (PROTOCOL.md 3.1-3.3); ``error`` where listed.
 ANSWERS: dict[str, frozenset[str]] = {
     "login": frozenset({"login_ok", "login_failed"}),
@@ -73,13 +74,11 @@ ANSWERS: dict[str, frozenset[str]] = {
     "history": frozenset({"history", "error"}),
     "ping": frozenset({"pong"}),
     "file_offer": frozenset({"ok", "error"}),
-    "file_accept": frozenset({"ok", "error"}),
-    "file_reject": frozenset({"ok", "error"}),
-    "file_ack": frozenset({"ok", "error"}),
-    "file_end": frozenset({"ok", "error"}),
-    "file_done": frozenset({"ok", "error"}),
-    "file_cancel": frozenset({"ok", "error"}),
 }
+# Revision 1.1: only file_offer is a request; the other steps of a transfer get no answer
+# when relayed, ``unknown_transfer`` when they cannot be, and end the transfer with
+# file_cancel pushes when they break its rules.
+TRANSFER_STEPS = TRANSFER_PUSHES - {"file_offer"}
 _barriers = itertools.count(1)
 
 
@@ -376,6 +375,16 @@ def judge(model: Model, expect: Expect, exchange: Exchange, *, barrier_ref: str)
             "ref" in e or e["code"] != ErrorCode.UNKNOWN_TRANSFER.value for e in errors
         ):
             raise ProtocolViolation(f"a chunk answered with {errors}: {story}")
+        model.bad_requests += len(errors)  # a stray chunk counts as a bad request (1.1)
+        others = [m for m in messages if m.get("type") != "error"]
+    elif expect.request is not None and expect.request.type in TRANSFER_STEPS:
+        request = expect.request
+        errors = [m for m in messages if m.get("type") == "error"]
+        if len(errors) > 1 or any(
+            e["code"] != ErrorCode.UNKNOWN_TRANSFER.value or e.get("ref") != request.id
+            for e in errors
+        ):
+            raise ProtocolViolation(f"a transfer step answered with {errors}: {story}")
         others = [m for m in messages if m.get("type") != "error"]
     else:
         request = expect.request

@@ -63,10 +63,22 @@ class ClientProtocol:
 
     ``pending`` holds every message and file chunk that was not the answer to
     an awaited request, in arrival order, for ``take_*`` to hand out.
+
+    ``presence`` deltas come at the server's ticks, whatever a test does: without
+    ``watch_presence`` they go to ``presence_seen`` instead of ``pending``, so that a
+    test of anything else neither reads nor waits for them.
     """
 
-    def __init__(self, expected_fingerprint: str | None = None, *, id_prefix: str = "t") -> None:
+    def __init__(
+        self,
+        expected_fingerprint: str | None = None,
+        *,
+        id_prefix: str = "t",
+        watch_presence: bool = True,
+    ) -> None:
         self.conn = ClientConnection()
+        self.watch_presence = watch_presence
+        self.presence_seen: list[Message] = []
         self.expected_fingerprint = expected_fingerprint  # None: trust any key (benchmarks)
         self.identity: ServerIdentity | None = None
         self.greeting: Message | None = None
@@ -175,6 +187,8 @@ class ClientProtocol:
         if ref in self._awaited:
             self._awaited.discard(ref)
             self._answers[ref] = item
+        elif isinstance(item, dict) and item["type"] == "presence" and not self.watch_presence:
+            self.presence_seen.append(item)
         else:
             self.pending.append(item)
         return item

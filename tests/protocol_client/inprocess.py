@@ -61,9 +61,17 @@ class InProcessClient:
     """One in-process session. Waits raise TimeoutError (the application is then cancelled,
     as the communicator does) or SessionClosed; ``after_login`` is what followed login_ok."""
 
-    def __init__(self, comm: WebsocketCommunicator, protocol: ClientProtocol | None = None) -> None:
+    def __init__(
+        self,
+        comm: WebsocketCommunicator,
+        protocol: ClientProtocol | None = None,
+        *,
+        watch_presence: bool = False,
+    ) -> None:
+        """``watch_presence``: ``presence`` deltas are read like any message (tests of
+        presence); else they are set aside in ``presence_seen`` (see ClientProtocol)."""
         self.comm = comm
-        self.protocol = protocol or ClientProtocol(id_prefix="r")
+        self.protocol = protocol or ClientProtocol(id_prefix="r", watch_presence=watch_presence)
         self.after_login: list[Message] = []
 
     @property
@@ -78,6 +86,11 @@ class InProcessClient:
     def pending(self) -> collections.deque[Item]:
         """What came and was not the answer to an awaited request, in order."""
         return self.protocol.pending
+
+    @property
+    def presence_seen(self) -> list[Message]:
+        """The ``presence`` deltas set aside (a session that does not watch presence)."""
+        return self.protocol.presence_seen
 
     @property
     def close_code(self) -> int | None:
@@ -181,15 +194,31 @@ class InProcessClient:
         while True:
             while (message := self.protocol.take_message()) is not None:
                 received.append(message)
-            if await self.comm.receive_nothing(quiet):
+            if await self._quiet(quiet):
                 return received
-            await self._pump(TIMEOUT)
 
     async def nothing(self, timeout: float = 0.3) -> bool:
         """True when nothing arrives within ``timeout`` (and nothing is pending)."""
         if self.protocol.pending:
             return False
-        return await self.comm.receive_nothing(timeout)
+        return await self._quiet(timeout)
+
+    async def _quiet(self, timeout: float) -> bool:
+        """True when nothing but set-aside ``presence`` arrives within ``timeout``; else
+        what arrived is filed (pending, or an answer) and False.
+
+        (A timeout of ``receive_output`` would cancel the application, so this polls
+        with ``receive_nothing``.)"""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            if await self.comm.receive_nothing(left):
+                return True
+            set_aside = len(self.protocol.presence_seen)
+            await self._pump(TIMEOUT)
+            if len(self.protocol.presence_seen) == set_aside:
+                return False
+        return True
 
     async def expect_close(self, timeout: float = TIMEOUT) -> int | None:
         """Read until the application closes; the close code (messages read are dropped)."""
@@ -214,10 +243,15 @@ class InProcessClient:
 
 
 async def open_session(
-    *, origin: bytes | None = ORIGIN, client: tuple[str, int] = CLIENT
+    *,
+    origin: bytes | None = ORIGIN,
+    client: tuple[str, int] = CLIENT,
+    watch_presence: bool = False,
 ) -> InProcessClient:
     """A connected in-process session with the handshake done; the caller closes it."""
-    session = InProcessClient(communicator(origin=origin, client=client))
+    session = InProcessClient(
+        communicator(origin=origin, client=client), watch_presence=watch_presence
+    )
     await session.connect()
     await session.handshake()
     return session

@@ -1,0 +1,283 @@
+"""Presence as coalesced deltas (PROTOCOL.md 3.1, 3.2): one :class:`PresenceFeed` per process.
+
+:mod:`chat.presence` says, in the cache, whether a login or an ending was a
+user's first or last session. This module turns those facts into what the
+sessions are told:
+
+- each session gets one ``users`` snapshot (after login, and as the answer to
+  ``users``), built from the process's **view** (who is online, which accounts
+  are active), read from the database and the cache once when the process gets
+  its first session and kept up to date by deltas after that;
+- a change seen here (a user came online or went offline with this process's
+  session, or with a dead process's: :func:`chat.presence.reap`) is applied to
+  the view and kept; at every tick (wall-clock multiples of the interval) the
+  process publishes what changed net since its last tick as **one** layer
+  message ``chat.presence`` to the process group: one per process per interval,
+  whatever the number of logins;
+- every process applies what it receives (and account changes, published by
+  :func:`chat.delivery.accounts_changed` when an account is created, activated,
+  deactivated or deleted) to its view, and shortly after each tick pushes each
+  of its sessions one ``presence``: the net difference between the view now and
+  what that session was last sent, or nothing if there is none.
+
+The differences come from a log of the view's changes since the last push:
+``(username, field, value before)``. A session remembers the log position of
+what it was last sent (its snapshot, or the last push); the sessions whose
+snapshot is older than the last push share one message, one made mid-interval
+gets its own from the log's tail. Nothing here is O(N) per login: a login
+changes the view by one name (kept sorted with ``bisect``), and its snapshot
+copies the sorted lists, which the protocol requires it to send.
+
+The heartbeat (:meth:`chat.sessions.SessionRegistry.beat`) reconciles the view
+with the database and the cache every ``CHAT_HEARTBEAT_SECONDS``, for changes no
+layer message carried; what it corrects reaches this process's sessions as
+deltas like any change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from chatproto.framing import encode_json
+
+from . import delivery, services
+
+if TYPE_CHECKING:
+    from .sessions import Session, SessionRegistry
+
+log = logging.getLogger("chat.sessions")
+
+# Deliveries per second that one process sustains (docs/benchmarks.md: about 5,000 at
+# N=50..500); presence may take at most a tenth of them: N sessions at one ``presence`` per
+# interval each cost N / interval deliveries per second.
+DELIVERY_CAPACITY = 5_000
+PRESENCE_SHARE = 0.1
+MAX_INTERVAL = 60
+# After a tick, how long a process waits for the other processes' messages of the same tick
+# before it pushes: ticks fall on the same wall-clock instants in every process.
+SETTLE_SECONDS = 0.1
+
+ONLINE, ALL = "online", "all"
+
+
+def interval_for(sessions: int) -> int:
+    """The ``presence_interval`` (whole seconds) for a process with ``sessions`` logged in."""
+    fixed = settings.CHAT_PRESENCE_INTERVAL
+    if fixed:
+        return int(fixed)
+    budget = DELIVERY_CAPACITY * PRESENCE_SHARE
+    return max(1, min(MAX_INTERVAL, math.ceil(sessions / budget)))
+
+
+class _SortedSet:
+    """A set that also keeps its members sorted, for snapshots without sorting N names."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.members = set(names)
+        self.ordered = sorted(self.members)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.members
+
+    def set(self, name: str, present: bool) -> bool:
+        """Add or remove ``name``; True when that changed something."""
+        if (name in self.members) == present:
+            return False
+        if present:
+            self.members.add(name)
+            bisect.insort(self.ordered, name)
+        else:
+            self.members.discard(name)
+            del self.ordered[bisect.bisect_left(self.ordered, name)]
+        return True
+
+
+class PresenceFeed:
+    """This process's view of presence, its changes, its tick and its pushes (module doc)."""
+
+    def __init__(self, registry: SessionRegistry) -> None:
+        self.registry = registry
+        self.origin = secrets.token_hex(8)  # tells this process's own layer messages apart
+        self.online: _SortedSet | None = None
+        self.all: _SortedSet | None = None
+        self._log: list[tuple[str, str, bool]] = []
+        self._log_start = 0  # the position of _log[0] since the process began
+        self._pending: dict[str, tuple[bool, bool]] = {}  # name: (online at last tick, now)
+        self._touched: set[str] = set()  # names changed while a reconciliation reads
+        self._interval = 0
+        self._last_push = -math.inf
+        self._task: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    # --- the interval --------------------------------------------------------------------------
+
+    def interval(self) -> int:
+        """The current interval; it only grows while the process has sessions, so no session
+        is ever pushed more often than its snapshot said."""
+        self._interval = max(self._interval, interval_for(len(self.registry.local_sessions())))
+        return self._interval
+
+    # --- snapshots -----------------------------------------------------------------------------
+
+    async def snapshot(self, session: Session, ref: str | None = None) -> dict[str, Any]:
+        """The ``users`` message for ``session`` (login, or the answer to ``users``); the
+        session's deltas start from it."""
+        if self.online is None or self.all is None:
+            await self._load()
+        assert self.online is not None and self.all is not None
+        session.presence_seq = self._log_start + len(self._log)
+        self._start()
+        return services.answer(
+            "users",
+            ref,
+            online=list(self.online.ordered),
+            all=list(self.all.ordered),
+            presence_interval=self.interval(),
+        )
+
+    async def _load(self) -> None:
+        truth = await self.registry.workers.database(services.users_snapshot)()
+        if self.online is None or self.all is None:
+            self.all = _SortedSet(truth["all"])
+            self.online = _SortedSet(truth["online"])
+
+    # --- changes -------------------------------------------------------------------------------
+
+    async def local_change(self, username: str, online: bool) -> None:
+        """A user's first session (``online``) or last one (not) began or ended as this
+        process saw it (its own sessions, or a dead process's it reaped)."""
+        was = self._set(username, ONLINE, online)
+        before = self._pending.get(username, (was, was))[0]
+        self._pending[username] = (before, online)
+        if self._task is None or self._task.done():
+            # No tick runs (this process has no session left): publish at once.
+            task = asyncio.ensure_future(self._publish())
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    def receive(self, event: dict[str, Any]) -> None:
+        """A ``chat.presence`` layer message: apply it to the view (pushed at the next tick)."""
+        if event.get("origin") == self.origin or self.online is None:
+            return  # ours (applied already), or no view yet (read whole when one is needed)
+        for name in event.get("added", ()):
+            self._set(name, ALL, True)
+        for name in event.get("removed", ()):
+            self._set(name, ALL, False)
+            self._set(name, ONLINE, False)
+        for name in event.get("online", ()):
+            self._set(name, ONLINE, True)
+        for name in event.get("offline", ()):
+            self._set(name, ONLINE, False)
+
+    def _set(self, name: str, field: str, value: bool) -> bool:
+        """Set one fact of the view, logging it if it changed; the value it had."""
+        members = self.online if field == ONLINE else self.all
+        if members is None:
+            return not value  # no view: it is read whole, this change with it
+        was = name in members
+        if members.set(name, value):
+            self._log.append((name, field, was))
+            self._touched.add(name)
+        return was
+
+    async def reconcile(self) -> None:
+        """Correct the view from the database and the cache (the heartbeat calls this)."""
+        if self.online is None or self.all is None:
+            return
+        self._touched = set()
+        truth = await self.registry.workers.database(services.users_snapshot)()
+        touched, self._touched = self._touched, set()
+        for field, members in ((ALL, self.all), (ONLINE, self.online)):
+            facts = set(truth[field])
+            for name in (facts ^ members.members) - touched:
+                self._set(name, field, name in facts)
+
+    # --- the tick ------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-presence")
+
+    def stop(self) -> None:
+        """The process has no session left: stop ticking and forget the view."""
+        if self._task is not None and not self._task.done():
+            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                self._task.cancel()
+        self._task = None
+        self.online = self.all = None
+        self._log_start += len(self._log)
+        self._log.clear()
+        self._interval = 0
+        self._last_push = -math.inf
+
+    async def _run(self) -> None:
+        while True:
+            interval = self.interval()
+            await asyncio.sleep(interval - time.time() % interval)
+            try:
+                await self._publish()
+                await asyncio.sleep(SETTLE_SECONDS)
+                wait = self._last_push + interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # a late tick: never two pushes within an interval
+                await self.push()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("a presence tick failed")
+
+    async def _publish(self) -> None:
+        """One layer message with this process's net changes since its last one (if any)."""
+        pending, self._pending = self._pending, {}
+        online = sorted(name for name, (was, now) in pending.items() if now and not was)
+        offline = sorted(name for name, (was, now) in pending.items() if was and not now)
+        if online or offline:
+            await delivery.presence_changed(
+                {"origin": self.origin, "online": online, "offline": offline}
+            )
+
+    async def push(self) -> None:
+        """Each session that was sent a snapshot: one ``presence`` with its net changes."""
+        log_, start = self._log, self._log_start
+        self._log, self._log_start = [], start + len(log_)
+        self._last_push = time.monotonic()
+        if not log_:
+            return
+        by_start: dict[int, list[Session]] = {}
+        for session in self.registry.local_sessions():
+            seq = session.presence_seq
+            if seq is not None and seq < start + len(log_):
+                by_start.setdefault(max(seq, start), []).append(session)
+        for since, sessions in sorted(by_start.items()):
+            message = self._delta(log_[since - start :])
+            if message is not None:
+                await self.registry.push_to(sessions, encode_json(message))
+
+    def _delta(self, changes: list[tuple[str, str, bool]]) -> dict[str, Any] | None:
+        """The ``presence`` from the view before ``changes`` to the view now; None if equal."""
+        assert self.online is not None and self.all is not None
+        before: dict[tuple[str, str], bool] = {}
+        for name, field, was in changes:
+            before.setdefault((name, field), was)
+        lists: dict[str, list[str]] = {"online": [], "offline": [], "added": [], "removed": []}
+        for (name, field), was in before.items():
+            now = name in (self.online if field == ONLINE else self.all)
+            if now == was:
+                continue  # came and went (or went and came) since: not mentioned
+            if field == ALL:
+                lists["added" if now else "removed"].append(name)
+            else:
+                lists["online" if now else "offline"].append(name)
+        if not any(lists.values()):
+            return None
+        return {"type": "presence", **{key: sorted(names) for key, names in lists.items()}}
