@@ -72,8 +72,8 @@ class RecordingView(ControllerView):
     def current_changed(self, key):
         self.calls.append(("current", key))
 
-    def users_changed(self):
-        self.calls.append(("users",))
+    def users_changed(self, change):
+        self.calls.append(("users", change))
 
     def quit(self):
         self.quitted = True
