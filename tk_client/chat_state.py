@@ -33,6 +33,7 @@ from .events import (
     RequestUpdate,
     Stopped,
     TrustRequired,
+    refusal_words,
 )
 from .files import FileOffered, TransferChanged, TransferInfo, TransferState
 from .model import (
@@ -451,9 +452,8 @@ class ChatState:
             if isinstance(message.get("rooms"), list):
                 self._set_rooms(message["rooms"])
         elif kind == "error":
-            self._notice(
-                f"The server says: {message.get('message') or message.get('code')}", "error"
-            )
+            words = refusal_words(message) if message.get("message") else message.get("code")
+            self._notice(f"The server says: {words}", "error")
         elif isinstance(kind, str) and kind.startswith("file_"):
             if self.transfers is not None and self.transfers.handle(message):
                 return

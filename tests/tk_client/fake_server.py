@@ -92,6 +92,8 @@ class FakeServer:
         self.extensions: list[str | None] = []
         self.hold_answers = threading.Event()  # set: requests are recorded but not answered
         self.login_answer: dict[str, Any] | None = None  # set: every login gets this answer
+        # type -> the error (code, message, retry_after...) that every such request gets
+        self.refusals: dict[str, dict[str, Any]] = {}
         self.logins = 0
         self.handshakes = 0  # connections whose client sent a valid key
         self._clients: list[_Client] = []
@@ -279,6 +281,9 @@ class FakeServer:
             self._presence_changed()
             return
         username = client.username or ""
+        if kind in self.refusals:
+            client.send({"type": "error", **self.refusals[kind], "ref": ref})
+            return
         if kind == "send":
             message = {
                 "msg_id": next(self._ids),
