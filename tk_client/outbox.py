@@ -11,7 +11,7 @@ events that each method returns. The rules:
   one (sending it twice does nothing twice), is queued again; a ``send`` or
   ``pm`` that was on the wire may or may not have arrived, so it is failed
   with ``uncertain=True`` instead of being sent twice. A request that is not
-  ``durable`` (transfer steps) fails with its connection.
+  ``durable`` (a file offer) fails with its connection.
 """
 
 from __future__ import annotations
