@@ -18,6 +18,7 @@ import pytest
 from chatproto import crypto_utils
 from tk_client.events import LoggedIn, RequestState, RequestStatus
 from tk_client.known_servers import KnownServers
+from tk_client.model import pm_key
 
 from .fake_server import FakeServer
 from .gui_helpers import pump
@@ -27,6 +28,7 @@ from .test_cli import RunningCli
 pytestmark = pytest.mark.gui
 
 BURST = [f"user{i:02d}" for i in range(24)]
+ONLINE_DOT, OFFLINE_DOT = "\u25cf", "\u25cb"  # as the conversation list shows them
 
 
 # --- the desktop's user list, without a server -------------------------------------------------
@@ -224,6 +226,10 @@ def test_both_clients_lists_equal_the_final_snapshot_after_a_storm(
         users = app.main_view.users
         pump(app, lambda: "user:carol" in users.tree.get_children("offline"), "carol's row")
         users.tree.selection_set("user:bob")  # bob stays online throughout: never rebuilt
+        app.controller.select(pm_key("user01"))  # a private chat: its dot follows presence
+        chats = app.main_view.conversations.tree
+        pump(app, lambda: chats.exists("pm:user01"), "the private chat in the list")
+        assert chats.item("pm:user01", "text").startswith(OFFLINE_DOT)
 
         sessions = storm(server, known.path)
         wait_until(lambda: all(not server.logged_in(name) for name in BURST[::2]))
@@ -237,6 +243,7 @@ def test_both_clients_lists_equal_the_final_snapshot_after_a_storm(
             "the desktop's list to equal the final snapshot",
         )
         assert users.tree.selection() == ("user:bob",)
+        assert chats.item("pm:user01", "text").startswith(ONLINE_DOT)
         assert sorted(app.controller.candidates("user")) == sorted(set(server.users) - {"bob"})
 
         expected = f"Online ({len(online)}): {', '.join(online)}"
