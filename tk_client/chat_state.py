@@ -33,6 +33,7 @@ from .events import (
     RequestUpdate,
     Stopped,
     TrustRequired,
+    refusal_words,
 )
 from .files import FileOffered, TransferChanged, TransferInfo, TransferState
 from .model import (
@@ -47,6 +48,7 @@ from .model import (
     room_key,
     rooms_from_wire,
 )
+from .presence import PresenceError, UserDirectory, UsersChange, parse_presence, parse_snapshot
 
 # --- the interfaces on both sides ----------------------------------------------------------------
 
@@ -76,8 +78,9 @@ class ControllerView:
     def current_changed(self, key: ConversationKey) -> None:
         """The user switched to another conversation."""
 
-    def users_changed(self) -> None:
-        """Who exists or who is online changed."""
+    def users_changed(self, change: UsersChange) -> None:
+        """Who exists or who is online changed: exactly the users in ``change`` (move those
+        rows; a snapshot that changed nothing is not reported)."""
 
     def status_changed(self, phase: Phase, detail: str, retry_at: float | None) -> None:
         """The connection's phase (for the status bar)."""
@@ -151,8 +154,7 @@ class ChatState:
         self.max_text = MAX_TEXT
         self.phase = Phase.IDLE
         self.rooms: dict[str, Room] = {}
-        self.online: set[str] = set()
-        self.all_users: list[str] = []
+        self.users = UserDirectory()  # the snapshot and the presence deltas since
         self.conversations: dict[ConversationKey, Conversation] = {}
         self.current = room_key(LOBBY)
         self._pending: dict[str, Pending] = {}
@@ -177,10 +179,19 @@ class ChatState:
             (r for r in self.rooms.values() if r.name not in joined), key=lambda r: r.name
         )
 
+    @property
+    def online(self) -> set[str]:
+        """Who is online now (read only: :attr:`users` changes it)."""
+        return self.users.online
+
+    @property
+    def all_users(self) -> list[str]:
+        """Everyone, in display order (read only: :attr:`users` changes it)."""
+        return self.users.ordered
+
     def users_by_presence(self) -> tuple[list[str], list[str]]:
         """Everyone, online ones first: (online, offline), each in the order of ``all_users``."""
-        online = [u for u in self.all_users if u in self.online]
-        return online, [u for u in self.all_users if u not in self.online]
+        return self.users.by_presence()
 
     def private_chats(self) -> list[ConversationKey]:
         return sorted(k for k in self.conversations if k.kind == "pm")
@@ -315,6 +326,9 @@ class ChatState:
         if pending.action in ("history", "refresh"):
             self._on_history(pending, answer)
             return
+        if pending.action == "users":
+            self._on_users(answer)
+            return
         if isinstance(answer.get("rooms"), list):
             self._set_rooms(answer["rooms"])
         room = pending.arg
@@ -348,6 +362,7 @@ class ChatState:
             "create": f"Could not create #{pending.arg}",
             "invite": f"Could not add {''.join(pending.extra)} to #{pending.arg}",
             "history": "Could not load older messages",
+            "users": "Could not fetch the list of users",
             "refresh": "Could not load the messages missed while offline",
         }.get(pending.action, "The request failed")
         if pending.action == "join" and status.code == "unknown_room":
@@ -430,27 +445,43 @@ class ChatState:
             if isinstance(partner, str) and chat is not None:
                 self._receive(pm_key(partner), chat)
         elif kind == "users":
-            online, everyone = message.get("online"), message.get("all")
-            if isinstance(online, list) and isinstance(everyone, list):
-                self.online = {u for u in online if isinstance(u, str)}
-                self.all_users = sorted(
-                    {u for u in everyone if isinstance(u, str)} | self.online, key=str.lower
-                )
-                self.view.users_changed()
-                if self.current.kind == "pm":
-                    self.view.current_changed(self.current)  # the heading says online/offline
+            self._on_users(message)  # the snapshot (pushed by a revision 1 server)
+        elif kind == "presence":
+            self._on_presence(message)
         elif kind == "rooms":
             if isinstance(message.get("rooms"), list):
                 self._set_rooms(message["rooms"])
         elif kind == "error":
-            self._notice(
-                f"The server says: {message.get('message') or message.get('code')}", "error"
-            )
+            words = refusal_words(message) if message.get("message") else message.get("code")
+            self._notice(f"The server says: {words}", "error")
         elif isinstance(kind, str) and kind.startswith("file_"):
             if self.transfers is not None and self.transfers.handle(message):
                 return
             if kind == "file_offer" and isinstance(message.get("transfer"), str):
                 self._decline_offer(message)
+
+    def _on_users(self, message: dict[str, Any]) -> None:
+        try:
+            snapshot = parse_snapshot(message)
+        except PresenceError:
+            return  # keep what we have; a later snapshot or delta brings it up to date
+        self._users_changed(self.users.replace(snapshot))
+
+    def _on_presence(self, message: dict[str, Any]) -> None:
+        try:
+            delta = parse_presence(message)
+        except PresenceError:
+            # Applying part of it, or nothing, would leave the list wrong: start again.
+            self._request("users", Pending("users"))
+            return
+        self._users_changed(self.users.apply(delta))
+
+    def _users_changed(self, change: UsersChange) -> None:
+        if not change:
+            return
+        self.view.users_changed(change)
+        if self.current.kind == "pm" and self.current.name in change.moved:
+            self.view.current_changed(self.current)  # the heading says online/offline
 
     def _decline_offer(self, offer: dict[str, Any]) -> None:
         # Offline: nothing to do, the server expires the offer by itself.

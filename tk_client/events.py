@@ -177,3 +177,20 @@ def rate_limited_message(retry_after: int | None) -> str:
     if retry_after:
         return f"Too many failed attempts. {try_again(retry_after).capitalize()}"
     return "Too many failed attempts. Try again later."
+
+
+def refusal_words(error: dict[str, Any]) -> str:
+    """An ``error``'s words for the user; for ``rate_limited``, with the wait in words.
+
+    PROTOCOL.md 3.2 (revision 1.1): ``rate_limited`` carries ``retry_after``,
+    whole seconds; any request may be refused so, not only a login.
+    """
+    text = error.get("message")
+    words = text if isinstance(text, str) and text.strip() else ""
+    retry_after = error.get("retry_after")
+    if error.get("code") != "rate_limited":
+        return words or "the server refused it"
+    words = words.rstrip(". ") or "too many requests"
+    if type(retry_after) is int and retry_after > 0:
+        return f"{words}; {try_again(retry_after)}"
+    return f"{words}; try again later."

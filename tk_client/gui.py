@@ -37,6 +37,7 @@ from .files import TransferError, TransferInfo, TransferManager
 from .known_servers import FINGERPRINT_COMMAND, KnownServers
 from .model import ChatMessage, ConversationKey
 from .partials import JOURNAL_FOLDER, PartialFiles
+from .presence import UsersChange
 from .session import ChatSession
 from .views.dialogs import KeyChangedDialog, TrustDialog
 from .views.login import LoginView
@@ -272,9 +273,9 @@ class App(ControllerView):
         if self.main_view is not None:
             self.main_view.current_changed(key)
 
-    def users_changed(self) -> None:
+    def users_changed(self, change: UsersChange) -> None:
         if self.main_view is not None:
-            self.main_view.users_changed()
+            self.main_view.users_changed(change)
 
     def status_changed(self, phase: Phase, detail: str, retry_at: float | None) -> None:
         if self.main_view is not None:

@@ -11,7 +11,7 @@ events that each method returns. The rules:
   one (sending it twice does nothing twice), is queued again; a ``send`` or
   ``pm`` that was on the wire may or may not have arrived, so it is failed
   with ``uncertain=True`` instead of being sent twice. A request that is not
-  ``durable`` (transfer steps) fails with its connection.
+  ``durable`` (a file offer) fails with its connection.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .events import RequestState, RequestStatus, RequestUpdate
+from .events import RequestState, RequestStatus, RequestUpdate, refusal_words
 
 # Requests that can be sent again after a dropped connection without doing anything twice.
 IDEMPOTENT_TYPES = frozenset({"users", "rooms", "join", "leave", "history", "ping"})
@@ -71,12 +71,12 @@ class Outbox:
             return None
         if message.get("type") != "error":
             return self._finish(request, RequestState.DONE, message)
-        text, code = message.get("message"), message.get("code")
+        code = message.get("code")
         return self._finish(
             request,
             RequestState.FAILED,
             message,
-            error=text if isinstance(text, str) else "the server refused it",
+            error=refusal_words(message),
             code=code if isinstance(code, str) else None,
         )
 

@@ -207,7 +207,12 @@ class ChatSession:
             return request.status()
 
     def send_message(self, message: dict[str, Any]) -> None:
-        """Send a message whose answer is not tracked (transfer steps); NotConnected if offline."""
+        """Send a message that is not a request: no ``id``, no answer. NotConnected if offline.
+
+        The steps of a file transfer after the offer go so (PROTOCOL.md 3.3, revision 1.1: only
+        ``file_offer`` is a request); a revision 1 server's ``ok`` to one has no ``ref`` and
+        is dropped by the transfers' hook.
+        """
         with self._cond:
             self._require_online().put_json(dict(message))
 

@@ -227,7 +227,7 @@ class TerminalClient:
                 logged_in = time.monotonic()
             elif event is not None:
                 self.controller.handle(event)
-                # Input waits for the first `users` push (right after login_ok and the queued
+                # Input waits for the `users` snapshot (right after login_ok and the queued
                 # private messages), so that /users and completion know who is there.
                 if (
                     logged_in is not None

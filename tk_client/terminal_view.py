@@ -19,6 +19,7 @@ from .controller import ChatController, ControllerView
 from .events import Phase
 from .files import TransferInfo, TransferState
 from .model import ChatMessage, ConversationKey, MessageState
+from .presence import Status, UsersChange
 from .terminal_lines import describe_running, format_message, printable, progress_bar
 
 PROGRESS_LINE_SECONDS = 30.0  # without a terminal: a progress line at least this often
@@ -33,7 +34,7 @@ class TerminalView(ControllerView):
         self.controller: ChatController | None = None
         self.quit_requested = False
         self._lock = threading.Lock()
-        self._online: set[str] | None = None
+        self._heard_users = False  # the first snapshot is not news
         self._reconnecting = False
         self._current: ConversationKey | None = None
         # File transfers: the client decides about offers; progress goes to stderr.
@@ -123,16 +124,18 @@ class TerminalView(ControllerView):
         where = f"#{key.name}" if key.kind == "room" else f"the private chat with {key.name}"
         self._write(self.err, f"* now talking in {where}")
 
-    def users_changed(self) -> None:
+    def users_changed(self, change: UsersChange) -> None:
+        """One line per user who came online or went offline (not for the first snapshot)."""
         if self.controller is None:
             return
-        online = set(self.controller.online)
-        if self._online is not None:
-            for user in sorted(online - self._online):
+        if self._heard_users:
+            came = [u for u, (b, a) in change.moved.items() if a is Status.ONLINE]
+            went = [u for u, (b, a) in change.moved.items() if b is Status.ONLINE]
+            for user in sorted(came):
                 self._write(self.err, f"* {user} is online")
-            for user in sorted(self._online - online):
+            for user in sorted(went):
                 self._write(self.err, f"* {user} went offline")
-        self._online = online
+        self._heard_users = True
 
     def status_changed(self, phase: Phase, detail: str, retry_at: float | None) -> None:
         if phase is Phase.RECONNECTING and retry_at is not None:

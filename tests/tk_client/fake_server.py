@@ -41,6 +41,9 @@ class _Client:
     conn: ServerConnection
     lock: threading.Lock = field(default_factory=threading.Lock)
     username: str | None = None
+    # What this session was last told of presence (PROTOCOL.md 3.2): the base of its next delta.
+    told_online: frozenset[str] = frozenset()
+    told_all: frozenset[str] = frozenset()
 
     def send(self, message: dict[str, Any]) -> None:
         with self.lock, contextlib.suppress(Exception):
@@ -60,7 +63,13 @@ class _Client:
 
 
 class FakeServer:
-    """``users`` maps usernames to passwords; rooms are ``lobby`` plus what is created."""
+    """``users`` maps usernames to passwords; rooms are ``lobby`` plus what is created.
+
+    ``presence_interval`` set: revision 1.1 presence. ``users`` (with the interval) goes once
+    after login and answers a ``users`` request; then every ``presence_interval`` seconds each
+    session gets the net change since it was last told, as one ``presence`` (or call
+    :meth:`flush_presence`). None: revision 1, a whole ``users`` pushed on every change.
+    """
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class FakeServer:
         users: dict[str, str] | None = None,
         *,
         registration: bool = False,
+        presence_interval: int | None = None,
     ) -> None:
         self.private_key = private_key
         self.fingerprint = crypto_utils.fingerprint(private_key)
@@ -82,6 +92,8 @@ class FakeServer:
         self.extensions: list[str | None] = []
         self.hold_answers = threading.Event()  # set: requests are recorded but not answered
         self.login_answer: dict[str, Any] | None = None  # set: every login gets this answer
+        # type -> the error (code, message, retry_after...) that every such request gets
+        self.refusals: dict[str, dict[str, Any]] = {}
         self.logins = 0
         self.handshakes = 0  # connections whose client sent a valid key
         self._clients: list[_Client] = []
@@ -90,6 +102,10 @@ class FakeServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.presence_interval = presence_interval
+        self.presence_sent: list[tuple[str, dict[str, Any]]] = []  # (username, presence)
+        self._presence_lock = threading.Lock()  # one flush at a time: deltas stay in order
+        self._stopped = threading.Event()
 
     # --- control ----------------------------------------------------------------------------
 
@@ -98,10 +114,13 @@ class FakeServer:
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+        if self.presence_interval is not None:
+            threading.Thread(target=self._presence_timer, daemon=True).start()
         return self
 
     def stop(self) -> None:
         """Stop listening and drop every connection (as a crashed server would)."""
+        self._stopped.set()
         if self._server is not None:
             self._server.shutdown()
             self._server = None
@@ -134,6 +153,34 @@ class FakeServer:
     def push(self, username: str, message: dict[str, Any]) -> None:
         for client in self._sessions_of(username):
             client.send(message)
+
+    def add_account(self, username: str, password: str) -> None:
+        self.users[username] = password
+        self._presence_changed()
+
+    def remove_account(self, username: str) -> None:
+        self.users.pop(username, None)
+        self._presence_changed()
+
+    def flush_presence(self) -> None:
+        """Revision 1.1: send each logged-in session its net change since it was last told."""
+        with self._presence_lock:
+            online, everyone = frozenset(self._online()), frozenset(self.users)
+            with self._lock:
+                clients = [c for c in self._clients if c.username]
+            for client in clients:
+                delta = {
+                    "type": "presence",
+                    "online": sorted(online - client.told_online),
+                    "offline": sorted(client.told_online - online),
+                    "added": sorted(everyone - client.told_all),
+                    "removed": sorted(client.told_all - everyone),
+                }
+                if not any(delta[k] for k in ("online", "offline", "added", "removed")):
+                    continue
+                client.told_online, client.told_all = online, everyone
+                self.presence_sent.append((client.username or "", delta))
+                client.send(delta)
 
     def requests_of(self, kind: str) -> list[dict[str, Any]]:
         return [request for _, request in self.requests if request["type"] == kind]
@@ -188,6 +235,8 @@ class FakeServer:
             with self._lock:
                 if client in self._clients:
                     self._clients.remove(client)
+            if client.username is not None:
+                self._presence_changed()
 
     def _room_list(self, username: str) -> list[dict[str, Any]]:
         return [
@@ -228,9 +277,13 @@ class FakeServer:
                     "rooms": self._room_list(username),
                 }
             )
-            client.send({"type": "users", "online": self._online(), "all": sorted(self.users)})
+            client.send(self._users_snapshot(client))
+            self._presence_changed()
             return
         username = client.username or ""
+        if kind in self.refusals:
+            client.send({"type": "error", **self.refusals[kind], "ref": ref})
+            return
         if kind == "send":
             message = {
                 "msg_id": next(self._ids),
@@ -267,9 +320,7 @@ class FakeServer:
             for name in {username, request["to"]}:
                 self.push(name, {"type": "private", **message})
         elif kind == "users":
-            client.send(
-                {"type": "users", "ref": ref, "online": self._online(), "all": sorted(self.users)}
-            )
+            client.send({**self._users_snapshot(client), "ref": ref})
         elif kind in ("rooms", "join", "create_room"):
             if kind == "create_room":
                 self.rooms[request["room"]] = {
@@ -316,6 +367,29 @@ class FakeServer:
             client.send({"type": "pong", "ref": ref})
         else:
             client.send({"type": "error", "ref": ref, "code": "bad_request", "message": "not here"})
+
+    def _users_snapshot(self, client: _Client) -> dict[str, Any]:
+        with self._presence_lock:
+            online, everyone = self._online(), sorted(self.users)
+            client.told_online, client.told_all = frozenset(online), frozenset(everyone)
+        message = {"type": "users", "online": online, "all": everyone}
+        if self.presence_interval is not None:
+            message["presence_interval"] = self.presence_interval
+        return message
+
+    def _presence_changed(self) -> None:
+        """Someone logged in or out, or an account came or went."""
+        if self.presence_interval is not None:
+            return  # the timer (or flush_presence) sends the net change
+        with self._lock:
+            clients = [c for c in self._clients if c.username]
+        for client in clients:  # revision 1: the whole list to everyone
+            client.send(self._users_snapshot(client))
+
+    def _presence_timer(self) -> None:
+        assert self.presence_interval is not None
+        while not self._stopped.wait(self.presence_interval):
+            self.flush_presence()
 
     def _online(self) -> list[str]:
         with self._lock:

@@ -72,8 +72,8 @@ class RecordingView(ControllerView):
     def current_changed(self, key):
         self.calls.append(("current", key))
 
-    def users_changed(self):
-        self.calls.append(("users",))
+    def users_changed(self, change):
+        self.calls.append(("users", change))
 
     def quit(self):
         self.quitted = True
@@ -539,6 +539,88 @@ def test_users_lists_online_then_offline(controller, view):
 
 def test_the_user_lists_put_online_users_first(controller):
     assert controller.users_by_presence() == (["alice", "me"], ["bob", "carol"])
+
+
+def test_presence_deltas_keep_users_and_completion_in_step(controller, view):
+    # PROTOCOL.md revision 1.1: after the users snapshot, presence deltas apply to it.
+    push(
+        controller,
+        {
+            "type": "presence",
+            "online": ["bob"],
+            "offline": ["alice"],
+            "added": ["dan"],
+            "removed": ["carol"],
+        },
+    )
+
+    controller.submit("/users")
+    assert view.last_notice() == "Online (2): bob, me\nOffline (2): alice, dan"
+    change = [c[1] for c in view.calls if c[0] == "users"][-1]
+    assert set(change.moved) == {"alice", "bob", "carol", "dan"}
+    assert controller.complete("/pm d", 5).text == "/pm dan "
+    assert controller.complete("/pm c", 5) is None
+
+
+def test_the_private_chat_heading_follows_only_its_partners_presence(controller, view):
+    controller.submit("/pm bob")
+    view.calls.clear()
+
+    push(
+        controller,
+        {"type": "presence", "online": ["carol"], "offline": [], "added": [], "removed": []},
+    )
+    assert ("current", pm_key("bob")) not in view.calls
+    push(
+        controller,
+        {"type": "presence", "online": ["bob"], "offline": [], "added": [], "removed": []},
+    )
+    assert ("current", pm_key("bob")) in view.calls
+    assert "(online)" in controller.title(pm_key("bob"))
+
+
+def test_a_malformed_presence_is_mended_by_a_fresh_snapshot(controller, session, view):
+    push(
+        controller,
+        {"type": "presence", "online": ["zed", "bob"], "offline": [], "added": [], "removed": []},
+    )  # not sorted: nothing of it is applied
+    assert controller.users_by_presence() == (["alice", "me"], ["bob", "carol"])
+
+    users = session.last("users")
+    answer(
+        controller,
+        session,
+        users,
+        {
+            "type": "users",
+            "ref": users["id"],
+            "online": ["bob", "me"],
+            "all": ["alice", "bob", "me"],
+            "presence_interval": 3,
+        },
+    )
+    assert controller.users_by_presence() == (["bob", "me"], ["alice"])
+    assert controller.users.interval == 3
+
+
+def test_the_terminal_says_who_came_and_went_but_not_the_first_snapshot():
+    import io
+
+    from tk_client.terminal_view import TerminalView
+
+    err = io.StringIO()
+    terminal = TerminalView(io.StringIO(), err)
+    controller = ChatController(FakeSession(), terminal, autoload_history=False)
+    terminal.controller = controller
+    controller.handle(LoggedIn("me", ROOMS, again=False))
+    push(controller, {"type": "users", "online": ["alice", "me"], "all": ["alice", "bob", "me"]})
+    assert "is online" not in err.getvalue()
+
+    push(
+        controller,
+        {"type": "presence", "online": ["bob"], "offline": ["alice"], "added": [], "removed": []},
+    )
+    assert err.getvalue().splitlines()[-2:] == ["* bob is online", "* alice went offline"]
 
 
 def test_only_chat_messages_not_yet_answered_count_as_unsent(controller, session):

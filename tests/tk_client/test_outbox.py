@@ -63,6 +63,29 @@ def test_an_error_answer_fails_the_request_with_the_servers_words():
     assert not failed.request.uncertain
 
 
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (
+            {"message": "too many messages", "retry_after": 12},
+            "too many messages; try again in 12 seconds.",
+        ),
+        ({"message": "slow down.", "retry_after": 600}, "slow down; try again in 10 minutes."),
+        ({"retry_after": 1}, "too many requests; try again in 1 second."),
+        ({"message": "too many"}, "too many; try again later."),  # a revision 1 server
+    ],
+)
+def test_a_rate_limited_request_says_how_long_to_wait_in_words(answer, words):
+    # PROTOCOL.md revision 1.1: error rate_limited carries retry_after, for any request.
+    outbox = Outbox()
+    sent(outbox, "send")
+
+    failed = outbox.answer({"type": "error", "ref": "r1", "code": "rate_limited", **answer})
+
+    assert failed is not None and failed.request.code == "rate_limited"
+    assert failed.request.error == words
+
+
 @pytest.mark.parametrize("type_", sorted(IDEMPOTENT_TYPES))
 def test_idempotent_requests_on_the_wire_are_queued_again(type_):
     outbox = Outbox()

@@ -14,6 +14,7 @@ import pytest
 
 from chatproto import crypto_utils
 from tk_client.address import parse_address
+from tk_client.controller import ChatController
 from tk_client.events import (
     ConnectFailed,
     Greeted,
@@ -285,6 +286,40 @@ def test_error_answer_fails_the_request_with_the_servers_words(server, trusted, 
     assert failed.request.id == request.id
     assert (failed.request.code, failed.request.error) == ("unknown_user", "no such user")
     assert not failed.request.uncertain
+
+
+def test_any_rate_limited_request_says_how_long_to_wait_in_both_clients(server, trusted, sessions):
+    # PROTOCOL.md revision 1.1: error rate_limited carries retry_after for any request; the
+    # controller that both clients share shows it in words (chatproto.wording.try_again).
+    server.refusals["send"] = {"code": "rate_limited", "message": "too many", "retry_after": 90}
+    server.refusals["join"] = {"code": "rate_limited", "message": "too many", "retry_after": 3}
+    session, log = logged_in(server, trusted, sessions)
+    controller = ChatController(session, autoload_history=False)
+    controller.handle(
+        LoggedIn(
+            "alice",
+            [{"name": "lobby", "private": False, "owner": None, "members": ["alice"]}],
+            again=False,
+        )
+    )
+
+    controller.submit("hello")
+    controller.submit("/join dev")
+    for _ in range(2):
+        controller.handle(
+            log.wait_for(RequestUpdate, lambda e: e.request.state is RequestState.FAILED)
+        )
+    server.push(
+        "alice", {"type": "error", "code": "rate_limited", "message": "flood", "retry_after": 130}
+    )
+    controller.handle(log.wait_for(Received, lambda e: e.message["type"] == "error"))
+
+    lobby = controller.conversation(controller.current).messages
+    sent = next(m for m in lobby if m.own)
+    assert sent.error == "too many; try again in 90 seconds."
+    notices = [m.text for m in lobby if m.notice]
+    assert "Could not join #dev: too many; try again in 3 seconds." in notices
+    assert "The server says: flood; try again in 3 minutes." in notices
 
 
 def test_connection_bound_messages_refuse_when_offline(server, trusted, sessions):

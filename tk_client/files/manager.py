@@ -40,6 +40,12 @@ incoming offer, on the network thread) is handed over before its worker starts.
   facts) and the worker's flags under its ``lock``; creating a Download's file
   there (so that "it exists" is said at once) hands it to the worker unused.
 
+Only the offer is a request (PROTOCOL.md 3.3, revision 1.1): every later step
+goes with :meth:`ChatSession.send_message`, without ``id``, and gets no answer.
+``error`` ``unknown_transfer`` means the server could not relay a step; it names
+no transfer, so :meth:`TransferManager._unknown_transfer` works out which one it
+may be about before ending it. A revision 1 server's ``ok`` to a step is dropped.
+
 Memory stays constant: at most the window of chunks waits in an inbox or on the
 wire, and :mod:`~tk_client.files.source` and :mod:`~tk_client.files.sink`
 stream both files. A dropped connection ends every transfer (the server tells
@@ -53,6 +59,7 @@ import contextlib
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -86,6 +93,14 @@ from .words import format_size
 from .worker import TransferWorker
 
 JOIN_SECONDS = 5.0  # how long close() waits for each worker to cancel and clean up
+# How long after a transfer ended an unknown_transfer is taken for a race with that end: far
+# more than a round trip, and it only decides whether other transfers are ended too.
+STALE_ERROR_SECONDS = 30.0
+# How long an unnamed unknown_transfer waits for the end that explains it (a relayed cancel
+# can come after the error, through another of the server's processes).
+UNKNOWN_GRACE_SECONDS = 3.0
+# The relayed messages after which a transfer is over (file_reject ends an offer).
+FINAL_STEPS = frozenset({"file_cancel", "file_reject", "file_done"})
 
 
 class SessionAPI(Protocol):
@@ -115,6 +130,8 @@ class TransferManager:
         events: queue.Queue[Any] | None = None,
         *,
         partials: PartialFiles | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        unknown_grace: float = UNKNOWN_GRACE_SECONDS,
     ) -> None:
         self.session = session
         self.events = events if events is not None else session.events
@@ -122,6 +139,11 @@ class TransferManager:
         self.partials = partials
         self._lock = threading.Lock()  # guards the two tables; never held while calling out
         self._open: dict[str, TransferWorker] = {}
+        # Transfers that ended, and when: what a late unknown_transfer is most likely about.
+        self._recently_over: dict[str, float] = {}
+        self._heard: dict[str, float] = {}  # transfer -> when the server last relayed for it
+        self._clock = clock
+        self._unknown_grace = unknown_grace
         self._closed = False
         session.add_hook(self.hook)
 
@@ -277,6 +299,7 @@ class TransferManager:
         if isinstance(event, ChunkArrived):
             record = self._find(event.chunk.transfer_hex)
             if record is not None:
+                self._heard_from(record.transfer)
                 record.inbox.put(("chunk", event.chunk))
             return True
         if isinstance(event, Received):
@@ -290,10 +313,12 @@ class TransferManager:
     def _on_message(self, message: dict[str, Any]) -> bool:
         kind = message.get("type")
         if kind == "ok" and "ref" not in message:
-            return True  # the answer to a step sent without an id: nothing to learn
-        if kind == "error" and "ref" not in message:
-            # A chunk or step of a transfer that just ended (races are normal): harmless.
-            return message.get("code") == ErrorCode.UNKNOWN_TRANSFER
+            # A revision 1 server answers every step; we send them without an id (PROTOCOL.md
+            # 3.3, revision 1.1: only file_offer is a request), so its ok has no ref: harmless.
+            return True
+        if kind == "error" and message.get("code") == ErrorCode.UNKNOWN_TRANSFER:
+            self._unknown_transfer(message)  # with a ref only from an old server: the same
+            return True
         if not isinstance(kind, str) or not kind.startswith("file_"):
             return False
         transfer = message.get("transfer")
@@ -302,11 +327,63 @@ class TransferManager:
             return True
         record = self._find(transfer) if isinstance(transfer, str) else None
         if record is not None:
+            self._heard_from(record.transfer)
+            if kind in FINAL_STEPS:
+                self._note_over(record.transfer)  # before its worker even reads it
             record.inbox.put(("message", message))
         elif kind == "file_accept" and isinstance(transfer, str):
             # Accepted after we gave up on it (e.g. an offer re-sent after a reconnect): stop it.
             self._send_quietly(file_cancel(transfer, CancelReason.CANCELLED))
         return True
+
+    def _unknown_transfer(self, message: dict[str, Any]) -> None:
+        """``error`` ``unknown_transfer``: the server cannot relay a step of ours.
+
+        It names no transfer (a step is not a request, so there is no ``ref``
+        either). Most often it is a race with an end: a chunk or an ack was on
+        the wire when the other side cancelled, and the server's relayed cancel
+        may even arrive after its error. So the judgement waits
+        ``unknown_grace`` seconds; then, unless a transfer ended shortly before
+        or meanwhile (that explains it), the server lost a transfer without
+        telling us, and waiting would hang it for ever: every open transfer that
+        has sent a step and heard nothing from the server since the error ends,
+        with words saying why. An error that names its transfer ends that one.
+        """
+        named = message.get("transfer")
+        if isinstance(named, str):
+            record = self._find(named)
+            if record is not None:
+                record.inbox.put(("unknown_transfer", True))
+            return
+        timer = threading.Timer(self._unknown_grace, self._judge_unknown, args=(self._clock(),))
+        timer.daemon = True
+        timer.start()
+
+    def _judge_unknown(self, at: float) -> None:
+        """``unknown_grace`` after an unnamed ``unknown_transfer`` that arrived at ``at``."""
+        with self._lock:
+            self._forget_ends_before(at - STALE_ERROR_SECONDS)
+            if self._closed or self._recently_over:
+                return  # an end explains it
+            records = [
+                record
+                for record in self._open.values()
+                if self._heard.get(record.transfer, float("-inf")) < at
+            ]
+        for record in records:
+            record.inbox.put(("unknown_transfer", False))
+
+    def _forget_ends_before(self, when: float) -> None:
+        for transfer, ended in list(self._recently_over.items()):
+            if ended < when:
+                del self._recently_over[transfer]
+
+    def _heard_from(self, transfer: str) -> None:
+        self._heard[transfer] = self._clock()
+
+    def _note_over(self, transfer: str) -> None:
+        with self._lock:
+            self._recently_over[transfer] = self._clock()
 
     def _on_offer(self, message: dict[str, Any]) -> None:
         try:
@@ -370,6 +447,10 @@ class TransferManager:
     def _ended(self, record: TransferWorker) -> None:
         with self._lock:
             self._open.pop(record.transfer, None)
+            self._heard.pop(record.transfer, None)
+            now = self._clock()
+            self._forget_ends_before(now - STALE_ERROR_SECONDS)
+            self._recently_over[record.transfer] = now
 
     def _post(self, event: TransferEvent) -> None:
         self.events.put(event)

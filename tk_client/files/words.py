@@ -72,6 +72,7 @@ _REASONS = {
     "offline": "the user is not online",
     "unknown_user": "there is no such user",
     "rate_limited": "too many transfers open; wait until one ends",
+    "unknown_transfer": "the server no longer knows this transfer",
 }
 
 
@@ -83,6 +84,10 @@ def describe_reason(reason: str) -> str:
 # How a transfer failed on this side: the ``detail`` of its TransferInfo, shown by _why().
 SIZE_MISMATCH = "the sender sent a different number of bytes than it offered"
 HASH_MISMATCH = "the received file does not match the sender's SHA-256; it was discarded"
+
+
+# The server answered a step with unknown_transfer (PROTOCOL.md 3.3): it no longer relays it.
+UNKNOWN_TO_SERVER = "the server lost track of this transfer; it can be sent again"
 
 
 def save_failed(exc: OSError) -> str:

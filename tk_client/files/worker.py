@@ -40,6 +40,7 @@ from .words import describe_progress, describe_transfer, format_size
 if TYPE_CHECKING:
     from .manager import SessionAPI
 
+UNKNOWN_TRANSFER = "unknown_transfer"  # the reason of a transfer the server no longer knows
 REPORT_INTERVAL = 0.25  # seconds between two progress reports of one transfer to the UI queue
 
 
@@ -89,6 +90,7 @@ class TransferWorker:
         # Set from any thread to stop the hashing pass, which does not read the inbox.
         self.abandon: str | None = None
         self.accepting = False  # the user chose where to save; the accept is on its way
+        self.spoke = False  # a step or chunk was sent (what an unknown_transfer may be about)
         self.over = False  # set by the worker when it ends (under ``lock``)
         self.lock = threading.Lock()  # an accept is queued only while not over
         self.reason: str | None = None
@@ -143,6 +145,8 @@ class TransferWorker:
                 self._apply(self.incoming.reject())
         elif kind == "cancel":
             self._apply(self._cancel(CancelReason.CANCELLED))
+        elif kind == "unknown_transfer":
+            self._unknown_to_server(named=item[1])
         elif kind == "lost":
             self._apply(self._connection_lost())
         self._settle()
@@ -189,6 +193,17 @@ class TransferWorker:
         self.state = TransferState.RUNNING
         self._apply(download.accept())
 
+    def _unknown_to_server(self, *, named: bool) -> None:
+        """The server says it cannot relay our step (``unknown_transfer``): the transfer is over.
+
+        Unless the error named this transfer, only a transfer that has sent a step
+        can be meant. Nothing is sent: the server no longer has it to relay to.
+        """
+        if self.over or not (named or self.spoke):
+            return
+        self.detail = words.UNKNOWN_TO_SERVER
+        self._fail(UNKNOWN_TRANSFER, local=False)
+
     def _cancel(self, reason: str) -> list[ClientEvent]:
         if self.upload is not None:
             return self.upload.cancel(reason)
@@ -214,8 +229,10 @@ class TransferWorker:
             event = pending.pop(0)
             try:
                 if isinstance(event, Send):
-                    self.session.send_message(event.message)
+                    self.spoke = True
+                    self.session.send_message(event.message)  # a step: no id, no answer
                 elif isinstance(event, SendChunk):
+                    self.spoke = True
                     chunk = event.chunk
                     self.session.send_chunk(chunk.transfer, chunk.index, chunk.data)
             except NotConnected:

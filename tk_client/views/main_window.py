@@ -15,6 +15,7 @@ from tkinter import ttk
 from ..controller import ChatController, ControllerView
 from ..events import Phase
 from ..model import ChatMessage, ConversationKey
+from ..presence import UsersChange
 from . import theme
 from .message_view import MessageView
 from .sidebar import ConversationList, UserList
@@ -129,6 +130,7 @@ class MainView(ttk.Frame, ControllerView):
         self.users = UserList(self, fonts, self._open_user)
         self.users.grid(row=0, column=3, sticky="ns")
         self.users.grid_propagate(False)
+        self.users.fill(controller)
 
         status = ttk.Frame(self, style="Status.TFrame", padding=(10, 3))
         status.grid(row=1, column=1, columnspan=3, sticky="ew")
@@ -254,9 +256,10 @@ class MainView(ttk.Frame, ControllerView):
         self.conversations.update_from(self.controller)
         self._title()
 
-    def users_changed(self) -> None:
-        self.users.update_from(self.controller)
-        self.conversations.update_from(self.controller)
+    def users_changed(self, change: UsersChange) -> None:
+        """Only the rows of the users in ``change`` move (PROTOCOL.md 3.2 presence deltas)."""
+        self.users.apply(change, self.controller)
+        self.conversations.presence_changed(change, self.controller)
         self._header()
 
     def status_changed(self, phase: Phase, detail: str, retry_at: float | None) -> None:

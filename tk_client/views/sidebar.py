@@ -7,7 +7,8 @@ from collections.abc import Callable
 from tkinter import ttk
 
 from ..controller import ChatController
-from ..model import ConversationKey, room_key
+from ..model import ConversationKey, pm_key, room_key
+from ..presence import Status, UsersChange
 from . import theme
 from .tkutil import release_images
 
@@ -92,6 +93,14 @@ class ConversationList(ttk.Frame):
         finally:
             self._updating = False
 
+    def presence_changed(self, change: UsersChange, controller: ChatController) -> None:
+        """The dots of the private chats with the users in ``change``; nothing else moves."""
+        for user in change.moved:
+            iid = self._iid(pm_key(user))
+            if self.tree.exists(iid):
+                dot = ONLINE if user in controller.online else OFFLINE
+                self.tree.item(iid, text=f"{dot}  {user}")
+
     def _section(self, iid: str, title: str) -> None:
         self.tree.insert("", "end", iid=iid, text=title, open=True, tags=("section",))
 
@@ -172,42 +181,62 @@ class UserList(ttk.Frame):
         self._users: dict[str, str] = {}
         self._online_dot = dot_image(self, theme.SUCCESS, theme.USERS_BACKGROUND)
         self._offline_dot = dot_image(self, theme.FAINT, theme.USERS_BACKGROUND, hollow=True)
+        for section in ("online", "offline"):
+            self.tree.insert("", "end", iid=section, open=True, tags=("section",))
 
     def destroy(self) -> None:
         super().destroy()
         release_images(self._online_dot, self._offline_dot)
 
-    def update_from(self, controller: ChatController) -> None:
-        self.tree.delete(*self.tree.get_children())
-        self._users.clear()
-        me = controller.username
-        online, offline = controller.users_by_presence()
-        self.tree.insert(
-            "",
-            "end",
-            iid="online",
-            text=f"ONLINE \u2014 {len(online)}",
-            open=True,
-            tags=("section",),
-        )
-        for user in online:
-            label = f" {user}" + ("  (you)" if user == me else "")
-            self._add("online", user, label, "online", self._online_dot)
-        self.tree.insert(
-            "",
-            "end",
-            iid="offline",
-            text=f"OFFLINE \u2014 {len(offline)}",
-            open=True,
-            tags=("section",),
-        )
-        for user in offline:
-            self._add("offline", user, f" {user}", "offline", self._offline_dot)
+    def fill(self, controller: ChatController) -> None:
+        """Show the users the controller already knows (the window opens after the snapshot)."""
+        everyone = {user: controller.users.status(user) for user in controller.all_users}
+        self.apply(UsersChange({u: (None, status) for u, status in everyone.items()}), controller)
 
-    def _add(self, parent: str, user: str, label: str, tag: str, image: tk.PhotoImage) -> None:
-        iid = f"user:{user}"
-        self._users[iid] = user
-        self.tree.insert(parent, "end", iid=iid, text=label, tags=(tag,), image=image)
+    def apply(self, change: UsersChange, controller: ChatController) -> None:
+        """Move, add or remove the rows of the users in ``change``; no other row is touched.
+
+        The rows that change are taken out first; then each is put back where the
+        controller's order says, lowest position first, so every index counts only
+        rows that are already in place. Unchanged rows keep their item, selection
+        and place, and a burst of logins costs a few Treeview operations, not the
+        whole list.
+        """
+        online, offline = controller.users_by_presence()
+        for user, (before, after) in change.moved.items():
+            iid = self._iid(user)
+            if not self.tree.exists(iid):
+                continue
+            if after is None:
+                self.tree.delete(iid)
+                self._users.pop(iid, None)
+            elif before is not after:
+                self.tree.detach(iid)
+        me = controller.username
+        for parent, users in (("online", online), ("offline", offline)):
+            status = Status.ONLINE if parent == "online" else Status.OFFLINE
+            for index, user in enumerate(users):
+                if user not in change.moved or change.moved[user][1] is not status:
+                    continue
+                iid = self._iid(user)
+                if self.tree.exists(iid):
+                    self.tree.move(iid, parent, index)
+                    self.tree.item(iid, tags=(parent,), image=self._dot(status))
+                else:
+                    label = f" {user}" + ("  (you)" if user == me else "")
+                    self._users[iid] = user
+                    self.tree.insert(
+                        parent, index, iid=iid, text=label, tags=(parent,), image=self._dot(status)
+                    )
+        self.tree.item("online", text=f"ONLINE \u2014 {len(online)}")
+        self.tree.item("offline", text=f"OFFLINE \u2014 {len(offline)}")
+
+    def _dot(self, status: Status) -> tk.PhotoImage:
+        return self._online_dot if status is Status.ONLINE else self._offline_dot
+
+    @staticmethod
+    def _iid(user: str) -> str:
+        return f"user:{user}"
 
     def _open(self, event: object = None) -> None:
         selection = self.tree.selection()
