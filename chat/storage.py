@@ -1,7 +1,7 @@
 """Message bodies at rest: encrypted with a storage key that lives in the data dir.
 
 The key (64 random bytes: AES-256 then HMAC-SHA256, for
-:func:`chatproto.crypto_utils.encrypt_aes`) is generated on first use, mode 0600,
+:func:`chatproto.crypto_utils.encrypt_aes`) is generated at the server's first start, mode 0600,
 beside the database but never in it, so a database dump or backup alone reveals
 no text. Losing the key loses every stored text: back it up with the database,
 separately.
@@ -23,17 +23,28 @@ class StorageKeyError(Exception):
     """The storage key file is unusable; the message says what to do."""
 
 
-def storage_key() -> bytes:
-    """The storage key from ``settings.CHAT_STORAGE_KEY``, generated there on first use.
+def storage_key(*, create: bool = False) -> bytes:
+    """The storage key from ``settings.CHAT_STORAGE_KEY``.
 
-    Read from the file at each call (no process-wide cache: the runtime state rule), so a
-    caller that handles many bodies makes one :class:`BodyCipher` and reuses it.
-    :class:`StorageKeyError` says what to do with a file that is readable by others or is
-    not a storage key.
+    Only the server's start (:func:`chatsite.startup.prepare_server_files`, ``create=True``)
+    makes a missing key: one that goes missing while the server runs is an error to
+    fix, never silently replaced, since a new key could not read what the old one
+    stored. Read at each call (no process-wide cache), so a caller that handles many
+    bodies makes one :class:`BodyCipher`. :class:`StorageKeyError` says what to do.
     """
     path = Path(settings.CHAT_STORAGE_KEY)
     try:
-        key = crypto_utils.read_or_create_secret_file(path, lambda: os.urandom(STORAGE_KEY_SIZE))
+        if create:
+            key = crypto_utils.read_or_create_secret_file(
+                path, lambda: os.urandom(STORAGE_KEY_SIZE)
+            )
+        else:
+            key = crypto_utils.read_secret_file(path)
+    except FileNotFoundError:
+        raise StorageKeyError(
+            f"the storage key {path} is missing; stored messages cannot be read without it: "
+            "restore it from your backup and start the server again"
+        ) from None
     except crypto_utils.KeyFileError as exc:
         raise StorageKeyError(str(exc)) from None
     if len(key) != STORAGE_KEY_SIZE:

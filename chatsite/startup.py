@@ -86,6 +86,6 @@ def prepare_server_files() -> None:
     try:
         check_secret_key()
         crypto_utils.load_private_key(settings.CHAT_SERVER_KEY)
-        storage_key()
+        storage_key(create=True)
     except (crypto_utils.KeyFileError, StorageKeyError, StartupError) as exc:
         raise SystemExit(f"The chat server did not start: {exc}") from None

@@ -30,8 +30,8 @@ def broadcasts(monkeypatch):
     )
     monkeypatch.setattr(
         delivery,
-        "users_changed_sync",
-        lambda message, exclude=None: sent.append(("users", message["all"])),
+        "accounts_changed_sync",
+        lambda added=(), removed=(): sent.append(("accounts", list(added), list(removed))),
     )
     return sent
 
@@ -62,12 +62,13 @@ def test_every_new_user_is_in_lobby():
     assert Membership.objects.filter(user=user, room__name="lobby").exists()
 
 
-def test_deactivation_ends_sessions_then_pushes_users(broadcasts):
+def test_deactivation_ends_sessions_then_announces_the_account_removed(broadcasts):
+    """Revision 1.1: the other sessions learn of it as ``removed`` in their ``presence``."""
     alice = services.create_user("alice", "pw", validate=False)
     services.create_user("bob", "pw", validate=False)
     broadcasts.clear()
     services.set_active(alice, False)
-    assert broadcasts == [("end", alice.pk, "deactivated"), ("users", ["bob"])]
+    assert broadcasts == [("end", alice.pk, "deactivated"), ("accounts", [], ["alice"])]
 
 
 def test_deactivation_by_a_plain_save_also_ends_sessions(broadcasts):

@@ -25,6 +25,7 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
     the application that :mod:`tests.protocol_client.inprocess` opens sessions on:
     no session, transfer or counter of one test reaches the next.
     """
+    from chat import storage
     from chat.routing import websocket_application
     from chat.runtime import ChatRuntime
     from tests.protocol_client import inprocess
@@ -44,6 +45,7 @@ def chat_settings(settings, tmp_path, server_key_file, monkeypatch):
         }
     }
     cache.clear()
+    storage.storage_key(create=True)  # as the server's start does
     runtime = ChatRuntime()
     monkeypatch.setattr(inprocess, "RUNTIME", runtime)
     monkeypatch.setattr(inprocess, "APPLICATION", websocket_application(runtime))

@@ -56,6 +56,7 @@ def test_history_is_cut_from_the_oldest_end_to_fit_exactly(budget):
 
 def test_message_bodies_round_trip_and_are_opaque(settings, tmp_path):
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
+    storage.storage_key(create=True)  # as the server's start does
     token = storage.encrypt_body("hello \u00e9")
     assert "hello" not in token
     assert storage.decrypt_body(token) == "hello \u00e9"
@@ -73,6 +74,19 @@ def test_a_storage_key_readable_by_others_is_refused(settings, tmp_path):
     settings.CHAT_STORAGE_KEY = path
     with pytest.raises(storage.StorageKeyError, match="chmod 600"):
         storage.encrypt_body("x")
+
+
+def test_a_storage_key_gone_at_run_time_is_an_error_not_replaced(settings, tmp_path):
+    """A new key could not read what the old one stored: only the server's start makes one."""
+    settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
+    storage.storage_key(create=True)
+    token = storage.encrypt_body("kept")
+    (tmp_path / "storage.key").unlink()
+    with pytest.raises(storage.StorageKeyError, match="restore it from your backup"):
+        storage.encrypt_body("lost")
+    assert not (tmp_path / "storage.key").exists()
+    with pytest.raises(storage.StorageKeyError):
+        storage.decrypt_body(token)
 
 
 def test_server_key_command_prints_path_and_fingerprint(settings, tmp_path):
