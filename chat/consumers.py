@@ -65,6 +65,11 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         self.transfers = TransferSession(self, self.runtime.transfers)
         self.limits = limits.SessionLimits(self.runtime.limits)
         await self.accept()
+        if not self.runtime.workers.handshake_queue.admit_connection():
+            # The RSA threads have more than they can do in time (chat/workers.py): no
+            # hello, and the address's handshake count is left alone. Logged per burst.
+            await self._close(CloseCode.POLICY)
+            return
         if not await limits.admit_handshake(self.address):
             log.warning("connection from %s refused: too many handshakes", self.address)
             await self._close(CloseCode.POLICY)
@@ -81,8 +86,12 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
             if self.conn is None or self.close_code is not None:
                 return
             if text_data is not None and self.conn.state is State.AWAITING_KEY:
-                # The key message: an RSA-3072 decryption (~2.5 ms), in a worker thread.
+                # The key message: an RSA-3072 decryption (~2.5 ms), in a worker thread,
+                # or None when the handshake queue is full (chat/workers.py).
                 events = await self.runtime.workers.handshakes(self.conn.receive_text)(text_data)
+                if events is None:
+                    await self._close(CloseCode.POLICY)
+                    return
             elif text_data is not None:
                 events = self.conn.receive_text(text_data)
             else:

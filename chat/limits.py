@@ -27,6 +27,10 @@ open transfers          ``CHAT_MAX_OPEN_TRANSFERS`` transfers a user offered and
 handshakes              ``CHAT_HANDSHAKE_RATE``     new connections per client address,
                         (300/60)                    across processes (sliding window); past
                                                     it, close 4008 before any RSA work
+handshake queue         ``CHAT_HANDSHAKE_QUEUE``    key messages waiting for or in RSA work,
+                        (250 per RSA thread)        all addresses, in each process
+                                                    (``chat/workers.py``); while full, close
+                                                    4008 before the hello or any RSA work
 ======================  ==========================  ========================================
 
 Two counters, for two costs. ``send`` and ``pm`` are the hot path (a fan-out

@@ -25,6 +25,39 @@ Pools belong to the runtime (:class:`Workers`, one per ``chat.runtime.ChatRuntim
 are created on first use and sized from settings (``CHAT_DATABASE_THREADS``,
 ``CHAT_PASSWORD_THREADS``, ``CHAT_HANDSHAKE_THREADS``).
 
+The handshake queue
+-------------------
+A pool's executor queues without limit, and the 10 s key deadline (PROTOCOL.md
+1.2) runs for every key message while it waits: a flood of key messages behind
+which each one is late helps nobody. So the key messages waiting for or in RSA
+work are counted (:class:`HandshakeQueue`, on :class:`Workers`) and held to
+``CHAT_HANDSHAKE_QUEUE``. Past it the server closes with 4008 (policy; the
+clients retry at their longest backoff), and refuses at two points:
+
+- a **new connection** that arrives while the queue is full, right after the
+  WebSocket is accepted: before the hello (so before an ephemeral key is made
+  or anything is sent) and before the per-address handshake count. Nothing is
+  reserved for it: a connection waiting for its client's key costs no RSA
+  work, and a place held through the client's round trip could be held for
+  the whole 10 s by a client that never sends its key;
+- a **key message** that finds the queue full (the queue filled between that
+  connection's hello and its key): closed without any RSA work.
+
+A place is given back when the RSA work ends, whether the handshake succeeded
+or failed, and when a key still waiting in the executor is cancelled (its
+consumer was cancelled: the peer left and daphne gave up on the application);
+work already running in a thread keeps its place until it ends, since the
+thread is busy until then.
+
+The default is 250 a thread (``chatsite/settings.py``: 500 with two threads,
+1,000 with four). One decryption is ~2.5 ms, 400 a second on a thread; two
+threads on two cores did 1.4 times the work of one, so count 280 a second a
+thread: a full queue is done in about 0.9 s, and its last key is answered
+within a tenth of the 10 s deadline, with the rest left for the client's round
+trip and the event loop's ~4 ms per new connection. A longer queue would only
+make every handshake in it later; a shorter one would refuse bursts (a
+restart's reconnections) that the threads can serve in time.
+
 The GIL
 -------
 A thread that wants the GIL waits for the holder to release it, and a busy
@@ -41,11 +74,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from channels.db import database_sync_to_async
@@ -54,6 +88,8 @@ from django.conf import settings
 P = ParamSpec("P")
 A = TypeVar("A")
 R = TypeVar("R")
+
+log = logging.getLogger("chat.sessions")
 
 PASSWORD_NICENESS = 10  # below the event loop's 0: logins yield the CPU to live sessions
 HANDSHAKE_NICENESS = 5  # RSA work yields the CPU to the loop too, but less than hashing
@@ -72,14 +108,71 @@ def _lower_priority(niceness: int = PASSWORD_NICENESS) -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
+class HandshakeQueue:
+    """The key messages of this process waiting for or in RSA work, at most
+    ``CHAT_HANDSHAKE_QUEUE`` ("The handshake queue" in the module docstring).
+
+    Taken on the event loop, given back from whichever thread the RSA work ends
+    (or is cancelled) in, hence the lock. A burst of refusals is logged once: a
+    warning at its first refusal, a line with its count when the queue is back to
+    half the bound.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting = 0
+        self._refused = 0  # refusals since the queue last filled; 0: no burst under way
+
+    def admit_connection(self) -> bool:
+        """Whether a new connection may have its hello: False (a refusal, counted) while
+        the queue is full. Takes no place (see the module docstring)."""
+        with self._lock:
+            if self.waiting < settings.CHAT_HANDSHAKE_QUEUE:
+                return True
+            self._refuse()
+            return False
+
+    def enter(self) -> bool:
+        """Take a place for a key message; False (a refusal, counted) when the queue is full.
+        After True, :meth:`leave` must follow once the RSA work has ended or is cancelled."""
+        with self._lock:
+            if self.waiting < settings.CHAT_HANDSHAKE_QUEUE:
+                self.waiting += 1
+                return True
+            self._refuse()
+            return False
+
+    def leave(self, _: object = None) -> None:
+        """Give a place back (a ``Future`` done-callback: the argument is ignored)."""
+        with self._lock:
+            self.waiting -= 1
+            if self._refused and self.waiting <= settings.CHAT_HANDSHAKE_QUEUE // 2:
+                log.info(
+                    "handshake queue below half again; %d connections were refused",
+                    self._refused,
+                )
+                self._refused = 0
+
+    def _refuse(self) -> None:
+        if not self._refused:
+            log.warning(
+                "handshake queue full (%d waiting for RSA work, CHAT_HANDSHAKE_QUEUE): "
+                "new connections are closed with 4008 until it drains",
+                self.waiting,
+            )
+        self._refused += 1
+
+
 class Workers:
-    """This runtime's three thread pools (see the module docstring), created on first use.
+    """This runtime's three thread pools (see the module docstring), created on first use,
+    and the handshake queue (:class:`HandshakeQueue`).
 
     Owned by :class:`chat.runtime.ChatRuntime`; :meth:`close` lets their threads end.
     """
 
     def __init__(self) -> None:
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        self.handshake_queue = HandshakeQueue()
 
     def _pool(self, kind: str, threads: int) -> ThreadPoolExecutor:
         pool = self._pools.get(kind)
@@ -107,18 +200,32 @@ class Workers:
         pool = self._pool("passwords", settings.CHAT_PASSWORD_THREADS)
         return database_sync_to_async(func, thread_sensitive=False, executor=pool)
 
-    def handshakes(self, func: Callable[[A], R]) -> Callable[[A], Awaitable[R]]:
+    def handshakes(self, func: Callable[[A], R]) -> Callable[[A], Awaitable[R | None]]:
         """``await workers.handshakes(conn.receive_text)(key)``: RSA off the event loop.
 
-        A plain ``run_in_executor``, not asgiref's ``sync_to_async``: the work is pure
+        None, without calling ``func``, when the handshake queue is full (the caller
+        closes with 4008). The place taken is given back when ``func`` returns or
+        raises in its thread, or when the call is cancelled before a thread started it.
+
+        A plain executor submission, not asgiref's ``sync_to_async``: the work is pure
         chatproto (no Django, no context variables, no thread-sensitive state), and
         asgiref's context copying and bookkeeping around each call are a measurable part
         of the event loop's share of a handshake.
         """
         pool = self._pool("handshakes", settings.CHAT_HANDSHAKE_THREADS)
+        queue = self.handshake_queue
 
-        async def in_thread(arg: A) -> R:
-            return await asyncio.get_running_loop().run_in_executor(pool, func, arg)
+        async def in_thread(arg: A) -> R | None:
+            if not queue.enter():
+                return None
+            try:
+                work: Future[R] = pool.submit(func, arg)
+            except BaseException:
+                queue.leave()  # a pool shut down: nothing will run
+                raise
+            # Before wrap_future's own callback: the place is back before the result is.
+            work.add_done_callback(queue.leave)
+            return await asyncio.wrap_future(work)
 
         return in_thread
 

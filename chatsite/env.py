@@ -199,6 +199,7 @@ class Environment:
     heartbeat_seconds: int
     presence_interval: int
     handshake_rate: tuple[int, int]
+    handshake_queue: int
     register_rate: tuple[int, int]
     login_account_rate: tuple[int, int]
     message_rate: tuple[int, int]
@@ -267,6 +268,9 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
         # 0: the server chooses from its load (chat/presence_feed.py); 1 to 60 fixes it.
         presence_interval=integer(environ, "CHAT_PRESENCE_INTERVAL", 0, maximum=60),
         handshake_rate=rate(environ, "CHAT_HANDSHAKE_RATE", (300, 60)),
+        # Key messages waiting for or in RSA work in a process; 0: 250 per RSA thread
+        # (chatsite/settings.py; chat/workers.py says why).
+        handshake_queue=integer(environ, "CHAT_HANDSHAKE_QUEUE", 0),
         register_rate=rate(environ, "CHAT_REGISTER_RATE", (20, 3600)),
         # Failed logins of one username from every address together (ASVS 2.2.1: 100 an hour).
         login_account_rate=rate(environ, "CHAT_LOGIN_ACCOUNT_RATE", (100, 3600)),

@@ -169,6 +169,19 @@ def test_without_redis_the_layer_and_cache_are_in_process(tmp_path):
     assert cache["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
 
 
+def test_the_handshake_queue_is_250_per_rsa_thread_unless_set(tmp_path):
+    threads, queue = _settings_in_subprocess(
+        server_env(tmp_path), "[s.CHAT_HANDSHAKE_THREADS, s.CHAT_HANDSHAKE_QUEUE]"
+    )
+    assert queue == 250 * threads
+    (queue,) = _settings_in_subprocess(
+        server_env(tmp_path, {"CHAT_HANDSHAKE_QUEUE": "40"}), "[s.CHAT_HANDSHAKE_QUEUE]"
+    )
+    assert queue == 40
+    with pytest.raises(env.ConfigError, match="CHAT_HANDSHAKE_QUEUE='-1': must be at least 0"):
+        env.read({"CHAT_DATA_DIR": str(tmp_path), "CHAT_HANDSHAKE_QUEUE": "-1"})
+
+
 def test_daphne_is_first_so_runserver_serves_asgi(tmp_path):
     apps, asgi = _settings_in_subprocess(
         server_env(tmp_path), "[s.INSTALLED_APPS, s.ASGI_APPLICATION]"
