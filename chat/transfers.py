@@ -33,7 +33,10 @@ session. A final message (the transfer is over for that session) drops the
 route. A request about a transfer that is neither routed from this session
 nor owned in its process is answered ``unknown_transfer`` on the spot; a
 chunk about a transfer not owned in the sender's process likewise (only the
-sender sends chunks, and the sender's process is the owner).
+sender sends chunks, and the sender's process is the owner), except the chunks
+that its sender still had in flight when the transfer ended, which the registry
+drops silently for a short while (:mod:`chatproto.transfer.relay`; every call that
+can end a transfer passes the registry ``now`` for that).
 
 When a session ends, the registry of its process drops it (``disconnected``
 to the other side), and each other process whose transfers the session had
@@ -199,7 +202,9 @@ class TransferSession:
         owned = reg.get(transfer_id)
         owner = self.routes.get(transfer_id)
         if owned is not None and owner in (None, owned.sender_session):
-            actions = reg.receive(request, session=self.session, user=self.consumer.username)
+            actions = reg.receive(
+                request, session=self.session, user=self.consumer.username, now=time.monotonic()
+            )
             await self.relay.carry_out(actions, here=self, about=transfer_id)
         elif owner is not None:
             event = {
@@ -248,15 +253,18 @@ class TransferSession:
 
     async def handle_chunk(self, chunk: FileChunk) -> None:
         """A chunk record from this session: forwarded, refused, or the end of the transfer."""
-        actions = self.relay.registry.receive_chunk(chunk, session=self.session)
+        actions = self.relay.registry.receive_chunk(
+            chunk, session=self.session, now=time.monotonic()
+        )
         await self.relay.carry_out(actions, here=self, about=chunk.transfer_hex)
 
     async def session_closed(self, *, went_offline: bool) -> None:
         """The session ended; ``went_offline``: it was its user's last session."""
         reg = self.relay.registry
-        actions = reg.drop_session(self.session)
+        now = time.monotonic()
+        actions = reg.drop_session(self.session, now=now)
         if went_offline:
-            actions += reg.recipient_offline(self.consumer.username)
+            actions += reg.recipient_offline(self.consumer.username, now=now)
         await self.relay.carry_out(actions)
         owners = set()
         for transfer_id, owner in self.routes.items():
@@ -286,9 +294,10 @@ class TransferSession:
             await self._owner_request(event)
         elif op == "gone":
             reg = self.relay.registry
-            actions = reg.drop_session(event["session"])
+            now = time.monotonic()
+            actions = reg.drop_session(event["session"], now=now)
             if event.get("offline"):
-                actions += reg.recipient_offline(event["user"])
+                actions += reg.recipient_offline(event["user"], now=now)
             await self.relay.carry_out(actions, here=self)
         elif op == "message":
             if event.get("exclude") != self.session:
@@ -311,7 +320,9 @@ class TransferSession:
         except MessageError:
             log.warning("a forwarded transfer request did not validate; dropped")
             return
-        actions = self.relay.registry.receive(request, session=event["session"], user=event["user"])
+        actions = self.relay.registry.receive(
+            request, session=event["session"], user=event["user"], now=time.monotonic()
+        )
         await self.relay.carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
 
     # --- to the client ------------------------------------------------------------------------
@@ -437,7 +448,8 @@ class TransferRelay:
             if not ok and target is not None:
                 lost.add(target)
         for session in sorted(lost):
-            await self.carry_out(self.registry.drop_session(session), here=here)
+            actions = self.registry.drop_session(session, now=time.monotonic())
+            await self.carry_out(actions, here=here)
 
     async def _deliver(
         self, action: Deliver, here: TransferSession | None, ended: dict[str, int]
@@ -613,11 +625,12 @@ class TransferRelay:
         gone = await sync_to_async(_gone_peers)(owned + owners)
         confirmed, self.suspects = gone & self.suspects, gone
         actions: list[Action] = []
+        now = time.monotonic()
         for user, peer in sorted(confirmed, key=str):
             if peer is None:
-                actions += reg.recipient_offline(user)
+                actions += reg.recipient_offline(user, now=now)
             else:
-                actions += reg.drop_session(peer)
+                actions += reg.drop_session(peer, now=now)
         await self.carry_out(actions)
         for session, transfer_id, owner, sender in routed:
             if (sender, owner) in confirmed and session.routes.get(transfer_id) == owner:

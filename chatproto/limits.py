@@ -34,6 +34,10 @@ TRANSFER_WINDOW = 16  # chunks sent and not yet acknowledged
 TRANSFER_ID_SIZE = 16  # bytes; 32 hex digits in JSON
 OFFER_TIMEOUT_SECONDS = 300.0  # an offer unanswered this long ends with ``expired``
 MAX_OPEN_TRANSFERS = 8  # open transfers offered by one user; the 9th offer is rate_limited
+# How long the relay remembers a transfer that ended, so that the chunks its sender still had in
+# flight are dropped silently rather than counted as bad requests (at most a window of them).
+# A full window is 1 MiB: about 8 s on a 1 Mbit/s uplink.
+ENDED_TRANSFER_LINGER_SECONDS = 10.0
 DEFAULT_MAX_FILE_SIZE = 4 * 2**30  # CHAT_MAX_FILE_SIZE's default: 4 GiB
 
 # Sessions

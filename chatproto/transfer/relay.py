@@ -38,9 +38,19 @@ Answers (PROTOCOL.md 3.3, revision 1.1). Only ``file_offer`` is a request: it
 is answered ``ok`` or its refusal. ``file_accept``, ``file_reject``,
 ``file_ack``, ``file_end``, ``file_done`` and ``file_cancel`` get no answer
 when they are relayed (an ``id`` is ignored, though an error still carries it
-as ``ref``). Races are normal and harmless: chunks or acks already on the wire
-when the other side cancels are answered ``unknown_transfer``, which a client
-ignores for a transfer it knows is over.
+as ``ref``). Races are normal and harmless: steps (acks, ``file_end``) already on
+the wire when the other side cancels are answered ``unknown_transfer``, which a
+client ignores for a transfer it knows is over. Chunks that the sender had in
+flight when its transfer ended are dropped **silently** and do not count as bad
+requests: the registry remembers, per sender session, the transfers of that
+session that ended while chunks were flowing (after the accept, before
+``file_end``) by anything but the sender's own step (the recipient's cancel or
+disconnect, a violation), until a window's worth of chunks (16) has arrived for one or
+:data:`~chatproto.limits.ENDED_TRANSFER_LINGER_SECONDS` have passed (by the
+caller's ``now``), whichever comes first, and forgets a session's memory when the
+session ends. The memory holds at most twice the open-transfer limit (16 ids) per
+session, the oldest forgotten first. A chunk for a transfer that its session
+never sent, or that arrives after that memory, is refused and counts (below).
 
 What is refused and how:
 
@@ -48,7 +58,8 @@ What is refused and how:
   from one of them outside its role (a chunk or ``file_end`` from the recipient,
   an accept or ack from the sender), or about an unknown or finished transfer:
   ``error`` ``unknown_transfer``; the transfer goes on. Such a chunk record is
-  dropped and counts as a bad request of its session (:attr:`Refuse.counts`);
+  dropped and counts as a bad request of its session (:attr:`Refuse.counts`),
+  unless it is one of its sender's in-flight chunks just described;
 - a violation of the rules ends the transfer with ``file_cancel`` to both
   sides, and nothing else: a step out of turn by the right session (an ack or
   ``file_done`` before its time, a second accept, ``file_reject`` after
@@ -79,6 +90,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ..codes import ErrorCode
@@ -86,6 +98,7 @@ from ..errors import LocalProtocolError
 from ..framing import FileChunk
 from ..limits import (
     DEFAULT_MAX_FILE_SIZE,
+    ENDED_TRANSFER_LINGER_SECONDS,
     MAX_OPEN_TRANSFERS,
     OFFER_TIMEOUT_SECONDS,
     TRANSFER_WINDOW,
@@ -134,6 +147,14 @@ def _unknown_transfer(session: str, ref: str | None = None, *, chunk: bool = Fal
     """The refusal of a step or chunk for a transfer that ``session`` has no part in (any more);
     a chunk counts as a bad request."""
     return Refuse(session, ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, ref, counts=chunk)
+
+
+@dataclass
+class _Ended:
+    """A transfer that ended, remembered for its sender's chunks still in flight."""
+
+    chunks_left: int  # how many more of its chunks are dropped silently
+    until: float | None  # the ``now`` from which it is forgotten; None: not yet stamped
 
 
 class RelayTransfer:
@@ -350,7 +371,10 @@ class TransferRegistry:
     By id (routing), by session (so that a session's end finds its transfers),
     by recipient user (offers still waiting) and the open count per sending
     user. A transfer is forgotten the moment it is over, so an idle registry
-    holds nothing (:attr:`idle`). Calls are synchronous and never await, so a
+    holds no transfer (:attr:`idle`); beside them it keeps only the bounded,
+    short memory of ended transfers per sender session (:meth:`remembered`, see
+    the module docstring), which the ``now`` passed to a call expires and the
+    session's :meth:`drop_session` frees. Calls are synchronous and never await, so a
     consumer may call them from any coroutine without locks.
     """
 
@@ -361,15 +385,21 @@ class TransferRegistry:
         max_open_per_user: int = MAX_OPEN_TRANSFERS,
         offer_timeout: float = OFFER_TIMEOUT_SECONDS,
         window: int = TRANSFER_WINDOW,
+        linger: float = ENDED_TRANSFER_LINGER_SECONDS,
     ) -> None:
         self.max_file_size = max_file_size
         self.max_open_per_user = max_open_per_user
         self.offer_timeout = offer_timeout
         self.window = window
+        self.linger = linger
+        self.max_ended_per_session = 2 * max_open_per_user
         self._transfers: dict[str, RelayTransfer] = {}
         self._by_session: dict[str, set[str]] = {}
         self._offers_to: dict[str, set[str]] = {}  # recipient user -> unanswered offers
         self._open_by_user: dict[str, int] = {}  # sending user -> open transfers
+        # sender session -> its transfers that ended lately (oldest first), for chunks in flight;
+        # an entry past its time is dropped when looked up, all of them when the session ends
+        self._ended: dict[str, dict[str, _Ended]] = {}
 
     # -- inspection -------------------------------------------------------------------------
 
@@ -386,9 +416,14 @@ class TransferRegistry:
         """Open transfers offered by ``user`` in this process."""
         return self._open_by_user.get(user, 0)
 
+    def remembered(self, session: str) -> list[str]:
+        """The ended transfers of sender ``session`` whose in-flight chunks are dropped silently."""
+        return list(self._ended.get(session, ()))
+
     @property
     def idle(self) -> bool:
-        """True when no transfer is open and no index holds anything (all state freed)."""
+        """True when no transfer is open and no index holds anything (all state of a transfer
+        freed; the memory of ended transfers, bounded per session, is not counted)."""
         return not (self._transfers or self._by_session or self._offers_to or self._open_by_user)
 
     def next_expiry(self) -> float | None:
@@ -450,6 +485,7 @@ class TransferRegistry:
             window=self.window,
         )
         self._transfers[transfer.transfer] = transfer
+        _discard_ended(self._ended, session, transfer.transfer)  # an id used again: live now
         self._by_session.setdefault(session, set()).add(transfer.transfer)
         self._offers_to.setdefault(transfer.recipient_user, set()).add(transfer.transfer)
         self._open_by_user[user] = self._open_by_user.get(user, 0) + 1
@@ -466,39 +502,60 @@ class TransferRegistry:
 
     # -- the other steps ---------------------------------------------------------------------
 
-    def receive(self, request: Request, *, session: str, user: str) -> list[Action]:
-        """A step of a transfer (a type in :data:`TRANSFER_TYPES`) from ``session`` of ``user``."""
+    def receive(
+        self, request: Request, *, session: str, user: str, now: float | None = None
+    ) -> list[Action]:
+        """A step of a transfer (a type in :data:`TRANSFER_TYPES`) from ``session`` of ``user``.
+
+        ``now`` (as for :meth:`offer`) times the memory of a transfer that this step ends;
+        here and below, without it that memory's time starts with the next call that has one.
+        """
         if request.type not in TRANSFER_TYPES:
             raise LocalProtocolError(f"{request.type} is not a step of a transfer")
         transfer = self._transfers.get(request.transfer)  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
         if transfer is None:
             return [_unknown_transfer(session, request.id)]
-        return self._after(transfer, transfer.handle(request, session=session, user=user))
+        # Only the other side's step can end it with the sender's chunks still in flight.
+        racing = transfer.state is TransferState.RUNNING and session != transfer.sender_session
+        actions = transfer.handle(request, session=session, user=user)
+        return self._after(transfer, actions, now, remember=racing)
 
-    def receive_chunk(self, chunk: FileChunk, *, session: str) -> list[Action]:
-        """A chunk record from ``session``."""
-        transfer = self._transfers.get(chunk.transfer_hex)
+    def receive_chunk(
+        self, chunk: FileChunk, *, session: str, now: float | None = None
+    ) -> list[Action]:
+        """A chunk record from ``session``.
+
+        A chunk of a transfer of ``session`` that ended lately is dropped without
+        an answer (no actions): its sender was sent ``file_cancel`` already.
+        """
+        transfer_id = chunk.transfer_hex
+        transfer = self._transfers.get(transfer_id)
         if transfer is None:
+            if self._in_flight(session, transfer_id, now):
+                return []
             return [_unknown_transfer(session, chunk=True)]
+        racing = transfer.state is TransferState.RUNNING  # a violation: the sender sends on
         actions = transfer.handle_chunk(chunk, session=session)
         if transfer.state.over:
-            self._forget(transfer)
+            self._forget(transfer, now, remember=racing)
         return actions
 
-    def drop_session(self, session: str) -> list[Action]:
+    def drop_session(self, session: str, *, now: float | None = None) -> list[Action]:
         """``session`` ended (here, or in another process for a transfer owned here)."""
         actions: list[Action] = []
         for transfer_id in sorted(self._by_session.get(session, ())):
             transfer = self._transfers[transfer_id]
-            actions += self._after(transfer, transfer.session_gone(session))
+            racing = transfer.state is TransferState.RUNNING  # the recipient gone mid-stream
+            actions += self._after(transfer, transfer.session_gone(session), now, remember=racing)
+        self._ended.pop(session, None)  # no chunk comes from a session that is over
         return actions
 
-    def recipient_offline(self, user: str) -> list[Action]:
+    def recipient_offline(self, user: str, *, now: float | None = None) -> list[Action]:
         """``user``'s last session ended: their unanswered offers end with ``disconnected``."""
         actions: list[Action] = []
         for transfer_id in sorted(self._offers_to.get(user, ())):
             transfer = self._transfers[transfer_id]
-            actions += self._after(transfer, transfer.recipient_offline())
+            actions += self._after(transfer, transfer.recipient_offline(), now)
         return actions
 
     def expire(self, now: float) -> list[Action]:
@@ -506,14 +563,21 @@ class TransferRegistry:
         actions: list[Action] = []
         for transfer in sorted(self._transfers.values(), key=lambda t: t.expires_at):
             if transfer.state is TransferState.OFFERED and now >= transfer.expires_at:
-                actions += self._after(transfer, transfer.expire(now))
+                actions += self._after(transfer, transfer.expire(now), now)
         return actions
 
     # -- bookkeeping --------------------------------------------------------------------------
 
-    def _after(self, transfer: RelayTransfer, actions: list[Action]) -> list[Action]:
+    def _after(
+        self,
+        transfer: RelayTransfer,
+        actions: list[Action],
+        now: float | None,
+        *,
+        remember: bool = False,
+    ) -> list[Action]:
         if transfer.state.over:
-            self._forget(transfer)
+            self._forget(transfer, now, remember=remember)
             return actions
         if transfer.state is not TransferState.OFFERED:
             _discard(self._offers_to, transfer.recipient_user, transfer.transfer)
@@ -521,7 +585,11 @@ class TransferRegistry:
             self._by_session.setdefault(transfer.recipient_session, set()).add(transfer.transfer)
         return actions
 
-    def _forget(self, transfer: RelayTransfer) -> None:
+    def _forget(self, transfer: RelayTransfer, now: float | None, *, remember: bool) -> None:
+        """Drop the ended ``transfer``; ``remember``: it ended while its sender may have had
+        chunks in flight (then they are dropped silently for a while)."""
+        if remember:
+            self._remember_ended(transfer, now)
         self._transfers.pop(transfer.transfer, None)
         _discard(self._by_session, transfer.sender_session, transfer.transfer)
         if transfer.recipient_session is not None:
@@ -533,6 +601,33 @@ class TransferRegistry:
         else:
             self._open_by_user.pop(transfer.sender_user, None)
 
+    def _remember_ended(self, transfer: RelayTransfer, now: float | None) -> None:
+        """Keep ``transfer``'s id for its sender's chunks still in flight (bounded per session)."""
+        ended = self._ended.setdefault(transfer.sender_session, {})
+        ended.pop(transfer.transfer, None)
+        while len(ended) >= self.max_ended_per_session:
+            del ended[next(iter(ended))]  # the oldest
+        until = None if now is None else now + self.linger
+        ended[transfer.transfer] = _Ended(chunks_left=self.window, until=until)
+
+    def _in_flight(self, session: str, transfer_id: str, now: float | None) -> bool:
+        """Whether a chunk of ``session`` for ``transfer_id`` (not open) is one it had in flight
+        when that transfer ended: then it is counted off the memory, which it may end."""
+        ended = self._ended.get(session)
+        entry = ended.get(transfer_id) if ended is not None else None
+        if entry is None:
+            return False
+        if now is not None:
+            if entry.until is None:
+                entry.until = now + self.linger  # ended in a call without ``now``
+            elif now >= entry.until:
+                _discard_ended(self._ended, session, transfer_id)
+                return False
+        entry.chunks_left -= 1
+        if entry.chunks_left <= 0:
+            _discard_ended(self._ended, session, transfer_id)
+        return True
+
 
 def _discard(index: dict[str, set[str]], key: str, transfer: str) -> None:
     members = index.get(key)
@@ -540,3 +635,11 @@ def _discard(index: dict[str, set[str]], key: str, transfer: str) -> None:
         members.discard(transfer)
         if not members:
             del index[key]
+
+
+def _discard_ended(ended: dict[str, dict[str, _Ended]], session: str, transfer: str) -> None:
+    members = ended.get(session)
+    if members is not None:
+        members.pop(transfer, None)
+        if not members:
+            del ended[session]

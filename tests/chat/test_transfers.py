@@ -543,6 +543,44 @@ async def test_an_answered_offer_does_not_expire(alice_bob, chat_settings):
     assert (await bob.next_chunk()).data == b"still running"
 
 
+@pytest.mark.parametrize("ending", ["cancel", "disconnect"])
+async def test_chunks_in_flight_when_the_recipient_ends_it_are_dropped_and_not_counted(
+    alice_bob, ending
+):
+    """Alice's full window is on its way when Bob cancels or leaves: those chunks are a race,
+    not bad requests (PROTOCOL.md 3.3 counts chunks "from any other session"). Over two
+    transfers more than 10 of them arrive, and Alice's session goes on serving her."""
+    alice, bob = alice_bob
+    recipients = [bob]
+    for transfer in (T, T2):
+        recipient = recipients[-1]
+        await accepted(alice, recipient, size=100_000, transfer=transfer)
+        for index in range(3):
+            await alice.chunk(index, b"f" * 100, transfer)
+            assert (await recipient.next_chunk()).index == index
+        if ending == "cancel":
+            await recipient.send({"type": "file_cancel", "transfer": transfer})
+            assert await alice.next() == cancel("cancelled", transfer)
+        else:
+            await recipient.close()
+            assert await alice.next() == cancel("disconnected", transfer)
+            recipients.append(await logged_in("bob"))
+            await settled(alice, recipients[-1])
+        for index in range(3, 3 + TRANSFER_WINDOW):  # what Alice had sent before she knew
+            await alice.chunk(index, b"f" * 100, transfer)
+    assert (await alice.request({"type": "ping"}))["type"] == "pong"
+    assert await alice.quiet()  # no unknown_transfer for them either: Alice has file_cancel
+    assert bad_requests_counted_for(alice) == 0
+    assert await recipients[-1].quiet()  # nothing relayed
+    assert registry_idle()
+    # A chunk for a transfer Alice never sent still counts.
+    await alice.chunk(0, b"stray", "00" * 16)
+    assert is_error(await alice.next(), "unknown_transfer", None)
+    assert bad_requests_counted_for(alice) == 1
+    for recipient in recipients[1:]:
+        await recipient.close()
+
+
 # --- the data rules: violations end the transfer on both sides ------------------------------------
 
 

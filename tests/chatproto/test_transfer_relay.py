@@ -530,3 +530,138 @@ def test_accepted_transfer_never_expires():
     assert registry.next_expiry() is None
     assert registry.expire(10**9) == []
     assert T in registry
+
+
+# --- chunks the sender had in flight when the transfer ended ------------------------------------
+#
+# A cancel (or a disconnect) of the recipient races the sender's window of chunks: those
+# that arrive after the end are dropped silently and do not count as bad requests
+# (PROTOCOL.md 3.3 counts a chunk "from any other session"); the sender got file_cancel.
+
+COUNTED = Refuse("alice-1", ErrorCode.UNKNOWN_TRANSFER, ANY, None, counts=True)
+
+
+def ended_mid_window(how: str, now: float | None = 100.0) -> TransferRegistry:
+    """Alice's transfer with a full window in flight, ended by the recipient at ``now``."""
+    registry = accepted(size=10 * MAX_CHUNK_SIZE)
+    send_chunks(registry, 3)  # relayed before the end
+    if how == "cancel":
+        actions = registry.receive(
+            request("file_cancel", transfer=T, reason="stop"), session="bob-1", user="bob", now=now
+        )
+        assert actions == [to("alice-1", cancel("stop"), True)]
+    else:
+        actions = registry.drop_session("bob-1", now=now)
+        assert actions == [to("alice-1", cancel("disconnected"), True)]
+    assert T not in registry and registry.remembered("alice-1") == [T]
+    return registry
+
+
+@pytest.mark.parametrize("how", ["cancel", "disconnect"])
+def test_the_senders_chunks_in_flight_after_the_recipient_ends_it_are_dropped_silently(how):
+    registry = ended_mid_window(how)
+    for index in range(3, 3 + TRANSFER_WINDOW):
+        assert registry.receive_chunk(chunk(index), session="alice-1", now=101.0) == []
+    # A window's worth has arrived: the transfer is forgotten, and a further chunk counts.
+    assert registry.remembered("alice-1") == []
+    assert registry.receive_chunk(chunk(19), session="alice-1", now=101.0) == [COUNTED]
+    assert registry.idle
+
+
+@pytest.mark.parametrize("session", ["alice-2", "bob-1", "carol-1"])
+def test_a_chunk_of_an_ended_transfer_from_any_other_session_still_counts(session):
+    registry = ended_mid_window("cancel")
+    assert registry.receive_chunk(chunk(3), session=session, now=101.0) == [
+        Refuse(session, ErrorCode.UNKNOWN_TRANSFER, ANY, None, counts=True)
+    ]
+    assert registry.remembered("alice-1") == [T]
+
+
+def test_a_chunk_of_a_transfer_the_sender_never_had_still_counts_beside_the_memory():
+    registry = ended_mid_window("cancel")
+    other = chunk(0, transfer=bytes.fromhex(T2))
+    assert registry.receive_chunk(other, session="alice-1", now=101.0) == [COUNTED]
+
+
+def test_the_memory_of_an_ended_transfer_lasts_a_few_seconds():
+    registry = ended_mid_window("cancel", now=100.0)
+    linger = registry.linger
+    assert 0 < linger <= 30
+    assert registry.receive_chunk(chunk(3), session="alice-1", now=100.0 + linger - 0.01) == []
+    assert registry.receive_chunk(chunk(4), session="alice-1", now=100.0 + linger) == [COUNTED]
+    assert registry.remembered("alice-1") == []
+
+
+def test_an_end_without_a_time_is_timed_from_the_next_chunk_that_has_one():
+    registry = ended_mid_window("cancel", now=None)
+    assert registry.receive_chunk(chunk(3), session="alice-1") == []  # no time: counted off only
+    assert registry.receive_chunk(chunk(4), session="alice-1", now=500.0) == []
+    linger = registry.linger
+    assert registry.receive_chunk(chunk(5), session="alice-1", now=500.0 + linger - 0.01) == []
+    assert registry.receive_chunk(chunk(6), session="alice-1", now=500.0 + linger) == [COUNTED]
+
+
+def test_a_transfer_the_relay_cancels_leaves_the_senders_later_chunks_silent_too():
+    registry = accepted(size=10 * MAX_CHUNK_SIZE)
+    send_chunks(registry, TRANSFER_WINDOW)
+    actions = registry.receive_chunk(chunk(TRANSFER_WINDOW), session="alice-1", now=1.0)
+    assert actions == cancelled_both("window_exceeded")
+    assert registry.receive_chunk(chunk(TRANSFER_WINDOW + 1), session="alice-1", now=1.0) == []
+
+
+def test_the_senders_session_ending_frees_its_memory():
+    registry = ended_mid_window("cancel")
+    assert registry.drop_session("alice-1", now=101.0) == []
+    assert registry.remembered("alice-1") == []
+    assert registry.receive_chunk(chunk(3), session="alice-1", now=101.0) == [COUNTED]
+
+
+def test_the_memory_is_bounded_per_session_and_a_reused_id_is_live_again():
+    registry = TransferRegistry()
+    limit = 2 * registry.max_open_per_user
+    ids = []
+    for _ in range(3):  # many more transfers end than the memory holds
+        batch = open_offers(registry, "alice", registry.max_open_per_user)
+        for transfer in batch:
+            registry.receive(request("file_accept", transfer=transfer), session="bob-1", user="bob")
+            actions = registry.receive(
+                request("file_cancel", transfer=transfer), session="bob-1", user="bob", now=1.0
+            )
+            assert actions == [to("alice-1", cancel("cancelled", transfer), True)]
+        ids += batch
+    assert registry.remembered("alice-1") == ids[-limit:]  # the newest, oldest forgotten first
+    forgotten = chunk(0, transfer=bytes.fromhex(ids[0]))
+    assert registry.receive_chunk(forgotten, session="alice-1", now=2.0) == [COUNTED]
+    again = ids[-1]
+    registry.offer(offer_request(transfer=again), session="alice-1", user="alice", now=2.0)
+    assert again in registry and again not in registry.remembered("alice-1")
+
+
+def ended_by(how: str) -> TransferRegistry:
+    if how == "reject":
+        registry = offered()
+        step(registry, "bob-1", "file_reject")
+    elif how == "expiry":
+        registry = offered(now=0.0)
+        registry.expire(OFFER_TIMEOUT_SECONDS)
+    else:
+        registry = accepted(size=10)
+        send_chunks(registry, 1)
+        if how == "sender_cancel":
+            step(registry, "alice-1", "file_cancel")
+        elif how == "done":
+            step(registry, "alice-1", "file_end")
+            step(registry, "bob-1", "file_ack", index=0)
+            step(registry, "bob-1", "file_done", ok=True)
+        else:  # the recipient cancels after file_end: every chunk came before file_end
+            step(registry, "alice-1", "file_end")
+            step(registry, "bob-1", "file_cancel")
+    assert T not in registry
+    return registry
+
+
+@pytest.mark.parametrize("how", ["reject", "expiry", "sender_cancel", "done", "cancel_after_end"])
+def test_transfers_that_end_with_no_chunk_of_the_sender_in_flight_are_not_remembered(how):
+    registry = ended_by(how)
+    assert registry.remembered("alice-1") == []
+    assert registry.receive_chunk(chunk(1), session="alice-1", now=1.0) == [COUNTED]
