@@ -1,5 +1,9 @@
 """Sans-I/O connections: the whole session state machine of both sides, in one table.
 
+(Over 600 lines on purpose, as h11 keeps its state machine in one file: the client's
+and the server's sides share one state table and one receive path, and the table is
+only readable whole.)
+
 A shell (the Channels consumer, the client's socket thread) feeds each received
 WebSocket message to ``receive_text`` or ``receive_bytes`` and acts on the
 returned events, in order::

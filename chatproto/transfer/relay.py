@@ -1,5 +1,8 @@
 """The server's relay rules of a file transfer (PROTOCOL.md 3.3), without I/O.
 
+(Over 600 lines on purpose: one transfer's states and the transition for each of its
+messages are one machine, which split across modules would be read in pieces.)
+
 Nothing here touches a socket or a clock: every method takes what arrived (a
 validated request, a chunk, the caller's ``now``) and returns what to do.
 
