@@ -123,8 +123,9 @@ class PresenceFeed:
 
     def interval(self) -> int:
         """The current interval; it only grows while the process has sessions, so no session
-        is ever pushed more often than its snapshot said."""
-        self._interval = max(self._interval, interval_for(len(self.registry.local_sessions())))
+        is ever pushed more often than its snapshot said. A count, not a copy of the sessions:
+        this runs at every login."""
+        self._interval = max(self._interval, interval_for(self.registry.local_count()))
         return self._interval
 
     # --- snapshots -----------------------------------------------------------------------------

@@ -198,6 +198,10 @@ class SessionRegistry:
     def local_sessions(self) -> list[Session]:
         return list(self._local.values())
 
+    def local_count(self) -> int:
+        """How many sessions are logged in here (no copy: called at every login)."""
+        return len(self._local)
+
     def in_room(self, room: str) -> list[Session]:
         """The local sessions that get ``room``'s messages."""
         return list(self._by_room.get(room, {}).values())
