@@ -237,15 +237,27 @@ class PresenceFeed:
             except Exception:
                 log.exception("a presence tick failed")
 
-    async def _publish(self) -> None:
-        """One layer message with this process's net changes since its last one (if any)."""
-        pending, self._pending = self._pending, {}
+    async def _publish(self, pending: dict[str, tuple[bool, bool]] | None = None) -> None:
+        """One layer message with this process's net changes since its last one (if any).
+
+        Never raises: a failed publish (the layer's Redis is down) is logged and its changes
+        go back to ``_pending`` for the next tick, so the tick still pushes to the local
+        sessions and nothing is lost.
+        """
+        if pending is None:
+            pending, self._pending = self._pending, {}
         online = sorted(name for name, (was, now) in pending.items() if now and not was)
         offline = sorted(name for name, (was, now) in pending.items() if was and not now)
-        if online or offline:
+        if not (online or offline):
+            return
+        try:
             await delivery.presence_changed(
                 {"origin": self.origin, "online": online, "offline": offline}
             )
+        except Exception as exc:
+            log.warning("publishing presence failed (%s); retrying next tick", type(exc).__name__)
+            for name, (was, now) in pending.items():  # changes made since come after these
+                self._pending[name] = (was, self._pending.get(name, (was, now))[1])
 
     async def push(self) -> None:
         """Each session that was sent a snapshot: one ``presence`` with its net changes."""

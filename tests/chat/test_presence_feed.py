@@ -3,12 +3,11 @@ sessions, the test's cache (shared, like Redis, by every feed built here)."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 from typing import Any
 
-import pytest
-
 from chat.presence_feed import PresenceFeed, _SortedSet
+from chatproto.framing import decode_plaintext
 
 
 class FakeSession:
@@ -35,7 +34,17 @@ class FakeRegistry:
         return any(s.username == username for s in self.sessions)
 
     async def push_to(self, sessions, plaintext: bytes, presence_seq: int | None = None) -> None:
-        self.pushed += [(s.username, json.loads(plaintext)) for s in sessions]
+        self.pushed += [(s.username, decode_plaintext(plaintext)) for s in sessions]
+
+
+def delta(online=(), offline=(), added=(), removed=()) -> dict:
+    return {
+        "type": "presence",
+        "online": list(online),
+        "offline": list(offline),
+        "added": list(added),
+        "removed": list(removed),
+    }
 
 
 def feed_with_view(registry: FakeRegistry, online=(), everyone=()) -> PresenceFeed:
@@ -54,3 +63,27 @@ def test_the_interval_counts_the_sessions_without_copying_them(chat_settings):
     feed = PresenceFeed(Counting(*(FakeSession(f"u{n}") for n in range(600))))  # type: ignore[arg-type]
     chat_settings.CHAT_PRESENCE_INTERVAL = 0
     assert feed.interval() == 2
+
+
+async def test_a_failed_publish_is_retried_and_the_local_sessions_still_get_their_push(
+    chat_settings, monkeypatch
+):
+    from chat import delivery
+
+    async def redis_down(changes):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(delivery, "presence_changed", redis_down)
+    registry = FakeRegistry(FakeSession("alice"))
+    feed = feed_with_view(registry, online=["alice"], everyone=["alice", "bob"])
+    feed._start()  # a tick is running: changes wait for it
+    await feed.local_change("bob", True)
+    try:
+        for _ in range(100):  # the tick comes within the interval (1 s)
+            if registry.pushed:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        feed.stop()
+    assert registry.pushed == [("alice", delta(online=["bob"]))]
+    assert feed._pending == {"bob": (False, True)}  # published at the next tick
