@@ -210,11 +210,21 @@ class PresenceFeed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-presence")
 
     def stop(self) -> None:
-        """The process has no session left: stop ticking and forget the view."""
+        """The process has no session left: stop ticking and forget the view.
+
+        Unpublished changes are published now (or dropped if no loop runs): kept, they would
+        go out much later, after the processes' views had moved on, and override them.
+        """
         if self._task is not None and not self._task.done():
             with contextlib.suppress(RuntimeError):  # its event loop may be closed already
                 self._task.cancel()
         self._task = None
+        pending, self._pending = self._pending, {}
+        self._touched = set()
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing can be published
+            task = asyncio.get_running_loop().create_task(self._publish(pending))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
         self.online = self.all = None
         self._log_start += len(self._log)
         self._log.clear()

@@ -83,7 +83,27 @@ async def test_a_failed_publish_is_retried_and_the_local_sessions_still_get_thei
             if registry.pushed:
                 break
             await asyncio.sleep(0.05)
+        assert registry.pushed == [("alice", delta(online=["bob"]))]
+        assert feed._pending == {"bob": (False, True)}  # published at the next tick
     finally:
         feed.stop()
-    assert registry.pushed == [("alice", delta(online=["bob"]))]
-    assert feed._pending == {"bob": (False, True)}  # published at the next tick
+
+
+async def test_stopping_publishes_what_was_pending_instead_of_keeping_it(
+    chat_settings, monkeypatch
+):
+    from chat import delivery
+
+    published: list[dict] = []
+
+    async def publish(changes):
+        published.append(changes)
+
+    monkeypatch.setattr(delivery, "presence_changed", publish)
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice", "bob"])
+    feed._start()
+    await feed.local_change("bob", True)  # waits for the tick
+    feed.stop()
+    assert feed._pending == {}
+    await asyncio.sleep(0.01)
+    assert [(p["online"], p["offline"]) for p in published] == [(["bob"], [])]
