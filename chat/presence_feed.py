@@ -46,11 +46,12 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chatproto.framing import encode_json
 
-from . import delivery, services
+from . import delivery, presence, services
 
 if TYPE_CHECKING:
     from .sessions import Session, SessionRegistry
@@ -157,8 +158,10 @@ class PresenceFeed:
     async def local_change(self, username: str, online: bool) -> None:
         """A user's first session (``online``) or last one (not) began or ended as this
         process saw it (its own sessions, or a dead process's it reaped)."""
-        was = self._set(username, ONLINE, online)
-        before = self._pending.get(username, (was, was))[0]
+        self._set(username, ONLINE, online)
+        # The fact is published even if this view had it already: another process's view
+        # may say otherwise (its receivers confirm it against the cache).
+        before = self._pending.get(username, (not online, not online))[0]
         self._pending[username] = (before, online)
         if self._task is None or self._task.done():
             # No tick runs (this process has no session left): publish at once.
@@ -166,8 +169,13 @@ class PresenceFeed:
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
 
-    def receive(self, event: dict[str, Any]) -> None:
-        """A ``chat.presence`` layer message: apply it to the view (pushed at the next tick)."""
+    async def receive(self, event: dict[str, Any]) -> None:
+        """A ``chat.presence`` layer message: apply it to the view (pushed at the next tick).
+
+        The users it names as online or offline are set as the cache says now (one read per
+        message), not as it says: messages from several processes arrive in any order, and
+        the sender's view may have been behind. A user with a session here stays online.
+        """
         if event.get("origin") == self.origin or self.online is None:
             return  # ours (applied already), or no view yet (read whole when one is needed)
         for name in event.get("added", ()):
@@ -175,10 +183,13 @@ class PresenceFeed:
         for name in event.get("removed", ()):
             self._set(name, ALL, False)
             self._set(name, ONLINE, False)
-        for name in event.get("online", ()):
-            self._set(name, ONLINE, True)
-        for name in event.get("offline", ()):
-            self._set(name, ONLINE, False)
+        names = [*event.get("online", ()), *event.get("offline", ())]
+        if not names:
+            return
+        confirmed = await sync_to_async(presence.online)(names)
+        for name in names:
+            if name in confirmed or not self.registry.has_username(name):
+                self._set(name, ONLINE, name in confirmed)
 
     def _set(self, name: str, field: str, value: bool) -> bool:
         """Set one fact of the view, logging it if it changed; the value it had."""

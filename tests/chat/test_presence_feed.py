@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat import presence
 from chat.presence_feed import PresenceFeed, _SortedSet
 from chatproto.framing import decode_plaintext
 
@@ -107,3 +111,50 @@ async def test_stopping_publishes_what_was_pending_instead_of_keeping_it(
     assert feed._pending == {}
     await asyncio.sleep(0.01)
     assert [(p["online"], p["offline"]) for p in published] == [(["bob"], [])]
+
+
+@pytest.mark.parametrize("offline_first", [True, False])
+async def test_a_user_back_on_another_process_within_the_interval_stays_online(
+    chat_settings, monkeypatch, offline_first
+):
+    """Alice's last session ends on A; she logs in on B (her first session again) before A's
+    tick. B's view had her online still; whatever order A's and B's messages arrive in, she
+    ends up online everywhere, her own session on B included."""
+    from chat import delivery
+
+    published: list[dict] = []
+
+    async def publish(changes):
+        published.append(changes)
+
+    monkeypatch.setattr(delivery, "presence_changed", publish)
+    everyone = ["alice", "bob"]
+    a = feed_with_view(FakeRegistry(), ["alice", "bob"], everyone)
+    b_registry = FakeRegistry(FakeSession("bob"))
+    b = feed_with_view(b_registry, ["alice", "bob"], everyone)
+    c = feed_with_view(FakeRegistry(FakeSession("bob")), ["alice", "bob"], everyone)
+    await sync_to_async(presence.session_started)("alice", "alice-on-a", "process-a")
+
+    assert await sync_to_async(presence.session_ended)("alice", "alice-on-a")
+    await a.local_change("alice", False)
+    b_registry.sessions.append(FakeSession("alice"))
+    assert await sync_to_async(presence.session_started)("alice", "alice-on-b", "process-b")
+    await b.local_change("alice", True)
+    await asyncio.sleep(0.01)  # no tick runs: each published at once
+
+    from_a = [p for p in published if p["origin"] == a.origin]
+    from_b = [p for p in published if p["origin"] == b.origin]
+    assert [p["offline"] for p in from_a] == [["alice"]]
+    assert [p["online"] for p in from_b] == [["alice"]]  # the fact, though B's view had it
+    order = from_a + from_b if offline_first else from_b + from_a
+    for feed in (a, b, c):
+        for message in order:
+            await feed.receive(message)
+    assert all("alice" in feed.online for feed in (a, b, c))  # type: ignore[operator]
+
+
+async def test_a_user_with_a_session_here_is_never_set_offline(chat_settings):
+    """Even if the cache does not have the session yet (it is recorded after it registers)."""
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice"])
+    await feed.receive({"origin": "elsewhere", "online": [], "offline": ["alice"]})
+    assert "alice" in feed.online  # type: ignore[operator]
