@@ -115,6 +115,7 @@ class PresenceFeed:
         self._log_start = 0  # the position of _log[0] since the process began
         self._pending: dict[str, tuple[bool, bool]] = {}  # name: (online at last tick, now)
         self._touched: set[str] = set()  # names changed while a reconciliation reads
+        self._early: list[dict[str, Any]] | None = None  # received while the view is first read
         self._interval = 0
         self._last_push = -math.inf
         self._task: asyncio.Task[None] | None = None
@@ -148,10 +149,19 @@ class PresenceFeed:
         )
 
     async def _load(self) -> None:
-        truth = await self.registry.workers.database(services.users_snapshot)()
+        """Read the view whole; layer messages that arrive during the read are kept and
+        applied after it (the read may predate them), not dropped."""
+        if self._early is None:
+            self._early = []
+        try:
+            truth = await self.registry.workers.database(services.users_snapshot)()
+        finally:
+            early, self._early = self._early or [], None
         if self.online is None or self.all is None:
             self.all = _SortedSet(truth["all"])
             self.online = _SortedSet(truth["online"])
+        for event in early:
+            await self.receive(event)
 
     # --- changes -------------------------------------------------------------------------------
 
@@ -176,8 +186,12 @@ class PresenceFeed:
         message), not as it says: messages from several processes arrive in any order, and
         the sender's view may have been behind. A user with a session here stays online.
         """
-        if event.get("origin") == self.origin or self.online is None:
-            return  # ours (applied already), or no view yet (read whole when one is needed)
+        if event.get("origin") == self.origin:
+            return  # ours (applied already)
+        if self.online is None:
+            if self._early is not None:
+                self._early.append(event)  # the view is being read: applied after
+            return  # no view: read whole when one is needed
         for name in event.get("added", ()):
             self._set(name, ALL, True)
         for name in event.get("removed", ()):

@@ -158,3 +158,28 @@ async def test_a_user_with_a_session_here_is_never_set_offline(chat_settings):
     feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice"])
     await feed.receive({"origin": "elsewhere", "online": [], "offline": ["alice"]})
     assert "alice" in feed.online  # type: ignore[operator]
+
+
+async def test_messages_received_while_the_view_is_first_read_are_applied_after(chat_settings):
+    read = asyncio.Event()
+
+    class SlowDatabase:
+        def database(self, func):
+            async def call():
+                await read.wait()
+                return {"online": ["alice"], "all": ["alice", "bob"]}
+
+            return call
+
+    registry = FakeRegistry(FakeSession("alice"))
+    registry.workers = SlowDatabase()  # type: ignore[attr-defined]
+    feed = PresenceFeed(registry)  # type: ignore[arg-type]
+    snapshot = asyncio.ensure_future(feed.snapshot(registry.sessions[0]))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    await sync_to_async(presence.session_started)("bob", "bob-elsewhere", "process-b")
+    await feed.receive({"origin": "process-b", "online": ["bob"], "offline": []})
+    await feed.receive({"origin": None, "added": ["carol"], "removed": []})
+    read.set()
+    users = await snapshot
+    feed.stop()
+    assert (users["online"], users["all"]) == (["alice", "bob"], ["alice", "bob", "carol"])
