@@ -309,7 +309,8 @@ class PresenceFeed:
         for since, sessions in sorted(by_start.items()):
             message = self._delta(log_[since - start :])
             if message is not None:
-                await self.registry.push_to(sessions, encode_json(message))
+                # Tagged with the position it reaches: skipped if a snapshot overtakes it.
+                await self.registry.push_to(sessions, encode_json(message), start + len(log_))
 
     def _delta(self, changes: list[tuple[str, str, bool]]) -> dict[str, Any] | None:
         """The ``presence`` from the view before ``changes`` to the view now; None if equal."""

@@ -78,12 +78,16 @@ class Push:
     ``room``: send only if the session is in that room when it sends. ``msg_id``: a
     private message (skipped if the session already had it from the offline queue);
     ``mark_delivered``: the session is the recipient's and the message was queued.
+    ``presence_seq``: a ``presence`` delta up to that log position of the presence feed;
+    skipped if the session was sent a snapshot at or past it meanwhile (a push deferred
+    behind a ``users`` request would otherwise undo part of the newer snapshot).
     """
 
     plaintext: bytes
     room: str | None = None
     msg_id: int | None = None
     mark_delivered: bool = False
+    presence_seq: int | None = None
 
 
 class Session(Protocol):
@@ -245,9 +249,11 @@ class SessionRegistry:
             return
         await self.deliver(targets)
 
-    async def push_to(self, sessions: Iterable[Session], plaintext: bytes) -> None:
+    async def push_to(
+        self, sessions: Iterable[Session], plaintext: bytes, presence_seq: int | None = None
+    ) -> None:
         """One encoded message to each of ``sessions`` (the presence feed's deltas)."""
-        push = Push(plaintext)
+        push = Push(plaintext, presence_seq=presence_seq)
         await self.deliver([(s, push) for s in sessions])
 
     async def deliver(self, targets: Iterable[tuple[Session, Push]]) -> None:

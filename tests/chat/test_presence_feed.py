@@ -4,6 +4,7 @@ sessions, the test's cache (shared, like Redis, by every feed built here)."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ class FakeRegistry:
     def __init__(self, *sessions: FakeSession) -> None:
         self.sessions = list(sessions)
         self.pushed: list[tuple[str, dict[str, Any]]] = []
+        self.seqs: list[int | None] = []
 
     def local_sessions(self) -> list[FakeSession]:
         return list(self.sessions)
@@ -39,6 +41,7 @@ class FakeRegistry:
 
     async def push_to(self, sessions, plaintext: bytes, presence_seq: int | None = None) -> None:
         self.pushed += [(s.username, decode_plaintext(plaintext)) for s in sessions]
+        self.seqs.append(presence_seq)
 
 
 def delta(online=(), offline=(), added=(), removed=()) -> dict:
@@ -183,3 +186,35 @@ async def test_messages_received_while_the_view_is_first_read_are_applied_after(
     users = await snapshot
     feed.stop()
     assert (users["online"], users["all"]) == (["alice", "bob"], ["alice", "bob", "carol"])
+
+
+async def test_a_delta_deferred_behind_a_newer_snapshot_is_not_sent(chat_settings):
+    """A tick's push waits for the session's lock (a ``users`` request holds it); the
+    snapshot that request sends already has the change, and a later one: the delta, sent
+    after it, would undo the later change for good."""
+    from chat.outbox import Outbox
+    from chat.sessions import Push
+
+    registry = FakeRegistry(FakeSession("alice"))
+    feed = feed_with_view(registry, ["alice"], ["alice", "bob"])
+    await feed.local_change("bob", True)  # position 0 -> 1
+    await feed.push()
+    assert registry.pushed == [("alice", delta(online=["bob"]))]
+    assert registry.seqs == [1]  # the position the delta reaches
+
+    class Writer:
+        presence_seq: int | None = 0
+        rooms: set[str] = set()
+        sent: list[bytes] = []
+
+        async def send_plaintext(self, plaintext: bytes) -> bool:
+            self.sent.append(plaintext)
+            return True
+
+    writer = Writer()
+    outbox = Outbox(writer, SimpleNamespace(workers=None))  # type: ignore[arg-type]
+    async with outbox.lock:  # the users request
+        await outbox.push(Push(b"stale delta", presence_seq=1))
+        await outbox.push(Push(b"newer delta", presence_seq=3))
+        writer.presence_seq = 2  # its snapshot
+    assert writer.sent == [b"newer delta"]
