@@ -277,8 +277,10 @@ class PresenceFeed:
 
         Never raises: a failed publish (the layer's Redis is down) is logged and its changes
         go back to ``_pending`` for the next tick, so the tick still pushes to the local
-        sessions and nothing is lost.
+        sessions and nothing is lost. Changes handed over by :meth:`stop` are dropped instead:
+        the feed has stopped, and they would go out late.
         """
+        retry = pending is None
         if pending is None:
             pending, self._pending = self._pending, {}
         online = sorted(name for name, (was, now) in pending.items() if now and not was)
@@ -290,8 +292,8 @@ class PresenceFeed:
                 {"origin": self.origin, "online": online, "offline": offline}
             )
         except Exception as exc:
-            log.warning("publishing presence failed (%s); retrying next tick", type(exc).__name__)
-            for name, (was, now) in pending.items():  # changes made since come after these
+            log.warning("publishing presence failed (%s)", type(exc).__name__)
+            for name, (was, now) in pending.items() if retry else ():  # later changes win
                 self._pending[name] = (was, self._pending.get(name, (was, now))[1])
 
     async def push(self) -> None:

@@ -218,3 +218,18 @@ async def test_a_delta_deferred_behind_a_newer_snapshot_is_not_sent(chat_setting
         await outbox.push(Push(b"newer delta", presence_seq=3))
         writer.presence_seq = 2  # its snapshot
     assert writer.sent == [b"newer delta"]
+
+
+async def test_what_stopping_could_not_publish_is_dropped(chat_settings, monkeypatch):
+    from chat import delivery
+
+    async def redis_down(changes):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(delivery, "presence_changed", redis_down)
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice", "bob"])
+    feed._start()
+    await feed.local_change("bob", True)
+    feed.stop()
+    await asyncio.sleep(0.01)
+    assert feed._pending == {}  # not kept to go out much later
