@@ -13,12 +13,16 @@ sessions are told:
   the view and kept; at every tick (wall-clock multiples of the interval) the
   process publishes what changed net since its last tick as **one** layer
   message ``chat.presence`` to the process group: one per process per interval,
-  whatever the number of logins;
+  whatever the number of logins; a first or last session is published even if
+  this view had it already (another's view may not);
 - every process applies what it receives (and account changes, published by
   :func:`chat.delivery.accounts_changed` when an account is created, activated,
-  deactivated or deleted) to its view, and shortly after each tick pushes each
-  of its sessions one ``presence``: the net difference between the view now and
-  what that session was last sent, or nothing if there is none.
+  deactivated or deleted) to its view, the users named online or offline as the
+  cache says when the message arrives (messages arrive in any order), and
+  shortly after each tick pushes each of its sessions one ``presence``: the net
+  difference between the view now and what that session was last sent, or
+  nothing if there is none; a delta that a newer snapshot of the session has
+  overtaken (it waited for the session's lock) is not sent.
 
 The differences come from a log of the view's changes since the last push:
 ``(username, field, value before)``. A session remembers the log position of
