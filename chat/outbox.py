@@ -45,6 +45,7 @@ class Writer(Protocol):
     user: Any
     user_id: int
     rooms: set[str]
+    presence_seq: int | None
 
     async def send_plaintext(self, plaintext: bytes) -> bool: ...
 
@@ -104,6 +105,8 @@ class Outbox:
             return  # the session left the room meanwhile
         if push.msg_id is not None and push.msg_id in self._queued_sent:
             return  # already sent from the offline queue at login
+        if push.presence_seq is not None and (writer.presence_seq or 0) >= push.presence_seq:
+            return  # a presence delta that a newer users snapshot already covers
         sent = await writer.send_plaintext(push.plaintext)
         if sent and push.mark_delivered and push.msg_id is not None:
             # A message queued for an offline recipient reached one of their sessions live.

@@ -13,12 +13,16 @@ sessions are told:
   the view and kept; at every tick (wall-clock multiples of the interval) the
   process publishes what changed net since its last tick as **one** layer
   message ``chat.presence`` to the process group: one per process per interval,
-  whatever the number of logins;
+  whatever the number of logins; a first or last session is published even if
+  this view had it already (another's view may not);
 - every process applies what it receives (and account changes, published by
   :func:`chat.delivery.accounts_changed` when an account is created, activated,
-  deactivated or deleted) to its view, and shortly after each tick pushes each
-  of its sessions one ``presence``: the net difference between the view now and
-  what that session was last sent, or nothing if there is none.
+  deactivated or deleted) to its view, the users named online or offline as the
+  cache says when the message arrives (messages arrive in any order), and
+  shortly after each tick pushes each of its sessions one ``presence``: the net
+  difference between the view now and what that session was last sent, or
+  nothing if there is none; a delta that a newer snapshot of the session has
+  overtaken (it waited for the session's lock) is not sent.
 
 The differences come from a log of the view's changes since the last push:
 ``(username, field, value before)``. A session remembers the log position of
@@ -46,11 +50,12 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from chatproto.framing import encode_json
 
-from . import delivery, services
+from . import delivery, presence, services
 
 if TYPE_CHECKING:
     from .sessions import Session, SessionRegistry
@@ -114,6 +119,7 @@ class PresenceFeed:
         self._log_start = 0  # the position of _log[0] since the process began
         self._pending: dict[str, tuple[bool, bool]] = {}  # name: (online at last tick, now)
         self._touched: set[str] = set()  # names changed while a reconciliation reads
+        self._early: list[dict[str, Any]] | None = None  # received while the view is first read
         self._interval = 0
         self._last_push = -math.inf
         self._task: asyncio.Task[None] | None = None
@@ -123,8 +129,9 @@ class PresenceFeed:
 
     def interval(self) -> int:
         """The current interval; it only grows while the process has sessions, so no session
-        is ever pushed more often than its snapshot said."""
-        self._interval = max(self._interval, interval_for(len(self.registry.local_sessions())))
+        is ever pushed more often than its snapshot said. A count, not a copy of the sessions:
+        this runs at every login."""
+        self._interval = max(self._interval, interval_for(self.registry.local_count()))
         return self._interval
 
     # --- snapshots -----------------------------------------------------------------------------
@@ -146,18 +153,29 @@ class PresenceFeed:
         )
 
     async def _load(self) -> None:
-        truth = await self.registry.workers.database(services.users_snapshot)()
+        """Read the view whole; layer messages that arrive during the read are kept and
+        applied after it (the read may predate them), not dropped."""
+        if self._early is None:
+            self._early = []
+        try:
+            truth = await self.registry.workers.database(services.users_snapshot)()
+        finally:
+            early, self._early = self._early or [], None
         if self.online is None or self.all is None:
             self.all = _SortedSet(truth["all"])
             self.online = _SortedSet(truth["online"])
+        for event in early:
+            await self.receive(event)
 
     # --- changes -------------------------------------------------------------------------------
 
     async def local_change(self, username: str, online: bool) -> None:
         """A user's first session (``online``) or last one (not) began or ended as this
         process saw it (its own sessions, or a dead process's it reaped)."""
-        was = self._set(username, ONLINE, online)
-        before = self._pending.get(username, (was, was))[0]
+        self._set(username, ONLINE, online)
+        # The fact is published even if this view had it already: another process's view
+        # may say otherwise (its receivers confirm it against the cache).
+        before = self._pending.get(username, (not online, not online))[0]
         self._pending[username] = (before, online)
         if self._task is None or self._task.done():
             # No tick runs (this process has no session left): publish at once.
@@ -165,19 +183,31 @@ class PresenceFeed:
             self._publishing.add(task)
             task.add_done_callback(self._publishing.discard)
 
-    def receive(self, event: dict[str, Any]) -> None:
-        """A ``chat.presence`` layer message: apply it to the view (pushed at the next tick)."""
-        if event.get("origin") == self.origin or self.online is None:
-            return  # ours (applied already), or no view yet (read whole when one is needed)
+    async def receive(self, event: dict[str, Any]) -> None:
+        """A ``chat.presence`` layer message: apply it to the view (pushed at the next tick).
+
+        The users it names as online or offline are set as the cache says now (one read per
+        message), not as it says: messages from several processes arrive in any order, and
+        the sender's view may have been behind. A user with a session here stays online.
+        """
+        if event.get("origin") == self.origin:
+            return  # ours (applied already)
+        if self.online is None:
+            if self._early is not None:
+                self._early.append(event)  # the view is being read: applied after
+            return  # no view: read whole when one is needed
         for name in event.get("added", ()):
             self._set(name, ALL, True)
         for name in event.get("removed", ()):
             self._set(name, ALL, False)
             self._set(name, ONLINE, False)
-        for name in event.get("online", ()):
-            self._set(name, ONLINE, True)
-        for name in event.get("offline", ()):
-            self._set(name, ONLINE, False)
+        names = [*event.get("online", ()), *event.get("offline", ())]
+        if not names:
+            return
+        confirmed = await sync_to_async(presence.online)(names)
+        for name in names:
+            if name in confirmed or not self.registry.has_username(name):
+                self._set(name, ONLINE, name in confirmed)
 
     def _set(self, name: str, field: str, value: bool) -> bool:
         """Set one fact of the view, logging it if it changed; the value it had."""
@@ -209,11 +239,21 @@ class PresenceFeed:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="chat-presence")
 
     def stop(self) -> None:
-        """The process has no session left: stop ticking and forget the view."""
+        """The process has no session left: stop ticking and forget the view.
+
+        Unpublished changes are published now (or dropped if no loop runs): kept, they would
+        go out much later, after the processes' views had moved on, and override them.
+        """
         if self._task is not None and not self._task.done():
             with contextlib.suppress(RuntimeError):  # its event loop may be closed already
                 self._task.cancel()
         self._task = None
+        pending, self._pending = self._pending, {}
+        self._touched = set()
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing can be published
+            task = asyncio.get_running_loop().create_task(self._publish(pending))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
         self.online = self.all = None
         self._log_start += len(self._log)
         self._log.clear()
@@ -236,15 +276,29 @@ class PresenceFeed:
             except Exception:
                 log.exception("a presence tick failed")
 
-    async def _publish(self) -> None:
-        """One layer message with this process's net changes since its last one (if any)."""
-        pending, self._pending = self._pending, {}
+    async def _publish(self, pending: dict[str, tuple[bool, bool]] | None = None) -> None:
+        """One layer message with this process's net changes since its last one (if any).
+
+        Never raises: a failed publish (the layer's Redis is down) is logged and its changes
+        go back to ``_pending`` for the next tick, so the tick still pushes to the local
+        sessions and nothing is lost. Changes handed over by :meth:`stop` are dropped instead:
+        the feed has stopped, and they would go out late.
+        """
+        retry = pending is None
+        if pending is None:
+            pending, self._pending = self._pending, {}
         online = sorted(name for name, (was, now) in pending.items() if now and not was)
         offline = sorted(name for name, (was, now) in pending.items() if was and not now)
-        if online or offline:
+        if not (online or offline):
+            return
+        try:
             await delivery.presence_changed(
                 {"origin": self.origin, "online": online, "offline": offline}
             )
+        except Exception as exc:
+            log.warning("publishing presence failed (%s)", type(exc).__name__)
+            for name, (was, now) in pending.items() if retry else ():  # later changes win
+                self._pending[name] = (was, self._pending.get(name, (was, now))[1])
 
     async def push(self) -> None:
         """Each session that was sent a snapshot: one ``presence`` with its net changes."""
@@ -261,7 +315,8 @@ class PresenceFeed:
         for since, sessions in sorted(by_start.items()):
             message = self._delta(log_[since - start :])
             if message is not None:
-                await self.registry.push_to(sessions, encode_json(message))
+                # Tagged with the position it reaches: skipped if a snapshot overtakes it.
+                await self.registry.push_to(sessions, encode_json(message), start + len(log_))
 
     def _delta(self, changes: list[tuple[str, str, bool]]) -> dict[str, Any] | None:
         """The ``presence`` from the view before ``changes`` to the view now; None if equal."""

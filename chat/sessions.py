@@ -78,12 +78,16 @@ class Push:
     ``room``: send only if the session is in that room when it sends. ``msg_id``: a
     private message (skipped if the session already had it from the offline queue);
     ``mark_delivered``: the session is the recipient's and the message was queued.
+    ``presence_seq``: a ``presence`` delta up to that log position of the presence feed;
+    skipped if the session was sent a snapshot at or past it meanwhile (a push deferred
+    behind a ``users`` request would otherwise undo part of the newer snapshot).
     """
 
     plaintext: bytes
     room: str | None = None
     msg_id: int | None = None
     mark_delivered: bool = False
+    presence_seq: int | None = None
 
 
 class Session(Protocol):
@@ -127,6 +131,7 @@ class SessionRegistry:
         self.check_every = check_every
         self._local: dict[str, Session] = {}
         self._by_user: dict[int, dict[str, Session]] = {}
+        self._names: dict[str, int] = {}  # username: how many of its sessions are here
         self._by_room: dict[str, dict[str, Session]] = {}
         self._rooms_of: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task | None = None
@@ -151,6 +156,8 @@ class SessionRegistry:
 
     def add(self, session: Session) -> None:
         """Index ``session`` for the fan-out (:meth:`register` does this and more)."""
+        if session.channel_name not in self._local:
+            self._names[session.username] = self._names.get(session.username, 0) + 1
         self._local[session.channel_name] = session
         self._by_user.setdefault(session.user_id, {})[session.channel_name] = session
         self.set_rooms(session, session.rooms)
@@ -162,6 +169,9 @@ class SessionRegistry:
             return
         self._index_rooms(session, frozenset())
         del self._rooms_of[channel]
+        left = self._names.pop(session.username, 1) - 1
+        if left:
+            self._names[session.username] = left
         of_user = self._by_user.get(session.user_id)
         if of_user is not None:
             of_user.pop(channel, None)
@@ -198,6 +208,14 @@ class SessionRegistry:
     def local_sessions(self) -> list[Session]:
         return list(self._local.values())
 
+    def local_count(self) -> int:
+        """How many sessions are logged in here (no copy: called at every login)."""
+        return len(self._local)
+
+    def has_username(self, username: str) -> bool:
+        """Whether ``username`` has a session here (the presence feed never says they left)."""
+        return username in self._names
+
     def in_room(self, room: str) -> list[Session]:
         """The local sessions that get ``room``'s messages."""
         return list(self._by_room.get(room, {}).values())
@@ -231,9 +249,11 @@ class SessionRegistry:
             return
         await self.deliver(targets)
 
-    async def push_to(self, sessions: Iterable[Session], plaintext: bytes) -> None:
+    async def push_to(
+        self, sessions: Iterable[Session], plaintext: bytes, presence_seq: int | None = None
+    ) -> None:
         """One encoded message to each of ``sessions`` (the presence feed's deltas)."""
-        push = Push(plaintext)
+        push = Push(plaintext, presence_seq=presence_seq)
         await self.deliver([(s, push) for s in sessions])
 
     async def deliver(self, targets: Iterable[tuple[Session, Push]]) -> None:
@@ -365,7 +385,10 @@ class _Hub:
                     log.warning("joining the process group again failed (%s)", type(exc).__name__)
                 continue
             if event.get("type") == "chat.presence":
-                self.registry.presence.receive(event)
+                try:
+                    await self.registry.presence.receive(event)
+                except Exception:  # the cache it confirms against failed
+                    log.exception("a presence message could not be applied")
                 continue
             if event.get("type") != "chat.fanout":
                 log.warning("unexpected event %r on the process channel", event.get("type"))

@@ -1,0 +1,235 @@
+""":class:`chat.presence_feed.PresenceFeed` on its own: fakes for the registry and the
+sessions, the test's cache (shared, like Redis, by every feed built here)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from chat import presence
+from chat.presence_feed import PresenceFeed, _SortedSet
+from chatproto.framing import decode_plaintext
+
+
+class FakeSession:
+    def __init__(self, username: str, presence_seq: int | None = 0) -> None:
+        self.username = username
+        self.channel_name = f"{username}-channel"
+        self.presence_seq = presence_seq
+
+
+class FakeRegistry:
+    """What the feed needs of :class:`chat.sessions.SessionRegistry`; records the pushes."""
+
+    def __init__(self, *sessions: FakeSession) -> None:
+        self.sessions = list(sessions)
+        self.pushed: list[tuple[str, dict[str, Any]]] = []
+        self.seqs: list[int | None] = []
+
+    def local_sessions(self) -> list[FakeSession]:
+        return list(self.sessions)
+
+    def local_count(self) -> int:
+        return len(self.sessions)
+
+    def has_username(self, username: str) -> bool:
+        return any(s.username == username for s in self.sessions)
+
+    async def push_to(self, sessions, plaintext: bytes, presence_seq: int | None = None) -> None:
+        self.pushed += [(s.username, decode_plaintext(plaintext)) for s in sessions]
+        self.seqs.append(presence_seq)
+
+
+def delta(online=(), offline=(), added=(), removed=()) -> dict:
+    return {
+        "type": "presence",
+        "online": list(online),
+        "offline": list(offline),
+        "added": list(added),
+        "removed": list(removed),
+    }
+
+
+def feed_with_view(registry: FakeRegistry, online=(), everyone=()) -> PresenceFeed:
+    """A feed whose view is already read (no database)."""
+    feed = PresenceFeed(registry)  # type: ignore[arg-type]
+    feed.online = _SortedSet(online)
+    feed.all = _SortedSet(everyone)
+    return feed
+
+
+def test_the_interval_counts_the_sessions_without_copying_them(chat_settings):
+    class Counting(FakeRegistry):
+        def local_sessions(self):
+            raise AssertionError("interval() copied the sessions")
+
+    feed = PresenceFeed(Counting(*(FakeSession(f"u{n}") for n in range(600))))  # type: ignore[arg-type]
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    assert feed.interval() == 2
+
+
+async def test_a_failed_publish_is_retried_and_the_local_sessions_still_get_their_push(
+    chat_settings, monkeypatch
+):
+    from chat import delivery
+
+    async def redis_down(changes):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(delivery, "presence_changed", redis_down)
+    registry = FakeRegistry(FakeSession("alice"))
+    feed = feed_with_view(registry, online=["alice"], everyone=["alice", "bob"])
+    feed._start()  # a tick is running: changes wait for it
+    await feed.local_change("bob", True)
+    try:
+        for _ in range(100):  # the tick comes within the interval (1 s)
+            if registry.pushed:
+                break
+            await asyncio.sleep(0.05)
+        assert registry.pushed == [("alice", delta(online=["bob"]))]
+        assert feed._pending == {"bob": (False, True)}  # published at the next tick
+    finally:
+        feed.stop()
+
+
+async def test_stopping_publishes_what_was_pending_instead_of_keeping_it(
+    chat_settings, monkeypatch
+):
+    from chat import delivery
+
+    published: list[dict] = []
+
+    async def publish(changes):
+        published.append(changes)
+
+    monkeypatch.setattr(delivery, "presence_changed", publish)
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice", "bob"])
+    feed._start()
+    await feed.local_change("bob", True)  # waits for the tick
+    feed.stop()
+    assert feed._pending == {}
+    await asyncio.sleep(0.01)
+    assert [(p["online"], p["offline"]) for p in published] == [(["bob"], [])]
+
+
+@pytest.mark.parametrize("offline_first", [True, False])
+async def test_a_user_back_on_another_process_within_the_interval_stays_online(
+    chat_settings, monkeypatch, offline_first
+):
+    """Alice's last session ends on A; she logs in on B (her first session again) before A's
+    tick. B's view had her online still; whatever order A's and B's messages arrive in, she
+    ends up online everywhere, her own session on B included."""
+    from chat import delivery
+
+    published: list[dict] = []
+
+    async def publish(changes):
+        published.append(changes)
+
+    monkeypatch.setattr(delivery, "presence_changed", publish)
+    everyone = ["alice", "bob"]
+    a = feed_with_view(FakeRegistry(), ["alice", "bob"], everyone)
+    b_registry = FakeRegistry(FakeSession("bob"))
+    b = feed_with_view(b_registry, ["alice", "bob"], everyone)
+    c = feed_with_view(FakeRegistry(FakeSession("bob")), ["alice", "bob"], everyone)
+    await sync_to_async(presence.session_started)("alice", "alice-on-a", "process-a")
+
+    assert await sync_to_async(presence.session_ended)("alice", "alice-on-a")
+    await a.local_change("alice", False)
+    b_registry.sessions.append(FakeSession("alice"))
+    assert await sync_to_async(presence.session_started)("alice", "alice-on-b", "process-b")
+    await b.local_change("alice", True)
+    await asyncio.sleep(0.01)  # no tick runs: each published at once
+
+    from_a = [p for p in published if p["origin"] == a.origin]
+    from_b = [p for p in published if p["origin"] == b.origin]
+    assert [p["offline"] for p in from_a] == [["alice"]]
+    assert [p["online"] for p in from_b] == [["alice"]]  # the fact, though B's view had it
+    order = from_a + from_b if offline_first else from_b + from_a
+    for feed in (a, b, c):
+        for message in order:
+            await feed.receive(message)
+    assert all("alice" in feed.online for feed in (a, b, c))  # type: ignore[operator]
+
+
+async def test_a_user_with_a_session_here_is_never_set_offline(chat_settings):
+    """Even if the cache does not have the session yet (it is recorded after it registers)."""
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice"])
+    await feed.receive({"origin": "elsewhere", "online": [], "offline": ["alice"]})
+    assert "alice" in feed.online  # type: ignore[operator]
+
+
+async def test_messages_received_while_the_view_is_first_read_are_applied_after(chat_settings):
+    read = asyncio.Event()
+
+    class SlowDatabase:
+        def database(self, func):
+            async def call():
+                await read.wait()
+                return {"online": ["alice"], "all": ["alice", "bob"]}
+
+            return call
+
+    registry = FakeRegistry(FakeSession("alice"))
+    registry.workers = SlowDatabase()  # type: ignore[attr-defined]
+    feed = PresenceFeed(registry)  # type: ignore[arg-type]
+    snapshot = asyncio.ensure_future(feed.snapshot(registry.sessions[0]))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    await sync_to_async(presence.session_started)("bob", "bob-elsewhere", "process-b")
+    await feed.receive({"origin": "process-b", "online": ["bob"], "offline": []})
+    await feed.receive({"origin": None, "added": ["carol"], "removed": []})
+    read.set()
+    users = await snapshot
+    feed.stop()
+    assert (users["online"], users["all"]) == (["alice", "bob"], ["alice", "bob", "carol"])
+
+
+async def test_a_delta_deferred_behind_a_newer_snapshot_is_not_sent(chat_settings):
+    """A tick's push waits for the session's lock (a ``users`` request holds it); the
+    snapshot that request sends already has the change, and a later one: the delta, sent
+    after it, would undo the later change for good."""
+    from chat.outbox import Outbox
+    from chat.sessions import Push
+
+    registry = FakeRegistry(FakeSession("alice"))
+    feed = feed_with_view(registry, ["alice"], ["alice", "bob"])
+    await feed.local_change("bob", True)  # position 0 -> 1
+    await feed.push()
+    assert registry.pushed == [("alice", delta(online=["bob"]))]
+    assert registry.seqs == [1]  # the position the delta reaches
+
+    class Writer:
+        presence_seq: int | None = 0
+        rooms: set[str] = set()
+        sent: list[bytes] = []
+
+        async def send_plaintext(self, plaintext: bytes) -> bool:
+            self.sent.append(plaintext)
+            return True
+
+    writer = Writer()
+    outbox = Outbox(writer, SimpleNamespace(workers=None))  # type: ignore[arg-type]
+    async with outbox.lock:  # the users request
+        await outbox.push(Push(b"stale delta", presence_seq=1))
+        await outbox.push(Push(b"newer delta", presence_seq=3))
+        writer.presence_seq = 2  # its snapshot
+    assert writer.sent == [b"newer delta"]
+
+
+async def test_what_stopping_could_not_publish_is_dropped(chat_settings, monkeypatch):
+    from chat import delivery
+
+    async def redis_down(changes):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(delivery, "presence_changed", redis_down)
+    feed = feed_with_view(FakeRegistry(FakeSession("alice")), ["alice"], ["alice", "bob"])
+    feed._start()
+    await feed.local_change("bob", True)
+    feed.stop()
+    await asyncio.sleep(0.01)
+    assert feed._pending == {}  # not kept to go out much later
