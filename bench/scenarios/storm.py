@@ -19,7 +19,8 @@ if longer, so that the last deltas arrive; then they are closed.
 Figures: for each block of ``storm_block`` sessions in the order their logins
 completed, the open rate (block size / time since the previous block's last
 login, the storm's start for the first) and the block's median time from TCP
-connect to ``login_ok``; the ratio of the last full block's rate to the first's;
+connect to ``login_ok``; the ratio of the last block's rate to the first's, both
+in steady state (:func:`_steady`); the same ratio of the table's blocks beside it;
 sessions opened of N; total time; presence messages and names per session; the
 servers' CPU (and Redis's when it is used) over the storm and the hold.
 
@@ -29,6 +30,7 @@ skipped), every load-generator call has a timeout, and only loopback is used.
 
 from __future__ import annotations
 
+import bisect
 import os
 import statistics
 import time
@@ -75,7 +77,7 @@ def run(ctx: Context, cfg: Config) -> dict[str, Any]:
             r = result["runs"][key] = _storm(ctx, cfg, accounts, count, nofile)
             print(
                 f"[storm] x{count}: {r['opened']:,}/{r['sessions']:,} opened in "
-                f"{r['storm_s']:.1f} s, last/first block {r['ratio']:.2f}, "
+                f"{r['storm_s']:.1f} s, last/first block (steady) {r['ratio']:.2f}, "
                 f"presence/session mean {r['presence']['mean']:.1f} max {r['presence']['max']}",
                 flush=True,
             )
@@ -159,7 +161,10 @@ def _storm(
         lg.call_many([(w, "close_all", {}) for w in range(workers)], timeout=180)
     blocks = _blocks([d for d, _ in done], [t for _, t in done], t_start, cfg.storm_block)
     full = [b for b in blocks if b["sessions"] == cfg.storm_block]
-    ratio = full[-1]["per_s"] / full[0]["per_s"] if len(full) >= 2 and full[0]["per_s"] else None
+    blocks_ratio = (
+        full[-1]["per_s"] / full[0]["per_s"] if len(full) >= 2 and full[0]["per_s"] else None
+    )
+    steady = _steady(done, cfg.storm_block)
     presence = [p for r in hold_results for p in r["presence"]]
     names = [n for r in hold_results for n in r["names"]]
     users = [u for r in hold_results for u in r["users"]]
@@ -174,7 +179,9 @@ def _storm(
         "storm_s": storm_s,
         "per_s": len(done) / storm_s if storm_s > 0 else 0.0,
         "blocks": blocks,
-        "ratio": ratio if ratio is not None else float("nan"),
+        "ratio": steady["ratio"],
+        "steady": steady,
+        "blocks_ratio": blocks_ratio if blocks_ratio is not None else float("nan"),
         "open_time": stats.latency_summary(sorted(t for _, t in done)),
         "presence_interval": interval,
         "hold_s": hold,
@@ -210,6 +217,36 @@ def _blocks(done: list[float], took: list[float], t_start: float, size: int) -> 
         )
         previous = ends[-1]
     return blocks
+
+
+def _steady(done: list[tuple[float, float]], size: int) -> dict[str, Any]:
+    """The open rate of the first and the last ``size`` logins in steady state.
+
+    ``done`` holds (completed, took) in completion order. The first block is timed from its
+    first ``login_ok``, not from the storm's start: the first round of logins takes one
+    login time to complete whatever the rate (the fill). The last block is the last ``size``
+    logins completed before the last login started (the drain: once no login is waiting,
+    the ones in flight complete with the server less and less busy); the last block of the
+    table includes the drain and the first includes the fill, which flatters their ratio.
+    """
+    nan = float("nan")
+    out: dict[str, Any] = {"first_per_s": nan, "last_per_s": nan, "ratio": nan, "last_from": 0}
+    if len(done) < 2 * size:
+        return out
+    drain = max(d - t for d, t in done)  # the last login's start
+    end = bisect.bisect_right([d for d, _ in done], drain)  # logins completed before it
+    if end < 2 * size:
+        return out
+    first_s = done[size - 1][0] - done[0][0]
+    last_s = done[end - 1][0] - done[end - size - 1][0]
+    if first_s <= 0 or last_s <= 0:
+        return out
+    out["first_per_s"] = (size - 1) / first_s
+    out["last_per_s"] = size / last_s
+    out["ratio"] = out["last_per_s"] / out["first_per_s"]
+    out["last_from"] = end - size + 1
+    out["drained"] = len(done) - end
+    return out
 
 
 def _summary(values: list[int]) -> dict[str, float]:
