@@ -88,7 +88,7 @@ def _prepare_product(ctx: Context, cfg: Config, log_dir: Path) -> Product | None
 
 
 def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
-    from .scenarios import fanout, files, handshake, idle, scaleout
+    from .scenarios import fanout, files, handshake, idle, scaleout, storm
 
     module = {
         "fanout": fanout,
@@ -96,6 +96,7 @@ def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
         "idle": idle,
         "scaleout": scaleout,
         "files": files,
+        "storm": storm,
     }[name]
     began = time.monotonic()
     print(f"[bench] scenario {name}", flush=True)

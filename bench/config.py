@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 
-SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files")
+# storm last: the thousands of accounts it creates would lengthen every later ``users``
+SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files", "storm")
 FANOUT_SERVERS = ("product", "ws-plain", "ws-sealed", "channels", "channels-nohop", "raw-asgi")
 IDLE_SERVERS = ("product", "raw-asgi", "ws-plain")
 MiB = 1024 * 1024
@@ -49,6 +50,14 @@ class Config:
     scaleout_layers: tuple[str, ...] = ("redis", "pubsub")
     scaleout_runs: int = 1  # saturation runs per scale-out point (9 points: time-bound)
     redis_url: str = "redis://127.0.0.1:6379/14"
+    # login storm: distinct users log in and stay (accounts with the bench's cheap hash)
+    storm_sessions: int = 10_000
+    storm_block: int = 1_000  # open rate per block of this many sessions, in login order
+    storm_concurrency: int = 64  # logins in flight, over all load-generator processes
+    storm_workers: int = 4
+    storm_processes: tuple[int, ...] = (1, 2)  # 2 and more: on Redis
+    storm_hold: float = 45.0  # seconds kept after the last login (presence_interval is 20 s)
+    storm_budget: float = 600.0  # seconds; no login starts later, the rest count as skipped
     # files
     file_size: int = 1024 * MiB
     chunk_size: int = 65536
@@ -80,6 +89,12 @@ QUICK = {
     "idle_connect_budget": 60.0,
     "scaleout_processes": (1, 2),
     "scaleout_n": 20,
+    "storm_sessions": 1_000,
+    "storm_block": 100,
+    "storm_concurrency": 32,
+    "storm_workers": 2,
+    "storm_hold": 6.0,
+    "storm_budget": 120.0,
     "file_size": 16 * MiB,
     "crypto_chunks": 256,
     "out_dir": "bench/results/quick",
@@ -113,6 +128,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--idle-hold", type=float, help="seconds the idle sessions are watched")
     p.add_argument("--processes", type=_ints, dest="scaleout_processes", help="e.g. 1,2,4")
     p.add_argument("--scaleout-n", type=int, help="receivers in the scale-out scenario")
+    p.add_argument("--storm-sessions", type=int, help="distinct users in the login storm")
     p.add_argument("--file-size", type=int, help="bytes in the file scenario")
     p.add_argument("--redis-url", help="Redis for scale-out (default redis://127.0.0.1:6379/14)")
     p.add_argument(

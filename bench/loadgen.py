@@ -196,9 +196,11 @@ async def open_session(
     *,
     local_addr: str | None = None,
     stop_after_greeting: bool = False,
+    on_message: Callable[[dict[str, Any]], None] | None = None,
 ) -> Session:
     """Connect; for ``secure``, run the handshake (trusting the server key, as a
-    benchmark may) and log in. Returns a session whose reader is running."""
+    benchmark may) and log in. Returns a session whose reader is running; ``on_message``,
+    if given, is in place before the login, so it sees what follows ``login_ok`` at once."""
     ws = await _ws_connect(target, local_addr)
     try:
         if not target.secure:
@@ -219,6 +221,8 @@ async def open_session(
         session = Session(ws, protocol.conn)
         session.opener = protocol.fast_opener()
         session.username = username
+        if on_message is not None:
+            session.on_message = on_message
         session.start_reader()
         if stop_after_greeting or not target.login:
             return session
@@ -525,6 +529,116 @@ class Worker:
             "alive": alive,
             "closed_reasons": reasons[:5],
             "cpu": cpu.result(t_end - t_start),
+        }
+
+    # -- login storm
+    async def cmd_storm(
+        self,
+        targets: Sequence[Target],
+        accounts: Sequence[tuple[str, str]],
+        first: int,
+        t_start: float,
+        concurrency: int,
+        local_addrs: Sequence[str] = (),
+        attempts: int = 3,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Log in every account once (``concurrency`` logins in flight) and keep the sessions.
+
+        Account ``k`` is the storm's session ``first + k``, which goes to
+        ``targets[(first + k) % len(targets)]``. Each session counts what it receives in
+        small per-slot arrays (no message is kept): ``users`` snapshots, ``presence``
+        messages and the usernames they list. Returns the instant each login completed and
+        how long it took; the counts come from :meth:`cmd_storm_hold`.
+        """
+        count = len(accounts)
+        self.storm_users = users = array.array("I", [0]) * count
+        self.storm_presence = presence = array.array("I", [0]) * count
+        self.storm_names = names = array.array("I", [0]) * count
+        self.storm_interval = 0
+        self.storm_slots = slots = array.array("I")
+        done = array.array("d")
+        took = array.array("d")
+        errors: list[str] = []
+        retried = skipped = 0
+        pending = iter(range(count))
+
+        def counter(slot: int) -> Callable[[dict[str, Any]], None]:
+            def on_message(message: dict[str, Any]) -> None:
+                kind = message.get("type")
+                if kind == "presence":
+                    presence[slot] += 1
+                    names[slot] += sum(
+                        len(message.get(key) or ())
+                        for key in ("online", "offline", "added", "removed")
+                    )
+                elif kind == "users":
+                    users[slot] += 1
+                    self.storm_interval = max(
+                        self.storm_interval, int(message.get("presence_interval") or 0)
+                    )
+
+            return on_message
+
+        async def runner() -> None:
+            nonlocal retried, skipped
+            for slot in pending:
+                index = first + slot
+                user, password = accounts[slot]
+                target = targets[index % len(targets)]
+                addr = local_addrs[index % len(local_addrs)] if local_addrs else None
+                failure = ""
+                for attempt in range(attempts):
+                    if deadline is not None and time.monotonic() > deadline:
+                        skipped += 1
+                        break
+                    began = time.monotonic()
+                    try:
+                        session = await open_session(
+                            target, user, password, local_addr=addr, on_message=counter(slot)
+                        )
+                    except Exception as exc:
+                        failure = _describe(exc)
+                        await asyncio.sleep(0.5 * (attempt + 1))  # a busy server: later
+                        continue
+                    now = time.monotonic()
+                    done.append(now)
+                    took.append(now - began)
+                    slots.append(slot)
+                    retried += attempt
+                    self.sessions.append(session)
+                    break
+                else:
+                    errors.append(failure)
+
+        await sleep_until(t_start)
+        cpu_began = time.process_time()
+        await asyncio.gather(*(runner() for _ in range(concurrency)))
+        cpu_s = time.process_time() - cpu_began
+        wall = time.monotonic() - t_start
+        return {
+            "opened": len(done),
+            "failed": len(errors),
+            "retried": retried,
+            "skipped": skipped,
+            "errors": sorted(set(errors))[:5],
+            "done": list(done),
+            "took": list(took),
+            "cpu": {"cpu_s": cpu_s, "util": cpu_s / wall if wall > 0 else 0.0},
+        }
+
+    async def cmd_storm_hold(self, t_end: float) -> dict[str, Any]:
+        """Keep the storm's sessions until ``t_end``; then what each opened one received."""
+        await sleep_until(t_end)
+        reasons = sorted({s.closed.result() for s in self.sessions if s.closed.done()})
+        slots = self.storm_slots
+        return {
+            "alive": sum(1 for s in self.sessions if not s.closed.done()),
+            "closed_reasons": reasons[:5],
+            "users": [self.storm_users[i] for i in slots],
+            "presence": [self.storm_presence[i] for i in slots],
+            "names": [self.storm_names[i] for i in slots],
+            "presence_interval": self.storm_interval,
         }
 
     # -- handshakes and logins

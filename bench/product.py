@@ -31,6 +31,10 @@ def receiver_name(i: int) -> str:
     return f"bench-r{i}"
 
 
+def storm_name(i: int) -> str:
+    return f"bench-s{i:05d}"
+
+
 class ProductUnavailable(RuntimeError):
     """The product cannot be run here yet (not built, does not start); the reason says why."""
 
@@ -150,6 +154,13 @@ class Product:
         users += [[name, PASSWORD, True] for name in (SENDER, PINGER, FILE_FROM, FILE_TO)]
         users.append([ARGON, PASSWORD, False])
         self._run(["-m", "bench.product_users"], stdin=json.dumps(users))
+
+    def storm_accounts(self, count: int) -> list[tuple[str, str]]:
+        """``count`` distinct accounts for the login storm, created on first use with the
+        bench's cheap Argon2 (:class:`bench.product_settings.BenchArgon2PasswordHasher`)."""
+        users = [[storm_name(i), PASSWORD, True] for i in range(count)]
+        self._run(["-m", "bench.product_users"], stdin=json.dumps(users), timeout=1800)
+        return [(name, password) for name, password, _ in users]
 
     def receiver_accounts(self, users: int | None = None) -> list[tuple[str, str]]:
         count = min(users or self.receivers, self.receivers)

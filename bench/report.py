@@ -626,6 +626,134 @@ def _files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
     return out
 
 
+def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    if "runs" not in result:
+        return ["## Login storm", "", f"Not measured: {result.get('error')}", ""]
+    n, block = result["sessions"], result["block"]
+    runs = result["runs"]
+    out = [
+        "## Login storm",
+        "",
+        f"{n:,} distinct users log in (handshake, login, `users` snapshot) and stay connected: "
+        "to one process, then to processes sharing Redis (sessions round-robin). "
+        f"{result['concurrency']} logins in flight over {result['workers']} load-generator "
+        "processes; every session reads all it receives and counts its `presence` messages "
+        "and the usernames in them. The accounts use the **bench's cheap password hash**, "
+        f"{result['hasher']}, so that Argon2 at Django's cost (see the handshake section) does "
+        f"not hide the rest. Open rate per block of {block:,} sessions in the order their "
+        "logins completed: the block's size / the time since the previous block's last login "
+        "(the storm's start for the first); p50: the block's median time from TCP connect to "
+        "`login_ok`. After the last login the sessions stay at least two presence intervals. "
+        "Server CPU: user+system time of the server processes (and the local Redis server's "
+        f"with Redis), not the database's; no login starts after {result['budget_s']:g} s "
+        f"(skipped). The accounts were created beforehand ({result.get('accounts_s', 0):g} s, "
+        "not timed in the storm); the first block includes the server's warm-up (its first "
+        "database connections, its presence view). The target's ratio is taken in steady "
+        "state: the first block timed from its first `login_ok` (the first round of logins "
+        "takes one login time whatever the rate), the last block being the last "
+        f"{block:,} logins completed before the last login started (after that, the logins "
+        "in flight finish on a less and less busy server); the table's first block includes "
+        "that fill and its last the drain, which flatters their ratio.",
+        "",
+    ]
+    keys = list(runs)
+    labels = {k: ("1 process" if k == "1" else f"{k} processes on Redis") for k in keys}
+    measured = {k: r for k, r in runs.items() if "blocks" in r}
+    count = max((len(r["blocks"]) for r in measured.values()), default=0)
+    rows = []
+    for i in range(count):
+        first = i * block + 1
+        row = [f"{first:,}-{first + block - 1:,}"]
+        for k in keys:
+            blocks = measured.get(k, {}).get("blocks", [])
+            if i < len(blocks):
+                b = blocks[i]
+                part = f" ({b['sessions']:,} only)" if b["sessions"] != block else ""
+                row.append(f"{_num(b['per_s'], 1)} / {_num(b['p50_ms'])}{part}")
+            else:
+                row.append("-")
+        rows.append(row)
+    out += _table(
+        ["sessions (login order)"] + [f"{labels[k]}: opened per s / p50 ms" for k in keys], rows
+    )
+    what = [
+        "sessions opened",
+        "total time (s)",
+        "opened per s (whole storm)",
+        f"last {block:,} / first {block:,} (open rate, steady state)",
+        f"open rate first {block:,} / last {block:,} in steady state (per s)",
+        f"last {block:,} / first {block:,} of the table above (fill and drain included)",
+        "time to `login_ok` p50 / p99 (ms)",
+        "`users` snapshots per session: min / max",
+        "`presence` messages per session: mean / max",
+        "usernames in them per session: mean / max",
+        "`presence_interval` (s) / hold after the last login (s)",
+        "server CPU during the storm (cores) / ms per session",
+        "machine utilisation during the storm",
+        "server CPU while holding (% of a core)",
+        "server memory growth (MiB)",
+        "sessions alive after the hold",
+        "load generator (cores)",
+    ]
+    rows = [[w] for w in what]
+    for k in keys:
+        r = runs[k]
+        if "blocks" not in r:
+            reason = r.get("unavailable") or f"error: {str(r.get('error'))[:100]}"
+            for i, row in enumerate(rows):
+                row.append(reason if i == 0 else "")
+            continue
+        extras = [f"{r[key]} {key}" for key in ("failed", "skipped", "retried") if r.get(key)]
+        lg = r.get("loadgen", {})
+        values = [
+            f"{r['opened']:,} of {r['sessions']:,}" + (f" ({', '.join(extras)})" if extras else ""),
+            _num(r["storm_s"], 1),
+            _num(r["per_s"], 1),
+            _num(r["ratio"], 2),
+            f"{_num(r.get('steady', {}).get('first_per_s'), 1)} / "
+            f"{_num(r.get('steady', {}).get('last_per_s'), 1)}"
+            + (
+                f" (logins {r['steady']['last_from']:,}-{r['steady']['last_from'] + block - 1:,})"
+                if r.get("steady", {}).get("last_from")
+                else ""
+            ),
+            _num(r.get("blocks_ratio"), 2),
+            f"{_num(r['open_time']['p50_ms'])} / {_num(r['open_time']['p99_ms'])}",
+            f"{r['users_snapshots']['min']} / {r['users_snapshots']['max']}",
+            f"{_num(r['presence']['mean'], 1)} / {r['presence']['max']}",
+            f"{_num(r['presence_names']['mean'], 0)} / {_num(r['presence_names']['max'])}",
+            f"{r['presence_interval']} / {_num(r['hold_s'])}",
+            f"{_num(r['storm_cpu']['server_cores'], 2)} / {_num(r['server_ms_per_session'], 1)}",
+            f"{_num(r['storm_cpu']['machine_util'] * 100)}%",
+            _num(r["hold_cpu"]["server_cores"] * 100, 1),
+            _num(r["rss_growth"] / 2**20, 0),
+            f"{r['alive']:,}",
+            _num(lg.get("total_cores"), 2)
+            + (f" {WARN} {lg.get('why')}" if lg.get("bound") else ""),
+        ]
+        for row, value in zip(rows, values, strict=True):
+            row.append(value)
+    out += _table(["what"] + [labels[k] for k in keys], rows)
+    for k in keys:
+        r = runs[k]
+        ok = None
+        measured_text = "-"
+        if "blocks" in r:
+            ratio = r["ratio"]
+            if not math.isnan(ratio):
+                ok = ratio >= 0.8 and r["opened"] == r["sessions"]
+                measured_text = f"{ratio:.2f}, {r['opened']:,} of {r['sessions']:,} opened"
+        targets.append(
+            [
+                f"login storm of {n:,}, {labels[k]}: open rate of the last {block:,} ≥ 80% of "
+                f"the first {block:,}; all {n:,} opened",
+                measured_text,
+                _status(ok),
+            ]
+        )
+    return out
+
+
 # --- the document --------------------------------------------------------------------------
 
 
@@ -643,6 +771,8 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         sections += _scaleout(results["scaleout"])
     if "files" in results:
         sections += _files(results["files"], targets)
+    if "storm" in results:
+        sections += _storm(results["storm"], targets)
     packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
     lines = [
         "# Benchmarks",
@@ -695,7 +825,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         "loopback port, started by the bench; the load generator runs in separate processes "
         "(`bench/loadgen.py`) and measures its own CPU.",
         "",
-        "## Targets (issues 5 and 6)",
+        "## Targets (issues 5, 6 and 12)",
         "",
         *_table(["target", "measured", "status"], targets),
     ]
@@ -709,7 +839,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     ]
     lines += _engineering_notes()
     notes = list(meta.get("notes") or [])
-    for name in ("fanout", "handshake", "idle", "scaleout", "files"):
+    for name in ("fanout", "handshake", "idle", "scaleout", "files", "storm"):
         entry = results.get(name, {})
         if isinstance(entry, dict) and "error" in entry:
             notes.append(f"{name}: {entry['error']}")
