@@ -89,3 +89,9 @@ def prepare_server_files() -> None:
         storage_key(create=True)
     except (crypto_utils.KeyFileError, StorageKeyError, StartupError) as exc:
         raise SystemExit(f"The chat server did not start: {exc}") from None
+    except OSError as exc:  # a read-only or full disk, a data dir owned by someone else...
+        where = exc.filename or settings.DATA_DIR
+        raise SystemExit(
+            f"The chat server did not start: cannot use {where} ({exc.strerror}); "
+            "check that the data dir (CHAT_DATA_DIR) is writable by this user"
+        ) from None

@@ -70,6 +70,18 @@ def test_server_start_makes_the_data_dir_and_its_keys_private(settings, tmp_path
     assert (data_dir / "secret_key").read_text() == settings.SECRET_KEY
 
 
+def test_a_data_dir_that_cannot_be_written_stops_the_server_with_what_to_check(settings, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data dir should be")
+    settings.DATA_DIR = blocker / "data"
+    settings.CHAT_SECRET_KEY_GENERATED = False
+    settings.CHAT_SERVER_KEY = blocker / "data" / "server_key.pem"
+    settings.CHAT_STORAGE_KEY = blocker / "data" / "storage.key"
+    with pytest.raises(SystemExit, match="CHAT_DATA_DIR") as stopped:
+        startup.prepare_server_files()
+    assert "Traceback" not in str(stopped.value)
+
+
 def test_a_server_whose_generated_key_lost_the_race_stops_and_says_to_start_again(
     settings, tmp_path
 ):
