@@ -66,12 +66,3 @@ class BodyCipher:
     def decrypt(self, token: str) -> str:
         """The text of a stored body. CryptoError if it was altered or the key is not the one."""
         return crypto_utils.decrypt_aes(self._key, token).decode("utf-8")
-
-
-def encrypt_body(text: str) -> str:
-    return BodyCipher().encrypt(text)
-
-
-def decrypt_body(token: str) -> str:
-    """The text of a stored body. CryptoError if it was altered or the key is not the one."""
-    return BodyCipher().decrypt(token)

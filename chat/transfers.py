@@ -111,6 +111,7 @@ from chatproto.errors import MessageError
 from chatproto.framing import FileChunk
 from chatproto.messages import Request, validate_request
 from chatproto.transfer import (
+    UNKNOWN_TRANSFER_MESSAGE,
     Action,
     CancelReason,
     Deliver,
@@ -128,7 +129,6 @@ from .workers import Workers
 log = logging.getLogger("chat.transfers")
 
 EVENT = "chat.transfer"
-UNKNOWN_TRANSFER = "no open transfer of yours has this id; it may have ended"
 
 
 def recipient_status(username: str) -> tuple[RecipientStatus, int | None]:
@@ -223,7 +223,7 @@ class TransferSession:
                 )
         else:
             await self.consumer.reply_error(
-                ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER, request.id
+                ErrorCode.UNKNOWN_TRANSFER, UNKNOWN_TRANSFER_MESSAGE, request.id
             )
 
     async def _offer(self, request: Request) -> None:

@@ -57,14 +57,14 @@ def test_history_is_cut_from_the_oldest_end_to_fit_exactly(budget):
 def test_message_bodies_round_trip_and_are_opaque(settings, tmp_path):
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
     storage.storage_key(create=True)  # as the server's start does
-    token = storage.encrypt_body("hello \u00e9")
+    token = storage.BodyCipher().encrypt("hello \u00e9")
     assert "hello" not in token
-    assert storage.decrypt_body(token) == "hello \u00e9"
+    assert storage.BodyCipher().decrypt(token) == "hello \u00e9"
     assert stat.S_IMODE(os.stat(tmp_path / "storage.key").st_mode) == 0o600
     assert len((tmp_path / "storage.key").read_bytes()) == 64
     tampered = token[:-4] + ("AAAA" if token[-4:] != "AAAA" else "BBBB")
     with pytest.raises(CryptoError):
-        storage.decrypt_body(tampered)
+        storage.BodyCipher().decrypt(tampered)
 
 
 def test_a_storage_key_readable_by_others_is_refused(settings, tmp_path):
@@ -73,20 +73,20 @@ def test_a_storage_key_readable_by_others_is_refused(settings, tmp_path):
     path.chmod(0o644)
     settings.CHAT_STORAGE_KEY = path
     with pytest.raises(storage.StorageKeyError, match="chmod 600"):
-        storage.encrypt_body("x")
+        storage.BodyCipher().encrypt("x")
 
 
 def test_a_storage_key_gone_at_run_time_is_an_error_not_replaced(settings, tmp_path):
     """A new key could not read what the old one stored: only the server's start makes one."""
     settings.CHAT_STORAGE_KEY = tmp_path / "storage.key"
     storage.storage_key(create=True)
-    token = storage.encrypt_body("kept")
+    token = storage.BodyCipher().encrypt("kept")
     (tmp_path / "storage.key").unlink()
     with pytest.raises(storage.StorageKeyError, match="restore it from your backup"):
-        storage.encrypt_body("lost")
+        storage.BodyCipher().encrypt("lost")
     assert not (tmp_path / "storage.key").exists()
     with pytest.raises(storage.StorageKeyError):
-        storage.decrypt_body(token)
+        storage.BodyCipher().decrypt(token)
 
 
 def test_server_key_command_prints_path_and_fingerprint(settings, tmp_path):
