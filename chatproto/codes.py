@@ -18,7 +18,7 @@ class CloseCode(enum.IntEnum):
 
 
 class ErrorCode(enum.StrEnum):
-    """The ``code`` of an ``error`` message (PROTOCOL.md 3.2)."""
+    """The ``code`` of an ``error`` message (PROTOCOL.md 3.2 and 3.4)."""
 
     BAD_REQUEST = "bad_request"
     NOT_AUTHENTICATED = "not_authenticated"
@@ -31,3 +31,8 @@ class ErrorCode(enum.StrEnum):
     OFFLINE = "offline"
     UNKNOWN_TRANSFER = "unknown_transfer"
     INTERNAL = "internal"
+    # PROTOCOL.md 3.4: devices, passwords and two-factor login.
+    INVALID_CREDENTIALS = "invalid_credentials"
+    INVALID_PASSWORD = "invalid_password"  # noqa: S105  # an error code, not a password
+    INVALID_OTP = "invalid_otp"
+    UNKNOWN_DEVICE = "unknown_device"

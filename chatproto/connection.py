@@ -51,7 +51,7 @@ from .limits import (
     MAX_LOGIN_FAILURES,
     MAX_TEXT,
 )
-from .messages import PRE_LOGIN_TYPES, Context, Request, answer, validate_request
+from .messages import LOGIN_TYPES, PRE_LOGIN_TYPES, Context, Request, answer, validate_request
 from .records import RecordOpener, RecordSealer
 
 _JSON_KIND = bytes([KIND_JSON])
@@ -122,10 +122,27 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class LoggedIn(MessageReceived):
-    """Client: ``login_ok`` answered our login or registration; every request may be sent."""
+    """Client: ``login_ok`` answered our login, registration or resume: every request may go."""
 
     username: str
     rooms: list[dict[str, Any]]
+
+    @property
+    def device(self) -> str | None:
+        """The device this session logged in as (a ``remember`` or a ``resume``), if any."""
+        device = self.message.get("device")
+        return device if isinstance(device, str) else None
+
+    @property
+    def token(self) -> str | None:
+        """The new device's token (only after a ``login`` or ``register`` with ``remember``)."""
+        token = self.message.get("token")
+        return token if isinstance(token, str) else None
+
+    @property
+    def otp_enrolment_required(self) -> bool:
+        """The server requires two-factor login and the account has none yet (3.4)."""
+        return self.message.get("otp_enrolment_required") is True
 
 
 @dataclass(frozen=True)
@@ -383,7 +400,7 @@ class ServerConnection(_Connection):
             return self.reply_error(exc.code, exc.message, exc.ref)
         if self.state is State.AWAITING_LOGIN and request.type not in PRE_LOGIN_TYPES:
             return self.reply_error(ErrorCode.NOT_AUTHENTICATED, "log in first", request.id)
-        if self.state is State.LOGGED_IN and request.type in ("login", "register"):
+        if self.state is State.LOGGED_IN and request.type in LOGIN_TYPES:
             return self.reply_error(ErrorCode.BAD_REQUEST, "already logged in", request.id)
         return [RequestReceived(request)]
 
@@ -476,7 +493,7 @@ class ClientConnection(_Connection):
         State.LOGGING_IN: frozenset({"ping"}),
         State.LOGGED_IN: None,
     }
-    _LOGIN_TYPES = frozenset({"login", "register"})
+    _LOGIN_TYPES = LOGIN_TYPES
 
     def __init__(
         self,
@@ -583,8 +600,13 @@ class ClientConnection(_Connection):
         *,
         otp: str | None = None,
         register: bool = False,
+        remember: str | None = None,
     ) -> bytes:
-        """The record carrying a ``login``, or a ``register`` (which takes no ``otp``)."""
+        """The record carrying a ``login``, or a ``register`` (which takes no ``otp``).
+
+        ``remember``: the name of this device; its ``login_ok`` then carries a
+        token for :meth:`send_resume` (PROTOCOL.md 3.4).
+        """
         message: dict[str, Any] = {
             "type": "register" if register else "login",
             "id": request_id,
@@ -593,7 +615,13 @@ class ClientConnection(_Connection):
         }
         if otp and not register:
             message["otp"] = otp
+        if remember:
+            message["remember"] = remember
         return self.send(message)
+
+    def send_resume(self, request_id: str, username: str, token: str) -> bytes:
+        """The record carrying a ``resume``: a remembered device logs in with its token."""
+        return self.send({"type": "resume", "id": request_id, "username": username, "token": token})
 
     def send_plaintext(self, plaintext: bytes) -> bytes:
         """For tools only: a strict client sends with :meth:`send`, which checks the type."""

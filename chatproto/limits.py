@@ -22,7 +22,14 @@ MAX_TEXT = 4000
 MAX_ID_LENGTH = 64  # request ids are opaque client tokens, kept short
 MAX_USERNAME_LENGTH = 150  # Django's AbstractUser.username
 MAX_PASSWORD_LENGTH = 1024  # bounds hashing work; passwords of 64+ characters are allowed
-MAX_OTP_LENGTH = 16
+# A one-time password: six digits, or a backup code (four groups of four, with dashes: 19).
+MAX_OTP_LENGTH = 32
+# Devices (PROTOCOL.md 3.4): the id the server gives and the name the client gives.
+MAX_DEVICE_ID_LENGTH = 64
+MAX_DEVICE_NAME_LENGTH = 64
+# A device token is 43 characters; a longer one is still answered invalid_credentials, not
+# bad_request, so that resume's failures look alike. This only bounds the work.
+MAX_TOKEN_LENGTH = 256
 MAX_ROOM_MEMBERS_AT_CREATION = 256  # create_room's members list
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100  # more counts as 100

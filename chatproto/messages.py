@@ -20,6 +20,8 @@ from .limits import (
     HISTORY_DEFAULT_LIMIT,
     HISTORY_MAX_LIMIT,
     MAX_CANCEL_REASON_LENGTH,
+    MAX_DEVICE_ID_LENGTH,
+    MAX_DEVICE_NAME_LENGTH,
     MAX_FILE_NAME_LENGTH,
     MAX_ID_LENGTH,
     MAX_JSON_INTEGER,
@@ -27,6 +29,7 @@ from .limits import (
     MAX_PASSWORD_LENGTH,
     MAX_ROOM_MEMBERS_AT_CREATION,
     MAX_TEXT,
+    MAX_TOKEN_LENGTH,
     MAX_USERNAME_LENGTH,
 )
 
@@ -120,19 +123,41 @@ _transfer = _pattern(TRANSFER_RE, "transfer id (32 lowercase hex digits)")
 ROOM = Field("room", str, check=_room)
 TEXT = Field("text", str, check=_text)
 TRANSFER = Field("transfer", str, check=_transfer)
+PASSWORD = Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password"))
+LOGIN_USERNAME = Field("username", str, check=_length(1, MAX_USERNAME_LENGTH, "username"))
+# login or register "remember": the name of the device to create (PROTOCOL.md 3.4).
+REMEMBER = Field(
+    "remember", str, required=False, check=_length(1, MAX_DEVICE_NAME_LENGTH, "remember")
+)
+OTP_CODE = _length(1, MAX_OTP_LENGTH, "code")
 
 # The table: every request a client may send, and its fields (``id`` is implicit).
 REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
     "login": (
-        Field("username", str, check=_length(1, MAX_USERNAME_LENGTH, "username")),
-        Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password")),
+        LOGIN_USERNAME,
+        PASSWORD,
         Field("otp", str, required=False, check=_length(1, MAX_OTP_LENGTH, "otp")),
+        REMEMBER,
     ),
     # register's username is judged by the server, which answers invalid_username with advice.
     "register": (
         Field("username", str, check=_length(0, 1000, "username")),
-        Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password")),
+        PASSWORD,
+        REMEMBER,
     ),
+    # A token of any length up to the bound is the server's to judge: every resume failure
+    # is login_failed invalid_credentials (PROTOCOL.md 3.4), never bad_request.
+    "resume": (LOGIN_USERNAME, Field("token", str, check=_length(1, MAX_TOKEN_LENGTH, "token"))),
+    "devices": (),
+    "revoke": (Field("device", str, check=_length(1, MAX_DEVICE_ID_LENGTH, "device")),),
+    "logout": (),
+    "change_password": (
+        PASSWORD,
+        Field("new_password", str, check=_length(0, MAX_PASSWORD_LENGTH, "new_password")),
+    ),
+    "otp_setup": (),
+    "otp_confirm": (Field("code", str, check=OTP_CODE),),
+    "otp_disable": (PASSWORD, Field("code", str, check=OTP_CODE)),
     "send": (ROOM, TEXT),
     "pm": (Field("to", str, check=_username), TEXT),
     "users": (),
@@ -177,7 +202,12 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
 }
 
 # Requests served before login; every other known type is not_authenticated then.
-PRE_LOGIN_TYPES = frozenset({"login", "register", "ping"})
+PRE_LOGIN_TYPES = frozenset({"login", "register", "resume", "ping"})
+# The requests that start a session (each has login_ok or login_failed as its answer).
+LOGIN_TYPES = frozenset({"login", "register", "resume"})
+# What a session may send while the server requires two-factor login and the account has
+# none (login_ok with otp_enrolment_required); anything else is error forbidden (3.4).
+ENROLMENT_TYPES = frozenset({"otp_setup", "otp_confirm", "logout", "ping"})
 
 
 class Request:

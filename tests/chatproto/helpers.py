@@ -31,11 +31,28 @@ SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "login": (
         {"username": "alice", "password": "correct horse"},
-        {"username": "alice", "password": "correct horse", "otp": None},
+        {"username": "alice", "password": "correct horse", "otp": None, "remember": None},
     ),
     "register": (
         {"username": "bob", "password": "pw"},
-        {"username": "bob", "password": "pw"},
+        {"username": "bob", "password": "pw", "remember": None},
+    ),
+    "resume": (
+        {"username": "alice", "token": "t" * 43},
+        {"username": "alice", "token": "t" * 43},
+    ),
+    "devices": ({}, {}),
+    "revoke": ({"device": "d1"}, {"device": "d1"}),
+    "logout": ({}, {}),
+    "change_password": (
+        {"password": "old", "new_password": "new"},
+        {"password": "old", "new_password": "new"},
+    ),
+    "otp_setup": ({}, {}),
+    "otp_confirm": ({"code": "123456"}, {"code": "123456"}),
+    "otp_disable": (
+        {"password": "pw", "code": "123456"},
+        {"password": "pw", "code": "123456"},
     ),
     "send": ({"room": "lobby", "text": "hi"}, {"room": "lobby", "text": "hi"}),
     "pm": ({"to": "bob", "text": "hi"}, {"to": "bob", "text": "hi"}),

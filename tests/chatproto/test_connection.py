@@ -136,15 +136,15 @@ def test_replayed_record_closes_4002():
 # --- before login ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["login", "register", "ping"])
-def test_login_register_and_ping_pass_before_login(kind):
+@pytest.mark.parametrize("kind", ["login", "register", "resume", "ping"])
+def test_login_register_resume_and_ping_pass_before_login(kind):
     client, server = handshake()
     [event] = server.receive_bytes(client.send(full_request(kind)))
     assert isinstance(event, RequestReceived)
     assert (event.request.type, event.request.id) == (kind, "q1")
 
 
-@pytest.mark.parametrize("kind", sorted(set(VALID) - {"login", "register", "ping"}))
+@pytest.mark.parametrize("kind", sorted(set(VALID) - {"login", "register", "resume", "ping"}))
 def test_other_known_types_are_not_authenticated_before_login(kind):
     client, server = handshake()
     events = server.receive_bytes(client.send(full_request(kind)))
@@ -178,10 +178,10 @@ def test_not_authenticated_does_not_count_as_a_bad_request():
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))
-def test_after_login_every_type_but_login_and_register_is_passed_on(kind):
+def test_after_login_every_type_but_the_logins_is_passed_on(kind):
     client, server = logged_in()
     events = server.receive_bytes(client.send(full_request(kind)))
-    if kind in ("login", "register"):
+    if kind in ("login", "register", "resume"):
         [error] = replies(client, events)
         assert (error["code"], error["ref"]) == ("bad_request", "q1")
     else:
@@ -630,10 +630,10 @@ def strict_client_in(state: State) -> ClientConnection:
 
 def allowed(state: State, kind: str) -> bool:
     if state is State.AWAITING_LOGIN:
-        return kind in ("login", "register", "ping")
+        return kind in ("login", "register", "resume", "ping")
     if state is State.LOGGING_IN:
         return kind == "ping"
-    return kind not in ("login", "register")
+    return kind not in ("login", "register", "resume")
 
 
 @pytest.mark.parametrize("kind", sorted(VALID))

@@ -35,7 +35,7 @@ def assert_bad_request(message: dict[str, Any], ctx: Context = DEFAULT) -> None:
 
 def test_every_type_of_the_table_has_a_valid_example():
     assert set(VALID) == set(REQUEST_FIELDS)
-    assert {"login", "register", "ping"} == PRE_LOGIN_TYPES
+    assert {"login", "register", "resume", "ping"} == PRE_LOGIN_TYPES
 
 
 @pytest.mark.parametrize("kind", VALID)
