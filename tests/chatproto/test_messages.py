@@ -237,7 +237,7 @@ def test_usernames(kind, name, user, ok):
         ({"otp": "123456"}, True),
         ({"otp": "1" * 16}, True),
         ({"otp": ""}, False),
-        ({"otp": "1" * 17}, False),
+        ({"otp": "1" * 33}, False),
     ],
     ids=lambda v: repr(v)[:30],
 )
