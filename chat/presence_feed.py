@@ -32,6 +32,13 @@ gets its own from the log's tail. Nothing here is O(N) per login: a login
 changes the view by one name (kept sorted with ``bisect``), and its snapshot
 copies the sorted lists, which the protocol requires it to send.
 
+Each session is pushed at the interval its snapshot told it, even after the
+process's interval has changed (sessions come and go): the tick runs at the
+greatest common divisor of the intervals told to the live sessions (usually
+all the same), and a session is pushed at the ticks that fall on its own
+cadence. So it gets at most one ``presence`` per interval it was told, and no
+change is held back from it longer than that.
+
 The heartbeat (:meth:`chat.sessions.SessionRegistry.beat`) reconciles the view
 with the database and the cache every ``CHAT_HEARTBEAT_SECONDS``, for changes no
 layer message carried; what it corrects reaches this process's sessions as
@@ -47,7 +54,9 @@ import logging
 import math
 import secrets
 import time
+import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -107,6 +116,16 @@ class _SortedSet:
         return True
 
 
+@dataclass
+class _Told:
+    """What a session was told: its interval, the log position it has, and the first tick
+    (wall-clock seconds, a multiple of the interval) at which it may be pushed again."""
+
+    interval: int
+    since: int
+    next_tick: float = -math.inf
+
+
 class PresenceFeed:
     """This process's view of presence, its changes, its tick and its pushes (module doc)."""
 
@@ -120,7 +139,9 @@ class PresenceFeed:
         self._pending: dict[str, tuple[bool, bool]] = {}  # name: (online at last tick, now)
         self._touched: set[str] = set()  # names changed while a reconciliation reads
         self._early: list[dict[str, Any]] | None = None  # received while the view is first read
-        self._interval = 0
+        self._told: weakref.WeakKeyDictionary[Session, _Told] = weakref.WeakKeyDictionary()
+        self._period = 0  # the tick: the gcd of the intervals told to the live sessions
+        self._rescheduled = asyncio.Event()  # a session was told an interval off the tick
         self._last_push = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
@@ -128,11 +149,9 @@ class PresenceFeed:
     # --- the interval --------------------------------------------------------------------------
 
     def interval(self) -> int:
-        """The current interval; it only grows while the process has sessions, so no session
-        is ever pushed more often than its snapshot said. A count, not a copy of the sessions:
-        this runs at every login."""
-        self._interval = max(self._interval, interval_for(self.registry.local_count()))
-        return self._interval
+        """The interval a snapshot tells now. A count, not a copy of the sessions: this runs
+        at every login. Sessions told another one earlier keep theirs (the module doc)."""
+        return interval_for(self.registry.local_count())
 
     # --- snapshots -----------------------------------------------------------------------------
 
@@ -143,13 +162,18 @@ class PresenceFeed:
             await self._load()
         assert self.online is not None and self.all is not None
         session.presence_seq = self._log_start + len(self._log)
+        told = self.interval()
+        self._told[session] = _Told(told, session.presence_seq)
+        if self._period and told % self._period:
+            self._period = math.gcd(self._period, told)
+            self._rescheduled.set()  # the tick must come round sooner for this session
         self._start()
         return services.answer(
             "users",
             ref,
             online=list(self.online.ordered),
             all=list(self.all.ordered),
-            presence_interval=self.interval(),
+            presence_interval=told,
         )
 
     async def _load(self) -> None:
@@ -257,20 +281,26 @@ class PresenceFeed:
         self.online = self.all = None
         self._log_start += len(self._log)
         self._log.clear()
-        self._interval = 0
+        self._told.clear()
+        self._period = 0
         self._last_push = -math.inf
 
     async def _run(self) -> None:
         while True:
-            interval = self.interval()
-            await asyncio.sleep(interval - time.time() % interval)
+            period = self._period or self.interval()
+            self._period = period
+            self._rescheduled.clear()
+            tick = (time.time() // period + 1) * period
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescheduled.wait(), tick - time.time())
+                continue  # a session was told a shorter interval: come round on its cadence
             try:
                 await self._publish()
                 await asyncio.sleep(SETTLE_SECONDS)
-                wait = self._last_push + interval - time.monotonic()
+                wait = self._last_push + period - time.monotonic()
                 if wait > 0:
-                    await asyncio.sleep(wait)  # a late tick: never two pushes within an interval
-                await self.push()
+                    await asyncio.sleep(wait)  # a late tick: never two pushes within a tick
+                await self.push(tick)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -300,23 +330,49 @@ class PresenceFeed:
             for name, (was, now) in pending.items() if retry else ():  # later changes win
                 self._pending[name] = (was, self._pending.get(name, (was, now))[1])
 
-    async def push(self) -> None:
-        """Each session that was sent a snapshot: one ``presence`` with its net changes."""
+    async def push(self, tick: float | None = None) -> None:
+        """Each session that was sent a snapshot and whose cadence falls on ``tick`` (the
+        scheduled wall-clock time; None: every session, whatever its cadence, as the tests
+        push by hand): one ``presence`` with its net changes.
+
+        The log keeps what the sessions not due yet still need; the period of the next tick
+        is the gcd of the intervals the live sessions were told (one pass, no extra copy).
+        """
         log_, start = self._log, self._log_start
-        self._log, self._log_start = [], start + len(log_)
+        end = start + len(log_)
         self._last_push = time.monotonic()
-        if not log_:
-            return
+        keep_from = end
+        period = 0
         by_start: dict[int, list[Session]] = {}
         for session in self.registry.local_sessions():
-            seq = session.presence_seq
-            if seq is not None and seq < start + len(log_):
-                by_start.setdefault(max(seq, start), []).append(session)
-        for since, sessions in sorted(by_start.items()):
-            message = self._delta(log_[since - start :])
+            told = self._told.get(session)
+            if told is None:
+                if session.presence_seq is None:
+                    continue  # no snapshot yet: it starts from its own
+                told = self._told[session] = _Told(self.interval(), session.presence_seq)
+            period = math.gcd(period, told.interval)
+            if told.since >= end:
+                continue
+            if tick is not None and tick < told.next_tick:
+                keep_from = min(keep_from, told.since)  # not its turn: its changes wait
+                continue
+            by_start.setdefault(max(told.since, start), []).append(session)
+            told.since = end
+            if tick is not None:
+                told.next_tick = tick + told.interval
+        if period:
+            self._period = period
+        # Every delta from the view as it is now, before anything awaits and changes it.
+        messages = [
+            (sessions, self._delta(log_[since - start :]))
+            for since, sessions in sorted(by_start.items())
+        ]
+        del log_[: keep_from - start]
+        self._log_start = keep_from
+        for sessions, message in messages:
             if message is not None:
                 # Tagged with the position it reaches: skipped if a snapshot overtakes it.
-                await self.registry.push_to(sessions, encode_json(message), start + len(log_))
+                await self.registry.push_to(sessions, encode_json(message), end)
 
     def _delta(self, changes: list[tuple[str, str, bool]]) -> dict[str, Any] | None:
         """The ``presence`` from the view before ``changes`` to the view now; None if equal."""

@@ -233,3 +233,51 @@ async def test_what_stopping_could_not_publish_is_dropped(chat_settings, monkeyp
     feed.stop()
     await asyncio.sleep(0.01)
     assert feed._pending == {}  # not kept to go out much later
+
+
+async def test_each_session_is_pushed_at_the_interval_its_snapshot_told_it(chat_settings):
+    """The process's interval grows as sessions come (issue 12's review item 7): a session
+    told 1 s still gets its changes each second, one told 2 s at most every 2 s."""
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    alice, bob = FakeSession("alice", None), FakeSession("bob", None)
+    registry = FakeRegistry(alice)
+    feed = feed_with_view(registry, ["alice"], ["alice", "bob", "carol", "dave"])
+    try:
+        assert (await feed.snapshot(alice))["presence_interval"] == 1
+        registry.sessions += [FakeSession(f"u{n}", None) for n in range(600)]
+        registry.sessions.append(bob)
+        assert (await feed.snapshot(bob))["presence_interval"] == 2
+
+        await feed.local_change("carol", True)
+        await feed.push(100.0)
+        assert registry.pushed == [
+            ("alice", delta(online=["carol"])),
+            ("bob", delta(online=["carol"])),
+        ]
+        registry.pushed.clear()
+
+        await feed.local_change("dave", True)
+        await feed.push(101.0)
+        assert registry.pushed == [("alice", delta(online=["dave"]))]  # bob's turn is at 102
+        registry.pushed.clear()
+
+        await feed.push(102.0)
+        assert registry.pushed == [("bob", delta(online=["dave"]))]
+        assert feed._period == 1  # the tick keeps alice's cadence
+    finally:
+        feed.stop()
+
+
+async def test_a_session_told_a_shorter_interval_brings_the_tick_round_sooner(chat_settings):
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    registry = FakeRegistry()
+    feed = feed_with_view(registry, [], ["alice"])
+    feed._period = 4  # the tick of a process that had many sessions
+    alice = FakeSession("alice", None)
+    registry.sessions.append(alice)
+    try:
+        assert (await feed.snapshot(alice))["presence_interval"] == 1
+        assert feed._period == 1
+        assert feed._rescheduled.is_set()
+    finally:
+        feed.stop()
