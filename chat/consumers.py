@@ -131,13 +131,14 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
     async def _dispatch(self, request: Request) -> None:
         if request.type not in ("send", "pm"):
             await self.outbox.writes_done()  # answers in the order of the requests
-        if request.type.startswith("file_"):
-            handler = self.transfers.handle_request
-        else:
-            handler = getattr(self, f"handle_{request.type}", None)
-            if handler is None:  # a type of the table that this server does not serve yet
-                await self.reply_error(ErrorCode.BAD_REQUEST, "unknown message type", request.id)
-                return
+        handler: Any = (
+            self.transfers.handle_request
+            if request.type.startswith("file_")
+            else getattr(self, f"handle_{request.type}", None)
+        )
+        if handler is None:  # a type of the table that this server does not serve yet
+            await self.reply_error(ErrorCode.BAD_REQUEST, "unknown message type", request.id)
+            return
         if self.user is not None:
             refusal = await self.limits.admit(self.user_id, request)
             if refusal is not None:
