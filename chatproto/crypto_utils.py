@@ -83,6 +83,23 @@ def write_secret_file(path: PathLike, data: bytes, *, replace: bool = False) -> 
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush ``folder``'s entries to disk, so that a crash after publishing cannot lose the
+    new name (on POSIX the rename or link is durable only once its directory is synced).
+    Where a folder cannot be opened (Windows), the file system's own ordering is all there is."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the data itself is synced
+    finally:
+        os.close(fd)
 
 
 def read_or_create_secret_file(path: PathLike, make: Callable[[], bytes]) -> bytes:

@@ -58,3 +58,18 @@ def test_read_or_create_refuses_a_file_others_can_read(tmp_path):
     path.chmod(0o644)
     with pytest.raises(crypto_utils.KeyFileError, match="chmod 600"):
         crypto_utils.read_or_create_secret_file(path, lambda: b"other")
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_publishing_syncs_the_file_and_then_its_folder(tmp_path, monkeypatch, replace):
+    """A key is durable only once the directory entry that names it is on disk too."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    crypto_utils.write_secret_file(tmp_path / "key", b"k", replace=replace)
+    assert synced == ["file", "folder"]
