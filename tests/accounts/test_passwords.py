@@ -149,3 +149,13 @@ def test_creating_an_account_revokes_nothing(transactional_db, ended):
     User.objects.create_user("carol", password=PASSWORD)
     User.objects.create_user("dave", password=None)
     assert ended.sent == []
+
+
+def test_the_current_password_is_checked_against_the_saved_one_not_a_stale_copy(alice):
+    """A session's User was loaded at login; the password may have changed since."""
+    stale = User.objects.get(pk=alice.pk)
+    change(alice)
+    with pytest.raises(ServiceError) as refused:
+        change(stale, password=PASSWORD, new="yet another passphrase 5")
+    assert refused.value.code == "invalid_credentials"
+    change(stale, password=NEW_PASSWORD, new="yet another passphrase 5")
