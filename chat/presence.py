@@ -193,6 +193,7 @@ def device_session_started(
     username: str, session_key: str, device: str, process_id: str = PROCESS_ID
 ) -> None:
     """Record that a logged-in session of ``username`` is ``device`` (a remember or resume)."""
+    heartbeat(process_id)
     key = _devices_key(username)
     with _locked(key):
         entries = _live_device_entries(cache.get(key) or {})
@@ -214,7 +215,8 @@ def device_session_ended(username: str, session_key: str) -> None:
 
 def online_devices(username: str) -> set[str]:
     """The devices of ``username`` that have a logged-in session on a live process."""
-    return {device for device, _ in _live_device_entries(cache.get(_devices_key(username)) or {}).values()}
+    entries = _live_device_entries(cache.get(_devices_key(username)) or {})
+    return {device for device, _ in entries.values()}
 
 
 def _live_device_entries(entries: dict[str, list[str]]) -> dict[str, list[str]]:

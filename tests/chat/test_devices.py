@@ -219,6 +219,8 @@ async def test_a_device_is_online_while_a_session_on_any_process_has_it(chat_set
 
     presence.device_session_started("alice", "here.1", "dev-a")
     presence.device_session_started("alice", "there.1", "dev-b", process_id="other-process")
+    presence.device_session_started("alice", "there.2", "dev-c", process_id="other-process")
+    presence.device_session_ended("alice", "there.2")
     assert presence.online_devices("alice") == {"dev-a", "dev-b"}
     presence.device_session_ended("alice", "here.1")
     assert presence.online_devices("alice") == {"dev-b"}

@@ -189,7 +189,7 @@ async def test_a_session_that_must_enrol_may_only_enrol(chat_settings, create_us
         refused = await session.request({**request, "id": "f"})
         assert (refused["type"], refused["code"], refused["ref"]) == ("error", "forbidden", "f")
         assert "two-factor" in refused["message"]
-    await session.send_chunk(FileChunk("0" * 32, 0, b"abc"))
+    await session.send_chunk(FileChunk(bytes(16), 0, b"abc"))
     refused_chunk = await session.recv()
     assert (refused_chunk["type"], refused_chunk["code"]) == ("error", "forbidden")
     assert (await session.request({"type": "ping"}))["type"] == "pong"
