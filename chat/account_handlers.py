@@ -12,6 +12,7 @@ is out (the outbox sends its broadcasts when the session's lock is let go).
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -72,10 +73,9 @@ class AccountHandlers:
         one not: they go out after the lock), then ``session_ended`` ``logged_out``."""
         await self.send_message(services.answer("ok", request.id))
         if self.device is not None:
-            try:
+            # Revoked meanwhile (another session, the admin): nothing left to do.
+            with contextlib.suppress(services.ServiceError):
                 await self.outbox.service(devices.revoke_device, self.user, self.device)
-            except services.ServiceError:
-                pass  # revoked meanwhile (another session, the admin): nothing left to do
         await self.end("logged_out")
 
     async def handle_change_password(self, request: Request) -> None:

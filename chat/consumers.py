@@ -32,8 +32,8 @@ from chatproto.framing import FileChunk
 from chatproto.messages import Request
 
 from . import lifecycle, limits, services
-from .addresses import client_address
 from .account_handlers import AccountHandlers
+from .addresses import client_address
 from .handlers import RequestHandlers
 from .lean_consumer import LeanWebsocketConsumer
 from .outbox import INTERNAL_FAILURE, Outbox
@@ -135,6 +135,7 @@ class ChatConsumer(RequestHandlers, AccountHandlers, LeanWebsocketConsumer):
     async def _dispatch(self, request: Request) -> None:
         if request.type not in ("send", "pm"):
             await self.outbox.writes_done()  # answers in the order of the requests
+        handler: Any
         if request.type.startswith("file_"):
             handler = self.transfers.handle_request
         else:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 NEW = "a new passphrase 43"
 
 
-def change(password: str = "pw", new: str = NEW) -> dict:
+def change(password: str = "pw", new: str = NEW) -> dict:  # noqa: S107  # the tests' password
     return {"type": "change_password", "id": "c", "password": password, "new_password": new}
 
 

@@ -111,7 +111,9 @@ async def test_every_resume_failure_is_the_same_invalid_credentials(
     ]:
         session, devices[key], tokens[key] = await remembered(username, key)
         if key == "revoked":
-            assert (await session.request({"type": "revoke", "device": devices[key]}))["type"] == "ok"
+            assert (await session.request({"type": "revoke", "device": devices[key]}))[
+                "type"
+            ] == "ok"
         await session.close()
     await run_sync(lambda: User.objects.filter(username="sleeper").update(is_active=False))
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
@@ -233,7 +235,7 @@ async def test_a_device_is_online_while_a_session_on_any_process_has_it(chat_set
 
 async def test_logout_answers_ok_then_ends_the_session_and_revokes_its_device(create_users):
     await create_users("alice")
-    session, device, token = await remembered("alice")
+    session, _, token = await remembered("alice")
     twin = await open_session()
     await twin.resume("alice", token)  # another session of the same device
     answer = await session.request({"type": "logout", "id": "o"})

@@ -173,7 +173,14 @@ FORBIDDEN_REQUESTS = [
     {"type": "devices"},
     {"type": "change_password", "password": "pw", "new_password": "a new passphrase 43"},
     {"type": "otp_disable", "password": "pw", "code": "123456"},
-    {"type": "file_offer", "transfer": "0" * 32, "to": "bob", "name": "a.txt", "size": 3, "sha256": "e3" * 32},
+    {
+        "type": "file_offer",
+        "transfer": "0" * 32,
+        "to": "bob",
+        "name": "a.txt",
+        "size": 3,
+        "sha256": "e3" * 32,
+    },
 ]
 
 
