@@ -98,6 +98,9 @@ def check_password_again(user: User, password: str, address: str) -> None:
     wait = limits.retry_after(user.username, address)
     if wait:
         raise ServiceError(RATE_LIMITED, rate_limited_words(wait), wait)
+    # A session keeps its User for hours: check against the password saved now, not the
+    # one loaded at login (another session may have changed it since).
+    user.refresh_from_db(fields=["password"])
     if not user.check_password(password):
         limits.count_failure(user.username, address)
         raise ServiceError(INVALID_CREDENTIALS, "That is not your current password; type it again.")
