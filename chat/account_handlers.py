@@ -72,11 +72,13 @@ class AccountHandlers:
         """``ok``; the session's device is revoked (its other sessions get ``revoked``, this
         one not: they go out after the lock), then ``session_ended`` ``logged_out``."""
         await self.send_message(services.answer("ok", request.id))
-        if self.device is not None:
-            # Revoked meanwhile (another session, the admin): nothing left to do.
-            with contextlib.suppress(services.ServiceError):
-                await self.outbox.service(devices.revoke_device, self.user, self.device)
-        await self.end("logged_out")
+        try:
+            if self.device is not None:
+                # Revoked meanwhile (another session, the admin): nothing left to do.
+                with contextlib.suppress(services.ServiceError):
+                    await self.outbox.service(devices.revoke_device, self.user, self.device)
+        finally:
+            await self.end("logged_out")  # whatever happened to the device
 
     async def handle_change_password(self, request: Request) -> None:
         """``ok``; the other devices are revoked and the other sessions end
