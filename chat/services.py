@@ -513,7 +513,9 @@ def end_sessions_of(
     with ``reason`` (``deactivated``, ``ended_by_admin``, ``revoked``, ``password_changed``),
     then close 4003. ``devices``: only the sessions logged in as one of those devices (None:
     every session); ``except_session``: the channel name of a session that stays."""
-    chosen = None if devices is None else list(devices)
-    transaction.on_commit(
-        lambda: delivery.end_sessions_sync(user_id, reason, chosen, except_session)
-    )
+    narrowed: dict[str, Any] = {}
+    if devices is not None:
+        narrowed["devices"] = list(devices)
+    if except_session is not None:
+        narrowed["except_session"] = except_session
+    transaction.on_commit(lambda: delivery.end_sessions_sync(user_id, reason, **narrowed))
