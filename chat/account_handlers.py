@@ -113,7 +113,7 @@ class AccountHandlers:
 
     async def handle_otp_disable(self, request: Request) -> None:
         r: Any = request
-        if getattr(settings, "CHAT_REQUIRE_2FA", False):
+        if settings.CHAT_REQUIRE_2FA:
             raise services.ServiceError(ErrorCode.FORBIDDEN, TWO_FACTOR_REQUIRED)
         await self.outbox.password_service(
             two_factor.otp_disable, self.user, r.password, r.code, self.address

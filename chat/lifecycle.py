@@ -185,8 +185,7 @@ def _login_state(
     """In a database thread: the device a ``remember`` creates, and whether the session
     must first set up two-factor login (``CHAT_REQUIRE_2FA`` and the account has none)."""
     remembered = devices.remember_device(user, remember, address) if remember else None
-    required = bool(getattr(settings, "CHAT_REQUIRE_2FA", False))
-    return remembered, required and not two_factor.two_factor_enabled(user)
+    return remembered, settings.CHAT_REQUIRE_2FA and not two_factor.two_factor_enabled(user)
 
 
 async def start(
@@ -204,9 +203,11 @@ async def start(
     A session that must set up two-factor login first gets ``otp_enrolment_required`` and
     nothing else until :func:`enrolled`.
     """
-    remembered, enrolment_required = await session.outbox.service(
-        _login_state, user, remember, session.address
-    )
+    remembered, enrolment_required = None, False
+    if remember or settings.CHAT_REQUIRE_2FA:  # else no database call: logins stay cheap
+        remembered, enrolment_required = await session.outbox.service(
+            _login_state, user, remember, session.address
+        )
     fields: dict[str, Any] = {}
     if remembered is not None:
         device = remembered.device
