@@ -27,8 +27,11 @@ What the session guarantees:
 - **Reconnection.** Once logged in, a lost connection is retried with backoff
   (0.5 s doubling to 30 s, with jitter), logging in again with the password kept
   in memory for that purpose only (never on disk, never in a log, not in
-  ``repr``). What retrying cannot fix is not retried: an authenticated
-  ``session_ended``, a rejected password, a changed key. 4008 (policy) is retried
+  ``repr``), or, for a remembered device (``login(..., remember=NAME)``, PROTOCOL.md
+  3.4), with a ``resume`` and the device's token: then the password is dropped
+  from memory as soon as the token is stored (:mod:`tk_client.device_tokens`).
+  What retrying cannot fix is not retried: an authenticated ``session_ended``,
+  a rejected password or device token, a changed key. 4008 (policy) is retried
   only at the longest delay; 1000 (a direction reached 2**32 records) reconnects
   at once.
 - **Close codes are hints, not orders.** A close frame is not authenticated (on
@@ -45,6 +48,7 @@ without passing each one through the user interface's queue.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -61,7 +65,8 @@ from chatproto.errors import ChatProtoError
 from . import endings
 from . import events as ev
 from .address import ServerAddress
-from .endings import Backoff, Cause, Decision, Next
+from .device_tokens import DeviceTokens
+from .endings import Ask, Backoff, Cause, Decision, Next
 from .events import Hook, NotConnected, Phase, RequestStatus, SessionEvent
 from .known_servers import KnownServers
 from .outbox import Outbox, Request
@@ -76,14 +81,21 @@ from .transport import (
 
 KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
+NO_STORED_DEVICE = (
+    "This computer keeps no sign-in for {username} on this server (or it was forgotten). "
+    "Log in with your password."
+)
 
 
 @dataclass
 class _Credentials:
+    """How to log in (again): with ``password``, or when it is None with the stored token."""
+
     username: str
-    password: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
     otp: str | None = field(default=None, repr=False)
     register: bool = False
+    remember: str | None = None  # the device name to send with the next password login
 
 
 class ChatSession:
@@ -104,8 +116,13 @@ class ChatSession:
         keepalive: float = KEEPALIVE_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT,
         expected_fingerprint: str | None = None,
+        device_tokens: DeviceTokens | None = None,
     ) -> None:
-        """``expected_fingerprint`` trusts a first-seen key only if it matches (``--trust``)."""
+        """``expected_fingerprint`` trusts a first-seen key only if it matches (``--trust``).
+
+        ``device_tokens``: where remembered devices' tokens are kept; by default in the
+        folder of ``known_servers``' file (the client's folder).
+        """
         self.address = address
         self.known_servers = known_servers
         self.events: queue.Queue[Any] = events if events is not None else queue.Queue()
@@ -114,12 +131,16 @@ class ChatSession:
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._expected_fingerprint = expected_fingerprint
+        self.device_tokens = device_tokens or DeviceTokens(known_servers.path.parent)
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
         self._hooks: list[Hook] = []
         self._ids = itertools.count(1)
         self._outbox = Outbox()
         self._credentials: _Credentials | None = None
+        # The login on the wire: a resume (with a token), and whether it carried a code.
+        self._resuming = False
+        self._otp_sent = False
         self._link: Link | None = None
         self._phase = Phase.IDLE
         # Bumped by every user action that should (re)connect: login, trust, "reconnect now".
@@ -131,6 +152,7 @@ class ChatSession:
         self.username: str | None = None
         self.greeting: dict[str, Any] | None = None
         self.fingerprint: str | None = None
+        self.device: str | None = None  # the remembered device this session is logged in as
 
     def __repr__(self) -> str:
         return f"<ChatSession {self.address.key} {self._phase.value} user={self.username!r}>"
@@ -143,7 +165,8 @@ class ChatSession:
 
     @property
     def has_password(self) -> bool:
-        """True while the session keeps a password to log in again with (memory only)."""
+        """True while the session keeps a way to log in again (a password in memory, or a
+        remembered device's token)."""
         return self._credentials is not None
 
     def start(self) -> None:
@@ -162,11 +185,65 @@ class ChatSession:
         return thread is None or not thread.is_alive()
 
     def login(
-        self, username: str, password: str, *, otp: str | None = None, register: bool = False
+        self,
+        username: str,
+        password: str,
+        *,
+        register: bool = False,
+        otp: str | None = None,
+        remember: str | None = None,
     ) -> None:
-        """Log in (or create the account) as soon as the connection allows."""
+        """Log in (or create the account) as soon as the connection allows.
+
+        ``remember``: a name for this device (e.g. the computer's host name). The
+        server's token is then stored (:attr:`device_tokens`), the password dropped
+        from memory, and reconnects (and :meth:`resume` in a later run) use the token.
+        """
+        credentials = _Credentials(username, password, otp or None, register, remember or None)
+        self._log_in_with(credentials)
+
+    def resume(self, username: str) -> None:
+        """Log in with the device token stored for ``username`` on this server (no password).
+
+        Without a stored token, or when the server refuses it, :class:`LoginNeeded`
+        says so (the token is then forgotten): log in with the password.
+        """
+        self._log_in_with(_Credentials(username))
+
+    def answer_otp(self, code: str) -> None:
+        """After :class:`OtpRequired`: send the login again, with this one-time code."""
         with self._cond:
-            self._credentials = _Credentials(username, password, otp or None, register)
+            creds = self._credentials
+            if creds is None or creds.password is None:
+                raise NotConnected("there is no login waiting for a code; log in again")
+            creds.otp = code.strip() or None
+        self._log_in_with(creds)
+
+    def stored_device(self, username: str, fingerprint: str | None = None) -> bool:
+        """True if a token is stored for ``username`` on this server.
+
+        ``fingerprint``: the server's key; by default the one seen on this connection,
+        else the one pinned for the address (so a client can decide before connecting).
+        """
+        key = fingerprint or self.fingerprint or self.known_servers.get(self.address)
+        return key is not None and self.device_tokens.get(key, username) is not None
+
+    def log_out(self) -> RequestStatus:
+        """Send ``logout`` and forget this device's token now (the server revokes it).
+
+        The session then ends with ``session_ended`` ``logged_out`` (no reconnect).
+        NotConnected when offline: nothing was sent, the token is kept.
+        """
+        with self._cond:
+            status = self.request("logout", durable=False)
+            self._forget_token()
+            if self._credentials is not None:
+                self._credentials.password = None  # a drop before the answer logs nobody in
+            return status
+
+    def _log_in_with(self, credentials: _Credentials) -> None:
+        with self._cond:
+            self._credentials = credentials
             link = self._link
             if link is not None and not link.closed and self._phase is Phase.CONNECTED:
                 self._send_login(link)  # on the connection that is already there
@@ -288,14 +365,49 @@ class ChatSession:
         creds = self._credentials
         assert creds is not None
         login_id = f"login{next(self._ids)}"
-        link.put_login(
-            login_id, creds.username, creds.password, otp=creds.otp, register=creds.register
-        )
+        if creds.password is None:
+            stored = self.device_tokens.get(self.fingerprint or "", creds.username)
+            if stored is None:
+                self._credentials = None
+                self._set_phase(Phase.CONNECTED)
+                self._emit(ev.LoginNeeded(NO_STORED_DEVICE.format(username=creds.username)))
+                return
+            self._resuming, self._otp_sent = True, False
+            link.put_resume(login_id, creds.username, stored.token)
+        else:
+            self._resuming, self._otp_sent = False, creds.otp is not None
+            link.put_login(
+                login_id,
+                creds.username,
+                creds.password,
+                otp=creds.otp,
+                register=creds.register,
+                remember=creds.remember,
+            )
         self._set_phase(Phase.LOGGING_IN)
+
+    def _forget_token(self) -> None:
+        """Forget the stored token of this session's user on this server (lock held)."""
+        username = self._credentials.username if self._credentials else self.username
+        if username is not None and self.fingerprint is not None:
+            with contextlib.suppress(OSError):  # the server no longer honours it anyway
+                self.device_tokens.forget(self.fingerprint, username)
+
+    def _store_token(self, username: str, device: str, token: str) -> bool:
+        """Keep a new device's token (lock held); False if it could not be written."""
+        if self.fingerprint is None:
+            return False
+        try:
+            self.device_tokens.put(self.fingerprint, username, device, token)
+        except OSError:
+            return False  # the password stays in memory: reconnects still work
+        return True
 
     def _decided(self, decision: Decision) -> Decision:
         """Carry out the parts of ``decision`` that happen at once."""
         with self._cond:
+            if decision.forget_token:
+                self._forget_token()
             if decision.forget_password:
                 self._credentials = None
             if decision.report:
@@ -445,24 +557,56 @@ class ChatSession:
         with self._cond:
             again, self._established = self._established, True
             self.username = event.username
-            if self._credentials is not None:
-                self._credentials.register = False  # reconnects log in to the new account
-                self._credentials.otp = None  # one-time codes are one-time
+            self.device = event.device
+            creds = self._credentials
+            with_otp = self._otp_sent
+            if creds is not None:
+                creds.register = False  # reconnects log in to the new account
+                creds.otp = None  # one-time codes are one-time
+                token = event.token
+                if creds.remember and event.device and token:
+                    if self._store_token(event.username, event.device, token):
+                        creds.password = None  # from now on the token logs in: resume
+                    creds.remember = None  # one device per login with remember
             self._backoff.reset()
             self._set_phase(Phase.ONLINE)
-            self._emit(ev.LoggedIn(event.username, event.rooms, again))
+            self._emit(
+                ev.LoggedIn(
+                    event.username,
+                    event.rooms,
+                    again,
+                    device=event.device,
+                    with_otp=with_otp,
+                    otp_enrolment_required=event.otp_enrolment_required,
+                )
+            )
             for request in self._outbox.waiting():
                 self._hand(request, link)
 
     def _on_refused(self, link: Link, event: proto.LoginRefused) -> Decision | None:
-        decision = self._decided(endings.after_refusal(event, established=self._established))
+        with self._cond:
+            creds = self._credentials
+            username = creds.username if creds is not None else self.username or ""
+            verdict = endings.after_refusal(
+                event,
+                established=self._established,
+                resuming=self._resuming,
+                otp_given=self._otp_sent,
+            )
+        decision = self._decided(verdict)
         if decision.next is not Next.STAY:
             link.close_with(CloseCode.NORMAL)
             return decision
         with self._cond:
             self._set_phase(Phase.CONNECTED, decision.message)
-            text, retry_after = decision.message, event.retry_after
-            self._emit(ev.LoginRejected(event.reason, text, retry_after, event.registering))
+            if decision.ask is Ask.OTP and creds is not None:
+                creds.otp = None
+                self._emit(ev.OtpRequired(username, retry=self._otp_sent))
+            elif decision.ask is Ask.LOGIN:
+                self._emit(ev.LoginNeeded(decision.message))
+            else:
+                text, retry_after = decision.message, event.retry_after
+                self._emit(ev.LoginRejected(event.reason, text, retry_after, event.registering))
         return None
 
     def _on_message(self, message: dict[str, Any]) -> None:
