@@ -9,6 +9,7 @@ client against the fake server.
 from __future__ import annotations
 
 import stat
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,6 +166,18 @@ def test_turn_on_draws_the_qr_code_of_the_uri_with_the_secret_beside_it(window):
     assert int(section.qr.cget("width")) == len(matrix) * section.qr.module
     assert section.secret_entry.get() == SECRET
     assert str(section.secret_entry.cget("state")) == "readonly"  # selectable, not editable
+
+
+def test_without_the_qrcode_package_the_secret_is_shown_and_what_to_install(window, monkeypatch):
+    monkeypatch.setitem(sys.modules, "qrcode", None)  # import qrcode: ImportError
+    account = window()
+    section = account.two_factor
+
+    account.handle(OtpSetupStarted(SECRET, URI))
+
+    assert section.qr.dark_modules() == 0
+    assert section.secret_entry.get() == SECRET
+    assert "pip install qrcode" in text_of(section)
 
 
 def test_confirm_sends_six_digits_only(window):

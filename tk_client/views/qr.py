@@ -2,24 +2,33 @@
 
 The two-factor setup shows the ``otpauth://`` address as a QR code for the
 user's authenticator app to scan. The ``qrcode`` package computes the matrix;
-drawing it as rectangles keeps Pillow out of the client.
+drawing it as rectangles keeps Pillow out of the client. ``qrcode`` is a client
+requirement, but it is imported only when a code is drawn: a client without it
+still runs, and the setup says what to install (the secret can be typed in).
 """
 
 from __future__ import annotations
 
 import tkinter as tk
 
-import qrcode
-from qrcode.constants import ERROR_CORRECT_M
-
 QUIET_ZONE = 4  # modules of white around the code: scanners need it (ISO/IEC 18004)
 MODULE_PIXELS = 4  # one module's side on screen; a phone camera reads 4 px squares well
 DARK = "#000000"
 LIGHT = "#ffffff"
+QR_MISSING = (
+    "The QR code needs the Python package qrcode (pip install qrcode). "
+    "Type the secret into the app instead."
+)
 
 
 def qr_matrix(data: str, border: int = QUIET_ZONE) -> list[list[bool]]:
-    """The modules of ``data``'s QR code, quiet zone included: True is dark."""
+    """The modules of ``data``'s QR code, quiet zone included: True is dark.
+
+    ImportError when the ``qrcode`` package is missing.
+    """
+    import qrcode
+    from qrcode.constants import ERROR_CORRECT_M
+
     code = qrcode.QRCode(border=border, error_correction=ERROR_CORRECT_M)
     code.add_data(data)
     code.make(fit=True)
@@ -34,9 +43,13 @@ class QrCanvas(tk.Canvas):
         self.module = module
         self.matrix: list[list[bool]] = []
 
-    def show(self, data: str) -> None:
+    def show(self, data: str) -> bool:
+        """Draw ``data``'s code; False when it cannot be drawn (no ``qrcode`` package)."""
         self.clear()
-        self.matrix = qr_matrix(data)
+        try:
+            self.matrix = qr_matrix(data)
+        except ImportError:
+            return False
         side = len(self.matrix) * self.module
         self.configure(width=side, height=side)
         m = self.module
@@ -46,6 +59,7 @@ class QrCanvas(tk.Canvas):
                     self.create_rectangle(
                         x * m, y * m, (x + 1) * m, (y + 1) * m, fill=DARK, width=0, tags="dark"
                     )
+        return True
 
     def clear(self) -> None:
         """Remove the code (the secret it carries should not stay on the screen)."""

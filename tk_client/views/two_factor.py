@@ -15,7 +15,7 @@ from chatproto.crypto_utils import write_secret_file
 from chatproto.limits import MAX_OTP_LENGTH
 
 from . import theme
-from .qr import QrCanvas
+from .qr import QR_MISSING, QrCanvas
 from .sections import AccountController, Section
 from .tkutil import release
 
@@ -212,10 +212,10 @@ class TwoFactorSection(Section):
     def setup_started(self, secret: str, uri: str) -> None:
         self.stage = "setup"
         self.status.configure(text="Add this account to your authenticator app.")
-        self.qr.show(uri)
+        drawn = self.qr.show(uri)
         self.secret.set(secret)
         self.code.set("")
-        self.show_info("")
+        self.show_info("" if drawn else QR_MISSING)
         self._only(self.setup_frame)
         self.code_entry.focus_set()
 
