@@ -101,11 +101,16 @@ def menu_entry(menu, label: str) -> int:
     raise AssertionError(f"no menu entry {label!r}")
 
 
+def choose(app, menu: str, entry: str) -> None:
+    """Choose ``menu`` > ``entry`` in the menu bar."""
+    bar = app.menubar
+    cascade = bar.nametowidget(bar.entrycget(menu_entry(bar, menu), "menu"))
+    cascade.invoke(menu_entry(cascade, entry))
+
+
 def account_menu(app) -> None:
     """Choose Chat > Account... in the menu bar."""
-    bar = app.menubar
-    chat = bar.nametowidget(bar.entrycget(menu_entry(bar, "Chat"), "menu"))
-    chat.invoke(menu_entry(chat, "Account\u2026"))
+    choose(app, "Chat", "Account\u2026")
     pump(app, lambda: app.account_window is not None, "the Account window")
 
 
@@ -312,16 +317,21 @@ def test_devices_are_listed_and_one_is_revoked(desktop, server, tmp_path, monkey
         other.close()
 
 
+@pytest.mark.parametrize("where", ["account window", "menu"])
 def test_log_out_returns_to_the_login_form_and_forgets_the_saved_login(
-    desktop, server, config_home, monkeypatch
+    desktop, server, config_home, monkeypatch, where
 ):
     app = desktop()
     log_in(app)
     in_main_window(app)
-    account_menu(app)
-    agree(monkeypatch)
+    asked = agree(monkeypatch)
 
-    app.account_window.log_out_button.invoke()
+    if where == "menu":
+        choose(app, "Chat", "Log out")
+    else:
+        account_menu(app)
+        app.account_window.log_out_button.invoke()
+    assert len(asked) == 1  # asked first
 
     pump(app, lambda: app.login_view is not None, "the login form")
     assert app.account_window is None and app.main_view is None
@@ -330,6 +340,26 @@ def test_log_out_returns_to_the_login_form_and_forgets_the_saved_login(
     greeted(app)
     assert str(app.login_view.message.cget("text")) == SESSION_ENDED_MESSAGES["logged_out"]
     assert (server.logins, server.requests_of("resume")) == (1, [])  # not reconnected
+
+
+def test_log_out_while_offline_says_so_beside_the_button_and_keeps_the_login(
+    desktop, server, config_home, monkeypatch
+):
+    from tk_client.events import Phase
+
+    app = desktop()
+    log_in(app)
+    in_main_window(app)
+    account_menu(app)
+    agree(monkeypatch)
+    server.stop()  # gone until the end of the test: no reconnect can succeed
+    pump(app, lambda: app.controller.phase is not Phase.ONLINE, "the connection lost")
+
+    app.account_window.log_out_button.invoke()
+
+    pump(app, lambda: "Not connected" in message(app.account_window.log_out_section), "words")
+    assert app.main_view is not None
+    assert tokens(config_home).get(server.fingerprint, "bob") is not None
 
 
 @pytest.mark.parametrize("reason", ["revoked", "password_changed"])
