@@ -249,6 +249,24 @@ def test_turn_off_needs_the_password_and_a_code(window):
     assert section.off_password.get() == ""
 
 
+def test_when_not_known_whether_it_is_on_both_ways_are_offered(window):
+    account = window(two_factor=None)
+    section = account.two_factor
+    account.update()
+    assert section.turn_on_button.winfo_ismapped()
+
+    section.show_off_form_button.invoke()
+    account.update()
+    assert section.off_password_entry.winfo_ismapped()
+
+
+def test_when_known_to_be_off_only_turn_on_is_offered(window):
+    account = window(two_factor=False)
+    account.update()
+    assert account.two_factor.turn_on_button.winfo_ismapped()
+    assert not account.two_factor.show_off_form_button.winfo_ismapped()
+
+
 def test_enrolment_required_leaves_only_two_factor_login_usable(window):
     account = window(otp_enrolment_required=True)
     assert account.banner.winfo_ismapped()

@@ -70,12 +70,15 @@ class TwoFactorSection(Section):
         self.body.columnconfigure(1, weight=1)
         self.place_message(2)
 
-        # Off: one button.
+        # Off: Turn on. Not known (no login with a code seen yet): Turn off... as well.
         self.off_frame = ttk.Frame(self.body, style="Surface.TFrame")
         self.turn_on_button = ttk.Button(
             self.off_frame, text="Turn on", style="Accent.TButton", command=self.turn_on
         )
         self.turn_on_button.pack(side="left")
+        self.show_off_form_button = ttk.Button(
+            self.off_frame, text="Turn off\u2026", command=lambda: self.show_state(True)
+        )
 
         # Setup: the QR code, the secret beside it, the code, Confirm.
         self.setup_frame = ttk.Frame(self.body, style="Surface.TFrame")
@@ -183,9 +186,13 @@ class TwoFactorSection(Section):
     # --- states -----------------------------------------------------------------------------
 
     def show_state(self, on: bool | None) -> None:
-        """Off (or unknown): the Turn on button; on: the form that turns it off."""
+        """Off: the Turn on button; on: the form that turns it off; unknown: both ways."""
         self._only(self.on_frame if on else self.off_frame)
         self.stage = "on" if on else "off"
+        if on is None:
+            self.show_off_form_button.pack(side="left", padx=(8, 0))
+        else:
+            self.show_off_form_button.pack_forget()
         if on:
             self.status.configure(
                 text="Two-factor login is on: logging in with the password also needs a code "
@@ -195,7 +202,8 @@ class TwoFactorSection(Section):
             self.status.configure(
                 text="Two-factor login asks for a code from an authenticator app (such as "
                 "Aegis, Google Authenticator or 1Password) each time you log in with your "
-                "password. Turn it on to protect your account if your password leaks."
+                "password, which protects your account if the password leaks. Turn it on, "
+                "or off if it is on already."
             )
         else:
             self.status.configure(
