@@ -585,6 +585,10 @@ class App(ControllerView):
         )
 
     def _otp_abandoned(self, message: str) -> None:
+        if self.main_view is not None:  # a reconnect's login: without the code it cannot go on
+            self._end_session()
+            self.show_login(message)
+            return
         login = self.login_view
         if login is not None:
             login.set_busy(False)

@@ -216,6 +216,34 @@ def test_the_code_is_asked_for_and_the_login_sent_again_with_it(desktop, server)
     assert [r.get("otp") for r in server.requests_of("login")] == [None, "111111", "654321"]
 
 
+@pytest.mark.parametrize("answer", ["code", "cancel"])
+def test_a_reconnect_that_needs_a_new_code_asks_over_the_main_window(desktop, server, answer):
+    from tk_client.events import Phase
+    from tk_client.views.dialogs import OtpDialog
+
+    server.otp["bob"] = "654321"
+    app = desktop()
+    log_in(app, remember=False)  # the password stays in memory for reconnecting
+    pump(app, lambda: isinstance(app.dialog, OtpDialog), "the code prompt")
+    app.dialog.code.set("654321")
+    app.dialog.login_button.invoke()
+    in_main_window(app)
+
+    server.otp["bob"] = "222222"  # the code of 30 seconds later
+    server.drop_all()
+    pump(app, lambda: isinstance(app.dialog, OtpDialog), "the code prompt again")
+    assert app.main_view is not None
+    if answer == "code":
+        app.dialog.code.set("222222")
+        app.dialog.login_button.invoke()
+        pump(app, lambda: app.controller.phase is Phase.ONLINE, "online again")
+        assert app.main_view is not None
+    else:
+        app.dialog.cancel_button.invoke()
+        pump(app, lambda: app.login_view is not None, "the login form")
+        assert "Log in again" in str(app.login_view.message.cget("text"))
+
+
 # --- the Account window ------------------------------------------------------------------------
 
 
