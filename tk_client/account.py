@@ -293,8 +293,10 @@ class AccountActions:
             self.devices = devices_from_wire(answer.get("devices"))
             self.report(DevicesListed(self.devices))
         elif action == REVOKE_DEVICE:
+            current = any(d.current and d.device == argument for d in self.devices or ())
             self.report(DeviceRevoked(argument))
-            self.refresh_devices()
+            if not current:  # else the server ends this session now: no list to show
+                self.refresh_devices()
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -153,6 +153,7 @@ class ChatSession:
         self.greeting: dict[str, Any] | None = None
         self.fingerprint: str | None = None
         self.device: str | None = None  # the remembered device this session is logged in as
+        self.logging_out = False  # log_out() sent: the server ends the session next
 
     def __repr__(self) -> str:
         return f"<ChatSession {self.address.key} {self._phase.value} user={self.username!r}>"
@@ -236,6 +237,7 @@ class ChatSession:
         """
         with self._cond:
             status = self.request("logout", durable=False)
+            self.logging_out = True
             self._forget_token()
             if self._credentials is not None:
                 self._credentials.password = None  # a drop before the answer logs nobody in

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from .account import DeviceRevoked
 from .address import ServerAddress
 from .chat_state import unsent_messages
 from .controller import ChatController
@@ -127,7 +128,7 @@ class TerminalClient:
             encoding=getattr(stdout, "encoding", None),
         )
         self.view.on_account_command = self.dialog.command
-        self.view.on_account_event = self.dialog.event
+        self.view.on_account_event = self._account_event
         self.reader = InputReader(
             stdin,
             self.events,
@@ -138,9 +139,20 @@ class TerminalClient:
         self._password = password
         self._read_password = read_password
         self._undelivered = 0  # files offered by the user that did not arrive
+        self._own_device_revoked = False  # /revoke of this very device: the session ends next
 
     def error(self, text: str) -> None:
         self.view.notify(text)
+
+    def _account_event(self, event: Any) -> None:
+        if isinstance(event, DeviceRevoked) and event.device == self.session.device:
+            self._own_device_revoked = True
+        self.dialog.event(event)
+
+    def _ending(self) -> bool:
+        """The server is about to end the session (/logout, or this device revoked): the run
+        waits for its words instead of leaving as soon as nothing is pending."""
+        return self.session.logging_out or self._own_device_revoked
 
     def _end(
         self, event: KeyChanged | ConnectFailed | LoginRejected | LoginNeeded | Stopped
@@ -186,14 +198,18 @@ class TerminalClient:
                 self.partials.close()  # every temporary file is gone: the journal can go too
             self.session.close()
 
-    def _drain(self) -> None:
-        """Handle the session events already queued (input lines no longer count)."""
+    def _drain(self) -> Stopped | KeyChanged | None:
+        """Handle the session events already queued (input lines no longer count); the
+        session's end among them, if any, is returned for the caller to say."""
+        ended: Stopped | KeyChanged | None = None
         while True:
             try:
                 event = self.events.get_nowait()
             except queue.Empty:
-                return
-            if not isinstance(event, Line | Answer | EndOfInput | Stopped | KeyChanged):
+                return ended
+            if isinstance(event, Stopped | KeyChanged):
+                ended = ended or event
+            elif not isinstance(event, Line | Answer | EndOfInput):
                 self._handle(event)
 
     def _handle(self, event: Any) -> None:
@@ -318,7 +334,7 @@ class TerminalClient:
     def _chat(self) -> int:
         deadline: float | None = None  # set at EOF or /quit: when to give up on the outbox
         while True:
-            self._next_read()
+            self._next_read()  # after the last line's command ran: it may have asked something
             if deadline is None and self.view.quit_requested:
                 deadline = time.monotonic() + EOF_GRACE_SECONDS
             if deadline is not None:
@@ -326,9 +342,13 @@ class TerminalClient:
                 if self.transfers.busy():
                     # Transfers end by themselves: done, declined, expired (5 minutes), lost.
                     deadline = max(deadline, time.monotonic() + EOF_GRACE_SECONDS)
-                elif not pending:
-                    self._drain()  # the answers are queued already; print them before leaving
-                    return EXIT_CONNECTION if self._undelivered else EXIT_OK
+                elif not pending and not self._ending():
+                    ended = self._drain()  # the answers are queued already: print them
+                    if ended is not None:
+                        return self._end(ended)
+                    # An answer may have led to another request (/revoke NAME after the list).
+                    if not self.session.pending() and not self._ending():
+                        return EXIT_CONNECTION if self._undelivered else EXIT_OK
                 if time.monotonic() > deadline:
                     for request in unsent_messages(pending):
                         self.error(f"error: not sent: {printable(request.message['text'])}")
@@ -336,6 +356,8 @@ class TerminalClient:
             event = self._next()
             if event is None:
                 continue
+            if isinstance(event, Line | Answer):
+                self.reader.took(event)
             if isinstance(event, Line):
                 if self.questions.asking:
                     self.questions.answer(event.text)

@@ -66,18 +66,19 @@ class InputReader:
         self._show = show
         self._on_error = on_error
         self._orders: queue.Queue[Question | None] = queue.Queue()
-        self._idle = threading.Event()  # a line was delivered; waiting to be told what next
+        # The main loop took the last line (``took``) and has not said how to read the next.
+        # Kept by the main loop alone: the reader's own view would race with its queue.
+        self.idle = False
         self._thread: threading.Thread | None = None
-
-    @property
-    def idle(self) -> bool:
-        """True when the reader waits to be told how to read the next line."""
-        return self._idle.is_set()
 
     def start(self) -> None:
         """Start reading; the first line is a chat line."""
         self._thread = threading.Thread(target=self._run, name="chat-input", daemon=True)
         self._thread.start()
+
+    def took(self, event: Line | Answer) -> None:
+        """The main loop took ``event`` from its queue: the reader waits for an order now."""
+        self.idle = True
 
     def read_line(self) -> None:
         """Read the next line as a chat line (only when :attr:`idle`)."""
@@ -88,7 +89,7 @@ class InputReader:
         self._order(question)
 
     def _order(self, question: Question | None) -> None:
-        self._idle.clear()
+        self.idle = False
         self._orders.put(question)
 
     def _run(self) -> None:
@@ -98,12 +99,10 @@ class InputReader:
                 text = self._read(question)
                 if text is None:
                     break
-                self._idle.set()
                 self.events.put(Line(text) if question is None else Answer(text))
                 question = self._orders.get()
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             self._on_error(f"error: cannot read the input: {exc}")
-        self._idle.clear()
         self.events.put(EndOfInput())
 
     def _read(self, question: Question | None) -> str | None:
