@@ -163,7 +163,7 @@ class App(ControllerView):
         self.login_view.focus_first_empty()
         self._address_changed(self.settings.server)
         if message:
-            self.login_view.show_error(message)
+            self.login_view.show_error(message, keep=True)
 
     def _show_main(self) -> None:
         assert self.controller is not None and self.session is not None and self.address
@@ -539,7 +539,7 @@ class App(ControllerView):
                 self.show_login(event.message)
             elif login is not None:
                 login.set_busy(False)
-                login.show_error(event.message)
+                login.show_error(event.message, keep=True)
                 login.focus_first_empty()
         elif isinstance(event, Stopped):
             if event.reason in LOGGED_OUT_REASONS and self.main_view is not None:
@@ -547,7 +547,7 @@ class App(ControllerView):
                 self._end_session()
                 self.show_login()
                 if self.login_view is not None:
-                    self.login_view.show_notice(event.message)
+                    self.login_view.show_info(event.message, keep=True)
             elif self.main_view is not None and self.dialog is None:
                 self._end_session()
                 self.show_login(event.message)

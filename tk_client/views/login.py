@@ -45,7 +45,7 @@ class LoginView(ttk.Frame):
         self._blocked_until = 0
         self._busy = False
         self._registration = False
-        self._notice = False  # the message is a notice that the greeting leaves in place
+        self._keep = False  # the greeting leaves the message in place
 
         card = ttk.Frame(self, style="Card.TFrame", padding=(36, 30, 36, 26))
         card.place(relx=0.5, rely=0.45, anchor="center")
@@ -172,7 +172,7 @@ class LoginView(ttk.Frame):
         self.greeting.configure(text=words or "Connected.", foreground=theme.SUCCESS)
         self.fingerprint.configure(text=f"Server key {fingerprint}")
         self.set_registration(bool(greeting.get("registration")))
-        if self.message.cget("foreground") != theme.DANGER and not self._notice:
+        if not self._keep:
             self.message.configure(text="")
 
     def show_unreachable(self, message: str) -> None:
@@ -191,19 +191,16 @@ class LoginView(ttk.Frame):
         else:
             self.registration_note.configure(text="")
 
-    def show_error(self, text: str) -> None:
-        self._notice = False
+    def show_error(self, text: str, *, keep: bool = False) -> None:
+        """``keep``: the words stay when the greeting arrives (why the user is back here);
+        else a greeting clears them (a connection problem that is over, progress words)."""
+        self._keep = keep
         self.message.configure(text=text, foreground=theme.DANGER)
 
-    def show_info(self, text: str) -> None:
-        self._notice = False
+    def show_info(self, text: str, *, keep: bool = False) -> None:
+        """As :meth:`show_error`, for words that are not an error (e.g. "You logged out")."""
+        self._keep = keep
         self.message.configure(text=text, foreground=theme.MUTED)
-
-    def show_notice(self, text: str) -> None:
-        """Why the user is back here (logged out, signed out elsewhere): not an error, but
-        kept when the greeting arrives, unlike :meth:`show_info`'s progress words."""
-        self.show_info(text)
-        self._notice = True
 
     def set_busy(self, busy: bool, text: str = "") -> None:
         self._busy = busy
