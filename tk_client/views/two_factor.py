@@ -8,7 +8,6 @@ again) and can be copied or saved to a file that only the user can read.
 from __future__ import annotations
 
 import tkinter as tk
-from collections.abc import Callable
 from tkinter import filedialog, ttk
 
 from chatproto.crypto_utils import write_secret_file
@@ -54,13 +53,9 @@ class TwoFactorSection(Section):
         master: tk.Misc,
         fonts: theme.Fonts,
         actions: AccountController,
-        *,
-        on_codes_shown: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(master, "Two-factor login")
         self.actions = actions
-        self.fonts = fonts
-        self.on_codes_shown = on_codes_shown
         self.backup_codes: tuple[str, ...] = ()
         self.stage = ""
         self.status = ttk.Label(self, text="", style="Surface.TLabel", wraplength=380)
@@ -238,7 +233,6 @@ class TwoFactorSection(Section):
         self.codes_text.configure(state="disabled", height=max(1, len(codes)))
         self.show_info("")
         self._only(self.codes_frame)
-        self.on_codes_shown()
 
     def disabled(self) -> None:
         self.off_password.set("")
