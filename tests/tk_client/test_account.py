@@ -441,3 +441,20 @@ def test_log_out_raising_not_connected_is_a_refusal(controller, session, view, m
     controller.log_out()
 
     assert view.failures()[0].action == LOG_OUT
+
+
+def test_secrets_never_show_in_the_repr_of_a_request_or_its_answer():
+    request = {"type": "change_password", "id": "r1", "password": "old-pw", "new_password": "np"}
+    setup = {"type": "otp_setup", "ref": "r2", "secret": "S" * 32, "uri": "otpauth://x?secret=S"}
+    enabled = {"type": "otp_enabled", "ref": "r3", "backup_codes": ["aaaa-bbbb"]}
+    shown = repr(
+        [
+            RequestUpdate(RequestStatus("r1", request, RequestState.SENT), None),
+            RequestUpdate(RequestStatus("r2", {"type": "otp_setup"}, RequestState.DONE), setup),
+            RequestUpdate(RequestStatus("r3", {"code": "123456"}, RequestState.DONE), enabled),
+        ]
+    )
+
+    for secret in ("old-pw", "'np'", "S" * 32, "otpauth", "aaaa-bbbb", "123456"):
+        assert secret not in shown
+    assert "change_password" in shown and "otp_enabled" in shown
