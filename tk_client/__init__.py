@@ -25,7 +25,10 @@ The package follows idlelib's split between logic and window:
 - :mod:`tk_client.cli` -- the same session and controller in a terminal: the
   arguments there, the loop in :mod:`tk_client.terminal_client`, its printing in
   :mod:`tk_client.terminal_view` and :mod:`tk_client.terminal_lines`, its questions
-  about offered files in :mod:`tk_client.terminal_offers`.
+  about offered files in :mod:`tk_client.terminal_offers`, its input (read line by
+  line on order, passwords without echo) in :mod:`tk_client.terminal_input`, the
+  account commands' questions and results in :mod:`tk_client.terminal_account`, with
+  the QR code of ``/2fa on`` drawn by :mod:`tk_client.terminal_qr`.
 
 Threads meet in exactly one place: the session's thread and the file transfers'
 workers put events on a ``queue.Queue`` that the user interface drains (Tk with
