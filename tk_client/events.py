@@ -126,6 +126,21 @@ class RequestState(enum.Enum):
     FAILED = "failed"  # answered with an error, or could not be sent
 
 
+# Fields that carry a secret (PROTOCOL.md 3.4): a password, a code, a token, a TOTP secret
+# (and its otpauth URI), backup codes. A repr shows them as "***", so an event printed
+# in a test failure or a traceback never shows one.
+SECRET_FIELDS = frozenset(
+    {"password", "new_password", "otp", "code", "token", "secret", "uri", "backup_codes"}
+)
+
+
+def redacted(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``message`` with the values of :data:`SECRET_FIELDS` replaced, for a repr."""
+    if message is None:
+        return None
+    return {k: "***" if k in SECRET_FIELDS else v for k, v in message.items()}
+
+
 @dataclass(frozen=True)
 class RequestStatus:
     """A snapshot of one outbox item; ``message`` is what goes on the wire (with ``id``)."""
@@ -136,6 +151,13 @@ class RequestStatus:
     error: str | None = None  # human words when FAILED
     code: str | None = None  # the error code, when the server answered with one
     uncertain: bool = False  # FAILED after being sent: it may have reached the server
+
+    def __repr__(self) -> str:
+        return (
+            f"RequestStatus(id={self.id!r}, message={redacted(self.message)!r}, "
+            f"state={self.state}, error={self.error!r}, code={self.code!r}, "
+            f"uncertain={self.uncertain!r})"
+        )
 
     @property
     def type(self) -> str:
@@ -148,6 +170,9 @@ class RequestUpdate:
 
     request: RequestStatus
     answer: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"RequestUpdate(request={self.request!r}, answer={redacted(self.answer)!r})"
 
 
 @dataclass(frozen=True)

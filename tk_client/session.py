@@ -67,7 +67,7 @@ from . import events as ev
 from .address import ServerAddress
 from .device_tokens import DeviceTokens
 from .endings import Ask, Backoff, Cause, Decision, Next
-from .events import Hook, NotConnected, Phase, RequestStatus, SessionEvent
+from .events import Hook, NotConnected, Phase, RequestState, RequestStatus, SessionEvent
 from .known_servers import KnownServers
 from .outbox import Outbox, Request
 from .transport import (
@@ -617,4 +617,15 @@ class ChatSession:
             return
         with self._cond:
             update = self._outbox.answer(message)
+            if update is not None:
+                self._keep_new_password(update)
             self._emit(update if update is not None else ev.Received(message))
+
+    def _keep_new_password(self, update: ev.RequestUpdate) -> None:
+        """A ``change_password`` succeeded: reconnects log in with the new password (lock held)."""
+        request, creds = update.request, self._credentials
+        if request.type != "change_password" or request.state is not RequestState.DONE:
+            return
+        new_password = request.message.get("new_password")
+        if creds is not None and creds.password is not None and isinstance(new_password, str):
+            creds.password = new_password

@@ -20,6 +20,8 @@ from tk_client.events import (
     OtpRequired,
     Phase,
     PhaseChanged,
+    RequestState,
+    RequestUpdate,
     Stopped,
 )
 from tk_client.known_servers import KnownServers
@@ -302,3 +304,15 @@ def test_log_out_offline_is_refused_and_keeps_the_token(server, known_path, toke
     with pytest.raises(NotConnected):
         session.log_out()
     assert tokens.get(server.fingerprint, "alice") is not None
+
+
+def test_after_a_password_change_reconnects_use_the_new_password(server, known_path, sessions):
+    session, log = new_session(server, known_path, sessions)
+    session.login("alice", PASSWORD)
+    log.wait_for(LoggedIn)
+    session.request("change_password", durable=False, password=PASSWORD, new_password="fresh-pw-1")
+    log.wait_for(RequestUpdate, lambda e: e.request.state is RequestState.DONE)
+    server.drop_all()
+    log.wait_for(LoggedIn, lambda e: e.again)
+
+    assert [r["password"] for r in server.requests_of("login")] == [PASSWORD, "fresh-pw-1"]
