@@ -423,6 +423,9 @@ def test_a_server_that_requires_two_factor_login_opens_the_account_window(deskto
     window.two_factor.confirm_button.invoke()
     pump(app, lambda: not window.banner.winfo_ismapped(), "the banner gone")
     assert str(window.password.button.cget("state")) == "normal"
+    kinds = [request["type"] for _, request in server.requests]
+    confirmed = kinds.index("otp_confirm")
+    pump(app, lambda: "history" in [r["type"] for _, r in server.requests[confirmed:]], "history")
 
 
 # --- the picture -------------------------------------------------------------------------------
