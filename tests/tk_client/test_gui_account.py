@@ -145,6 +145,17 @@ def test_remember_me_is_ticked_and_sends_the_computers_name(desktop, server, con
     assert stored is not None and stored.token == f"token-{stored.device}"
 
 
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("bob-laptop", "bob-laptop"), ("", "this computer"), ("h" * 80, "h" * 64)],
+)
+def test_the_device_name_is_the_host_name_within_the_protocols_bound(monkeypatch, host, expected):
+    from tk_client import gui
+
+    monkeypatch.setattr(gui.socket, "gethostname", lambda: host)
+    assert gui.device_name() == expected
+
+
 def test_without_remember_me_no_device_is_asked_for(desktop, server, config_home):
     app = desktop()
     log_in(app, remember=False)
