@@ -264,6 +264,8 @@ class TerminalClient:
                         "(/logout forgets it)"
                     )
                 self.controller.handle(event)
+                if event.otp_enrolment_required:
+                    return None  # nothing but /2fa on is served: no list of users comes
                 logged_in = time.monotonic()
             elif event is not None:
                 self.controller.handle(event)
