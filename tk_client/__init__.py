@@ -6,7 +6,9 @@ The package follows idlelib's split between logic and window:
   around ``chatproto``'s ``ClientConnection`` (handshake, records, login). No tkinter.
   :mod:`tk_client.events` holds what it reports, :mod:`tk_client.transport` the
   WebSocket underneath, :mod:`tk_client.endings` what to do when a connection ends
-  (a pure table), :mod:`tk_client.outbox` the requests on their way (nothing typed is lost).
+  (a pure table), :mod:`tk_client.outbox` the requests on their way (nothing typed is lost),
+  :mod:`tk_client.sign_in` how it logs in again (a password kept in memory, or a
+  remembered device's token).
 - :mod:`tk_client.chat_state` -- the state of the conversations (rooms, private
   chats, users, unread counts), kept from the session's events;
   :mod:`tk_client.controller` -- what the user's input means, on top of it;

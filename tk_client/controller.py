@@ -41,7 +41,7 @@ from .commands import (
     unquote_path,
 )
 from .completion import Completer, Completion
-from .events import LoggedIn, NotConnected, RequestUpdate
+from .events import LoggedIn, NotConnected, Received, RequestUpdate
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
 
@@ -53,6 +53,7 @@ class ChatController(ChatState):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
+    _starts_after_enrolment = False  # logged in to set up two-factor login first (3.4)
 
     @cached_property
     def completer(self) -> Completer:
@@ -144,9 +145,23 @@ class ChatController(ChatState):
             return
         if isinstance(event, LoggedIn):
             self.account.logged_in(event)
+            if event.otp_enrolment_required:
+                self._enrolling(event)
+                return
         super().handle(event)
-        if isinstance(event, LoggedIn) and event.otp_enrolment_required:
-            self._notice(TURN_ON_2FA, "error")
+        started = isinstance(event, Received) and event.message.get("type") == "rooms"
+        if self._starts_after_enrolment and started:
+            # Two-factor login is on: the server started the session in full (3.4).
+            self._starts_after_enrolment = False
+            self.select(self.current if self.current.name in self.rooms else room_key(LOBBY))
+
+    def _enrolling(self, event: LoggedIn) -> None:
+        """Logged in, but only two-factor setup is served until it is on: no history yet
+        (it would be refused); the ``rooms`` push after ``otp_confirm`` starts the rest."""
+        self._set_rooms(event.rooms)  # before the username: no room to leave, none to show
+        self.username = event.username
+        self._starts_after_enrolment = True
+        self._notice(TURN_ON_2FA, "error")
 
     # --- input lines -------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ What the session guarantees:
   in memory for that purpose only (never on disk, never in a log, not in
   ``repr``), or, for a remembered device (``login(..., remember=NAME)``, PROTOCOL.md
   3.4), with a ``resume`` and the device's token: then the password is dropped
-  from memory as soon as the token is stored (:mod:`tk_client.device_tokens`).
+  from memory as soon as the token is stored (:mod:`tk_client.sign_in`).
   What retrying cannot fix is not retried: an authenticated ``session_ended``,
   a rejected password or device token, a changed key. 4008 (policy) is retried
   only at the longest delay; 1000 (a direction reached 2**32 records) reconnects
@@ -48,12 +48,10 @@ without passing each one through the user interface's queue.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import websocket
@@ -70,6 +68,7 @@ from .endings import Ask, Backoff, Cause, Decision, Next
 from .events import Hook, NotConnected, Phase, RequestState, RequestStatus, SessionEvent
 from .known_servers import KnownServers
 from .outbox import Outbox, Request
+from .sign_in import SignIn
 from .transport import (
     CONNECT_TIMEOUT,
     Connector,
@@ -81,21 +80,6 @@ from .transport import (
 
 KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
-NO_STORED_DEVICE = (
-    "This computer keeps no sign-in for {username} on this server (or it was forgotten). "
-    "Log in with your password."
-)
-
-
-@dataclass
-class _Credentials:
-    """How to log in (again): with ``password``, or when it is None with the stored token."""
-
-    username: str
-    password: str | None = field(default=None, repr=False)
-    otp: str | None = field(default=None, repr=False)
-    register: bool = False
-    remember: str | None = None  # the device name to send with the next password login
 
 
 class ChatSession:
@@ -132,15 +116,12 @@ class ChatSession:
         self._connect_timeout = connect_timeout
         self._expected_fingerprint = expected_fingerprint
         self.device_tokens = device_tokens or DeviceTokens(known_servers.path.parent)
+        self._sign_in = SignIn(self.device_tokens)  # how to log in (again)
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
         self._hooks: list[Hook] = []
         self._ids = itertools.count(1)
         self._outbox = Outbox()
-        self._credentials: _Credentials | None = None
-        # The login on the wire: a resume (with a token), and whether it carried a code.
-        self._resuming = False
-        self._otp_sent = False
         self._link: Link | None = None
         self._phase = Phase.IDLE
         # Bumped by every user action that should (re)connect: login, trust, "reconnect now".
@@ -168,7 +149,7 @@ class ChatSession:
     def has_password(self) -> bool:
         """True while the session keeps a way to log in again (a password in memory, or a
         remembered device's token)."""
-        return self._credentials is not None
+        return self._sign_in.ready
 
     def start(self) -> None:
         """Connect (in the background) and fetch the greeting; log in if credentials are set."""
@@ -200,8 +181,11 @@ class ChatSession:
         server's token is then stored (:attr:`device_tokens`), the password dropped
         from memory, and reconnects (and :meth:`resume` in a later run) use the token.
         """
-        credentials = _Credentials(username, password, otp or None, register, remember or None)
-        self._log_in_with(credentials)
+        with self._cond:
+            self._sign_in.use_password(
+                username, password, register=register, otp=otp, remember=remember or None
+            )
+        self._log_in_now()
 
     def resume(self, username: str) -> None:
         """Log in with the device token stored for ``username`` on this server (no password).
@@ -209,16 +193,16 @@ class ChatSession:
         Without a stored token, or when the server refuses it, :class:`LoginNeeded`
         says so (the token is then forgotten): log in with the password.
         """
-        self._log_in_with(_Credentials(username))
+        with self._cond:
+            self._sign_in.use_token(username)
+        self._log_in_now()
 
     def answer_otp(self, code: str) -> None:
         """After :class:`OtpRequired`: send the login again, with this one-time code."""
         with self._cond:
-            creds = self._credentials
-            if creds is None or creds.password is None:
+            if not self._sign_in.give_otp(code):
                 raise NotConnected("there is no login waiting for a code; log in again")
-            creds.otp = code.strip() or None
-        self._log_in_with(creds)
+        self._log_in_now()
 
     def stored_device(self, username: str, fingerprint: str | None = None) -> bool:
         """True if a token is stored for ``username`` on this server.
@@ -227,7 +211,7 @@ class ChatSession:
         else the one pinned for the address (so a client can decide before connecting).
         """
         key = fingerprint or self.fingerprint or self.known_servers.get(self.address)
-        return key is not None and self.device_tokens.get(key, username) is not None
+        return key is not None and self._sign_in.stored(key, username)
 
     def log_out(self) -> RequestStatus:
         """Send ``logout`` and forget this device's token now (the server revokes it).
@@ -238,14 +222,13 @@ class ChatSession:
         with self._cond:
             status = self.request("logout", durable=False)
             self.logging_out = True
-            self._forget_token()
-            if self._credentials is not None:
-                self._credentials.password = None  # a drop before the answer logs nobody in
+            self._sign_in.forget_token(self.fingerprint, self.username)
+            self._sign_in.drop_password()  # a drop before the answer logs nobody in
             return status
 
-    def _log_in_with(self, credentials: _Credentials) -> None:
+    def _log_in_now(self) -> None:
+        """Send the login on the connection that waits for one, else connect for it."""
         with self._cond:
-            self._credentials = credentials
             link = self._link
             if link is not None and not link.closed and self._phase is Phase.CONNECTED:
                 self._send_login(link)  # on the connection that is already there
@@ -325,7 +308,7 @@ class ChatSession:
             self._emit(*self._outbox.fail_all("not sent: you closed the session"))
             if self._phase is not Phase.STOPPED:
                 self._set_phase(Phase.STOPPED, "closed")
-        self._credentials = None
+            self._sign_in.drop()
 
     # --- helpers under the lock ------------------------------------------------------------
 
@@ -364,54 +347,21 @@ class ChatSession:
         link.put_json(request.message, mark_sent)
 
     def _send_login(self, link: Link) -> None:
-        creds = self._credentials
-        assert creds is not None
         login_id = f"login{next(self._ids)}"
-        if creds.password is None:
-            stored = self.device_tokens.get(self.fingerprint or "", creds.username)
-            if stored is None:
-                self._credentials = None
-                self._set_phase(Phase.CONNECTED)
-                self._emit(ev.LoginNeeded(NO_STORED_DEVICE.format(username=creds.username)))
-                return
-            self._resuming, self._otp_sent = True, False
-            link.put_resume(login_id, creds.username, stored.token)
-        else:
-            self._resuming, self._otp_sent = False, creds.otp is not None
-            link.put_login(
-                login_id,
-                creds.username,
-                creds.password,
-                otp=creds.otp,
-                register=creds.register,
-                remember=creds.remember,
-            )
+        why_not = self._sign_in.send(link, login_id, self.fingerprint or "")
+        if why_not is not None:
+            self._set_phase(Phase.CONNECTED)
+            self._emit(ev.LoginNeeded(why_not))
+            return
         self._set_phase(Phase.LOGGING_IN)
-
-    def _forget_token(self) -> None:
-        """Forget the stored token of this session's user on this server (lock held)."""
-        username = self._credentials.username if self._credentials else self.username
-        if username is not None and self.fingerprint is not None:
-            with contextlib.suppress(OSError):  # the server no longer honours it anyway
-                self.device_tokens.forget(self.fingerprint, username)
-
-    def _store_token(self, username: str, device: str, token: str) -> bool:
-        """Keep a new device's token (lock held); False if it could not be written."""
-        if self.fingerprint is None:
-            return False
-        try:
-            self.device_tokens.put(self.fingerprint, username, device, token)
-        except OSError:
-            return False  # the password stays in memory: reconnects still work
-        return True
 
     def _decided(self, decision: Decision) -> Decision:
         """Carry out the parts of ``decision`` that happen at once."""
         with self._cond:
             if decision.forget_token:
-                self._forget_token()
+                self._sign_in.forget_token(self.fingerprint, self.username)
             if decision.forget_password:
-                self._credentials = None
+                self._sign_in.drop()
             if decision.report:
                 self._emit(ev.ConnectFailed(decision.message))
         return decision
@@ -456,7 +406,7 @@ class ChatSession:
 
     def _stop(self, message: str, reason: str = "stopped") -> None:
         self._emit(*self._outbox.fail_all(f"not sent: {message}"))
-        self._credentials = None
+        self._sign_in.drop()
         self._stopping = True
         self._set_phase(Phase.STOPPED, message)
         self._emit(ev.Stopped(reason, message))
@@ -543,7 +493,7 @@ class ChatSession:
                 self.greeting = event.message
                 self._set_phase(Phase.CONNECTED)
                 self._emit(ev.Greeted(event.message, self.fingerprint or ""))
-                if self._credentials is not None:
+                if self._sign_in.ready:
                     self._send_login(link)
         elif isinstance(event, proto.LoggedIn):
             self._on_logged_in(link, event)
@@ -560,16 +510,7 @@ class ChatSession:
             again, self._established = self._established, True
             self.username = event.username
             self.device = event.device
-            creds = self._credentials
-            with_otp = self._otp_sent
-            if creds is not None:
-                creds.register = False  # reconnects log in to the new account
-                creds.otp = None  # one-time codes are one-time
-                token = event.token
-                if creds.remember and event.device and token:
-                    if self._store_token(event.username, event.device, token):
-                        creds.password = None  # from now on the token logs in: resume
-                    creds.remember = None  # one device per login with remember
+            with_otp = self._sign_in.logged_in(event, self.fingerprint)
             self._backoff.reset()
             self._set_phase(Phase.ONLINE)
             self._emit(
@@ -587,13 +528,13 @@ class ChatSession:
 
     def _on_refused(self, link: Link, event: proto.LoginRefused) -> Decision | None:
         with self._cond:
-            creds = self._credentials
-            username = creds.username if creds is not None else self.username or ""
+            username = self._sign_in.username or self.username or ""
+            otp_given = self._sign_in.otp_sent
             verdict = endings.after_refusal(
                 event,
                 established=self._established,
-                resuming=self._resuming,
-                otp_given=self._otp_sent,
+                resuming=self._sign_in.resuming,
+                otp_given=otp_given,
             )
         decision = self._decided(verdict)
         if decision.next is not Next.STAY:
@@ -601,9 +542,9 @@ class ChatSession:
             return decision
         with self._cond:
             self._set_phase(Phase.CONNECTED, decision.message)
-            if decision.ask is Ask.OTP and creds is not None:
-                creds.otp = None
-                self._emit(ev.OtpRequired(username, retry=self._otp_sent))
+            if decision.ask is Ask.OTP:
+                self._sign_in.code_refused()
+                self._emit(ev.OtpRequired(username, retry=otp_given))
             elif decision.ask is Ask.LOGIN:
                 self._emit(ev.LoginNeeded(decision.message))
             else:
@@ -623,9 +564,9 @@ class ChatSession:
 
     def _keep_new_password(self, update: ev.RequestUpdate) -> None:
         """A ``change_password`` succeeded: reconnects log in with the new password (lock held)."""
-        request, creds = update.request, self._credentials
+        request = update.request
         if request.type != "change_password" or request.state is not RequestState.DONE:
             return
         new_password = request.message.get("new_password")
-        if creds is not None and creds.password is not None and isinstance(new_password, str):
-            creds.password = new_password
+        if isinstance(new_password, str):
+            self._sign_in.password_changed(new_password)

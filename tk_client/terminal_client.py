@@ -140,6 +140,7 @@ class TerminalClient:
         self._read_password = read_password
         self._undelivered = 0  # files offered by the user that did not arrive
         self._own_device_revoked = False  # /revoke of this very device: the session ends next
+        self._asked_on_screen = False  # a question shown on the last line: the next line answers
 
     def error(self, text: str) -> None:
         self.view.notify(text)
@@ -264,6 +265,8 @@ class TerminalClient:
                         "(/logout forgets it)"
                     )
                 self.controller.handle(event)
+                if event.otp_enrolment_required:
+                    return None  # nothing but /2fa on is served: no list of users comes
                 logged_in = time.monotonic()
             elif event is not None:
                 self.controller.handle(event)
@@ -322,10 +325,20 @@ class TerminalClient:
         return None
 
     def _next_read(self) -> None:
-        """Tell the input reader how to read the next line, once it has delivered the last."""
-        if not self.reader.idle or self.dialog.waiting:
-            return
+        """Tell the input reader how to read the next line, once it has delivered the last.
+
+        A question that comes while a chat line is being read (a reconnect's code) cannot
+        be asked that way: it is shown on the last line instead, and the line being typed
+        answers it (only questions whose answers may be seen come so).
+        """
         question = self.dialog.question
+        if not self.reader.idle:
+            if question is not None and not question.secret and not self._asked_on_screen:
+                self.view.prompt(question.text)
+                self._asked_on_screen = True
+            return
+        if self.dialog.waiting:
+            return
         if question is not None:
             self.reader.ask(question)
         else:
@@ -359,7 +372,11 @@ class TerminalClient:
             if isinstance(event, Line | Answer):
                 self.reader.took(event)
             if isinstance(event, Line):
-                if self.questions.asking:
+                if self._asked_on_screen:
+                    self._asked_on_screen = False
+                    self.view.answered()
+                    self.dialog.answer(event.text)
+                elif self.questions.asking:
                     self.questions.answer(event.text)
                 elif deadline is None:
                     self.controller.submit(event.text)

@@ -436,7 +436,8 @@ class FakeServer:
                 extra["token"] = token
         if device is not None:
             extra["device"] = device
-        if self._enrolling(username):
+        enrolling = self._enrolling(username)
+        if enrolling:
             extra["otp_enrolment_required"] = True
         client.conn.login_succeeded()
         client.username, client.device = username, device
@@ -447,12 +448,13 @@ class FakeServer:
                 "type": "login_ok",
                 "ref": ref,
                 "user": {"username": username},
-                "rooms": self._room_list(username),
+                "rooms": [] if enrolling else self._room_list(username),
                 **extra,
             }
         )
-        client.send(self._users_snapshot(client))
-        self._presence_changed()
+        if not enrolling:  # else after otp_confirm, as the real server does
+            client.send(self._users_snapshot(client))
+            self._presence_changed()
 
     def _otp_accepted(self, username: str, code: Any) -> bool:
         if not isinstance(code, str):
@@ -528,6 +530,9 @@ class FakeServer:
             codes = [f"{i:04d}-bbbb-cccc-dddd" for i in range(10)]
             self.backup_codes[username] = list(codes)
             client.send({"type": "otp_enabled", "ref": ref, "backup_codes": codes})
+            if self.require_2fa:  # the session starts in full now: rooms, then users
+                client.send({"type": "rooms", "rooms": self._room_list(username)})
+                client.send(self._users_snapshot(client))
         elif kind == "otp_disable":
             if request["password"] != self.users.get(username):
                 client.send(self._error(ref, "invalid_credentials", "wrong password"))

@@ -32,6 +32,7 @@ from tk_client.events import (
     LoginNeeded,
     NotConnected,
     OtpRequired,
+    Received,
     RequestState,
     RequestStatus,
     RequestUpdate,
@@ -458,3 +459,16 @@ def test_secrets_never_show_in_the_repr_of_a_request_or_its_answer():
     for secret in ("old-pw", "'np'", "S" * 32, "otpauth", "aaaa-bbbb", "123456"):
         assert secret not in shown
     assert "change_password" in shown and "otp_enabled" in shown
+
+
+def test_an_enrolling_session_loads_nothing_until_the_server_starts_it(session, view):
+    controller = ChatController(session, view, autoload_history=True)
+    controller.handle(LoggedIn("me", [], again=False, otp_enrolment_required=True))
+    assert session.of("history") == []
+
+    controller.confirm_otp("123456")
+    reply(controller, session.last("otp_confirm"), {"type": "otp_enabled", "backup_codes": []})
+    controller.handle(Received({"type": "rooms", "rooms": ROOMS}))
+
+    assert session.last("history")["room"] == "lobby"
+    assert "dev" in controller.rooms

@@ -26,6 +26,7 @@ from tk_client.events import (
 )
 from tk_client.known_servers import KnownServers
 from tk_client.session import NotConnected
+from tk_client.sign_in import SignIn
 
 from .fake_server import FakeServer
 from .helpers import make_session, wait_until
@@ -316,3 +317,20 @@ def test_after_a_password_change_reconnects_use_the_new_password(server, known_p
     log.wait_for(LoggedIn, lambda e: e.again)
 
     assert [r["password"] for r in server.requests_of("login")] == [PASSWORD, "fresh-pw-1"]
+
+
+def test_sign_in_never_shows_a_password_or_code_in_its_repr(tokens):
+    sign_in = SignIn(tokens)
+    sign_in.use_password("alice", PASSWORD, otp="654321", remember="laptop")
+
+    assert PASSWORD not in repr(sign_in) and "654321" not in repr(sign_in)
+    assert "laptop" in repr(sign_in)
+
+
+def test_a_code_needs_a_password_login_waiting_for_it(tokens):
+    sign_in = SignIn(tokens)
+    assert not sign_in.give_otp("123456")
+    sign_in.use_token("alice")
+    assert not sign_in.give_otp("123456")
+    sign_in.use_password("alice", PASSWORD)
+    assert sign_in.give_otp("123456")

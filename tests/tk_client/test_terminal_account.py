@@ -325,3 +325,25 @@ def test_remember_takes_a_short_name(run):
 
     assert result.code == 2
     assert "1 to 64 characters" in result.err
+
+
+def test_an_enrolling_session_turns_2fa_on_then_chats(server_key, known, monkeypatch):
+    fake = FakeServer(server_key, {"alice": PASSWORD}, require_2fa=True).start()
+    known.trust(fake.address, fake.fingerprint)
+    monkeypatch.setenv("CHAT_PASSWORD", PASSWORD)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        code = cli.main(
+            ["--server", fake.address.key, "--user", "alice"],
+            stdin=io.StringIO("/2fa on\n123456\nnow I can talk\n"),
+            stdout=out,
+            stderr=err,
+            known_servers=known,
+        )
+        sent = [r["text"] for r in fake.requests_of("send")]
+    finally:
+        fake.stop()
+
+    assert code == EXIT_OK, err.getvalue()
+    assert "Two-factor login is on" in out.getvalue()
+    assert sent == ["now I can talk"]

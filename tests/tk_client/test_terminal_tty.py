@@ -98,3 +98,23 @@ def test_a_code_is_asked_at_login_and_passwords_are_never_echoed(server, config_
     assert server.users["alice"] == NEW_PASSWORD
     assert PASSWORD not in terminal.screen
     assert NEW_PASSWORD not in terminal.screen
+
+
+def test_a_reconnect_asks_for_a_fresh_code_on_the_terminal(server, config_home):
+    KnownServers(config_home / "known_servers").trust(server.address, server.fingerprint)
+    server.otp["alice"] = "654321"
+    terminal = Terminal(["--server", server.address.key, "--user", "alice", "--otp", "654321"])
+    try:
+        terminal.expect("logged in as alice")
+        terminal.expect("now talking in #lobby")
+        server.otp["alice"] = "777777"  # the next time step's code
+        server.drop_all()
+        terminal.expect("One-time code to log in again: ")
+        terminal.type("777777")
+        terminal.expect("reconnected")
+        terminal.type("/quit")
+    finally:
+        code = terminal.close()
+
+    assert code == 0
+    assert [r.get("otp") for r in server.requests_of("login")] == ["654321", None, "777777"]
