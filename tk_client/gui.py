@@ -28,7 +28,6 @@ from typing import Any
 
 from chatproto.limits import MAX_DEVICE_NAME_LENGTH
 
-from .account import OtpEnabled
 from .address import AddressError, ServerAddress, parse_address
 from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
@@ -424,14 +423,8 @@ class App(ControllerView):
             window.close()
 
     def account_event(self, event: Any) -> None:
-        window = self.account_window
-        if window is None:
-            return
-        enrolling = window.enrolment_required
-        window.handle(event)
-        if isinstance(event, OtpEnabled) and enrolling and self.controller is not None:
-            # Until now the server refused everything else: load the conversation it refused.
-            self.controller.select(self.controller.current)
+        if self.account_window is not None:
+            self.account_window.handle(event)
 
     # --- file transfers ------------------------------------------------------------------------
 

@@ -183,7 +183,6 @@ class AccountWindow(tk.Toplevel):
 
     def set_enrolment_required(self, required: bool) -> None:
         """Until two-factor login is on, only its section (and Log out) can be used."""
-        self.enrolment_required = required
         if required:
             self.banner.grid(row=0, column=0, columnspan=2, sticky="ew", pady=(0, 10))
         else:
