@@ -19,6 +19,13 @@ from tkinter import ttk
 from typing import Any
 
 from ..account import (
+    CHANGE_PASSWORD,
+    CONFIRM_OTP,
+    DISABLE_OTP,
+    LOG_OUT,
+    REFRESH_DEVICES,
+    REVOKE_DEVICE,
+    START_OTP_SETUP,
     AccountActionFailed,
     DeviceRevoked,
     DevicesListed,
@@ -68,7 +75,7 @@ class PasswordSection(Section):
             self.show_error("Enter the new password.")
             self.new_entry.focus_set()
         elif new != repeat:
-            self.show_error("The two new passwords differ. Type the new one again in both fields.")
+            self.show_error("The two new passwords differ: repeat the new one exactly.")
             self.repeat.set("")
             self.repeat_entry.focus_set()
         elif new == current:
@@ -94,22 +101,15 @@ class PasswordSection(Section):
         release(self.current, self.new, self.repeat)
 
 
-# AccountActionFailed.action -> the section that shows it. Both the request's type and the
-# controller's method name are accepted.
+# AccountActionFailed.action -> the section that shows it (anything else: beside Log out).
 _SECTION_OF = {
-    "change_password": "password",
-    "otp_setup": "two_factor",
-    "start_otp_setup": "two_factor",
-    "otp_confirm": "two_factor",
-    "confirm_otp": "two_factor",
-    "otp_disable": "two_factor",
-    "disable_otp": "two_factor",
-    "devices": "devices",
-    "refresh_devices": "devices",
-    "revoke": "devices",
-    "revoke_device": "devices",
-    "logout": "log_out",
-    "log_out": "log_out",
+    CHANGE_PASSWORD: "password",
+    START_OTP_SETUP: "two_factor",
+    CONFIRM_OTP: "two_factor",
+    DISABLE_OTP: "two_factor",
+    REFRESH_DEVICES: "devices",
+    REVOKE_DEVICE: "devices",
+    LOG_OUT: "log_out",
 }
 
 
