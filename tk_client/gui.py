@@ -158,6 +158,7 @@ class App(ControllerView):
             username=self.settings.username,
             on_address=self._address_changed,
             on_submit=self._log_in,
+            remembered=self._remembered,
         )
         self.login_view.pack(fill="both", expand=True)
         self.login_view.focus_first_empty()
@@ -267,9 +268,24 @@ class App(ControllerView):
             self._new_session(address)
         assert self.session is not None
         self.login_view.set_busy(True, "Creating the account..." if register else "Logging in...")
+        if not password:  # the login view offers this only for a remembered user
+            self.session.resume(username)
+            return
         self.session.login(
             username, password, register=register, remember=device_name() if remember else None
         )
+
+    def _remembered(self, username: str) -> bool:
+        """This computer keeps a login for ``username`` on the server in the login form."""
+        if self.login_view is None or self.session is None:
+            return False
+        try:
+            address = parse_address(self.login_view.server.get())
+        except AddressError:
+            return False
+        fingerprint = self.known_servers.get(address)
+        tokens = self.session.device_tokens
+        return fingerprint is not None and tokens.get(fingerprint, username) is not None
 
     def _reconnect_now(self) -> None:
         if self.session is not None:

@@ -181,6 +181,25 @@ def test_a_restart_resumes_the_remembered_login_without_the_password(desktop, se
     assert again.controller.username == "bob"
 
 
+def test_a_server_down_at_start_is_resumed_later_with_log_in_and_no_password(desktop, server):
+    first = desktop()
+    log_in(first)
+    in_main_window(first)
+    first.close()
+    server.stop()
+
+    again = desktop()
+    pump(again, lambda: str(again.login_view.login_button.cget("state")) == "normal", "failure")
+    assert again.main_view is None
+    server.start()  # back, on the same port
+    again.login_view.password.set("")
+    again.login_view.login_button.invoke()
+
+    in_main_window(again)
+    assert len(server.requests_of("login")) == 1  # the first run's only
+    assert server.requests_of("resume")[-1]["username"] == "bob"
+
+
 def test_a_refused_resume_shows_the_login_form_with_what_to_do(desktop, server, config_home):
     first = desktop()
     log_in(first)

@@ -24,7 +24,11 @@ ADDRESS_SETTLE_MS = 700  # wait this long after the last keystroke in the addres
 
 class LoginView(ttk.Frame):
     """``on_address(text)`` when the address settles; ``on_submit(u, p, register, remember)``
-    to log in (``remember``: the box "Remember me on this computer" is ticked)."""
+    to log in (``remember``: the box "Remember me on this computer" is ticked).
+
+    ``remembered(username)``: this computer keeps a login for that user on the server in
+    the form; Log in with an empty password then submits ``""`` (log in with it).
+    """
 
     def __init__(
         self,
@@ -36,10 +40,12 @@ class LoginView(ttk.Frame):
         on_address: Callable[[str], None],
         on_submit: Callable[[str, str, bool, bool], None],
         remember: bool = True,
+        remembered: Callable[[str], bool] = lambda username: False,
     ) -> None:
         super().__init__(master)
         self.on_address = on_address
         self.on_submit = on_submit
+        self.remembered = remembered
         self._settle: str | None = None
         self._countdown: str | None = None
         self._blocked_until = 0
@@ -152,6 +158,8 @@ class LoginView(ttk.Frame):
         elif not username:
             self.show_error("Enter your username.")
             self.username_entry.focus_set()
+        elif not password and not register and self.remembered(username):
+            self.on_submit(username, "", False, True)  # the saved login, as at start
         elif not password:
             self.show_error("Enter your password.")
             self.password_entry.focus_set()
