@@ -131,6 +131,7 @@ def test_change_password_sends_both_and_success_clears_the_fields(window):
     account.handle(PasswordChanged())
     assert (section.current.get(), section.new.get(), section.repeat.get()) == ("", "", "")
     assert "Password changed" in text_of(section)
+    assert calls(account)[-1] == ("refresh_devices",)  # the other devices were signed out
 
 
 def test_a_refusal_is_shown_beside_the_action_it_belongs_to(window):

@@ -196,6 +196,7 @@ class AccountWindow(tk.Toplevel):
         """One account event (:mod:`tk_client.account`) for the section it belongs to."""
         if isinstance(event, PasswordChanged):
             self.password.changed()
+            self.devices.refresh()  # the other devices are gone now
         elif isinstance(event, OtpSetupStarted):
             self.two_factor.setup_started(event.secret, event.uri)
         elif isinstance(event, OtpEnabled):
