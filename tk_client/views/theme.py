@@ -218,7 +218,13 @@ def apply_theme(root: tk.Tk) -> Fonts:
     style.map("Vertical.TScrollbar", background=[("active", "#aab1bc")])
     style.configure("TPanedwindow", background=BORDER)
     # The login form's check box and the Account window's sections.
-    style.configure("Surface.TCheckbutton", background=SURFACE)
+    style.configure(
+        "Surface.TCheckbutton",
+        background=SURFACE,
+        indicatorbackground=SURFACE,
+        indicatorforeground=ACCENT,
+        indicatormargin=(0, 0, 6, 0),
+    )
     style.map("Surface.TCheckbutton", background=[("active", SURFACE)])
     style.configure("Section.TLabelframe", background=SURFACE, bordercolor=BORDER)
     style.configure(
