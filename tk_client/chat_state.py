@@ -23,8 +23,10 @@ from .events import (
     Greeted,
     KeyChanged,
     LoggedIn,
+    LoginNeeded,
     LoginRejected,
     NotConnected,
+    OtpRequired,
     Phase,
     PhaseChanged,
     Received,
@@ -58,6 +60,7 @@ class SessionAPI(Protocol):
 
     def request(self, type_: str, *, durable: bool = True, **fields: Any) -> RequestStatus: ...
     def send_message(self, message: dict[str, Any]) -> None: ...
+    def log_out(self) -> RequestStatus: ...
 
 
 class ControllerView:
@@ -86,7 +89,18 @@ class ControllerView:
         """The connection's phase (for the status bar)."""
 
     def session_event(self, event: Any) -> None:
-        """Events the controller leaves to the view: trust, login answers, the session's end."""
+        """Events the controller leaves to the view: trust, login answers (``LoginRejected``,
+        ``OtpRequired``: ask for a code, ``LoginNeeded``: show the login form), the end."""
+
+    def account_event(self, event: Any) -> None:
+        """An account action's result (:data:`tk_client.account.AccountEvent`): the password
+        changed, two-factor login set up / on / off, the devices, a refusal in words."""
+
+    def account_command(self, command: str, args: str) -> bool:
+        """``/password`` or ``/2fa on|off`` typed: ask what it needs (passwords without echo,
+        a code), then call the controller's account method. False: this view cannot ask
+        (the controller then says where to do it)."""
+        return False
 
     def quit(self) -> None:
         """The user typed /quit."""
@@ -272,7 +286,14 @@ class ChatState:
                 self.max_text = min(MAX_TEXT, max(1, limits["max_text"]))
             self.view.session_event(event)
         elif isinstance(
-            event, TrustRequired | KeyChanged | ConnectFailed | LoginRejected | Stopped
+            event,
+            TrustRequired
+            | KeyChanged
+            | ConnectFailed
+            | LoginRejected
+            | OtpRequired
+            | LoginNeeded
+            | Stopped,
         ):
             self.view.session_event(event)
         elif isinstance(event, FileOffered | TransferChanged):

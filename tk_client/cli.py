@@ -22,7 +22,13 @@ client was disconnected are not printed after the reconnect; ``/history`` shows
 them (private messages are kept by the server and arrive).
 
 The password comes from ``CHAT_PASSWORD`` or a prompt on the terminal, never from
-an argument (it would show in ``ps``). The server's key is pinned exactly as in
+an argument (it would show in ``ps``). ``--remember NAME`` keeps this device
+signed in (PROTOCOL.md 3.4): the server's device token is stored in the client's
+folder (mode 0600) and later runs for the same server and user log in with it,
+without the password; ``/logout`` forgets it, ``/devices`` and ``/revoke`` manage
+the devices. An account with two-factor login needs ``--otp CODE`` (or answers
+the prompt on a terminal) unless the device is remembered; ``/2fa on`` turns it
+on, ``/password`` changes the password. The server's key is pinned exactly as in
 the desktop client: on first use a terminal asks, a script passes ``--trust
 FINGERPRINT``, and a changed key is refused (``--forget-server ADDRESS`` forgets
 the old one after the administrator confirmed the change).
@@ -34,10 +40,12 @@ asked about on the terminal (accept? then where to save it); a script passes
 offer is declined. A received file appears only once complete and verified
 (size and SHA-256); at EOF the client waits for its transfers to end.
 
-Exit codes: 0 after EOF, ``/quit`` or Ctrl+C with everything sent; 1 connection
-failed or lost for good, messages left unsent, or a file offered was not
-delivered; 2 usage; 3 server key not trusted (refused, or changed); 4 login
-refused.
+Exit codes: 0 after EOF, ``/quit``, ``/logout`` or Ctrl+C with everything sent;
+1 connection failed or lost for good (also when the session was ended: this
+device signed out, the password changed elsewhere), messages left unsent, or a
+file offered was not delivered; 2 usage; 3 server key not trusted (refused, or
+changed); 4 login refused (also a remembered device no longer accepted, without
+a password to fall back on).
 """
 
 from __future__ import annotations
@@ -48,10 +56,13 @@ import os
 import sys
 from typing import TextIO
 
+from chatproto.limits import MAX_DEVICE_NAME_LENGTH
+
 from .address import AddressError, ServerAddress, parse_address
+from .device_tokens import DeviceTokens
 from .entry import program_name
 from .known_servers import KnownServers
-from .terminal_client import EXIT_OK, EXIT_USAGE, TerminalClient
+from .terminal_client import EXIT_OK, EXIT_USAGE, NOTHING_TO_LOG_IN_WITH, TerminalClient
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         help="on first use, trust the server only if its key has this fingerprint (for scripts)",
     )
     parser.add_argument("--otp", metavar="CODE", help="one-time code, where the account needs one")
+    parser.add_argument(
+        "--remember",
+        metavar="NAME",
+        help="keep this device signed in under NAME (e.g. the computer's name): later runs "
+        "need no password until /logout or the device is revoked",
+    )
     parser.add_argument(
         "--accept-files",
         metavar="DIR",
@@ -93,17 +110,27 @@ def _tty_available() -> bool:
         return False
 
 
-def _read_password(args: argparse.Namespace, address: ServerAddress) -> str | None:
+def _read_password(
+    args: argparse.Namespace, address: ServerAddress, *, register: bool = False
+) -> str | None:
     password = os.environ.get("CHAT_PASSWORD")
     if password:
         return password
     if not _tty_available():
         return None
     password = getpass.getpass(f"Password for {args.user} on {address.key}: ")
-    if args.register and getpass.getpass("Repeat the password: ") != password:
+    if register and getpass.getpass("Repeat the password: ") != password:
         print("error: the passwords differ.", file=sys.stderr)
         return None
     return password
+
+
+def _remembered(known: KnownServers, address: ServerAddress, username: str) -> bool:
+    """True if this computer keeps a device token for ``username`` on the pinned server."""
+    fingerprint = known.get(address)
+    if fingerprint is None:
+        return False
+    return DeviceTokens(known.path.parent).get(fingerprint, username) is not None
 
 
 def forget_server(text: str, known: KnownServers, out: TextIO) -> int:
@@ -169,15 +196,25 @@ def _main(
     if args.accept_files and not os.path.isdir(args.accept_files):
         print(f"error: --accept-files {args.accept_files}: no such folder", file=stderr)
         return EXIT_USAGE
-    password = _read_password(args, address)
-    if not password:
-        print(
-            "error: no password: set CHAT_PASSWORD, or run the client in a terminal to be asked.",
-            file=stderr,
-        )
+    if args.remember is not None and not 0 < len(args.remember) <= MAX_DEVICE_NAME_LENGTH:
+        limit = MAX_DEVICE_NAME_LENGTH
+        print(f"error: --remember takes a name of 1 to {limit} characters.", file=stderr)
         return EXIT_USAGE
+    password: str | None = None
+    if args.register or not _remembered(known, address, args.user):
+        password = _read_password(args, address, register=args.register)
+        if not password:
+            print(f"error: {NOTHING_TO_LOG_IN_WITH}", file=stderr)
+            return EXIT_USAGE
     client = TerminalClient(
-        args, address, password, stdin=stdin, stdout=stdout, stderr=stderr, known_servers=known
+        args,
+        address,
+        password,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        known_servers=known,
+        read_password=lambda: _read_password(args, address),
     )
     return client.run()
 

@@ -18,6 +18,11 @@ The commands (``/help`` prints them from :data:`COMMANDS`)::
     /invite ROOM USER       add USER to your private room ROOM
     /users, /rooms          who is here, which rooms there are
     /history                older messages of the current conversation
+    /password               change your password (asked without echo)
+    /2fa on|off             turn two-factor login on (QR code, backup codes) or off
+    /devices                the devices that keep you signed in
+    /revoke DEVICE          sign a device out (by id or name)
+    /logout                 log out and forget this device's sign-in
     /help [COMMAND], /quit
 """
 
@@ -70,11 +75,28 @@ COMMANDS: dict[str, Command] = {
         Command("users", "/users", "list the users, online ones first"),
         Command("rooms", "/rooms", "list the rooms you can see"),
         Command("history", "/history", "load older messages of this conversation"),
+        Command("password", "/password", "change your password (other devices are signed out)"),
+        Command(
+            "2fa",
+            "/2fa on|off",
+            "turn two-factor login on (with an authenticator app) or off",
+            ("on_off",),
+        ),
+        Command("devices", "/devices", "list the devices that keep you signed in"),
+        Command("revoke", "/revoke DEVICE", "sign a device out, by id or name", ("device",)),
+        Command("logout", "/logout", "log out, and forget this device's sign-in"),
         Command("help", "/help [COMMAND]", "show the commands, or one command", ("command",)),
         Command("quit", "/quit", "quit"),
     )
 }
-ALIASES = {"msg": "pm", "query": "pm", "part": "leave", "exit": "quit", "who": "users"}
+ALIASES = {
+    "msg": "pm",
+    "query": "pm",
+    "part": "leave",
+    "exit": "quit",
+    "who": "users",
+    "passwd": "password",
+}
 
 
 def canonical(name: str) -> str:

@@ -12,10 +12,20 @@ The commands, their usage and their help are the table in :mod:`tk_client.comman
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from chatproto.limits import MAX_ROOM_MEMBERS_AT_CREATION
 from chatproto.messages import ROOM_NAME_RE, USERNAME_RE
 
+from .account import (
+    REVOKE_DEVICE,
+    TURN_ON_2FA,
+    AccountActionFailed,
+    AccountActions,
+    AccountEvent,
+    DeviceInfo,
+    DevicesListed,
+)
 from .chat_state import ChatState, ControllerView, Pending, SessionAPI, Transfers
 from .commands import (
     COMMANDS,
@@ -31,6 +41,7 @@ from .commands import (
     unquote_path,
 )
 from .completion import Completer, Completion
+from .events import LoggedIn, NotConnected, Received, RequestUpdate
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
 
@@ -40,6 +51,9 @@ __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 class ChatController(ChatState):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
+
+    _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
+    _starts_after_enrolment = False  # logged in to set up two-factor login first (3.4)
 
     @cached_property
     def completer(self) -> Completer:
@@ -59,11 +73,97 @@ class ChatController(ChatState):
             return [r.name for r in self.joined_rooms() if r.private]
         if kind == "command":
             return list(COMMANDS)
+        if kind == "on_off":
+            return ["on", "off"]
+        if kind == "device":
+            devices = self.account.devices or ()
+            return [d.name for d in devices if d.name.split() == [d.name]] + [
+                d.device for d in devices
+            ]
         return []
 
     def complete(self, text: str, cursor: int) -> Completion | None:
         """Tab pressed in the input line (see :mod:`tk_client.completion`)."""
         return self.completer.complete(text, cursor)
+
+    # --- the account (PROTOCOL.md 3.4; results arrive at ControllerView.account_event) ---------
+
+    @cached_property
+    def account(self) -> AccountActions:
+        return AccountActions(self.session, self._account_event)
+
+    @property
+    def two_factor(self) -> bool | None:
+        """Two-factor login as far as this client has seen: on, off, or None (unknown)."""
+        return self.account.two_factor
+
+    @property
+    def otp_enrolment_required(self) -> bool:
+        """The server requires two-factor login and the account has none yet."""
+        return self.account.otp_enrolment_required
+
+    def change_password(self, current: str, new: str) -> None:
+        """-> PasswordChanged, or AccountActionFailed (e.g. the current password is wrong)."""
+        self.account.change_password(current, new)
+
+    def start_otp_setup(self) -> None:
+        """-> OtpSetupStarted(secret, uri): show the QR code, then :meth:`confirm_otp`."""
+        self.account.start_otp_setup()
+
+    def confirm_otp(self, code: str) -> None:
+        """-> OtpEnabled(backup_codes), shown once."""
+        self.account.confirm_otp(code)
+
+    def disable_otp(self, password: str, code: str) -> None:
+        """-> OtpDisabled."""
+        self.account.disable_otp(password, code)
+
+    def refresh_devices(self) -> None:
+        """-> DevicesListed."""
+        self.account.refresh_devices()
+
+    def revoke_device(self, device: str) -> None:
+        """-> DeviceRevoked(device), then a fresh DevicesListed. ``device`` is the id."""
+        self.account.revoke_device(device)
+
+    def log_out(self) -> None:
+        """Send ``logout`` and forget this device's token; the session then stops."""
+        try:
+            self.session.log_out()
+        except NotConnected:
+            self.account.failed_to_log_out()
+
+    def _account_event(self, event: AccountEvent) -> None:
+        if isinstance(event, DevicesListed) and self._revoke_by_name is not None:
+            wanted, self._revoke_by_name = self._revoke_by_name, None
+            self._revoke_named(wanted, event.devices)
+        self.view.account_event(event)
+
+    def handle(self, event: Any) -> None:
+        """Take one event from the session's queue (on the user interface's thread)."""
+        if isinstance(event, RequestUpdate) and self.account.handle(event):
+            return
+        if isinstance(event, LoggedIn):
+            self.account.logged_in(event)
+            if event.otp_enrolment_required:
+                self._enrolling(event)
+                return
+        super().handle(event)
+        started = isinstance(event, Received) and event.message.get("type") == "rooms"
+        if self._starts_after_enrolment and started:
+            # Two-factor login is on: the server started the session in full (3.4).
+            self._starts_after_enrolment = False
+            self.select(self.current if self.current.name in self.rooms else room_key(LOBBY))
+
+    def _enrolling(self, event: LoggedIn) -> None:
+        """Logged in, but only two-factor setup is served until it is on: no history yet
+        (it would be refused); the ``rooms`` push after ``otp_confirm`` starts the rest."""
+        self._set_rooms(event.rooms)  # before the username: no room to leave, none to show
+        self.username = event.username
+        self._starts_after_enrolment = True
+        self._notice(TURN_ON_2FA, "error")
+
+    # --- input lines -------------------------------------------------------------------------
 
     def submit(self, line: str) -> bool:
         """Carry out one input line. False: it was refused (keep it in the input to fix it)."""
@@ -259,6 +359,59 @@ class ChatController(ChatState):
             self._notice(f"Unknown command /{name}. " + help_text(), "error")
             return False
         self._notice(help_text(name or None))
+        return True
+
+    def _cmd_password(self, args: str) -> bool:
+        if args:
+            return self._usage("password", "Type /password alone; you are then asked.")
+        return self._ask_view("password", "", "change your password")
+
+    def _cmd_2fa(self, args: str) -> bool:
+        choice = args.strip().lower()
+        if choice not in ("on", "off"):
+            return self._usage("2fa")
+        return self._ask_view("2fa", choice, f"turn two-factor login {choice}")
+
+    def _ask_view(self, command: str, args: str, what: str) -> bool:
+        if self.view.account_command(command, args):
+            return True
+        self._notice(f"Open the Account window to {what}.", "error")
+        return False
+
+    def _cmd_devices(self, args: str) -> bool:
+        self.refresh_devices()
+        return True
+
+    def _cmd_revoke(self, args: str) -> bool:
+        wanted = args.strip()
+        if not wanted:
+            return self._usage("revoke", "Name the device (its id or name; /devices lists them).")
+        if self.account.devices is None:
+            self._revoke_by_name = wanted  # resolved when the list arrives
+            self.refresh_devices()
+            return True
+        return self._revoke_named(wanted, self.account.devices)
+
+    def _revoke_named(self, wanted: str, devices: tuple[DeviceInfo, ...]) -> bool:
+        """Sign out the device with id ``wanted``, else the one device named so."""
+        by_id = [d for d in devices if d.device == wanted]
+        by_name = [d for d in devices if d.name == wanted] or [
+            d for d in devices if d.name.casefold() == wanted.casefold()
+        ]
+        matches = by_id or by_name
+        if len(matches) == 1:
+            self.revoke_device(matches[0].device)
+            return True
+        if matches:
+            ids = ", ".join(d.device for d in matches)
+            words = f"Several devices are named '{wanted}'; name one by its id: {ids}."
+        else:
+            words = f"There is no device '{wanted}'. Type /devices to list them."
+        self.view.account_event(AccountActionFailed(REVOKE_DEVICE, "unknown_device", words))
+        return False
+
+    def _cmd_logout(self, args: str) -> bool:
+        self.log_out()
         return True
 
     def _cmd_quit(self, args: str) -> bool:

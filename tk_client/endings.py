@@ -21,6 +21,14 @@ guarantees at the top of :mod:`tk_client.session`):
 - A reconnect's login refused for server trouble (``rate_limited``, an
   ``internal`` error) is retried; for anything else (the password changed,
   the account went) the session stops.
+- Devices, two-factor login (PROTOCOL.md 3.4): ``otp_required`` keeps the
+  connection and the password, and asks the user for a code (also on a
+  reconnect: a code cannot be guessed by retrying). A ``resume`` refused for
+  its token (``invalid_credentials``) forgets the token and asks for the
+  password. ``session_ended`` ``revoked`` and ``logged_out`` also forget the
+  token, which the server no longer honours; ``password_changed`` stops like
+  the other reasons (the device may still be this one's, if another session
+  of it changed the password, so the token is kept).
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ from chatproto.connection import LoginFailed, LoginRefused, State
 
 from .events import (
     LOGIN_FAILED_MESSAGES,
-    SESSION_ENDED_MESSAGES,
+    OTP_REFUSED,
+    RESUME_REFUSED,
     KeyChanged,
     TrustRequired,
     rate_limited_message,
@@ -51,6 +60,13 @@ class Next(enum.Enum):
     WAIT = "wait"  # for the user: trust, a password, another try
     STOP = "stop"  # for good
     STAY = "stay"  # keep this connection: the user answers a refused login
+
+
+class Ask(enum.Enum):
+    """What a refused login needs from the user, besides the words (see after_refusal)."""
+
+    OTP = "otp"  # a one-time code: OtpRequired, then answer_otp()
+    LOGIN = "login"  # the password: LoginNeeded (the remembered device no longer works)
 
 
 class Reached(enum.Enum):
@@ -93,7 +109,9 @@ class Decision:
     ``report``: show ``message`` now (``ConnectFailed``), since before the first
     login nothing else will. ``forget_password``: retrying cannot make the
     password useful. ``at_least``: seconds the server asked us to wait.
-    ``reason``: the ``Stopped`` reason when ``next`` is STOP.
+    ``reason``: the ``Stopped`` reason when ``next`` is STOP. ``forget_token``:
+    the remembered device's token is dead. ``ask``: a refused login that the
+    user answers with a code or the password (with ``next`` STAY).
     """
 
     next: Next
@@ -102,7 +120,26 @@ class Decision:
     forget_password: bool = False
     at_least: float = 0.0
     reason: str = "stopped"
+    forget_token: bool = False
+    ask: Ask | None = None
 
+
+# Why the server ended the session (an authenticated ``session_ended``), and what to do.
+SESSION_ENDED_MESSAGES = {
+    "deactivated": "Your account was deactivated by an administrator.",
+    "ended_by_admin": "An administrator ended your session.",
+    "revoked": (
+        "This device was signed out (revoked) from another device or by an administrator. "
+        "Log in with your password to use it again."
+    ),
+    "password_changed": (
+        "Your password was changed on another device, which signed out this one. "
+        "Log in with the new password."
+    ),
+    "logged_out": "You logged out; this device no longer keeps you signed in.",
+}
+# The ends after which the device's token is dead: forget it (PROTOCOL.md 3.4).
+TOKEN_ENDING_REASONS = frozenset({"revoked", "logged_out"})
 
 HANDSHAKE_FAILED = (
     "The secure handshake with {address} failed. The server may run an incompatible "
@@ -156,7 +193,8 @@ def after_end(
     """
     if session_ended is not None:
         message = SESSION_ENDED_MESSAGES.get(session_ended, "The server ended your session.")
-        return Decision(Next.STOP, message, reason=session_ended)
+        forget = session_ended in TOKEN_ENDING_REASONS
+        return Decision(Next.STOP, message, reason=session_ended, forget_token=forget)
     if how is Cause.DROPPED:
         how = 0
     if isinstance(how, Cause):
@@ -249,14 +287,26 @@ def refusal_message(refused: LoginRefused) -> str:
     return refused.detail or "The server refused the request."
 
 
-def after_refusal(refused: LoginRefused, *, established: bool) -> Decision:
+def after_refusal(
+    refused: LoginRefused, *, established: bool, resuming: bool = False, otp_given: bool = False
+) -> Decision:
     """What a refused login means: the user tries again, or for a reconnect retry or stop.
 
     Server trouble (a rate limit, an ``internal`` error while its database or
     Redis recovers) is worth retrying; anything else means the credentials
     are no good, and the password is forgotten as soon as that is known.
+    ``otp_required`` is the exception: the password was right, so it is kept
+    while the user types a code (``otp_given``: one was sent and refused).
+    ``resuming``: the refused login was a ``resume`` with the device's token.
     """
     text = refusal_message(refused)
+    if refused.reason == "otp_required" and not resuming:
+        words = OTP_REFUSED if otp_given else text
+        return Decision(Next.STAY, words, ask=Ask.OTP)
+    if resuming and refused.reason == "invalid_credentials":
+        return Decision(
+            Next.STAY, RESUME_REFUSED, forget_password=True, forget_token=True, ask=Ask.LOGIN
+        )
     if not established:
         return Decision(Next.STAY, text, forget_password=True)
     if refused.reason == "rate_limited" or refused.code == "internal":

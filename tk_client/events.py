@@ -82,11 +82,41 @@ class LoginRejected:
 
 @dataclass(frozen=True)
 class LoggedIn:
-    """``login_ok``; ``again`` is True after a reconnect (fetch what was missed)."""
+    """``login_ok``; ``again`` is True after a reconnect (fetch what was missed).
+
+    ``device``: the remembered device this session is logged in as (PROTOCOL.md 3.4),
+    if any; ``with_otp``: the login needed a one-time code (the account has
+    two-factor login); ``otp_enrolment_required``: the server requires two-factor
+    login and the account has none yet (only ``/2fa on`` works until it does).
+    """
 
     username: str
     rooms: list[dict[str, Any]]
     again: bool
+    device: str | None = None
+    with_otp: bool = False
+    otp_enrolment_required: bool = False
+
+
+@dataclass(frozen=True)
+class OtpRequired:
+    """The password was right; the account needs a one-time code: call ``answer_otp(code)``.
+
+    ``retry``: a code was given and refused (wrong, or already used). The session keeps
+    the password in memory meanwhile, and the connection open.
+    """
+
+    username: str
+    retry: bool
+
+
+@dataclass(frozen=True)
+class LoginNeeded:
+    """Logging in with the remembered device failed for good (revoked, expired, unknown):
+    its token is forgotten; show the login form with ``message`` and log in with the password.
+    """
+
+    message: str
 
 
 class RequestState(enum.Enum):
@@ -94,6 +124,21 @@ class RequestState(enum.Enum):
     SENT = "sent"  # written to the connection; no answer yet
     DONE = "done"  # answered (ack, rooms, history...)
     FAILED = "failed"  # answered with an error, or could not be sent
+
+
+# Fields that carry a secret (PROTOCOL.md 3.4): a password, a code, a token, a TOTP secret
+# (and its otpauth URI), backup codes. A repr shows them as "***", so an event printed
+# in a test failure or a traceback never shows one.
+SECRET_FIELDS = frozenset(
+    {"password", "new_password", "otp", "code", "token", "secret", "uri", "backup_codes"}
+)
+
+
+def redacted(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``message`` with the values of :data:`SECRET_FIELDS` replaced, for a repr."""
+    if message is None:
+        return None
+    return {k: "***" if k in SECRET_FIELDS else v for k, v in message.items()}
 
 
 @dataclass(frozen=True)
@@ -107,6 +152,13 @@ class RequestStatus:
     code: str | None = None  # the error code, when the server answered with one
     uncertain: bool = False  # FAILED after being sent: it may have reached the server
 
+    def __repr__(self) -> str:
+        return (
+            f"RequestStatus(id={self.id!r}, message={redacted(self.message)!r}, "
+            f"state={self.state}, error={self.error!r}, code={self.code!r}, "
+            f"uncertain={self.uncertain!r})"
+        )
+
     @property
     def type(self) -> str:
         return self.message["type"]
@@ -118,6 +170,9 @@ class RequestUpdate:
 
     request: RequestStatus
     answer: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"RequestUpdate(request={self.request!r}, answer={redacted(self.answer)!r})"
 
 
 @dataclass(frozen=True)
@@ -150,6 +205,8 @@ SessionEvent = (
     | ConnectFailed
     | LoginRejected
     | LoggedIn
+    | OtpRequired
+    | LoginNeeded
     | RequestUpdate
     | Received
     | ChunkArrived
@@ -167,10 +224,14 @@ LOGIN_FAILED_MESSAGES = {
     "invalid_credentials": "Wrong username or password.",
     "otp_required": "This account needs a one-time code from its authenticator app.",
 }
-SESSION_ENDED_MESSAGES = {
-    "deactivated": "Your account was deactivated by an administrator.",
-    "ended_by_admin": "An administrator ended your session.",
-}
+OTP_REFUSED = (
+    "That one-time code was not accepted (wrong, expired or already used). Type the current "
+    "code from your authenticator app, or one of your unused backup codes."
+)
+RESUME_REFUSED = (
+    "This device is no longer signed in: it was signed out from another device, unused for "
+    "too long, or the password was reset. Log in with your password."
+)
 
 
 def rate_limited_message(retry_after: int | None) -> str:

@@ -4,6 +4,13 @@ The session's thread only fills a queue; :meth:`App._pump` drains it every few
 milliseconds with ``after()`` on Tk's thread (Tk is single-threaded) and hands
 each event to the controller, which updates the views. The login view is shown
 until ``login_ok``; then the main view. Trust decisions are dialogs.
+
+A login remembered on this computer (PROTOCOL.md 3.4) is resumed at start, so
+the main window opens without the password; the Account window (password,
+two-factor login, devices, log out) hears the controller's account events
+through :meth:`App.account_event`. The device name sent with "Remember me" is
+the computer's host name, which only this module asks for: the views do no
+networking.
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ import argparse
 import contextlib
 import os
 import queue
+import socket
 import sys
 import tkinter as tk
 from pathlib import Path
 from tkinter import messagebox, simpledialog
 from typing import Any
+
+from chatproto.limits import MAX_DEVICE_NAME_LENGTH
 
 from .address import AddressError, ServerAddress, parse_address
 from .chat_state import unsent_messages
@@ -28,7 +38,10 @@ from .events import (
     Greeted,
     KeyChanged,
     LoggedIn,
+    LoginNeeded,
     LoginRejected,
+    NotConnected,
+    OtpRequired,
     Phase,
     Stopped,
     TrustRequired,
@@ -39,7 +52,8 @@ from .model import ChatMessage, ConversationKey
 from .partials import JOURNAL_FOLDER, PartialFiles
 from .presence import UsersChange
 from .session import ChatSession
-from .views.dialogs import KeyChangedDialog, TrustDialog
+from .views.account import AccountWindow
+from .views.dialogs import KeyChangedDialog, OtpDialog, TrustDialog
 from .views.login import LoginView
 from .views.main_window import MainView
 from .views.theme import apply_theme
@@ -53,6 +67,14 @@ from .views.transfers import (
 
 PUMP_MS = 30  # how often the session's queue is drained
 EVENTS_PER_PUMP = 300  # at most this many per turn, so the window stays responsive
+# session_ended reasons after which the user logs in again in the login form (no reconnect)
+LOGGED_OUT_REASONS = frozenset({"revoked", "password_changed", "logged_out"})
+
+
+def device_name() -> str:
+    """The name this computer gets in the account's list of devices: its host name."""
+    name = socket.gethostname().strip() or "this computer"
+    return name[:MAX_DEVICE_NAME_LENGTH]
 
 
 class App(ControllerView):
@@ -92,6 +114,8 @@ class App(ControllerView):
         self.login_view: LoginView | None = None
         self.main_view: MainView | None = None
         self.dialog: tk.Toplevel | None = None
+        self.account_window: AccountWindow | None = None
+        self._resume_at_start = True  # a remembered login is resumed once, when the app starts
         self._closed = False
         root.title("Chat")
         root.geometry("1120x720")
@@ -111,6 +135,7 @@ class App(ControllerView):
         chat.add_command(label="Join a room...", command=self._ask_join)
         chat.add_command(label="New room...", command=self._ask_create)
         chat.add_separator()
+        chat.add_command(label="Account\u2026", command=self.open_account)
         chat.add_command(label="Log out", command=self.log_out)
         chat.add_command(label="Quit", accelerator="Ctrl+Q", command=self.quit)
         menubar.add_cascade(label="Chat", menu=chat)
@@ -133,12 +158,13 @@ class App(ControllerView):
             username=self.settings.username,
             on_address=self._address_changed,
             on_submit=self._log_in,
+            remembered=self._remembered,
         )
         self.login_view.pack(fill="both", expand=True)
         self.login_view.focus_first_empty()
         self._address_changed(self.settings.server)
         if message:
-            self.login_view.show_error(message)
+            self.login_view.show_error(message, keep=True)
 
     def _show_main(self) -> None:
         assert self.controller is not None and self.session is not None and self.address
@@ -177,8 +203,33 @@ class App(ControllerView):
         self.session.start()
         if self.login_view is not None:
             self.login_view.show_connecting(address.key)
+        if self._resume_at_start:
+            self._resume_at_start = False
+            self._resume(address)
+
+    def _resume(self, address: ServerAddress) -> None:
+        """Log in with the login remembered for this server and the last user, if there is one.
+
+        Only a server whose key is pinned can have one: tokens are kept per server key.
+        """
+        assert self.session is not None
+        fingerprint = self.known_servers.get(address)
+        if fingerprint is None:
+            return
+        tokens = self.session.device_tokens
+        wanted = (self.settings.username, tokens.last_username(fingerprint))
+        username = next((u for u in wanted if u and tokens.get(fingerprint, u)), None)
+        if username is None:
+            return
+        self.session.resume(username)
+        if self.login_view is not None:
+            self.login_view.username.set(username)
+            self.login_view.set_busy(
+                True, f"Logging in as {username} (remembered on this computer)..."
+            )
 
     def _end_session(self) -> None:
+        self._close_account()
         if self.transfers is not None:
             self.transfers.close()  # cancels them: no partial file stays behind
         if self.session is not None:
@@ -206,7 +257,7 @@ class App(ControllerView):
             return
         self._new_session(address)
 
-    def _log_in(self, username: str, password: str, register: bool) -> None:
+    def _log_in(self, username: str, password: str, register: bool, remember: bool) -> None:
         assert self.login_view is not None
         try:
             address = parse_address(self.login_view.server.get())
@@ -217,7 +268,24 @@ class App(ControllerView):
             self._new_session(address)
         assert self.session is not None
         self.login_view.set_busy(True, "Creating the account..." if register else "Logging in...")
-        self.session.login(username, password, register=register)
+        if not password:  # the login view offers this only for a remembered user
+            self.session.resume(username)
+            return
+        self.session.login(
+            username, password, register=register, remember=device_name() if remember else None
+        )
+
+    def _remembered(self, username: str) -> bool:
+        """This computer keeps a login for ``username`` on the server in the login form."""
+        if self.login_view is None or self.session is None:
+            return False
+        try:
+            address = parse_address(self.login_view.server.get())
+        except AddressError:
+            return False
+        fingerprint = self.known_servers.get(address)
+        tokens = self.session.device_tokens
+        return fingerprint is not None and tokens.get(fingerprint, username) is not None
 
     def _reconnect_now(self) -> None:
         if self.session is not None:
@@ -237,10 +305,15 @@ class App(ControllerView):
             if isinstance(event, LoggedIn) and self.main_view is None:
                 self._logged_in()
             self.controller.handle(event)
+            if isinstance(event, LoggedIn) and self.controller.otp_enrolment_required:
+                self.open_account()
         self._pump_id = self.root.after(PUMP_MS, self._pump)
 
     def _logged_in(self) -> None:
         assert self.login_view is not None and self.address is not None
+        if isinstance(self.dialog, OtpDialog):  # logged in meanwhile (another way): not needed
+            self.dialog.destroy()
+            self.dialog = None
         self.settings = Settings(
             server=self.login_view.server.get().strip(),
             username=self.login_view.username.get().strip(),
@@ -321,17 +394,53 @@ class App(ControllerView):
         if transfers is None or not transfers.busy():
             self.partials.close()  # every temporary file is gone: the journal can go too
         # else a worker still holds one: the journal stays, and the next start removes it.
-        for view in (self.dialog, self.main_view, self.login_view):
+        for view in (self.dialog, self.account_window, self.main_view, self.login_view):
             if view is not None:
                 view.destroy()
         self.fonts.release()
         self.root.destroy()
 
     def log_out(self) -> None:
-        if self.main_view is None:
+        """The menu's Log out: the Account window's, which asks first and shows what happened
+        beside it (offline, nothing is sent and the saved login stays)."""
+        self.open_account()
+        if self.account_window is not None:
+            self.account_window.log_out()
+
+    # --- the Account window ---------------------------------------------------------------------
+
+    def open_account(self) -> None:
+        """Show the Account window (menu "Account..."; at login when 2FA must be set up)."""
+        controller = self.controller
+        if self.main_view is None or controller is None:
             return
-        self._end_session()
-        self.show_login()
+        window = self.account_window
+        if window is not None and window.winfo_exists():
+            window.set_enrolment_required(controller.otp_enrolment_required)
+            window.present()
+            return
+        window = AccountWindow(
+            self.root,
+            self.fonts,
+            controller,
+            on_close=self._account_closed,
+        )
+        self.account_window = window
+        window.present()
+        if not controller.otp_enrolment_required:
+            window.devices.refresh()
+
+    def _account_closed(self) -> None:
+        self.account_window = None
+
+    def _close_account(self) -> None:
+        window, self.account_window = self.account_window, None
+        if window is not None:
+            window.close()
+
+    def account_event(self, event: Any) -> None:
+        if self.account_window is not None:
+            self.account_window.handle(event)
 
     # --- file transfers ------------------------------------------------------------------------
 
@@ -438,13 +547,69 @@ class App(ControllerView):
         elif isinstance(event, LoginRejected):
             if login is not None:
                 login.rejected(event.message, event.retry_after)
+        elif isinstance(event, OtpRequired):
+            self._ask_otp(event)
+        elif isinstance(event, LoginNeeded):
+            if self.main_view is not None:
+                self._end_session()
+                self.show_login(event.message)
+            elif login is not None:
+                login.set_busy(False)
+                login.show_error(event.message, keep=True)
+                login.focus_first_empty()
         elif isinstance(event, Stopped):
-            if self.main_view is not None and self.dialog is None:
+            if event.reason in LOGGED_OUT_REASONS and self.main_view is not None:
+                # Words, not an error: the user (or their other device) did this.
+                self._end_session()
+                self.show_login()
+                if self.login_view is not None:
+                    self.login_view.show_info(event.message, keep=True)
+            elif self.main_view is not None and self.dialog is None:
                 self._end_session()
                 self.show_login(event.message)
             elif login is not None and self.dialog is None:
                 login.set_busy(False)
                 login.show_error(event.message)
+
+    def _ask_otp(self, event: OtpRequired) -> None:
+        """The login needs a two-factor code: ask for it, then send the login again with it."""
+        session = self.session
+        if isinstance(self.dialog, OtpDialog):
+            self.dialog.destroy()
+        if self.login_view is not None:
+            self.login_view.show_info("Waiting for your two-factor code...")
+
+        def answered(code: str) -> None:
+            self.dialog = None
+            if session is self.session and session is not None:
+                try:
+                    session.answer_otp(code)
+                except NotConnected as exc:
+                    self._otp_abandoned(f"The code was not sent: {exc}.")
+
+        def cancelled() -> None:
+            self.dialog = None
+            self._otp_abandoned("Login cancelled. Log in again to continue.")
+
+        self.dialog = OtpDialog(
+            self.root,
+            self.fonts,
+            event.username,
+            retry=event.retry,
+            on_code=answered,
+            on_cancel=cancelled,
+        )
+
+    def _otp_abandoned(self, message: str) -> None:
+        if self.main_view is not None:  # a reconnect's login: without the code it cannot go on
+            self._end_session()
+            self.show_login(message)
+            return
+        login = self.login_view
+        if login is not None:
+            login.set_busy(False)
+            login.show_error(message)
+            login.password_entry.focus_set()
 
     def _ask_trust(self, event: TrustRequired) -> None:
         session = self.session

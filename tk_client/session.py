@@ -27,8 +27,11 @@ What the session guarantees:
 - **Reconnection.** Once logged in, a lost connection is retried with backoff
   (0.5 s doubling to 30 s, with jitter), logging in again with the password kept
   in memory for that purpose only (never on disk, never in a log, not in
-  ``repr``). What retrying cannot fix is not retried: an authenticated
-  ``session_ended``, a rejected password, a changed key. 4008 (policy) is retried
+  ``repr``), or, for a remembered device (``login(..., remember=NAME)``, PROTOCOL.md
+  3.4), with a ``resume`` and the device's token: then the password is dropped
+  from memory as soon as the token is stored (:mod:`tk_client.sign_in`).
+  What retrying cannot fix is not retried: an authenticated ``session_ended``,
+  a rejected password or device token, a changed key. 4008 (policy) is retried
   only at the longest delay; 1000 (a direction reached 2**32 records) reconnects
   at once.
 - **Close codes are hints, not orders.** A close frame is not authenticated (on
@@ -49,7 +52,6 @@ import itertools
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import websocket
@@ -61,10 +63,12 @@ from chatproto.errors import ChatProtoError
 from . import endings
 from . import events as ev
 from .address import ServerAddress
-from .endings import Backoff, Cause, Decision, Next
-from .events import Hook, NotConnected, Phase, RequestStatus, SessionEvent
+from .device_tokens import DeviceTokens
+from .endings import Ask, Backoff, Cause, Decision, Next
+from .events import Hook, NotConnected, Phase, RequestState, RequestStatus, SessionEvent
 from .known_servers import KnownServers
 from .outbox import Outbox, Request
+from .sign_in import SignIn
 from .transport import (
     CONNECT_TIMEOUT,
     Connector,
@@ -76,14 +80,6 @@ from .transport import (
 
 KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
-
-
-@dataclass
-class _Credentials:
-    username: str
-    password: str = field(repr=False)
-    otp: str | None = field(default=None, repr=False)
-    register: bool = False
 
 
 class ChatSession:
@@ -104,8 +100,13 @@ class ChatSession:
         keepalive: float = KEEPALIVE_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT,
         expected_fingerprint: str | None = None,
+        device_tokens: DeviceTokens | None = None,
     ) -> None:
-        """``expected_fingerprint`` trusts a first-seen key only if it matches (``--trust``)."""
+        """``expected_fingerprint`` trusts a first-seen key only if it matches (``--trust``).
+
+        ``device_tokens``: where remembered devices' tokens are kept; by default in the
+        folder of ``known_servers``' file (the client's folder).
+        """
         self.address = address
         self.known_servers = known_servers
         self.events: queue.Queue[Any] = events if events is not None else queue.Queue()
@@ -114,12 +115,13 @@ class ChatSession:
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._expected_fingerprint = expected_fingerprint
+        self.device_tokens = device_tokens or DeviceTokens(known_servers.path.parent)
+        self._sign_in = SignIn(self.device_tokens)  # how to log in (again)
         self._cond = threading.Condition(threading.RLock())
         self._thread: threading.Thread | None = None
         self._hooks: list[Hook] = []
         self._ids = itertools.count(1)
         self._outbox = Outbox()
-        self._credentials: _Credentials | None = None
         self._link: Link | None = None
         self._phase = Phase.IDLE
         # Bumped by every user action that should (re)connect: login, trust, "reconnect now".
@@ -131,6 +133,8 @@ class ChatSession:
         self.username: str | None = None
         self.greeting: dict[str, Any] | None = None
         self.fingerprint: str | None = None
+        self.device: str | None = None  # the remembered device this session is logged in as
+        self.logging_out = False  # log_out() sent: the server ends the session next
 
     def __repr__(self) -> str:
         return f"<ChatSession {self.address.key} {self._phase.value} user={self.username!r}>"
@@ -143,8 +147,9 @@ class ChatSession:
 
     @property
     def has_password(self) -> bool:
-        """True while the session keeps a password to log in again with (memory only)."""
-        return self._credentials is not None
+        """True while the session keeps a way to log in again (a password in memory, or a
+        remembered device's token)."""
+        return self._sign_in.ready
 
     def start(self) -> None:
         """Connect (in the background) and fetch the greeting; log in if credentials are set."""
@@ -162,11 +167,68 @@ class ChatSession:
         return thread is None or not thread.is_alive()
 
     def login(
-        self, username: str, password: str, *, otp: str | None = None, register: bool = False
+        self,
+        username: str,
+        password: str,
+        *,
+        register: bool = False,
+        otp: str | None = None,
+        remember: str | None = None,
     ) -> None:
-        """Log in (or create the account) as soon as the connection allows."""
+        """Log in (or create the account) as soon as the connection allows.
+
+        ``remember``: a name for this device (e.g. the computer's host name). The
+        server's token is then stored (:attr:`device_tokens`), the password dropped
+        from memory, and reconnects (and :meth:`resume` in a later run) use the token.
+        """
         with self._cond:
-            self._credentials = _Credentials(username, password, otp or None, register)
+            self._sign_in.use_password(
+                username, password, register=register, otp=otp, remember=remember or None
+            )
+        self._log_in_now()
+
+    def resume(self, username: str) -> None:
+        """Log in with the device token stored for ``username`` on this server (no password).
+
+        Without a stored token, or when the server refuses it, :class:`LoginNeeded`
+        says so (the token is then forgotten): log in with the password.
+        """
+        with self._cond:
+            self._sign_in.use_token(username)
+        self._log_in_now()
+
+    def answer_otp(self, code: str) -> None:
+        """After :class:`OtpRequired`: send the login again, with this one-time code."""
+        with self._cond:
+            if not self._sign_in.give_otp(code):
+                raise NotConnected("there is no login waiting for a code; log in again")
+        self._log_in_now()
+
+    def stored_device(self, username: str, fingerprint: str | None = None) -> bool:
+        """True if a token is stored for ``username`` on this server.
+
+        ``fingerprint``: the server's key; by default the one seen on this connection,
+        else the one pinned for the address (so a client can decide before connecting).
+        """
+        key = fingerprint or self.fingerprint or self.known_servers.get(self.address)
+        return key is not None and self._sign_in.stored(key, username)
+
+    def log_out(self) -> RequestStatus:
+        """Send ``logout`` and forget this device's token now (the server revokes it).
+
+        The session then ends with ``session_ended`` ``logged_out`` (no reconnect).
+        NotConnected when offline: nothing was sent, the token is kept.
+        """
+        with self._cond:
+            status = self.request("logout", durable=False)
+            self.logging_out = True
+            self._sign_in.forget_token(self.fingerprint, self.username)
+            self._sign_in.drop_password()  # a drop before the answer logs nobody in
+            return status
+
+    def _log_in_now(self) -> None:
+        """Send the login on the connection that waits for one, else connect for it."""
+        with self._cond:
             link = self._link
             if link is not None and not link.closed and self._phase is Phase.CONNECTED:
                 self._send_login(link)  # on the connection that is already there
@@ -246,7 +308,7 @@ class ChatSession:
             self._emit(*self._outbox.fail_all("not sent: you closed the session"))
             if self._phase is not Phase.STOPPED:
                 self._set_phase(Phase.STOPPED, "closed")
-        self._credentials = None
+            self._sign_in.drop()
 
     # --- helpers under the lock ------------------------------------------------------------
 
@@ -285,19 +347,21 @@ class ChatSession:
         link.put_json(request.message, mark_sent)
 
     def _send_login(self, link: Link) -> None:
-        creds = self._credentials
-        assert creds is not None
         login_id = f"login{next(self._ids)}"
-        link.put_login(
-            login_id, creds.username, creds.password, otp=creds.otp, register=creds.register
-        )
+        why_not = self._sign_in.send(link, login_id, self.fingerprint or "")
+        if why_not is not None:
+            self._set_phase(Phase.CONNECTED)
+            self._emit(ev.LoginNeeded(why_not))
+            return
         self._set_phase(Phase.LOGGING_IN)
 
     def _decided(self, decision: Decision) -> Decision:
         """Carry out the parts of ``decision`` that happen at once."""
         with self._cond:
+            if decision.forget_token:
+                self._sign_in.forget_token(self.fingerprint, self.username)
             if decision.forget_password:
-                self._credentials = None
+                self._sign_in.drop()
             if decision.report:
                 self._emit(ev.ConnectFailed(decision.message))
         return decision
@@ -342,7 +406,7 @@ class ChatSession:
 
     def _stop(self, message: str, reason: str = "stopped") -> None:
         self._emit(*self._outbox.fail_all(f"not sent: {message}"))
-        self._credentials = None
+        self._sign_in.drop()
         self._stopping = True
         self._set_phase(Phase.STOPPED, message)
         self._emit(ev.Stopped(reason, message))
@@ -429,7 +493,7 @@ class ChatSession:
                 self.greeting = event.message
                 self._set_phase(Phase.CONNECTED)
                 self._emit(ev.Greeted(event.message, self.fingerprint or ""))
-                if self._credentials is not None:
+                if self._sign_in.ready:
                     self._send_login(link)
         elif isinstance(event, proto.LoggedIn):
             self._on_logged_in(link, event)
@@ -445,24 +509,47 @@ class ChatSession:
         with self._cond:
             again, self._established = self._established, True
             self.username = event.username
-            if self._credentials is not None:
-                self._credentials.register = False  # reconnects log in to the new account
-                self._credentials.otp = None  # one-time codes are one-time
+            self.device = event.device
+            with_otp = self._sign_in.logged_in(event, self.fingerprint)
             self._backoff.reset()
             self._set_phase(Phase.ONLINE)
-            self._emit(ev.LoggedIn(event.username, event.rooms, again))
+            self._emit(
+                ev.LoggedIn(
+                    event.username,
+                    event.rooms,
+                    again,
+                    device=event.device,
+                    with_otp=with_otp,
+                    otp_enrolment_required=event.otp_enrolment_required,
+                )
+            )
             for request in self._outbox.waiting():
                 self._hand(request, link)
 
     def _on_refused(self, link: Link, event: proto.LoginRefused) -> Decision | None:
-        decision = self._decided(endings.after_refusal(event, established=self._established))
+        with self._cond:
+            username = self._sign_in.username or self.username or ""
+            otp_given = self._sign_in.otp_sent
+            verdict = endings.after_refusal(
+                event,
+                established=self._established,
+                resuming=self._sign_in.resuming,
+                otp_given=otp_given,
+            )
+        decision = self._decided(verdict)
         if decision.next is not Next.STAY:
             link.close_with(CloseCode.NORMAL)
             return decision
         with self._cond:
             self._set_phase(Phase.CONNECTED, decision.message)
-            text, retry_after = decision.message, event.retry_after
-            self._emit(ev.LoginRejected(event.reason, text, retry_after, event.registering))
+            if decision.ask is Ask.OTP:
+                self._sign_in.code_refused()
+                self._emit(ev.OtpRequired(username, retry=otp_given))
+            elif decision.ask is Ask.LOGIN:
+                self._emit(ev.LoginNeeded(decision.message))
+            else:
+                text, retry_after = decision.message, event.retry_after
+                self._emit(ev.LoginRejected(event.reason, text, retry_after, event.registering))
         return None
 
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -471,4 +558,15 @@ class ChatSession:
             return
         with self._cond:
             update = self._outbox.answer(message)
+            if update is not None:
+                self._keep_new_password(update)
             self._emit(update if update is not None else ev.Received(message))
+
+    def _keep_new_password(self, update: ev.RequestUpdate) -> None:
+        """A ``change_password`` succeeded: reconnects log in with the new password (lock held)."""
+        request = update.request
+        if request.type != "change_password" or request.state is not RequestState.DONE:
+            return
+        new_password = request.message.get("new_password")
+        if isinstance(new_password, str):
+            self._sign_in.password_changed(new_password)

@@ -10,21 +10,23 @@ password and starts it; the exit codes are listed there.
 from __future__ import annotations
 
 import argparse
-import getpass
 import queue
-import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TextIO
 
+from .account import DeviceRevoked
 from .address import ServerAddress
 from .chat_state import unsent_messages
 from .controller import ChatController
 from .events import (
+    OTP_REFUSED,
     ConnectFailed,
     KeyChanged,
     LoggedIn,
+    LoginNeeded,
     LoginRejected,
+    OtpRequired,
     Received,
     Stopped,
     TrustRequired,
@@ -33,6 +35,8 @@ from .files import TransferChanged, TransferManager, TransferState
 from .known_servers import FINGERPRINT_COMMAND, KnownServers
 from .partials import PartialFiles
 from .session import ChatSession
+from .terminal_account import AccountDialog
+from .terminal_input import Answer, EndOfInput, InputReader, Line
 from .terminal_lines import is_yes, printable
 from .terminal_offers import OfferQuestions
 from .terminal_view import TerminalView
@@ -40,38 +44,18 @@ from .terminal_view import TerminalView
 # The exit codes, as tk_client.cli's docstring explains them to users.
 EXIT_OK, EXIT_CONNECTION, EXIT_USAGE, EXIT_UNTRUSTED, EXIT_LOGIN = 0, 1, 2, 3, 4
 # The events that end a run, and how: a changed key says what to do in its own words.
-EXIT_CODES = {ConnectFailed: EXIT_CONNECTION, LoginRejected: EXIT_LOGIN, Stopped: EXIT_CONNECTION}
+EXIT_CODES = {
+    ConnectFailed: EXIT_CONNECTION,
+    LoginRejected: EXIT_LOGIN,
+    LoginNeeded: EXIT_LOGIN,
+    Stopped: EXIT_CONNECTION,
+}
 EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
 POLL_SECONDS = 0.2  # the main loop's tick, so Ctrl+C is noticed at once
 USERS_WAIT_SECONDS = 5.0  # after login_ok, how long input waits for the list of users
-
-
-@dataclass(frozen=True)
-class _Line:
-    text: str
-
-
-@dataclass(frozen=True)
-class _EndOfInput:
-    pass
-
-
-def _reader(stdin: TextIO, events: queue.Queue[Any], view: TerminalView, interactive: bool) -> None:
-    """Feed input lines to the main loop (a thread: reading blocks)."""
-    try:
-        if interactive:
-            while True:
-                try:
-                    line = input()
-                except EOFError:
-                    break
-                events.put(_Line(line))
-        else:
-            for line in stdin:
-                events.put(_Line(line))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        view.notify(f"error: cannot read the input: {exc}")
-    events.put(_EndOfInput())
+NOTHING_TO_LOG_IN_WITH = (
+    "no password: set CHAT_PASSWORD, or run the client in a terminal to be asked."
+)
 
 
 def _enable_completion(controller: ChatController) -> None:
@@ -106,13 +90,16 @@ class TerminalClient:
         self,
         args: argparse.Namespace,
         address: ServerAddress,
-        password: str,
+        password: str | None,
         *,
         stdin: TextIO,
         stdout: TextIO,
         stderr: TextIO,
         known_servers: KnownServers | None = None,
+        read_password: Callable[[], str | None] = lambda: None,
     ) -> None:
+        """``password`` None: log in with the device token stored for this server and user
+        (``resume``); ``read_password`` asks for the password if that fails."""
         self.args = args
         self.address = address
         self.stdin = stdin
@@ -134,37 +121,75 @@ class TerminalClient:
         )
         self.view.controller = self.controller
         self.view.on_offer = self.questions.offered
+        self.dialog = AccountDialog(
+            self.controller,
+            say=self.view.say,
+            error=self.view.notify,
+            encoding=getattr(stdout, "encoding", None),
+        )
+        self.view.on_account_command = self.dialog.command
+        self.view.on_account_event = self._account_event
+        self.reader = InputReader(
+            stdin,
+            self.events,
+            interactive=self.interactive,
+            show=self.view.notify,
+            on_error=self.view.notify,
+        )
         self._password = password
+        self._read_password = read_password
         self._undelivered = 0  # files offered by the user that did not arrive
+        self._own_device_revoked = False  # /revoke of this very device: the session ends next
+        self._asked_on_screen = False  # a question shown on the last line: the next line answers
 
     def error(self, text: str) -> None:
         self.view.notify(text)
 
-    def _end(self, event: KeyChanged | ConnectFailed | LoginRejected | Stopped) -> int:
+    def _account_event(self, event: Any) -> None:
+        if isinstance(event, DeviceRevoked) and event.device == self.session.device:
+            self._own_device_revoked = True
+        self.dialog.event(event)
+
+    def _ending(self) -> bool:
+        """The server is about to end the session (/logout, or this device revoked): the run
+        waits for its words instead of leaving as soon as nothing is pending."""
+        return self.session.logging_out or self._own_device_revoked
+
+    def _end(
+        self, event: KeyChanged | ConnectFailed | LoginRejected | LoginNeeded | Stopped
+    ) -> int:
         """Say why the run ends, and return its exit code."""
         if isinstance(event, KeyChanged):
             self.error(event.message)  # several lines, ending with what to do
             return EXIT_UNTRUSTED
-        self.error(f"error: {event.message}")
+        if isinstance(event, Stopped) and event.reason == "logged_out":
+            self.error(f"* {event.message}")
+            return EXIT_OK
+        if isinstance(event, LoginNeeded):
+            self.error(f"error: {event.message} Run the client again to log in.")
+        else:
+            self.error(f"error: {event.message}")
         return EXIT_CODES[type(event)]
 
     def run(self) -> int:
         try:
-            self.session.login(
-                self.args.user, self._password, otp=self.args.otp, register=self.args.register
-            )
-            self._password = ""
+            if self._password is None:
+                self.session.resume(self.args.user)
+            else:
+                self.session.login(
+                    self.args.user,
+                    self._password,
+                    otp=self.args.otp,
+                    register=self.args.register,
+                    remember=self.args.remember,
+                )
+            self._password = None
             code = self._log_in()
             if code is not None:
                 return code
             if self.interactive:
                 _enable_completion(self.controller)
-            threading.Thread(
-                target=_reader,
-                args=(self.stdin, self.events, self.view, self.interactive),
-                name="chat-input",
-                daemon=True,
-            ).start()
+            self.reader.start()
             return self._chat()
         except KeyboardInterrupt:
             return EXIT_OK
@@ -174,14 +199,18 @@ class TerminalClient:
                 self.partials.close()  # every temporary file is gone: the journal can go too
             self.session.close()
 
-    def _drain(self) -> None:
-        """Handle the session events already queued (input lines no longer count)."""
+    def _drain(self) -> Stopped | KeyChanged | None:
+        """Handle the session events already queued (input lines no longer count); the
+        session's end among them, if any, is returned for the caller to say."""
+        ended: Stopped | KeyChanged | None = None
         while True:
             try:
                 event = self.events.get_nowait()
             except queue.Empty:
-                return
-            if not isinstance(event, _Line | _EndOfInput | Stopped | KeyChanged):
+                return ended
+            if isinstance(event, Stopped | KeyChanged):
+                ended = ended or event
+            elif not isinstance(event, Line | Answer | EndOfInput):
                 self._handle(event)
 
     def _handle(self, event: Any) -> None:
@@ -211,19 +240,33 @@ class TerminalClient:
                 code = self._ask_trust(event)
                 if code is not None:
                     return code
-            elif (
-                isinstance(event, LoginRejected)
-                and event.reason == "otp_required"
-                and self.interactive
-            ):
-                self._login_with_otp()
-                continue
+            elif isinstance(event, OtpRequired):
+                otp = self._ask_code(event)
+                if otp is None:
+                    return EXIT_LOGIN
+                self.session.answer_otp(otp)
+            elif isinstance(event, LoginNeeded):
+                self.error(f"* {event.message}")
+                password = self._read_password()
+                if password is None:
+                    self.error(f"error: {NOTHING_TO_LOG_IN_WITH}")
+                    return EXIT_LOGIN
+                self.session.login(
+                    self.args.user, password, otp=self.args.otp, remember=self.args.remember
+                )
             elif isinstance(event, KeyChanged | ConnectFailed | LoginRejected | Stopped):
                 return self._end(event)
             elif isinstance(event, LoggedIn):
                 server = self.controller.server_name or self.address.key
                 self.error(f"* logged in as {event.username} on {server} ({self.address.key})")
+                if event.device is not None and not event.again:
+                    self.error(
+                        "* this device stays signed in: the next run needs no password "
+                        "(/logout forgets it)"
+                    )
                 self.controller.handle(event)
+                if event.otp_enrolment_required:
+                    return None  # nothing but /2fa on is served: no list of users comes
                 logged_in = time.monotonic()
             elif event is not None:
                 self.controller.handle(event)
@@ -238,11 +281,23 @@ class TerminalClient:
             if logged_in is not None and time.monotonic() - logged_in > USERS_WAIT_SECONDS:
                 return None
 
-    def _login_with_otp(self) -> None:
-        # The session dropped the password after the rejection: ask for both, as a login form would.
-        code = input("One-time code: ").strip()
-        password = getpass.getpass(f"Password for {self.args.user}: ")
-        self.session.login(self.args.user, password, otp=code)
+    def _ask_code(self, event: OtpRequired) -> str | None:
+        """The one-time code the login needs: asked on the terminal, else None (said why)."""
+        if not self.interactive:
+            if event.retry:
+                self.error(f"error: {OTP_REFUSED} Run again with --otp CODE.")
+            else:
+                self.error(
+                    "error: this account has two-factor login: run again with --otp CODE "
+                    "(the code from your authenticator app, or a backup code)."
+                )
+            return None
+        if event.retry:
+            self.error(f"error: {OTP_REFUSED}")
+        try:
+            return input("One-time code: ").strip()
+        except EOFError:
+            return None
 
     def _ask_trust(self, event: TrustRequired) -> int | None:
         intro = (
@@ -269,9 +324,30 @@ class TerminalClient:
         self.session.trust(event.fingerprint)
         return None
 
+    def _next_read(self) -> None:
+        """Tell the input reader how to read the next line, once it has delivered the last.
+
+        A question that comes while a chat line is being read (a reconnect's code) cannot
+        be asked that way: it is shown on the last line instead, and the line being typed
+        answers it (only questions whose answers may be seen come so).
+        """
+        question = self.dialog.question
+        if not self.reader.idle:
+            if question is not None and not question.secret and not self._asked_on_screen:
+                self.view.prompt(question.text)
+                self._asked_on_screen = True
+            return
+        if self.dialog.waiting:
+            return
+        if question is not None:
+            self.reader.ask(question)
+        else:
+            self.reader.read_line()
+
     def _chat(self) -> int:
         deadline: float | None = None  # set at EOF or /quit: when to give up on the outbox
         while True:
+            self._next_read()  # after the last line's command ran: it may have asked something
             if deadline is None and self.view.quit_requested:
                 deadline = time.monotonic() + EOF_GRACE_SECONDS
             if deadline is not None:
@@ -279,9 +355,13 @@ class TerminalClient:
                 if self.transfers.busy():
                     # Transfers end by themselves: done, declined, expired (5 minutes), lost.
                     deadline = max(deadline, time.monotonic() + EOF_GRACE_SECONDS)
-                elif not pending:
-                    self._drain()  # the answers are queued already; print them before leaving
-                    return EXIT_CONNECTION if self._undelivered else EXIT_OK
+                elif not pending and not self._ending():
+                    ended = self._drain()  # the answers are queued already: print them
+                    if ended is not None:
+                        return self._end(ended)
+                    # An answer may have led to another request (/revoke NAME after the list).
+                    if not self.session.pending() and not self._ending():
+                        return EXIT_CONNECTION if self._undelivered else EXIT_OK
                 if time.monotonic() > deadline:
                     for request in unsent_messages(pending):
                         self.error(f"error: not sent: {printable(request.message['text'])}")
@@ -289,16 +369,33 @@ class TerminalClient:
             event = self._next()
             if event is None:
                 continue
-            if isinstance(event, _Line):
-                if self.questions.asking:
+            if isinstance(event, Line | Answer):
+                self.reader.took(event)
+            if isinstance(event, Line):
+                if self._asked_on_screen:
+                    self._asked_on_screen = False
+                    self.view.answered()
+                    self.dialog.answer(event.text)
+                elif self.questions.asking:
                     self.questions.answer(event.text)
                 elif deadline is None:
                     self.controller.submit(event.text)
-            elif isinstance(event, _EndOfInput):
+            elif isinstance(event, Answer):
+                self.dialog.answer(event.text)
+            elif isinstance(event, EndOfInput):
                 self.questions.abandon()
+                self.dialog.abandon()
                 if deadline is None:
                     deadline = time.monotonic() + EOF_GRACE_SECONDS
-            elif isinstance(event, Stopped | KeyChanged):  # a changed key on a reconnect too
+            elif isinstance(event, OtpRequired):  # a reconnect of an account with two-factor login
+                if not self.interactive:
+                    self._ask_code(event)
+                    return EXIT_LOGIN
+                if event.retry:
+                    self.error(f"error: {OTP_REFUSED}")
+                self.error("* logging in again after the reconnect needs a one-time code")
+                self.dialog.ask_code_to_log_in_again(self.session.answer_otp)
+            elif isinstance(event, Stopped | KeyChanged | LoginNeeded):  # also on a reconnect
                 return self._end(event)
             else:
                 self._handle(event)

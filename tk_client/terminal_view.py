@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from .controller import ChatController, ControllerView
 from .events import Phase
@@ -39,6 +39,9 @@ class TerminalView(ControllerView):
         self._current: ConversationKey | None = None
         # File transfers: the client decides about offers; progress goes to stderr.
         self.on_offer: Callable[[TransferInfo], bool] = lambda offer: False
+        # The account commands' questions and results (tk_client.terminal_account).
+        self.on_account_command: Callable[[str, str], bool] = lambda name, args: False
+        self.on_account_event: Callable[[Any], None] = lambda event: None
         self._terminal = _isatty(err)
         # The last line of the terminal: a question waiting for its answer, else the progress.
         self._prompt = ""
@@ -56,6 +59,10 @@ class TerminalView(ControllerView):
     def notify(self, text: str) -> None:
         """A line on stderr (an error, or news such as ``* reconnected``), above the last line."""
         self._write(self.err, text)
+
+    def say(self, text: str) -> None:
+        """Lines on stdout (an answer to a command), above the last line of stderr."""
+        self._write(self.out, text)
 
     def _lift(self) -> None:
         """Clear the question or progress line, to print a line above it (lock held)."""
@@ -150,6 +157,12 @@ class TerminalView(ControllerView):
 
     def quit(self) -> None:
         self.quit_requested = True
+
+    def account_command(self, command: str, args: str) -> bool:
+        return self.on_account_command(command, args)
+
+    def account_event(self, event: Any) -> None:
+        self.on_account_event(event)
 
     # --- file transfers ---------------------------------------------------------------------
 

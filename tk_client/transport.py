@@ -236,6 +236,17 @@ class Link:
 
         self.outgoing.put(seal)
 
+    def put_resume(self, request_id: str, username: str, token: str) -> None:
+        """Queue a ``resume`` with a remembered device's token (PROTOCOL.md 3.4); like a login,
+        skipped if a login is already on the wire or was answered with login_ok."""
+
+        def seal() -> bytes | None:
+            if not self.conn.may_log_in:
+                return None
+            return self.conn.send_resume(request_id, username, token)
+
+        self.outgoing.put(seal)
+
     def put_chunk(self, transfer: bytes, index: int, data: bytes) -> None:
         self.outgoing.put(lambda: self.conn.send_chunk(transfer, index, data))
 

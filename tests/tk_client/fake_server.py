@@ -7,6 +7,13 @@ connection at once, close with a chosen code, hold back answers, restart with
 another key on the same port. The end-to-end tests use the real server
 (``tests/live_server.py``); this one exists to make the failure paths
 deterministic.
+
+It also speaks PROTOCOL.md 3.4 (devices, passwords, two-factor login), with
+rules a test can see through: a ``remember`` creates a device whose token is
+``token-<id>``; an account in :attr:`FakeServer.otp` needs that code (or one of
+its :attr:`FakeServer.backup_codes`, each once) to log in; ``otp_setup`` hands
+out :data:`FAKE_SECRET` and ``otp_confirm`` accepts :attr:`FakeServer.otp_code`;
+a new password of fewer than 8 characters is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from chatproto.connection import (
 )
 from tk_client.address import ServerAddress, parse_address
 
+FAKE_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # base32, 32 characters
+MIN_PASSWORD = 8
+
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -41,6 +51,7 @@ class _Client:
     conn: ServerConnection
     lock: threading.Lock = field(default_factory=threading.Lock)
     username: str | None = None
+    device: str | None = None  # the remembered device this session logged in as
     # What this session was last told of presence (PROTOCOL.md 3.2): the base of its next delta.
     told_online: frozenset[str] = frozenset()
     told_all: frozenset[str] = frozenset()
@@ -78,6 +89,7 @@ class FakeServer:
         *,
         registration: bool = False,
         presence_interval: int | None = None,
+        require_2fa: bool = False,
     ) -> None:
         self.private_key = private_key
         self.fingerprint = crypto_utils.fingerprint(private_key)
@@ -106,6 +118,14 @@ class FakeServer:
         self.presence_sent: list[tuple[str, dict[str, Any]]] = []  # (username, presence)
         self._presence_lock = threading.Lock()  # one flush at a time: deltas stay in order
         self._stopped = threading.Event()
+        # PROTOCOL.md 3.4
+        self.require_2fa = require_2fa
+        self.devices: dict[str, dict[str, Any]] = {}  # id -> user, name, token, created, ...
+        self.otp: dict[str, str] = {}  # username -> the code that logs in (two-factor login on)
+        self.otp_code = "123456"  # what otp_confirm accepts, and then the account's code
+        self.backup_codes: dict[str, list[str]] = {}  # username -> unused backup codes
+        self._otp_pending: set[str] = set()  # otp_setup done, not confirmed
+        self._device_ids = itertools.count(1)
 
     # --- control ----------------------------------------------------------------------------
 
@@ -182,6 +202,15 @@ class FakeServer:
                 self.presence_sent.append((client.username or "", delta))
                 client.send(delta)
 
+    def end_sessions(self, username: str, reason: str, *, device: str | None = None) -> None:
+        """``session_ended`` ``reason`` then 4003, to ``username``'s sessions (of ``device``)."""
+        for client in self._sessions_of(username):
+            if device is None or client.device == device:
+                self._end(client, reason)
+
+    def devices_of(self, username: str) -> list[str]:
+        return [d for d, info in self.devices.items() if info["user"] == username]
+
     def requests_of(self, kind: str) -> list[dict[str, Any]]:
         return [request for _, request in self.requests if request["type"] == kind]
 
@@ -251,38 +280,17 @@ class FakeServer:
         if kind in ("login", "register") and self.login_answer is not None:
             client.apply(client.conn.login_failed({**self.login_answer, "ref": ref}))
             return
-        if kind in ("login", "register"):
-            username, password = request["username"], request["password"]
-            if kind == "register":
-                if not self.registration:
-                    answer = {"type": "register_failed", "reason": "closed", "message": "closed"}
-                    client.send({**answer, "ref": ref})
-                    return
-                self.users[username] = password
-            if self.users.get(username) != password:
-                failed = {"type": "login_failed", "ref": ref, "reason": "invalid_credentials"}
-                client.apply(client.conn.login_failed(failed))
-                return
-            client.conn.login_succeeded()
-            client.username = username
-            self.logins += 1
-            self.rooms["lobby"]["members"] = sorted(
-                set(self.rooms["lobby"]["members"]) | {username}
-            )
-            client.send(
-                {
-                    "type": "login_ok",
-                    "ref": ref,
-                    "user": {"username": username},
-                    "rooms": self._room_list(username),
-                }
-            )
-            client.send(self._users_snapshot(client))
-            self._presence_changed()
+        if kind in ("login", "register", "resume"):
+            self._log_in(client, request)
             return
         username = client.username or ""
         if kind in self.refusals:
             client.send({"type": "error", **self.refusals[kind], "ref": ref})
+            return
+        if self._enrolling(username) and kind not in ("otp_setup", "otp_confirm", "logout", "ping"):
+            client.send(self._error(ref, "forbidden", "turn on two-factor login first"))
+            return
+        if self._serve_account(client, request):
             return
         if kind == "send":
             message = {
@@ -367,6 +375,175 @@ class FakeServer:
             client.send({"type": "pong", "ref": ref})
         else:
             client.send({"type": "error", "ref": ref, "code": "bad_request", "message": "not here"})
+
+    # --- PROTOCOL.md 3.1 and 3.4: logging in, devices, passwords, two-factor login ---------------
+
+    @staticmethod
+    def _error(ref: Any, code: str, message: str) -> dict[str, Any]:
+        return {"type": "error", "ref": ref, "code": code, "message": message}
+
+    def _end(self, client: _Client, reason: str) -> None:
+        client.send({"type": "session_ended", "reason": reason})
+        with contextlib.suppress(Exception):
+            client.ws.close(4003)
+
+    def _enrolling(self, username: str) -> bool:
+        return self.require_2fa and bool(username) and username not in self.otp
+
+    def _log_in(self, client: _Client, request: dict[str, Any]) -> None:
+        kind, ref, username = request["type"], request.get("id"), request["username"]
+        failed = {"type": "login_failed", "ref": ref, "reason": "invalid_credentials"}
+        device: str | None = None
+        extra: dict[str, Any] = {}
+        if kind == "resume":
+            device = next(
+                (
+                    d
+                    for d, info in self.devices.items()
+                    if info["user"] == username and info["token"] == request["token"]
+                ),
+                None,
+            )
+            if device is None or username not in self.users:
+                client.apply(client.conn.login_failed(failed))
+                return
+            self.devices[device]["last_seen"] = _now()
+        else:
+            password = request["password"]
+            if kind == "register":
+                if not self.registration:
+                    answer = {"type": "register_failed", "reason": "closed", "message": "closed"}
+                    client.send({**answer, "ref": ref})
+                    return
+                self.users[username] = password
+            if self.users.get(username) != password:
+                client.apply(client.conn.login_failed(failed))
+                return
+            if username in self.otp and not self._otp_accepted(username, request.get("otp")):
+                refused = {**failed, "reason": "otp_required"}
+                client.apply(client.conn.login_failed(refused))
+                return
+            if request.get("remember"):
+                device = f"dev{next(self._device_ids)}"
+                token = f"token-{device}"
+                self.devices[device] = {
+                    "user": username,
+                    "name": request["remember"],
+                    "token": token,
+                    "created": _now(),
+                    "last_seen": _now(),
+                }
+                extra["token"] = token
+        if device is not None:
+            extra["device"] = device
+        enrolling = self._enrolling(username)
+        if enrolling:
+            extra["otp_enrolment_required"] = True
+        client.conn.login_succeeded()
+        client.username, client.device = username, device
+        self.logins += 1
+        self.rooms["lobby"]["members"] = sorted(set(self.rooms["lobby"]["members"]) | {username})
+        client.send(
+            {
+                "type": "login_ok",
+                "ref": ref,
+                "user": {"username": username},
+                "rooms": [] if enrolling else self._room_list(username),
+                **extra,
+            }
+        )
+        if not enrolling:  # else after otp_confirm, as the real server does
+            client.send(self._users_snapshot(client))
+            self._presence_changed()
+
+    def _otp_accepted(self, username: str, code: Any) -> bool:
+        if not isinstance(code, str):
+            return False
+        if code == self.otp[username]:
+            return True
+        unused = self.backup_codes.get(username, [])
+        if code in unused:
+            unused.remove(code)
+            return True
+        return False
+
+    def _serve_account(self, client: _Client, request: dict[str, Any]) -> bool:
+        """The 3.4 requests after login; False for any other type."""
+        kind, ref, username = request["type"], request.get("id"), client.username or ""
+        if kind == "devices":
+            online = {c.device for c in self._sessions_of(username) if c.device}
+            mine = [(d, info) for d, info in self.devices.items() if info["user"] == username]
+            mine.sort(key=lambda item: item[1]["last_seen"], reverse=True)
+            listed = [
+                {
+                    "device": d,
+                    "name": info["name"],
+                    "created": info["created"],
+                    "last_seen": info["last_seen"],
+                    "current": d == client.device,
+                    "online": d in online,
+                }
+                for d, info in mine
+            ]
+            client.send({"type": "devices", "ref": ref, "devices": listed})
+        elif kind == "revoke":
+            device = request["device"]
+            if self.devices.get(device, {}).get("user") != username:
+                client.send(self._error(ref, "unknown_device", "no such device"))
+                return True
+            del self.devices[device]
+            client.send({"type": "ok", "ref": ref})
+            self.end_sessions(username, "revoked", device=device)
+        elif kind == "logout":
+            if client.device is not None:
+                self.devices.pop(client.device, None)
+            client.send({"type": "ok", "ref": ref})
+            self._end(client, "logged_out")
+        elif kind == "change_password":
+            if request["password"] != self.users.get(username):
+                client.send(self._error(ref, "invalid_credentials", "wrong password"))
+            elif len(request["new_password"]) < MIN_PASSWORD:
+                words = f"This password is too short. It must contain at least {MIN_PASSWORD} "
+                client.send(self._error(ref, "invalid_password", words + "characters."))
+            else:
+                self.users[username] = request["new_password"]
+                for device in self.devices_of(username):
+                    if device != client.device:
+                        del self.devices[device]
+                client.send({"type": "ok", "ref": ref})
+                for other in self._sessions_of(username):
+                    if other is not client:
+                        self._end(other, "password_changed")
+        elif kind == "otp_setup":
+            if username in self.otp:
+                client.send(self._error(ref, "bad_request", "two-factor login is already on"))
+                return True
+            self._otp_pending.add(username)
+            uri = f"otpauth://totp/Fake:{username}?secret={FAKE_SECRET}&issuer=Fake"
+            client.send({"type": "otp_setup", "ref": ref, "secret": FAKE_SECRET, "uri": uri})
+        elif kind == "otp_confirm":
+            if username not in self._otp_pending or request["code"] != self.otp_code:
+                client.send(self._error(ref, "invalid_otp", "wrong code"))
+                return True
+            self._otp_pending.discard(username)
+            self.otp[username] = self.otp_code
+            codes = [f"{i:04d}-bbbb-cccc-dddd" for i in range(10)]
+            self.backup_codes[username] = list(codes)
+            client.send({"type": "otp_enabled", "ref": ref, "backup_codes": codes})
+            if self.require_2fa:  # the session starts in full now: rooms, then users
+                client.send({"type": "rooms", "rooms": self._room_list(username)})
+                client.send(self._users_snapshot(client))
+        elif kind == "otp_disable":
+            if request["password"] != self.users.get(username):
+                client.send(self._error(ref, "invalid_credentials", "wrong password"))
+            elif username not in self.otp or request["code"] != self.otp[username]:
+                client.send(self._error(ref, "invalid_otp", "wrong code"))
+            else:
+                del self.otp[username]
+                client.send({"type": "ok", "ref": ref})
+        else:
+            return False
+        return True
 
     def _users_snapshot(self, client: _Client) -> dict[str, Any]:
         with self._presence_lock:

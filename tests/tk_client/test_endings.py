@@ -15,6 +15,7 @@ import pytest
 
 from chatproto.connection import LoginFailed, LoginRefused, RegisterFailed, State
 from tk_client.endings import (
+    Ask,
     Backoff,
     Cause,
     Decision,
@@ -195,7 +196,9 @@ def test_refusals_are_told_in_the_users_words(event, words):
     assert words in refusal_message(event)
 
 
-@pytest.mark.parametrize(("event", "words"), REFUSALS)
+@pytest.mark.parametrize(
+    ("event", "words"), [(e, w) for e, w in REFUSALS if e.reason != "otp_required"]
+)
 def test_a_first_login_refused_stays_connected_and_forgets_the_password(event, words):
     decision = after_refusal(event, established=False)
 
@@ -288,3 +291,66 @@ def test_the_table_does_no_io():
         elif isinstance(node, ast.ImportFrom) and not node.level:
             imported.add((node.module or "").split(".")[0])
     assert not imported & {"socket", "threading", "websocket", "tkinter", "time", "queue"}
+
+
+# --- PROTOCOL.md 3.4: the new endings, one-time codes, remembered devices ------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "words", "forget_token"),
+    [
+        ("revoked", "signed out (revoked)", True),
+        ("password_changed", "Log in with the new password", False),
+        ("logged_out", "You logged out", True),
+    ],
+)
+@pytest.mark.parametrize("how", [4003, DROPPED, 1000])
+def test_the_new_session_ended_reasons_stop_with_words(how, reason, words, forget_token):
+    decision = end(how, IN, established=True, session_ended=reason)
+
+    assert decision.next is Next.STOP
+    assert decision.reason == reason
+    assert words in decision.message
+    assert decision.forget_token is forget_token
+
+
+def test_every_session_ended_reason_of_the_protocol_has_its_own_words():
+    general = end(4003, IN, established=True, session_ended="something new").message
+    for reason in ("deactivated", "ended_by_admin", "revoked", "password_changed", "logged_out"):
+        assert end(4003, IN, established=True, session_ended=reason).message != general
+
+
+@pytest.mark.parametrize("established", [False, True])
+def test_otp_required_keeps_the_connection_and_the_password_and_asks_for_a_code(established):
+    decision = after_refusal(refused(LoginFailed, "otp_required"), established=established)
+
+    assert (decision.next, decision.ask) == (Next.STAY, Ask.OTP)
+    assert not decision.forget_password
+    assert not decision.forget_token
+
+
+def test_a_refused_code_says_it_was_not_accepted():
+    decision = after_refusal(
+        refused(LoginFailed, "otp_required"), established=False, otp_given=True
+    )
+
+    assert "not accepted" in decision.message
+
+
+@pytest.mark.parametrize("established", [False, True])
+def test_a_refused_resume_forgets_the_token_and_asks_for_the_password(established):
+    decision = after_refusal(
+        refused(LoginFailed, "invalid_credentials"), established=established, resuming=True
+    )
+
+    assert (decision.next, decision.ask) == (Next.STAY, Ask.LOGIN)
+    assert decision.forget_token and decision.forget_password
+    assert "Log in with your password" in decision.message
+
+
+def test_a_rate_limited_resume_keeps_the_token():
+    first = after_refusal(refused(LoginFailed, "rate_limited", 9), established=False, resuming=True)
+    again = after_refusal(refused(LoginFailed, "rate_limited", 9), established=True, resuming=True)
+
+    assert not first.forget_token and first.ask is None
+    assert (again.next, again.at_least, again.forget_token) == (Next.RETRY, 9.0, False)

@@ -1,10 +1,13 @@
-"""The two trust dialogs: first contact with a server, and a server whose key changed."""
+"""The modal dialogs: trusting a server on first contact or after its key changed, and the
+code of a two-factor login."""
 
 from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
+
+from chatproto.limits import MAX_OTP_LENGTH
 
 from ..known_servers import FINGERPRINT_COMMAND, FORGET_COMMAND, normalise_fingerprint
 from . import theme
@@ -192,3 +195,72 @@ class KeyChangedDialog(_Dialog):
     def cancel(self) -> None:
         self.close()
         self.on_refuse()
+
+
+class OtpDialog(_Dialog):
+    """The code of a two-factor login: ``on_code(code)`` on Log in, ``on_cancel()`` else.
+
+    ``retry``: a code was given and refused; the dialog says so and asks again.
+    """
+
+    def __init__(
+        self,
+        master: tk.Misc,
+        fonts: theme.Fonts,
+        username: str,
+        *,
+        retry: bool,
+        on_code: Callable[[str], None],
+        on_cancel: Callable[[], None],
+    ) -> None:
+        super().__init__(master, "Two-factor login")
+        self.on_code = on_code
+        self.on_cancel = on_cancel
+        self.text("Enter your code", "Heading.TLabel", pady=(0, 8))
+        self.text(
+            f"The account {username} has two-factor login. Type the 6-digit code from your "
+            "authenticator app, or a backup code."
+        )
+        self.code = tk.StringVar()
+        self.entry = ttk.Entry(self.body, textvariable=self.code, font=fonts.mono, width=22)
+        self.entry.pack(anchor="w", pady=(10, 4))
+        self.problem = ttk.Label(self.body, text="", style="Error.TLabel", wraplength=500)
+        self.problem.pack(anchor="w")
+        if retry:
+            self.problem.configure(
+                text="That code was not accepted. Codes change every 30 seconds and each "
+                "works once: type the one the app shows now, or an unused backup code."
+            )
+        buttons = ttk.Frame(self.body, style="Surface.TFrame")
+        buttons.pack(anchor="e", pady=(14, 0))
+        self.cancel_button = ttk.Button(buttons, text="Cancel", command=self.cancel)
+        self.cancel_button.pack(side="left")
+        self.login_button = ttk.Button(
+            buttons, text="Log in", style="Accent.TButton", command=self.submit
+        )
+        self.login_button.pack(side="left", padx=(10, 0))
+        self.entry.bind("<Return>", lambda e: self.submit())
+        self.entry.bind("<KP_Enter>", lambda e: self.submit())
+        self.present()
+        self.entry.focus_set()
+
+    def submit(self) -> None:
+        code = self.code.get().strip()
+        if not code:
+            self.problem.configure(text="Type the code first.")
+            return
+        if len(code) > MAX_OTP_LENGTH:
+            self.problem.configure(
+                text="That is longer than any code: type the 6 digits, or a backup code."
+            )
+            return
+        self.close()
+        self.on_code(code)
+
+    def cancel(self) -> None:
+        self.close()
+        self.on_cancel()
+
+    def destroy(self) -> None:
+        super().destroy()
+        release(self.code)

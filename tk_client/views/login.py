@@ -1,5 +1,8 @@
 """The login window's content: server, username, password, log in or create an account.
 
+"Remember me on this computer" (on by default) asks the server for a device
+token (PROTOCOL.md 3.4), so the next start logs in without the password.
+
 Widgets only: :class:`tk_client.gui.App` connects to the server as soon as an
 address is there (to show its greeting and whether it accepts new accounts) and
 tells this view what happened.
@@ -20,7 +23,12 @@ ADDRESS_SETTLE_MS = 700  # wait this long after the last keystroke in the addres
 
 
 class LoginView(ttk.Frame):
-    """``on_address(text)`` when the address settles; ``on_submit(u, p, register)`` to log in."""
+    """``on_address(text)`` when the address settles; ``on_submit(u, p, register, remember)``
+    to log in (``remember``: the box "Remember me on this computer" is ticked).
+
+    ``remembered(username)``: this computer keeps a login for that user on the server in
+    the form; Log in with an empty password then submits ``""`` (log in with it).
+    """
 
     def __init__(
         self,
@@ -30,16 +38,20 @@ class LoginView(ttk.Frame):
         server: str,
         username: str,
         on_address: Callable[[str], None],
-        on_submit: Callable[[str, str, bool], None],
+        on_submit: Callable[[str, str, bool, bool], None],
+        remember: bool = True,
+        remembered: Callable[[str], bool] = lambda username: False,
     ) -> None:
         super().__init__(master)
         self.on_address = on_address
         self.on_submit = on_submit
+        self.remembered = remembered
         self._settle: str | None = None
         self._countdown: str | None = None
         self._blocked_until = 0
         self._busy = False
         self._registration = False
+        self._keep = False  # the greeting leaves the message in place
 
         card = ttk.Frame(self, style="Card.TFrame", padding=(36, 30, 36, 26))
         card.place(relx=0.5, rely=0.45, anchor="center")
@@ -58,12 +70,20 @@ class LoginView(ttk.Frame):
         self.greeting.grid(row=3, column=1, sticky="w", pady=(2, 8))
         self.username_entry = self._field(card, 4, "Username", self.username)
         self.password_entry = self._field(card, 5, "Password", self.password, show="\u2022")
+        self.remember = tk.BooleanVar(value=remember)
+        self.remember_box = ttk.Checkbutton(
+            card,
+            text="Remember me on this computer",
+            variable=self.remember,
+            style="Surface.TCheckbutton",
+        )
+        self.remember_box.grid(row=6, column=1, sticky="w", pady=(4, 0))
         self.message = ttk.Label(
             card, text="", style="Error.TLabel", wraplength=360, justify="left"
         )
-        self.message.grid(row=6, column=0, columnspan=2, sticky="w", pady=(10, 0))
+        self.message.grid(row=7, column=0, columnspan=2, sticky="w", pady=(10, 0))
         buttons = ttk.Frame(card, style="Surface.TFrame")
-        buttons.grid(row=7, column=0, columnspan=2, sticky="ew", pady=(14, 0))
+        buttons.grid(row=8, column=0, columnspan=2, sticky="ew", pady=(14, 0))
         self.login_button = ttk.Button(
             buttons, text="Log in", style="Accent.TButton", command=lambda: self._submit(False)
         )
@@ -73,9 +93,9 @@ class LoginView(ttk.Frame):
         )
         self.register_button.pack(side="left", padx=(10, 0))
         self.registration_note = ttk.Label(card, text="", style="Sub.TLabel", wraplength=360)
-        self.registration_note.grid(row=8, column=0, columnspan=2, sticky="w", pady=(8, 0))
+        self.registration_note.grid(row=9, column=0, columnspan=2, sticky="w", pady=(8, 0))
         self.fingerprint = ttk.Label(card, text="", style="Mono.TLabel")
-        self.fingerprint.grid(row=9, column=0, columnspan=2, sticky="w", pady=(12, 0))
+        self.fingerprint.grid(row=10, column=0, columnspan=2, sticky="w", pady=(12, 0))
 
         self.server_entry.bind("<KeyRelease>", self._address_typed)
         self.server_entry.bind("<FocusOut>", lambda e: self._address_settled())
@@ -98,7 +118,7 @@ class LoginView(ttk.Frame):
             if pending is not None:
                 self.after_cancel(pending)
         super().destroy()
-        release(self.server, self.username, self.password)
+        release(self.server, self.username, self.password, self.remember)
 
     def focus_first_empty(self) -> None:
         for entry, variable in (
@@ -138,11 +158,13 @@ class LoginView(ttk.Frame):
         elif not username:
             self.show_error("Enter your username.")
             self.username_entry.focus_set()
+        elif not password and not register and self.remembered(username):
+            self.on_submit(username, "", False, True)  # the saved login, as at start
         elif not password:
             self.show_error("Enter your password.")
             self.password_entry.focus_set()
         else:
-            self.on_submit(username, password, register)
+            self.on_submit(username, password, register, bool(self.remember.get()))
         return "break"
 
     # --- what the application tells this view ------------------------------------------------
@@ -158,7 +180,7 @@ class LoginView(ttk.Frame):
         self.greeting.configure(text=words or "Connected.", foreground=theme.SUCCESS)
         self.fingerprint.configure(text=f"Server key {fingerprint}")
         self.set_registration(bool(greeting.get("registration")))
-        if self.message.cget("foreground") != theme.DANGER:
+        if not self._keep:
             self.message.configure(text="")
 
     def show_unreachable(self, message: str) -> None:
@@ -177,10 +199,15 @@ class LoginView(ttk.Frame):
         else:
             self.registration_note.configure(text="")
 
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, *, keep: bool = False) -> None:
+        """``keep``: the words stay when the greeting arrives (why the user is back here);
+        else a greeting clears them (a connection problem that is over, progress words)."""
+        self._keep = keep
         self.message.configure(text=text, foreground=theme.DANGER)
 
-    def show_info(self, text: str) -> None:
+    def show_info(self, text: str, *, keep: bool = False) -> None:
+        """As :meth:`show_error`, for words that are not an error (e.g. "You logged out")."""
+        self._keep = keep
         self.message.configure(text=text, foreground=theme.MUTED)
 
     def set_busy(self, busy: bool, text: str = "") -> None:

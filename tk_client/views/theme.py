@@ -217,4 +217,30 @@ def apply_theme(root: tk.Tk) -> Fonts:
     )
     style.map("Vertical.TScrollbar", background=[("active", "#aab1bc")])
     style.configure("TPanedwindow", background=BORDER)
+    # The login form's check box and the Account window's sections.
+    style.configure(
+        "Surface.TCheckbutton",
+        background=SURFACE,
+        indicatorbackground=SURFACE,
+        indicatorforeground=ACCENT,
+        indicatormargin=(0, 0, 6, 0),
+    )
+    style.map("Surface.TCheckbutton", background=[("active", SURFACE)])
+    style.configure("Section.TLabelframe", background=SURFACE, bordercolor=BORDER)
+    style.configure(
+        "Section.TLabelframe.Label", background=SURFACE, foreground=TEXT, font=fonts.heading
+    )
+    style.configure("Success.TLabel", background=SURFACE, foreground=SUCCESS)
+    style.configure("Banner.TLabel", background="#fff4e6", foreground=WARNING, padding=(12, 8))
+    style.configure(
+        "Devices.Treeview",
+        background=SURFACE,
+        fieldbackground=SURFACE,
+        foreground=TEXT,
+        rowheight=int(fonts.list.metrics("linespace") * 1.5),
+    )
+    style.map(
+        "Devices.Treeview", background=[("selected", "#e7efff")], foreground=[("selected", TEXT)]
+    )
+    style.configure("Devices.Treeview.Heading", background=NOTICE_BACKGROUND, font=fonts.small_bold)
     return fonts

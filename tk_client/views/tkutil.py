@@ -18,7 +18,8 @@ def release(*variables: tk.Variable) -> None:
         if variable._tk is None:  # type: ignore[attr-defined]  # released already
             continue
         with contextlib.suppress(tk.TclError, RuntimeError):
-            variable.set("")
+            if isinstance(variable, tk.StringVar):
+                variable.set("")
             variable._tk.globalunsetvar(variable._name)  # type: ignore[attr-defined]  # tkinter's own, untyped
         variable._tk = None  # type: ignore[attr-defined]  # makes __del__ a no-op
 

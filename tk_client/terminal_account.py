@@ -1,0 +1,224 @@
+"""The terminal client's account commands: their questions, and what their results print.
+
+``/password`` asks for the current and the new password (twice, without echo);
+``/2fa on`` asks the server for a secret, draws its QR code, asks for a code
+from the app and prints the backup codes once; ``/2fa off`` asks for the
+password and a code. ``/devices``, ``/revoke`` and ``/logout`` ask nothing (the
+controller sends them), but their results print here. A question is answered
+by the next line read (:mod:`tk_client.terminal_input`); the main loop asks
+:attr:`AccountDialog.question` what to read next, and holds the input while
+:attr:`AccountDialog.waiting` for the server (so a code is asked only once the
+QR code is on the screen).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .account import (
+    CONFIRM_OTP,
+    START_OTP_SETUP,
+    AccountActionFailed,
+    DeviceInfo,
+    DeviceRevoked,
+    DevicesListed,
+    OtpDisabled,
+    OtpEnabled,
+    OtpSetupStarted,
+    PasswordChanged,
+)
+from .controller import ChatController
+from .terminal_input import Question
+from .terminal_lines import printable
+from .terminal_qr import qr_text
+
+CODE_ATTEMPTS = 3  # wrong codes while turning two-factor login on before starting over
+
+CURRENT_PASSWORD = Question("Current password: ", secret=True)
+NEW_PASSWORD = Question("New password: ", secret=True)
+REPEAT_PASSWORD = Question("Repeat the new password: ", secret=True)
+PASSWORD = Question("Password: ", secret=True)
+SETUP_CODE = Question("Code shown by the app: ")
+CODE = Question("One-time code (or a backup code): ")
+RELOGIN_CODE = Question("One-time code to log in again: ")
+
+
+@dataclass
+class _Step:
+    """One command's dialog: the questions left, the answers so far, what to do with them."""
+
+    questions: list[Question]
+    finish: Callable[[list[str]], None]
+    answers: list[str]
+
+
+def format_ts(ts: str) -> str:
+    """``2026-12-03T18:00:00.000Z`` as ``2026-12-03 18:00 UTC`` (anything else as it is)."""
+    if len(ts) >= 16 and ts[10] == "T" and ts.endswith("Z"):
+        return f"{ts[:10]} {ts[11:16]} UTC"
+    return ts or "-"
+
+
+def devices_table(devices: tuple[DeviceInfo, ...]) -> str:
+    """The ``/devices`` table: id, name, last seen, and which is this one and who is online."""
+    if not devices:
+        return (
+            "No device keeps you signed in. Run the client with --remember NAME "
+            "to keep this one signed in."
+        )
+    rows = [("ID", "NAME", "LAST SEEN", "")]
+    for d in devices:
+        notes = ", ".join(n for n, on in (("this device", d.current), ("online", d.online)) if on)
+        rows.append((printable(d.device), printable(d.name), format_ts(d.last_seen), notes))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"Devices that keep you signed in ({len(devices)}):"]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
+        lines.append(("  " + "  ".join(cells) + "  " + row[3]).rstrip())
+    lines.append("Sign one out with /revoke ID (or its name).")
+    return "\n".join(lines)
+
+
+class AccountDialog:
+    """The questions of ``/password`` and ``/2fa``, and the printing of account results."""
+
+    def __init__(
+        self,
+        controller: ChatController,
+        *,
+        say: Callable[[str], None],
+        error: Callable[[str], None],
+        encoding: str | None,
+    ) -> None:
+        """``say`` prints lines on stdout, ``error`` on stderr (the view's, above its last
+        line); ``encoding``: stdout's, to draw the QR code with characters it can show."""
+        self.controller = controller
+        self._say = say
+        self._error = error
+        self.encoding = encoding
+        self._step: _Step | None = None
+        self._waiting_for: str | None = None  # the action whose answer holds the input
+        self._code_attempts = 0
+
+    @property
+    def question(self) -> Question | None:
+        """The question to ask now, if any."""
+        if self._step is None or self._waiting_for is not None:
+            return None
+        return self._step.questions[0]
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for the server's answer before the next question: hold the input."""
+        return self._waiting_for is not None
+
+    def print(self, text: str) -> None:
+        self._say(text)
+
+    # --- commands ----------------------------------------------------------------------------
+
+    def command(self, name: str, args: str) -> bool:
+        """``/password``, ``/2fa on`` or ``/2fa off`` typed (the controller checked the args)."""
+        if self._step is not None or self._waiting_for is not None:
+            self._error("error: finish the question above first.")
+            return True
+        if name == "password":
+            self._start([CURRENT_PASSWORD, NEW_PASSWORD, REPEAT_PASSWORD], self._change_password)
+        elif args == "on":
+            self._code_attempts = 0
+            self._waiting_for = START_OTP_SETUP
+            self.controller.start_otp_setup()
+        else:
+            self._start([PASSWORD, CODE], lambda a: self.controller.disable_otp(a[0], a[1]))
+        return True
+
+    def ask_code_to_log_in_again(self, answer: Callable[[str], None]) -> None:
+        """A reconnect needs a one-time code (the session waits for ``answer(code)``)."""
+        self._start([RELOGIN_CODE], lambda a: answer(a[0]))
+
+    def answer(self, text: str) -> None:
+        """The answer to :attr:`question`."""
+        step = self._step
+        if step is None:
+            return
+        step.questions.pop(0)
+        step.answers.append(text)
+        if not step.questions:
+            self._step = None
+            step.finish(step.answers)
+
+    def abandon(self) -> None:
+        """The input ended: questions go unanswered."""
+        self._step, self._waiting_for = None, None
+
+    def _start(self, questions: list[Question], finish: Callable[[list[str]], None]) -> None:
+        self._step = _Step(list(questions), finish, [])
+
+    def _change_password(self, answers: list[str]) -> None:
+        current, new, repeated = answers
+        if new != repeated:
+            self._error("error: the new passwords differ; nothing was changed. Type /password.")
+            return
+        self.controller.change_password(current, new)
+
+    def _confirm(self, answers: list[str]) -> None:
+        self._waiting_for = CONFIRM_OTP
+        self.controller.confirm_otp(answers[0])
+
+    # --- results -----------------------------------------------------------------------------
+
+    def event(self, event: Any) -> None:
+        """An account event from the controller: print it, and go on with the dialog."""
+        if isinstance(event, AccountActionFailed):
+            self._failed(event)
+        elif isinstance(event, OtpSetupStarted):
+            self._waiting_for = None
+            self._show_setup(event)
+            self._start([SETUP_CODE], self._confirm)
+        elif isinstance(event, OtpEnabled):
+            self._waiting_for = None
+            self._show_backup_codes(event.backup_codes)
+        elif isinstance(event, PasswordChanged):
+            self.print("Your password was changed. Your other devices were signed out.")
+        elif isinstance(event, OtpDisabled):
+            self.print("Two-factor login is off: logging in needs only your password.")
+        elif isinstance(event, DevicesListed):
+            self.print(devices_table(event.devices))
+        elif isinstance(event, DeviceRevoked):
+            self.print(f"The device {printable(event.device)} was signed out.")
+
+    def _failed(self, event: AccountActionFailed) -> None:
+        if event.action == CONFIRM_OTP and self._waiting_for == CONFIRM_OTP:
+            self._waiting_for = None
+            self._code_attempts += 1
+            again = event.code in ("invalid_otp", "bad_request")
+            if again and self._code_attempts < CODE_ATTEMPTS:
+                self._error(f"error: {printable(event.message)}")
+                self._start([SETUP_CODE], self._confirm)
+                return
+        if event.action == self._waiting_for:
+            self._waiting_for = None
+        self._error(f"error: {printable(event.message)}")
+
+    def _show_setup(self, event: OtpSetupStarted) -> None:
+        encoding = self.encoding
+        self.print(
+            "Turning on two-factor login. Scan this QR code with an authenticator app "
+            "(or type the secret into it):"
+        )
+        self.print(qr_text(event.uri, encoding))
+        self.print(f"Secret: {event.secret}")
+        self.print(f"Link: {event.uri}")
+        self.print("Then type the 6-digit code that the app shows.")
+
+    def _show_backup_codes(self, codes: tuple[str, ...]) -> None:
+        lines = [
+            "Two-factor login is on. From now on logging in asks for a code from the app "
+            "(--otp CODE, or at the prompt); a device remembered with --remember needs none.",
+            "Backup codes: each works once in place of a code, if you lose the phone. "
+            "Keep them somewhere safe; they are not shown again:",
+        ]
+        lines += [f"  {printable(code)}" for code in codes]
+        self.print("\n".join(lines))
