@@ -1,9 +1,9 @@
 """File transfers (PROTOCOL.md 3.3) in the server: the consumer's glue to the relay rules.
 
-(Over 600 lines on purpose: a fifth of it is the routing described below, which the
+(Over 800 lines on purpose: a fifth of it is the routing described below, which the
 two classes here, the per-session :class:`TransferSession` and the per-process
-:class:`TransferRelay`, both carry out through the same layer events; split, each
-half would need the whole description.)
+:class:`TransferRelay`, both carry out through the same layer events and inboxes;
+split, each half would need the whole description.)
 
 :class:`chatproto.transfer.TransferRegistry` decides everything (who may send
 what, the order, the window, the size, the cancels) without I/O; this module
@@ -20,10 +20,12 @@ the hot path never waits for another process.
 
 Routing
 -------
-Sessions are named by their channel names. An action for the session at hand
-is done directly; one for any other session goes through the channel layer
-(``chat.transfer`` events, below), and one for "every session of the
-recipient" through the recipient's group (:func:`chat.delivery.to_user`). The
+Sessions are named by their channel names. An action for a session of this
+process is done in this process (next section); one for a session of another
+process goes through the channel layer (``chat.transfer`` events, below), and
+one for "every session of the recipient" through the recipient's group
+(:func:`chat.delivery.to_user`) and, for the recipient's sessions here, in this
+process too (the layer's copy is marked ``relay`` and skipped by them). The
 relayed offer carries, in the layer event and never on the wire, the owner's
 channel name: each of the recipient's sessions keeps ``transfer -> owner``
 (:attr:`TransferSession.routes`) and forwards its accept, reject, acks, done
@@ -56,7 +58,8 @@ Layer events: ``{"type": "chat.transfer", "op": ...}``, handled by
 
 ``message``  ``message`` (a protocol message to send), ``final`` (drop the route),
              ``owner`` (the owning channel: keep a route), ``exclude`` (a channel not
-             to send it to; user-wide sends)
+             to send it to; user-wide sends), ``relay`` (user-wide sends: the sending
+             process's :attr:`TransferRelay.ident`; its own sessions had it directly)
 ``chunk``    ``transfer`` (16 bytes), ``index``, ``data`` (raw bytes: channels_redis
              packs messages with msgpack, which carries bytes as they are; a full
              64 KiB chunk is 65,621 bytes packed, 87,576 with the layer's Fernet
@@ -70,6 +73,30 @@ Order: the registry's actions are carried out in order; events from one
 process to one channel arrive in the order sent (the in-memory layer is a
 queue; channels_redis orders a channel by send time, and a transfer's events
 to a session are all sent by one consumer, one after the other).
+
+The same-process path
+---------------------
+When both sessions of a transfer are in one process (the sender's, the owner),
+nothing of it crosses the channel layer: a layer hop per chunk and per ack (a
+copy, a wake-up of the recipient's consumer, a dispatch) was about a tenth of
+the server's CPU per chunk (``bench/NOTES.md``). Every action of the registry
+for a session of this process (chunks, messages, refusals; the session at hand
+included) is appended to that session's :attr:`TransferSession.inbox` in the
+same synchronous step as the registry's decision, before anything is awaited;
+the inbox is then sent in order under that session's lock: at once when the
+lock is free or is the caller's, else by a task that waits for it
+(:meth:`TransferSession.hand_over`). A session busy with its own request or
+event first sends its inbox (:meth:`TransferSession.flush`), so nothing it
+answers overtakes what was decided for it earlier. Hence, per session, the
+order of the registry's decisions is the order on the wire: a chunk never
+overtakes an earlier message of its transfer, nor a message an earlier chunk.
+All of a transfer's events to one session come from its owner, so one path per
+session and transfer is used throughout: the layer for a session elsewhere,
+the inbox for one here (a user-wide send before the accept goes both ways, to
+different sessions). Only the session's own registry calls and this process's
+inboxes are involved: no session ever waits for another's lock while holding
+its own, so two transfers in opposite directions cannot deadlock. Every check
+of the registry is the same on both paths; only the carrying differs.
 
 Memory and backpressure
 -----------------------
