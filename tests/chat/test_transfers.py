@@ -978,10 +978,11 @@ async def test_transfers_in_opposite_directions_run_at_once(alice_bob):
             for _ in range(TRANSFER_WINDOW):
                 chunk = await receiver.next_chunk()
                 assert chunk.transfer_hex == transfer
-                await receiver.send({"type": "file_ack", "transfer": transfer, "index": chunk.index})
+                ack = {"type": "file_ack", "transfer": transfer, "index": chunk.index}
+                await receiver.send(ack)
         for sender, transfer in ((alice, T), (bob, T2)):
             for _ in range(TRANSFER_WINDOW):
-                assert (await sender.next())["type"] == "file_ack"
+                assert (await sender.next())["transfer"] == transfer  # its file_ack
     assert [c.index for c in bob.chunks] == list(range(3 * TRANSFER_WINDOW))
     assert [c.index for c in alice.chunks] == list(range(3 * TRANSFER_WINDOW))
 
