@@ -47,11 +47,16 @@ def run(ctx: Context, cfg: Config) -> dict[str, Any]:
         else:
             r = result[name]
             if "mb_s" in r:
+                cpu = r.get("server_cpu_us_per_chunk")
                 print(
                     f"[files] {name}: {r['mb_s']:.1f} MB/s, peak server growth "
-                    f"{r['peak_rss_growth'] / 2**20:.1f} MiB",
+                    f"{r['peak_rss_growth'] / 2**20:.1f} MiB"
+                    + (f", server CPU {cpu:.0f} µs per chunk" if cpu is not None else ""),
                     flush=True,
                 )
+    if "mb_s" in result.get("product", {}) and "mb_s" in result.get("relay", {}):
+        ratio = result["product"]["mb_s"] / result["relay"]["mb_s"]
+        print(f"[files] product / bare relay: {ratio:.2f}x", flush=True)
     return result
 
 
@@ -142,5 +147,7 @@ def _product(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
         "mb_s": cfg.file_size / sent["seconds"] / 1e6,
         "peak_rss_growth": peak.growth,
         "server_cpu_s": server_cpu,
+        # The figure least moved by other work on the machine (bench/NOTES.md, issue 12).
+        "server_cpu_us_per_chunk": server_cpu / -(-cfg.file_size // cfg.chunk_size) * 1e6,
         "sender_cpu_s": sent["cpu"]["cpu_s"],
     }
