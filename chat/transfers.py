@@ -1,9 +1,9 @@
 """File transfers (PROTOCOL.md 3.3) in the server: the consumer's glue to the relay rules.
 
-(Over 600 lines on purpose: a fifth of it is the routing described below, which the
+(Over 800 lines on purpose: a fifth of it is the routing described below, which the
 two classes here, the per-session :class:`TransferSession` and the per-process
-:class:`TransferRelay`, both carry out through the same layer events; split, each
-half would need the whole description.)
+:class:`TransferRelay`, both carry out through the same layer events and inboxes;
+split, each half would need the whole description.)
 
 :class:`chatproto.transfer.TransferRegistry` decides everything (who may send
 what, the order, the window, the size, the cancels) without I/O; this module
@@ -20,10 +20,12 @@ the hot path never waits for another process.
 
 Routing
 -------
-Sessions are named by their channel names. An action for the session at hand
-is done directly; one for any other session goes through the channel layer
-(``chat.transfer`` events, below), and one for "every session of the
-recipient" through the recipient's group (:func:`chat.delivery.to_user`). The
+Sessions are named by their channel names. An action for a session of this
+process is done in this process (next section); one for a session of another
+process goes through the channel layer (``chat.transfer`` events, below), and
+one for "every session of the recipient" through the recipient's group
+(:func:`chat.delivery.to_user`) and, for the recipient's sessions here, in this
+process too (the layer's copy is marked ``relay`` and skipped by them). The
 relayed offer carries, in the layer event and never on the wire, the owner's
 channel name: each of the recipient's sessions keeps ``transfer -> owner``
 (:attr:`TransferSession.routes`) and forwards its accept, reject, acks, done
@@ -56,7 +58,8 @@ Layer events: ``{"type": "chat.transfer", "op": ...}``, handled by
 
 ``message``  ``message`` (a protocol message to send), ``final`` (drop the route),
              ``owner`` (the owning channel: keep a route), ``exclude`` (a channel not
-             to send it to; user-wide sends)
+             to send it to; user-wide sends), ``relay`` (user-wide sends: the sending
+             process's :attr:`TransferRelay.ident`; its own sessions had it directly)
 ``chunk``    ``transfer`` (16 bytes), ``index``, ``data`` (raw bytes: channels_redis
              packs messages with msgpack, which carries bytes as they are; a full
              64 KiB chunk is 65,621 bytes packed, 87,576 with the layer's Fernet
@@ -70,6 +73,30 @@ Order: the registry's actions are carried out in order; events from one
 process to one channel arrive in the order sent (the in-memory layer is a
 queue; channels_redis orders a channel by send time, and a transfer's events
 to a session are all sent by one consumer, one after the other).
+
+The same-process path
+---------------------
+When both sessions of a transfer are in one process (the sender's, the owner),
+nothing of it crosses the channel layer: a layer hop per chunk and per ack (a
+copy, a wake-up of the recipient's consumer, a dispatch) was about a tenth of
+the server's CPU per chunk (``bench/NOTES.md``). Every action of the registry
+for a session of this process (chunks, messages, refusals; the session at hand
+included) is appended to that session's :attr:`TransferSession.inbox` in the
+same synchronous step as the registry's decision, before anything is awaited;
+the inbox is then sent in order under that session's lock: at once when the
+lock is free or is the caller's, else by a task that waits for it
+(:meth:`TransferSession.hand_over`). A session busy with its own request or
+event first sends its inbox (:meth:`TransferSession.flush`), so nothing it
+answers overtakes what was decided for it earlier. Hence, per session, the
+order of the registry's decisions is the order on the wire: a chunk never
+overtakes an earlier message of its transfer, nor a message an earlier chunk.
+All of a transfer's events to one session come from its owner, so one path per
+session and transfer is used throughout: the layer for a session elsewhere,
+the inbox for one here (a user-wide send before the accept goes both ways, to
+different sessions). Only the session's own registry calls and this process's
+inboxes are involved: no session ever waits for another's lock while holding
+its own, so two transfers in opposite directions cannot deadlock. Every check
+of the registry is the same on both paths; only the carrying differs.
 
 Memory and backpressure
 -----------------------
@@ -98,6 +125,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 import weakref
 from typing import Any, Protocol
@@ -119,6 +147,7 @@ from chatproto.transfer import (
     RecipientStatus,
     Refuse,
     ToSession,
+    ToUser,
     TransferRegistry,
     file_cancel,
 )
@@ -129,6 +158,10 @@ from .workers import Workers
 log = logging.getLogger("chat.transfers")
 
 EVENT = "chat.transfer"
+
+# What the relay left in a session's inbox: the action, and beside it the owning channel
+# (a Deliver) or the transfer the call was about (a Refuse).
+Handed = tuple[Action, str | None]
 
 
 def recipient_status(username: str) -> tuple[RecipientStatus, int | None]:
@@ -148,11 +181,16 @@ def recipient_status(username: str) -> tuple[RecipientStatus, int | None]:
     return RecipientStatus.ONLINE, user_id
 
 
+class _Outbox(Protocol):
+    lock: asyncio.Lock  # the session's lock (``chat.outbox.SessionLock``)
+
+
 class Consumer(Protocol):
     """What :class:`TransferSession` needs of its consumer (``chat.consumers.ChatConsumer``)."""
 
     channel_name: str
     username: str
+    outbox: _Outbox
 
     def listening(self) -> bool: ...
 
@@ -177,6 +215,10 @@ class TransferSession:
     The consumer calls :meth:`handle_request` and :meth:`handle_chunk` for what
     its client sent, :meth:`on_event` for ``chat.transfer`` layer events, and
     :meth:`session_closed` once the session is over; always under its lock.
+
+    ``inbox``: what the relay of this process decided for this session and has not
+    sent yet (see "The same-process path" in the module docstring), in the order
+    decided; :meth:`flush` sends it, under the session's lock.
     """
 
     def __init__(self, consumer: Consumer, relay: TransferRelay) -> None:
@@ -184,7 +226,11 @@ class TransferSession:
         self.relay = relay
         self.routes: dict[str, str] = {}  # transfer -> owner's channel, for offers made to us
         self.senders: dict[str, str] = {}  # transfer -> the offering user, for offers made to us
-        self.relay.here.add(self)
+        self.inbox: list[Handed] = []  # (a list: an empty deque costs 760 bytes a session)
+        self._drainer: asyncio.Task[None] | None = None
+        channel = getattr(consumer, "channel_name", None)  # None without a channel layer
+        if channel is not None:
+            self.relay.local[channel] = self
 
     @property
     def session(self) -> str:
@@ -194,6 +240,8 @@ class TransferSession:
 
     async def handle_request(self, request: Request) -> None:
         """A validated ``file_*`` request of this (logged-in) session."""
+        if self.inbox:
+            await self.flush()  # what was decided for this session before this request
         if request.type == "file_offer":
             await self._offer(request)
             return
@@ -253,6 +301,8 @@ class TransferSession:
 
     async def handle_chunk(self, chunk: FileChunk) -> None:
         """A chunk record from this session: forwarded, refused, or the end of the transfer."""
+        if self.inbox:
+            await self.flush()
         actions = self.relay.registry.receive_chunk(
             chunk, session=self.session, now=time.monotonic()
         )
@@ -262,6 +312,9 @@ class TransferSession:
         """The session ended; ``went_offline``: it was its user's last session."""
         reg = self.relay.registry
         now = time.monotonic()
+        self.inbox.clear()  # nothing more reaches this client
+        if self.relay.local.get(self.session) is self:
+            del self.relay.local[self.session]
         actions = reg.drop_session(self.session, now=now)
         if went_offline:
             actions += reg.recipient_offline(self.consumer.username, now=now)
@@ -274,7 +327,6 @@ class TransferSession:
         self.routes.clear()
         self.senders.clear()
         self.relay.routed.discard(self)
-        self.relay.here.discard(self)
         event = {
             "type": EVENT,
             "op": "gone",
@@ -289,6 +341,8 @@ class TransferSession:
 
     async def on_event(self, event: dict[str, Any]) -> None:
         """A ``chat.transfer`` layer event for this session (see the module docstring)."""
+        if self.inbox:
+            await self.flush()
         op = event.get("op")
         if op == "request":
             await self._owner_request(event)
@@ -300,7 +354,9 @@ class TransferSession:
                 actions += reg.recipient_offline(event["user"], now=now)
             await self.relay.carry_out(actions, here=self)
         elif op == "message":
-            if event.get("exclude") != self.session:
+            # A user-wide send of this process's relay reached this session directly.
+            mine = event.get("relay") == self.relay.ident
+            if event.get("exclude") != self.session and not mine:
                 await self.deliver(event["message"], final=event["final"], owner=event["owner"])
         elif op == "chunk":
             if self.consumer.listening():
@@ -326,6 +382,39 @@ class TransferSession:
         await self.relay.carry_out(actions, here=self, about=request.transfer)  # type: ignore[attr-defined]  # every transfer step's class has `transfer`
 
     # --- to the client ------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Send the inbox, in order; the caller holds the session's lock."""
+        while self.inbox:
+            handed, self.inbox = self.inbox, []
+            for action, extra in handed:
+                if isinstance(action, DeliverChunk):
+                    if self.consumer.listening():
+                        await self.consumer.send_chunk(action.chunk)
+                elif isinstance(action, Deliver):
+                    await self.deliver(action.message, final=action.final, owner=extra)
+                else:
+                    await self.refuse(
+                        action.code, action.message, action.ref, extra, counts=action.counts
+                    )
+
+    async def hand_over(self) -> None:
+        """Send the inbox now if the session's lock is free, else as soon as it is.
+
+        Never waits for the lock while its caller holds another session's: a
+        session busy with its own request or event gets a task that waits for it
+        (one at a time), so two sessions relaying to each other cannot deadlock.
+        """
+        lock = self.consumer.outbox.lock
+        if not lock.locked():
+            async with lock:
+                await self.flush()
+        elif self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        async with self.consumer.outbox.lock:
+            await self.flush()
 
     async def deliver(self, message: dict[str, Any], *, final: bool, owner: str | None) -> None:
         """Send a transfer's message to the client, keeping the session's route up to date."""
@@ -366,10 +455,12 @@ class TransferSession:
 class TransferRelay:
     """This process's file-transfer relay: the registry, what is kept beside it, its timers.
 
-    One per :class:`chat.runtime.ChatRuntime`. ``here``: every session of this
-    process; ``routed``: those holding routes (offers made to them);
+    One per :class:`chat.runtime.ChatRuntime`. ``local``: every session of this
+    process, by channel name; ``routed``: those holding routes (offers made to them);
     ``recipient_ids``: transfer -> the recipient's user id, while the transfer is
     open in this registry (user-wide sends go to the recipient's group, named by id).
+    ``ident``: marks the user-wide sends of this relay on the layer, which its own
+    sessions have had directly.
     """
 
     def __init__(self, workers: Workers) -> None:
@@ -378,7 +469,10 @@ class TransferRelay:
         self.timer: asyncio.Task | None = None
         self.watch: asyncio.Task | None = None
         self.suspects: set[tuple[str, str | None]] = set()  # peers the last check found gone
-        self.here: weakref.WeakSet[TransferSession] = weakref.WeakSet()
+        self.local: weakref.WeakValueDictionary[str, TransferSession] = (
+            weakref.WeakValueDictionary()
+        )
+        self.ident = secrets.token_hex(8)
         self.routed: weakref.WeakSet[TransferSession] = weakref.WeakSet()
         self.recipient_ids: dict[str, int] = {}
 
@@ -400,7 +494,7 @@ class TransferRelay:
 
     def session_of(self, username: str) -> str | None:
         """The channel name of a logged-in session of ``username`` on this process, if any."""
-        for session in list(self.here):
+        for session in list(self.local.values()):
             if session.consumer.username == username:
                 return session.session
         return None
@@ -422,9 +516,14 @@ class TransferRelay:
         here: TransferSession | None = None,
         about: str | None = None,
     ) -> None:
-        """Do the registry's ``actions`` in order; ``here`` is the session at hand, if any.
+        """Do the registry's ``actions`` in order; ``here`` is the session at hand, if any
+        (the caller holds its lock).
 
         ``about`` is the transfer the call was about (refusals do not name it).
+        What goes to sessions of this process joins their inboxes before anything
+        is awaited, so that each session gets what the registry decided for it in
+        the order decided, whatever other calls run meanwhile (see "The
+        same-process path"); then the layer's sends; then the inboxes are sent.
         A session that the channel layer cannot reach (a full channel, Redis
         gone) is dropped from this process's transfers, which tells the other
         side ``disconnected`` instead of leaving it waiting for ever.
@@ -433,51 +532,86 @@ class TransferRelay:
             return
         # Before anything is sent: whoever hears that a transfer is over finds it gone here too.
         ended = self._settle(actions, about)
-        lost: set[str] = set()
+        given: dict[str, TransferSession] = {}
+        remote: list[tuple[Action, str | None]] = []
         for action in actions:
-            target: str | None
+            extra: str | None
             if isinstance(action, DeliverChunk):
-                ok = await self._deliver_chunk(action)
-                target = action.session
+                target: str | None = action.session
+                extra = None
             elif isinstance(action, Deliver):
-                ok = await self._deliver(action, here, ended)
-                target = action.to.session if isinstance(action.to, ToSession) else None
+                extra = self._owner_of(action.message)
+                if isinstance(action.to, ToUser):
+                    self._hand_to_user(action, extra, given)
+                    remote.append((action, extra))
+                    continue
+                target = action.to.session
             else:
-                ok = await self._refuse(action, here, about)
-                target = action.session
-            if not ok and target is not None:
-                lost.add(target)
-        for session in sorted(lost):
-            actions = self.registry.drop_session(session, now=time.monotonic())
+                target, extra = action.session, about
+            session = self.local.get(target) if target is not None else None
+            if session is None:
+                remote.append((action, extra))
+            else:
+                session.inbox.append((action, extra))
+                given[session.session] = session
+        lost: set[str] = set()
+        for action, extra in remote:
+            if isinstance(action, DeliverChunk):
+                if not await self._deliver_chunk(action):
+                    lost.add(action.session)
+            elif isinstance(action, Deliver):
+                if not await self._deliver(action, extra, ended) and isinstance(
+                    action.to, ToSession
+                ):
+                    lost.add(action.to.session)
+            elif not await self._refuse(action, extra):
+                lost.add(action.session)
+        for session in given.values():
+            if session is here:
+                await session.flush()
+            else:
+                await session.hand_over()
+        for gone in sorted(lost):
+            actions = self.registry.drop_session(gone, now=time.monotonic())
             await self.carry_out(actions, here=here)
 
-    async def _deliver(
-        self, action: Deliver, here: TransferSession | None, ended: dict[str, int]
-    ) -> bool:
-        message = action.message
+    def _owner_of(self, message: dict[str, Any]) -> str | None:
+        """The owning channel of the message's transfer, while it is open here."""
         transfer_id = message.get("transfer")
         owned = self.registry.get(transfer_id) if isinstance(transfer_id, str) else None
-        owner = owned.sender_session if owned is not None else None
+        return owned.sender_session if owned is not None else None
+
+    def _hand_to_user(
+        self, action: Deliver, owner: str | None, given: dict[str, TransferSession]
+    ) -> None:
+        """A user-wide send, to the user's sessions of this process (their part of the group).
+
+        By username, which a session has from its login on, before it joins the
+        user's group; the layer's copy is marked (``relay``) so that they skip it.
+        A scan of this process's sessions: only offers and their early ends are
+        user-wide, never a chunk or an ack.
+        """
+        assert isinstance(action.to, ToUser)
+        user, exclude = action.to.user, action.to.exclude
+        for session in list(self.local.values()):
+            if session.consumer.username == user and session.session != exclude:
+                session.inbox.append((action, owner))
+                given[session.session] = session
+
+    async def _deliver(self, action: Deliver, owner: str | None, ended: dict[str, int]) -> bool:
+        """A message through the layer: to a session of another process, or user-wide."""
+        message = action.message
+        event = {"type": EVENT, "op": "message", "message": message, "final": action.final}
         if isinstance(action.to, ToSession):
-            if here is not None and action.to.session == here.session:
-                await here.deliver(message, final=action.final, owner=owner)
-                return True
-            event = {"type": EVENT, "op": "message", "message": message, "final": action.final}
             return await _layer_send(action.to.session, {**event, "owner": owner})
+        transfer_id = message.get("transfer")
         recipient_id = None
         if isinstance(transfer_id, str):
             recipient_id = self.recipient_ids.get(transfer_id, ended.get(transfer_id))
         if recipient_id is None:
             log.error("transfer %s: no recipient to send %s to", transfer_id, message.get("type"))
             return False
-        event = {
-            "type": EVENT,
-            "op": "message",
-            "message": message,
-            "final": action.final,
-            "owner": owner,
-            "exclude": action.to.exclude,
-        }
+        event.update(owner=owner, exclude=action.to.exclude, relay=self.ident)
         try:
             await delivery.to_user(recipient_id, event)
         except Exception as exc:
@@ -489,7 +623,7 @@ class TransferRelay:
         return True
 
     async def _deliver_chunk(self, action: DeliverChunk) -> bool:
-        """Chunks always go through the layer: the recipient is never the sending session."""
+        """A chunk for a recipient in another process, through the layer."""
         chunk = action.chunk
         event = {
             "type": EVENT,
@@ -500,12 +634,7 @@ class TransferRelay:
         }
         return await _layer_send(action.session, event)
 
-    async def _refuse(
-        self, action: Refuse, here: TransferSession | None, about: str | None
-    ) -> bool:
-        if here is not None and action.session == here.session:
-            await here.refuse(action.code, action.message, action.ref, about, counts=action.counts)
-            return True
+    async def _refuse(self, action: Refuse, about: str | None) -> bool:
         event = {
             "type": EVENT,
             "op": "refuse",
@@ -599,9 +728,10 @@ class TransferRelay:
         consumers report their own end).
         """
         reg = self.registry
-        local = {session.session for session in self.here}
+        here = list(self.local.values())
+        local = {session.session for session in here}
         local_users = {
-            session.consumer.username for session in self.here if session.consumer.listening()
+            session.consumer.username for session in here if session.consumer.listening()
         }
         owned: list[tuple[str, str | None]] = []
         for transfer_id in list(self.recipient_ids):

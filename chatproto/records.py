@@ -45,14 +45,15 @@ _OVERHEAD = RECORD_HEADER_SIZE + IV_SIZE + TAG_SIZE  # 57
 class RecordSealer:
     """Seals plaintexts into records for one direction.
 
-    ``iv_source`` exists for the known-answer tests; leave it alone elsewhere.
+    The keys are set up once (:class:`~chatproto.crypto_utils.CbcHmacKeys`); each
+    record gets a fresh IV from ``iv_source``, which exists for the known-answer
+    tests; leave it alone elsewhere.
     """
 
     def __init__(
         self, enc_key: bytes, mac_key: bytes, *, iv_source: Callable[[int], bytes] = os.urandom
     ) -> None:
-        self._enc_key = enc_key
-        self._mac_key = mac_key
+        self._keys = crypto_utils.CbcHmacKeys(enc_key, mac_key)
         self._iv_source = iv_source
         self.seq = 0
 
@@ -64,22 +65,18 @@ class RecordSealer:
             )
         if self.seq >= MAX_RECORDS_PER_DIRECTION:
             raise SequenceExhausted("2**32 records sent in this direction; reconnect")
-        iv = self._iv_source(IV_SIZE)
-        body = (
-            _HEADER.pack(RECORD_VERSION, self.seq)
-            + iv
-            + crypto_utils.aes_cbc_encrypt(self._enc_key, iv, plaintext)
+        record = self._keys.seal(
+            _HEADER.pack(RECORD_VERSION, self.seq), self._iv_source(IV_SIZE), plaintext
         )
         self.seq += 1
-        return body + crypto_utils.hmac_sha256(self._mac_key, body)
+        return record
 
 
 class RecordOpener:
     """Opens records of one direction, enforcing order and integrity."""
 
     def __init__(self, enc_key: bytes, mac_key: bytes) -> None:
-        self._enc_key = enc_key
-        self._mac_key = mac_key
+        self._keys = crypto_utils.CbcHmacKeys(enc_key, mac_key)
         self.seq = 0
 
     def open(self, record: bytes) -> bytes:
@@ -92,16 +89,16 @@ class RecordOpener:
         version, seq = _HEADER.unpack_from(record)
         if version != RECORD_VERSION:
             raise RecordError()
-        body, tag = record[:-TAG_SIZE], record[-TAG_SIZE:]
-        if not crypto_utils.verify_hmac_sha256(self._mac_key, body, tag):
+        if not self._keys.verify(record):  # the tag, in constant time, before anything else
             raise RecordError()
         if seq != self.seq or seq >= MAX_RECORDS_PER_DIRECTION:
             raise RecordError()
-        iv = body[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + IV_SIZE]
+        iv = record[RECORD_HEADER_SIZE : RECORD_HEADER_SIZE + IV_SIZE]
         try:
-            plaintext = crypto_utils.aes_cbc_decrypt(
-                self._enc_key, iv, body[RECORD_HEADER_SIZE + IV_SIZE :]
-            )
+            with memoryview(record) as view:
+                plaintext = self._keys.decrypt(
+                    iv, view[RECORD_HEADER_SIZE + IV_SIZE : size - TAG_SIZE]
+                )
         except CryptoError:
             raise RecordError() from None
         self.seq += 1

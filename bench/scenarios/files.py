@@ -47,11 +47,20 @@ def run(ctx: Context, cfg: Config) -> dict[str, Any]:
         else:
             r = result[name]
             if "mb_s" in r:
+                cpu = r.get("server_cpu_us_per_chunk")
                 print(
                     f"[files] {name}: {r['mb_s']:.1f} MB/s, peak server growth "
-                    f"{r['peak_rss_growth'] / 2**20:.1f} MiB",
+                    f"{r['peak_rss_growth'] / 2**20:.1f} MiB"
+                    + (f", server CPU {cpu:.0f} µs per chunk" if cpu is not None else ""),
                     flush=True,
                 )
+    if "mb_s" in result.get("product", {}) and "mb_s" in result.get("relay", {}):
+        ratio = result["product"]["mb_s"] / result["relay"]["mb_s"]
+        print(f"[files] product / bare relay: {ratio:.2f}x", flush=True)
+        # Under other load the throughputs measure the share of the cores each run got;
+        # the servers' CPU per chunk does not depend on it as much.
+        cpu = result["product"]["server_cpu_s"] / result["relay"]["server_cpu_s"]
+        print(f"[files] server CPU, product / bare relay: {cpu:.2f}x", flush=True)
     return result
 
 
@@ -64,6 +73,7 @@ def _relay(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
             RECEIVER, "relay_receive", url=target.url, origin=target.origin, size=cfg.file_size
         )
         time.sleep(0.5)  # the receiver connects first (the relay pairs them in order)
+        cpu_before = server.cpu_seconds()
         with procs.PeakRss(server) as peak:
             lg.submit(
                 SENDER,
@@ -75,6 +85,7 @@ def _relay(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
             )
             sent = lg.result(SENDER, timeout)
             received = lg.result(RECEIVER, timeout)
+        server_cpu = server.cpu_seconds() - cpu_before
         server.check_alive()
     if received["sha256"] != sent["sha256"] or received["bytes"] != cfg.file_size:
         raise RuntimeError("the relayed bytes differ from the bytes sent")
@@ -83,8 +94,14 @@ def _relay(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
         "seconds": sent["seconds"],
         "mb_s": cfg.file_size / sent["seconds"] / 1e6,
         "peak_rss_growth": peak.growth,
+        "server_cpu_s": server_cpu,
+        "server_cpu_us_per_chunk": server_cpu / _chunks(cfg) * 1e6,
         "sender_cpu_s": sent["cpu"]["cpu_s"],
     }
+
+
+def _chunks(cfg: Config) -> int:
+    return -(-cfg.file_size // cfg.chunk_size)
 
 
 def _product(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
@@ -142,5 +159,7 @@ def _product(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
         "mb_s": cfg.file_size / sent["seconds"] / 1e6,
         "peak_rss_growth": peak.growth,
         "server_cpu_s": server_cpu,
+        # The figure least moved by other work on the machine (bench/NOTES.md, issue 12).
+        "server_cpu_us_per_chunk": server_cpu / _chunks(cfg) * 1e6,
         "sender_cpu_s": sent["cpu"]["cpu_s"],
     }

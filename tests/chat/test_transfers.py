@@ -9,6 +9,7 @@ Transfers between two server processes are in ``tests/e2e/test_file_transfer.py`
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import struct
@@ -837,3 +838,167 @@ async def test_sessions_of_this_process_are_never_judged_by_presence(alice_bob):
     assert await alice.quiet() and await bob.quiet()
     await alice.chunk(0, b"still here")
     assert (await bob.next_chunk()).data == b"still here"
+
+
+# --- the same-process path: both sessions in this process -----------------------------------------
+
+
+def consumer_of(session: Peer):
+    """The server's consumer of ``session`` (in this process's runtime)."""
+    (consumer,) = [
+        s
+        for s in inprocess.RUNTIME.sessions.local_sessions()
+        if s.session_id == session.conn.keys.session_id
+    ]
+    return consumer
+
+
+async def items(session: Peer, count: int) -> list[Any]:
+    """The next ``count`` chunks and messages (pushes aside), in the order they arrived."""
+    arrived: list[Any] = []
+    while len(arrived) < count:
+        item = await session.recv_item()
+        if isinstance(item, FileChunk):
+            arrived.append(item.index)
+        elif item["type"] not in PUSHES:
+            arrived.append(item)
+    return arrived
+
+
+async def handled(session: Peer) -> None:
+    """Everything ``session`` sent before this has been handled by its server consumer."""
+    assert (await session.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_chunks_between_sessions_of_one_process_never_cross_the_channel_layer(
+    alice_bob, monkeypatch
+):
+    from chat import delivery
+
+    through_layer: list[dict[str, Any]] = []
+    for name in ("to_channel", "to_user"):
+        send = getattr(delivery, name)
+
+        async def spy(target, event, send=send):
+            if event.get("type") == "chat.transfer":
+                through_layer.append(event)
+            await send(target, event)
+
+        monkeypatch.setattr(delivery, name, spy)
+    alice, bob = alice_bob
+    data = os.urandom(2 * MAX_CHUNK_SIZE + 7)
+    kept, received_sha = await run_transfer(alice, bob, data)
+    assert kept and received_sha == hashlib.sha256(data).hexdigest()
+    # Only what is user-wide goes to the layer too, for bob's sessions in other processes:
+    # the offer, and the accept's answered_elsewhere to his other sessions.
+    assert [(e["op"], e["message"]["type"], e["exclude"]) for e in through_layer] == [
+        ("message", "file_offer", None),
+        ("message", "file_cancel", consumer_of(bob).channel_name),
+    ]
+    assert registry_idle()
+
+
+async def test_a_user_wide_send_reaches_each_local_session_once(create_users):
+    """The offer reaches bob's sessions here directly; they skip the layer's copy."""
+    await create_users("alice", "bob")
+    alice = await logged_in("alice")
+    bob_laptop, bob_phone = await logged_in("bob"), await logged_in("bob")
+    await settled(alice, bob_laptop, bob_phone)
+    await alice.request(offer())
+    for session in (bob_laptop, bob_phone):
+        assert (await session.next())["type"] == "file_offer"
+        assert await session.quiet()
+    await alice.send(cancel("cancelled"))
+    for session in (bob_laptop, bob_phone):
+        assert await session.next() == cancel("cancelled")
+        assert await session.quiet()
+    for session in (alice, bob_laptop, bob_phone):
+        await session.close()
+    assert registry_idle()
+
+
+async def test_a_busy_recipient_gets_chunks_and_file_end_in_the_order_decided(alice_bob):
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=300)
+    bobs = consumer_of(bob)
+    async with bobs.outbox.lock:  # bob's session is busy: what is decided for it waits
+        for index in range(3):
+            await alice.chunk(index, b"x" * 100)
+        await alice.send({"type": "file_end", "transfer": T})
+        await handled(alice)
+        assert len(bobs.transfers.inbox) == 4
+        assert await bob.nothing(0.1)
+    assert await items(bob, 4) == [0, 1, 2, {"type": "file_end", "transfer": T}]
+    assert bobs.transfers.inbox == []
+
+
+async def test_a_cancel_decided_after_waiting_chunks_comes_after_them(alice_bob):
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=1000)
+    async with consumer_of(bob).outbox.lock:
+        await alice.chunk(0, b"x" * 100)
+        await alice.chunk(1, b"x" * 100)
+        await alice.chunk(5, b"x" * 100)  # out of order: the transfer ends on both sides
+        await handled(alice)
+    assert await items(bob, 3) == [0, 1, cancel("chunk_out_of_order")]
+    assert await alice.next() == cancel("chunk_out_of_order")
+    assert await bob.quiet()
+    assert registry_idle()
+
+
+async def test_the_recipients_own_step_is_answered_after_what_waited_for_it(alice_bob):
+    """Bob's step out of turn ends the transfer; his copy of the cancel (decided while he
+    is the session at hand) still comes after the chunks decided for him before it."""
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=1000)
+    async with consumer_of(bob).outbox.lock:
+        await bob.send({"type": "file_done", "transfer": T, "ok": True})  # before file_end
+        await asyncio.sleep(0.05)  # bob's consumer waits for the lock first, with his step
+        await alice.chunk(0, b"x" * 100)
+        await alice.chunk(1, b"x" * 100)
+        await handled(alice)
+    assert await items(bob, 3) == [0, 1, cancel("chunk_out_of_order")]
+    assert await alice.next() == cancel("chunk_out_of_order")
+    assert registry_idle()
+
+
+async def test_transfers_in_opposite_directions_run_at_once(alice_bob):
+    """Each session relays to the other while the other relays to it: no deadlock, no loss."""
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=100_000, transfer=T)
+    await bob.request({**offer(to="alice", size=100_000, transfer=T2), "id": "o2"})
+    assert (await alice.next())["type"] == "file_offer"
+    await alice.send({"type": "file_accept", "transfer": T2})
+    assert (await bob.next())["type"] == "file_accept"
+    for _ in range(3):  # three windows each way, chunks and acks crossing
+        for index in range(TRANSFER_WINDOW):
+            await alice.chunk(len(bob.chunks) + index, b"a" * 1000, T)
+            await bob.chunk(len(alice.chunks) + index, b"b" * 1000, T2)
+        for receiver, transfer in ((bob, T), (alice, T2)):
+            for _ in range(TRANSFER_WINDOW):
+                chunk = await receiver.next_chunk()
+                assert chunk.transfer_hex == transfer
+                ack = {"type": "file_ack", "transfer": transfer, "index": chunk.index}
+                await receiver.send(ack)
+        for sender, transfer in ((alice, T), (bob, T2)):
+            for _ in range(TRANSFER_WINDOW):
+                assert (await sender.next())["transfer"] == transfer  # its file_ack
+    assert [c.index for c in bob.chunks] == list(range(3 * TRANSFER_WINDOW))
+    assert [c.index for c in alice.chunks] == list(range(3 * TRANSFER_WINDOW))
+
+
+async def test_a_recipient_that_ends_with_chunks_waiting_for_it_ends_the_transfer(alice_bob):
+    alice, bob = alice_bob
+    await accepted(alice, bob, size=1000)
+    bobs = consumer_of(bob)
+    async with bobs.outbox.lock:
+        await alice.chunk(0, b"x" * 100)
+        await alice.chunk(1, b"x" * 100)
+        await handled(alice)
+        await bob.close()  # its end does not wait for the lock
+        assert await alice.next() == cancel("disconnected")
+        assert bobs.transfers.inbox == []
+    assert registry_idle()
+    await alice.chunk(2, b"x" * 100)  # in flight when she heard: dropped, not counted
+    await handled(alice)
+    assert await alice.quiet() and bad_requests_counted_for(alice) == 0

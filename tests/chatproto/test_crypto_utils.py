@@ -332,3 +332,68 @@ def test_verify_hmac_rejects_wrong_and_truncated_tags():
     assert not crypto_utils.verify_hmac_sha256(b"key", b"data!", tag)
     assert not crypto_utils.verify_hmac_sha256(b"key", b"data", tag[:16])
     assert not crypto_utils.verify_hmac_sha256(b"key", b"data", b"")
+
+
+# --- keys set up once per direction (the record layer) -------------------------------------
+
+ENC_KEY, MAC_KEY = bytes(range(32)), bytes(range(32, 64))
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 200, 4095, 4096, 4097, 65536 + 26])
+def test_keys_set_up_once_seal_exactly_what_the_one_call_functions_make(size):
+    """Both of seal's paths (small: concatenated; large: one buffer) give the same bytes."""
+    keys = crypto_utils.CbcHmacKeys(ENC_KEY, MAC_KEY)
+    prefix, iv, plaintext = b"\x01" + bytes(8), os.urandom(16), os.urandom(size)
+    body = prefix + iv + crypto_utils.aes_cbc_encrypt(ENC_KEY, iv, plaintext)
+    assert keys.seal(prefix, iv, plaintext) == body + crypto_utils.hmac_sha256(MAC_KEY, body)
+
+
+def test_the_keyed_hmac_is_reused_not_consumed():
+    """Every message gets a copy of the keyed HMAC: the same input gives the same tag again,
+    and a different message does not carry the previous one's state into its tag."""
+    keys = crypto_utils.CbcHmacKeys(ENC_KEY, MAC_KEY)
+    iv = bytes(16)
+    first = keys.seal(b"p", iv, b"one")
+    keys.seal(b"p", iv, b"something else entirely")
+    assert keys.seal(b"p", iv, b"one") == first
+    assert keys.verify(first) and keys.verify(first)
+
+
+@pytest.mark.parametrize("size", [0, 200, 65536 + 26])
+def test_keys_set_up_once_open_what_they_sealed_and_refuse_any_change(size):
+    keys = crypto_utils.CbcHmacKeys(ENC_KEY, MAC_KEY)
+    plaintext = os.urandom(size)
+    record = keys.seal(b"h", b"\x07" * 16, plaintext)
+    assert keys.verify(record)
+    assert keys.decrypt(record[1:17], memoryview(record)[17:-32]) == plaintext
+    for where in (0, 5, len(record) // 2, len(record) - 1):
+        tampered = bytearray(record)
+        tampered[where] ^= 1
+        assert not keys.verify(bytes(tampered))
+    assert not keys.verify(record[:-1])
+    assert not keys.verify(record[:10])
+    assert not crypto_utils.CbcHmacKeys(ENC_KEY, bytes(32)).verify(record)
+
+
+@pytest.mark.parametrize(
+    "last_block",
+    [bytes(16), bytes(15) + b"\x11", bytes(14) + b"\x02\x03", bytes(15) + b"\x02"],
+)
+def test_keys_set_up_once_refuse_bad_padding_with_the_opaque_error(last_block):
+    keys = crypto_utils.CbcHmacKeys(ENC_KEY, MAC_KEY)
+    iv = os.urandom(16)
+    encryptor = Cipher(algorithms.AES(ENC_KEY), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(bytes(16) + last_block) + encryptor.finalize()
+    with pytest.raises(CryptoError):
+        keys.decrypt(iv, ciphertext)
+
+
+@pytest.mark.parametrize("ciphertext", [b"", bytes(15), bytes(17)])
+def test_keys_set_up_once_refuse_ciphertext_not_in_whole_blocks(ciphertext):
+    with pytest.raises(CryptoError):
+        crypto_utils.CbcHmacKeys(ENC_KEY, MAC_KEY).decrypt(bytes(16), ciphertext)
+
+
+def test_keys_set_up_once_refuse_a_bad_key_with_the_opaque_error():
+    with pytest.raises(CryptoError):
+        crypto_utils.CbcHmacKeys(bytes(20), MAC_KEY)
