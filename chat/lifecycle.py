@@ -216,9 +216,9 @@ async def start(
         fields["device"] = device
     session.logged_in_as(user, device=device, enrolment_required=enrolment_required)
     await session.join_group(delivery.user_group(user.pk))
-    if device is not None:
+    if device is not None or enrolment_required:
         await sync_to_async(presence.device_session_started)(
-            session.username, session.channel_name, device
+            session.username, session.channel_name, device, enrolling=enrolment_required
         )
     if enrolment_required:
         await _start_enrolment(session, ref, fields)
@@ -252,6 +252,7 @@ async def enrolled(session: Starting) -> None:
     """``otp_confirm`` made the session's account two-factor: the session starts in full
     (registered, presence, ``rooms``, queued private messages, ``users``), as at login."""
     session.enrolled()
+    await sync_to_async(presence.device_session_enrolled)(session.username, session.channel_name)
     await _enter(session, None, None)
 
 
@@ -294,7 +295,8 @@ async def finish(session: Starting, code: int) -> None:
     await session.outbox.writes_done()  # messages received before the close are stored and sent
     went_offline = False
     try:
-        if session.device is not None:
+        if session.user is not None and (session.device is not None or not session.entered):
+            # Recorded at start if it had a device or was still setting up two-factor login.
             ended_device = sync_to_async(presence.device_session_ended)
             await ended_device(session.username, session.channel_name)
         if session.entered:

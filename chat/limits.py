@@ -160,13 +160,19 @@ class LimitCounters:
         arriving = self._arriving
         arriving[username] += 1
         try:
-            live = await sync_to_async(presence.session_count)(username)
+            live = await sync_to_async(_sessions_of)(username)
             full = live + arriving[username] > settings.CHAT_MAX_SESSIONS
             yield session_retry_after() if full else None
         finally:
             arriving[username] -= 1
             if arriving[username] <= 0:
                 del arriving[username]
+
+
+def _sessions_of(username: str) -> int:
+    """The user's logged-in sessions: those in presence, and those still setting up
+    two-factor login (PROTOCOL.md 3.4), which presence does not hold yet."""
+    return presence.session_count(username) + presence.enrolling_count(username)
 
 
 def room_window() -> SlidingWindow:

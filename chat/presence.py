@@ -5,9 +5,11 @@ Data (all in the Django cache: local memory for one process, Redis for many):
 ``presence:user:<hash>``   the user's live sessions: ``{session key: process id}``
 ``presence:proc:<id>``     a process's heartbeat, expiring 3 heartbeats after the last
 ``presence:procs``         the processes that have had sessions
-``presence:devices:<hash>`` the user's live sessions logged in as a remembered device:
-                           ``{session key: [device id, process id]}`` (a device's
-                           ``online`` in the ``devices`` answer, PROTOCOL.md 3.4)
+``presence:devices:<hash>`` the user's live sessions logged in as a remembered device,
+                           or still setting up two-factor login (not in presence yet):
+                           ``{session key: [device id or None, process id, enrolling]}``
+                           (a device's ``online`` in the ``devices`` answer, and the
+                           enrolling sessions that count toward the session limit)
 
 A session counts only while its process's heartbeat lives, so when a process
 dies its users drop out of ``online`` within three heartbeats (90 s by
@@ -31,6 +33,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -190,15 +193,40 @@ def reap(usernames: Iterable[str]) -> set[str] | None:
 
 
 def device_session_started(
-    username: str, session_key: str, device: str, process_id: str = PROCESS_ID
+    username: str,
+    session_key: str,
+    device: str | None,
+    *,
+    enrolling: bool = False,
+    process_id: str = PROCESS_ID,
 ) -> None:
-    """Record that a logged-in session of ``username`` is ``device`` (a remember or resume)."""
+    """Record a logged-in session of ``username`` that is ``device`` (a remember or resume),
+    or that must set up two-factor login first (``enrolling``: it is not in presence, and
+    would otherwise escape the session limit)."""
     heartbeat(process_id)
     key = _devices_key(username)
     with _locked(key):
         entries = _live_device_entries(cache.get(key) or {})
-        entries[session_key] = [device, process_id]
+        entries[session_key] = [device, process_id, enrolling]
         cache.set(key, entries, timeout=None)
+
+
+def device_session_enrolled(username: str, session_key: str) -> None:
+    """The session finished setting up two-factor login: presence counts it from now on."""
+    key = _devices_key(username)
+    with _locked(key):
+        entries = _live_device_entries(cache.get(key) or {})
+        entry = entries.get(session_key)
+        if entry is None:
+            return
+        if entry[0] is None:
+            entries.pop(session_key)
+        else:
+            entries[session_key] = [entry[0], entry[1], False]
+        if entries:
+            cache.set(key, entries, timeout=None)
+        else:
+            cache.delete(key)
 
 
 def device_session_ended(username: str, session_key: str) -> None:
@@ -216,9 +244,15 @@ def device_session_ended(username: str, session_key: str) -> None:
 def online_devices(username: str) -> set[str]:
     """The devices of ``username`` that have a logged-in session on a live process."""
     entries = _live_device_entries(cache.get(_devices_key(username)) or {})
-    return {device for device, _ in entries.values()}
+    return {entry[0] for entry in entries.values() if entry[0] is not None}
 
 
-def _live_device_entries(entries: dict[str, list[str]]) -> dict[str, list[str]]:
-    alive = _alive(process for _, process in entries.values())
+def enrolling_count(username: str) -> int:
+    """The user's sessions still setting up two-factor login, on live processes."""
+    entries = _live_device_entries(cache.get(_devices_key(username)) or {})
+    return sum(1 for entry in entries.values() if len(entry) > 2 and entry[2])
+
+
+def _live_device_entries(entries: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    alive = _alive(entry[1] for entry in entries.values())
     return {session: entry for session, entry in entries.items() if entry[1] in alive}

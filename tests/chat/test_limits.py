@@ -418,3 +418,26 @@ def test_every_limit_is_a_setting_with_a_default(tmp_path):
 def test_a_bad_limit_stops_the_server_with_advice(tmp_path, name, value, advice):
     with pytest.raises(env.ConfigError, match=advice):
         _read(tmp_path, **{name: value})
+
+
+async def test_sessions_still_setting_up_two_factor_login_count_toward_the_limit(
+    limited, create_users
+):
+    """They are not in presence until enrolled (docs/protocol.md's notes), but they hold a
+    place: a password alone must not open sessions without end."""
+    limited.CHAT_MAX_SESSIONS = 2
+    limited.CHAT_REQUIRE_2FA = True
+    await create_users("alice")
+    first = await open_session()
+    assert (await first.login("alice"))["otp_enrolment_required"] is True
+    second = await open_session()
+    assert (await second.login("alice"))["otp_enrolment_required"] is True
+    third = await open_session()
+    answer = await third.request(
+        {"type": "login", "id": "l", "username": "alice", "password": "pw"}
+    )
+    assert (answer["type"], answer["reason"]) == ("login_failed", "rate_limited")
+    _, backup_codes = await first.enable_two_factor()  # enrolled: now in presence, once
+    await close_all(second)
+    assert (await third.login("alice", otp=backup_codes[0]))["type"] == "login_ok"
+    await close_all(first, third)
