@@ -365,10 +365,12 @@ class Worker:
         role: str = "receiver",
         attempts: int = 3,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Open ``count`` sessions, cycling over ``accounts`` and source addresses; a session
         that fails is tried again (``attempts`` in all) and counted in ``retried``. No new
-        attempt starts after ``deadline`` (monotonic): those are counted in ``skipped``."""
+        attempt starts after ``deadline`` (monotonic): those are counted in ``skipped``.
+        ``resume``: the accounts hold device tokens (PROTOCOL.md 3.4)."""
         semaphore = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         retried = [0]
@@ -385,7 +387,9 @@ class Worker:
                         skipped[0] += 1
                         return
                     try:
-                        session = await open_session(target, user, password, local_addr=addr)
+                        session = await open_session(
+                            target, user, password, local_addr=addr, resume=resume
+                        )
                         break
                     except Exception as exc:
                         failure = _describe(exc)
