@@ -20,8 +20,8 @@ loop's time in a burst of handshakes), and formats two more for every frame:
 happen only for log lines that are emitted.
 
 Last, everything loaded so far is frozen out of the garbage collector's full
-collections (:mod:`chatsite.gc_tuning`): with thousands of idle sessions those
-collections were most of the server's idle CPU.
+collections (:mod:`chatsite.gc_tuning`), which then walk only what the sessions
+made: each one holds the event loop for as long as it walks.
 """
 
 import os
