@@ -16,6 +16,7 @@ Redis, minus the idle rate of the same counters measured first:
 
 1. **idle**: ``--idle`` seconds with the sessions quiet (heartbeats, presence ticks);
 2. **messages**: ``--messages`` room messages at ``--rate`` per second (200 bytes);
+   then as many protocol ``ping`` requests (a client's keepalive after silence);
 3. **logins**: ``--logins`` new sessions of distinct users (the bench's cheap Argon2, as
    in the login storm; Django's default Argon2 costs ~380 ms of CPU more per login, the
    handshake scenario's raw table), spread over the processes, then kept open, with the
@@ -76,6 +77,7 @@ class Counters:
             if command not in ("info",):
                 out[f"redis.{command}"] = float(stats["calls"])
         out["redis.total"] = sum(v for k, v in out.items() if k.startswith("redis."))
+        out["mem.redis"] = float(self.redis.info("memory")["used_memory"])
         times = self.redis_proc.cpu_times()
         out["cpu.redis"] = times.user + times.system
         out["cpu.servers"] = self.group.cpu_seconds()
@@ -214,6 +216,20 @@ def main(argv: list[str] | None = None) -> int:
             b = counters.sample()
             results["per_message"] = _per_op(_delta(a, b), idle_rate, sent["sent"])
             results["messages_sent"] = sent["sent"]
+            # application-level pings (what a client sends after silence: a request and
+            # its sealed answer), against which daphne's WebSocket pings are weighed
+            a = counters.sample()
+            now = time.monotonic()
+            pinged = lg.call(
+                0,
+                "ping",
+                timeout=120 + args.messages / args.rate,
+                t_start=now + 0.2,
+                t_end=now + 0.2 + args.messages / args.rate,
+                rate=args.rate,
+            )
+            b = counters.sample()
+            results["per_app_ping"] = _per_op(_delta(a, b), idle_rate, len(pinged["rtts"]))
             # logins, then resumes: new sessions kept open, over every process
             for phase, creds, resume in (("login", accounts, False), ("resume", tokens, True)):
                 if creds is None:
@@ -272,11 +288,12 @@ def _password() -> str:
 def _print(results: dict[str, Any]) -> None:
     rows = [("idle, per second (all processes)", results.get("idle_per_s", {}))]
     rows += [
-        (f"per {k}", results[f"per_{k}"])
-        for k in ("message", "login", "resume")
+        (f"per {k.replace('_', ' ')}", results[f"per_{k}"])
+        for k in ("message", "app_ping", "login", "resume")
         if f"per_{k}" in results
     ]
     keys = [
+        "mem.redis",
         "cpu.servers",
         "cpu.redis",
         "redis.total",

@@ -7,7 +7,7 @@ last one: after every burst of logins (each session keeps ~150 tracked objects),
 now and then from what daphne's keepalive pings leave behind. Measured with 1,500
 idle sessions (``bench/NOTES.md``): 321,680 tracked objects and a full collection of
 0.5-1.1 s, which fell into the idle scenario's window after the logins in some runs
-and was then most of its CPU; in 90 s of steady idleness, none.
+and was then most of its CPU; in four 90 s windows of steady idleness, one (362 ms).
 
 About 98,000 of those objects are the modules, settings, URL patterns, admin and model
 metadata loaded at start-up, which live as long as the process. ``gc.freeze()`` after
