@@ -26,7 +26,6 @@ reopen the account to the attack.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import password_validation
@@ -38,55 +37,40 @@ from chatproto.wording import try_again
 
 from .errors import LoginRefused as LoginRefused
 from .errors import RegistrationRefused as RegistrationRefused
-from .models import User
-from .throttle import Recollection, SlidingWindow, StrictWindow, network_of
+from .errors import ServiceError
+from .login_limits import INVALID_CREDENTIALS as INVALID_CREDENTIALS
+from .login_limits import RATE_LIMITED as RATE_LIMITED
+from .login_limits import LoginLimits as LoginLimits
+from .login_limits import check_password_again, rate_limited_words
+from .models import Device, User
+from .signals import PASSWORD_CHANGED, request_end_of_sessions
+from .throttle import SlidingWindow
+from .two_factor import two_factor_enabled, verify_second_factor
 from .usernames import USERNAME_RULE, username_problem, valid_username
 
 log = logging.getLogger("accounts")
 
-INVALID_CREDENTIALS = "invalid_credentials"
-RATE_LIMITED = "rate_limited"
+OTP_REQUIRED = "otp_required"
+INVALID_PASSWORD = "invalid_password"  # noqa: S105 - an error code
 
 
-@dataclass(frozen=True)
-class LoginLimits:
-    """The login throttles, built from the settings at each login (tests change them)."""
-
-    pair: SlidingWindow
-    address: SlidingWindow
-    account: StrictWindow
-    known_addresses: Recollection
-
-    @classmethod
-    def from_settings(cls) -> LoginLimits:
-        return cls(
-            pair=SlidingWindow("login-user-address", *settings.CHAT_LOGIN_THROTTLE_USER_ADDRESS),
-            address=SlidingWindow("login-address", *settings.CHAT_LOGIN_THROTTLE_ADDRESS),
-            account=StrictWindow("login-account", *settings.CHAT_LOGIN_THROTTLE_ACCOUNT),
-            known_addresses=Recollection(
-                "login-known-address", settings.CHAT_LOGIN_KNOWN_ADDRESS_SECONDS
-            ),
-        )
-
-
-def authenticate(username: str, password: str, address: str) -> User:
+def authenticate(username: str, password: str, address: str, otp: str | None = None) -> User:
     """Check credentials with throttling; equal answers and effort for every kind of failure.
 
     Unknown user, wrong password and inactive account all hash the password
     once and raise :class:`LoginRefused` ``invalid_credentials``. A refusal for a
     limit (``rate_limited``, with ``retry_after``) hashes nothing and counts
     nothing, so a limit decays while it refuses.
+
+    Where the account has two-factor login, a correct password also needs ``otp``: a
+    current TOTP code or an unused backup code (used up by the login). Missing or
+    wrong, it is ``otp_required``, counted as a failed login: the password alone
+    cannot be used to guess codes faster than the login limits allow.
     """
     limits = LoginLimits.from_settings()
-    pair_key = f"{username}\0{address}"
-    known_key = f"{username}\0{network_of(address)}"
-    waits = [limits.pair.retry_after(pair_key), limits.address.retry_after(address)]
-    if not limits.known_addresses.knows(known_key):
-        waits.append(limits.account.retry_after(username))
-    due = [wait for wait in waits if wait]
-    if due:
-        wait = max(due)
-        raise LoginRefused(RATE_LIMITED, f"Too many failed logins; {try_again(wait)}", wait)
+    wait = limits.retry_after(username, address)
+    if wait:
+        raise LoginRefused(RATE_LIMITED, rate_limited_words(wait), wait)
     # A name no account can have is an unknown user, not a query: PostgreSQL refuses a NUL.
     user = User.objects.filter(username=username).first() if valid_username(username) else None
     if user is None:
@@ -96,25 +80,56 @@ def authenticate(username: str, password: str, address: str) -> User:
     else:
         ok = user.check_password(password) and user.is_active
     if not ok:
-        limits.pair.hit(pair_key)
-        limits.address.hit(address)
-        limits.account.hit(username)
-        if limits.account.retry_after(username):
-            # Many addresses guessing at one name: worth an operator's look (no password logged).
-            log.warning(
-                "failed logins of username %r reached the per-account limit; "
-                "logins from addresses it has not logged in from are refused for now",
-                username,
-            )
+        limits.count_failure(username, address)
         raise LoginRefused(
             INVALID_CREDENTIALS, "Wrong username or password; check both and log in again."
         )
     assert user is not None
-    limits.pair.reset(pair_key)
-    limits.known_addresses.note(known_key)
+    if two_factor_enabled(user) and not (otp and verify_second_factor(user, otp)):
+        limits.count_failure(username, address)
+        raise LoginRefused(
+            OTP_REQUIRED,
+            "This account needs a one-time code: type the code your authenticator app "
+            "shows now, or one of your unused backup codes.",
+        )
+    limits.count_success(username, address)
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
     return user
+
+
+def change_password(
+    user: User,
+    password: str,
+    new_password: str,
+    address: str,
+    *,
+    keep_session: str,
+    keep_device: str | None,
+) -> None:
+    """The owner changes their password (PROTOCOL.md 3.4).
+
+    ``password`` is the current one: wrong, ``invalid_credentials``, counted as a
+    failed login (``rate_limited`` past a limit). A ``new_password`` that Django's
+    validators refuse is ``invalid_password`` with their rules in words. Then every
+    device but ``keep_device`` is revoked and, after commit, every session of the
+    user but ``keep_session`` ends with ``password_changed`` (that one reason only:
+    the devices' own ``revoked`` is not sent).
+    """
+    check_password_again(user, password, address)
+    try:
+        password_validation.validate_password(new_password, user=user)
+    except ValidationError as exc:
+        raise ServiceError(INVALID_PASSWORD, " ".join(exc.messages)) from None
+    with transaction.atomic():
+        user.set_own_password(new_password)
+        user.save(update_fields=["password"])
+        others = Device.objects.filter(user=user)
+        if keep_device is not None:
+            others = others.exclude(pk=keep_device)
+        others.delete_ending_sessions(None)
+        request_end_of_sessions(user.pk, PASSWORD_CHANGED, except_session=keep_session)
+    log.info("account %s changed its password from %s", user.username, address)
 
 
 def registration_open() -> bool:

@@ -9,7 +9,8 @@ after its type (``handle_send`` for ``send``...), whose result or
   is given (``ChatConsumer.as_asgi(runtime=...)``, :mod:`chat.routing`);
 - the order of a session's output, and its pushes: :mod:`chat.outbox`;
 - greeting, login, registration, the start and end of a session: :mod:`chat.lifecycle`;
-- the request handlers: :mod:`chat.handlers`; file transfers: :mod:`chat.transfers`;
+- the request handlers: :mod:`chat.handlers`, the account's (devices, password,
+  two-factor login) :mod:`chat.account_handlers`; file transfers: :mod:`chat.transfers`;
 - abuse limits: :mod:`chat.limits`; blocking work: :mod:`chat.workers`;
 - Channels' methods overridden for speed, with their figures: :mod:`chat.lean_consumer`.
 """
@@ -31,6 +32,7 @@ from chatproto.framing import FileChunk
 from chatproto.messages import Request
 
 from . import lifecycle, limits, services
+from .account_handlers import AccountHandlers
 from .addresses import client_address
 from .handlers import RequestHandlers
 from .lean_consumer import LeanWebsocketConsumer
@@ -41,7 +43,7 @@ from .transfers import TransferSession
 log = logging.getLogger("chat.sessions")
 
 
-class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
+class ChatConsumer(RequestHandlers, AccountHandlers, LeanWebsocketConsumer):
     """One WebSocket session; ``runtime``: the process's state (see the module docstring)."""
 
     def __init__(self, *args: Any, runtime: ChatRuntime, **kwargs: Any) -> None:
@@ -53,6 +55,8 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         self.conn: ServerConnection | None = None
         self.session_id: str | None = None
         self.user: User | None = None
+        self.device: str | None = None  # the remembered device it logged in as, if any
+        self.entered = False  # in the registry and presence (chat.lifecycle)
         self.user_id = 0
         self.username = "-"
         self.rooms: set[str] = set()
@@ -131,6 +135,7 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
     async def _dispatch(self, request: Request) -> None:
         if request.type not in ("send", "pm"):
             await self.outbox.writes_done()  # answers in the order of the requests
+        handler: Any
         if request.type.startswith("file_"):
             handler = self.transfers.handle_request
         else:
@@ -147,7 +152,9 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         try:
             await handler(request)
         except services.ServiceError as exc:
-            await self.reply_error(ErrorCode(exc.code), exc.message, request.id)
+            await self.reply_error(
+                services.error_code(exc), exc.message, request.id, exc.retry_after
+            )
         except Exception:
             log.exception("session %s: %s request failed", self.session_id, request.type)
             await self.reply_error(ErrorCode.INTERNAL, INTERNAL_FAILURE, request.id)
@@ -253,8 +260,15 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
             await self._close(CloseCode.POLICY)  # flooding on after rate_limited (chat/limits.py)
 
     def listening(self) -> bool:
+        """Logged in and enrolled: it gets pushes (a session that must first set up
+        two-factor login gets none, PROTOCOL.md 3.4)."""
         conn = self.conn
-        return conn is not None and self.close_code is None and conn.state is State.LOGGED_IN
+        return (
+            conn is not None
+            and self.close_code is None
+            and conn.state is State.LOGGED_IN
+            and not conn.enrolment_required
+        )
 
     # --- what chat.lifecycle calls --------------------------------------------------------
 
@@ -262,13 +276,20 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
         assert self.conn is not None
         await self._apply(self.conn.login_failed(message))
 
-    def logged_in_as(self, user: User) -> None:
+    def logged_in_as(
+        self, user: User, *, device: str | None = None, enrolment_required: bool = False
+    ) -> None:
         assert self.conn is not None
-        self.conn.login_succeeded()
+        self.conn.login_succeeded(enrolment_required=enrolment_required)
+        self.device = device
         if self.timer is not None:
             self.timer.cancel()  # no deadline after login; an idle session keeps no task
             self.timer = None
         self.user, self.user_id, self.username = user, user.pk, user.username
+
+    def enrolled(self) -> None:
+        assert self.conn is not None
+        self.conn.enrolled()
 
     async def join_group(self, group: str) -> None:
         await self.channel_layer.group_add(group, self.channel_name)
@@ -296,6 +317,13 @@ class ChatConsumer(RequestHandlers, LeanWebsocketConsumer):
             await self.transfers.on_event(event)
 
     async def chat_end(self, event: dict[str, Any]) -> None:
+        """``session_ended``: every session of the user, or those of ``devices``; never
+        the ``except`` one (:func:`chat.delivery.end_sessions`)."""
+        if event.get("except") == self.channel_name:
+            return
+        devices = event.get("devices")
+        if devices is not None and self.device not in devices:
+            return
         async with self.outbox.lock:
             await self.end(event["reason"])
 

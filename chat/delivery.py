@@ -35,7 +35,8 @@ To the processes (group ``chat-procs``; handled by :mod:`chat.sessions`):
 To sessions (handled by :class:`chat.consumers.ChatConsumer`):
 
 ``chat.rooms_changed``  the session's rooms changed: re-read them, push ``rooms``
-``chat.end``            ``session_ended`` with ``reason``, then close 4003
+``chat.end``            ``session_ended`` with ``reason``, then close 4003; only the
+                        sessions of ``devices`` when it is a list, never ``except``
 ``chat.transfer``       file transfers, sent by :mod:`chat.transfers` through
                         :func:`to_channel` and :func:`to_user` (its docstring has the fields)
 
@@ -112,9 +113,22 @@ async def rooms_changed(user_ids: list[int], *, exclude: str | None = None) -> N
         await _group_send(user_group(user_id), {"type": "chat.rooms_changed", "exclude": exclude})
 
 
-async def end_sessions(user_id: int, reason: str) -> None:
-    """End every session of a user: ``session_ended`` then close 4003."""
-    await _group_send(user_group(user_id), {"type": "chat.end", "reason": reason})
+async def end_sessions(
+    user_id: int,
+    reason: str,
+    devices: Sequence[str] | None = None,
+    except_session: str | None = None,
+) -> None:
+    """End sessions of a user: ``session_ended`` then close 4003. ``devices``: only the
+    sessions logged in as one of them (None: all); ``except_session``: a session's channel
+    name, which stays."""
+    event = {
+        "type": "chat.end",
+        "reason": reason,
+        "devices": None if devices is None else list(devices),
+        "except": except_session,
+    }
+    await _group_send(user_group(user_id), event)
 
 
 async def to_user(user_id: int, event: dict[str, Any]) -> None:

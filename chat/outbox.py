@@ -140,6 +140,15 @@ class Outbox:
         finally:
             self._broadcasts.extend(outbox)
 
+    async def password_service(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """:meth:`service` in a password thread: the work hashes a password or checks a
+        one-time password (``accounts.services.change_password``, ``two_factor``...)."""
+        outbox: list[delivery.Broadcast] = []
+        try:
+            return await self.workers.passwords(delivery.collecting(func, outbox))(*args, **kwargs)
+        finally:
+            self._broadcasts.extend(outbox)
+
     async def _after_lock(self) -> None:
         """What waited for the lock: this session's broadcasts, then the pushes to it."""
         if self._broadcasts:

@@ -5,6 +5,9 @@ Data (all in the Django cache: local memory for one process, Redis for many):
 ``presence:user:<hash>``   the user's live sessions: ``{session key: process id}``
 ``presence:proc:<id>``     a process's heartbeat, expiring 3 heartbeats after the last
 ``presence:procs``         the processes that have had sessions
+``presence:devices:<hash>`` the user's live sessions logged in as a remembered device:
+                           ``{session key: [device id, process id]}`` (a device's
+                           ``online`` in the ``devices`` answer, PROTOCOL.md 3.4)
 
 A session counts only while its process's heartbeat lives, so when a process
 dies its users drop out of ``online`` within three heartbeats (90 s by
@@ -65,6 +68,10 @@ def _locked(key: str) -> Iterator[None]:
     finally:
         if cache.get(lock) == token:
             cache.delete(lock)
+
+
+def _devices_key(username: str) -> str:
+    return "presence:devices:" + hashlib.sha256(username.encode("utf-8")).hexdigest()[:32]
 
 
 def heartbeat(process_id: str = PROCESS_ID) -> None:
@@ -177,3 +184,41 @@ def reap(usernames: Iterable[str]) -> set[str] | None:
             procs.pop(process_id, None)
         cache.set(_PROCS_KEY, procs, timeout=None)
     return went_offline
+
+
+# --- devices ---------------------------------------------------------------------------------
+
+
+def device_session_started(
+    username: str, session_key: str, device: str, process_id: str = PROCESS_ID
+) -> None:
+    """Record that a logged-in session of ``username`` is ``device`` (a remember or resume)."""
+    heartbeat(process_id)
+    key = _devices_key(username)
+    with _locked(key):
+        entries = _live_device_entries(cache.get(key) or {})
+        entries[session_key] = [device, process_id]
+        cache.set(key, entries, timeout=None)
+
+
+def device_session_ended(username: str, session_key: str) -> None:
+    """Forget a session recorded by :func:`device_session_started` (and dead processes' ones)."""
+    key = _devices_key(username)
+    with _locked(key):
+        entries = _live_device_entries(cache.get(key) or {})
+        entries.pop(session_key, None)
+        if entries:
+            cache.set(key, entries, timeout=None)
+        else:
+            cache.delete(key)
+
+
+def online_devices(username: str) -> set[str]:
+    """The devices of ``username`` that have a logged-in session on a live process."""
+    entries = _live_device_entries(cache.get(_devices_key(username)) or {})
+    return {device for device, _ in entries.values()}
+
+
+def _live_device_entries(entries: dict[str, list[str]]) -> dict[str, list[str]]:
+    alive = _alive(process for _, process in entries.values())
+    return {session: entry for session, entry in entries.items() if entry[1] in alive}

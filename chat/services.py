@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import datetime
 import functools
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from accounts import devices
 from accounts.errors import ServiceError as ServiceError  # the one error model, re-exported
 from accounts.models import User
 from chatproto.codes import ErrorCode
@@ -33,6 +35,8 @@ from chatproto.messages import answer
 from . import delivery, presence
 from .models import LOBBY, Membership, Message, Room
 from .storage import BodyCipher
+
+log = logging.getLogger("chat.services")
 
 # --- formatting ------------------------------------------------------------------------------
 
@@ -458,6 +462,36 @@ def ensure_lobby_membership(user: User) -> None:
 # --- accounts, as the chat sees them ---------------------------------------------------------
 
 
+def error_code(refusal: ServiceError) -> ErrorCode:
+    """The ``error`` code of a service's refusal: the services raise the protocol's codes
+    (``invalid_credentials``, ``invalid_password``, ``invalid_otp``, ``unknown_device``,
+    ``bad_request``, ``rate_limited``...); any other is a server bug, answered ``internal``."""
+    try:
+        return ErrorCode(refusal.code)
+    except ValueError:
+        log.error("a service refused with %r, which is no protocol error code", refusal.code)
+        return ErrorCode.INTERNAL
+
+
+def devices_answer(user: User, current: str | None, ref: str | None) -> dict[str, Any]:
+    """The ``devices`` answer (PROTOCOL.md 3.4): ``current`` is the asking session's device;
+    ``online``: a logged-in session of that device on any process (the cache, see
+    :func:`chat.presence.online_devices`)."""
+    online = presence.online_devices(user.username)
+    listed = [
+        {
+            "device": device.id,
+            "name": device.name,
+            "created": format_ts(device.created),
+            "last_seen": format_ts(device.last_seen),
+            "current": device.id == current,
+            "online": device.id in online,
+        }
+        for device in devices.devices_of(user)
+    ]
+    return answer("devices", ref, devices=listed)
+
+
 def announce_account(username: str, *, active: bool) -> None:
     """After commit: every process learns that the account became active or stopped being
     active (its sessions then get ``added`` or ``removed`` in their next ``presence``)."""
@@ -468,7 +502,20 @@ def announce_account(username: str, *, active: bool) -> None:
         transaction.on_commit(lambda: delivery.accounts_changed_sync(removed=names))
 
 
-def end_sessions_of(user_id: int, reason: str) -> None:
-    """After commit (at once outside a transaction): every session of the user gets
-    ``session_ended`` with ``reason`` (``deactivated`` or ``ended_by_admin``), then close 4003."""
-    transaction.on_commit(lambda: delivery.end_sessions_sync(user_id, reason))
+def end_sessions_of(
+    user_id: int,
+    reason: str,
+    *,
+    devices: Sequence[str] | None = None,
+    except_session: str | None = None,
+) -> None:
+    """After commit (at once outside a transaction): the user's sessions get ``session_ended``
+    with ``reason`` (``deactivated``, ``ended_by_admin``, ``revoked``, ``password_changed``),
+    then close 4003. ``devices``: only the sessions logged in as one of those devices (None:
+    every session); ``except_session``: the channel name of a session that stays."""
+    narrowed: dict[str, Any] = {}
+    if devices is not None:
+        narrowed["devices"] = list(devices)
+    if except_session is not None:
+        narrowed["except_session"] = except_session
+    transaction.on_commit(lambda: delivery.end_sessions_sync(user_id, reason, **narrowed))

@@ -7,12 +7,17 @@
 - deleted: their sessions end (``ended_by_admin``); ``removed``;
 - an operator ends their sessions (:data:`accounts.signals.sessions_end_requested`, from
   the admin or ``manage.py chatuser end-sessions``): they end with that reason; the
-  account stays active.
+  account stays active. The same signal, from ``accounts``' devices and password
+  services, ends only the sessions of some ``devices`` (``revoked``) or all but one
+  session (``except_session``, the channel name chat passed in: ``password_changed``),
+  on every process.
 
 Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from django.db.models.signals import post_delete, post_save, pre_save
 
@@ -64,8 +69,15 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
     services.announce_account(instance.username, active=False)
 
 
-def sessions_end_requested_received(sender, user_id: int, reason: str, **kwargs) -> None:
-    services.end_sessions_of(user_id, reason)
+def sessions_end_requested_received(
+    sender,
+    user_id: int,
+    reason: str,
+    devices: Sequence[str] | None = None,
+    except_session: str | None = None,
+    **kwargs,
+) -> None:
+    services.end_sessions_of(user_id, reason, devices=devices, except_session=except_session)
 
 
 def connect() -> None:

@@ -51,10 +51,22 @@ from .limits import (
     MAX_LOGIN_FAILURES,
     MAX_TEXT,
 )
-from .messages import LOGIN_TYPES, PRE_LOGIN_TYPES, Context, Request, answer, validate_request
+from .messages import (
+    ENROLMENT_TYPES,
+    LOGIN_TYPES,
+    PRE_LOGIN_TYPES,
+    Context,
+    Request,
+    answer,
+    validate_request,
+)
 from .records import RecordOpener, RecordSealer
 
 _JSON_KIND = bytes([KIND_JSON])
+# The ``forbidden`` message to a session that must enrol before anything else (3.4).
+ENROLMENT_FIRST = (
+    "this server requires two-factor login: set it up (otp_setup, then otp_confirm) first"
+)
 
 
 class State(enum.Enum):
@@ -358,6 +370,9 @@ class ServerConnection(_Connection):
         self.state = State.AWAITING_KEY
         self.bad_requests = 0
         self.login_failures = 0
+        # Logged in, but the server requires two-factor login and the account has none:
+        # only ENROLMENT_TYPES are served until :meth:`enrolled` (PROTOCOL.md 3.4).
+        self.enrolment_required = False
 
     @property
     def session_id(self) -> str | None:
@@ -393,6 +408,8 @@ class ServerConnection(_Connection):
         if isinstance(opened, FileChunk):
             if self.state is not State.LOGGED_IN:
                 return self.reply_error(ErrorCode.NOT_AUTHENTICATED, "log in first")
+            if self.enrolment_required:
+                return self.reply_error(ErrorCode.FORBIDDEN, ENROLMENT_FIRST)
             return [ChunkReceived(opened)]
         try:
             request = validate_request(opened, self._context)
@@ -402,6 +419,8 @@ class ServerConnection(_Connection):
             return self.reply_error(ErrorCode.NOT_AUTHENTICATED, "log in first", request.id)
         if self.state is State.LOGGED_IN and request.type in LOGIN_TYPES:
             return self.reply_error(ErrorCode.BAD_REQUEST, "already logged in", request.id)
+        if self.enrolment_required and request.type not in ENROLMENT_TYPES:
+            return self.reply_error(ErrorCode.FORBIDDEN, ENROLMENT_FIRST, request.id)
         return [RequestReceived(request)]
 
     def reply(self, message: Mapping[str, Any]) -> list[Event]:
@@ -429,11 +448,17 @@ class ServerConnection(_Connection):
                 events += self._close(CloseCode.POLICY)
         return events
 
-    def login_succeeded(self) -> None:
-        """The application accepted a login or registration: serve every request now."""
+    def login_succeeded(self, *, enrolment_required: bool = False) -> None:
+        """The application accepted a login, registration or resume: serve every request now,
+        or only ``ENROLMENT_TYPES`` while ``enrolment_required`` (until :meth:`enrolled`)."""
         if self.state is not State.AWAITING_LOGIN:
             raise LocalProtocolError(f"login in state {self.state.value}")
         self.state = State.LOGGED_IN
+        self.enrolment_required = enrolment_required
+
+    def enrolled(self) -> None:
+        """The account now has two-factor login (``otp_confirm`` succeeded): serve everything."""
+        self.enrolment_required = False
 
     def login_failed(self, answer: Mapping[str, Any]) -> list[Event]:
         """Send a ``login_failed`` answer; the 5th failure in a session then closes 4001."""

@@ -207,6 +207,8 @@ class Environment:
     room_create_rate: tuple[int, int]
     max_sessions: int
     max_open_transfers: int
+    device_lifetime_days: int
+    require_2fa: bool
     rate_limited_close: tuple[int, int]
     log_level: str
 
@@ -288,5 +290,8 @@ def read(environ: Mapping[str, str] = os.environ) -> Environment:
             maximum=MAX_OPEN_TRANSFERS,
         ),
         rate_limited_close=rate(environ, "CHAT_RATE_LIMITED_CLOSE", (10, 60)),
+        # A remembered device's token stops working after this many days unused (3.4).
+        device_lifetime_days=integer(environ, "CHAT_DEVICE_LIFETIME_DAYS", 90, minimum=1),
+        require_2fa=flag(environ, "CHAT_REQUIRE_2FA", False),
         log_level=(environ.get("CHAT_LOG_LEVEL", "").strip() or "INFO").upper(),
     )

@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "django_otp",  # two-factor login (TOTP), PROTOCOL.md 3.4; accounts/two_factor.py
+    "django_otp.plugins.otp_totp",
     "accounts.apps.AccountsConfig",
     "chat.apps.ChatConfig",
     "chatsite.apps.SiteConfig",  # its migrate also makes the data dir and keeps the secret key
@@ -247,6 +249,20 @@ CHAT_HEARTBEAT_SECONDS = ENV.heartbeat_seconds
 # Seconds between presence deltas to a session (PROTOCOL.md 3.2): 0 lets each process choose
 # from its number of sessions (docs/server.md, Presence); 1 to 60 fixes it (tests).
 CHAT_PRESENCE_INTERVAL = ENV.presence_interval
+# Remembered devices (PROTOCOL.md 3.4): a token unused for this many days stops working.
+CHAT_DEVICE_LIFETIME_DAYS = ENV.device_lifetime_days
+# Every account must turn on two-factor login before it may do anything else after login.
+CHAT_REQUIRE_2FA = ENV.require_2fa
+# django-otp (TOTP, accounts/two_factor.py). Its own throttle (a delay doubling after each
+# wrong code, kept per TOTP device) would refuse even a correct code for a while after
+# failures, an answer the protocol does not have; every wrong code already counts as a failed
+# login in our login throttles (per username and address, per address, per account), which
+# are the protocol's. No drift learning: the window stays one step either way of the
+# server's clock (PROTOCOL.md 3.4), not wherever a past code moved it. The admin never shows
+# a TOTP secret (accounts/admin.py also unregisters django-otp's TOTP admin).
+OTP_TOTP_THROTTLE_FACTOR = 0
+OTP_TOTP_SYNC = False
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # daphne's default WebSocket message limit is 1 MiB, the protocol's record limit.
 CHAT_MAX_RECORD_SIZE = MAX_RECORD_SIZE
 

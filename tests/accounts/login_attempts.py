@@ -23,8 +23,10 @@ class LoginAttempt:
     retry_after: int | None = None
 
 
-def attempt_login(username: str, password: str, address: str) -> LoginAttempt:
+def attempt_login(
+    username: str, password: str, address: str, otp: str | None = None
+) -> LoginAttempt:
     try:
-        return LoginAttempt(user=services.authenticate(username, password, address))
+        return LoginAttempt(user=services.authenticate(username, password, address, otp=otp))
     except services.LoginRefused as refused:
         return LoginAttempt(reason=refused.code, retry_after=refused.retry_after)

@@ -32,6 +32,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from hypothesis import event
 
 from chatproto import crypto_utils
@@ -40,9 +41,9 @@ from chatproto.errors import MessageError
 from chatproto.framing import FileChunk, decode_plaintext, encode_json
 from chatproto.handshake import SessionKeys
 from chatproto.limits import MAX_BAD_REQUESTS, MAX_LOGIN_FAILURES, MAX_RECORD_SIZE, MAX_TEXT
-from chatproto.messages import PRE_LOGIN_TYPES, Context, Request, validate_request
+from chatproto.messages import LOGIN_TYPES, PRE_LOGIN_TYPES, Context, Request, validate_request
 from chatproto.records import RecordSealer
-from tests.protocol_client.core import ProtocolViolation
+from tests.protocol_client.core import ProtocolViolation, SessionClosed
 from tests.protocol_client.inprocess import (
     InProcessClient,
     communicator,
@@ -59,7 +60,7 @@ TRANSFER_PUSHES = frozenset(
 )
 # ``users`` without ``ref``: the snapshot after a login (a hostile register may log in).
 PUSH_TYPES = frozenset({"message", "private", "users", "presence", "rooms"}) | TRANSFER_PUSHES
-# The direct answer each request type may get (PROTOCOL.md 3.1-3.3); ``error`` where listed.
+# The direct answer each request type may get (PROTOCOL.md 3.1-3.4); ``error`` where listed.
 ANSWERS: dict[str, frozenset[str]] = {
     "login": frozenset({"login_ok", "login_failed"}),
     "register": frozenset({"login_ok", "register_failed"}),
@@ -74,12 +75,33 @@ ANSWERS: dict[str, frozenset[str]] = {
     "history": frozenset({"history", "error"}),
     "ping": frozenset({"pong"}),
     "file_offer": frozenset({"ok", "error"}),
+    # PROTOCOL.md 3.4.
+    "resume": frozenset({"login_ok", "login_failed"}),
+    "devices": frozenset({"devices"}),
+    "revoke": frozenset({"ok", "error"}),
+    "logout": frozenset({"ok"}),  # then session_ended logged_out and close 4003
+    "change_password": frozenset({"ok", "error"}),
+    "otp_setup": frozenset({"otp_setup", "error"}),
+    "otp_confirm": frozenset({"otp_enabled", "error"}),
+    "otp_disable": frozenset({"ok", "error"}),
 }
 # Revision 1.1: only file_offer is a request; the other steps of a transfer get no answer
 # when relayed, ``unknown_transfer`` when they cannot be, and end the transfer with
 # file_cancel pushes when they break its rules.
 TRANSFER_STEPS = TRANSFER_PUSHES - {"file_offer"}
 _barriers = itertools.count(1)
+
+
+def restore_passwords() -> None:
+    """The arena's accounts get their password "pw" back (after a change_password)."""
+    from django.contrib.auth.hashers import make_password
+
+    from accounts.models import User
+
+    User.objects.filter(username__in=ARENA_ACCOUNTS).update(password=make_password("pw"))
+
+
+ARENA_ACCOUNTS = ("fuzzer", "bystander", "witness")
 
 
 # --- what the server must do -----------------------------------------------------------------
@@ -111,7 +133,7 @@ def classify(plaintext: bytes, *, logged_in: bool, max_text: int = MAX_TEXT) -> 
         return Expect(error=str(exc.code), ref=exc.ref)
     if not logged_in and request.type not in PRE_LOGIN_TYPES:
         return Expect(error=ErrorCode.NOT_AUTHENTICATED.value, ref=request.id)
-    if logged_in and request.type in ("login", "register"):
+    if logged_in and request.type in LOGIN_TYPES:
         return Expect(error=ErrorCode.BAD_REQUEST.value, ref=request.id)
     return Expect(request=request)
 
@@ -188,8 +210,12 @@ class Model:
     bad_requests: int = 0
     login_failures: int = 0
     closed: int | None = None
+    logged_out: bool = False  # ``logout`` answered ``ok``: session_ended, then 4003
+    password_changed: bool = False  # a change_password succeeded (the arena restores "pw")
 
     def expected_close(self) -> int | None:
+        if self.logged_out:
+            return CloseCode.SESSION_ENDED
         if self.bad_requests >= MAX_BAD_REQUESTS:
             return CloseCode.POLICY
         if self.login_failures >= MAX_LOGIN_FAILURES:
@@ -404,6 +430,14 @@ def judge(model: Model, expect: Expect, exchange: Exchange, *, barrier_ref: str)
             others = [m for m in messages if m is not answer]
         if answer["type"] == "login_ok":
             model.logged_in = True
+        if request.type == "change_password" and answer["type"] == "ok":
+            model.password_changed = True
+        if request.type == "logout":
+            model.logged_out = True
+            ended = [m for m in others if m["type"] == "session_ended"]
+            if ended != [{"type": "session_ended", "reason": "logged_out"}]:
+                raise ProtocolViolation(f"logout without session_ended logged_out: {story}")
+            others = [m for m in others if m["type"] != "session_ended"]
     strays = [m for m in others if m["type"] not in PUSH_TYPES or "ref" in m]
     if strays:
         raise ProtocolViolation(f"messages that answer nothing: {strays}; {story}")
@@ -637,8 +671,22 @@ class Arena:
             if not session.disconnected:  # the case failed: leave nothing running
                 with contextlib.suppress(Exception):
                     self.loop.run_until_complete(session.finish())
+        if session.model.password_changed:
+            self.loop.run_until_complete(self._restore_passwords())
         self.loop.run_until_complete(self._bystander_answers())
         self.check()
+
+    async def _restore_passwords(self) -> None:
+        """A case logged in as one of the arena's accounts and changed its password: every
+        other session of it ended (``password_changed``, the bystander's too, as it must);
+        the accounts get "pw" back (a bare update: no signal ends anything more) and the
+        bystander a new session."""
+        await sync_to_async(restore_passwords)()
+        assert self.bystander is not None
+        try:
+            await self.bystander.request({"type": "ping"})
+        except SessionClosed:
+            self.bystander = await self._bystander()
 
     async def _bystander_answers(self) -> None:
         assert self.bystander is not None

@@ -136,10 +136,34 @@ class AsyncClient:
         await self.ws.send(data)
         return await self._until(lambda: self.protocol.take_answer(ref), timeout)
 
-    async def login(self, username: str, password: str, timeout: float = TIMEOUT) -> Message:
-        """Log in; login_ok, after reading what follows it up to ``users`` (``after_login``)."""
-        answer = await self.request({"type": "login", "username": username, "password": password})
+    async def login(
+        self,
+        username: str,
+        password: str,
+        timeout: float = TIMEOUT,
+        *,
+        otp: str | None = None,
+        remember: str | None = None,
+    ) -> Message:
+        """Log in (``otp``: a two-factor code; ``remember``: a device name, PROTOCOL.md 3.4);
+        login_ok, after reading what follows it up to ``users`` (``after_login``)."""
+        message: dict[str, Any] = {"type": "login", "username": username, "password": password}
+        if otp is not None:
+            message["otp"] = otp
+        if remember is not None:
+            message["remember"] = remember
+        return await self._logged_in(username, await self.request(message), timeout)
+
+    async def resume(self, username: str, token: str, timeout: float = TIMEOUT) -> Message:
+        """Log in as a remembered device; login_ok, as :meth:`login`."""
+        answer = await self.request({"type": "resume", "username": username, "token": token})
+        return await self._logged_in(username, answer, timeout)
+
+    async def _logged_in(self, username: str, answer: Message, timeout: float) -> Message:
         assert answer["type"] == "login_ok", f"login as {username} failed: {answer}"
+        if answer.get("otp_enrolment_required"):
+            self.after_login = []  # nothing follows until the session has enrolled
+            return answer
         self.after_login = await self._until(lambda: self.protocol.take_through("users"), timeout)
         return answer
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -178,14 +179,48 @@ class InProcessClient:
             await self._pump(timeout)
         return message
 
-    async def login(self, username: str, password: str = PASSWORD) -> Message:
-        """Log in; login_ok, after reading what follows it up to ``users`` (``after_login``)."""
-        answer = await self.request({"type": "login", "username": username, "password": password})
+    async def login(
+        self,
+        username: str,
+        password: str = PASSWORD,
+        *,
+        otp: str | None = None,
+        remember: str | None = None,
+    ) -> Message:
+        """Log in (``otp``: a code for two-factor login; ``remember``: a device name, the
+        answer then has ``device`` and ``token``); login_ok, after reading what follows it
+        up to ``users`` (``after_login``; nothing follows a login that must first enrol)."""
+        message: dict[str, Any] = {"type": "login", "username": username, "password": password}
+        if otp is not None:
+            message["otp"] = otp
+        if remember is not None:
+            message["remember"] = remember
+        return await self._logged_in(username, await self.request(message))
+
+    async def resume(self, username: str, token: str) -> Message:
+        """Log in as a remembered device (PROTOCOL.md 3.4); login_ok, as :meth:`login`."""
+        answer = await self.request({"type": "resume", "username": username, "token": token})
+        return await self._logged_in(username, answer)
+
+    async def _logged_in(self, username: str, answer: Message) -> Message:
         assert answer["type"] == "login_ok", f"login as {username} failed: {answer}"
+        if answer.get("otp_enrolment_required"):
+            self.after_login = []
+            return answer
         while (after := self.protocol.take_through("users")) is None:
             await self._pump(TIMEOUT)
         self.after_login = after
         return answer
+
+    async def enable_two_factor(self) -> tuple[str, list[str]]:
+        """``otp_setup`` then ``otp_confirm`` with the current code; the secret and the
+        backup codes. The current step's code is then used up (a code works once): a
+        login right after needs :func:`totp_code` ``(secret, ahead=1)``."""
+        setup = await self.request({"type": "otp_setup"})
+        assert setup["type"] == "otp_setup", setup
+        enabled = await self.request({"type": "otp_confirm", "code": totp_code(setup["secret"])})
+        assert enabled["type"] == "otp_enabled", enabled
+        return setup["secret"], enabled["backup_codes"]
 
     async def drain(self, quiet: float = 0.2) -> list[Message]:
         """Every pending message and every one that arrives until ``quiet`` seconds pass
@@ -240,6 +275,14 @@ class InProcessClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def totp_code(secret: str, ahead: int = 0) -> str:
+    """The TOTP code of ``secret`` (RFC 6238, 30 s steps) ``ahead`` steps from now; the
+    server accepts one step of drift either way."""
+    import pyotp
+
+    return pyotp.TOTP(secret).at(time.time() + 30 * ahead)
 
 
 async def open_session(

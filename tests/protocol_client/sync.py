@@ -159,12 +159,36 @@ class SyncClient:
             self._pump(timeout)
         return message
 
-    def login(self, username: str, password: str, timeout: float = DEFAULT_TIMEOUT) -> Message:
-        """Log in; login_ok, after reading what follows it up to ``users`` (``after_login``).
+    def login(
+        self,
+        username: str,
+        password: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        otp: str | None = None,
+        remember: str | None = None,
+    ) -> Message:
+        """Log in (``otp``: a two-factor code; ``remember``: a device name, PROTOCOL.md 3.4);
+        login_ok, after reading what follows it up to ``users`` (``after_login``).
 
         AssertionError with the answer if it is not login_ok."""
-        answer = self.request({"type": "login", "username": username, "password": password})
+        message: dict[str, Any] = {"type": "login", "username": username, "password": password}
+        if otp is not None:
+            message["otp"] = otp
+        if remember is not None:
+            message["remember"] = remember
+        return self._logged_in(username, self.request(message), timeout)
+
+    def resume(self, username: str, token: str, timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """Log in as a remembered device; login_ok, as :meth:`login`."""
+        answer = self.request({"type": "resume", "username": username, "token": token})
+        return self._logged_in(username, answer, timeout)
+
+    def _logged_in(self, username: str, answer: Message, timeout: float) -> Message:
         assert answer.get("type") == "login_ok", f"login as {username} failed: {answer}"
+        if answer.get("otp_enrolment_required"):
+            self.after_login = []  # nothing follows until the session has enrolled
+            return answer
         while (after := self.protocol.take_through("users")) is None:
             self._pump(timeout)
         self.after_login = after
