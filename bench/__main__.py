@@ -43,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True)
     key_file = tmp / "server_key.pem"
     crypto_utils.load_private_key(key_file)  # RSA-3072, mode 0600, shared by every server
-    ctx = Context(tmp=tmp, key_file=key_file, redis_url=cfg.redis_url, log_dir=log_dir)
+    ctx = Context(
+        tmp=tmp,
+        key_file=key_file,
+        redis_url=cfg.redis_url,
+        log_dir=log_dir,
+        daphne_args=cfg.daphne_args,
+    )
     started = time.time()
     results: dict = {
         "meta": report.machine_info(cfg, argv if argv is not None else sys.argv[1:], nofile),

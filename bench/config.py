@@ -56,6 +56,8 @@ class Config:
     storm_concurrency: int = 64  # logins in flight, over all load-generator processes
     storm_workers: int = 4
     storm_processes: tuple[int, ...] = (1, 2)  # 2 and more: on Redis
+    # the storm again with resumes (PROTOCOL.md 3.4 remembered devices), over these processes
+    storm_resume_processes: tuple[int, ...] = (1,)
     storm_hold: float = 45.0  # seconds kept after the last login (presence_interval is 20 s)
     storm_budget: float = 600.0  # seconds; no login starts later, the rest count as skipped
     # files
@@ -64,6 +66,7 @@ class Config:
     crypto_chunks: int = 4096  # 256 MiB of 64 KiB chunks for the raw seal/open cost
     # where things go
     database_url: str | None = None
+    daphne_args: tuple[str, ...] = ()  # e.g. ("--ping-interval", "60"): every daphne server
     out_dir: str = "docs"
     results: str = "bench/results/latest.json"
     extra: dict = field(default_factory=dict)
@@ -126,9 +129,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, help="seconds per saturation window")
     p.add_argument("--idle-sessions", type=int, help="sessions in the idle scenario")
     p.add_argument("--idle-hold", type=float, help="seconds the idle sessions are watched")
+    p.add_argument(
+        "--idle-servers",
+        type=_names,
+        help=f"idle-scenario servers (default: {','.join(IDLE_SERVERS)})",
+    )
     p.add_argument("--processes", type=_ints, dest="scaleout_processes", help="e.g. 1,2,4")
     p.add_argument("--scaleout-n", type=int, help="receivers in the scale-out scenario")
     p.add_argument("--storm-sessions", type=int, help="distinct users in the login storm")
+    p.add_argument(
+        "--storm-processes", type=_ints, help="server processes of the login storms, e.g. 1,2"
+    )
+    p.add_argument(
+        "--storm-resume",
+        type=_ints,
+        dest="storm_resume_processes",
+        help="process counts of the storm run again with resumes instead of password logins "
+        "(default 1; an empty string: none)",
+    )
     p.add_argument("--file-size", type=int, help="bytes in the file scenario")
     p.add_argument("--redis-url", help="Redis for scale-out (default redis://127.0.0.1:6379/14)")
     p.add_argument(
@@ -140,6 +158,12 @@ def parser() -> argparse.ArgumentParser:
         "--profile-seconds",
         type=float,
         help="seconds of py-spy sampling of the product after its fan-out runs (0: none)",
+    )
+    p.add_argument(
+        "--daphne-args",
+        type=str.split,
+        help="extra options for every daphne-served server (ours and the Channels and raw "
+        "ASGI baselines alike), e.g. '--ping-interval 60'; the report lists them",
     )
     p.add_argument("--out", dest="out_dir", help="where benchmarks.md and the plot go")
     p.add_argument("--results", help="where the raw results (JSON) go")
@@ -168,6 +192,15 @@ def from_args(args: argparse.Namespace) -> Config:
             cfg.scenarios = value
         elif key == "servers":
             cfg.fanout_servers = value
+        elif key == "idle_servers":
+            unknown = set(value) - set(IDLE_SERVERS)
+            if unknown:
+                raise SystemExit(
+                    f"unknown idle server(s) {sorted(unknown)}; choose from {IDLE_SERVERS}"
+                )
+            cfg.idle_servers = value
+        elif key == "daphne_args":
+            cfg.daphne_args = tuple(value)
         elif key in names:
             setattr(cfg, key, value)
     return cfg

@@ -88,6 +88,7 @@ class Session:
         self.on_message: Callable[[dict[str, Any]], None] = _ignore
         self.on_chunk: Callable[[bytes, int, bytes], None] = _ignore_chunk
         self.username = ""
+        self.device = self.token = ""  # after a login with remember (PROTOCOL.md 3.4)
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._reader: asyncio.Task[None] | None = None
@@ -189,6 +190,36 @@ async def _ws_connect(target: Target, local_addr: str | None) -> WsConnection:
     )
 
 
+def login_request(
+    username: str, secret: str, *, resume: bool = False, remember: str | None = None
+) -> dict[str, Any]:
+    """The request that logs a bench session in (PROTOCOL.md 3.4), without its ``id``.
+
+    ``resume``: ``secret`` is a remembered device's token and the request is a ``resume``
+    (no password hash on the server); otherwise a ``login`` with ``secret`` as the password,
+    asking the server to remember a device named ``remember`` if given (its ``login_ok``
+    then carries ``device`` and ``token``: :func:`remembered`)."""
+    if resume:
+        if remember is not None:
+            raise ValueError("a resume remembers nothing new: give remember only to a login")
+        return {"type": "resume", "username": username, "token": secret}
+    message: dict[str, Any] = {"type": "login", "username": username, "password": secret}
+    if remember is not None:
+        message["remember"] = remember
+    return message
+
+
+def remembered(answer: dict[str, Any]) -> tuple[str, str]:
+    """``(device, token)`` of a ``login_ok`` to a login with ``remember``."""
+    device, token = answer.get("device"), answer.get("token")
+    if answer.get("type") != "login_ok" or not isinstance(token, str) or not token:
+        raise SessionError(
+            f"no device token in the answer ({answer.get('type')}): does the server serve "
+            "PROTOCOL.md 3.4 (login with remember)?"
+        )
+    return str(device), token
+
+
 async def open_session(
     target: Target,
     username: str = "",
@@ -197,10 +228,16 @@ async def open_session(
     local_addr: str | None = None,
     stop_after_greeting: bool = False,
     on_message: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
+    remember: str | None = None,
 ) -> Session:
     """Connect; for ``secure``, run the handshake (trusting the server key, as a
     benchmark may) and log in. Returns a session whose reader is running; ``on_message``,
-    if given, is in place before the login, so it sees what follows ``login_ok`` at once."""
+    if given, is in place before the login, so it sees what follows ``login_ok`` at once.
+
+    ``resume``: ``password`` is a device token and the session logs in with ``resume``;
+    ``remember``: the login asks for a device token, kept in ``session.token``
+    (:func:`login_request`)."""
     ws = await _ws_connect(target, local_addr)
     try:
         if not target.secure:
@@ -227,12 +264,16 @@ async def open_session(
         if stop_after_greeting or not target.login:
             return session
         answer = await session.request(
-            {"type": "login", "username": username, "password": password}
+            login_request(username, password, resume=resume, remember=remember)
         )
         if answer.get("type") != "login_ok":
+            how = "resume" if resume else "login"
             raise SessionError(
-                f"login as {username!r}: {answer.get('type')} {answer.get('reason')}"
+                f"{how} as {username!r}: {answer.get('type')} "
+                f"{answer.get('reason') or answer.get('code') or ''}".rstrip()
             )
+        if remember is not None:
+            session.device, session.token = remembered(answer)
         return session
     except BaseException:
         with contextlib.suppress(Exception):
@@ -324,10 +365,12 @@ class Worker:
         role: str = "receiver",
         attempts: int = 3,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Open ``count`` sessions, cycling over ``accounts`` and source addresses; a session
         that fails is tried again (``attempts`` in all) and counted in ``retried``. No new
-        attempt starts after ``deadline`` (monotonic): those are counted in ``skipped``."""
+        attempt starts after ``deadline`` (monotonic): those are counted in ``skipped``.
+        ``resume``: the accounts hold device tokens (PROTOCOL.md 3.4)."""
         semaphore = asyncio.Semaphore(concurrency)
         errors: list[str] = []
         retried = [0]
@@ -344,7 +387,9 @@ class Worker:
                         skipped[0] += 1
                         return
                     try:
-                        session = await open_session(target, user, password, local_addr=addr)
+                        session = await open_session(
+                            target, user, password, local_addr=addr, resume=resume
+                        )
                         break
                     except Exception as exc:
                         failure = _describe(exc)
@@ -542,8 +587,10 @@ class Worker:
         local_addrs: Sequence[str] = (),
         attempts: int = 3,
         deadline: float | None = None,
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Log in every account once (``concurrency`` logins in flight) and keep the sessions.
+        ``resume``: the accounts hold device tokens, and sessions log in with ``resume``.
 
         Account ``k`` is the storm's session ``first + k``, which goes to
         ``targets[(first + k) % len(targets)]``. Each session counts what it receives in
@@ -595,7 +642,12 @@ class Worker:
                     began = time.monotonic()
                     try:
                         session = await open_session(
-                            target, user, password, local_addr=addr, on_message=counter(slot)
+                            target,
+                            user,
+                            password,
+                            local_addr=addr,
+                            on_message=counter(slot),
+                            resume=resume,
                         )
                     except Exception as exc:
                         failure = _describe(exc)
@@ -642,6 +694,18 @@ class Worker:
         }
 
     # -- handshakes and logins
+    async def cmd_remember(
+        self, target: Target, accounts: Sequence[tuple[str, str]], device_name: str
+    ) -> dict[str, Any]:
+        """Log each account in once with ``remember`` and close: ``(username, token)`` pairs
+        for sessions that then ``resume`` (PROTOCOL.md 3.4)."""
+        tokens: list[tuple[str, str]] = []
+        for user, password in accounts:
+            session = await open_session(target, user, password, remember=device_name)
+            tokens.append((user, session.token))
+            await session.close()
+        return {"tokens": tokens}
+
     async def cmd_churn(
         self,
         target: Target,
@@ -651,9 +715,11 @@ class Worker:
         concurrency: int,
         login: bool,
         local_addrs: Sequence[str] = (),
+        resume: bool = False,
     ) -> dict[str, Any]:
         """Open sessions back to back (``concurrency`` at a time) until t_end; each is
-        timed from the TCP connect to the greeting (or to ``login_ok``), then closed."""
+        timed from the TCP connect to the greeting (or to ``login_ok``), then closed.
+        ``resume``: the accounts hold device tokens, and sessions log in with ``resume``."""
         times = array.array("d")
         errors: list[str] = []
         addr_cycle = itertools.cycle(local_addrs or [None])  # type: ignore[list-item]  # None: the system picks the source address
@@ -672,6 +738,7 @@ class Worker:
                             password,
                             local_addr=next(addr_cycle),
                             stop_after_greeting=not login,
+                            resume=resume,
                         ),
                         OPEN_TIMEOUT,
                     )

@@ -162,6 +162,20 @@ class Product:
         self._run(["-m", "bench.product_users"], stdin=json.dumps(users), timeout=1800)
         return [(name, password) for name, password, _ in users]
 
+    def storm_devices(self, accounts: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """A remembered device for each storm account: ``(username, token)`` pairs for the
+        storm's resume variant (:mod:`bench.product_devices`). Raises
+        :class:`ProductUnavailable` where the product does not serve ``resume`` yet."""
+        request = {
+            "usernames": [name for name, _ in accounts],
+            "name": "bench",
+            "address": "127.0.0.1",
+        }
+        answer = json.loads(
+            self._run(["-m", "bench.product_devices"], stdin=json.dumps(request), timeout=1800)
+        )
+        return [(name, token) for name, token in answer["tokens"]]
+
     def receiver_accounts(self, users: int | None = None) -> list[tuple[str, str]]:
         count = min(users or self.receivers, self.receivers)
         return [(receiver_name(i), PASSWORD) for i in range(count)]
@@ -175,9 +189,10 @@ class Product:
         prefix: str = "",
         tag: str = "",
         layer: str = "",
+        daphne_args: tuple[str, ...] = (),
     ) -> procs.ServerProcess:
         env = self.env(
             fast_hash=fast_hash == "1", redis_url=redis_url or None, prefix=prefix, layer=layer
         )
-        argv = procs.daphne_argv("chatsite.asgi:application", port)
+        argv = procs.daphne_argv("chatsite.asgi:application", port, *daphne_args)
         return procs.ServerProcess(f"product{tag}", argv, port, self.log_dir, env)

@@ -1,6 +1,6 @@
 """Where the product's time goes: py-spy on the server during a fan-out or a login burst.
 
-``python -m bench.profile [--what fanout|logins|sessions] [--n 50] [--seconds 15]`` starts the
+``python -m bench.profile [--what fanout|logins|sessions|idle] [--n 50] [--seconds 15]`` starts the
 product as the bench does (temp data dir, fresh database), loads it, and samples
 the server process with py-spy (``pip install py-spy``; it reads the process
 from outside, nothing in the server changes). It prints the functions with the
@@ -129,10 +129,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument(
         "--what",
-        choices=("fanout", "logins", "sessions"),
+        choices=("fanout", "logins", "sessions", "idle"),
         default="fanout",
         help="fanout: saturation with N receivers; logins: session churn with the real "
-        "Argon2 cost; sessions: the same churn with the bench's cheap hash (setup cost only)",
+        "Argon2 cost; sessions: the same churn with the bench's cheap hash (setup cost only); "
+        "idle: N logged-in sessions held quiet, sampled after daphne's first keepalive pings",
     )
     parser.add_argument("--n", type=int, default=50, help="receivers (fan-out)")
     parser.add_argument("--seconds", type=float, default=15.0)
@@ -162,11 +163,15 @@ def main() -> int:
             if args.what == "fanout":
                 fanout._connect_receivers(ctx, cfg, kind, group, lg, 0, args.n)
                 fanout._reconnect_sender(ctx, kind, group, lg)
+            if args.what == "idle":
+                _open_idle(kind, server, lg, prod, args.n)
             spy = record(server.proc.pid, args.seconds, out, args.rate)
             ends = time.monotonic() + args.seconds
             while time.monotonic() < ends and spy.poll() is None:
                 if args.what == "fanout":
                     fanout._saturation_run(cfg, group, lg, args.n)
+                elif args.what == "idle":
+                    time.sleep(0.5)
                 else:
                     account = product.ARGON if args.what == "logins" else product.receiver_name(0)
                     seconds = min(5.0, ends - time.monotonic())
@@ -179,6 +184,32 @@ def main() -> int:
     print(summarize(out.read_text(), focus=FOCUS))
     print(f"\ncollapsed stacks: {out}")
     return 0
+
+
+def _open_idle(kind, server, lg: LoadGen, prod: product.Product, count: int) -> None:
+    """``count`` sessions over the receiver accounts, then past daphne's first keepalive
+    pings (20 s after each session's last message), so that the sample sees them."""
+    accounts = prod.receiver_accounts()
+    per = [count // len(lg) + (w < count % len(lg)) for w in range(len(lg))]
+    lg.call_many(
+        [
+            (
+                w,
+                "connect",
+                {
+                    "target": kind.target(server),
+                    "accounts": accounts,
+                    "count": n,
+                    "concurrency": 16,
+                    "local_addrs": loopback_addresses(200, offset=w * 200),
+                },
+            )
+            for w, n in enumerate(per)
+            if n
+        ],
+        timeout=900,
+    )
+    time.sleep(25.0)
 
 
 def _login_burst(kind, server, lg: LoadGen, cfg: Config, seconds: float, account: str) -> None:

@@ -354,8 +354,9 @@ def _handshake(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         "for logins), each timed from TCP connect "
         "to the greeting "
         "(handshake) or to `login_ok` (login, with a correct password and the real Argon2 "
-        "cost), then closed. Meanwhile another logged-in session pings at "
-        f"{cfg.get('ping_rate')}/s.",
+        "cost; resume, with a remembered device's token and no password hash, as many in "
+        "progress and as long as handshakes), then closed. Meanwhile another logged-in "
+        f"session pings at {cfg.get('ping_rate')}/s.",
         "",
     ]
     rows = []
@@ -378,9 +379,12 @@ def _handshake(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
                 f"{_num(idle.get('p50_ms'), 2)} / {_num(idle.get('p99_ms'), 2)}",
             ]
         )
-        for phase in ("handshakes", "logins"):
+        for phase in ("handshakes", "logins", "resumes"):
             p = server.get(phase)
             if not p:
+                continue
+            if "error" in p:
+                rows.append([_label(server, name), phase, f"error: {p['error'][:100]}"] + [""] * 4)
                 continue
             ping = p.get("ping", {})
             ratio = _ratio(p.get("per_s"), raw_rate) if phase == "handshakes" else "-"
@@ -417,6 +421,13 @@ def _handshake(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         rows,
     )
     ours = result.get("servers", {}).get("product", {})
+    logins, resumes = ours.get("logins", {}).get("per_s"), ours.get("resumes", {}).get("per_s")
+    if logins and resumes:
+        out += [
+            f"Resumes per second against logins per second, same server: "
+            f"{_num(resumes, 1)} against {_num(logins, 1)} ({resumes / logins:.1f}x).",
+            "",
+        ]
     hs = ours.get("handshakes", {}).get("per_s")
     targets.append(
         [
@@ -626,6 +637,13 @@ def _files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
     return out
 
 
+def _storm_label(key: str) -> str:
+    """``"1"`` -> "1 process", ``"2-resume"`` -> "2 processes on Redis, resumes"."""
+    count, _, how = key.partition("-")
+    label = "1 process" if count == "1" else f"{count} processes on Redis"
+    return f"{label}, resumes" if how == "resume" else label
+
+
 def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
     if "runs" not in result:
         return ["## Login storm", "", f"Not measured: {result.get('error')}", ""]
@@ -657,7 +675,7 @@ def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         "",
     ]
     keys = list(runs)
-    labels = {k: ("1 process" if k == "1" else f"{k} processes on Redis") for k in keys}
+    labels = {k: _storm_label(k) for k in keys}
     measured = {k: r for k, r in runs.items() if "blocks" in r}
     count = max((len(r["blocks"]) for r in measured.values()), default=0)
     rows = []
@@ -734,8 +752,18 @@ def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         for row, value in zip(rows, values, strict=True):
             row.append(value)
     out += _table(["what"] + [labels[k] for k in keys], rows)
+    if any(k.endswith("-resume") for k in keys):
+        out += [
+            "The columns that say *resumes* are the same storm with every session logging in "
+            "by `resume` with a remembered device's token (PROTOCOL.md 3.4: no password hash), "
+            "as clients do after a server restart; the devices were made beforehand "
+            f"({result.get('devices_s', 0):g} s, not timed).",
+            "",
+        ]
     for k in keys:
         r = runs[k]
+        if k.endswith("-resume"):
+            continue  # the targets are the password storm's; the resume columns inform
         ok = None
         measured_text = "-"
         if "blocks" in r:

@@ -24,6 +24,7 @@ class Context:
     redis_url: str
     log_dir: Path
     product: object | None = None  # a bench.product.Product once prepared
+    daphne_args: tuple[str, ...] = ()  # extra daphne options for every daphne-served server
     notes: list[str] = field(default_factory=list)
 
 
@@ -56,7 +57,7 @@ class Kind:
         elif self.name == "ws-relay":
             argv = procs.python_argv("-m", "bench.baselines.ws_relay", "--port", str(port))
         elif self.name == "raw-asgi":
-            argv = procs.daphne_argv("bench.baselines.raw_asgi:application", port)
+            argv = procs.daphne_argv("bench.baselines.raw_asgi:application", port, *ctx.daphne_args)
         elif self.name.startswith("channels"):
             env = {
                 "DJANGO_SETTINGS_MODULE": "bench.baselines.channels_site.settings",
@@ -65,14 +66,16 @@ class Kind:
                 "REDIS_URL": ctx.redis_url,
                 "BENCH_PREFIX": options.get("prefix", "bench"),
             }
-            argv = procs.daphne_argv("bench.baselines.channels_site.asgi:application", port)
+            argv = procs.daphne_argv(
+                "bench.baselines.channels_site.asgi:application", port, *ctx.daphne_args
+            )
         elif self.name == "product":
             from .product import Product
 
             product = ctx.product
             if not isinstance(product, Product):
                 raise procs.ServerError("the product server was not prepared")
-            return product.server(port, **options)
+            return product.server(port, daphne_args=ctx.daphne_args, **options)
         else:
             raise KeyError(self.name)
         return procs.ServerProcess(self.name, argv, port, ctx.log_dir, env)

@@ -18,6 +18,10 @@ before the logger decides to drop them (``pprint.pformat``: ~5% of the event
 loop's time in a burst of handshakes), and formats two more for every frame:
 :func:`chatsite.autobahn_logging.skip_autobahn_debug_formatting` makes that
 happen only for log lines that are emitted.
+
+Last, everything loaded so far is frozen out of the garbage collector's full
+collections (:mod:`chatsite.gc_tuning`), which then walk only what the sessions
+made: each one holds the event loop for as long as it walks.
 """
 
 import os
@@ -33,6 +37,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from chat.routing import websocket_application  # noqa: E402
 from chat.runtime import ChatRuntime  # noqa: E402
 from chatsite.autobahn_logging import skip_autobahn_debug_formatting  # noqa: E402
+from chatsite.gc_tuning import freeze_startup_objects  # noqa: E402
 from chatsite.startup import prepare_server_files  # noqa: E402
 
 skip_autobahn_debug_formatting()
@@ -45,3 +50,4 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application(runtime),
     }
 )
+freeze_startup_objects()

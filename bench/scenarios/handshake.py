@@ -12,7 +12,11 @@ bare ``websockets`` server with the same handshake:
    load-generator process) up to the greeting, then closed: handshakes/s and
    time to the greeting; the pinger goes on;
 3. **logins** (product only): the same up to ``login_ok`` with a correct
-   password: sessions/s, time to ``login_ok``; the pinger goes on.
+   password: sessions/s, time to ``login_ok``; the pinger goes on;
+4. **resumes** (product only, PROTOCOL.md 3.4): the same up to ``login_ok`` with
+   ``resume`` and the token of a device remembered by one login with ``remember``
+   just before (no password hash: what clients do after a server restart), with as
+   many in progress as for handshakes; resumes/s beside logins/s, same server.
 
 The ping round trips during 2 and 3 against 1 show whether RSA and password
 hashing run off the event loop. Connections come from many loopback source
@@ -106,7 +110,36 @@ def _server(ctx: Context, cfg: Config, kind: Kind) -> dict[str, Any]:
         if kind.name == "product":
             out["logins"] = _phase(cfg, group, lg, kind, server, churn="login", accounts=churner)
             print(f"[handshake] {kind.name} logins: {_line(out['logins'])}", flush=True)
+            out["resumes"] = _resumes(cfg, group, lg, kind, server, churner)
     return out
+
+
+def _resumes(
+    cfg: Config,
+    group: procs.ServerGroup,
+    lg: LoadGen,
+    kind: Kind,
+    server: procs.ServerProcess,
+    accounts: list[tuple[str, str]],
+) -> dict[str, Any]:
+    """The resume phase: one login with ``remember`` per account for a token, then churn."""
+    try:
+        tokens = lg.call(
+            PINGER_WORKER,
+            "remember",
+            timeout=120,
+            target=kind.target(server),
+            accounts=accounts,
+            device_name="bench-churn",
+        )["tokens"]
+    except Exception as exc:  # a server without PROTOCOL.md 3.4 devices: said, not fatal
+        print(f"[handshake] {kind.name} resumes: not measured: {exc}", flush=True)
+        return {"error": f"no device token: {exc}"[:600]}
+    phase = _phase(
+        cfg, group, lg, kind, server, churn="resume", accounts=[(str(u), str(t)) for u, t in tokens]
+    )
+    print(f"[handshake] {kind.name} resumes: {_line(phase)}", flush=True)
+    return phase
 
 
 def _phase(
@@ -118,9 +151,11 @@ def _phase(
     churn: str | None,
     accounts: list[tuple[str, str]],
 ) -> dict[str, Any]:
-    duration = {None: cfg.idle_ping, "handshake": cfg.handshake_duration}.get(
-        churn, cfg.login_duration
-    )
+    duration = {
+        None: cfg.idle_ping,
+        "handshake": cfg.handshake_duration,
+        "resume": cfg.handshake_duration,
+    }.get(churn, cfg.login_duration)
     t_start = time.monotonic() + 0.5
     t_end = t_start + duration
     calls: list[tuple[int, str, dict[str, Any]]] = [
@@ -140,7 +175,8 @@ def _phase(
                         "concurrency": cfg.login_concurrency
                         if churn == "login"
                         else cfg.handshake_concurrency,
-                        "login": churn == "login",
+                        "login": churn in ("login", "resume"),
+                        "resume": churn == "resume",
                         "local_addrs": loopback_addresses(200, offset=worker * 200),
                     },
                 )

@@ -24,6 +24,12 @@ in steady state (:func:`_steady`); the same ratio of the table's blocks beside i
 sessions opened of N; total time; presence messages and names per session; the
 servers' CPU (and Redis's when it is used) over the storm and the hold.
 
+With resumes (``storm_resume_processes``, ``--storm-resume``; PROTOCOL.md 3.4): the
+same storm where every session logs in with ``resume`` and a remembered device's token
+instead of its password (what clients do after a server restart). The devices are made
+beforehand by the product's own code (:mod:`bench.product_devices`, not timed); the
+run's key and its report column say ``resume``.
+
 Bounded: no login starts after ``storm_budget`` seconds (those are counted as
 skipped), every load-generator call has a timeout, and only loopback is used.
 """
@@ -65,41 +71,74 @@ def run(ctx: Context, cfg: Config) -> dict[str, Any]:
         "runs": {},
     }
     redis_ok = _redis_ok(cfg.redis_url)
-    for count in cfg.storm_processes:
-        key = str(count)
+    tokens: list[tuple[str, str]] | None = None
+    plan = [(count, False) for count in cfg.storm_processes]
+    plan += [(count, True) for count in cfg.storm_resume_processes]
+    for count, resume in plan:
+        key = run_key(count, resume)
         if count > 1 and not redis_ok:
             result["runs"][key] = {
                 "unavailable": f"Redis does not answer at {cfg.redis_url}; start it to measure"
             }
             continue
-        print(f"[storm] {cfg.storm_sessions:,} logins over {count} process(es)", flush=True)
+        if resume and tokens is None:
+            print(f"[storm] remembering a device for {len(accounts):,} accounts", flush=True)
+            began = time.monotonic()
+            try:
+                tokens = ctx.product.storm_devices(accounts)
+            except product.ProductUnavailable as exc:
+                tokens = []
+                result["devices_error"] = str(exc)[:600]
+            result["devices_s"] = round(time.monotonic() - began, 1)
+        if resume and not tokens:
+            result["runs"][key] = {
+                "unavailable": "no remembered devices (the server does not serve resume?): "
+                + result.get("devices_error", "")[:300]
+            }
+            continue
+        how = "resumes" if resume else "logins"
+        print(f"[storm] {cfg.storm_sessions:,} {how} over {count} process(es)", flush=True)
         try:
-            r = result["runs"][key] = _storm(ctx, cfg, accounts, count, nofile)
+            credentials = tokens if resume and tokens else accounts
+            r = result["runs"][key] = _storm(ctx, cfg, credentials, count, nofile, resume=resume)
             print(
-                f"[storm] x{count}: {r['opened']:,}/{r['sessions']:,} opened in "
+                f"[storm] {key}: {r['opened']:,}/{r['sessions']:,} opened in "
                 f"{r['storm_s']:.1f} s, last/first block (steady) {r['ratio']:.2f}, "
                 f"presence/session mean {r['presence']['mean']:.1f} max {r['presence']['max']}",
                 flush=True,
             )
         except Exception as exc:
             result["runs"][key] = {"error": f"{type(exc).__name__}: {exc}"[:600]}
-            print(f"[storm] x{count}: {exc}", flush=True)
+            print(f"[storm] {key}: {exc}", flush=True)
             if not isinstance(exc, (procs.ServerError, product.ProductUnavailable)):
                 traceback.print_exc()
     return result
 
 
+def run_key(count: int, resume: bool) -> str:
+    """The storm's key in the results: ``"2"`` for 2 processes with password logins,
+    ``"2-resume"`` for the same with resumes (the report labels them so)."""
+    return f"{count}-resume" if resume else str(count)
+
+
 def _storm(
-    ctx: Context, cfg: Config, accounts: list[tuple[str, str]], count: int, nofile: int
+    ctx: Context,
+    cfg: Config,
+    accounts: list[tuple[str, str]],
+    count: int,
+    nofile: int,
+    *,
+    resume: bool = False,
 ) -> dict[str, Any]:
     kind = KINDS["product"]
+    tag = "-resume" if resume else ""
     if count == 1:
-        servers = [kind.make(ctx, tag="-storm")]
+        servers = [kind.make(ctx, tag=f"-storm{tag}")]
         extra: list[int] = []
     else:
-        prefix = f"bench{os.getpid()}storm{count}"
+        prefix = f"bench{os.getpid()}storm{count}{tag.replace('-', '')}"
         servers = [
-            kind.make(ctx, redis_url=cfg.redis_url, prefix=prefix, tag=f"-storm-x{count}-{i}")
+            kind.make(ctx, redis_url=cfg.redis_url, prefix=prefix, tag=f"-storm{tag}-x{count}-{i}")
             for i in range(count)
         ]
         extra = _redis_pids()
@@ -125,6 +164,7 @@ def _storm(
                     "concurrency": in_flight[w],
                     "local_addrs": loopback_addresses(250, offset=w * 250),
                     "deadline": deadline,
+                    "resume": resume,
                 },
             )
             for w in range(workers)
@@ -170,6 +210,7 @@ def _storm(
     users = [u for r in hold_results for u in r["users"]]
     return {
         "processes": count,
+        "auth": "resume" if resume else "login",
         "sessions": len(accounts),
         "opened": len(done),
         "failed": sum(r["failed"] for r in opened),
