@@ -13,7 +13,6 @@ sessions (accounts/receivers.py); a password change ends them with its own reaso
 from __future__ import annotations
 
 import base64
-import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -83,7 +82,7 @@ def resume(username: str, token: str, address: str) -> tuple[User, str]:
     device = Device.objects.select_related("user").filter(token_hash=token_hash(token)).first()
     ok = (
         device is not None
-        and _same(device.user.username, username)
+        and device.user.username == username  # a name is no secret: a plain comparison
         and device.user.is_active
         and device.last_seen >= oldest
     )
@@ -127,9 +126,3 @@ def revoke_device(user: User, device_id: str, *, reason: str = REVOKED) -> None:
                 "ask for the list of your devices again.",
             )
         device.delete_ending_sessions(reason)
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
-    )
