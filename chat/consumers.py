@@ -138,11 +138,8 @@ class ChatConsumer(RequestHandlers, AccountHandlers, LeanWebsocketConsumer):
         handler: Any = (
             self.transfers.handle_request
             if request.type.startswith("file_")
-            else getattr(self, f"handle_{request.type}", None)
+            else getattr(self, f"handle_{request.type}")
         )
-        if handler is None:  # a type of the table that this server does not serve yet
-            await self.reply_error(ErrorCode.BAD_REQUEST, "unknown message type", request.id)
-            return
         if self.user is not None:
             refusal = await self.limits.admit(self.user_id, request)
             if refusal is not None:
