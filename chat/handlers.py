@@ -59,7 +59,7 @@ class RequestHandlers:
         await self.send_message(await feed.snapshot(self, request.id))  # type: ignore[arg-type]
 
     async def handle_rooms(self, request: Request) -> None:
-        rooms = await self.outbox.service(services.rooms_for, self.user)
+        rooms = await self.outbox.service(services.rooms_for, self.user, self.runtime.public_rooms)
         await self.send_message(services.answer("rooms", request.id, rooms=rooms))
 
     async def handle_join(self, request: Request) -> None:
@@ -101,6 +101,8 @@ class RequestHandlers:
 
     async def sync_rooms(self) -> list[dict[str, Any]]:
         """Re-read the user's rooms, follow their messages; the ``rooms`` list."""
-        names, rooms = await self.outbox.service(services.rooms_state, self.user)
+        names, rooms = await self.outbox.service(
+            services.rooms_state, self.user, self.runtime.public_rooms
+        )
         self.follow_rooms(names)
         return rooms

@@ -268,7 +268,9 @@ async def _enter(session: Starting, ref: str | None, fields: dict[str, Any] | No
     log.info(
         "session %s started: user %s from %s", session.session_id, session.username, session.address
     )
-    begun = await session.outbox.service(services.session_start, session.user)
+    begun = await session.outbox.service(
+        services.session_start, session.user, session.runtime.public_rooms
+    )
     if begun is None:
         # Deactivated between the password check and joining the user's group.
         await session.end("deactivated")

@@ -4,7 +4,8 @@ Like an h11 ``Connection`` owns everything about one connection, the runtime
 owns everything the chat server keeps in memory while it runs: the logged-in
 sessions and their fan-out (:class:`chat.sessions.SessionRegistry`), the file
 transfer relay (:class:`chat.transfers.TransferRelay`), the abuse-limit counters
-(:class:`chat.limits.LimitCounters`), the worker threads
+(:class:`chat.limits.LimitCounters`), the copy of the public rooms
+(:class:`chat.room_lists.PublicRooms`), the worker threads
 (:class:`chat.workers.Workers`), the fire-and-forget tasks and the server key.
 
 It is made when the ASGI application is built (``chatsite/asgi.py``) and
@@ -28,6 +29,7 @@ from django.conf import settings
 from chatproto import crypto_utils
 
 from .limits import LimitCounters
+from .room_lists import PublicRooms
 from .sessions import SessionRegistry
 from .transfers import TransferRelay
 from .workers import Workers
@@ -43,6 +45,7 @@ class ChatRuntime:
         self.sessions = SessionRegistry(self.workers)
         self.transfers = TransferRelay(self.workers)
         self.limits = LimitCounters()
+        self.public_rooms = PublicRooms()
         self._background: set[asyncio.Task[Any]] = set()
         self._server_key: rsa.RSAPrivateKey | None = None
 

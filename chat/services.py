@@ -32,8 +32,9 @@ from chatproto.framing import encoded_size
 from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_PLAINTEXT_SIZE
 from chatproto.messages import answer
 
-from . import delivery, presence
+from . import delivery, presence, room_lists
 from .models import LOBBY, Membership, Message, Room
+from .room_lists import PublicRooms
 from .storage import BodyCipher
 
 log = logging.getLogger("chat.services")
@@ -84,30 +85,22 @@ def message_event(
 # --- queries ---------------------------------------------------------------------------------
 
 
-def rooms_for(user: User) -> list[dict[str, Any]]:
+def rooms_for(user: User, public: PublicRooms | None = None) -> list[dict[str, Any]]:
     """The ``rooms`` list of the protocol for ``user``: ``{name, private, owner, members}`` of
     every public room and every private room the user is a member of, by name.
 
-    Built from plain rows (two queries, no model instances): it runs at every
-    login, and lobby's member list has every account in it.
+    ``public``: the process's copy of the public rooms (:mod:`chat.room_lists`), for the
+    reads that need no fresher state than the last commit (login, ``rooms``); without it
+    they are read here (the answers to the user's own changes, inside their transaction).
     """
-    member_of = Membership.objects.filter(user_id=user.pk).values("room_id")
-    rooms = list(
-        Room.objects.filter(Q(private=False) | Q(pk__in=member_of))
-        .order_by("name")
-        .values_list("pk", "name", "private", "owner__username")
+    public_rooms = public.rooms() if public is not None else room_lists.read_public_rooms()
+    member_of = Membership.objects.filter(user_id=user.pk, room__private=True).values("room_id")
+    private_rooms = room_lists.room_objects(
+        Room.objects.filter(pk__in=member_of), Membership.objects.filter(room_id__in=member_of)
     )
-    members: dict[int, list[str]] = {row[0]: [] for row in rooms}
-    rows = Membership.objects.filter(Q(room__private=False) | Q(room_id__in=member_of)).values_list(
-        "room_id", "user__username"
-    )
-    for room_id, username in rows:
-        if room_id in members:
-            members[room_id].append(username)
-    return [
-        {"name": name, "private": private, "owner": owner, "members": sorted(members[pk])}
-        for pk, name, private, owner in rooms
-    ]
+    if not private_rooms:
+        return list(public_rooms)
+    return sorted([*public_rooms, *private_rooms], key=lambda room: room["name"])
 
 
 def member_room_names(user_id: int) -> set[str]:
@@ -115,9 +108,11 @@ def member_room_names(user_id: int) -> set[str]:
     return set(Membership.objects.filter(user_id=user_id).values_list("room__name", flat=True))
 
 
-def rooms_state(user: User) -> tuple[set[str], list[dict[str, Any]]]:
+def rooms_state(
+    user: User, public: PublicRooms | None = None
+) -> tuple[set[str], list[dict[str, Any]]]:
     """The user's rooms as a session follows them: the names it is a member of, and ``rooms``."""
-    return member_room_names(user.pk), rooms_for(user)
+    return member_room_names(user.pk), rooms_for(user, public)
 
 
 @dataclass(frozen=True)
@@ -129,7 +124,7 @@ class SessionStart:
     queued: list[dict[str, Any]]
 
 
-def session_start(user: User) -> SessionStart | None:
+def session_start(user: User, public: PublicRooms | None = None) -> SessionStart | None:
     """Everything for ``login_ok`` and what follows it; None if the account is no longer active.
 
     Called once the session is registered for pushes, so that a deactivation
@@ -138,7 +133,7 @@ def session_start(user: User) -> SessionStart | None:
     """
     if not is_active(user.pk):
         return None
-    names, rooms = rooms_state(user)
+    names, rooms = rooms_state(user, public)
     return SessionStart(names, rooms, take_queued_private_messages(user))
 
 
@@ -290,7 +285,14 @@ def send_private_message(user: User, to: str, text: str) -> dict[str, Any]:
 
 
 def take_queued_private_messages(user: User) -> list[dict[str, Any]]:
-    """The user's undelivered private messages, oldest first, now marked delivered."""
+    """The user's undelivered private messages, oldest first, now marked delivered.
+
+    Most logins have none: one plain read says so before the locking transaction (three
+    round trips to the database) is begun. A message queued after that read was sent to
+    the live sessions already (the session is registered before this runs).
+    """
+    if not Message.objects.filter(recipient=user, delivered=False).exists():
+        return []
     with transaction.atomic():
         queued = list(
             Message.objects.select_for_update()
@@ -426,6 +428,7 @@ def create_room(
         room = Room.objects.create(name=name, private=private, owner=user)
         everyone = [user, *found.values()]
         Membership.objects.bulk_create([Membership(room=room, user=u) for u in everyone])
+        room_lists.changed()  # bulk_create sends no signal
         _push_rooms([u.pk for u in everyone], origin)
     return rooms_for(user)
 

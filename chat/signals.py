@@ -24,7 +24,8 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from accounts.models import User
 from accounts.signals import sessions_end_requested
 
-from . import services
+from . import room_lists, services
+from .models import Membership, Room
 
 
 def remember_active(
@@ -80,7 +81,17 @@ def sessions_end_requested_received(
     services.end_sessions_of(user_id, reason, devices=devices, except_session=except_session)
 
 
+def rooms_changed(sender, raw: bool = False, **kwargs) -> None:
+    """A room or a membership was saved or deleted: the processes' copies of the public
+    rooms (:mod:`chat.room_lists`) are stale once it commits."""
+    room_lists.changed()
+
+
 def connect() -> None:
+    for model in (Room, Membership):
+        name = model.__name__.lower()
+        post_save.connect(rooms_changed, sender=model, dispatch_uid=f"chat.{name}_saved")
+        post_delete.connect(rooms_changed, sender=model, dispatch_uid=f"chat.{name}_deleted")
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")

@@ -8,8 +8,9 @@ from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from chat import services
+from chat import room_lists, services
 from chat.models import Membership, Room
+from chat.room_lists import PublicRooms
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,3 +82,69 @@ def test_saving_other_fields_does_not_read_the_stored_state(make_user):
     with CaptureQueriesContext(connection) as captured:
         alice.save(update_fields=["last_login"])  # what every login does
     assert len(captured.captured_queries) == 1
+
+
+# --- the process's copy of the public rooms (chat.room_lists) --------------------------------
+
+
+def _lobby_members(user, public: PublicRooms) -> list[str]:
+    start = services.session_start(user, public)
+    assert start is not None
+    return next(room["members"] for room in start.rooms if room["name"] == "lobby")
+
+
+def test_a_login_reads_no_public_room_rows_while_nothing_changed(make_user):
+    alice, bob = make_user("alice"), make_user("bob")
+    public = PublicRooms()
+    services.session_start(alice, public)  # builds the copy
+    with CaptureQueriesContext(connection) as captured:
+        services.session_start(bob, public)
+    assert len(captured.captured_queries) < len(_queries_without_a_copy(bob))
+
+
+def _queries_without_a_copy(user) -> list:
+    with CaptureQueriesContext(connection) as captured:
+        services.session_start(user)
+    return captured.captured_queries
+
+
+def _make_private(name: str) -> None:
+    room = Room.objects.get(name=name)
+    room.private = True
+    room.save()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda users: services.join_room(users["bob"], "zoo"), id="join"),
+        pytest.param(lambda users: services.leave_room(users["carol"], "zoo"), id="leave"),
+        pytest.param(
+            lambda users: services.create_room(users["bob"], "new", members=["carol"]),
+            id="create_room (bulk memberships)",
+        ),
+        pytest.param(lambda users: users["carol"].delete(), id="account deleted (cascade)"),
+        pytest.param(lambda users: Room.objects.filter(name="zoo").delete(), id="room deleted"),
+        pytest.param(lambda users: _make_private("zoo"), id="room made private (admin)"),
+    ],
+)
+def test_the_next_login_after_a_change_sees_it(make_user, change):
+    users = {name: make_user(name) for name in ("alice", "bob", "carol")}
+    services.create_room(users["carol"], "zoo")
+    public = PublicRooms()
+    services.session_start(users["alice"], public)  # a copy from before the change
+    change(users)
+    start = services.session_start(users["alice"], public)
+    assert start is not None
+    assert start.rooms == services.rooms_for(users["alice"])  # as read fresh
+
+
+def test_a_renamed_account_shows_once_the_copy_is_old(make_user, monkeypatch):
+    # No signal tells a rename (a queryset update here): the copy's age bounds it.
+    alice, bob = make_user("alice"), make_user("bob")
+    public = PublicRooms()
+    assert "bob" in _lobby_members(alice, public)
+    User.objects.filter(pk=bob.pk).update(username="robert")
+    assert "bob" in _lobby_members(alice, public)  # the copy, still young
+    monkeypatch.setattr(room_lists, "MAX_AGE", 0.0)
+    assert "robert" in _lobby_members(alice, public)
