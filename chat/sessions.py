@@ -236,8 +236,9 @@ class SessionRegistry:
             push = Push(plaintext, room=room)
             targets = [(s, push) for s in self._by_room.get(room, {}).values()]
         elif kind == "users":
-            plain = Push(plaintext, msg_id=message["msg_id"])
-            marking = Push(plaintext, msg_id=message["msg_id"], mark_delivered=True)
+            msg_id = message.get("msg_id")  # none in a devices_changed
+            plain = Push(plaintext, msg_id=msg_id)
+            marking = Push(plaintext, msg_id=msg_id, mark_delivered=True)
             recipient = message.get("to") if event.get("queued") else None
             targets = [
                 (s, marking if s.username == recipient else plain)

@@ -11,6 +11,10 @@
   services, ends only the sessions of some ``devices`` (``revoked``) or all but one
   session (``except_session``, the channel name chat passed in: ``password_changed``),
   on every process.
+- a device deleted (revoked, logged out, a password changed, the admin): its end-to-end
+  keys and to-device queue go with it (a cascade), and a device-list change is logged, so
+  that the user's contacts hear ``devices_changed`` (not when the account itself is
+  deleted: nothing of it is left to announce).
 
 Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 """
@@ -21,10 +25,11 @@ from collections.abc import Sequence
 
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from accounts.models import User
+from accounts.models import Device, User
+from accounts.receivers import deletes_accounts
 from accounts.signals import sessions_end_requested
 
-from . import services
+from . import e2e_services, services
 
 
 def remember_active(
@@ -69,6 +74,11 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
     services.announce_account(instance.username, active=False)
 
 
+def device_deleted(sender, instance: Device, origin=None, **kwargs) -> None:
+    if not deletes_accounts(origin):
+        e2e_services.device_removed(instance.user_id)
+
+
 def sessions_end_requested_received(
     sender,
     user_id: int,
@@ -84,6 +94,7 @@ def connect() -> None:
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")
+    post_delete.connect(device_deleted, sender=Device, dispatch_uid="chat.device_deleted")
     sessions_end_requested.connect(
         sessions_end_requested_received, dispatch_uid="chat.sessions_end_requested"
     )
