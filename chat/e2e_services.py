@@ -145,9 +145,11 @@ def record_device_list_change(user_id: int, username: str) -> int:
     return version
 
 
-def device_removed(user_id: int) -> None:
-    """A device was deleted (revoked, logged out, the admin): its keys and queue went with
-    it (cascade); its user's contacts hear of it."""
+def device_removed(user_id: int, device: str) -> None:
+    """A device is being deleted (revoked, logged out, the admin): its keys and queue go
+    with it (a cascade); if it had keys, its user's contacts hear of it."""
+    if not DeviceKeys.objects.filter(device_id=device).exists():
+        return  # in no one's device list
     username = User.objects.filter(pk=user_id).values_list("username", flat=True).first()
     if username is not None:
         record_device_list_change(user_id, username)

@@ -11,10 +11,11 @@
   services, ends only the sessions of some ``devices`` (``revoked``) or all but one
   session (``except_session``, the channel name chat passed in: ``password_changed``),
   on every process.
-- a device deleted (revoked, logged out, a password changed, the admin): its end-to-end
-  keys and to-device queue go with it (a cascade), and a device-list change is logged, so
-  that the user's contacts hear ``devices_changed`` (not when the account itself is
-  deleted: nothing of it is left to announce).
+- a device with end-to-end keys about to be deleted (revoked, logged out, a password
+  changed, the admin): its keys and to-device queue go with it (a cascade), and a
+  device-list change is logged, so that the user's contacts hear ``devices_changed``
+  (not for a device that never uploaded keys: no one's list had it; nor when the
+  account itself is deleted: nothing of it is left to announce).
 
 Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
 from accounts.models import Device, User
 from accounts.receivers import deletes_accounts
@@ -74,9 +75,10 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
     services.announce_account(instance.username, active=False)
 
 
-def device_deleted(sender, instance: Device, origin=None, **kwargs) -> None:
+def device_deleting(sender, instance: Device, origin=None, **kwargs) -> None:
+    """Before the cascade: only then can it tell whether the device had keys."""
     if not deletes_accounts(origin):
-        e2e_services.device_removed(instance.user_id)
+        e2e_services.device_removed(instance.user_id, instance.pk)
 
 
 def sessions_end_requested_received(
@@ -94,7 +96,7 @@ def connect() -> None:
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")
-    post_delete.connect(device_deleted, sender=Device, dispatch_uid="chat.device_deleted")
+    pre_delete.connect(device_deleting, sender=Device, dispatch_uid="chat.device_deleting")
     sessions_end_requested.connect(
         sessions_end_requested_received, dispatch_uid="chat.sessions_end_requested"
     )

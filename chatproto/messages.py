@@ -379,18 +379,6 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
     "to_device": (Field("messages", list, check=_to_device_messages),),
     "to_device_ack": (Field("upto", int, check=_non_negative),),
 }
-# The requests of end-to-end encryption: a session without a device gets device_required.
-E2E_TYPES = frozenset(
-    {
-        "keys_upload",
-        "user_key_publish",
-        "keys_query",
-        "keys_claim",
-        "device_list_changes",
-        "to_device",
-        "to_device_ack",
-    }
-)
 
 # Requests served before login; every other known type is not_authenticated then.
 PRE_LOGIN_TYPES = frozenset({"login", "register", "resume", "ping"})

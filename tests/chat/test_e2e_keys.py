@@ -162,7 +162,7 @@ async def test_device_list_changes_since_a_version_name_the_contacts_who_changed
 ):
     from chat import services
 
-    alice_user, bob_user, _ = await create_users("alice", "bob", "carol")
+    alice_user, _, _ = await create_users("alice", "bob", "carol")
     await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
     alice = await device_session("alice")
     first = await alice.session.request({"type": "device_list_changes", "since": 0})
