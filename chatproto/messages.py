@@ -171,7 +171,8 @@ def _member_b64(obj: dict[str, Any], name: str, what: str, size: int | None = No
     if raw is None or (len(raw) != size if size is not None else not raw):
         length = f"{size} bytes" if size is not None else "bytes"
         raise _Bounds(f"{what}.{name} must be {length} in unpadded base64")
-    return obj[name]
+    value: str = obj[name]
+    return value
 
 
 def _member_device(obj: dict[str, Any], what: str) -> str:
@@ -216,7 +217,7 @@ def _user_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     _json_size(value, MAX_KEY_OBJECT_BYTES, "user_key")
     _member_username(value, "user", "user_key")
     _member_b64(value, "ed25519", "user_key", KEY_BYTES)
-    version = value.get("version")
+    version: Any = value.get("version")
     if not _is_kind(version, int) or not 1 <= version <= MAX_JSON_INTEGER:
         raise _Bounds("user_key.version must be a positive integer")
     signatures = _object(value.get("signatures"), "user_key.signatures")
