@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 
 from accounts.errors import ServiceError
 from accounts.models import Device, User
@@ -46,10 +47,18 @@ from .models import (
 )
 from .storage import BodyCipher
 
+log = logging.getLogger("chat.e2e")
+
 # The purposes added to a signed object before it is signed (docs/protocol.md 4).
 DEVICE_KEYS_PURPOSE = "chat.device_keys.v1"
 USER_KEY_PURPOSE = "chat.user_key.v1"
 ONE_TIME_KEY_PURPOSE = "chat.one_time_key.v1"
+
+# A device's to-device queue holds at most this many unacknowledged messages; more for it
+# are dropped (logged, metadata only), so that no one can fill the database through a
+# device that never comes back. Ten thousand is a room key from every member of a hundred
+# rooms of a hundred members, many times over.
+MAX_QUEUED_TO_DEVICE = 10_000
 
 DEVICE_REQUIRED = "end-to-end encryption needs a device: log in again with a device name (remember)"
 
@@ -380,7 +389,8 @@ def send_to_device(
     ``seq``, and after commit push it to the device's logged-in sessions. A message stays
     queued until its device acknowledges it (``to_device_ack``), so nothing is lost across
     a reconnect. Targets that are not a device with keys are skipped: the sender learns of
-    a removed device from ``devices_changed``."""
+    a removed device from ``devices_changed``; so are those whose queue is full
+    (:data:`MAX_QUEUED_TO_DEVICE`)."""
     cipher = BodyCipher()
     with transaction.atomic():
         targets = {
@@ -393,12 +403,25 @@ def send_to_device(
             .select_related("user")
             .order_by("pk")
         }
+        room_left = {row.device_id: MAX_QUEUED_TO_DEVICE for row in targets.values()}
+        waiting = (
+            ToDeviceMessage.objects.filter(device_id__in=room_left)
+            .values("device_id")
+            .annotate(count=Count("pk"))
+            .values_list("device_id", "count")
+        )
+        for device_id, count in waiting:
+            room_left[device_id] -= count
         queued: list[ToDeviceMessage] = []
         pushes: dict[int, list[dict[str, Any]]] = {}
         for username, target, body in messages:
             row = targets.get((username, target))
             if row is None:
                 continue
+            if room_left[target] <= 0:
+                log.warning("to-device message for device %s dropped: its queue is full", target)
+                continue
+            room_left[target] -= 1
             row.to_device_seq += 1
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
             queued.append(

@@ -102,3 +102,27 @@ async def test_a_revoked_devices_keys_and_queue_go_with_it(create_users, run_syn
     assert after["users"] == ["bob"]
     await alice.close()
     await bob.close()
+
+
+async def test_a_full_queue_takes_no_more_messages(create_users, run_sync, monkeypatch):
+    from chat import e2e_services
+
+    monkeypatch.setattr(e2e_services, "MAX_QUEUED_TO_DEVICE", 2)
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    await bob.close()
+    bodies = [{**OLM, "ciphertext": f"AAA{i}"} for i in range(3)]
+    sent = await alice.session.request(
+        {"type": "to_device", "messages": [to(bob, body) for body in bodies]}
+    )
+    assert sent["type"] == "ok"
+    bob = await resumed(bob)
+    queued = [m["body"] for m in bob.session.after_login if m["type"] == "to_device"]
+    assert queued == bodies[:2]
+    await bob.session.send({"type": "to_device_ack", "upto": 2})
+    await bob.session.request({"type": "ping"})
+    await alice.session.request({"type": "to_device", "messages": [to(bob, bodies[2])]})
+    assert (await bob.session.find("to_device"))["body"] == bodies[2]
+    await alice.close()
+    await bob.close()
