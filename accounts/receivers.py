@@ -31,14 +31,16 @@ from .signals import ENDED_BY_ADMIN, REVOKED, request_end_of_sessions
 
 
 def device_deleted(sender, instance: Device, origin=None, **kwargs) -> None:
-    if _deletes_accounts(origin):
+    if deletes_accounts(origin):
         return
     reason = getattr(origin, SESSION_END_REASON_ATTR, REVOKED)
     if reason is not None:
         request_end_of_sessions(instance.user_id, reason, devices=[instance.pk])
 
 
-def _deletes_accounts(origin) -> bool:
+def deletes_accounts(origin) -> bool:
+    """Whether a deletion started at an account (its devices go with it): then the chat
+    ends every session of the account itself, and nothing of it is left to announce."""
     if isinstance(origin, User):
         return True
     return isinstance(origin, QuerySet) and issubclass(origin.model, User)

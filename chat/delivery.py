@@ -24,7 +24,7 @@ To the processes (group ``chat-procs``; handled by :mod:`chat.sessions`):
 ``chat.fanout``         ``to``: ``room`` (``room``: sessions in it) or ``users`` (``users``:
                         ids whose sessions get it; ``queued`` when stored for an offline
                         recipient, whose sessions then mark it delivered); ``message``:
-                        the protocol message
+                        the protocol message (a ``private``, or ``devices_changed``)
 ``chat.presence``       ``online``, ``offline``: a process's net presence changes since its
                         last tick, one message per process per interval, ``origin``: the
                         sender's :class:`chat.presence_feed.PresenceFeed`; or ``added``,
@@ -37,6 +37,9 @@ To sessions (handled by :class:`chat.consumers.ChatConsumer`):
 ``chat.rooms_changed``  the session's rooms changed: re-read them, push ``rooms``
 ``chat.end``            ``session_ended`` with ``reason``, then close 4003; only the
                         sessions of ``devices`` when it is a list, never ``except``
+``chat.to_device``      ``messages``: ``[{"device", "message"}]``, to-device pushes for the
+                        user's sessions logged in as that ``device`` (end-to-end
+                        encryption, :mod:`chat.e2e_handlers`)
 ``chat.transfer``       file transfers, sent by :mod:`chat.transfers` through
                         :func:`to_channel` and :func:`to_user` (its docstring has the fields)
 
@@ -95,6 +98,23 @@ async def private_message(user_ids: list[int], message: dict[str, Any], *, queue
         "queued": queued,
     }
     await _group_send(PROCESS_GROUP, event)
+
+
+async def devices_changed(user_ids: list[int], message: dict[str, Any]) -> None:
+    """A ``devices_changed`` push to every session of these users (one layer message per
+    process, as for private messages)."""
+    event = {
+        "type": "chat.fanout",
+        "to": "users",
+        "users": list(dict.fromkeys(user_ids)),
+        "message": message,
+    }
+    await _group_send(PROCESS_GROUP, event)
+
+
+async def to_device(user_id: int, messages: list[dict[str, Any]]) -> None:
+    """To-device pushes (``{"device", "message"}``) to the user's sessions of those devices."""
+    await _group_send(user_group(user_id), {"type": "chat.to_device", "messages": messages})
 
 
 async def presence_changed(changes: dict[str, Any]) -> None:
@@ -196,3 +216,5 @@ private_message_sync = _after_commit(private_message)
 rooms_changed_sync = _after_commit(rooms_changed)
 accounts_changed_sync = _after_commit(accounts_changed)
 end_sessions_sync = _after_commit(end_sessions)
+devices_changed_sync = _after_commit(devices_changed)
+to_device_sync = _after_commit(to_device)

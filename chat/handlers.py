@@ -48,11 +48,11 @@ class RequestHandlers:
 
     async def handle_send(self, request: Request) -> None:
         r: Any = request
-        self.outbox.write(request, services.Outgoing(r.text, room=r.room))
+        self.outbox.write(request, services.Outgoing(r.text, room=r.room, e2e=r.e2e))
 
     async def handle_pm(self, request: Request) -> None:
         r: Any = request
-        self.outbox.write(request, services.Outgoing(r.text, to=r.to))
+        self.outbox.write(request, services.Outgoing(r.text, to=r.to, e2e=r.e2e))
 
     async def handle_users(self, request: Request) -> None:
         feed = self.runtime.sessions.presence

@@ -13,8 +13,9 @@ Then the session starts, in this order, so that nothing committed after it
 can miss the session: the user's group is joined and the session registered
 for pushes (which wait for the session's lock, held by the caller until the
 answers below are out), presence records it, one database call reads what
-the session needs, and ``login_ok``, the queued private messages and
-``users`` are sent; everyone else gets ``users`` if the user came online.
+the session needs, and ``login_ok``, the queued private messages, the
+device's queued to-device messages and ``users`` are sent; everyone else
+gets ``users`` if the user came online.
 
 Where the server requires two-factor login (``CHAT_REQUIRE_2FA``) and the account
 has none, the session is logged in but not yet started: ``login_ok`` carries
@@ -41,7 +42,7 @@ from accounts.errors import LoginRefused, RegistrationRefused
 from accounts.models import User
 from chatproto.messages import Request
 
-from . import delivery, presence, services
+from . import delivery, e2e_handlers, presence, services
 from .outbox import Outbox
 from .transfers import TransferSession
 
@@ -287,6 +288,8 @@ async def _enter(session: Starting, ref: str | None, fields: dict[str, Any] | No
     for message in begun.queued:
         session.outbox.sent_from_queue(message["msg_id"])
         await session.send_message(message)
+    if session.device is not None:  # to-device messages queued for it (until acknowledged)
+        await e2e_handlers.send_queued_to_device(session)
     await session.send_message(await feed.snapshot(session))
 
 

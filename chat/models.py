@@ -75,6 +75,9 @@ class Message(models.Model):
     delivered = models.BooleanField(
         default=True, help_text="Private messages: false while queued for an offline recipient."
     )
+    e2e = models.BooleanField(
+        default=False, help_text="The body is an end-to-end ciphertext object, not a text."
+    )
 
     class Meta:
         ordering = ["pk"]
@@ -99,3 +102,113 @@ class Message(models.Model):
     def __str__(self) -> str:  # metadata only: never the text
         where = f"#{self.room_id}" if self.room_id else f"to user {self.recipient_id}"
         return f"message {self.pk} {where}"
+
+
+# --- end-to-end encryption: the key directory and the to-device relay (docs/protocol.md 4) ---
+# The server keeps public keys and ciphertext only: no private key of a user ever reaches it.
+
+
+class DeviceKeys(models.Model):
+    """A remembered device's end-to-end keys, stored as uploaded and handed out unchanged.
+
+    Deleted with its device (revoked, logged out, the admin): its one-time keys and
+    its to-device queue go with it. ``to_device_seq`` is the last ``seq`` given to a
+    to-device message for it (each device numbers its own queue).
+    """
+
+    device = models.OneToOneField(
+        "accounts.Device", primary_key=True, on_delete=models.CASCADE, related_name="e2e_keys"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="e2e_devices"
+    )
+    keys = models.JSONField(help_text="The device keys object, as the device uploaded it.")
+    fallback_key = models.JSONField(null=True, blank=True)
+    to_device_seq = models.PositiveBigIntegerField(default=0)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "device keys"
+
+    def __str__(self) -> str:
+        return f"keys of device {self.device_id}"
+
+
+class OneTimeKey(models.Model):
+    """A signed one-time key of a device: handed out once, then deleted."""
+
+    device = models.ForeignKey(DeviceKeys, on_delete=models.CASCADE, related_name="one_time_keys")
+    key_id = models.CharField(max_length=64)
+    key = models.JSONField(help_text="The one-time key object, as uploaded.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "key_id"], name="chat_one_time_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"one-time key {self.key_id} of device {self.device_id}"
+
+
+class UserKey(models.Model):
+    """A user's published user key (the identity that signs their devices); ``version``
+    grows by one at each identity reset, which every contact sees."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="e2e_user_key",
+    )
+    key = models.JSONField(help_text="The user key object, as published.")
+    version = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"user key v{self.version} of user {self.user_id}"
+
+
+class DeviceListClock(models.Model):
+    """One row: the device-list version, raised by one at each change of anyone's devices
+    or user key. Its row lock orders the changes, so versions commit in order."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"device lists at version {self.version}"
+
+
+class DeviceListChange(models.Model):
+    """The change log, compacted: a user's last device-list change and its version."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="e2e_device_list_change",
+    )
+    version = models.PositiveBigIntegerField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} changed at version {self.version}"
+
+
+class ToDeviceMessage(models.Model):
+    """A to-device message queued for its target device until that device acknowledges it.
+
+    The body (Olm ciphertext already) is encrypted at rest like message bodies.
+    """
+
+    device = models.ForeignKey(DeviceKeys, on_delete=models.CASCADE, related_name="to_device_queue")
+    seq = models.PositiveBigIntegerField()
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    sender_device = models.CharField(max_length=64)
+    body_encrypted = models.TextField(editable=False)
+
+    class Meta:
+        ordering = ["device", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["device", "seq"], name="chat_to_device_seq_unique")
+        ]
+
+    def __str__(self) -> str:  # metadata only
+        return f"to-device {self.seq} for device {self.device_id}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,23 +54,25 @@ def _message_fields(
 ) -> dict[str, Any]:
     """The fields of ``message`` or ``private`` without ``type`` (as ``history`` holds them).
 
-    ``text`` where the caller has it; else the stored body is decrypted with ``cipher``
-    (one per call of a service, so the key file is read once, not once per message).
+    ``text``: the stored body where the caller has it; else it is decrypted with ``cipher``
+    (one per call of a service, so the key file is read once, not once per message). An
+    end-to-end message's body is its ``e2e`` object as JSON, returned as ``e2e``.
     """
     body = (cipher or BodyCipher()).decrypt(message.body_encrypted) if text is None else text
+    content: dict[str, Any] = {"e2e": json.loads(body)} if message.e2e else {"text": body}
     if message.room_id is not None:
         return {
             "msg_id": message.pk,
             "room": message.room.name,
             "from": message.sender.username,
-            "text": body,
+            **content,
             "ts": format_ts(message.created),
         }
     return {
         "msg_id": message.pk,
         "from": message.sender.username,
         "to": message.recipient.username,
-        "text": body,
+        **content,
         "ts": format_ts(message.created),
     }
 
@@ -175,11 +178,36 @@ def _visible_room(user: User, name: str) -> tuple[Room, bool]:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to store: to a room (``room``) or to a user (``to``)."""
+    """A message to store: to a room (``room``) or to a user (``to``); its ``text``, or
+    the ``e2e`` object of an end-to-end message (docs/protocol.md section 4)."""
 
-    text: str
+    text: str | None
     room: str | None = None
     to: str | None = None
+    e2e: dict[str, Any] | None = None
+
+    def body(self) -> str:
+        """What is stored (encrypted at rest): the text, or the e2e object as JSON."""
+        if self.e2e is not None:
+            return json.dumps(self.e2e, separators=(",", ":"), ensure_ascii=False)
+        return self.text or ""
+
+
+PUBLIC_ROOM_E2E = "public rooms are not end-to-end encrypted: send text to {room!r}"
+E2E_REQUIRED = (
+    "this conversation is end-to-end encrypted and the server refuses plain text: "
+    "use a client that encrypts (update yours)"
+)
+
+
+def refuse_plaintext(room: Room | None) -> None:
+    """E2E_REQUIRED for plain text in a private message (``room`` None) or a private room.
+
+    Not wired into :func:`send_messages` yet: the clients do not encrypt yet; it lands
+    with them (issue 14's next step), and then no plaintext path is left.
+    """
+    if room is None or room.private:
+        raise ServiceError(ErrorCode.E2E_REQUIRED, E2E_REQUIRED)
 
 
 def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] | ServiceError]:
@@ -203,7 +231,12 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
             fields: dict[str, Any]
             try:
                 if item.room is not None:
-                    fields = {"room": _writable_room(user, item.room, rooms)}
+                    room = _writable_room(user, item.room, rooms)
+                    if item.e2e is not None and not room.private:
+                        raise ServiceError(
+                            ErrorCode.BAD_REQUEST, PUBLIC_ROOM_E2E.format(room=room.name)
+                        )
+                    fields = {"room": room}
                     queued = False
                 else:
                     recipient, queued = _pm_recipient(user, item.to or "", recipients)
@@ -211,13 +244,15 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
             except ServiceError as exc:
                 results[index] = exc
                 continue
+            body = item.body()
             message = Message(
                 sender=user,
-                body_encrypted=cipher.encrypt(item.text),
+                body_encrypted=cipher.encrypt(body),
                 created=timezone.now(),
+                e2e=item.e2e is not None,
                 **fields,
             )
-            new.append((index, message, item.text, queued))
+            new.append((index, message, body, queued))
         Message.objects.bulk_create([message for _, message, _, _ in new])
         for index, message, text, queued in new:
             event = message_event(message, text)

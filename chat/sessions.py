@@ -11,7 +11,8 @@ Fan-out
 -------
 While the process has a session, it has one channel of its own in the layer
 group :data:`chat.delivery.PROCESS_GROUP`, read by one task (the *hub*). Each
-``chat.fanout`` event that arrives there (a room message, a private message:
+``chat.fanout`` event that arrives there (a room message, a private message, a
+``devices_changed``:
 one layer message per process, whatever the number of recipients) is encoded
 once and handed, as a :class:`Push`, to each local session it concerns, which
 seals it with its own keys and sends it. A session busy answering a request
@@ -236,8 +237,9 @@ class SessionRegistry:
             push = Push(plaintext, room=room)
             targets = [(s, push) for s in self._by_room.get(room, {}).values()]
         elif kind == "users":
-            plain = Push(plaintext, msg_id=message["msg_id"])
-            marking = Push(plaintext, msg_id=message["msg_id"], mark_delivered=True)
+            msg_id = message.get("msg_id")  # none in a devices_changed
+            plain = Push(plaintext, msg_id=msg_id)
+            marking = Push(plaintext, msg_id=msg_id, mark_delivered=True)
             recipient = message.get("to") if event.get("queued") else None
             targets = [
                 (s, marking if s.username == recipient else plain)

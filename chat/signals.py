@@ -11,6 +11,11 @@
   services, ends only the sessions of some ``devices`` (``revoked``) or all but one
   session (``except_session``, the channel name chat passed in: ``password_changed``),
   on every process.
+- a device with end-to-end keys about to be deleted (revoked, logged out, a password
+  changed, the admin): its keys and to-device queue go with it (a cascade), and a
+  device-list change is logged, so that the user's contacts hear ``devices_changed``
+  (not for a device that never uploaded keys: no one's list had it; nor when the
+  account itself is deleted: nothing of it is left to announce).
 
 Broadcasts go out after the transaction commits (see :mod:`chat.services`).
 """
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from django.db.models.signals import post_delete, post_save, pre_save
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 
-from accounts.models import User
+from accounts.models import Device, User
+from accounts.receivers import deletes_accounts
 from accounts.signals import sessions_end_requested
 
-from . import room_lists, services
+from . import e2e_services, room_lists, services
 from .models import Membership, Room
 
 
@@ -70,6 +76,12 @@ def account_deleted(sender, instance: User, **kwargs) -> None:
     services.announce_account(instance.username, active=False)
 
 
+def device_deleting(sender, instance: Device, origin=None, **kwargs) -> None:
+    """Before the cascade: only then can it tell whether the device had keys."""
+    if not deletes_accounts(origin):
+        e2e_services.device_removed(instance.user_id, instance.pk)
+
+
 def sessions_end_requested_received(
     sender,
     user_id: int,
@@ -95,6 +107,7 @@ def connect() -> None:
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")
+    pre_delete.connect(device_deleting, sender=Device, dispatch_uid="chat.device_deleting")
     sessions_end_requested.connect(
         sessions_end_requested_received, dispatch_uid="chat.sessions_end_requested"
     )

@@ -36,3 +36,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_PASSWORD = "invalid_password"  # noqa: S105  # an error code, not a password
     INVALID_OTP = "invalid_otp"
     UNKNOWN_DEVICE = "unknown_device"
+    # docs/protocol.md section 4: end-to-end encryption.
+    DEVICE_REQUIRED = "device_required"  # the session logged in without ``remember``
+    E2E_REQUIRED = "e2e_required"  # plain ``text`` where the conversation is end to end
+    CONFLICT = "conflict"  # a user key exists (publish without reset), or a stale version

@@ -23,11 +23,13 @@ from cryptography.hazmat.primitives import constant_time, hashes, padding, seria
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .e2e import decode_b64
 from .errors import CryptoError
 from .limits import AES_BLOCK_SIZE, IV_SIZE, TAG_SIZE
 
@@ -307,6 +309,24 @@ class Sha256:
 
     def hexdigest(self) -> str:
         return self._hash.copy().finalize().hex()
+
+
+def verify_ed25519(public_b64: str, signature_b64: str, data: bytes) -> bool:
+    """True when ``signature_b64`` is the Ed25519 signature of ``data`` by ``public_b64``.
+
+    Both in unpadded standard base64, as vodozemac prints them (docs/protocol.md
+    section 4). Anything malformed (not base64, a key or signature of the wrong
+    length, a point off the curve) is False, as a wrong signature is: a verifier
+    only needs to know whether to trust the signed object.
+    """
+    public, signature = decode_b64(public_b64), decode_b64(signature_b64)
+    if public is None or signature is None or len(public) != 32 or len(signature) != 64:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:

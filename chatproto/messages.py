@@ -9,12 +9,14 @@ Unknown fields are ignored; an unknown type is ``bad_request``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from .codes import ErrorCode
+from .e2e import decode_b64
 from .errors import MessageError
 from .limits import (
     HISTORY_DEFAULT_LIMIT,
@@ -22,13 +24,21 @@ from .limits import (
     MAX_CANCEL_REASON_LENGTH,
     MAX_DEVICE_ID_LENGTH,
     MAX_DEVICE_NAME_LENGTH,
+    MAX_E2E_BYTES,
     MAX_FILE_NAME_LENGTH,
     MAX_ID_LENGTH,
     MAX_JSON_INTEGER,
+    MAX_KEY_ID_LENGTH,
+    MAX_KEY_OBJECT_BYTES,
+    MAX_KEYS_CLAIM_DEVICES,
+    MAX_KEYS_QUERY_USERS,
+    MAX_ONE_TIME_KEYS_PER_UPLOAD,
     MAX_OTP_LENGTH,
     MAX_PASSWORD_LENGTH,
     MAX_ROOM_MEMBERS_AT_CREATION,
     MAX_TEXT,
+    MAX_TO_DEVICE_BODY_BYTES,
+    MAX_TO_DEVICE_MESSAGES,
     MAX_TOKEN_LENGTH,
     MAX_USERNAME_LENGTH,
 )
@@ -116,12 +126,167 @@ def _members(value: list[Any], ctx: Context) -> tuple[str, ...]:
     return tuple(value)
 
 
+# --- end-to-end encryption's objects (docs/protocol.md section 4) ----------------------------
+# The server stores and relays them as they came; it checks only their shape and size, so
+# that what it hands out is well formed and bounded. Keys are 32 bytes and signatures 64,
+# in unpadded base64 (chatproto.e2e.decode_b64).
+KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+MEGOLM_ALGORITHM = "megolm.v1"
+
+
+def _json_size(value: Any, limit: int, what: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
+    """Refuse ``value`` if its compact JSON is over ``limit`` bytes (``code``, with ``what``)."""
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Bounds(f"{what} is not valid UTF-8") from None
+    if size > limit:
+        raise _Bounds(f"{what} is larger than {limit} bytes of JSON", code)
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bounds(f"{what} must be an object")
+    return value
+
+
+def _member_string(obj: dict[str, Any], name: str, what: str, low: int, high: int) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not low <= len(value) <= high:
+        raise _Bounds(f"{what}.{name} must be a string of {low} to {high} characters")
+    return value
+
+
+def _member_username(obj: dict[str, Any], name: str, what: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):
+        raise _Bounds(f"{what}.{name} must be a username")
+    return value
+
+
+def _member_b64(obj: dict[str, Any], name: str, what: str, size: int | None = None) -> str:
+    """A base64 member; of exactly ``size`` bytes when given, else of at least one."""
+    raw = decode_b64(obj.get(name))
+    if raw is None or (len(raw) != size if size is not None else not raw):
+        length = f"{size} bytes" if size is not None else "bytes"
+        raise _Bounds(f"{what}.{name} must be {length} in unpadded base64")
+    value: str = obj[name]
+    return value
+
+
+def _member_device(obj: dict[str, Any], what: str) -> str:
+    return _member_string(obj, "device", what, 1, MAX_DEVICE_ID_LENGTH)
+
+
+def _device_keys(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """``{"user", "device", "curve25519", "ed25519", "signatures": {"device", "user"?}}``."""
+    _json_size(value, MAX_KEY_OBJECT_BYTES, "device_keys")
+    _member_username(value, "user", "device_keys")
+    _member_device(value, "device_keys")
+    _member_b64(value, "curve25519", "device_keys", KEY_BYTES)
+    _member_b64(value, "ed25519", "device_keys", KEY_BYTES)
+    signatures = _object(value.get("signatures"), "device_keys.signatures")
+    _member_b64(signatures, "device", "device_keys.signatures", SIGNATURE_BYTES)
+    if "user" in signatures:
+        _member_b64(signatures, "user", "device_keys.signatures", SIGNATURE_BYTES)
+    return value
+
+
+def _one_time_key(value: Any, what: str) -> dict[str, Any]:
+    """``{"key_id", "key", "signature"}``: a one-time or fallback key."""
+    key = _object(value, what)
+    _member_string(key, "key_id", what, 1, MAX_KEY_ID_LENGTH)
+    _member_b64(key, "key", what, KEY_BYTES)
+    _member_b64(key, "signature", what, SIGNATURE_BYTES)
+    return key
+
+
+def _fallback_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    return _one_time_key(value, "fallback_key")
+
+
+def _one_time_keys(value: list[Any], ctx: Context) -> tuple[dict[str, Any], ...]:
+    if len(value) > MAX_ONE_TIME_KEYS_PER_UPLOAD:
+        raise _Bounds(f"at most {MAX_ONE_TIME_KEYS_PER_UPLOAD} one-time keys at once")
+    return tuple(_one_time_key(key, "one_time_keys[]") for key in value)
+
+
+def _user_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """``{"user", "ed25519", "version", "signatures": {"device"}}``."""
+    _json_size(value, MAX_KEY_OBJECT_BYTES, "user_key")
+    _member_username(value, "user", "user_key")
+    _member_b64(value, "ed25519", "user_key", KEY_BYTES)
+    version: Any = value.get("version")
+    if not _is_kind(version, int) or not 1 <= version <= MAX_JSON_INTEGER:
+        raise _Bounds("user_key.version must be a positive integer")
+    signatures = _object(value.get("signatures"), "user_key.signatures")
+    _member_b64(signatures, "device", "user_key.signatures", SIGNATURE_BYTES)
+    return value
+
+
+def _key_users(value: list[Any], ctx: Context) -> tuple[str, ...]:
+    if not 1 <= len(value) <= MAX_KEYS_QUERY_USERS:
+        raise _Bounds(f"users must list 1 to {MAX_KEYS_QUERY_USERS} usernames")
+    for name in value:
+        if not isinstance(name, str) or not USERNAME_RE.fullmatch(name):
+            raise _Bounds("users must be usernames")
+    return tuple(dict.fromkeys(value))
+
+
+def _claimed_devices(value: list[Any], ctx: Context) -> tuple[tuple[str, str], ...]:
+    """``[{"user", "device"}]`` as ``(user, device)`` pairs, each once."""
+    if not 1 <= len(value) <= MAX_KEYS_CLAIM_DEVICES:
+        raise _Bounds(f"devices must list 1 to {MAX_KEYS_CLAIM_DEVICES} devices")
+    pairs = []
+    for item in value:
+        target = _object(item, "devices[]")
+        pairs.append(
+            (_member_username(target, "user", "devices[]"), _member_device(target, "devices[]"))
+        )
+    return tuple(dict.fromkeys(pairs))
+
+
+def _to_device_messages(
+    value: list[Any], ctx: Context
+) -> tuple[tuple[str, str, dict[str, Any]], ...]:
+    """``[{"user", "device", "body": {...}}]`` as ``(user, device, body)``."""
+    if not 1 <= len(value) <= MAX_TO_DEVICE_MESSAGES:
+        raise _Bounds(f"messages must list 1 to {MAX_TO_DEVICE_MESSAGES} messages")
+    messages = []
+    for item in value:
+        message = _object(item, "messages[]")
+        user = _member_username(message, "user", "messages[]")
+        device = _member_device(message, "messages[]")
+        body = _object(message.get("body"), "messages[].body")
+        _json_size(body, MAX_TO_DEVICE_BODY_BYTES, "a to-device body", ErrorCode.TOO_LARGE)
+        messages.append((user, device, body))
+    return tuple(messages)
+
+
+def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A Megolm message: ``{"algorithm": "megolm.v1", "sender_key", "device", "session_id",
+    "ciphertext"}``, stored and returned as it came."""
+    _json_size(value, MAX_E2E_BYTES, "the e2e object", ErrorCode.TOO_LARGE)
+    if value.get("algorithm") != MEGOLM_ALGORITHM:
+        raise _Bounds(f"e2e.algorithm must be {MEGOLM_ALGORITHM!r}")
+    _member_b64(value, "sender_key", "e2e", KEY_BYTES)
+    _member_device(value, "e2e")
+    _member_b64(value, "session_id", "e2e")
+    _member_b64(value, "ciphertext", "e2e")
+    return value
+
+
 _room = _pattern(ROOM_NAME_RE, "room name")
 _username = _pattern(USERNAME_RE, "username")
 _transfer = _pattern(TRANSFER_RE, "transfer id (32 lowercase hex digits)")
 
 ROOM = Field("room", str, check=_room)
 TEXT = Field("text", str, check=_text)
+# send and pm carry exactly one of them (checked in validate_request): text, or the e2e object
+# of an end-to-end conversation (docs/protocol.md section 4).
+MESSAGE_TEXT = Field("text", str, required=False, check=_text)
+E2E = Field("e2e", dict, required=False, check=_e2e)
 TRANSFER = Field("transfer", str, check=_transfer)
 PASSWORD = Field("password", str, check=_length(0, MAX_PASSWORD_LENGTH, "password"))
 LOGIN_USERNAME = Field("username", str, check=_length(1, MAX_USERNAME_LENGTH, "username"))
@@ -158,8 +323,8 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
     "otp_setup": (),
     "otp_confirm": (Field("code", str, check=OTP_CODE),),
     "otp_disable": (PASSWORD, Field("code", str, check=OTP_CODE)),
-    "send": (ROOM, TEXT),
-    "pm": (Field("to", str, check=_username), TEXT),
+    "send": (ROOM, MESSAGE_TEXT, E2E),
+    "pm": (Field("to", str, check=_username), MESSAGE_TEXT, E2E),
     "users": (),
     "rooms": (),
     "join": (ROOM,),
@@ -199,6 +364,21 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
             check=_length(0, MAX_CANCEL_REASON_LENGTH, "reason"),
         ),
     ),
+    # docs/protocol.md section 4: the key directory and the to-device relay.
+    "keys_upload": (
+        Field("device_keys", dict, required=False, check=_device_keys),
+        Field("one_time_keys", list, required=False, default=(), check=_one_time_keys),
+        Field("fallback_key", dict, required=False, check=_fallback_key),
+    ),
+    "user_key_publish": (
+        Field("user_key", dict, check=_user_key),
+        Field("reset", bool, required=False, default=False),
+    ),
+    "keys_query": (Field("users", list, check=_key_users),),
+    "keys_claim": (Field("devices", list, check=_claimed_devices),),
+    "device_list_changes": (Field("since", int, check=_non_negative),),
+    "to_device": (Field("messages", list, check=_to_device_messages),),
+    "to_device_ack": (Field("upto", int, check=_non_negative),),
 }
 
 # Requests served before login; every other known type is not_authenticated then.
@@ -280,6 +460,10 @@ def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Re
     if kind == "history" and (values["room"] is None) == (values["with_"] is None):
         raise MessageError(
             ErrorCode.BAD_REQUEST, "history needs exactly one of 'room' and 'with'", ref
+        )
+    if kind in ("send", "pm") and (values["text"] is None) == (values["e2e"] is None):
+        raise MessageError(
+            ErrorCode.BAD_REQUEST, f"{kind} needs exactly one of 'text' and 'e2e'", ref
         )
     return REQUEST_CLASSES[kind](**values)
 

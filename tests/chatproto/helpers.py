@@ -27,6 +27,15 @@ from tests.vectors import protocol_vectors
 T = "0123456789abcdef0123456789abcdef"  # a transfer id
 SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
+KEY_B64 = "A" * 43  # 32 bytes in unpadded base64, as vodozemac prints a key
+SIGNATURE_B64 = "A" * 86  # 64 bytes
+USER_KEY = {
+    "user": "alice",
+    "ed25519": KEY_B64,
+    "version": 1,
+    "signatures": {"device": SIGNATURE_B64},
+}
+
 # A valid example of every request type, and the typed fields it must give (besides id).
 VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "login": (
@@ -54,8 +63,8 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"password": "pw", "code": "123456"},
         {"password": "pw", "code": "123456"},
     ),
-    "send": ({"room": "lobby", "text": "hi"}, {"room": "lobby", "text": "hi"}),
-    "pm": ({"to": "bob", "text": "hi"}, {"to": "bob", "text": "hi"}),
+    "send": ({"room": "lobby", "text": "hi"}, {"room": "lobby", "text": "hi", "e2e": None}),
+    "pm": ({"to": "bob", "text": "hi"}, {"to": "bob", "text": "hi", "e2e": None}),
     "users": ({}, {}),
     "rooms": ({}, {}),
     "join": ({"room": "dev"}, {"room": "dev"}),
@@ -74,6 +83,20 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "file_end": ({"transfer": T}, {"transfer": T}),
     "file_done": ({"transfer": T, "ok": True}, {"transfer": T, "ok": True}),
     "file_cancel": ({"transfer": T}, {"transfer": T, "reason": ""}),
+    # docs/protocol.md section 4.
+    "keys_upload": ({}, {"device_keys": None, "one_time_keys": (), "fallback_key": None}),
+    "user_key_publish": ({"user_key": USER_KEY}, {"user_key": USER_KEY, "reset": False}),
+    "keys_query": ({"users": ["bob", "bob"]}, {"users": ("bob",)}),
+    "keys_claim": (
+        {"devices": [{"user": "bob", "device": "d1"}]},
+        {"devices": (("bob", "d1"),)},
+    ),
+    "device_list_changes": ({"since": 0}, {"since": 0}),
+    "to_device": (
+        {"messages": [{"user": "bob", "device": "d1", "body": {"x": 1}}]},
+        {"messages": (("bob", "d1", {"x": 1}),)},
+    ),
+    "to_device_ack": ({"upto": 3}, {"upto": 3}),
 }
 
 

@@ -85,6 +85,7 @@ WRONG_VALUES = {
     int: ["1", 1.0, 0.0, True, False, None, [], {}],
     bool: [1, 0, "true", None, []],
     list: ["bob", {}, None, 1, True],
+    dict: ["x", [], None, 1, True],
 }
 
 

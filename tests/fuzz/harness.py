@@ -59,7 +59,10 @@ TRANSFER_PUSHES = frozenset(
     {"file_offer", "file_accept", "file_reject", "file_ack", "file_end", "file_done", "file_cancel"}
 )
 # ``users`` without ``ref``: the snapshot after a login (a hostile register may log in).
-PUSH_TYPES = frozenset({"message", "private", "users", "presence", "rooms"}) | TRANSFER_PUSHES
+PUSH_TYPES = (
+    frozenset({"message", "private", "users", "presence", "rooms", "devices_changed", "to_device"})
+    | TRANSFER_PUSHES
+)
 # The direct answer each request type may get (PROTOCOL.md 3.1-3.4); ``error`` where listed.
 ANSWERS: dict[str, frozenset[str]] = {
     "login": frozenset({"login_ok", "login_failed"}),
@@ -84,7 +87,16 @@ ANSWERS: dict[str, frozenset[str]] = {
     "otp_setup": frozenset({"otp_setup", "error"}),
     "otp_confirm": frozenset({"otp_enabled", "error"}),
     "otp_disable": frozenset({"ok", "error"}),
+    # docs/protocol.md section 4 (a session without a device: error device_required).
+    "keys_upload": frozenset({"keys_uploaded", "error"}),
+    "user_key_publish": frozenset({"ok", "error"}),
+    "keys_query": frozenset({"keys", "error"}),
+    "keys_claim": frozenset({"keys_claimed", "error"}),
+    "device_list_changes": frozenset({"device_list_changes", "error"}),
+    "to_device": frozenset({"ok", "error"}),
 }
+# Requests that get no answer when served, and at most an error when refused.
+UNANSWERED = frozenset({"to_device_ack"})
 # Revision 1.1: only file_offer is a request; the other steps of a transfer get no answer
 # when relayed, ``unknown_transfer`` when they cannot be, and end the transfer with
 # file_cancel pushes when they break its rules.
@@ -334,12 +346,13 @@ class FuzzSession:
         assert greeting["type"] == "greeting", greeting
         return greeting
 
-    async def login(self, username: str, password: str) -> None:
-        await self.send_plaintext(
-            encode_json(
-                {"type": "login", "id": "login", "username": username, "password": password}
-            )
-        )
+    async def login(self, username: str, password: str, remember: str | None = None) -> None:
+        """Log in; ``remember``: as a new device of that name (end-to-end requests then
+        reach the services instead of device_required)."""
+        login = {"type": "login", "id": "login", "username": username, "password": password}
+        if remember is not None:
+            login["remember"] = remember
+        await self.send_plaintext(encode_json(login))
         exchange = await self.read_until(lambda m: m.get("ref") == "login")
         answer = exchange.messages[-1] if exchange.messages else None
         if exchange.close is not None or answer is None or answer["type"] != "login_ok":
@@ -402,6 +415,12 @@ def judge(model: Model, expect: Expect, exchange: Exchange, *, barrier_ref: str)
         ):
             raise ProtocolViolation(f"a chunk answered with {errors}: {story}")
         model.bad_requests += len(errors)  # a stray chunk counts as a bad request (1.1)
+        others = [m for m in messages if m.get("type") != "error"]
+    elif expect.request is not None and expect.request.type in UNANSWERED:
+        request = expect.request
+        errors = [m for m in messages if m.get("type") == "error"]
+        if len(errors) > 1 or any(e.get("ref") != request.id for e in errors):
+            raise ProtocolViolation(f"{request.type} answered with {errors}: {story}")
         others = [m for m in messages if m.get("type") != "error"]
     elif expect.request is not None and expect.request.type in TRANSFER_STEPS:
         request = expect.request

@@ -15,6 +15,7 @@ import struct
 
 from hypothesis import strategies as st
 
+from chatproto.e2e import encode_b64
 from chatproto.limits import MAX_TEXT
 from chatproto.messages import REQUEST_FIELDS, ROOM_NAME_RE, USERNAME_RE
 from tests.fuzz.harness import mutate
@@ -94,8 +95,68 @@ hex32 = st.one_of(
     st.sampled_from(["0" * 32, "A" * 32, "0" * 31, "g" * 32]),
 )
 
-# Values a well-behaved client would send: requests that reach the services.
 ACCOUNTS = ["fuzzer", "bystander", "witness"]
+
+# End-to-end encryption's objects (docs/protocol.md section 4): well shaped (their signatures
+# are random bytes, so the services refuse most of them), or broken in one member.
+b64_key = st.binary(min_size=32, max_size=32).map(encode_b64)
+b64_signature = st.binary(min_size=64, max_size=64).map(encode_b64)
+b64_bytes = st.binary(min_size=1, max_size=64).map(encode_b64)
+device_ids = st.text(alphabet="abcdefABCDEF0123456789-_", min_size=1, max_size=16)
+device_keys = st.fixed_dictionaries(
+    {
+        "user": st.sampled_from(["fuzzer", "bystander"]),
+        "device": device_ids,
+        "curve25519": b64_key,
+        "ed25519": b64_key,
+        "signatures": st.fixed_dictionaries(
+            {"device": b64_signature}, optional={"user": b64_signature}
+        ),
+    }
+)
+one_time_key = st.fixed_dictionaries(
+    {"key_id": st.text(min_size=1, max_size=12), "key": b64_key, "signature": b64_signature}
+)
+user_key = st.fixed_dictionaries(
+    {
+        "user": st.sampled_from(["fuzzer", "bystander"]),
+        "ed25519": b64_key,
+        "version": st.integers(1, 3),
+        "signatures": st.fixed_dictionaries({"device": b64_signature}),
+    }
+)
+e2e_object = st.fixed_dictionaries(
+    {
+        "algorithm": st.just("megolm.v1"),
+        "sender_key": b64_key,
+        "device": device_ids,
+        "session_id": b64_key,
+        "ciphertext": b64_bytes,
+    }
+)
+targets = st.fixed_dictionaries({"user": st.sampled_from(ACCOUNTS), "device": device_ids})
+olm_body = st.fixed_dictionaries(
+    {"algorithm": st.just("olm.v1"), "type": st.sampled_from([0, 1]), "ciphertext": b64_bytes}
+)
+
+
+def broken(objects: st.SearchStrategy) -> st.SearchStrategy:
+    """A shaped object with one member replaced by any JSON value, or dropped."""
+
+    @st.composite
+    def edit(draw):
+        obj = dict(draw(objects))
+        name = draw(st.sampled_from(sorted(obj)))
+        if draw(st.booleans()):
+            obj[name] = draw(json_values)
+        else:
+            del obj[name]
+        return obj
+
+    return edit()
+
+
+# Values a well-behaved client would send: requests that reach the services.
 GOOD_VALUES = {
     "username": st.sampled_from([*ACCOUNTS, "newcomer"])
     | st.from_regex(USERNAME_RE, fullmatch=True),
@@ -123,6 +184,23 @@ GOOD_VALUES = {
     "sha256": st.just("e3" * 32),
     "ok": st.booleans(),
     "reason": st.text(max_size=30),
+    "device_keys": device_keys,
+    "one_time_keys": st.lists(one_time_key, max_size=3),
+    "fallback_key": one_time_key,
+    "user_key": user_key,
+    "reset": st.booleans(),
+    "users": st.lists(st.sampled_from([*ACCOUNTS, "nobody"]), min_size=1, max_size=4),
+    "devices": st.lists(targets, min_size=1, max_size=3),
+    "since": st.integers(0, 50),
+    "messages": st.lists(
+        st.fixed_dictionaries(
+            {"user": st.sampled_from(ACCOUNTS), "device": device_ids, "body": olm_body}
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    "upto": st.integers(0, 50),
+    "e2e": e2e_object,
 }
 # Values on and past the bounds.
 HOSTILE_VALUES = {
@@ -150,6 +228,22 @@ HOSTILE_VALUES = {
     "sha256": st.one_of(st.just("e3" * 32), st.text(max_size=70)),
     "ok": st.booleans(),
     "reason": st.one_of(st.just("x" * 201), st.text(max_size=30)),
+    "device_keys": broken(device_keys),
+    "one_time_keys": st.lists(broken(one_time_key), min_size=1, max_size=3)
+    | st.just([{"key_id": "k", "key": "A" * 43, "signature": "A" * 86}] * 101),
+    "fallback_key": broken(one_time_key),
+    "user_key": broken(user_key),
+    "reset": st.booleans(),
+    "users": st.lists(usernames, max_size=5) | st.just(["u"] * 257),
+    "devices": st.lists(broken(targets), max_size=3),
+    "since": st.one_of(st.sampled_from(INTEGERS), st.integers()),
+    "messages": st.lists(
+        st.fixed_dictionaries({"user": usernames, "device": device_ids, "body": json_values}),
+        max_size=3,
+    )
+    | st.just([{"user": "witness", "device": "d", "body": {"x": "A" * 16_400}}]),
+    "upto": st.one_of(st.sampled_from(INTEGERS), st.integers()),
+    "e2e": broken(e2e_object) | st.just({"algorithm": "megolm.v1", "ciphertext": "A" * 70_000}),
 }
 WEIRD_TYPES = ["", "LOGIN", "hello", "key", "greeting", "login_ok", "error", "message", "__init__"]
 
@@ -188,6 +282,10 @@ def requests(draw) -> dict:
     if kind == "history" and not hostile:  # exactly one of room and with
         keep = draw(st.sampled_from(["room", "with"]))
         message.pop("with" if keep == "room" else "room", None)
+        message.setdefault(keep, draw(GOOD_VALUES[keep]))
+    if kind in ("send", "pm") and not hostile:  # exactly one of text and e2e
+        keep = draw(weighted((3, st.just("text")), (1, st.just("e2e"))))
+        message.pop("e2e" if keep == "text" else "text", None)
         message.setdefault(keep, draw(GOOD_VALUES[keep]))
     ident = draw(
         weighted(

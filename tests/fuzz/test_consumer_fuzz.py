@@ -19,6 +19,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chatproto.codes import CloseCode
 from chatproto.limits import MAX_RECORD_SIZE
@@ -158,13 +159,13 @@ def test_hostile_records_before_login(arena):
 @pytest.mark.slow  # 220 cases by default: about 9 s of CPU, 10-25 s on a shared machine
 @timeout(220)
 def test_hostile_records_after_login(arena):
-    @given(frames=strategies.session_frames)
+    @given(frames=strategies.session_frames, device=st.booleans())
     @fuzz_settings(220)
-    def case(frames):
+    def case(frames, device):
         async def run(session: FuzzSession) -> None:
             await session.open()
             await session.complete_handshake()
-            await session.login("fuzzer", "pw")
+            await session.login("fuzzer", "pw", remember="fuzz device" if device else None)
             await play(session, frames)
 
         arena.run(run)

@@ -1,0 +1,465 @@
+"""The key directory and the to-device relay of end-to-end encryption (docs/protocol.md 4).
+
+As in :mod:`chat.services`: check, write inside a transaction, and send only after
+the commit. The server stores what devices publish (device keys, one-time keys,
+a fallback key, the user key) and hands it out unchanged; it checks the
+signatures it can (a device's own, and a user signature against the published
+user key), so that a client's mistake is caught early. It cannot make a key
+trustworthy: clients check every signature themselves. It never holds a
+private key and cannot read a to-device body (Olm ciphertext) or an ``e2e``
+message.
+
+Who hears of a device-list change (``devices_changed``): the user and their
+**contacts**, the members of their private rooms and the users they exchanged
+private messages with (:func:`contacts_of`). Public rooms are not end to end, so
+lobby's members are not contacts: a change costs a few indexed queries over the
+user's own rooms and messages, never work for every account.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F
+
+from accounts.errors import ServiceError
+from accounts.models import Device, User
+from chatproto import crypto_utils
+from chatproto.codes import ErrorCode
+from chatproto.e2e import canonical_json
+from chatproto.limits import MAX_ONE_TIME_KEYS_STORED
+
+from . import delivery
+from .models import (
+    DeviceKeys,
+    DeviceListChange,
+    DeviceListClock,
+    Membership,
+    Message,
+    OneTimeKey,
+    ToDeviceMessage,
+    UserKey,
+)
+from .storage import BodyCipher
+
+log = logging.getLogger("chat.e2e")
+
+# The purposes added to a signed object before it is signed (docs/protocol.md 4).
+DEVICE_KEYS_PURPOSE = "chat.device_keys.v1"
+USER_KEY_PURPOSE = "chat.user_key.v1"
+ONE_TIME_KEY_PURPOSE = "chat.one_time_key.v1"
+
+# A device's to-device queue holds at most this many unacknowledged messages; more for it
+# are dropped (logged, metadata only), so that no one can fill the database through a
+# device that never comes back. Ten thousand is a room key from every member of a hundred
+# rooms of a hundred members, many times over.
+MAX_QUEUED_TO_DEVICE = 10_000
+
+DEVICE_REQUIRED = "end-to-end encryption needs a device: log in again with a device name (remember)"
+
+
+# --- signatures ------------------------------------------------------------------------------
+
+
+def signed_payload(obj: dict[str, Any], purpose: str) -> bytes:
+    """The bytes a signature of ``obj`` covers: the object without ``signatures``, plus its
+    ``purpose`` (not sent, added by every verifier), as canonical JSON."""
+    payload = {key: value for key, value in obj.items() if key != "signatures"}
+    payload["purpose"] = purpose
+    return canonical_json(payload)
+
+
+def one_time_key_payload(username: str, device: str, key: dict[str, Any]) -> bytes:
+    return canonical_json(
+        {
+            "purpose": ONE_TIME_KEY_PURPOSE,
+            "user": username,
+            "device": device,
+            "key_id": key["key_id"],
+            "key": key["key"],
+        }
+    )
+
+
+def _bad(message: str) -> ServiceError:
+    return ServiceError(ErrorCode.BAD_REQUEST, message)
+
+
+def _check_device_keys(user: User, device: str, keys: dict[str, Any]) -> None:
+    """The object is this session's device's, signed by itself, and by the user key if it
+    says so (checked against the published user key, when there is one)."""
+    if keys["user"] != user.username or keys["device"] != device:
+        raise _bad("device_keys must name your own user and the device you logged in as")
+    payload = signed_payload(keys, DEVICE_KEYS_PURPOSE)
+    if not crypto_utils.verify_ed25519(keys["ed25519"], keys["signatures"]["device"], payload):
+        raise _bad("the device signature of device_keys does not verify with its ed25519 key")
+    user_signature = keys["signatures"].get("user")
+    published = UserKey.objects.filter(user=user).values_list("key", flat=True).first()
+    if (
+        user_signature is not None
+        and published is not None
+        and not crypto_utils.verify_ed25519(published["ed25519"], user_signature, payload)
+    ):
+        raise _bad("the user signature of device_keys does not verify with your user key")
+
+
+def _check_one_time_key(user: User, device: str, ed25519: str, key: dict[str, Any]) -> None:
+    payload = one_time_key_payload(user.username, device, key)
+    if not crypto_utils.verify_ed25519(ed25519, key["signature"], payload):
+        raise _bad(f"the signature of one-time key {key['key_id']!r} does not verify")
+
+
+# --- the device-list change log --------------------------------------------------------------
+
+
+def contacts_of(user_id: int) -> set[int]:
+    """The users who share an end-to-end conversation with ``user_id``: members of the
+    user's private rooms, and the users they exchanged private messages with."""
+    private_rooms = Membership.objects.filter(user_id=user_id, room__private=True).values("room_id")
+    ids = set(
+        Membership.objects.filter(room_id__in=private_rooms).values_list("user_id", flat=True)
+    )
+    ids.update(
+        Message.objects.filter(sender_id=user_id, recipient__isnull=False)
+        .values_list("recipient_id", flat=True)
+        .distinct()
+    )
+    ids.update(
+        Message.objects.filter(recipient_id=user_id).values_list("sender_id", flat=True).distinct()
+    )
+    ids.discard(user_id)
+    return ids
+
+
+def _next_version() -> int:
+    """The next device-list version; the clock's row stays locked until the commit."""
+    DeviceListClock.objects.get_or_create(pk=1)
+    DeviceListClock.objects.filter(pk=1).update(version=F("version") + 1)
+    return DeviceListClock.objects.values_list("version", flat=True).get(pk=1)
+
+
+def record_device_list_change(user_id: int, username: str) -> int:
+    """Log that ``user_id``'s devices or user key changed; after commit, ``devices_changed``
+    to the sessions of the user and their contacts. Inside the caller's transaction."""
+    version = _next_version()
+    DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
+    audience = [user_id, *sorted(contacts_of(user_id))]
+    message = {"type": "devices_changed", "users": [username], "version": version}
+    transaction.on_commit(functools.partial(delivery.devices_changed_sync, audience, message))
+    return version
+
+
+def device_removed(user_id: int, device: str) -> None:
+    """A device is being deleted (revoked, logged out, the admin): its keys and queue go
+    with it (a cascade); if it had keys, its user's contacts hear of it."""
+    if not DeviceKeys.objects.filter(device_id=device).exists():
+        return  # in no one's device list
+    username = User.objects.filter(pk=user_id).values_list("username", flat=True).first()
+    if username is not None:
+        record_device_list_change(user_id, username)
+
+
+def device_list_changes(user: User, since: int) -> dict[str, Any]:
+    """``version`` (the current one) and the ``users`` among the user and their contacts
+    whose devices or user key changed after version ``since``."""
+    version = DeviceListClock.objects.filter(pk=1).values_list("version", flat=True).first() or 0
+    audience = [user.pk, *contacts_of(user.pk)]
+    users = (
+        DeviceListChange.objects.filter(user_id__in=audience, version__gt=since)
+        .order_by("user__username")
+        .values_list("user__username", flat=True)
+    )
+    return {"version": version, "users": list(users)}
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+def upload_keys(
+    user: User,
+    device: str,
+    *,
+    device_keys: dict[str, Any] | None = None,
+    one_time_keys: Sequence[dict[str, Any]] = (),
+    fallback_key: dict[str, Any] | None = None,
+) -> int:
+    """Store the device's keys; the count of its one-time keys left on the server.
+
+    ``device_keys`` first (later uploads may omit them); a device's identity keys
+    never change (``conflict``), its signatures may (a user signature added after
+    approval: a device-list change). One-time keys already stored (same ``key_id``)
+    are kept as they were, so a retried upload does no harm.
+    """
+    with transaction.atomic():
+        if not Device.objects.filter(pk=device, user=user).exists():
+            raise ServiceError(ErrorCode.UNKNOWN_DEVICE, "this device was revoked: log in again")
+        stored = DeviceKeys.objects.select_for_update().filter(device_id=device).first()
+        if device_keys is not None:
+            _check_device_keys(user, device, device_keys)
+            if stored is None:
+                stored = DeviceKeys.objects.create(device_id=device, user=user, keys=device_keys)
+                record_device_list_change(user.pk, user.username)
+            elif stored.keys != device_keys:
+                identity = ("curve25519", "ed25519")
+                if any(stored.keys[name] != device_keys[name] for name in identity):
+                    raise ServiceError(
+                        ErrorCode.CONFLICT,
+                        "a device's identity keys never change: log out and log in as a new "
+                        "device to use new keys",
+                    )
+                stored.keys = device_keys
+                stored.save(update_fields=["keys", "updated"])
+                record_device_list_change(user.pk, user.username)
+        if stored is None:
+            raise _bad("upload this device's device_keys first")
+        ed25519 = stored.keys["ed25519"]
+        for key in (*one_time_keys, *([fallback_key] if fallback_key else [])):
+            _check_one_time_key(user, device, ed25519, key)
+        if fallback_key is not None:
+            stored.fallback_key = fallback_key
+            stored.save(update_fields=["fallback_key", "updated"])
+        count = OneTimeKey.objects.filter(device=stored).count()
+        if one_time_keys:
+            if count + len(one_time_keys) > MAX_ONE_TIME_KEYS_STORED:
+                raise ServiceError(
+                    ErrorCode.TOO_LARGE,
+                    f"the server keeps at most {MAX_ONE_TIME_KEYS_STORED} one-time keys per "
+                    f"device and has {count} of yours: upload fewer",
+                )
+            OneTimeKey.objects.bulk_create(
+                [OneTimeKey(device=stored, key_id=k["key_id"], key=k) for k in one_time_keys],
+                ignore_conflicts=True,
+            )
+            count = OneTimeKey.objects.filter(device=stored).count()
+        return count
+
+
+def publish_user_key(user: User, device: str, user_key: dict[str, Any], *, reset: bool) -> None:
+    """Publish the user's user key, signed by this device.
+
+    The first key has version 1; a ``reset`` (a new identity, which every contact
+    sees) the current version plus one. Without ``reset`` an existing key is kept
+    (``conflict``), unless the same object is published again (a retry).
+    """
+    if user_key["user"] != user.username:
+        raise _bad("user_key must name your own user")
+    with transaction.atomic():
+        keys = DeviceKeys.objects.filter(device_id=device, user=user).first()
+        if keys is None:
+            raise _bad("upload this device's device_keys before publishing a user key")
+        payload = signed_payload(user_key, USER_KEY_PURPOSE)
+        if not crypto_utils.verify_ed25519(
+            keys.keys["ed25519"], user_key["signatures"]["device"], payload
+        ):
+            raise _bad("the device signature of user_key does not verify with this device's key")
+        existing = UserKey.objects.select_for_update().filter(user=user).first()
+        if existing is not None and not reset:
+            if existing.key == user_key:
+                return
+            raise ServiceError(
+                ErrorCode.CONFLICT,
+                "you have a user key already: fetch it with keys_query, or reset your identity",
+            )
+        expected = 1 if existing is None else existing.version + 1
+        if user_key["version"] != expected:
+            raise ServiceError(
+                ErrorCode.CONFLICT, f"the next user key version is {expected}: sign that one"
+            )
+        try:
+            with transaction.atomic():
+                UserKey.objects.update_or_create(
+                    user=user, defaults={"key": user_key, "version": expected}
+                )
+        except IntegrityError:  # another device published the first key meanwhile
+            raise ServiceError(
+                ErrorCode.CONFLICT, "another of your devices published a user key just now"
+            ) from None
+        record_device_list_change(user.pk, user.username)
+
+
+# --- queries and claims ----------------------------------------------------------------------
+
+
+def query_keys(usernames: Iterable[str]) -> dict[str, Any]:
+    """``{name: {"user_key", "devices", "version"}}`` for the active users among ``usernames``
+    (unknown ones are left out); four queries whatever the count."""
+    users = dict(
+        User.objects.filter(username__in=list(usernames), is_active=True).values_list(
+            "pk", "username"
+        )
+    )
+    answer: dict[str, Any] = {
+        name: {"user_key": None, "devices": [], "version": 0} for name in users.values()
+    }
+    for user_id, key in UserKey.objects.filter(user_id__in=users).values_list("user_id", "key"):
+        answer[users[user_id]]["user_key"] = key
+    rows = DeviceKeys.objects.filter(user_id__in=users).order_by("device_id")
+    for user_id, keys in rows.values_list("user_id", "keys"):
+        answer[users[user_id]]["devices"].append(keys)
+    changes = DeviceListChange.objects.filter(user_id__in=users)
+    for user_id, version in changes.values_list("user_id", "version"):
+        answer[users[user_id]]["version"] = version
+    return answer
+
+
+def claim_keys(targets: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One key per ``(user, device)``: a one-time key, each handed out once, or else the
+    device's fallback key (``fallback`` true). Devices with neither are left out.
+
+    Each one-time key is taken by one DELETE of its own (no surrounding transaction):
+    when two claims race for the same key, the database lets one delete it and the
+    other finds no row and tries the next key, on SQLite and PostgreSQL alike.
+    """
+    wanted = list(targets)
+    found = {
+        (username, device): (pk, fallback)
+        for pk, username, device, fallback in DeviceKeys.objects.filter(
+            device_id__in=[device for _, device in wanted],
+            user__username__in=[user for user, _ in wanted],
+            user__is_active=True,
+        ).values_list("pk", "user__username", "device_id", "fallback_key")
+    }
+    claimed = []
+    for username, device in wanted:
+        if (username, device) not in found:
+            continue
+        pk, fallback = found[(username, device)]
+        key, is_fallback = _take_one_time_key(pk), False
+        if key is None:
+            key, is_fallback = fallback, True
+        if key is not None:
+            claimed.append(
+                {
+                    "user": username,
+                    "device": device,
+                    "key_id": key["key_id"],
+                    "key": key["key"],
+                    "signature": key["signature"],
+                    "fallback": is_fallback,
+                }
+            )
+    return claimed
+
+
+def _take_one_time_key(device: str) -> dict[str, Any] | None:
+    """The device's oldest one-time key, deleted; None when none is left.
+
+    A key another claim deleted between our read and our DELETE is not ours: we
+    try the next one (each round either takes a key or sees one go elsewhere).
+    """
+    while (candidate := oldest_one_time_key(device)) is not None:
+        pk, key = candidate
+        deleted, _ = OneTimeKey.objects.filter(pk=pk).delete()
+        if deleted:
+            return key
+    return None
+
+
+def oldest_one_time_key(device: str) -> tuple[int, dict[str, Any]] | None:
+    """The pk and object of the device's oldest one-time key, if any (not yet taken)."""
+    return (
+        OneTimeKey.objects.filter(device_id=device).order_by("pk").values_list("pk", "key").first()
+    )
+
+
+# --- the to-device relay ---------------------------------------------------------------------
+
+
+def to_device_push(
+    seq: int, sender: str, sender_device: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "type": "to_device",
+        "seq": seq,
+        "from": sender,
+        "from_device": sender_device,
+        "body": body,
+    }
+
+
+def send_to_device(
+    user: User, device: str, messages: Sequence[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Queue each ``(user, device, body)`` for its target device, numbered by that device's
+    ``seq``, and after commit push it to the device's logged-in sessions. A message stays
+    queued until its device acknowledges it (``to_device_ack``), so nothing is lost across
+    a reconnect. Targets that are not a device with keys are skipped: the sender learns of
+    a removed device from ``devices_changed``; so are those whose queue is full
+    (:data:`MAX_QUEUED_TO_DEVICE`)."""
+    cipher = BodyCipher()
+    with transaction.atomic():
+        targets = {
+            (row.user.username, row.device_id): row
+            for row in DeviceKeys.objects.select_for_update()
+            .filter(
+                device_id__in=[target for _, target, _ in messages],
+                user__username__in=[name for name, _, _ in messages],
+            )
+            .select_related("user")
+            .order_by("pk")
+        }
+        room_left = {row.device_id: MAX_QUEUED_TO_DEVICE for row in targets.values()}
+        waiting = (
+            ToDeviceMessage.objects.filter(device_id__in=room_left)
+            .values("device_id")
+            .annotate(count=Count("pk"))
+            .values_list("device_id", "count")
+        )
+        for device_id, count in waiting:
+            room_left[device_id] -= count
+        queued: list[ToDeviceMessage] = []
+        pushes: dict[int, list[dict[str, Any]]] = {}
+        for username, target, body in messages:
+            row = targets.get((username, target))
+            if row is None:
+                continue
+            if room_left[target] <= 0:
+                log.warning("to-device message for device %s dropped: its queue is full", target)
+                continue
+            room_left[target] -= 1
+            row.to_device_seq += 1
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+            queued.append(
+                ToDeviceMessage(
+                    device=row,
+                    seq=row.to_device_seq,
+                    sender=user,
+                    sender_device=device,
+                    body_encrypted=cipher.encrypt(text),
+                )
+            )
+            push = to_device_push(row.to_device_seq, user.username, device, body)
+            pushes.setdefault(row.user_id, []).append({"device": target, "message": push})
+        DeviceKeys.objects.bulk_update(targets.values(), ["to_device_seq"])
+        ToDeviceMessage.objects.bulk_create(queued)
+        for user_id, items in pushes.items():
+            transaction.on_commit(functools.partial(delivery.to_device_sync, user_id, items))
+
+
+def queued_to_device(device: str) -> list[dict[str, Any]]:
+    """The device's queued to-device messages as pushes, in ``seq`` order (kept until acked)."""
+    rows = list(
+        ToDeviceMessage.objects.filter(device_id=device).select_related("sender").order_by("seq")
+    )
+    if not rows:
+        return []
+    cipher = BodyCipher()
+    return [
+        to_device_push(
+            row.seq,
+            row.sender.username,
+            row.sender_device,
+            json.loads(cipher.decrypt(row.body_encrypted)),
+        )
+        for row in rows
+    ]
+
+
+def acknowledge_to_device(device: str, upto: int) -> None:
+    """The device has the messages up to ``seq`` ``upto``: they leave its queue."""
+    ToDeviceMessage.objects.filter(device_id=device, seq__lte=upto).delete()

@@ -1,0 +1,218 @@
+"""The key directory (docs/protocol.md section 4): keys_upload, user_key_publish,
+keys_query, keys_claim, device_list_changes, through the real consumer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from chat import e2e_services
+from chat.models import OneTimeKey
+from tests.chat.e2e_helpers import SigningKey, device_session
+from tests.protocol_client.inprocess import open_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_uploaded_device_keys_are_what_keys_query_hands_out(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob", keys=False)
+    keys = alice.device_keys()
+    assert (await alice.upload(device_keys=keys))["one_time_keys"] == 0
+    answer = await bob.session.request({"type": "keys_query", "users": ["alice", "nobody"]})
+    assert answer["type"] == "keys"
+    entry = answer["users"]["alice"]
+    assert entry["devices"] == [keys]
+    assert entry["user_key"] is None
+    assert entry["version"] > 0
+    assert "nobody" not in answer["users"]
+    await alice.close()
+    await bob.close()
+
+
+async def test_device_keys_with_a_bad_device_signature_are_refused(create_users):
+    await create_users("alice")
+    alice = await device_session("alice", keys=False)
+    forged = {**alice.device_keys(), "curve25519": SigningKey().public}  # not what was signed
+    answer = await alice.upload(device_keys=forged)
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    other = {**alice.device_keys(), "device": "someone-else"}
+    assert (await alice.upload(device_keys=other))["code"] == "bad_request"
+    await alice.close()
+
+
+async def test_a_user_signature_is_checked_against_the_published_user_key(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    user_key = SigningKey()
+    published = await alice.session.request(
+        {"type": "user_key_publish", "user_key": alice.user_key(user_key)}
+    )
+    assert published["type"] == "ok"
+    wrong = await alice.upload(device_keys=alice.device_keys(user_key=SigningKey()))
+    assert (wrong["type"], wrong["code"]) == ("error", "bad_request")
+    signed = alice.device_keys(user_key=user_key)
+    assert (await alice.upload(device_keys=signed))["type"] == "keys_uploaded"
+    answer = await alice.session.request({"type": "keys_query", "users": ["alice"]})
+    assert answer["users"]["alice"]["devices"] == [signed]
+    assert answer["users"]["alice"]["user_key"] == alice.user_key(user_key)
+    await alice.close()
+
+
+async def test_a_device_cannot_change_its_identity_keys(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    alice.identity = SigningKey()
+    answer = await alice.upload(device_keys=alice.device_keys())
+    assert (answer["type"], answer["code"]) == ("error", "conflict")
+    await alice.close()
+
+
+async def test_user_key_publish_without_reset_keeps_the_key_and_reset_bumps_the_version(
+    create_users,
+):
+    await create_users("alice")
+    alice = await device_session("alice")
+    first, second = SigningKey(), SigningKey()
+    publish = {"type": "user_key_publish", "user_key": alice.user_key(first)}
+    assert (await alice.session.request(publish))["type"] == "ok"
+    assert (await alice.session.request(publish))["type"] == "ok"  # the same again: a retry
+    replace = {"type": "user_key_publish", "user_key": alice.user_key(second, version=2)}
+    assert (await alice.session.request(replace))["code"] == "conflict"
+    stale = {**replace, "reset": True, "user_key": alice.user_key(second, version=1)}
+    assert (await alice.session.request(stale))["code"] == "conflict"
+    assert (await alice.session.request({**replace, "reset": True}))["type"] == "ok"
+    answer = await alice.session.request({"type": "keys_query", "users": ["alice"]})
+    assert answer["users"]["alice"]["user_key"]["version"] == 2
+    assert answer["users"]["alice"]["user_key"]["ed25519"] == second.public
+    await alice.close()
+
+
+async def test_one_time_keys_are_claimed_once_each_then_the_fallback_key(create_users):
+    await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    fallback = alice.one_time_key("fallback-1")
+    uploaded = await alice.upload(one_time_keys=[alice.one_time_key("k1")], fallback_key=fallback)
+    assert uploaded["one_time_keys"] == 1
+    bob = await device_session("bob")
+    carol = await device_session("carol")
+    claim = {"type": "keys_claim", "devices": [{"user": "alice", "device": alice.device}]}
+    answers = await asyncio.gather(bob.session.request(claim), carol.session.request(claim))
+    keys = sorted((a["keys"][0] for a in answers), key=lambda k: k["fallback"])
+    assert [(k["key_id"], k["fallback"]) for k in keys] == [("k1", False), ("fallback-1", True)]
+    assert keys[1]["key"] == fallback["key"] and keys[1]["signature"] == fallback["signature"]
+    assert keys[0]["user"] == "alice" and keys[0]["device"] == alice.device
+    again = await bob.session.request(claim)
+    assert [(k["key_id"], k["fallback"]) for k in again["keys"]] == [("fallback-1", True)]
+    for device in (alice, bob, carol):
+        await device.close()
+
+
+async def test_a_device_without_keys_is_absent_from_a_claim(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob", keys=False)
+    claim = {"type": "keys_claim", "devices": [{"user": "bob", "device": bob.device}]}
+    assert (await alice.session.request(claim))["keys"] == []
+    await alice.close()
+    await bob.close()
+
+
+def test_a_claim_that_loses_the_race_for_a_key_takes_the_next_one(make_user, monkeypatch):
+    """Two claims read the same oldest key; the other one deletes it first. The loser's
+    DELETE finds no row, so it takes the next key: each key goes out once."""
+    from accounts import devices
+    from chat.models import DeviceKeys
+
+    alice = make_user("alice")
+    device = devices.remember_device(alice, "laptop", "127.0.0.1").device
+    fallback = {"key_id": "fb", "key": "k", "signature": "s"}
+    keys = DeviceKeys.objects.create(device_id=device, user=alice, keys={}, fallback_key=fallback)
+    OneTimeKey.objects.bulk_create(
+        [
+            OneTimeKey(
+                device=keys, key_id=f"k{i}", key={"key_id": f"k{i}", "key": "k", "signature": "s"}
+            )
+            for i in range(2)
+        ]
+    )
+    read = e2e_services.oldest_one_time_key
+    rival: list[dict] = []
+
+    def read_then_lose_the_race(device_id: str):
+        candidate = read(device_id)
+        if not rival:  # the other claim runs in full between our read and our delete
+            monkeypatch.setattr(e2e_services, "oldest_one_time_key", read)
+            rival.extend(e2e_services.claim_keys([("alice", device)]))
+        return candidate
+
+    monkeypatch.setattr(e2e_services, "oldest_one_time_key", read_then_lose_the_race)
+    ours = e2e_services.claim_keys([("alice", device)])
+    assert [k["key_id"] for k in rival] == ["k0"]
+    assert [(k["key_id"], k["fallback"]) for k in ours] == [("k1", False)]
+    assert not OneTimeKey.objects.exists()
+    last = e2e_services.claim_keys([("alice", device)])
+    assert [(k["key_id"], k["fallback"]) for k in last] == [("fb", True)]
+
+
+async def test_device_list_changes_since_a_version_name_the_contacts_who_changed(
+    create_users, run_sync
+):
+    from chat import services
+
+    alice_user, _, _ = await create_users("alice", "bob", "carol")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
+    alice = await device_session("alice")
+    first = await alice.session.request({"type": "device_list_changes", "since": 0})
+    assert first["users"] == ["alice"]
+    since = first["version"]
+    bob = await device_session("bob")
+    carol = await device_session("carol")  # no conversation with alice: not her contact
+    changes = await alice.session.request({"type": "device_list_changes", "since": since})
+    assert changes["users"] == ["bob"]
+    assert changes["version"] > since
+    latest = await alice.session.request(
+        {"type": "device_list_changes", "since": changes["version"]}
+    )
+    assert latest["users"] == []
+    for device in (alice, bob, carol):
+        await device.close()
+
+
+async def test_a_contacts_new_device_is_pushed_as_devices_changed(create_users, run_sync):
+    from chat import services
+
+    alice_user, _ = await create_users("alice", "bob")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    own = await alice.session.find("devices_changed")  # her own keys' upload, first
+    assert own["users"] == ["alice"]
+    pushed = await alice.session.find("devices_changed")
+    assert pushed["users"] == ["bob"]
+    assert pushed["version"] > own["version"]
+    await alice.close()
+    await bob.close()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"type": "keys_upload"},
+        {"type": "keys_query", "users": ["alice"]},
+        {"type": "keys_claim", "devices": [{"user": "alice", "device": "d"}]},
+        {"type": "device_list_changes", "since": 0},
+        {"type": "to_device", "messages": [{"user": "alice", "device": "d", "body": {}}]},
+        {"type": "to_device_ack", "upto": 1, "id": "a1"},
+    ],
+    ids=lambda r: r["type"],
+)
+async def test_a_session_without_a_device_gets_device_required(create_users, request_):
+    await create_users("alice")
+    session = await open_session()
+    await session.login("alice")  # no remember: no device
+    answer = await session.request(request_)
+    assert (answer["type"], answer["code"]) == ("error", "device_required")
+    await session.close()

@@ -1,0 +1,67 @@
+"""Messages with an ``e2e`` object instead of ``text`` (docs/protocol.md section 4): stored
+through the same at-rest storage, pushed and returned by history as ``e2e``."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat import services
+from chat.models import Message, Room
+from chat.storage import BodyCipher
+from tests.chat.e2e_helpers import E2E, device_session
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_an_e2e_message_in_a_private_room_round_trips_through_history(create_users, run_sync):
+    alice_user, _ = await create_users("alice", "bob")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    ack = await alice.session.request({"type": "send", "room": "team", "e2e": E2E})
+    assert ack["type"] == "ack"
+    pushed = await bob.session.find("message")
+    assert pushed["e2e"] == E2E and "text" not in pushed
+    page = await bob.session.request({"type": "history", "room": "team"})
+    assert [(m["msg_id"], m["e2e"]) for m in page["messages"]] == [(ack["msg_id"], E2E)]
+    assert "text" not in page["messages"][0]
+    stored = await run_sync(Message.objects.get, pk=ack["msg_id"])
+    assert stored.e2e and E2E["ciphertext"] not in stored.body_encrypted  # encrypted at rest
+    assert E2E["ciphertext"] in await run_sync(BodyCipher().decrypt, stored.body_encrypted)
+    await alice.close()
+    await bob.close()
+
+
+async def test_an_e2e_private_message_round_trips_through_history(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    ack = await alice.session.request({"type": "pm", "to": "bob", "e2e": E2E})
+    assert ack["type"] == "ack"
+    pushed = await bob.session.find("private")
+    assert (pushed["from"], pushed["e2e"]) == ("alice", E2E)
+    page = await bob.session.request({"type": "history", "with": "alice"})
+    assert [m["e2e"] for m in page["messages"]] == [E2E]
+    await alice.close()
+    await bob.close()
+
+
+async def test_e2e_in_a_public_room_is_refused(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    answer = await alice.session.request({"type": "send", "room": "lobby", "e2e": E2E})
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    assert "public" in answer["message"]
+    await alice.close()
+
+
+def test_plain_text_refusal_for_end_to_end_conversations(make_user):
+    """The next step (issue 14): once the clients encrypt, send_messages calls this, and plain
+    text in a private message or a private room is e2e_required. Public rooms keep text."""
+    make_user("alice")
+    with pytest.raises(services.ServiceError) as refused:
+        services.refuse_plaintext(None)
+    assert refused.value.code == "e2e_required"
+    with pytest.raises(services.ServiceError):
+        services.refuse_plaintext(Room(name="team", private=True))
+    services.refuse_plaintext(Room.objects.get(name="lobby"))

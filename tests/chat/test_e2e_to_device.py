@@ -1,0 +1,128 @@
+"""The to-device relay (docs/protocol.md section 4): live delivery, the queue of an offline
+device, delivery at its next login, deletion on acknowledgement, and a revoked device."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.models import DeviceKeys, ToDeviceMessage
+from tests.chat.e2e_helpers import device_session, resumed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OLM = {"algorithm": "olm.v1", "sender_key": "A" * 43, "type": 0, "ciphertext": "AwgA"}
+
+
+def to(device, body=OLM) -> dict:
+    return {"user": device.username, "device": device.device, "body": body}
+
+
+async def test_a_to_device_message_reaches_the_target_devices_live_session(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    bob_phone = await device_session("bob", "phone")
+    sent = await alice.session.request({"type": "to_device", "messages": [to(bob)]})
+    assert sent["type"] == "ok"
+    pushed = await bob.session.find("to_device")
+    assert pushed == {
+        "type": "to_device",
+        "seq": 1,
+        "from": "alice",
+        "from_device": alice.device,
+        "body": OLM,
+    }
+    assert not [m for m in await bob_phone.session.drain() if m["type"] == "to_device"]
+    for device in (alice, bob, bob_phone):
+        await device.close()
+
+
+async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(create_users, run_sync):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    await bob.close()  # offline now
+    bodies = [{**OLM, "ciphertext": f"AAA{i}"} for i in range(3)]
+    sent = await alice.session.request(
+        {"type": "to_device", "messages": [to(bob, body) for body in bodies]}
+    )
+    assert sent["type"] == "ok"
+    bob = await resumed(bob)
+    queued = [m for m in bob.session.after_login if m["type"] == "to_device"]
+    assert [(m["seq"], m["body"]) for m in queued] == [
+        (1, bodies[0]),
+        (2, bodies[1]),
+        (3, bodies[2]),
+    ]
+    await bob.close()
+    bob = await resumed(bob)  # not acknowledged: all three again
+    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [1, 2, 3]
+    await bob.session.send({"type": "to_device_ack", "upto": 2})
+    await bob.session.request({"type": "ping"})  # the ack is done before the answer to this
+    left = await run_sync(lambda: list(ToDeviceMessage.objects.values_list("seq", flat=True)))
+    assert left == [3]
+    await bob.close()
+    bob = await resumed(bob)
+    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [3]
+    await alice.close()
+    await bob.close()
+
+
+async def test_messages_to_an_unknown_device_are_skipped(create_users, run_sync):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    stray = {"user": "bob", "device": "no-such-device", "body": OLM}
+    sent = await alice.session.request({"type": "to_device", "messages": [stray, to(bob)]})
+    assert sent["type"] == "ok"
+    assert (await bob.session.find("to_device"))["seq"] == 1
+    assert await run_sync(ToDeviceMessage.objects.count) == 1
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_revoked_devices_keys_and_queue_go_with_it(create_users, run_sync):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    bob_phone = await device_session("bob", "phone")
+    await bob_phone.upload(one_time_keys=[bob_phone.one_time_key("k1")])
+    await bob_phone.close()
+    await alice.session.request({"type": "to_device", "messages": [to(bob_phone)]})
+    assert await run_sync(ToDeviceMessage.objects.count) == 1
+    before = await bob.session.request({"type": "device_list_changes", "since": 0})
+    revoked = await bob.session.request({"type": "revoke", "device": bob_phone.device})
+    assert revoked["type"] == "ok"
+    assert await run_sync(ToDeviceMessage.objects.count) == 0
+    remaining = await run_sync(lambda: list(DeviceKeys.objects.values_list("pk", flat=True)))
+    assert bob_phone.device not in remaining
+    answer = await alice.session.request({"type": "keys_query", "users": ["bob"]})
+    assert [d["device"] for d in answer["users"]["bob"]["devices"]] == [bob.device]
+    after = await bob.session.request({"type": "device_list_changes", "since": before["version"]})
+    assert after["users"] == ["bob"]
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_full_queue_takes_no_more_messages(create_users, run_sync, monkeypatch):
+    from chat import e2e_services
+
+    monkeypatch.setattr(e2e_services, "MAX_QUEUED_TO_DEVICE", 2)
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    await bob.close()
+    bodies = [{**OLM, "ciphertext": f"AAA{i}"} for i in range(3)]
+    sent = await alice.session.request(
+        {"type": "to_device", "messages": [to(bob, body) for body in bodies]}
+    )
+    assert sent["type"] == "ok"
+    bob = await resumed(bob)
+    queued = [m["body"] for m in bob.session.after_login if m["type"] == "to_device"]
+    assert queued == bodies[:2]
+    await bob.session.send({"type": "to_device_ack", "upto": 2})
+    await bob.session.request({"type": "ping"})
+    await alice.session.request({"type": "to_device", "messages": [to(bob, bodies[2])]})
+    assert (await bob.session.find("to_device"))["body"] == bodies[2]
+    await alice.close()
+    await bob.close()
