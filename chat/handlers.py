@@ -56,7 +56,7 @@ class RequestHandlers:
 
     async def handle_users(self, request: Request) -> None:
         feed = self.runtime.sessions.presence
-        await self.send_message(await feed.snapshot(self, request.id))  # type: ignore[arg-type]
+        await self.send_plaintext(await feed.snapshot(self, request.id))  # type: ignore[arg-type]
 
     async def handle_rooms(self, request: Request) -> None:
         rooms = await self.outbox.service(services.rooms_for, self.user, self.runtime.public_rooms)

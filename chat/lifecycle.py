@@ -81,6 +81,8 @@ class Starting(Protocol):
 
     async def send_message(self, message: dict[str, Any]) -> None: ...
 
+    async def send_plaintext(self, plaintext: bytes) -> bool: ...
+
     async def refuse_login(self, message: dict[str, Any]) -> None: ...
 
     async def end(self, reason: str) -> None: ...
@@ -290,7 +292,7 @@ async def _enter(session: Starting, ref: str | None, fields: dict[str, Any] | No
         await session.send_message(message)
     if session.device is not None:  # to-device messages queued for it (until acknowledged)
         await e2e_handlers.send_queued_to_device(session)
-    await session.send_message(await feed.snapshot(session))
+    await session.send_plaintext(await feed.snapshot(session))
 
 
 async def finish(session: Starting, code: int) -> None:

@@ -28,9 +28,10 @@ The differences come from a log of the view's changes since the last push:
 ``(username, field, value before)``. A session remembers the log position of
 what it was last sent (its snapshot, or the last push); the sessions whose
 snapshot is older than the last push share one message, one made mid-interval
-gets its own from the log's tail. Nothing here is O(N) per login: a login
-changes the view by one name (kept sorted with ``bisect``), and its snapshot
-copies the sorted lists, which the protocol requires it to send.
+gets its own from the log's tail. Nothing here is O(N) per login but the bytes
+the protocol requires: a login changes the view by one name (kept sorted with
+``bisect``, beside its JSON encoding), and its snapshot joins the encoded names
+(:func:`chatproto.framing.encode_json_with_lists`) instead of encoding N names.
 
 Each session is pushed at the interval its snapshot told it, even after the
 process's interval has changed (sessions come and go): the tick runs at the
@@ -62,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from chatproto.framing import encode_json
+from chatproto.framing import encode_json, encode_json_value, encode_json_with_lists
 
 from . import delivery, presence, services
 
@@ -94,11 +95,13 @@ def interval_for(sessions: int) -> int:
 
 
 class _SortedSet:
-    """A set that also keeps its members sorted, for snapshots without sorting N names."""
+    """A set that also keeps its members sorted, and each one's JSON encoding in the same
+    order: a snapshot lists them without sorting or encoding N names at every login."""
 
     def __init__(self, names: Iterable[str] = ()) -> None:
         self.members = set(names)
         self.ordered = sorted(self.members)
+        self.encoded = [encode_json_value(name) for name in self.ordered]
 
     def __contains__(self, name: object) -> bool:
         return name in self.members
@@ -107,12 +110,15 @@ class _SortedSet:
         """Add or remove ``name``; True when that changed something."""
         if (name in self.members) == present:
             return False
+        at = bisect.bisect_left(self.ordered, name)
         if present:
             self.members.add(name)
-            bisect.insort(self.ordered, name)
+            self.ordered.insert(at, name)
+            self.encoded.insert(at, encode_json_value(name))
         else:
             self.members.discard(name)
-            del self.ordered[bisect.bisect_left(self.ordered, name)]
+            del self.ordered[at]
+            del self.encoded[at]
         return True
 
 
@@ -155,9 +161,9 @@ class PresenceFeed:
 
     # --- snapshots -----------------------------------------------------------------------------
 
-    async def snapshot(self, session: Session, ref: str | None = None) -> dict[str, Any]:
-        """The ``users`` message for ``session`` (login, or the answer to ``users``); the
-        session's deltas start from it."""
+    async def snapshot(self, session: Session, ref: str | None = None) -> bytes:
+        """The ``users`` message for ``session`` (login, or the answer to ``users``), encoded
+        (``ServerConnection.send_plaintext``); the session's deltas start from it."""
         if self.online is None or self.all is None:
             await self._load()
         assert self.online is not None and self.all is not None
@@ -168,12 +174,9 @@ class PresenceFeed:
             self._period = math.gcd(self._period, told)
             self._rescheduled.set()  # the tick must come round sooner for this session
         self._start()
-        return services.answer(
-            "users",
-            ref,
-            online=list(self.online.ordered),
-            all=list(self.all.ordered),
-            presence_interval=told,
+        fields = services.answer("users", ref, presence_interval=told)
+        return encode_json_with_lists(
+            fields, {"online": self.online.encoded, "all": self.all.encoded}
         )
 
     async def _load(self) -> None:

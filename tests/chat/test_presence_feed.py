@@ -4,6 +4,7 @@ sessions, the test's cache (shared, like Redis, by every feed built here)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -183,7 +184,7 @@ async def test_messages_received_while_the_view_is_first_read_are_applied_after(
     await feed.receive({"origin": "process-b", "online": ["bob"], "offline": []})
     await feed.receive({"origin": None, "added": ["carol"], "removed": []})
     read.set()
-    users = await snapshot
+    users = decode_plaintext(await snapshot)
     feed.stop()
     assert (users["online"], users["all"]) == (["alice", "bob"], ["alice", "bob", "carol"])
 
@@ -243,10 +244,10 @@ async def test_each_session_is_pushed_at_the_interval_its_snapshot_told_it(chat_
     registry = FakeRegistry(alice)
     feed = feed_with_view(registry, ["alice"], ["alice", "bob", "carol", "dave"])
     try:
-        assert (await feed.snapshot(alice))["presence_interval"] == 1
+        assert decode_plaintext(await feed.snapshot(alice))["presence_interval"] == 1
         registry.sessions += [FakeSession(f"u{n}", None) for n in range(600)]
         registry.sessions.append(bob)
-        assert (await feed.snapshot(bob))["presence_interval"] == 2
+        assert decode_plaintext(await feed.snapshot(bob))["presence_interval"] == 2
 
         await feed.local_change("carol", True)
         await feed.push(100.0)
@@ -276,8 +277,17 @@ async def test_a_session_told_a_shorter_interval_brings_the_tick_round_sooner(ch
     alice = FakeSession("alice", None)
     registry.sessions.append(alice)
     try:
-        assert (await feed.snapshot(alice))["presence_interval"] == 1
+        assert decode_plaintext(await feed.snapshot(alice))["presence_interval"] == 1
         assert feed._period == 1
         assert feed._rescheduled.is_set()
     finally:
         feed.stop()
+
+
+def test_the_view_keeps_each_name_encoded_beside_it_in_order():
+    names = _SortedSet(["carol", "alice"])
+    names.set("bob", True)
+    names.set("zoë", True)
+    names.set("carol", False)
+    assert names.ordered == ["alice", "bob", "zoë"]
+    assert names.encoded == [json.dumps(n, ensure_ascii=False).encode() for n in names.ordered]

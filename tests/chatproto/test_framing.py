@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from chatproto import framing
 from chatproto.codes import ErrorCode
 from chatproto.errors import LocalProtocolError, MessageError
-from chatproto.framing import FileChunk
+from chatproto.framing import FileChunk, encode_json, encode_json_value, encode_json_with_lists
 from chatproto.limits import MAX_CHUNK_SIZE, MAX_PLAINTEXT_SIZE
 
 TRANSFER = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
@@ -214,3 +214,28 @@ def test_decode_leaves_oversized_chunks_to_the_transfer_logic():
     # chunk_too_large is a file-transfer violation (cancel), not a bad_request.
     plaintext = b"\x02" + TRANSFER + bytes(4) + bytes(MAX_CHUNK_SIZE + 1)
     assert len(framing.decode_plaintext(plaintext).data) == MAX_CHUNK_SIZE + 1
+
+
+@pytest.mark.parametrize(
+    ("message", "lists"),
+    [
+        (
+            {"type": "users", "ref": "r1", "presence_interval": 3},
+            {"online": ["b", "zoë"], "all": ["a", "b", "zoë"]},
+        ),
+        ({"type": "users"}, {"online": [], "all": []}),
+        ({}, {"x": ["1"], "y": []}),
+        ({}, {}),
+    ],
+)
+def test_a_message_with_encoded_lists_is_the_same_bytes_as_encoding_it_whole(message, lists):
+    encoded = {key: [encode_json_value(item) for item in items] for key, items in lists.items()}
+    assert encode_json_with_lists(message, encoded) == encode_json({**message, **lists})
+
+
+def test_encoded_lists_cannot_repeat_a_field_or_pass_the_size_limit():
+    with pytest.raises(LocalProtocolError):
+        encode_json_with_lists({"all": []}, {"all": []})
+    name = encode_json_value("x" * 1000)
+    with pytest.raises(LocalProtocolError):
+        encode_json_with_lists({}, {"all": [name] * 1100})
