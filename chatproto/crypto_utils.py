@@ -23,11 +23,13 @@ from cryptography.hazmat.primitives import constant_time, hashes, padding, seria
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from . import unpadded_b64
 from .errors import CryptoError
 from .limits import AES_BLOCK_SIZE, IV_SIZE, TAG_SIZE
 
@@ -38,6 +40,8 @@ AES_KEY_SIZE = 32
 MAC_KEY_SIZE = 32
 STORAGE_KEY_SIZE = AES_KEY_SIZE + MAC_KEY_SIZE  # encrypt_aes/decrypt_aes take both keys at once
 X25519_KEY_SIZE = 32
+ED25519_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
 
 IvSource = Callable[[int], bytes]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -290,6 +294,16 @@ def sha256(data: bytes | bytearray | memoryview) -> bytes:
     return digest.finalize()
 
 
+_SHA512 = hashes.SHA512()
+
+
+def sha512(data: bytes | bytearray | memoryview) -> bytes:
+    """SHA-512 of ``data`` (64 bytes): the hash that safety numbers iterate (section 4)."""
+    digest = hashes.Hash(_SHA512)
+    digest.update(data)
+    return digest.finalize()
+
+
 class Sha256:
     """Incremental SHA-256 of a stream (a file being sent or received).
 
@@ -448,6 +462,30 @@ class CbcHmacKeys:
         return padded[:-pad]
 
 
+# --- Ed25519 (end-to-end signatures, section 4) -------------------------------------------
+
+
+def verify_ed25519(public_b64: str, signature_b64: str, data: bytes) -> bool:
+    """True when ``signature_b64`` is the Ed25519 signature of ``data`` by ``public_b64``.
+
+    Both are unpadded base64 (as vodozemac prints them). A key or signature that is
+    not strict unpadded base64 of the right length is simply not a valid signature:
+    the answer is False, whatever was wrong, so that callers have one case to handle.
+    """
+    try:
+        public = unpadded_b64.decode(public_b64)
+        signature = unpadded_b64.decode(signature_b64)
+    except ValueError:
+        return False
+    if len(public) != ED25519_KEY_SIZE or len(signature) != ED25519_SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, bytes(data))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
 def encrypt_aes(key: bytes, plaintext: bytes, *, iv: bytes | None = None) -> str:
     """Encrypt-then-MAC ``plaintext`` into a base64 token ``iv || ct || tag``.
 
@@ -506,6 +544,8 @@ __all__ = [
     "public_key_der",
     "read_or_create_secret_file",
     "read_secret_file",
+    "sha512",
+    "verify_ed25519",
     "verify_hmac_sha256",
     "write_secret_file",
     "x25519_private_from_bytes",
