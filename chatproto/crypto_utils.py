@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import constant_time, hashes, padding, seria
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -486,6 +486,26 @@ def verify_ed25519(public_b64: str, signature_b64: str, data: bytes) -> bool:
     return True
 
 
+def ed25519_public(private_key: bytes) -> str:
+    """The public key (unpadded base64) of a 32-byte Ed25519 private key (RFC 8032 seed).
+
+    A user key is such a seed: vodozemac signs with a device's Account, the clients
+    sign with the user key through here.
+    """
+    return unpadded_b64.encode(_ed25519_private(private_key).public_key().public_bytes_raw())
+
+
+def ed25519_sign(private_key: bytes, data: bytes) -> str:
+    """The Ed25519 signature (unpadded base64) of ``data`` by a 32-byte private key."""
+    return unpadded_b64.encode(_ed25519_private(private_key).sign(bytes(data)))
+
+
+def _ed25519_private(private_key: bytes) -> Ed25519PrivateKey:
+    if len(private_key) != ED25519_KEY_SIZE:
+        raise ValueError(f"an Ed25519 private key is {ED25519_KEY_SIZE} bytes")
+    return Ed25519PrivateKey.from_private_bytes(bytes(private_key))
+
+
 def encrypt_aes(key: bytes, plaintext: bytes, *, iv: bytes | None = None) -> str:
     """Encrypt-then-MAC ``plaintext`` into a base64 token ``iv || ct || tag``.
 
@@ -531,6 +551,8 @@ __all__ = [
     "aes_cbc_encrypt",
     "decrypt_aes",
     "decrypt_rsa",
+    "ed25519_public",
+    "ed25519_sign",
     "encrypt_aes",
     "encrypt_rsa",
     "fingerprint",

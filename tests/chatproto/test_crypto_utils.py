@@ -444,3 +444,14 @@ def test_ed25519_refuses_another_message_or_a_flipped_bit():
 )
 def test_ed25519_answers_false_for_a_misspelled_key_or_signature(public, signature):
     assert crypto_utils.verify_ed25519(public, signature, b"") is False
+
+
+def test_ed25519_sign_makes_rfc8032s_signature():
+    secret = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    assert crypto_utils.ed25519_public(secret) == unpadded(RFC8032_PUBLIC)
+    assert crypto_utils.ed25519_sign(secret, b"") == unpadded(RFC8032_EMPTY_SIGNATURE)
+
+
+def test_ed25519_private_keys_are_32_bytes():
+    with pytest.raises(ValueError):
+        crypto_utils.ed25519_sign(bytes(31), b"")
