@@ -30,6 +30,34 @@ ALGORITHM_MEGOLM = "megolm.v1"  # message bodies: vodozemac GroupSession
 OLM_PRE_KEY = 0  # vodozemac's message types, as the to-device body's "type"
 OLM_NORMAL = 1
 
+# The "type" of an Olm plaintext (section 4.4), each with the fields every one carries.
+ROOM_KEY = "room_key"
+ROOM_KEY_REQUEST = "room_key_request"
+FORWARDED_ROOM_KEY = "forwarded_room_key"
+SAS_START = "sas_start"
+SAS_KEY = "sas_key"
+SAS_MAC = "sas_mac"
+SAS_DONE = "sas_done"
+SAS_CANCEL = "sas_cancel"
+USER_KEY_SHARE = "user_key_share"
+OLM_PLAINTEXT_TYPES = (
+    ROOM_KEY,
+    ROOM_KEY_REQUEST,
+    FORWARDED_ROOM_KEY,
+    SAS_START,
+    SAS_KEY,
+    SAS_MAC,
+    SAS_DONE,
+    SAS_CANCEL,
+    USER_KEY_SHARE,
+)
+OLM_ENVELOPE_FIELDS = ("sender", "sender_device", "recipient", "recipient_device")
+MEGOLM_TEXT = "text"  # the "type" of a Megolm plaintext
+
+SAS_KINDS = ("device", "contact")  # approval of one's own device; verification of a contact
+SAS_CANCEL_REASONS = ("user", "mismatch", "timeout", "unexpected")
+SAS_TIMEOUT_SECONDS = 600  # between two steps of a verification
+
 # --- limits --------------------------------------------------------------------------------
 
 # An e2e body, as canonical JSON: 4,000 code points of text escape to at most 24,000 bytes,

@@ -263,16 +263,39 @@ def test_every_vector_section_named_in_section_4_exists() -> None:
     assert named == set(VECTORS) - {"about"}
 
 
-def test_section_4_names_the_limits_it_states() -> None:
-    text = section_4().replace(",", "")
-    for value in (
-        e2e.MAX_E2E_BYTES,
-        e2e.MAX_TO_DEVICE_BODY_BYTES,
-        e2e.MAX_TO_DEVICE_MESSAGES,
-        e2e.MAX_QUEUED_TO_DEVICE,
-        e2e.MAX_KEYS_QUERY_USERS,
-        e2e.MAX_KEYS_CLAIM_DEVICES,
-        e2e.MAX_ONE_TIME_KEYS,
-        e2e.SAFETY_NUMBER_ITERATIONS,
+def test_section_4_states_each_limit_of_chatproto_e2e() -> None:
+    text = " ".join(section_4().split())
+    for phrase in (
+        f"is at most {e2e.MAX_E2E_BYTES:,} bytes, else `too_large`",
+        f"of at most {e2e.MAX_TO_DEVICE_BODY_BYTES:,} bytes as canonical JSON",
+        f"`messages`: 1 to {e2e.MAX_TO_DEVICE_MESSAGES:,}",
+        f"At most {e2e.MAX_QUEUED_TO_DEVICE:,} messages are queued per device",
+        f"`keys_query`: 1 to {e2e.MAX_KEYS_QUERY_USERS} usernames",
+        f"`keys_claim`: 1 to {e2e.MAX_KEYS_CLAIM_DEVICES:,} devices",
+        f"(at most {e2e.MAX_ONE_TIME_KEYS} per upload)",
+        f"More than {e2e.MAX_ONE_TIME_KEYS} unclaimed one-time keys",
+        f"At most {e2e.MAX_DEVICE_KEYS_BYTES:,} bytes as canonical JSON",
+        f"`key_id` 1 to {e2e.MAX_KEY_ID_LENGTH} characters",
+        f"`txn` (1 to {e2e.MAX_SAS_TRANSACTION_LENGTH} characters)",
+        f"repeat {e2e.SAFETY_NUMBER_ITERATIONS} times",
+        f"the session has encrypted {e2e.MEGOLM_ROTATION_MESSAGES} messages",
+        f"the session is {e2e.MEGOLM_ROTATION_SECONDS // 86400} days old",
+        f"({e2e.SAS_TIMEOUT_SECONDS // 60} minutes without the next step)",
     ):
-        assert str(value) in text
+        assert phrase in text
+
+
+def test_section_4_names_every_olm_plaintext_type_and_sas_word() -> None:
+    text = section_4()
+    for word in (*e2e.OLM_PLAINTEXT_TYPES, *e2e.SAS_KINDS, *e2e.SAS_CANCEL_REASONS):
+        assert f"`{word}`" in text
+    for word in (
+        e2e.PURPOSE_DEVICE_KEYS,
+        e2e.PURPOSE_USER_KEY,
+        e2e.PURPOSE_ONE_TIME_KEY,
+        e2e.ALGORITHM_OLM,
+        e2e.ALGORITHM_MEGOLM,
+        e2e.SAS_BYTES_PREFIX,
+        e2e.SAS_MAC_PREFIX,
+    ):
+        assert word in text
