@@ -70,9 +70,7 @@ def send(sender: CryptoStore, recipient: CryptoStore, payload: dict[str, Any]) -
 
 def share_room_key(sender: CryptoStore, group: OutboundGroup, recipient: CryptoStore) -> bool:
     """Alice's client sharing ``group``'s key with one device, and that device taking it."""
-    payload = room_keys.room_key(
-        group, sender.device, published(recipient), user_key(recipient)
-    )
+    payload = room_keys.room_key(group, sender.device, published(recipient), user_key(recipient))
     delivered = send(sender, recipient, payload)
     group.shared_with.add(published(recipient).peer)
     return room_keys.accept_room_key(
