@@ -96,8 +96,9 @@ class ContactBook:
         verification made against an older or a foreign key proves nothing).
         """
         contact = self._contacts.get(user)
-        current = contact.seen or contact.pinned if contact else None
-        if contact is None or ed25519 != current:
+        if contact is None:
+            raise ValueError(f"no key of {user} is known yet; fetch their keys, then verify")
+        if ed25519 != (contact.seen or contact.pinned):
             raise ValueError(f"{user}'s key changed during the verification; start it again")
         self._contacts[user] = Contact(user, ed25519, TrustState.VERIFIED, was_verified=True)
 

@@ -80,7 +80,10 @@ class UserIdentity:
     @classmethod
     def from_share(cls, share: dict[str, Any], published_ed25519: str) -> UserIdentity:
         """The key received in ``user_key_share``; ValueError unless it is the published one."""
-        identity = cls(share["user"], decode_b64(share["seed"]), int(share["version"]))
+        try:
+            identity = cls(share["user"], decode_b64(share["seed"]), int(share["version"]))
+        except (KeyError, TypeError):
+            raise ValueError("a malformed user key share") from None
         if identity.ed25519 != published_ed25519:
             raise ValueError("the shared user key is not the published one")
         return identity

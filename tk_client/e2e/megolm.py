@@ -129,6 +129,7 @@ class InboundGroup:
     sender: str
     sender_device: str
     sender_ed25519: str
+    seen: dict[int, str] = field(default_factory=dict)  # message index -> message id
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Decrypted:
     text: str
     sender: str
     sender_device: str
-    message_index: int  # with session_id: a replayed message shows the same pair twice
+    message_index: int
 
 
 class GroupSessions:
@@ -210,12 +211,20 @@ class GroupSessions:
     def has_key(self, conversation: str, e2e: Mapping[str, Any]) -> bool:
         return (conversation, e2e.get("sender_key"), e2e.get("session_id")) in self.inbound
 
-    def decrypt(self, conversation: str, sender: str, e2e: Mapping[str, Any]) -> Decrypted:
+    def decrypt(
+        self,
+        conversation: str,
+        sender: str,
+        e2e: Mapping[str, Any],
+        message_id: str | None = None,
+    ) -> Decrypted:
         """The text of a message in ``conversation`` from ``sender`` (the outer message's).
 
         :class:`DecryptionFailed` alike for a missing key (ask :meth:`has_key` first to
-        tell the user why), a bad ciphertext, and a plaintext whose conversation, sender
-        or device differ from the outer message's or from the key's sender.
+        tell the user why), a bad ciphertext, a plaintext whose conversation, sender or
+        device differ from the outer message's or from the key's sender, and a replay: the
+        same ciphertext index shown again under another ``message_id`` (the server's id of
+        the outer message; the same message decrypted twice, as history reloads, is fine).
         """
         try:
             entry = self.inbound[(conversation, e2e["sender_key"], e2e["session_id"])]
@@ -238,6 +247,10 @@ class GroupSessions:
                 or not isinstance(inner.get("text"), str)
             ):
                 raise ValueError
+            if message_id is not None:
+                first = entry.seen.setdefault(decrypted.message_index, message_id)
+                if first != message_id:
+                    raise ValueError
         except (KeyError, ValueError, TypeError, UnicodeDecodeError):
             raise DecryptionFailed() from None
         return Decrypted(inner["text"], sender, entry.sender_device, decrypted.message_index)
@@ -264,6 +277,7 @@ class GroupSessions:
                     "sender": entry.sender,
                     "sender_device": entry.sender_device,
                     "sender_ed25519": entry.sender_ed25519,
+                    "seen": {str(index): seen for index, seen in entry.seen.items()},
                 }
                 for (conversation, sender_key, _), entry in self.inbound.items()
             ],
@@ -281,12 +295,14 @@ class GroupSessions:
                 item["messages"],
             )
         for item in state["inbound"]:
-            restored.add_inbound(
-                item["conversation"],
-                item["sender_key"],
-                vodozemac.InboundGroupSession.from_pickle(item["session"], pickle_key),
-                item["sender"],
-                item["sender_device"],
-                item["sender_ed25519"],
+            session = vodozemac.InboundGroupSession.from_pickle(item["session"], pickle_key)
+            restored.inbound[(item["conversation"], item["sender_key"], session.session_id)] = (
+                InboundGroup(
+                    session,
+                    item["sender"],
+                    item["sender_device"],
+                    item["sender_ed25519"],
+                    {int(index): seen for index, seen in item["seen"].items()},
+                )
             )
         return restored

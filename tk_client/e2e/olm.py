@@ -87,7 +87,9 @@ class OlmSessions:
         """The payload of a to-device ``body`` from ``sender`` (its keys from ``keys_query``).
 
         A pre-key message from a new session makes the inbound session (and uses up our
-        one-time key). :class:`DecryptionFailed` for anything that does not decrypt, for a
+        one-time key); one of a session we already have goes to that session only, so a
+        replayed pre-key message fails instead of opening a second session on the fallback
+        key. :class:`DecryptionFailed` for anything that does not decrypt, for a
         ``sender_key`` that is not ``sender``'s, and for a payload that is not a JSON object.
         """
         try:
@@ -114,20 +116,26 @@ class OlmSessions:
         known = self._peers.get(sender.peer)
         sessions = known.sessions if known and known.curve25519 == sender.curve25519 else []
         pre_key = message.to_pre_key()
-        for session in sessions:
-            if pre_key is not None and not session.session_matches(pre_key):
-                continue
-            try:
-                plaintext = session.decrypt(message)
-            except ValueError:
-                continue
+        if pre_key is not None:
+            sessions = [s for s in sessions if s.session_matches(pre_key)]
+            if sessions:  # a session this pre-key message already made: never a second one
+                return self._decrypt_with(sender, sessions[0], message)
+            session, plaintext = self.device.account.create_inbound_session(
+                vodozemac.Curve25519PublicKey.from_base64(sender.curve25519), pre_key
+            )
             self._remember(sender, session)
             return plaintext
-        if pre_key is None:
-            raise ValueError
-        session, plaintext = self.device.account.create_inbound_session(
-            vodozemac.Curve25519PublicKey.from_base64(sender.curve25519), pre_key
-        )
+        for session in sessions:
+            try:
+                return self._decrypt_with(sender, session, message)
+            except ValueError:
+                continue
+        raise ValueError
+
+    def _decrypt_with(
+        self, sender: DeviceKeys, session: vodozemac.Session, message: vodozemac.AnyOlmMessage
+    ) -> bytes:
+        plaintext = session.decrypt(message)
         self._remember(sender, session)
         return plaintext
 

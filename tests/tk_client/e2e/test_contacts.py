@@ -102,3 +102,8 @@ def test_contacts_round_trip_through_their_stored_form():
     assert restored.get("carol") == book.get("carol")
     with pytest.raises(SendingBlocked):
         restored.check_sending(["bob"])
+
+
+def test_verifying_someone_whose_key_is_unknown_says_to_fetch_it_first():
+    with pytest.raises(ValueError, match="fetch their keys"):
+        ContactBook().verify("bob", KEY_1)

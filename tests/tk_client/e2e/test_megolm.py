@@ -78,6 +78,17 @@ def test_a_tampered_megolm_ciphertext_fails_with_the_one_opaque_error():
     assert "secret" not in repr(failure.value)
 
 
+def test_a_ciphertext_replayed_as_another_message_is_refused():
+    alice, bob = make_user("alice"), make_user("bob")
+    group = start_room(alice, [alice, bob])
+    e2e = encrypt(alice, group, "pay 10")
+
+    assert bob.groups.decrypt(ROOM, "alice", e2e, message_id="41").text == "pay 10"
+    assert bob.groups.decrypt(ROOM, "alice", e2e, message_id="41").text == "pay 10"  # reload
+    with pytest.raises(DecryptionFailed):
+        bob.groups.decrypt(ROOM, "alice", e2e, message_id="42")
+
+
 @pytest.mark.parametrize(
     ("conversation", "sender", "change"),
     [

@@ -42,7 +42,7 @@ def test_a_one_time_key_not_signed_by_its_device_makes_no_session():
 
 
 def test_a_body_whose_sender_key_is_not_the_senders_device_fails_opaquely():
-    alice, bob, bob2 = make_user("alice"), make_user("bob"), None
+    alice, bob = make_user("alice"), make_user("bob")
     bob2 = add_device(bob, "DEV2")
     body = olm_body(alice, bob, {"type": "ping"})
 
@@ -68,3 +68,15 @@ def test_a_tampered_olm_body_fails_with_the_one_opaque_error(tamper):
     with pytest.raises(DecryptionFailed) as failure:
         bob.olm.decrypt(published(alice), tamper(body))
     assert str(failure.value) == "this message could not be decrypted"
+
+
+def test_a_replayed_pre_key_message_on_the_fallback_key_is_refused():
+    alice, bob = make_user("alice"), make_user("bob")
+    fallback = ClaimedKey.from_wire(
+        {"user": "bob", "device": "DEV1", **bob.device.new_fallback_key(), "fallback": True}
+    )
+    body = alice.olm.encrypt(published(bob), {"type": "ping"}, fallback)
+    assert bob.olm.decrypt(published(alice), body).payload == {"type": "ping"}
+
+    with pytest.raises(DecryptionFailed):
+        bob.olm.decrypt(published(alice), body)

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from tk_client.e2e.errors import StoreError
+from tk_client.e2e.errors import DecryptionFailed, StoreError
 from tk_client.e2e.keyfile import PICKLE_KEY_FILE, load_or_create_pickle_key
 from tk_client.e2e.megolm import room_conversation
 from tk_client.e2e.store import CryptoStore
@@ -60,7 +60,10 @@ def test_a_store_reloaded_from_disk_keeps_every_session_and_contact(tmp_path):
     assert (reloaded.created_at, reloaded.device_list_version) == (5.0, 7)
     assert reloaded.contacts.get("alice") == bob.contacts.get("alice")
     e2e = alice.groups.encrypt(group, "after reload", "alice", "DEV1", alice.device.curve25519)
-    assert reloaded.groups.decrypt(ROOM, "alice", e2e).text == "after reload"
+    assert reloaded.groups.decrypt(ROOM, "alice", e2e, message_id="7").text == "after reload"
+    again = CryptoStore.from_json(reloaded.to_json(key), key)
+    with pytest.raises(DecryptionFailed):  # what was seen is remembered too
+        again.groups.decrypt(ROOM, "alice", e2e, message_id="8")
     body = olm_body(alice, bob, {"type": "ping"})  # the Olm session survived too
     assert reloaded.olm.decrypt(published(alice), body).payload == {"type": "ping"}
 
