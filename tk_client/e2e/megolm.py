@@ -134,6 +134,8 @@ class InboundGroup:
 
 @dataclass(frozen=True)
 class Decrypted:
+    """A message's text and who sent it, all checked against the session's sender."""
+
     text: str
     sender: str
     sender_device: str
@@ -199,13 +201,21 @@ class GroupSessions:
         """Keep a received session; False if it was already known from an earlier index.
 
         A key from an earlier index reads more, so it replaces a later one; never the
-        other way round.
+        other way round, and never one whose sender differs from the first one's.
         """
         key = (conversation, sender_key, session.session_id)
+        entry = InboundGroup(session, sender, sender_device, sender_ed25519)
         known = self.inbound.get(key)
-        if known is not None and known.session.first_known_index <= session.first_known_index:
-            return False
-        self.inbound[key] = InboundGroup(session, sender, sender_device, sender_ed25519)
+        if known is not None:
+            same_sender = (known.sender, known.sender_device, known.sender_ed25519) == (
+                sender,
+                sender_device,
+                sender_ed25519,
+            )
+            if not same_sender or known.session.first_known_index <= session.first_known_index:
+                return False
+            entry.seen = known.seen
+        self.inbound[key] = entry
         return True
 
     def has_key(self, conversation: str, e2e: Mapping[str, Any]) -> bool:

@@ -1,4 +1,5 @@
 import pytest
+import vodozemac
 
 from tk_client.e2e import room_keys
 from tk_client.e2e.errors import DecryptionFailed
@@ -172,3 +173,39 @@ def test_an_undecryptable_message_says_why_in_words(sent_at, approved, expected)
 
     assert reason is expected
     assert reason.text.startswith("This message cannot be shown: ")
+
+
+def session_from(session_key):
+    return vodozemac.InboundGroupSession(vodozemac.SessionKey(session_key))
+
+
+def keys_at_index_zero_and_one():
+    alice = make_user("alice")
+    group, _ = alice.groups.outbound_for(ROOM, 0.0, set(), set())
+    at_zero = group.session_key()
+    first = encrypt(alice, group, "first")
+    return alice, first, at_zero, group.session_key()
+
+
+def test_a_key_from_an_earlier_index_replaces_a_later_one_but_not_the_reverse():
+    alice, first, at_zero, at_one = keys_at_index_zero_and_one()
+    bob = make_user("bob")
+    key, sender = alice.device.curve25519, ("alice", "DEV1", alice.device.ed25519)
+
+    assert bob.groups.add_inbound(ROOM, key, session_from(at_one), *sender)
+    with pytest.raises(DecryptionFailed):
+        bob.groups.decrypt(ROOM, "alice", first)  # index 0 comes before that key
+    assert bob.groups.add_inbound(ROOM, key, session_from(at_zero), *sender)
+    assert not bob.groups.add_inbound(ROOM, key, session_from(at_one), *sender)
+    assert bob.groups.decrypt(ROOM, "alice", first).text == "first"
+
+
+def test_a_known_session_is_not_replaced_by_a_key_naming_another_sender():
+    alice, first, at_zero, at_one = keys_at_index_zero_and_one()
+    bob = make_user("bob")
+    key = alice.device.curve25519
+    bob.groups.add_inbound(ROOM, key, session_from(at_one), "alice", "DEV1", alice.device.ed25519)
+
+    assert not bob.groups.add_inbound(ROOM, key, session_from(at_zero), "alice", "DEV9", "x")
+    with pytest.raises(DecryptionFailed):
+        bob.groups.decrypt(ROOM, "alice", first)
