@@ -70,7 +70,11 @@ def room_key(
 
 
 def own_inbound(group: OutboundGroup, device: DeviceAccount, sessions: GroupSessions) -> None:
-    """Keep our own outbound session's key, so this device reads what it sent."""
+    """Keep our own outbound session's key, so this device reads what it sent.
+
+    Call it when ``outbound_for`` made the session, before its first message: the key is
+    taken at the current index.
+    """
     sessions.add_inbound(
         group.conversation,
         device.curve25519,
