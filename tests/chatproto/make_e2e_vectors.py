@@ -72,7 +72,16 @@ def build() -> dict[str, Any]:
 
     bob_ed25519 = public_b64(BOB_USER_SECRET)
     alice_raw, bob_raw = unpadded_b64.decode(user_ed25519), unpadded_b64.decode(bob_ed25519)
-    sas_start = {"type": "sas_start", "txn": "k3Jq8s", "kind": "device", "from_device": "D7K2QX9A"}
+    sas_start = {  # a whole Olm plaintext of section 4.4: its type's fields and the addressing
+        "type": "sas_start",
+        "txn": "k3Jq8s",
+        "kind": "device",
+        "from_device": "D7K2QX9A",
+        "sender": "alice",
+        "sender_device": "D7K2QX9A",
+        "recipient": "alice",
+        "recipient_device": "P4M8WZ1C",
+    }
     sas_key = unpadded_b64.encode(bytes.fromhex(ALICE_CURVE25519))
     return {
         "about": "docs/protocol.md section 4 (Vectors): inputs are RFC 8032 7.1 and RFC 7748 "

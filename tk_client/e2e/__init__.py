@@ -1,12 +1,14 @@
 """The client's end-to-end encryption core (docs/protocol.md section 4), over vodozemac.
 
 Pure logic, shared by the desktop and the terminal client: no Tk, no sockets, no threads,
-no clock (time is passed in). Each module has one job:
+no clock (time is passed in). The formats every client shares (signed bytes, conversation
+ids, the SAS commitment and info strings, names and limits, unpadded base64) are
+``chatproto.e2e``'s and ``chatproto.unpadded_b64``'s; this package parses, checks and calls
+vodozemac. Each module has one job:
 
-- ``encoding``: unpadded base64, as vodozemac prints keys;
 - ``errors``: the exception tree (one opaque :class:`DecryptionFailed`);
-- ``keys``: the public objects peers publish (device keys, one-time keys, user keys) and
-  what each signature covers;
+- ``keys``: the public objects peers publish (device keys, one-time keys, user keys),
+  parsed and checked;
 - ``device``: this device's Olm ``Account``, its signed keys and one-time keys;
 - ``identity``: the user key (cross-signing, simplified) that signs the user's devices;
 - ``contacts``: pinned user keys of contacts and their trust states;

@@ -4,11 +4,13 @@ The rules (docs/protocol.md section 4):
 
 - the first user key seen for a contact is pinned (``tofu``: trust on first use);
 - comparing a safety number or emoji marks the pinned key ``verified``;
-- a different key for a pinned contact makes it ``changed``, with one notice for that key
-  (seeing the same new key again says nothing more);
-- a ``changed`` contact that was verified blocks sending until the user acknowledges the
-  change; acknowledging pins the new key as ``tofu`` (verification must be done again);
-- the pinned key coming back restores the earlier state, without a notice.
+- a different key for a ``tofu`` contact gives one notice and is pinned in its place
+  (still ``tofu``): nothing is blocked;
+- a different key for a ``verified`` contact makes it ``changed``, with one notice for that
+  key (seeing the same new key again says nothing more), and blocks sending until the user
+  acknowledges the change; acknowledging pins the new key as ``tofu`` (verification must be
+  done again);
+- the verified key coming back restores ``verified``, without a notice.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ class IdentityChanged:
     @property
     def text(self) -> str:
         what = (
-            f"{self.user}'s identity key changed: {self.user} reset their encryption or "
-            "something is wrong. Compare safety numbers before you trust new messages."
+            f"{self.user}'s identity changed: {self.user} reset their identity or "
+            "reinstalled, or someone is intercepting. Compare safety numbers before you "
+            "send more."
         )
         if self.blocks_sending:
             return what + f" Sending to {self.user} is paused until you acknowledge the change."
@@ -82,6 +85,9 @@ class ContactBook:
             return None
         if ed25519 == contact.seen:
             return None
+        if contact.state is TrustState.TOFU:
+            self._contacts[user] = Contact(user, ed25519, TrustState.TOFU)
+            return IdentityChanged(user, blocks_sending=False)
         was_verified = contact.was_verified or contact.state is TrustState.VERIFIED
         changed = replace(
             contact, state=TrustState.CHANGED, was_verified=was_verified, seen=ed25519

@@ -6,15 +6,20 @@ what goes to the server is built here, signed by the account's ed25519 key.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import vodozemac
 
-from .keys import DEVICE_KEYS_PURPOSE, DeviceKeys, one_time_key_signed_bytes, signed_bytes
+from chatproto import e2e
 
-ONE_TIME_KEYS_ON_SERVER = 25
-"""How many one-time keys to keep published: half of what an account holds (50), so that
-keys the server handed out but whose pre-key message has not arrived yet stay usable."""
+from .keys import DeviceKeys
+
+ONE_TIME_KEYS_ON_SERVER = 50
+"""How many one-time keys to keep published (section 4.3): vodozemac's
+``max_number_of_one_time_keys``."""
+TOP_UP_BELOW = 25
+"""Upload more once ``keys_uploaded`` says fewer than this are left (section 4.3)."""
 
 
 class DeviceAccount:
@@ -52,15 +57,10 @@ class DeviceAccount:
 
     def device_keys(self, user_signature: str | None = None) -> DeviceKeys:
         """The device keys object, signed by the device (and by the user key if given)."""
-        fields = {
-            "user": self.user,
-            "device": self.device,
-            "curve25519": self.curve25519,
-            "ed25519": self.ed25519,
-        }
-        return DeviceKeys(
-            **fields,
-            device_signature=self.sign(signed_bytes(fields, DEVICE_KEYS_PURPOSE)),
+        unsigned = DeviceKeys(self.user, self.device, self.curve25519, self.ed25519, "")
+        return replace(
+            unsigned,
+            device_signature=self.sign(unsigned.signed_bytes()),
             user_signature=user_signature,
         )
 
@@ -69,12 +69,13 @@ class DeviceAccount:
     def one_time_keys_to_upload(self, left_on_server: int) -> list[dict[str, str]]:
         """Signed one-time keys that bring the server's count back to the target.
 
-        ``left_on_server`` is ``keys_uploaded``'s count. Keys generated earlier but not yet
-        marked published are sent again (an upload may have been lost).
+        ``left_on_server`` is ``keys_uploaded``'s count; nothing new is made while at least
+        :data:`TOP_UP_BELOW` are left. Keys generated earlier but not yet marked published
+        are sent again (an upload may have been lost).
         """
         unpublished = len(self.account.one_time_keys)
         missing = ONE_TIME_KEYS_ON_SERVER - left_on_server - unpublished
-        if missing > 0:
+        if missing > 0 and left_on_server < TOP_UP_BELOW:
             self.account.generate_one_time_keys(missing)
         return [
             self._signed_key(key_id, key.to_base64())
@@ -97,8 +98,8 @@ class DeviceAccount:
         self.account.mark_keys_as_published()
 
     def _signed_key(self, key_id: str, key: str) -> dict[str, str]:
-        message = one_time_key_signed_bytes(self.user, self.device, key_id, key)
-        return {"key_id": key_id, "key": key, "signature": self.sign(message)}
+        payload = e2e.one_time_key_payload(self.user, self.device, {"key_id": key_id, "key": key})
+        return {"key_id": key_id, "key": key, "signature": self.sign(payload)}
 
     # --- at rest ----------------------------------------------------------------------------
 

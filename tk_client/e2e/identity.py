@@ -4,25 +4,24 @@ Cross-signing, simplified: a contact trusts the user key (first use, or verified
 through it every device it signed. The private half lives only on the user's approved
 devices; at rest it is sealed under a key derived from the pickle key.
 
-vodozemac has no bare ed25519 signing key, so signing uses ``cryptography`` here (the one
-place in the client); verifying goes through :func:`keys.signature_valid` like any other.
+vodozemac has no bare ed25519 signing key, so signing goes through
+``chatproto.crypto_utils`` (``ed25519_sign``), and verifying through ``chatproto.e2e`` like
+any other signature.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from chatproto import crypto_utils
+from chatproto import crypto_utils, e2e, unpadded_b64
 from chatproto.errors import CryptoError
 
 from .device import DeviceAccount
-from .encoding import decode_b64, encode_b64
 from .errors import StoreError
-from .keys import USER_KEY_PURPOSE, DeviceKeys, PublishedUserKey, signed_bytes
+from .keys import DeviceKeys, PublishedUserKey
 
 SEED_BYTES = 32
 _AT_REST_INFO = b"chat.e2e.user_key.at_rest.v1"
@@ -42,7 +41,6 @@ class UserIdentity:
         self.user = user
         self.version = version
         self._seed = seed
-        self._private = Ed25519PrivateKey.from_private_bytes(seed)
 
     @classmethod
     def generate(cls, user: str, version: int = 1) -> UserIdentity:
@@ -51,40 +49,55 @@ class UserIdentity:
 
     @property
     def ed25519(self) -> str:
-        raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return encode_b64(raw)
+        return crypto_utils.ed25519_public(self._seed)
 
     def sign(self, message: bytes) -> str:
-        return encode_b64(self._private.sign(message))
+        return crypto_utils.ed25519_sign(self._seed, message)
 
     def sign_device(self, device_keys: DeviceKeys) -> DeviceKeys:
         """``device_keys`` with this user key's signature: the device is now approved."""
         if device_keys.user != self.user:
             raise ValueError("a user key signs only its own user's devices")
-        return DeviceKeys(
-            **device_keys.public_fields(),
-            device_signature=device_keys.device_signature,
-            user_signature=self.sign(device_keys.signed_bytes()),
-        )
+        return replace(device_keys, user_signature=self.sign(device_keys.signed_bytes()))
 
     def published_by(self, device: DeviceAccount) -> PublishedUserKey:
         """The object ``user_key_publish`` carries, signed by the publishing device."""
         unsigned = PublishedUserKey(self.user, self.ed25519, self.version, device_signature="")
-        signature = device.sign(signed_bytes(unsigned.public_fields(), USER_KEY_PURPOSE))
+        signature = device.sign(e2e.user_key_payload(unsigned.public_fields()))
         return PublishedUserKey(self.user, self.ed25519, self.version, signature)
 
-    def share(self) -> dict[str, Any]:
-        """The private half for ``user_key_share`` (over Olm, to an approved own device only)."""
-        return {"user": self.user, "version": self.version, "seed": encode_b64(self._seed)}
+    def share(self, txn: str, new_device: DeviceKeys) -> dict[str, Any]:
+        """The ``user_key_share`` plaintext (section 4.7) for ``new_device``, just approved.
+
+        The private half, its version and the user signature of the new device's keys; it
+        goes over Olm, after both SAS MACs checked, to that device only.
+        """
+        return {
+            "type": e2e.USER_KEY_SHARE,
+            "txn": txn,
+            "user_key": unpadded_b64.encode(self._seed),
+            "version": self.version,
+            "signature": self.sign_device(new_device).user_signature,
+        }
 
     @classmethod
-    def from_share(cls, share: dict[str, Any], published_ed25519: str) -> UserIdentity:
-        """The key received in ``user_key_share``; ValueError unless it is the published one."""
+    def from_share(
+        cls, share: Mapping[str, Any], user: str, published: PublishedUserKey
+    ) -> UserIdentity:
+        """The key received in ``user_key_share`` by a device of ``user``.
+
+        ValueError unless its public half and version are ``published`` (the user's
+        current user key from ``keys``). The share's ``signature`` is then this device's
+        ``signatures.user``, for ``keys_upload``.
+        """
+        version = share.get("version")
         try:
-            identity = cls(share["user"], decode_b64(share["seed"]), int(share["version"]))
-        except (KeyError, TypeError):
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise TypeError
+            identity = cls(user, unpadded_b64.decode(share["user_key"]), version)
+        except (KeyError, TypeError, ValueError):
             raise ValueError("a malformed user key share") from None
-        if identity.ed25519 != published_ed25519:
+        if (identity.ed25519, identity.version) != (published.ed25519, published.version):
             raise ValueError("the shared user key is not the published one")
         return identity
 

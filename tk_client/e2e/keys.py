@@ -1,70 +1,31 @@
-"""The public key objects peers publish, and exactly which bytes each signature covers.
+"""The public key objects peers publish, parsed, and refused unless their signatures check.
 
-Every signature is ed25519 over ``canonical_json`` of the object without its signatures,
-plus a ``purpose`` that is signed but never sent: a signature made for one kind of object
-can then never be passed off as one for another. A client refuses an object whose
-signature does not check (:class:`UntrustedKeys`) before it uses any key in it.
+Which bytes each signature covers, and the checks, are ``chatproto.e2e``'s (the same in
+every client and the server); here they are parsed into typed objects. A client refuses an
+object whose signature does not check (:class:`UntrustedKeys`) before it uses any key in it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import vodozemac
-
-from chatproto.e2e import canonical_json
+from chatproto import e2e
 
 from .errors import UntrustedKeys
-
-DEVICE_KEYS_PURPOSE = "chat.device_keys.v1"
-USER_KEY_PURPOSE = "chat.user_key.v1"
-ONE_TIME_KEY_PURPOSE = "chat.one_time_key.v1"
 
 Peer = tuple[str, str]
 """A device as (user name, device id)."""
 
-
-def signed_bytes(obj: Mapping[str, Any], purpose: str) -> bytes:
-    """What a signature on ``obj`` covers: the object without ``signatures``, plus purpose."""
-    payload = {key: value for key, value in obj.items() if key != "signatures"}
-    payload["purpose"] = purpose
-    return canonical_json(payload)
+_DEVICE_KEYS_FIELDS = ("user", "device", "curve25519", "ed25519", "signatures")
+_USER_KEY_FIELDS = ("user", "ed25519", "version", "signatures")
 
 
-def one_time_key_signed_bytes(user: str, device: str, key_id: str, key: str) -> bytes:
-    """What a one-time (or fallback) key's signature covers: the key and whose it is."""
-    return canonical_json(
-        {
-            "purpose": ONE_TIME_KEY_PURPOSE,
-            "user": user,
-            "device": device,
-            "key_id": key_id,
-            "key": key,
-        }
-    )
-
-
-def signature_valid(ed25519: str, message: bytes, signature: str | None) -> bool:
-    """Whether ``signature`` (unpadded base64) is ``ed25519``'s over ``message``.
-
-    False for a missing, malformed or wrong signature or key alike: callers refuse.
-    """
-    if not isinstance(signature, str) or not isinstance(ed25519, str):
-        return False
-    try:
-        key = vodozemac.Ed25519PublicKey.from_base64(ed25519)
-        key.verify_signature(message, vodozemac.Ed25519Signature.from_base64(signature))
-    except ValueError:
-        return False
-    return True
-
-
-def _text(obj: Mapping[str, Any], field: str) -> str:
-    value = obj.get(field)
+def _text(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
     if not isinstance(value, str) or not value:
-        raise UntrustedKeys(f"a published key object has no valid {field!r}; it is ignored")
+        raise UntrustedKeys(f"a published key object has no valid {name!r}; it is ignored")
     return value
 
 
@@ -89,6 +50,8 @@ class DeviceKeys:
     ed25519: str
     device_signature: str
     user_signature: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Fields this client does not know: signed too (section 4.2), so kept and re-sent."""
 
     @classmethod
     def from_wire(cls, obj: Mapping[str, Any]) -> DeviceKeys:
@@ -104,8 +67,9 @@ class DeviceKeys:
             ed25519=_text(obj, "ed25519"),
             device_signature=_text(signatures, "device"),
             user_signature=user_signature if isinstance(user_signature, str) else None,
+            extra={k: v for k, v in obj.items() if k not in _DEVICE_KEYS_FIELDS},
         )
-        if not signature_valid(keys.ed25519, keys.signed_bytes(), keys.device_signature):
+        if not e2e.device_signature_valid(keys.to_wire()):
             raise UntrustedKeys(
                 f"device {keys.device} of {keys.user} is not signed by its own key; it is ignored"
             )
@@ -115,9 +79,10 @@ class DeviceKeys:
     def peer(self) -> Peer:
         return (self.user, self.device)
 
-    def public_fields(self) -> dict[str, str]:
+    def public_fields(self) -> dict[str, Any]:
         """The object without signatures, as published."""
         return {
+            **self.extra,
             "user": self.user,
             "device": self.device,
             "curve25519": self.curve25519,
@@ -125,7 +90,8 @@ class DeviceKeys:
         }
 
     def signed_bytes(self) -> bytes:
-        return signed_bytes(self.public_fields(), DEVICE_KEYS_PURPOSE)
+        """What both signatures cover (``chatproto.e2e.device_keys_payload``)."""
+        return e2e.device_keys_payload(self.public_fields())
 
     def to_wire(self) -> dict[str, Any]:
         signatures = {"device": self.device_signature}
@@ -140,7 +106,7 @@ class DeviceKeys:
         """
         if user_ed25519 is None:
             return False
-        return signature_valid(user_ed25519, self.signed_bytes(), self.user_signature)
+        return e2e.user_signature_valid(self.to_wire(), user_ed25519)
 
 
 @dataclass(frozen=True)
@@ -151,6 +117,8 @@ class PublishedUserKey:
     ed25519: str
     version: int
     device_signature: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Fields this client does not know: signed too, so kept."""
 
     @classmethod
     def from_wire(cls, obj: Mapping[str, Any]) -> PublishedUserKey:
@@ -165,20 +133,19 @@ class PublishedUserKey:
             ed25519=_text(obj, "ed25519"),
             version=version,
             device_signature=_text(_signatures(obj), "device"),
+            extra={k: v for k, v in obj.items() if k not in _USER_KEY_FIELDS},
         )
 
     def public_fields(self) -> dict[str, Any]:
-        return {"user": self.user, "ed25519": self.ed25519, "version": self.version}
+        return {**self.extra, "user": self.user, "ed25519": self.ed25519, "version": self.version}
 
     def to_wire(self) -> dict[str, Any]:
         return {**self.public_fields(), "signatures": {"device": self.device_signature}}
 
     def published_by(self, device: DeviceKeys) -> bool:
         """Whether ``device`` (one of the same user's devices) signed this object."""
-        return device.user == self.user and signature_valid(
-            device.ed25519,
-            signed_bytes(self.public_fields(), USER_KEY_PURPOSE),
-            self.device_signature,
+        return device.user == self.user and e2e.user_key_signature_valid(
+            self.to_wire(), device.ed25519
         )
 
 
@@ -208,9 +175,9 @@ class ClaimedKey:
 
     def check(self, device: DeviceKeys) -> None:
         """Refuse (:class:`UntrustedKeys`) a key that ``device`` did not sign for itself."""
-        message = one_time_key_signed_bytes(self.user, self.device, self.key_id, self.key)
-        if (self.user, self.device) != device.peer or not signature_valid(
-            device.ed25519, message, self.signature
+        wire = {"key_id": self.key_id, "key": self.key, "signature": self.signature}
+        if (self.user, self.device) != device.peer or not e2e.one_time_key_valid(
+            self.user, self.device, wire, device.ed25519
         ):
             raise UntrustedKeys(
                 f"the one-time key of {device.user}'s device {device.device} is not signed "

@@ -17,24 +17,16 @@ from typing import Any
 
 import vodozemac
 
-from chatproto.e2e import canonical_json
+from chatproto.e2e import (
+    ALGORITHM_MEGOLM,
+    MEGOLM_ROTATION_MESSAGES,
+    MEGOLM_ROTATION_SECONDS,
+    MEGOLM_TEXT,
+    canonical_json,
+)
 
 from .errors import DecryptionFailed
 from .keys import Peer
-
-MEGOLM_ALGORITHM = "megolm.v1"
-ROTATE_AFTER_MESSAGES = 100  # a leaked ratchet state reads at most this many messages
-ROTATE_AFTER_SECONDS = 7 * 24 * 3600  # ...and nothing older than a week
-
-
-def pm_conversation(user_a: str, user_b: str) -> str:
-    """A private conversation's name inside Megolm plaintexts: ``pm:<a>:<b>``, sorted."""
-    first, second = sorted((user_a, user_b))
-    return f"pm:{first}:{second}"
-
-
-def room_conversation(room: str) -> str:
-    return f"room:{room}"
 
 
 class RotationReason(Enum):
@@ -77,9 +69,9 @@ def needs_rotation(
     its key (user-signed under their user's current user key). Anyone who had the key and
     is in neither any more would read on: rotate.
     """
-    if group.messages >= ROTATE_AFTER_MESSAGES:
+    if group.messages >= MEGOLM_ROTATION_MESSAGES:
         return RotationReason.MESSAGES
-    if now - group.created_at >= ROTATE_AFTER_SECONDS:
+    if now - group.created_at >= MEGOLM_ROTATION_SECONDS:
         return RotationReason.AGE
     if {user for user, _ in group.shared_with} - set(members):
         return RotationReason.MEMBER_LEFT
@@ -89,27 +81,30 @@ def needs_rotation(
 
 
 class Undecryptable(Enum):
-    """Why a message shows no text, in the words the user reads (never a silent gap)."""
+    """Why a message shows no text: section 4.9's causes, in its words (never a silent gap).
+
+    ``{name}`` is the sender's user name.
+    """
 
     BEFORE_THIS_DEVICE = (
-        "sent before this device existed, so its key never reached it; "
-        "read it on a device you had then"
+        "Sent before this device was set up: its key was never shared with this device."
     )
-    KEY_NOT_RECEIVED = (
-        "its key has not arrived yet; your other devices were asked for it "
-        "and it will show when it comes"
-    )
-    SENDER_NOT_VERIFIED = "sent from a device its owner has not approved; ask them to approve it"
+    KEY_NOT_RECEIVED = "Waiting for the key from {name}'s device. Asked your other devices."
+    SENDER_NOT_VERIFIED = "Sent from a device that {name} has not verified: not shown."
+    NOT_VERIFIED = "This message could not be verified and is not shown."
 
-    @property
-    def text(self) -> str:
-        return f"This message cannot be shown: {self.value}."
+    def text(self, sender: str) -> str:
+        """The line shown in the message's place, for a message from ``sender``."""
+        return self.value.format(name=sender)
 
 
 def why_undecryptable(
     sent_at: float, device_created_at: float, sender_device_approved: bool
 ) -> Undecryptable:
-    """The reason to show for a message whose session key this device does not have."""
+    """The reason to show for a message whose session key this device does not have (or,
+    for ``SENDER_NOT_VERIFIED``, holds aside: it came from an unsigned device).
+
+    A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``."""
     if not sender_device_approved:
         return Undecryptable.SENDER_NOT_VERIFIED
     if sent_at < device_created_at:
@@ -170,7 +165,7 @@ class GroupSessions:
         """The message's ``e2e`` object; the inner plaintext binds conversation and sender."""
         plaintext = canonical_json(
             {
-                "type": "text",
+                "type": MEGOLM_TEXT,
                 "text": text,
                 "conversation": group.conversation,
                 "sender": sender,
@@ -180,7 +175,7 @@ class GroupSessions:
         ciphertext = group.session.encrypt(plaintext).to_base64()
         group.messages += 1
         return {
-            "algorithm": MEGOLM_ALGORITHM,
+            "algorithm": ALGORITHM_MEGOLM,
             "sender_key": sender_key,
             "device": sender_device,
             "session_id": group.session_id,
@@ -238,14 +233,14 @@ class GroupSessions:
         """
         try:
             entry = self.inbound[(conversation, e2e["sender_key"], e2e["session_id"])]
-            if e2e.get("algorithm") != MEGOLM_ALGORITHM:
+            if e2e.get("algorithm") != ALGORITHM_MEGOLM:
                 raise ValueError
             decrypted = entry.session.decrypt(
                 vodozemac.MegolmMessage.from_base64(e2e["ciphertext"])
             )
             inner = json.loads(decrypted.plaintext)
             expected = {
-                "type": "text",
+                "type": MEGOLM_TEXT,
                 "conversation": conversation,
                 "sender": sender,
                 "sender_device": e2e.get("device"),

@@ -15,15 +15,12 @@ from typing import Any
 
 import vodozemac
 
-from chatproto.e2e import canonical_json
+from chatproto import e2e, unpadded_b64
 
 from .device import DeviceAccount
-from .encoding import decode_b64, encode_b64
 from .errors import DecryptionFailed
 from .keys import ClaimedKey, DeviceKeys, Peer
 
-OLM_ALGORITHM = "olm.v1"
-PRE_KEY, NORMAL = 0, 1  # vodozemac's message types
 SESSIONS_PER_PEER = 5
 """Sessions kept per peer device: two devices that start a session at the same moment each
 keep the other's too; older ones go (their messages no longer decrypt)."""
@@ -60,6 +57,9 @@ class OlmSessions:
     ) -> dict[str, Any]:
         """The to-device ``body`` carrying ``payload`` (canonical JSON) to ``peer``.
 
+        The plaintext is ``payload`` with section 4.4's addressing set: ``sender``,
+        ``sender_device`` (this device), ``recipient`` and ``recipient_device`` (``peer``).
+
         Without a session, ``claimed`` (from ``keys_claim``) must be given: it is checked
         against ``peer``'s signature (:class:`UntrustedKeys` if it does not check) and a new
         session is made from it. ValueError if neither is there.
@@ -73,14 +73,21 @@ class OlmSessions:
                 vodozemac.Curve25519PublicKey.from_base64(claimed.key),
             )
             self._remember(peer, session)
-        message_type, ciphertext = (
-            self._peers[peer.peer].sessions[0].encrypt(canonical_json(dict(payload))).to_parts()
-        )
+        plaintext = e2e.canonical_json({**payload, **self._addressing(peer)})
+        message_type, ciphertext = self._peers[peer.peer].sessions[0].encrypt(plaintext).to_parts()
         return {
-            "algorithm": OLM_ALGORITHM,
+            "algorithm": e2e.ALGORITHM_OLM,
             "sender_key": self.device.curve25519,
             "type": message_type,
-            "ciphertext": encode_b64(ciphertext),
+            "ciphertext": unpadded_b64.encode(ciphertext),
+        }
+
+    def _addressing(self, peer: DeviceKeys) -> dict[str, str]:
+        return {
+            "sender": self.device.user,
+            "sender_device": self.device.device,
+            "recipient": peer.user,
+            "recipient_device": peer.device,
         }
 
     def decrypt(self, sender: DeviceKeys, body: Mapping[str, Any]) -> OlmPlaintext:
@@ -90,27 +97,42 @@ class OlmSessions:
         one-time key); one of a session we already have goes to that session only, so a
         replayed pre-key message fails instead of opening a second session on the fallback
         key. :class:`DecryptionFailed` for anything that does not decrypt, for a
-        ``sender_key`` that is not ``sender``'s, and for a payload that is not a JSON object.
+        ``sender_key`` that is not ``sender``'s, for a payload that is not a JSON object
+        with a ``type``, and for one whose addressing (section 4.4) names another sender
+        or recipient than ``sender`` and this device: such a message is dropped.
         """
         try:
             if (
-                body.get("algorithm") != OLM_ALGORITHM
+                body.get("algorithm") != e2e.ALGORITHM_OLM
                 or body.get("sender_key") != sender.curve25519
             ):
                 raise ValueError
             message_type = body.get("type")
-            if message_type not in (PRE_KEY, NORMAL) or isinstance(message_type, bool):
+            if message_type not in (e2e.OLM_PRE_KEY, e2e.OLM_NORMAL) or isinstance(
+                message_type, bool
+            ):
                 raise ValueError
             message = vodozemac.AnyOlmMessage.from_parts(
-                message_type, decode_b64(str(body.get("ciphertext")))
+                message_type, unpadded_b64.decode(str(body.get("ciphertext")))
             )
             plaintext = self._decrypt(sender, message)
             payload = json.loads(plaintext)
-            if not isinstance(payload, dict):
+            if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+                raise ValueError
+            addressing = {name: payload.get(name) for name in e2e.OLM_ENVELOPE_FIELDS}
+            if addressing != self._addressing_from(sender):
                 raise ValueError
         except (ValueError, TypeError, UnicodeDecodeError):
             raise DecryptionFailed() from None
         return OlmPlaintext(sender, payload)
+
+    def _addressing_from(self, sender: DeviceKeys) -> dict[str, str]:
+        return {
+            "sender": sender.user,
+            "sender_device": sender.device,
+            "recipient": self.device.user,
+            "recipient_device": self.device.device,
+        }
 
     def _decrypt(self, sender: DeviceKeys, message: vodozemac.AnyOlmMessage) -> bytes:
         known = self._peers.get(sender.peer)

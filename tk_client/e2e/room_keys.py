@@ -1,4 +1,6 @@
-"""The Olm plaintexts that carry Megolm keys: ``room_key`` and ``forwarded_room_key``.
+"""The Olm plaintexts that carry Megolm keys: ``room_key``, ``room_key_request`` and
+``forwarded_room_key`` (section 4.4's fields; :class:`~.olm.OlmSessions` adds and checks
+the addressing every Olm plaintext carries: ``sender``, ``recipient`` and their devices).
 
 A room key goes only to a device that its user's current user key signed, and a receiver
 keeps one only if it is addressed to this very device and comes (proven by Olm) from a
@@ -9,19 +11,17 @@ device or passed off as someone else's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from typing import Any
 
 import vodozemac
 
+from chatproto.e2e import FORWARDED_ROOM_KEY, ROOM_KEY, ROOM_KEY_REQUEST
+
 from .device import DeviceAccount
 from .errors import UntrustedKeys
 from .keys import DeviceKeys
-from .megolm import GroupSessions, OutboundGroup
-
-ROOM_KEY = "room_key"
-FORWARDED_ROOM_KEY = "forwarded_room_key"
-ROOM_KEY_REQUEST = "room_key_request"
+from .megolm import GroupSessions, InboundId, OutboundGroup
 
 
 def may_receive_room_key(device: DeviceKeys, user_key: str | None) -> bool:
@@ -34,17 +34,6 @@ def eligible_devices(
 ) -> list[DeviceKeys]:
     """The devices that may receive a conversation's key (``user_keys``: user -> key)."""
     return [d for d in devices if may_receive_room_key(d, user_keys.get(d.user))]
-
-
-def _addressing(sender: DeviceAccount, recipient: DeviceKeys) -> dict[str, str]:
-    return {
-        "sender": sender.user,
-        "sender_device": sender.device,
-        "sender_ed25519": sender.ed25519,
-        "recipient": recipient.user,
-        "recipient_device": recipient.device,
-        "recipient_ed25519": recipient.ed25519,
-    }
 
 
 def room_key(
@@ -65,7 +54,8 @@ def room_key(
         "conversation": group.conversation,
         "session_id": group.session_id,
         "session_key": group.session_key(),
-        **_addressing(sender, recipient),
+        "sender_ed25519": sender.ed25519,
+        "recipient_ed25519": recipient.ed25519,
     }
 
 
@@ -85,15 +75,6 @@ def own_inbound(group: OutboundGroup, device: DeviceAccount, sessions: GroupSess
     )
 
 
-def _check_addressed_to_me(payload: Mapping[str, Any], me: DeviceAccount) -> None:
-    if (
-        payload.get("recipient"),
-        payload.get("recipient_device"),
-        payload.get("recipient_ed25519"),
-    ) != (me.user, me.device, me.ed25519):
-        raise UntrustedKeys("a room key addressed to another device was refused")
-
-
 def accept_room_key(
     payload: Mapping[str, Any],
     me: DeviceAccount,
@@ -103,12 +84,18 @@ def accept_room_key(
 ) -> bool:
     """Check a ``room_key`` that Olm proved ``sender`` sent, and keep its session.
 
-    :class:`UntrustedKeys` unless it is addressed to this device, names ``sender`` and its
-    ed25519 key, and ``sender`` is signed by ``sender_user_key``. True if the key is new.
+    :class:`UntrustedKeys` unless it is addressed to this device (and its ed25519 key),
+    names ``sender`` and its ed25519 key, and ``sender`` is signed by ``sender_user_key``.
+    True if the key is new.
     """
     if payload.get("type") != ROOM_KEY:
         raise UntrustedKeys("not a room key")
-    _check_addressed_to_me(payload, me)
+    if (
+        payload.get("recipient"),
+        payload.get("recipient_device"),
+        payload.get("recipient_ed25519"),
+    ) != (me.user, me.device, me.ed25519):
+        raise UntrustedKeys("a room key addressed to another device was refused")
     if (
         payload.get("sender"),
         payload.get("sender_device"),
@@ -132,7 +119,11 @@ def accept_room_key(
 
 
 def room_key_request(conversation: str, e2e: Mapping[str, Any], requester: str) -> dict[str, Any]:
-    """Ask the user's own other devices for the key of message ``e2e``."""
+    """Ask the user's own other devices for the key of message ``e2e``.
+
+    ``sender_key`` (the message's) names the session with ``session_id``: receivers keep
+    sessions per (conversation, sender key, session id).
+    """
     return {
         "type": ROOM_KEY_REQUEST,
         "conversation": conversation,
@@ -178,8 +169,16 @@ def forwarded_room_key(
         "original_sender_device": entry.sender_device,
         "original_sender_key": sender_key,
         "original_sender_ed25519": entry.sender_ed25519,
-        **_addressing(me, requester),
     }
+
+
+def requested_session(request: Mapping[str, Any]) -> InboundId:
+    """The (conversation, sender key, session id) a ``room_key_request`` asks for."""
+    return (
+        str(request.get("conversation")),
+        str(request.get("sender_key")),
+        str(request.get("session_id")),
+    )
 
 
 def accept_forwarded_room_key(
@@ -188,20 +187,30 @@ def accept_forwarded_room_key(
     forwarder: DeviceKeys,
     own_user_key: str | None,
     sessions: GroupSessions,
+    requested: Container[InboundId],
 ) -> bool:
     """Keep a ``forwarded_room_key`` from our own approved device ``forwarder``.
 
-    :class:`UntrustedKeys` unless ``forwarder`` is ours and signed by our user key and the
-    payload is addressed to this device. True if it gave a key we did not have (or an
-    earlier index of one).
+    :class:`UntrustedKeys` unless ``forwarder`` is ours and signed by our user key, the
+    payload is addressed to this device, and it is a session this device asked for
+    (``requested``: :func:`requested_session` of each request sent). True if it gave a
+    key we did not have (or an earlier index of one).
     """
     if payload.get("type") != FORWARDED_ROOM_KEY:
         raise UntrustedKeys("not a forwarded room key")
     if forwarder.user != me.user or not forwarder.signed_by_user_key(own_user_key):
         raise UntrustedKeys("a forwarded room key from an unapproved device was refused")
-    _check_addressed_to_me(payload, me)
+    if (payload.get("recipient"), payload.get("recipient_device")) != (me.user, me.device):
+        raise UntrustedKeys("a forwarded room key addressed to another device was refused")
     if (payload.get("sender"), payload.get("sender_device")) != forwarder.peer:
         raise UntrustedKeys("a forwarded room key that names another forwarder was refused")
+    asked = (
+        payload.get("conversation"),
+        payload.get("original_sender_key"),
+        payload.get("session_id"),
+    )
+    if asked not in requested:
+        raise UntrustedKeys("a forwarded room key that this device did not ask for was refused")
     fields = (
         "conversation",
         "original_sender",

@@ -31,7 +31,9 @@ def add_device(
     store = CryptoStore.create(first.device.user, device, now)
     if approved:
         assert first.identity is not None
-        store.identity = UserIdentity.from_share(first.identity.share(), first.identity.ed25519)
+        share = first.identity.share("txn-1", store.device.device_keys())
+        published_key = first.identity.published_by(first.device)
+        store.identity = UserIdentity.from_share(share, first.device.user, published_key)
     return store
 
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from tk_client.e2e.contacts import ContactBook, TrustState
@@ -15,7 +17,7 @@ def test_first_sight_pins_the_key_as_tofu_without_a_notice():
     assert (contact.pinned, contact.state) == (KEY_1, TrustState.TOFU)
 
 
-def test_a_different_key_gives_one_notice_and_the_changed_state():
+def test_a_tofu_contacts_new_key_gives_one_notice_and_is_pinned():
     book = ContactBook()
     book.observe("bob", KEY_1)
 
@@ -23,9 +25,13 @@ def test_a_different_key_gives_one_notice_and_the_changed_state():
     again = book.observe("bob", KEY_2)
 
     assert notice is not None and again is None
-    assert "bob's identity key changed" in notice.text
+    assert notice.text == (
+        "bob's identity changed: bob reset their identity or reinstalled, or someone is "
+        "intercepting. Compare safety numbers before you send more."
+    )
     assert not notice.blocks_sending
-    assert book.get("bob").state is TrustState.CHANGED
+    contact = book.get("bob")
+    assert (contact.pinned, contact.state) == (KEY_2, TrustState.TOFU)
     book.check_sending(["bob"])  # a tofu contact's change warns but does not block
 
 
@@ -37,7 +43,8 @@ def test_a_verified_contacts_change_blocks_sending_until_acknowledged():
     notice = book.observe("bob", KEY_2)
 
     assert notice is not None and notice.blocks_sending
-    assert "paused until you acknowledge" in notice.text
+    assert book.get("bob").state is TrustState.CHANGED
+    assert notice.text.endswith("Sending to bob is paused until you acknowledge the change.")
     with pytest.raises(SendingBlocked, match="bob"):
         book.check_sending(["alice", "bob"])
 
@@ -67,7 +74,21 @@ def test_verifying_a_key_that_is_not_the_current_one_is_refused():
     assert book.get("bob").state is TrustState.TOFU
 
 
-def test_the_pinned_key_coming_back_restores_verified_without_a_notice():
+def test_the_notices_words_are_section_4_8s():
+    section_4 = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    book = ContactBook()
+    book.observe("Bob", KEY_1)
+    book.verify("Bob", KEY_1)
+
+    notice = book.observe("Bob", KEY_2)
+
+    assert notice is not None
+    first, paused = notice.text.split(" Sending to ")
+    assert f'"{first}"' in section_4
+    assert f'"Sending to {paused}"' in section_4
+
+
+def test_the_verified_key_coming_back_restores_verified_without_a_notice():
     book = ContactBook()
     book.observe("bob", KEY_1)
     book.verify("bob", KEY_1)

@@ -1,15 +1,10 @@
 import pytest
 
-from tk_client.e2e.device import ONE_TIME_KEYS_ON_SERVER
+from chatproto import e2e
+from tk_client.e2e.device import ONE_TIME_KEYS_ON_SERVER, TOP_UP_BELOW
 from tk_client.e2e.errors import UntrustedKeys
 from tk_client.e2e.identity import UserIdentity
-from tk_client.e2e.keys import (
-    DEVICE_KEYS_PURPOSE,
-    ClaimedKey,
-    DeviceKeys,
-    PublishedUserKey,
-    signed_bytes,
-)
+from tk_client.e2e.keys import ClaimedKey, DeviceKeys, PublishedUserKey
 
 from .helpers import add_device, make_user, published
 
@@ -24,8 +19,21 @@ def test_device_keys_are_signed_by_the_device_over_the_object_with_its_purpose()
     assert set(wire["signatures"]) == {"device"}
     assert "purpose" not in wire
     payload = {k: v for k, v in wire.items() if k != "signatures"}
-    assert checked.signed_bytes() == signed_bytes(payload, DEVICE_KEYS_PURPOSE)
+    assert checked.signed_bytes() == e2e.device_keys_payload(payload)
     assert b'"purpose":"chat.device_keys.v1"' in checked.signed_bytes()
+
+
+def test_unknown_device_key_fields_are_signed_kept_and_sent_again():
+    wire = make_user("bob").device.device_keys().to_wire()
+    wire["colour"] = "blue"
+
+    with pytest.raises(UntrustedKeys, match="not signed by its own key"):
+        DeviceKeys.from_wire(wire)
+
+    bob = make_user("bob")
+    fields = {**bob.device.device_keys().public_fields(), "colour": "blue"}
+    signed = {**fields, "signatures": {"device": bob.device.sign(e2e.device_keys_payload(fields))}}
+    assert DeviceKeys.from_wire(signed).to_wire() == signed
 
 
 def test_device_keys_with_a_changed_key_are_refused():
@@ -62,10 +70,12 @@ def test_one_time_keys_top_up_to_the_target_and_each_is_signed():
 
     first = bob.device.one_time_keys_to_upload(left_on_server=0)
     bob.device.mark_published()
-    later = bob.device.one_time_keys_to_upload(left_on_server=ONE_TIME_KEYS_ON_SERVER - 3)
+    enough = bob.device.one_time_keys_to_upload(left_on_server=TOP_UP_BELOW)
+    later = bob.device.one_time_keys_to_upload(left_on_server=TOP_UP_BELOW - 1)
 
-    assert len(first) == ONE_TIME_KEYS_ON_SERVER
-    assert len(later) == 3
+    assert len(first) == ONE_TIME_KEYS_ON_SERVER == 50
+    assert enough == []
+    assert len(later) == ONE_TIME_KEYS_ON_SERVER - TOP_UP_BELOW + 1
     for key in first:
         ClaimedKey.from_wire({"user": "bob", "device": "DEV1", **key}).check(published(bob))
 
@@ -101,9 +111,26 @@ def test_a_one_time_key_claimed_for_another_device_is_refused():
         claimed.check(published(bob))
 
 
+def test_a_user_key_share_is_section_4_7s_and_signs_the_new_device():
+    bob = make_user("bob")
+    bob2 = add_device(bob, "DEV2", approved=False)
+
+    share = bob.identity.share("txn-1", bob2.device.device_keys())
+    received = UserIdentity.from_share(share, "bob", bob.identity.published_by(bob.device))
+
+    assert set(share) == {"type", "txn", "user_key", "version", "signature"}
+    assert share["type"] == "user_key_share"
+    signed = bob2.device.device_keys(user_signature=share["signature"])
+    assert signed.signed_by_user_key(received.ed25519)
+
+
 def test_a_shared_user_key_must_be_the_published_one():
     bob = make_user("bob")
     other = make_user("bob")
+    share = bob.identity.share("txn-1", add_device(bob, "DEV2").device.device_keys())
 
     with pytest.raises(ValueError, match="not the published one"):
-        UserIdentity.from_share(bob.identity.share(), other.identity.ed25519)
+        UserIdentity.from_share(share, "bob", other.identity.published_by(other.device))
+    with pytest.raises(ValueError, match="not the published one"):
+        current = bob.identity.published_by(bob.device)
+        UserIdentity.from_share({**share, "version": 2}, "bob", current)

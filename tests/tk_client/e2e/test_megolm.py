@@ -1,6 +1,9 @@
+from pathlib import Path
+
 import pytest
 import vodozemac
 
+from chatproto.e2e import conversation_id
 from tk_client.e2e import room_keys
 from tk_client.e2e.errors import DecryptionFailed
 from tk_client.e2e.megolm import (
@@ -8,14 +11,12 @@ from tk_client.e2e.megolm import (
     RotationReason,
     Undecryptable,
     needs_rotation,
-    pm_conversation,
-    room_conversation,
     why_undecryptable,
 )
 
 from .helpers import DAY, add_device, make_user, published, share_room_key
 
-ROOM = room_conversation("plans")
+ROOM = conversation_id(room="plans")
 
 
 def start_room(sender, members, now=0.0):
@@ -93,7 +94,7 @@ def test_a_ciphertext_replayed_as_another_message_is_refused():
 @pytest.mark.parametrize(
     ("conversation", "sender", "change"),
     [
-        (room_conversation("other"), "alice", {}),  # moved to another room by the server
+        (conversation_id(room="other"), "alice", {}),  # moved to another room by the server
         (ROOM, "mallory", {}),  # shown as someone else's
         (ROOM, "alice", {"device": "DEV9"}),  # from another device of the sender
     ],
@@ -108,10 +109,6 @@ def test_a_message_moved_or_reattributed_by_the_server_fails(conversation, sende
 
     with pytest.raises(DecryptionFailed):
         bob.groups.decrypt(conversation, sender, {**e2e, **change})
-
-
-def test_pm_conversation_names_are_the_same_from_both_sides():
-    assert pm_conversation("bob", "alice") == pm_conversation("alice", "bob") == "pm:alice:bob"
 
 
 def group_shared_with(peers, created_at=0.0, messages=0):
@@ -172,7 +169,19 @@ def test_an_undecryptable_message_says_why_in_words(sent_at, approved, expected)
     reason = why_undecryptable(sent_at, device_created_at=10.0, sender_device_approved=approved)
 
     assert reason is expected
-    assert reason.text.startswith("This message cannot be shown: ")
+    assert "{" not in reason.text("bob")
+
+
+def test_undecryptable_lines_are_section_4_9s_words():
+    assert Undecryptable.KEY_NOT_RECEIVED.text("bob") == (
+        "Waiting for the key from bob's device. Asked your other devices."
+    )
+    assert Undecryptable.SENDER_NOT_VERIFIED.text("bob") == (
+        "Sent from a device that bob has not verified: not shown."
+    )
+    section_4 = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    for reason in Undecryptable:
+        assert f'"{reason.value.format(name="NAME")}"' in section_4
 
 
 def session_from(session_key):

@@ -1,8 +1,9 @@
 import pytest
 
+from chatproto.e2e import OLM_NORMAL as NORMAL
+from chatproto.e2e import OLM_PRE_KEY as PRE_KEY
 from tk_client.e2e.errors import DecryptionFailed, UntrustedKeys
 from tk_client.e2e.keys import ClaimedKey
-from tk_client.e2e.olm import NORMAL, PRE_KEY
 
 from .helpers import add_device, claim, make_user, olm_body, published, send
 
@@ -15,7 +16,14 @@ def test_first_message_is_a_pre_key_message_that_makes_the_inbound_session():
 
     assert body["type"] == PRE_KEY
     assert body["sender_key"] == alice.device.curve25519
-    assert received.payload == {"type": "ping", "n": 1}
+    assert received.payload == {
+        "type": "ping",
+        "n": 1,
+        "sender": "alice",
+        "sender_device": "DEV1",
+        "recipient": "bob",
+        "recipient_device": "DEV1",
+    }
     assert received.sender.peer == ("alice", "DEV1")
     assert bob.olm.has_session(published(alice))
 
@@ -27,7 +35,7 @@ def test_the_answer_uses_the_same_session_and_is_a_normal_message():
     body = olm_body(bob, alice, {"type": "pong"})
 
     assert body["type"] == NORMAL
-    assert alice.olm.decrypt(published(bob), body).payload == {"type": "pong"}
+    assert alice.olm.decrypt(published(bob), body).payload["type"] == "pong"
 
 
 def test_a_one_time_key_not_signed_by_its_device_makes_no_session():
@@ -76,7 +84,23 @@ def test_a_replayed_pre_key_message_on_the_fallback_key_is_refused():
         {"user": "bob", "device": "DEV1", **bob.device.new_fallback_key(), "fallback": True}
     )
     body = alice.olm.encrypt(published(bob), {"type": "ping"}, fallback)
-    assert bob.olm.decrypt(published(alice), body).payload == {"type": "ping"}
+    assert bob.olm.decrypt(published(alice), body).payload["type"] == "ping"
 
     with pytest.raises(DecryptionFailed):
         bob.olm.decrypt(published(alice), body)
+
+
+def test_a_plaintext_addressed_to_another_device_is_dropped():
+    alice, bob = make_user("alice"), make_user("bob")
+    body = olm_body(alice, bob, {"type": "ping"})
+    alice.olm._addressing = lambda peer: {  # a sender that names bob's other device inside
+        "sender": "alice",
+        "sender_device": "DEV1",
+        "recipient": "bob",
+        "recipient_device": "DEV2",
+    }
+    misaddressed = alice.olm.encrypt(published(bob), {"type": "ping"})
+
+    bob.olm.decrypt(published(alice), body)
+    with pytest.raises(DecryptionFailed):
+        bob.olm.decrypt(published(alice), misaddressed)

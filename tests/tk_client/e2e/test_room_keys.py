@@ -1,12 +1,12 @@
 import pytest
 
+from chatproto.e2e import conversation_id
 from tk_client.e2e import room_keys
 from tk_client.e2e.errors import UntrustedKeys
-from tk_client.e2e.megolm import room_conversation
 
 from .helpers import add_device, make_user, published, send, share_room_key, user_key
 
-ROOM = room_conversation("plans")
+ROOM = conversation_id(room="plans")
 
 
 def new_group(sender):
@@ -88,10 +88,22 @@ def test_a_new_device_gets_a_missing_key_forwarded_from_its_own_approved_device(
     )
     assert answer is not None
     forwarded = send(bob, bob2, answer)
+    asked_for = {room_keys.requested_session(request)}
     kept = room_keys.accept_forwarded_room_key(
-        forwarded.payload, bob2.device, forwarded.sender, user_key(bob), bob2.groups
+        forwarded.payload, bob2.device, forwarded.sender, user_key(bob), bob2.groups, asked_for
     )
 
+    assert set(request) == {"type", "conversation", "session_id", "sender_key", "requester_device"}
+    assert set(answer) == {
+        "type",
+        "conversation",
+        "session_id",
+        "session_key",
+        "original_sender",
+        "original_sender_device",
+        "original_sender_key",
+        "original_sender_ed25519",
+    }
     assert kept
     assert bob2.groups.decrypt(ROOM, "alice", e2e).text == "before bob2"
 
@@ -116,8 +128,9 @@ def test_a_forwarded_key_from_an_unapproved_own_device_is_refused():
     share_room_key(alice, group, bob)
     e2e = alice.groups.encrypt(group, "x", "alice", "DEV1", alice.device.curve25519)
     bob2 = add_device(bob, "DEV2")
+    request = room_keys.room_key_request(ROOM, e2e, "DEV2")
     answer = room_keys.forwarded_room_key(
-        room_keys.room_key_request(ROOM, e2e, "DEV2"),
+        request,
         bob.device,
         published(bob2),
         user_key(bob),
@@ -127,7 +140,29 @@ def test_a_forwarded_key_from_an_unapproved_own_device_is_refused():
     planted = add_device(bob, "DEV3", approved=False)
     forwarded = send(planted, bob2, answer)
 
+    asked_for = {room_keys.requested_session(request)}
+
     with pytest.raises(UntrustedKeys, match="unapproved"):
         room_keys.accept_forwarded_room_key(
-            forwarded.payload, bob2.device, forwarded.sender, user_key(bob), bob2.groups
+            forwarded.payload, bob2.device, forwarded.sender, user_key(bob), bob2.groups, asked_for
         )
+
+
+def test_a_forwarded_key_that_was_not_asked_for_is_refused():
+    alice, bob = make_user("alice"), make_user("bob")
+    group = new_group(alice)
+    share_room_key(alice, group, bob)
+    e2e = alice.groups.encrypt(group, "x", "alice", "DEV1", alice.device.curve25519)
+    bob2 = add_device(bob, "DEV2")
+    request = room_keys.room_key_request(ROOM, e2e, "DEV2")
+    answer = room_keys.forwarded_room_key(
+        request, bob.device, published(bob2), user_key(bob), bob.groups
+    )
+    assert answer is not None
+    forwarded = send(bob, bob2, answer)
+
+    with pytest.raises(UntrustedKeys, match="did not ask"):
+        room_keys.accept_forwarded_room_key(
+            forwarded.payload, bob2.device, forwarded.sender, user_key(bob), bob2.groups, set()
+        )
+    assert not bob2.groups.has_key(ROOM, e2e)
