@@ -16,7 +16,8 @@ vodozemac. Each module has one job:
 - ``megolm``: Megolm sessions per conversation, the rotation policy, undecryptable reasons;
 - ``room_keys``: the ``room_key`` and ``forwarded_room_key`` plaintexts and their checks;
 - ``sas``: short authentication strings (emoji, decimals) for device and contact checks;
-- ``keyfile``, ``store``: the pickle key file and the store file (both 0600).
+- ``keyfile``, ``store``: the pickle key file and the store file (both 0600);
+- ``engine``: one logged-in device's coordinator: wire dicts in, requests and events out.
 
 Exceptions::
 
