@@ -33,6 +33,9 @@ from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
 from .megolm import Undecryptable, why_undecryptable
 from .store import CryptoStore
 
+MAX_KEYS_ASIDE = 1_000
+"""Room keys from unsigned devices kept while waiting for a signature; older ones go."""
+
 # --- what comes out ------------------------------------------------------------------------
 
 
@@ -140,6 +143,7 @@ class E2EEngine:
         self._held_to_device: list[Mapping[str, Any]] = []
         self._requested: set[tuple[str, str, str]] = set()
         self._olm_waiting: dict[str, list[tuple[DeviceKeys, dict[str, Any]]]] = {}
+        self._aside: list[tuple[Peer, dict[str, Any]]] = []  # room keys of unsigned devices
         self._last_seq = 0
 
     @property
@@ -153,6 +157,9 @@ class E2EEngine:
         device holds it), fetch our own devices, and ask what changed meanwhile."""
         out = self._upload(device_keys=True, left_on_server=0)
         out.extend(self._query([self.me]))  # our own devices: for key requests and sharing
+        self._requested.clear()  # ask again, on each connection, for keys still missing
+        for held in self._held:
+            out.extend(self._request_key(held.conversation, held.message["e2e"]))
         out.requests.append(
             {
                 "type": "device_list_changes",
@@ -299,6 +306,7 @@ class E2EEngine:
             out.extend(self._take_user(user, entry))
         for pending in self._sends:
             pending.waiting_for.discard(str(answer.get("ref")))
+        out.extend(self._retry_aside())
         out.extend(self._retry_to_device())
         out.extend(self._retry_held())
         out.extend(self._advance_sends())
@@ -357,11 +365,24 @@ class E2EEngine:
         if kind in ("device_list_changes", "devices_changed"):
             users = message.get("users")
             return self._changed(users if isinstance(users, list) else [], message.get("version"))
+        if kind == "error" and "ref" in message:
+            return self._refused(str(message["ref"]))
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
         if kind in ("message", "private") and isinstance(message.get("e2e"), Mapping):
             return self._encrypted(message)
         return Output()
+
+    def _refused(self, ref: str) -> Output:
+        """An ``error`` answer to one of our requests: stop waiting for it."""
+        self._uploads.discard(ref)
+        self._olm_waiting.pop(ref, None)
+        for user in self._queries.pop(ref, set()):  # what we knew stays; never ask again
+            self._stale.discard(user)
+            self._directory.setdefault(user, _UserKeys(None, {}))
+        for pending in self._sends:
+            pending.waiting_for.discard(ref)
+        return self._advance_sends()
 
     def _uploaded(self, answer: Mapping[str, Any]) -> Output:
         ref = str(answer.get("ref"))
@@ -461,14 +482,7 @@ class E2EEngine:
         payload = plaintext.payload
         try:
             if payload["type"] == e2e.ROOM_KEY:
-                room_keys.accept_room_key(
-                    payload,
-                    self.store.device,
-                    sender,
-                    self._user_key(sender.user),
-                    self.store.groups,
-                )
-                return self._retry_held()
+                return self._take_room_key(sender, payload)
             if payload["type"] == e2e.FORWARDED_ROOM_KEY:
                 room_keys.accept_forwarded_room_key(
                     payload,
@@ -484,6 +498,30 @@ class E2EEngine:
         except UntrustedKeys:
             return Output()
         return Output()
+
+    def _take_room_key(self, sender: DeviceKeys, payload: dict[str, Any]) -> Output:
+        """Keep a room key; one from a device its user has not signed (yet) is kept aside
+        and tried again whenever device lists arrive (section 4.6)."""
+        if not sender.signed_by_user_key(self._user_key(sender.user)):
+            self._aside = [*self._aside, (sender.peer, payload)][-MAX_KEYS_ASIDE:]
+            return Output()
+        room_keys.accept_room_key(
+            payload, self.store.device, sender, self._user_key(sender.user), self.store.groups
+        )
+        return self._retry_held()
+
+    def _retry_aside(self) -> Output:
+        out = Output()
+        aside, self._aside = self._aside, []
+        for (user, device), payload in aside:
+            sender = self._device_of(user, device)
+            if sender is None:
+                continue  # the device is gone: its key goes too
+            try:
+                out.extend(self._take_room_key(sender, payload))
+            except UntrustedKeys:
+                continue
+        return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
         answer = room_keys.forwarded_room_key(

@@ -304,3 +304,36 @@ def test_a_to_device_message_seen_twice_is_read_once(relay):
     out = bob_engine.receive({**replay, "body": key_push["messages"][0]["body"]}, now=2.0)
 
     assert out.requests == [] and out.events == []
+
+
+def test_a_key_from_a_device_signed_later_is_kept_aside_then_used(relay):
+    alice, _, _, bob_engine = connect_pair(relay)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    alice2 = add_device(alice, "DEV2", approved=False)
+    alice2_engine = relay.connect(alice2)
+    relay.announce("alice")
+
+    sent = alice2_engine.encrypt_for(ROOM, ["bob"], "from my laptop", 1.0).requests
+    relay.run(("alice", "DEV2"), sent)
+
+    bob_sees = relay.events[("bob", "DEV1")]
+    reasons = [e.reason for e in bob_sees if isinstance(e, NotShown)]
+    assert reasons == [Undecryptable.SENDER_NOT_VERIFIED]
+    assert shown(relay, ("bob", "DEV1")) == ["hi"]
+
+    signed = alice.identity.sign_device(alice2.device.device_keys())  # approved on DEV1
+    relay.device_keys[("alice", "DEV2")] = signed.to_wire()
+    relay.announce("alice")
+
+    assert shown(relay, ("bob", "DEV1")) == ["hi", "from my laptop"]
+
+
+def test_a_refused_query_does_not_stall_the_message_queue(relay):
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+
+    first = engine.encrypt_for(ROOM, ["ghost"], "anyone?", 1.0).requests
+    assert [r["type"] for r in first] == ["keys_query"]
+    out = engine.receive({"type": "error", "ref": first[0]["id"], "code": "bad_request"}, 1.0)
+
+    assert [r["type"] for r in out.requests] == ["send"]
