@@ -13,8 +13,11 @@ room key to every signed member device, rotation, then the Megolm ``e2e`` messag
 reads ``to_device`` pushes and encrypted ``message`` / ``private`` pushes, asking the
 user's other devices for a missing key and retrying held messages when keys arrive.
 
-Not here yet: SAS (device approval, contact verification) over to-device messages, and
-keeping the device lists in the store across restarts.
+SAS flows (device approval, contact verification) are :mod:`.verification`'s; the engine
+carries their plaintexts over Olm and re-uploads this device's keys once it is approved.
+
+Not here yet: keeping the device lists in the store across restarts, and replacing the
+fallback key weekly. The caller saves the store before it sends a ``to_device_ack``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,22 @@ from .errors import DecryptionFailed, E2EError, UntrustedKeys
 from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
 from .megolm import Undecryptable, why_undecryptable
 from .store import CryptoStore
+from .verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    Verifications,
+    Verified,
+)
 
+_VERIFICATION_TYPES = (
+    e2e.SAS_START,
+    e2e.SAS_KEY,
+    e2e.SAS_MAC,
+    e2e.SAS_DONE,
+    e2e.SAS_CANCEL,
+    e2e.USER_KEY_SHARE,
+)
 MAX_KEYS_ASIDE = 1_000
 """Room keys from unsigned devices kept while waiting for a signature; older ones go."""
 
@@ -70,7 +88,15 @@ class Notice:
     text: str
 
 
-Event = Shown | NotShown | Notice
+Event = (
+    Shown
+    | NotShown
+    | Notice
+    | VerificationRequested
+    | CodesReady
+    | Verified
+    | VerificationCancelled
+)
 
 
 @dataclass
@@ -145,6 +171,8 @@ class E2EEngine:
         self._olm_waiting: dict[str, list[tuple[DeviceKeys, dict[str, Any]]]] = {}
         self._aside: list[tuple[Peer, dict[str, Any]]] = []  # room keys of unsigned devices
         self._last_seq = 0
+        self._now = 0.0
+        self.verifications = Verifications(store)
 
     @property
     def me(self) -> str:
@@ -169,7 +197,8 @@ class E2EEngine:
         )
         return out
 
-    def _upload(self, *, device_keys: bool, left_on_server: int) -> Output:
+    def _upload(self, *, device_keys: bool, left_on_server: int | None) -> Output:
+        """A ``keys_upload``; ``left_on_server`` None uploads no one-time keys."""
         device = self.store.device
         request: dict[str, Any] = {"type": "keys_upload", "id": self._new_id()}
         if device_keys:
@@ -177,7 +206,9 @@ class E2EEngine:
             if self.store.identity is not None:
                 keys = self.store.identity.sign_device(keys)
             request["device_keys"] = keys.to_wire()
-        one_time_keys = device.one_time_keys_to_upload(left_on_server)
+        one_time_keys = (
+            device.one_time_keys_to_upload(left_on_server) if left_on_server is not None else []
+        )
         if one_time_keys:
             request["one_time_keys"] = one_time_keys
         fallback = device.unpublished_fallback_key() or (
@@ -355,6 +386,7 @@ class E2EEngine:
 
     def receive(self, message: Mapping[str, Any], now: float) -> Output:
         """Handle one answer or push of section 4 (others give an empty :class:`Output`)."""
+        self._now = now
         kind = message.get("type")
         if kind == "keys_uploaded":
             return self._uploaded(message)
@@ -495,6 +527,8 @@ class E2EEngine:
                 return self._retry_held()
             if payload["type"] == e2e.ROOM_KEY_REQUEST:
                 return self._answer_key_request(payload, sender)
+            if payload["type"] in _VERIFICATION_TYPES:
+                return self._verification_step(sender, payload)
         except UntrustedKeys:
             return Output()
         return Output()
@@ -521,6 +555,54 @@ class E2EEngine:
                 out.extend(self._take_room_key(sender, payload))
             except UntrustedKeys:
                 continue
+        return out
+
+    # --- verifications ----------------------------------------------------------------------
+
+    def start_verification(self, user: str, device: str, kind: str, now: float) -> Output:
+        """Start SAS with ``user``'s ``device`` (``kind``: ``device`` to approve one of our
+        own new devices, ``contact`` to verify someone). ValueError for an unknown device."""
+        peer = self._device_of(user, device)
+        if peer is None:
+            raise ValueError(f"{user}'s device {device} is not known: refresh the device list")
+        _txn, payloads = self.verifications.start(peer, kind, now)
+        return self._send_olm([(peer, p) for p in payloads])
+
+    def accept_verification(self, txn: str, now: float) -> Output:
+        return self._to_verifier(txn, self.verifications.accept(txn, now))
+
+    def confirm_verification(self, txn: str, now: float) -> Output:
+        """The user says the codes match."""
+        peer = self.verifications.peer_of(txn)
+        if peer is None:
+            return Output()
+        payloads, events = self.verifications.confirm(txn, now, self._user_key(peer.user))
+        out = self._send_olm([(peer, p) for p in payloads])
+        out.events.extend(events)
+        return out
+
+    def cancel_verification(self, txn: str) -> Output:
+        return self._to_verifier(txn, self.verifications.cancel(txn))
+
+    def tick(self, now: float) -> Output:
+        """Call now and then: cancels verifications idle for 10 minutes."""
+        return self._send_olm(list(self.verifications.expire(now)))
+
+    def _to_verifier(self, txn: str, payloads: list[dict[str, Any]]) -> Output:
+        peer = self.verifications.peer_of(txn)
+        return self._send_olm([(peer, p) for p in payloads]) if peer else Output()
+
+    def _verification_step(self, sender: DeviceKeys, payload: Mapping[str, Any]) -> Output:
+        user_keys = {
+            user: entry.user_key
+            for user in {sender.user, self.me}
+            if (entry := self._directory.get(user)) is not None
+        }
+        payloads, events = self.verifications.receive(sender, payload, self._now, user_keys)
+        out = self._send_olm([(sender, p) for p in payloads])
+        out.events.extend(events)
+        if any(isinstance(e, Verified) and e.approved_here for e in events):
+            out.extend(self._upload(device_keys=True, left_on_server=None))
         return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:

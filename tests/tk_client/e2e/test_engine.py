@@ -14,7 +14,14 @@ from chatproto.e2e import conversation_id
 from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
+from tk_client.e2e.keys import DeviceKeys
 from tk_client.e2e.megolm import Undecryptable
+from tk_client.e2e.verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    Verified,
+)
 
 from .helpers import add_device, make_user
 
@@ -337,3 +344,67 @@ def test_a_refused_query_does_not_stall_the_message_queue(relay):
     out = engine.receive({"type": "error", "ref": first[0]["id"], "code": "bad_request"}, 1.0)
 
     assert [r["type"] for r in out.requests] == ["send"]
+
+
+def events_of(relay: Relay, peer: tuple[str, str], kind: type) -> list[Any]:
+    return [event for event in relay.events[peer] if isinstance(event, kind)]
+
+
+def test_a_new_device_is_approved_by_comparing_codes_and_gets_the_user_key(relay):
+    alice = make_user("alice")
+    first = relay.connect(alice, publish_user_key=True)
+    alice2 = add_device(alice, "DEV2", approved=False)
+    second = relay.connect(alice2)
+    relay.announce("alice")
+    old, new = ("alice", "DEV1"), ("alice", "DEV2")
+
+    relay.run(old, first.start_verification("alice", "DEV2", "device", 1.0).requests)
+    (asked,) = events_of(relay, new, VerificationRequested)
+    relay.run(new, second.accept_verification(asked.txn, 2.0).requests)
+    (codes_old,), (codes_new,) = (
+        events_of(relay, old, CodesReady),
+        events_of(relay, new, CodesReady),
+    )
+    assert codes_old.emoji == codes_new.emoji and codes_old.decimals == codes_new.decimals
+    relay.run(old, first.confirm_verification(asked.txn, 3.0).requests)
+    relay.run(new, second.confirm_verification(asked.txn, 4.0).requests)
+
+    assert [e.kind for e in events_of(relay, old, Verified)] == ["device"]
+    assert [e.approved_here for e in events_of(relay, new, Verified)] == [True]
+    assert alice2.identity is not None and alice2.identity.ed25519 == alice.identity.ed25519
+    uploaded = relay.device_keys[new]
+    assert "user" in uploaded["signatures"]
+    assert DeviceKeys.from_wire(uploaded).signed_by_user_key(alice.identity.ed25519)
+
+
+def test_two_contacts_verify_each_other_with_emoji(relay):
+    alice, bob, alice_engine, bob_engine = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+
+    relay.run(
+        ("alice", "DEV1"), alice_engine.start_verification("bob", "DEV1", "contact", 2.0).requests
+    )
+    (asked,) = events_of(relay, ("bob", "DEV1"), VerificationRequested)
+    relay.run(("bob", "DEV1"), bob_engine.accept_verification(asked.txn, 3.0).requests)
+    relay.run(("bob", "DEV1"), bob_engine.confirm_verification(asked.txn, 4.0).requests)
+    relay.run(("alice", "DEV1"), alice_engine.confirm_verification(asked.txn, 5.0).requests)
+
+    assert alice.contacts.get("bob").state == "verified"
+    assert bob.contacts.get("alice").state == "verified"
+
+
+def test_a_verification_idle_for_ten_minutes_is_cancelled_on_both_sides(relay):
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    relay.run(
+        ("alice", "DEV1"), alice_engine.start_verification("bob", "DEV1", "contact", 2.0).requests
+    )
+
+    assert alice_engine.tick(2.0 + 599).requests == []
+    relay.run(("alice", "DEV1"), alice_engine.tick(2.0 + 600).requests)
+
+    assert [e.reason for e in events_of(relay, ("bob", "DEV1"), VerificationCancelled)] == [
+        "timeout"
+    ]
