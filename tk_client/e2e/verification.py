@@ -226,14 +226,14 @@ class Verifications:
     def _maybe_finish(self, txn: str, flow: _Flow, user_key: str | None) -> Step:
         if flow.their_mac is None or flow.stage != "confirmed":
             return [], []
+        their_keys = self._their_keys(flow, user_key)
         if not flow.their_mac_ok:
-            their_keys = self._their_keys(flow, user_key)
             flow.sas.check_macs(their_keys, flow.their_mac)  # VerificationFailed: mismatch
             flow.their_mac_ok = True
         sas = flow.sas
         if sas.kind == "contact":
-            if user_key is None:
-                return self._fail(txn, "mismatch")
+            if user_key is None or f"user:{flow.peer.user}" not in their_keys:
+                return self._fail(txn, "mismatch")  # an unsigned device vouches for nobody
             try:  # the key MACed must be the one this client pinned or last saw
                 self.store.contacts.verify(flow.peer.user, user_key)
             except ValueError:

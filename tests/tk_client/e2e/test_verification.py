@@ -2,7 +2,7 @@
 
 from tk_client.e2e.verification import CodesReady, VerificationCancelled, Verifications
 
-from .helpers import make_user, published
+from .helpers import add_device, make_user, published
 
 
 def codes_shown(alice, bob):
@@ -70,3 +70,18 @@ def test_messages_from_another_device_than_the_flows_are_ignored():
 
     assert (sent, events) == ([], [])
     assert alice_side.peer_of(txn) is not None
+
+
+def test_a_contact_verification_from_an_unsigned_device_verifies_nobody():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=False)
+    txn, laptop_side, bob_side = codes_shown(alice_laptop, bob)
+    (mac,), _ = laptop_side.confirm(txn, 5.0, bob.identity.ed25519)
+    bob_side.confirm(txn, 6.0, alice.identity.ed25519)
+    bob.contacts.observe("alice", alice.identity.ed25519)
+
+    alice_key = {"alice": alice.identity.published_by(alice.device)}
+    sent, _ = bob_side.receive(published(alice_laptop), mac, 7.0, alice_key)
+
+    assert [p["reason"] for p in sent] == ["mismatch"]
+    assert bob.contacts.get("alice").state == "tofu"
