@@ -17,6 +17,7 @@ vodozemac. Each module has one job:
 - ``room_keys``: the ``room_key`` and ``forwarded_room_key`` plaintexts and their checks;
 - ``sas``: short authentication strings (emoji, decimals) for device and contact checks;
 - ``keyfile``, ``store``: the pickle key file and the store file (both 0600);
+- ``directory``: tracked users' checked device lists and user keys, and which are stale;
 - ``verification``: SAS flows in progress (device approval, contact verification);
 - ``engine``: one logged-in device's coordinator: wire dicts in, requests and events out.
 

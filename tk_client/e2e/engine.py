@@ -31,8 +31,9 @@ from chatproto import e2e
 
 from . import room_keys
 from .device import TOP_UP_BELOW
+from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
-from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
+from .keys import ClaimedKey, DeviceKeys, Peer
 from .megolm import Undecryptable, why_undecryptable
 from .store import CryptoStore
 from .verification import (
@@ -115,18 +116,6 @@ class Output:
 
 
 @dataclass
-class _UserKeys:
-    """One user's keys as the last ``keys`` answer gave them (checked)."""
-
-    user_key: PublishedUserKey | None
-    devices: dict[str, DeviceKeys]
-
-    def signed_devices(self) -> list[DeviceKeys]:
-        key = self.user_key.ed25519 if self.user_key else None
-        return [d for d in self.devices.values() if d.signed_by_user_key(key)]
-
-
-@dataclass
 class _PendingSend:
     """A message waiting for device lists or one-time keys before it goes out."""
 
@@ -160,8 +149,7 @@ class E2EEngine:
     def __init__(self, store: CryptoStore, new_id: Callable[[], str]) -> None:
         self.store = store
         self._new_id = new_id
-        self._directory: dict[str, _UserKeys] = {}
-        self._stale: set[str] = set()  # users whose list changed since it was fetched
+        self.directory = DeviceDirectory()
         self._queries: dict[str, set[str]] = {}  # keys_query id -> users
         self._uploads: set[str] = set()
         self._sends: list[_PendingSend] = []
@@ -248,7 +236,7 @@ class E2EEngine:
 
     def _advance(self, pending: _PendingSend) -> Output:
         out = Output()
-        unknown = {u for u in pending.members if u not in self._directory or u in self._stale}
+        unknown = self.directory.needs_query(pending.members)
         if unknown:
             out.extend(self._query(unknown))
             pending.waiting_for.add(out.requests[-1]["id"])
@@ -299,18 +287,15 @@ class E2EEngine:
         return {"type": "pm", "id": self._new_id(), "to": other, "e2e": sealed}
 
     def _user_key(self, user: str) -> str | None:
-        entry = self._directory.get(user)
-        return entry.user_key.ed25519 if entry and entry.user_key else None
+        return self.directory.user_key(user)
+
+    def _device_of(self, user: str, device: str) -> DeviceKeys | None:
+        return self.directory.device(user, device)
 
     def _eligible_devices(self, members: Iterable[str]) -> list[DeviceKeys]:
         """Every signed device of every member except this one (section 4.6)."""
-        found = []
-        for user in sorted(members):
-            entry = self._directory.get(user)
-            if entry is not None:
-                found.extend(entry.signed_devices())
         own = (self.store.device.user, self.store.device.device)
-        return [d for d in found if d.peer != own]
+        return [d for d in self.directory.signed_devices(members) if d.peer != own]
 
     def _eligible(self, members: Iterable[str]) -> set[Peer]:
         return {d.peer for d in self._eligible_devices(members)}
@@ -330,11 +315,13 @@ class E2EEngine:
         users = users if isinstance(users, Mapping) else {}
         for user in asked:
             entry = users.get(user)
-            self._stale.discard(user)
-            if not isinstance(entry, Mapping):
-                self._directory[user] = _UserKeys(None, {})
-                continue
-            out.extend(self._take_user(user, entry))
+            keys = UserKeys.from_wire(user, entry if isinstance(entry, Mapping) else {})
+            for gone in self.directory.take(user, keys):
+                self.store.olm.forget(gone)
+            if keys.user_key is not None:
+                notice = self.store.contacts.observe(user, keys.user_key.ed25519)
+                if notice is not None:
+                    out.events.append(Notice(notice.text))
         for pending in self._sends:
             pending.waiting_for.discard(str(answer.get("ref")))
         out.extend(self._retry_aside())
@@ -343,41 +330,8 @@ class E2EEngine:
         out.extend(self._advance_sends())
         return out
 
-    def _take_user(self, user: str, entry: Mapping[str, Any]) -> Output:
-        out = Output()
-        devices: dict[str, DeviceKeys] = {}
-        raw_devices = entry.get("devices")
-        for raw in raw_devices if isinstance(raw_devices, list) else []:
-            try:
-                device = DeviceKeys.from_wire(raw)
-            except UntrustedKeys:
-                continue
-            if device.user == user:  # only the user asked for (section 4.2)
-                devices[device.device] = device
-        user_key = None
-        if isinstance(entry.get("user_key"), Mapping):
-            try:
-                candidate = PublishedUserKey.from_wire(entry["user_key"])
-            except UntrustedKeys:
-                candidate = None
-            # Its trust is the contact's pin (tofu, verified), not the signature of the
-            # device that published it: that device may have been revoked since.
-            if candidate is not None and candidate.user == user:
-                user_key = candidate
-        known = self._directory.get(user)
-        if known is not None:
-            for gone in set(known.devices) - set(devices):
-                self.store.olm.forget((user, gone))
-        self._directory[user] = _UserKeys(user_key, devices)
-        if user_key is not None:
-            notice = self.store.contacts.observe(user, user_key.ed25519)
-            if notice is not None:
-                out.events.append(Notice(notice.text))
-        return out
-
     def _changed(self, users: Iterable[str], version: Any) -> Output:
-        tracked = {u for u in users if u in self._directory}
-        self._stale |= tracked
+        tracked = self.directory.mark_changed(users)
         if isinstance(version, int) and not isinstance(version, bool):
             self.store.device_list_version = max(self.store.device_list_version, version)
         return self._query(tracked) if tracked else Output()
@@ -410,8 +364,7 @@ class E2EEngine:
         self._uploads.discard(ref)
         self._olm_waiting.pop(ref, None)
         for user in self._queries.pop(ref, set()):  # what we knew stays; never ask again
-            self._stale.discard(user)
-            self._directory.setdefault(user, _UserKeys(None, {}))
+            self.directory.keep_known(user)
         for pending in self._sends:
             pending.waiting_for.discard(ref)
         return self._advance_sends()
@@ -500,10 +453,6 @@ class E2EEngine:
                 continue
             out.extend(self._to_device(push))
         return out
-
-    def _device_of(self, user: str, device: str) -> DeviceKeys | None:
-        entry = self._directory.get(user)
-        return entry.devices.get(device) if entry else None
 
     def _read_to_device(self, sender: DeviceKeys, push: Mapping[str, Any]) -> Output:
         body = push.get("body")
@@ -594,9 +543,7 @@ class E2EEngine:
 
     def _verification_step(self, sender: DeviceKeys, payload: Mapping[str, Any]) -> Output:
         user_keys = {
-            user: entry.user_key
-            for user in {sender.user, self.me}
-            if (entry := self._directory.get(user)) is not None
+            user: self.directory.published_user_key(user) for user in {sender.user, self.me}
         }
         payloads, events = self.verifications.receive(sender, payload, self._now, user_keys)
         out = self._send_olm([(sender, p) for p in payloads])
@@ -652,10 +599,9 @@ class E2EEngine:
             return Output()
         self._requested.add(wanted)
         request = room_keys.room_key_request(conversation, sealed, self.store.device.device)
-        own = self._directory.get(self.me)
         others = [
             device
-            for device in (own.signed_devices() if own else [])
+            for device in self.directory.signed_devices([self.me])
             if device.device != self.store.device.device
         ]
         return self._send_olm([(device, dict(request)) for device in others])
