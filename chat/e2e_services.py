@@ -31,8 +31,8 @@ from accounts.errors import ServiceError
 from accounts.models import Device, User
 from chatproto import crypto_utils
 from chatproto.codes import ErrorCode
-from chatproto.e2e import canonical_json
-from chatproto.limits import MAX_ONE_TIME_KEYS_STORED
+from chatproto.e2e import MAX_ONE_TIME_KEYS as MAX_ONE_TIME_KEYS_STORED
+from chatproto.e2e import MAX_QUEUED_TO_DEVICE, canonical_json
 
 from . import delivery
 from .models import (
@@ -53,12 +53,6 @@ log = logging.getLogger("chat.e2e")
 DEVICE_KEYS_PURPOSE = "chat.device_keys.v1"
 USER_KEY_PURPOSE = "chat.user_key.v1"
 ONE_TIME_KEY_PURPOSE = "chat.one_time_key.v1"
-
-# A device's to-device queue holds at most this many unacknowledged messages; more for it
-# are dropped (logged, metadata only), so that no one can fill the database through a
-# device that never comes back. Ten thousand is a room key from every member of a hundred
-# rooms of a hundred members, many times over.
-MAX_QUEUED_TO_DEVICE = 10_000
 
 DEVICE_REQUIRED = "end-to-end encryption needs a device: log in again with a device name (remember)"
 

@@ -34,6 +34,9 @@ class RequestHandlers:
     async def send_message(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    async def send_plaintext(self, plaintext: bytes) -> bool:
+        raise NotImplementedError
+
     def follow_rooms(self, rooms: set[str]) -> None:
         raise NotImplementedError
 

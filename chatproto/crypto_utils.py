@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives import constant_time, hashes, padding, seria
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .e2e import decode_b64
+from . import unpadded_b64
 from .errors import CryptoError
 from .limits import AES_BLOCK_SIZE, IV_SIZE, TAG_SIZE
 
@@ -40,6 +40,8 @@ AES_KEY_SIZE = 32
 MAC_KEY_SIZE = 32
 STORAGE_KEY_SIZE = AES_KEY_SIZE + MAC_KEY_SIZE  # encrypt_aes/decrypt_aes take both keys at once
 X25519_KEY_SIZE = 32
+ED25519_KEY_SIZE = 32
+ED25519_SIGNATURE_SIZE = 64
 
 IvSource = Callable[[int], bytes]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -292,6 +294,16 @@ def sha256(data: bytes | bytearray | memoryview) -> bytes:
     return digest.finalize()
 
 
+_SHA512 = hashes.SHA512()
+
+
+def sha512(data: bytes | bytearray | memoryview) -> bytes:
+    """SHA-512 of ``data`` (64 bytes): the hash that safety numbers iterate (section 4)."""
+    digest = hashes.Hash(_SHA512)
+    digest.update(data)
+    return digest.finalize()
+
+
 class Sha256:
     """Incremental SHA-256 of a stream (a file being sent or received).
 
@@ -309,24 +321,6 @@ class Sha256:
 
     def hexdigest(self) -> str:
         return self._hash.copy().finalize().hex()
-
-
-def verify_ed25519(public_b64: str, signature_b64: str, data: bytes) -> bool:
-    """True when ``signature_b64`` is the Ed25519 signature of ``data`` by ``public_b64``.
-
-    Both in unpadded standard base64, as vodozemac prints them (docs/protocol.md
-    section 4). Anything malformed (not base64, a key or signature of the wrong
-    length, a point off the curve) is False, as a wrong signature is: a verifier
-    only needs to know whether to trust the signed object.
-    """
-    public, signature = decode_b64(public_b64), decode_b64(signature_b64)
-    if public is None or signature is None or len(public) != 32 or len(signature) != 64:
-        return False
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(signature, data)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -468,6 +462,50 @@ class CbcHmacKeys:
         return padded[:-pad]
 
 
+# --- Ed25519 (end-to-end signatures, section 4) -------------------------------------------
+
+
+def verify_ed25519(public_b64: str, signature_b64: str, data: bytes) -> bool:
+    """True when ``signature_b64`` is the Ed25519 signature of ``data`` by ``public_b64``.
+
+    Both are unpadded base64 (as vodozemac prints them). A key or signature that is
+    not strict unpadded base64 of the right length is simply not a valid signature:
+    the answer is False, whatever was wrong, so that callers have one case to handle.
+    """
+    try:
+        public = unpadded_b64.decode(public_b64)
+        signature = unpadded_b64.decode(signature_b64)
+    except ValueError:
+        return False
+    if len(public) != ED25519_KEY_SIZE or len(signature) != ED25519_SIGNATURE_SIZE:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, bytes(data))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def ed25519_public(private_key: bytes) -> str:
+    """The public key (unpadded base64) of a 32-byte Ed25519 private key (RFC 8032 seed).
+
+    A user key is such a seed: vodozemac signs with a device's Account, the clients
+    sign with the user key through here.
+    """
+    return unpadded_b64.encode(_ed25519_private(private_key).public_key().public_bytes_raw())
+
+
+def ed25519_sign(private_key: bytes, data: bytes) -> str:
+    """The Ed25519 signature (unpadded base64) of ``data`` by a 32-byte private key."""
+    return unpadded_b64.encode(_ed25519_private(private_key).sign(bytes(data)))
+
+
+def _ed25519_private(private_key: bytes) -> Ed25519PrivateKey:
+    if len(private_key) != ED25519_KEY_SIZE:
+        raise ValueError(f"an Ed25519 private key is {ED25519_KEY_SIZE} bytes")
+    return Ed25519PrivateKey.from_private_bytes(bytes(private_key))
+
+
 def encrypt_aes(key: bytes, plaintext: bytes, *, iv: bytes | None = None) -> str:
     """Encrypt-then-MAC ``plaintext`` into a base64 token ``iv || ct || tag``.
 
@@ -513,6 +551,8 @@ __all__ = [
     "aes_cbc_encrypt",
     "decrypt_aes",
     "decrypt_rsa",
+    "ed25519_public",
+    "ed25519_sign",
     "encrypt_aes",
     "encrypt_rsa",
     "fingerprint",
@@ -526,6 +566,8 @@ __all__ = [
     "public_key_der",
     "read_or_create_secret_file",
     "read_secret_file",
+    "sha512",
+    "verify_ed25519",
     "verify_hmac_sha256",
     "write_secret_file",
     "x25519_private_from_bytes",

@@ -125,7 +125,7 @@ def decode_plaintext(plaintext: bytes) -> dict[str, Any] | FileChunk:
     raise _bad("unknown plaintext kind")
 
 
-def _json_body(message: Mapping[str, Any]) -> bytes:
+def _json_body(message: Any) -> bytes:
     try:
         return json.dumps(
             message, ensure_ascii=False, separators=(",", ":"), allow_nan=False

@@ -52,16 +52,3 @@ KEY_DEADLINE_SECONDS = 10  # hello to key, else close 4000
 LOGIN_DEADLINE_SECONDS = 60  # hello to login_ok, else close 4008
 MAX_BAD_REQUESTS = 10  # the 10th bad_request/too_large error in a session closes it (4008)
 MAX_LOGIN_FAILURES = 5  # the 5th failed login in a session is answered, then close 4001
-
-# End-to-end encryption (docs/protocol.md section 4). The server stores and relays these
-# objects without reading them; the bounds only keep one request within reason.
-MAX_E2E_BYTES = 65_536  # a send's ``e2e`` object as JSON: a 4,000-character text's Megolm
-# ciphertext in base64 is about 22 KiB, so this leaves room and still bounds the row
-MAX_KEY_OBJECT_BYTES = 4096  # device keys or a user key object as JSON (~400 bytes in use)
-MAX_KEY_ID_LENGTH = 64  # a one-time key's id (vodozemac's are 11 characters)
-MAX_ONE_TIME_KEYS_PER_UPLOAD = 100  # keys_upload's list
-MAX_ONE_TIME_KEYS_STORED = 200  # per device: enough for a burst of new sessions
-MAX_KEYS_QUERY_USERS = 256  # keys_query: a room's members at once (MAX_ROOM_MEMBERS_AT_CREATION)
-MAX_KEYS_CLAIM_DEVICES = 1024  # keys_claim: every device of a large room
-MAX_TO_DEVICE_MESSAGES = 1024  # to_device: a room key to every device of a large room
-MAX_TO_DEVICE_BODY_BYTES = 16_384  # one to-device body as JSON (an Olm pre-key message ~1 KiB)

@@ -15,8 +15,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
+from . import unpadded_b64
 from .codes import ErrorCode
-from .e2e import decode_b64
+from .e2e import (
+    MAX_DEVICE_KEYS_BYTES,
+    MAX_E2E_BYTES,
+    MAX_KEY_ID_LENGTH,
+    MAX_KEYS_CLAIM_DEVICES,
+    MAX_KEYS_QUERY_USERS,
+    MAX_ONE_TIME_KEYS,
+    MAX_TO_DEVICE_BODY_BYTES,
+    MAX_TO_DEVICE_MESSAGES,
+)
 from .errors import MessageError
 from .limits import (
     HISTORY_DEFAULT_LIMIT,
@@ -24,21 +34,13 @@ from .limits import (
     MAX_CANCEL_REASON_LENGTH,
     MAX_DEVICE_ID_LENGTH,
     MAX_DEVICE_NAME_LENGTH,
-    MAX_E2E_BYTES,
     MAX_FILE_NAME_LENGTH,
     MAX_ID_LENGTH,
     MAX_JSON_INTEGER,
-    MAX_KEY_ID_LENGTH,
-    MAX_KEY_OBJECT_BYTES,
-    MAX_KEYS_CLAIM_DEVICES,
-    MAX_KEYS_QUERY_USERS,
-    MAX_ONE_TIME_KEYS_PER_UPLOAD,
     MAX_OTP_LENGTH,
     MAX_PASSWORD_LENGTH,
     MAX_ROOM_MEMBERS_AT_CREATION,
     MAX_TEXT,
-    MAX_TO_DEVICE_BODY_BYTES,
-    MAX_TO_DEVICE_MESSAGES,
     MAX_TOKEN_LENGTH,
     MAX_USERNAME_LENGTH,
 )
@@ -129,7 +131,7 @@ def _members(value: list[Any], ctx: Context) -> tuple[str, ...]:
 # --- end-to-end encryption's objects (docs/protocol.md section 4) ----------------------------
 # The server stores and relays them as they came; it checks only their shape and size, so
 # that what it hands out is well formed and bounded. Keys are 32 bytes and signatures 64,
-# in unpadded base64 (chatproto.e2e.decode_b64).
+# in unpadded base64 (chatproto.unpadded_b64).
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 MEGOLM_ALGORITHM = "megolm.v1"
@@ -167,7 +169,10 @@ def _member_username(obj: dict[str, Any], name: str, what: str) -> str:
 
 def _member_b64(obj: dict[str, Any], name: str, what: str, size: int | None = None) -> str:
     """A base64 member; of exactly ``size`` bytes when given, else of at least one."""
-    raw = decode_b64(obj.get(name))
+    try:
+        raw: bytes | None = unpadded_b64.decode(obj.get(name))  # type: ignore[arg-type]
+    except ValueError:
+        raw = None
     if raw is None or (len(raw) != size if size is not None else not raw):
         length = f"{size} bytes" if size is not None else "bytes"
         raise _Bounds(f"{what}.{name} must be {length} in unpadded base64")
@@ -181,7 +186,7 @@ def _member_device(obj: dict[str, Any], what: str) -> str:
 
 def _device_keys(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """``{"user", "device", "curve25519", "ed25519", "signatures": {"device", "user"?}}``."""
-    _json_size(value, MAX_KEY_OBJECT_BYTES, "device_keys")
+    _json_size(value, MAX_DEVICE_KEYS_BYTES, "device_keys")
     _member_username(value, "user", "device_keys")
     _member_device(value, "device_keys")
     _member_b64(value, "curve25519", "device_keys", KEY_BYTES)
@@ -207,14 +212,14 @@ def _fallback_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def _one_time_keys(value: list[Any], ctx: Context) -> tuple[dict[str, Any], ...]:
-    if len(value) > MAX_ONE_TIME_KEYS_PER_UPLOAD:
-        raise _Bounds(f"at most {MAX_ONE_TIME_KEYS_PER_UPLOAD} one-time keys at once")
+    if len(value) > MAX_ONE_TIME_KEYS:
+        raise _Bounds(f"at most {MAX_ONE_TIME_KEYS} one-time keys at once")
     return tuple(_one_time_key(key, "one_time_keys[]") for key in value)
 
 
 def _user_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """``{"user", "ed25519", "version", "signatures": {"device"}}``."""
-    _json_size(value, MAX_KEY_OBJECT_BYTES, "user_key")
+    _json_size(value, MAX_DEVICE_KEYS_BYTES, "user_key")
     _member_username(value, "user", "user_key")
     _member_b64(value, "ed25519", "user_key", KEY_BYTES)
     version: Any = value.get("version")

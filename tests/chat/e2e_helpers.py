@@ -16,7 +16,7 @@ from chat.e2e_services import (
     one_time_key_payload,
     signed_payload,
 )
-from chatproto.e2e import encode_b64
+from chatproto.unpadded_b64 import encode as encode_b64
 from tests.protocol_client.inprocess import InProcessClient, open_session
 
 E2E = {

@@ -397,3 +397,61 @@ def test_keys_set_up_once_refuse_ciphertext_not_in_whole_blocks(ciphertext):
 def test_keys_set_up_once_refuse_a_bad_key_with_the_opaque_error():
     with pytest.raises(CryptoError):
         crypto_utils.CbcHmacKeys(bytes(20), MAC_KEY)
+
+
+# --- SHA-512 and Ed25519 (end-to-end encryption, protocol.md section 4) -------------------
+
+# RFC 8032 section 7.1, test 1: the signature of the empty message.
+RFC8032_PUBLIC = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+RFC8032_EMPTY_SIGNATURE = (
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+
+
+def unpadded(hex_text: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_text)).decode("ascii").rstrip("=")
+
+
+def test_sha512_is_the_standard_hash():
+    assert crypto_utils.sha512(b"abc") == hashlib.sha512(b"abc").digest()
+
+
+def test_ed25519_accepts_rfc8032s_signature():
+    assert crypto_utils.verify_ed25519(
+        unpadded(RFC8032_PUBLIC), unpadded(RFC8032_EMPTY_SIGNATURE), b""
+    )
+
+
+def test_ed25519_refuses_another_message_or_a_flipped_bit():
+    public = unpadded(RFC8032_PUBLIC)
+    flipped = bytearray.fromhex(RFC8032_EMPTY_SIGNATURE)
+    flipped[0] ^= 1
+    assert not crypto_utils.verify_ed25519(public, unpadded(RFC8032_EMPTY_SIGNATURE), b"x")
+    assert not crypto_utils.verify_ed25519(public, unpadded(flipped.hex()), b"")
+
+
+@pytest.mark.parametrize(
+    "public, signature",
+    [
+        (unpadded(RFC8032_PUBLIC) + "=", unpadded(RFC8032_EMPTY_SIGNATURE)),  # padded key
+        (unpadded(RFC8032_PUBLIC), unpadded(RFC8032_EMPTY_SIGNATURE) + "=="),  # padded sig
+        (unpadded(RFC8032_PUBLIC)[:-4], unpadded(RFC8032_EMPTY_SIGNATURE)),  # short key
+        (unpadded(RFC8032_PUBLIC), unpadded(RFC8032_EMPTY_SIGNATURE)[:-4]),  # short sig
+        ("not base64!", unpadded(RFC8032_EMPTY_SIGNATURE)),
+        (unpadded(RFC8032_PUBLIC), ""),
+    ],
+)
+def test_ed25519_answers_false_for_a_misspelled_key_or_signature(public, signature):
+    assert crypto_utils.verify_ed25519(public, signature, b"") is False
+
+
+def test_ed25519_sign_makes_rfc8032s_signature():
+    secret = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+    assert crypto_utils.ed25519_public(secret) == unpadded(RFC8032_PUBLIC)
+    assert crypto_utils.ed25519_sign(secret, b"") == unpadded(RFC8032_EMPTY_SIGNATURE)
+
+
+def test_ed25519_private_keys_are_32_bytes():
+    with pytest.raises(ValueError):
+        crypto_utils.ed25519_sign(bytes(31), b"")

@@ -10,15 +10,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from chatproto import crypto_utils
 from chatproto.codes import ErrorCode
-from chatproto.e2e import decode_b64, encode_b64
-from chatproto.errors import MessageError
-from chatproto.limits import (
+from chatproto.e2e import (
     MAX_E2E_BYTES,
     MAX_KEYS_QUERY_USERS,
-    MAX_ONE_TIME_KEYS_PER_UPLOAD,
+    MAX_ONE_TIME_KEYS,
     MAX_TO_DEVICE_BODY_BYTES,
 )
+from chatproto.errors import MessageError
 from chatproto.messages import validate_request
+from chatproto.unpadded_b64 import encode as encode_b64
 from tests.chatproto.helpers import KEY_B64, SIGNATURE_B64
 
 DEVICE_KEYS = {
@@ -73,9 +73,9 @@ def test_malformed_device_keys_are_bad_request(change):
 
 
 def test_one_time_keys_are_bounded_per_upload():
-    keys = [ONE_TIME_KEY] * MAX_ONE_TIME_KEYS_PER_UPLOAD
+    keys = [ONE_TIME_KEY] * MAX_ONE_TIME_KEYS
     request: Any = validate_request({"type": "keys_upload", "one_time_keys": keys})
-    assert len(request.one_time_keys) == MAX_ONE_TIME_KEYS_PER_UPLOAD
+    assert len(request.one_time_keys) == MAX_ONE_TIME_KEYS
     assert refusal({"type": "keys_upload", "one_time_keys": [*keys, ONE_TIME_KEY]}) == (
         ErrorCode.BAD_REQUEST
     )
@@ -125,13 +125,6 @@ def test_an_e2e_object_over_max_e2e_bytes_is_too_large():
 def test_a_malformed_e2e_object_is_bad_request(change):
     e2e = {**E2E, **change}
     assert refusal({"type": "send", "room": "team", "e2e": e2e}) == ErrorCode.BAD_REQUEST
-
-
-def test_unpadded_base64_round_trips_and_refuses_other_spellings():
-    for raw in (b"", b"a", b"ab", b"abc", bytes(range(32))):
-        assert decode_b64(encode_b64(raw)) == raw
-    for bad in ("YQ==", "YQ=", "Y", "YR", "Y Q", "é", 3, None):
-        assert decode_b64(bad) is None
 
 
 def test_verify_ed25519_accepts_only_the_signers_signature_of_those_bytes():

@@ -15,9 +15,9 @@ import struct
 
 from hypothesis import strategies as st
 
-from chatproto.e2e import encode_b64
 from chatproto.limits import MAX_TEXT
 from chatproto.messages import REQUEST_FIELDS, ROOM_NAME_RE, USERNAME_RE
+from chatproto.unpadded_b64 import encode as encode_b64
 from tests.fuzz.harness import mutate
 
 

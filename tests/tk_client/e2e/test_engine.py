@@ -1,0 +1,410 @@
+"""Two (or more) engines talking through a fake relay: a dict-backed stand-in for the
+server's section 4 (key directory, one-time keys, to-device queues, message fan-out)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import deque
+from typing import Any
+
+import pytest
+
+from chatproto.e2e import conversation_id
+from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
+from tk_client.e2e.errors import SendingBlocked
+from tk_client.e2e.identity import UserIdentity
+from tk_client.e2e.keys import DeviceKeys
+from tk_client.e2e.megolm import Undecryptable
+from tk_client.e2e.verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    Verified,
+)
+
+from .helpers import add_device, make_user
+
+ROOM = conversation_id(room="plans")
+LATER_TS = "2030-01-01T00:00:00.000Z"  # after every test device was made (at time 0)
+
+
+class Relay:
+    """What the server would do with each request, delivered at once and in order."""
+
+    def __init__(self) -> None:
+        self.engines: dict[tuple[str, str], E2EEngine] = {}
+        self.device_keys: dict[tuple[str, str], dict[str, Any]] = {}
+        self.user_keys: dict[str, dict[str, Any]] = {}
+        self.one_time_keys: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.fallback: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rooms: dict[str, list[str]] = {}
+        self.seq: dict[tuple[str, str], int] = {}
+        self.events: dict[tuple[str, str], list[Any]] = {}
+        self.sent: list[tuple[tuple[str, str], dict[str, Any]]] = []  # every request seen
+        self.version = 0
+        self._pushes: deque[tuple[tuple[str, str], dict[str, Any]]] = deque()
+        self._ids = itertools.count(1)
+        self._msg_ids = itertools.count(1)
+
+    def connect(self, store, publish_user_key: bool = False) -> E2EEngine:
+        peer = (store.device.user, store.device.device)
+        engine = E2EEngine(store, new_id=lambda: f"r{next(self._ids)}")
+        self.engines[peer] = engine
+        self.events[peer] = []
+        if publish_user_key:
+            self.user_keys[peer[0]] = store.identity.published_by(store.device).to_wire()
+        self.run(peer, engine.login().requests)
+        return engine
+
+    def users_devices(self, user: str) -> list[tuple[str, str]]:
+        return sorted(peer for peer in self.device_keys if peer[0] == user)
+
+    def run(self, peer: tuple[str, str], requests: list[dict[str, Any]]) -> None:
+        for request in requests:
+            self.sent.append((peer, request))
+            self._handle(peer, request)
+        while self._pushes:
+            target, message = self._pushes.popleft()
+            out = self.engines[target].receive(message, now=1.0)
+            self.events[target].extend(out.events)
+            for request in out.requests:
+                self.sent.append((target, request))
+                self._handle(target, request)
+
+    def push(self, target: tuple[str, str], message: dict[str, Any]) -> None:
+        if target in self.engines:
+            self._pushes.append((target, message))
+
+    def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
+        kind, ref = request["type"], request.get("id")
+        user, device = peer
+        if kind == "keys_upload":
+            if "device_keys" in request:
+                self.device_keys[peer] = request["device_keys"]
+            self.one_time_keys.setdefault(peer, []).extend(request.get("one_time_keys", []))
+            if "fallback_key" in request:
+                self.fallback[peer] = request["fallback_key"]
+            left = len(self.one_time_keys[peer])
+            self.push(peer, {"type": "keys_uploaded", "ref": ref, "one_time_keys": left})
+        elif kind == "keys_query":
+            users = {
+                name: {
+                    "user_key": self.user_keys.get(name),
+                    "devices": [self.device_keys[p] for p in self.users_devices(name)],
+                    "version": self.version,
+                }
+                for name in request["users"]
+                if self.users_devices(name) or name in self.user_keys
+            }
+            self.push(peer, {"type": "keys", "ref": ref, "users": users})
+        elif kind == "keys_claim":
+            keys = []
+            for asked in request["devices"]:
+                target = (asked["user"], asked["device"])
+                if self.one_time_keys.get(target):
+                    keys.append({**asked, **self.one_time_keys[target].pop(0), "fallback": False})
+                elif target in self.fallback:
+                    keys.append({**asked, **self.fallback[target], "fallback": True})
+            self.push(peer, {"type": "keys_claimed", "ref": ref, "keys": keys})
+        elif kind == "to_device":
+            for message in request["messages"]:
+                target = (message["user"], message["device"])
+                self.seq[target] = self.seq.get(target, 0) + 1
+                push = {"seq": self.seq[target], "from": user, "from_device": device}
+                self.push(target, {"type": "to_device", **push, "body": message["body"]})
+            self.push(peer, {"type": "ok", "ref": ref})
+        elif kind in ("send", "pm"):
+            msg_id = next(self._msg_ids)
+            if kind == "send":
+                members = self.rooms[request["room"]]
+                out = {"type": "message", "room": request["room"]}
+            else:
+                members = [user, request["to"]]
+                out = {"type": "private", "to": request["to"]}
+            out.update(msg_id=msg_id, ts=LATER_TS, e2e=request["e2e"])
+            out["from"] = user
+            for member in members:
+                for target in self.users_devices(member):
+                    self.push(target, dict(out))
+        elif kind == "device_list_changes":
+            self.push(peer, {"type": kind, "ref": ref, "version": self.version, "users": []})
+
+    def announce(self, user: str) -> None:
+        """A change of ``user``'s keys: ``devices_changed`` to everyone connected."""
+        self.version += 1
+        for peer in list(self.engines):
+            self.push(peer, {"type": "devices_changed", "users": [user], "version": self.version})
+        self.run(("-", "-"), [])
+
+
+def shown(relay: Relay, peer: tuple[str, str]) -> list[str]:
+    return [event.text for event in relay.events[peer] if isinstance(event, Shown)]
+
+
+def room_messages(relay: Relay) -> list[dict[str, Any]]:
+    return [request for _, request in relay.sent if request["type"] == "send"]
+
+
+def to_device_targets(relay: Relay, sender: tuple[str, str]) -> set[tuple[str, str]]:
+    return {
+        (message["user"], message["device"])
+        for peer, request in relay.sent
+        if peer == sender and request["type"] == "to_device"
+        for message in request["messages"]
+    }
+
+
+@pytest.fixture
+def relay() -> Relay:
+    return Relay()
+
+
+def connect_pair(relay: Relay):
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_engine = relay.connect(alice, publish_user_key=True)
+    bob_engine = relay.connect(bob, publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob"]
+    return alice, bob, alice_engine, bob_engine
+
+
+def test_login_publishes_signed_device_keys_and_one_time_keys(relay):
+    alice = make_user("alice")
+    relay.connect(alice, publish_user_key=True)
+
+    uploaded = relay.device_keys[("alice", "DEV1")]
+    assert set(uploaded["signatures"]) == {"device", "user"}
+    assert len(relay.one_time_keys[("alice", "DEV1")]) == 50
+    assert ("alice", "DEV1") in relay.fallback
+
+
+def test_a_room_message_reaches_the_other_member_and_the_relay_sees_no_text(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+
+    relay.run(
+        ("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "meet at noon", 1.0).requests
+    )
+
+    assert shown(relay, ("bob", "DEV1")) == ["meet at noon"]
+    assert shown(relay, ("alice", "DEV1")) == ["meet at noon"]  # the sender reads its own
+    assert "meet at noon" not in json.dumps([request for _, request in relay.sent])
+    assert [r["e2e"]["algorithm"] for r in room_messages(relay)] == ["megolm.v1"]
+
+
+def test_a_private_message_goes_both_ways(relay):
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    pm = conversation_id(pm=("alice", "bob"))
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(pm, ["bob"], "hello bob", 1.0).requests)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(pm, ["alice"], "hello alice", 1.0).requests)
+
+    assert shown(relay, ("bob", "DEV1")) == ["hello bob", "hello alice"]
+    assert shown(relay, ("alice", "DEV1")) == ["hello bob", "hello alice"]
+
+
+def test_the_second_message_needs_no_new_room_key(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    first = alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests
+    relay.run(("alice", "DEV1"), first)
+
+    second = alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests
+
+    assert [r["type"] for r in second] == ["send"]
+    relay.run(("alice", "DEV1"), second)
+    assert shown(relay, ("bob", "DEV1")) == ["one", "two"]
+
+
+def test_a_device_its_user_did_not_sign_gets_no_room_key(relay):
+    _, bob, alice_engine, _ = connect_pair(relay)
+    planted = add_device(bob, "PLANTED", approved=False)
+    relay.connect(planted)
+    relay.announce("bob")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "secret", 1.0).requests)
+
+    assert ("bob", "PLANTED") not in to_device_targets(relay, ("alice", "DEV1"))
+    assert shown(relay, ("bob", "PLANTED")) == []
+    reasons = [e.reason for e in relay.events[("bob", "PLANTED")] if isinstance(e, NotShown)]
+    assert reasons == [Undecryptable.KEY_NOT_RECEIVED]
+    assert shown(relay, ("bob", "DEV1")) == ["secret"]
+
+
+def test_a_removed_member_gets_no_key_of_what_follows(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    carol = make_user("carol")
+    relay.connect(carol, publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob", "carol"]
+    relay.run(
+        ("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob", "carol"], "all", 1.0).requests
+    )
+    relay.rooms["plans"] = ["alice", "bob"]
+    before = len(relay.sent)
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "no carol", 2.0).requests)
+
+    first, second = (r["e2e"]["session_id"] for r in room_messages(relay))
+    assert first != second  # rotated
+    later = [
+        r for p, r in relay.sent[before:] if p == ("alice", "DEV1") and r["type"] == "to_device"
+    ]
+    assert {(m["user"], m["device"]) for r in later for m in r["messages"]} == {("bob", "DEV1")}
+    assert shown(relay, ("bob", "DEV1")) == ["all", "no carol"]
+
+
+def test_a_new_device_asks_its_own_devices_for_a_missing_key(relay):
+    _, bob, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "early", 1.0).requests)
+    early = room_messages(relay)[0]
+    bob2 = add_device(bob, "DEV2", approved=True)
+    relay.connect(bob2)
+    relay.announce("bob")
+
+    # the history reaches the new device, which never got the key
+    message = {"type": "message", "room": "plans", "from": "alice", "msg_id": 1, "ts": LATER_TS}
+    relay.push(("bob", "DEV2"), {**message, "e2e": early["e2e"]})
+    relay.run(("bob", "DEV2"), [])
+
+    events = relay.events[("bob", "DEV2")]
+    assert [e.reason for e in events if isinstance(e, NotShown)] == [Undecryptable.KEY_NOT_RECEIVED]
+    assert shown(relay, ("bob", "DEV2")) == ["early"]
+    assert ("bob", "DEV1") in to_device_targets(relay, ("bob", "DEV2"))
+
+
+def test_nobody_forwards_a_key_to_another_users_device(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "early", 1.0).requests)
+    mallory = make_user("mallory")
+    relay.connect(mallory, publish_user_key=True)
+    early = room_messages(relay)[0]
+
+    message = {"type": "message", "room": "plans", "from": "alice", "msg_id": 1, "ts": LATER_TS}
+    relay.push(("mallory", "DEV1"), {**message, "e2e": early["e2e"]})
+    relay.run(("mallory", "DEV1"), [])
+
+    assert shown(relay, ("mallory", "DEV1")) == []
+    assert to_device_targets(relay, ("mallory", "DEV1")) == set()  # asks only its own devices
+
+
+def test_a_verified_contacts_new_identity_is_a_notice_and_blocks_sending(relay):
+    alice, bob, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    alice.contacts.verify("bob", bob.identity.ed25519)
+
+    bob.identity = UserIdentity.generate("bob", version=2)  # bob resets his identity
+    relay.user_keys["bob"] = bob.identity.published_by(bob.device).to_wire()
+    relay.announce("bob")
+
+    notices = [e.text for e in relay.events[("alice", "DEV1")] if isinstance(e, Notice)]
+    assert len(notices) == 1 and notices[0].startswith("bob's identity changed")
+    with pytest.raises(SendingBlocked):
+        alice_engine.encrypt_for(ROOM, ["bob"], "are you there?", 2.0)
+
+
+def test_a_to_device_message_seen_twice_is_read_once(relay):
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    key_push = next(
+        (p, r) for p, r in relay.sent if p == ("alice", "DEV1") and r["type"] == "to_device"
+    )[1]
+    replay = {"type": "to_device", "seq": 1, "from": "alice", "from_device": "DEV1"}
+
+    out = bob_engine.receive({**replay, "body": key_push["messages"][0]["body"]}, now=2.0)
+
+    assert out.requests == [] and out.events == []
+
+
+def test_a_key_from_a_device_signed_later_is_kept_aside_then_used(relay):
+    alice, _, _, bob_engine = connect_pair(relay)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    alice2 = add_device(alice, "DEV2", approved=False)
+    alice2_engine = relay.connect(alice2)
+    relay.announce("alice")
+
+    sent = alice2_engine.encrypt_for(ROOM, ["bob"], "from my laptop", 1.0).requests
+    relay.run(("alice", "DEV2"), sent)
+
+    bob_sees = relay.events[("bob", "DEV1")]
+    reasons = [e.reason for e in bob_sees if isinstance(e, NotShown)]
+    assert reasons == [Undecryptable.SENDER_NOT_VERIFIED]
+    assert shown(relay, ("bob", "DEV1")) == ["hi"]
+
+    signed = alice.identity.sign_device(alice2.device.device_keys())  # approved on DEV1
+    relay.device_keys[("alice", "DEV2")] = signed.to_wire()
+    relay.announce("alice")
+
+    assert shown(relay, ("bob", "DEV1")) == ["hi", "from my laptop"]
+
+
+def test_a_refused_query_does_not_stall_the_message_queue(relay):
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+
+    first = engine.encrypt_for(ROOM, ["ghost"], "anyone?", 1.0).requests
+    assert [r["type"] for r in first] == ["keys_query"]
+    out = engine.receive({"type": "error", "ref": first[0]["id"], "code": "bad_request"}, 1.0)
+
+    assert [r["type"] for r in out.requests] == ["send"]
+
+
+def events_of(relay: Relay, peer: tuple[str, str], kind: type) -> list[Any]:
+    return [event for event in relay.events[peer] if isinstance(event, kind)]
+
+
+def test_a_new_device_is_approved_by_comparing_codes_and_gets_the_user_key(relay):
+    alice = make_user("alice")
+    first = relay.connect(alice, publish_user_key=True)
+    alice2 = add_device(alice, "DEV2", approved=False)
+    second = relay.connect(alice2)
+    relay.announce("alice")
+    old, new = ("alice", "DEV1"), ("alice", "DEV2")
+
+    relay.run(old, first.start_verification("alice", "DEV2", "device", 1.0).requests)
+    (asked,) = events_of(relay, new, VerificationRequested)
+    relay.run(new, second.accept_verification(asked.txn, 2.0).requests)
+    (codes_old,), (codes_new,) = (
+        events_of(relay, old, CodesReady),
+        events_of(relay, new, CodesReady),
+    )
+    assert codes_old.emoji == codes_new.emoji and codes_old.decimals == codes_new.decimals
+    relay.run(old, first.confirm_verification(asked.txn, 3.0).requests)
+    relay.run(new, second.confirm_verification(asked.txn, 4.0).requests)
+
+    assert [e.kind for e in events_of(relay, old, Verified)] == ["device"]
+    assert [e.approved_here for e in events_of(relay, new, Verified)] == [True]
+    assert alice2.identity is not None and alice2.identity.ed25519 == alice.identity.ed25519
+    uploaded = relay.device_keys[new]
+    assert "user" in uploaded["signatures"]
+    assert DeviceKeys.from_wire(uploaded).signed_by_user_key(alice.identity.ed25519)
+
+
+def test_two_contacts_verify_each_other_with_emoji(relay):
+    alice, bob, alice_engine, bob_engine = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+
+    relay.run(
+        ("alice", "DEV1"), alice_engine.start_verification("bob", "DEV1", "contact", 2.0).requests
+    )
+    (asked,) = events_of(relay, ("bob", "DEV1"), VerificationRequested)
+    relay.run(("bob", "DEV1"), bob_engine.accept_verification(asked.txn, 3.0).requests)
+    relay.run(("bob", "DEV1"), bob_engine.confirm_verification(asked.txn, 4.0).requests)
+    relay.run(("alice", "DEV1"), alice_engine.confirm_verification(asked.txn, 5.0).requests)
+
+    assert alice.contacts.get("bob").state == "verified"
+    assert bob.contacts.get("alice").state == "verified"
+
+
+def test_a_verification_idle_for_ten_minutes_is_cancelled_on_both_sides(relay):
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    relay.run(
+        ("alice", "DEV1"), alice_engine.start_verification("bob", "DEV1", "contact", 2.0).requests
+    )
+
+    assert alice_engine.tick(2.0 + 599).requests == []
+    relay.run(("alice", "DEV1"), alice_engine.tick(2.0 + 600).requests)
+
+    assert [e.reason for e in events_of(relay, ("bob", "DEV1"), VerificationCancelled)] == [
+        "timeout"
+    ]

@@ -1,0 +1,87 @@
+"""Verification flows driven directly, plaintext to plaintext (the engine adds Olm)."""
+
+from tk_client.e2e.verification import CodesReady, VerificationCancelled, Verifications
+
+from .helpers import add_device, make_user, published
+
+
+def codes_shown(alice, bob):
+    """Alice starts a contact verification with bob; both reach the codes."""
+    alice_side, bob_side = Verifications(alice), Verifications(bob)
+    user_keys = {}
+    txn, (start,) = alice_side.start(published(bob), "contact", 0.0)
+    bob_side.receive(published(alice), start, 1.0, user_keys)
+    (bob_key,) = bob_side.accept(txn, 2.0)
+    (alice_key,), events = alice_side.receive(published(bob), bob_key, 3.0, user_keys)
+    assert isinstance(events[0], CodesReady)
+    _, events = bob_side.receive(published(alice), alice_key, 4.0, user_keys)
+    assert isinstance(events[0], CodesReady)
+    return txn, alice_side, bob_side
+
+
+def test_a_wrong_mac_cancels_with_mismatch():
+    alice, bob = make_user("alice"), make_user("bob")
+    txn, alice_side, bob_side = codes_shown(alice, bob)
+    (mac,), _ = alice_side.confirm(txn, 5.0, bob.identity.ed25519)
+    bob_side.confirm(txn, 6.0, alice.identity.ed25519)
+    forged = {**mac, "mac": {k: "AAAA" for k in mac["mac"]}}
+
+    alice_key = {"alice": alice.identity.published_by(alice.device)}
+    bob.contacts.observe("alice", alice.identity.ed25519)
+    sent, events = bob_side.receive(published(alice), forged, 7.0, alice_key)
+
+    assert [p["reason"] for p in sent] == ["mismatch"]
+    assert [e.reason for e in events if isinstance(e, VerificationCancelled)] == ["mismatch"]
+    assert bob.contacts.get("alice").state == "tofu"
+
+
+def test_the_right_mac_verifies_the_contact():
+    alice, bob = make_user("alice"), make_user("bob")
+    txn, alice_side, bob_side = codes_shown(alice, bob)
+    (mac,), _ = alice_side.confirm(txn, 5.0, bob.identity.ed25519)
+    bob_side.confirm(txn, 6.0, alice.identity.ed25519)
+
+    alice_key = {"alice": alice.identity.published_by(alice.device)}
+    bob.contacts.observe("alice", alice.identity.ed25519)  # from keys_query, in the engine
+    sent, _ = bob_side.receive(published(alice), mac, 7.0, alice_key)
+
+    assert [p["type"] for p in sent] == ["sas_done"]
+    assert bob.contacts.get("alice").state == "verified"
+
+
+def test_a_sas_key_out_of_order_cancels_as_unexpected():
+    alice, bob = make_user("alice"), make_user("bob")
+    txn, alice_side, _ = codes_shown(alice, bob)
+
+    sent, _ = alice_side.receive(
+        published(bob), {"type": "sas_key", "txn": txn, "key": "AAAA"}, 5.0, {}
+    )
+
+    assert [p["reason"] for p in sent] == ["unexpected"]
+
+
+def test_messages_from_another_device_than_the_flows_are_ignored():
+    alice, bob, mallory = make_user("alice"), make_user("bob"), make_user("mallory")
+    txn, alice_side, _ = codes_shown(alice, bob)
+
+    sent, events = alice_side.receive(
+        published(mallory), {"type": "sas_cancel", "txn": txn, "reason": "user"}, 5.0, {}
+    )
+
+    assert (sent, events) == ([], [])
+    assert alice_side.peer_of(txn) is not None
+
+
+def test_a_contact_verification_from_an_unsigned_device_verifies_nobody():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=False)
+    txn, laptop_side, bob_side = codes_shown(alice_laptop, bob)
+    (mac,), _ = laptop_side.confirm(txn, 5.0, bob.identity.ed25519)
+    bob_side.confirm(txn, 6.0, alice.identity.ed25519)
+    bob.contacts.observe("alice", alice.identity.ed25519)
+
+    alice_key = {"alice": alice.identity.published_by(alice.device)}
+    sent, _ = bob_side.receive(published(alice_laptop), mac, 7.0, alice_key)
+
+    assert [p["reason"] for p in sent] == ["mismatch"]
+    assert bob.contacts.get("alice").state == "tofu"

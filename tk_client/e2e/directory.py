@@ -1,0 +1,108 @@
+"""The key directory as this device knows it: each tracked user's user key and devices,
+from ``keys`` answers (section 4.3), checked, and which lists are stale.
+
+A user's list is stale from a ``devices_changed`` (or ``device_list_changes``) naming them
+until the next ``keys`` answer: room keys are shared only from fresh lists, since a stale
+list is the most common cause of undecryptable messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UntrustedKeys
+from .keys import DeviceKeys, Peer, PublishedUserKey
+
+
+@dataclass
+class UserKeys:
+    """One user's keys as the last ``keys`` answer gave them (each device self-signed)."""
+
+    user_key: PublishedUserKey | None
+    devices: dict[str, DeviceKeys]
+
+    @classmethod
+    def from_wire(cls, user: str, entry: Mapping[str, Any]) -> UserKeys:
+        """Parse ``keys.users[user]``, keeping only valid objects that name ``user``.
+
+        The user key is trusted through the contact's pin (tofu, verified), not through
+        the device that published it: that device may have been revoked since.
+        """
+        devices: dict[str, DeviceKeys] = {}
+        raw_devices = entry.get("devices")
+        for raw in raw_devices if isinstance(raw_devices, list) else []:
+            try:
+                device = DeviceKeys.from_wire(raw)
+            except UntrustedKeys:
+                continue
+            if device.user == user:  # only the user asked for (section 4.2)
+                devices[device.device] = device
+        user_key = None
+        if isinstance(entry.get("user_key"), Mapping):
+            try:
+                candidate = PublishedUserKey.from_wire(entry["user_key"])
+            except UntrustedKeys:
+                candidate = None
+            if candidate is not None and candidate.user == user:
+                user_key = candidate
+        return cls(user_key, devices)
+
+    def signed_devices(self) -> list[DeviceKeys]:
+        """The devices that the user's current user key signed: the only ones that get
+        (and whose room keys are accepted as) room keys."""
+        key = self.user_key.ed25519 if self.user_key else None
+        return [d for d in self.devices.values() if d.signed_by_user_key(key)]
+
+
+@dataclass
+class DeviceDirectory:
+    """Tracked users' keys; a user is tracked from the first ``keys`` answer naming them."""
+
+    users: dict[str, UserKeys] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+
+    def needs_query(self, users: Iterable[str]) -> set[str]:
+        """Which of ``users`` must be queried before a room key is shared with them."""
+        return {u for u in users if u not in self.users or u in self.stale}
+
+    def mark_changed(self, users: Iterable[str]) -> set[str]:
+        """A change announced for ``users``; the tracked ones (to query again)."""
+        tracked = {u for u in users if u in self.users}
+        self.stale |= tracked
+        return tracked
+
+    def take(self, user: str, keys: UserKeys) -> set[Peer]:
+        """Keep ``user``'s fresh keys; the devices that disappeared from the list."""
+        known = self.users.get(user)
+        gone = set(known.devices) - set(keys.devices) if known else set()
+        self.users[user] = keys
+        self.stale.discard(user)
+        return {(user, device) for device in gone}
+
+    def keep_known(self, user: str) -> None:
+        """A query for ``user`` failed: keep what we knew (nothing, if nothing) as fresh."""
+        self.stale.discard(user)
+        self.users.setdefault(user, UserKeys(None, {}))
+
+    def user_key(self, user: str) -> str | None:
+        entry = self.users.get(user)
+        return entry.user_key.ed25519 if entry and entry.user_key else None
+
+    def published_user_key(self, user: str) -> PublishedUserKey | None:
+        entry = self.users.get(user)
+        return entry.user_key if entry else None
+
+    def device(self, user: str, device: str) -> DeviceKeys | None:
+        entry = self.users.get(user)
+        return entry.devices.get(device) if entry else None
+
+    def signed_devices(self, users: Iterable[str]) -> list[DeviceKeys]:
+        """Every signed device of ``users``, in a stable order."""
+        found: list[DeviceKeys] = []
+        for user in sorted(set(users)):
+            entry = self.users.get(user)
+            if entry is not None:
+                found.extend(entry.signed_devices())
+        return found

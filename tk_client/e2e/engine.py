@@ -1,0 +1,619 @@
+"""One logged-in device's end-to-end coordinator (section 4), sans I/O.
+
+Wire dicts in, wire dicts and events out: no socket, no thread, no clock (``now`` is
+passed in, request ids come from ``new_id``). The session layer sends what
+:class:`Output.requests` holds, feeds every section 4 answer and push to
+:meth:`E2EEngine.receive`, and shows :class:`Output.events`.
+
+What it does: publishes this device's keys and keeps one-time keys topped up
+(``keys_upload``); tracks the device lists of the users it talks with (``keys_query``,
+``device_list_changes``, ``devices_changed``); encrypts a message for a conversation
+(:meth:`E2EEngine.encrypt_for`: fresh device lists, Olm sessions from claimed keys, the
+room key to every signed member device, rotation, then the Megolm ``e2e`` message); and
+reads ``to_device`` pushes and encrypted ``message`` / ``private`` pushes, asking the
+user's other devices for a missing key and retrying held messages when keys arrive.
+
+SAS flows (device approval, contact verification) are :mod:`.verification`'s; the engine
+carries their plaintexts over Olm and re-uploads this device's keys once it is approved.
+
+Not here yet: keeping the device lists in the store across restarts, and replacing the
+fallback key weekly. The caller saves the store before it sends a ``to_device_ack``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from chatproto import e2e
+
+from . import room_keys
+from .device import TOP_UP_BELOW
+from .directory import DeviceDirectory, UserKeys
+from .errors import DecryptionFailed, E2EError, UntrustedKeys
+from .keys import ClaimedKey, DeviceKeys, Peer
+from .megolm import Undecryptable, why_undecryptable
+from .store import CryptoStore
+from .verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    Verifications,
+    Verified,
+)
+
+_VERIFICATION_TYPES = (
+    e2e.SAS_START,
+    e2e.SAS_KEY,
+    e2e.SAS_MAC,
+    e2e.SAS_DONE,
+    e2e.SAS_CANCEL,
+    e2e.USER_KEY_SHARE,
+)
+MAX_KEYS_ASIDE = 1_000
+"""Room keys from unsigned devices kept while waiting for a signature; older ones go."""
+
+# --- what comes out ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A decrypted message, to show in place of its ciphertext."""
+
+    conversation: str
+    msg_id: Any
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NotShown:
+    """An encrypted message that cannot be shown yet, and the line that says why (4.9)."""
+
+    conversation: str
+    msg_id: Any
+    sender: str
+    reason: Undecryptable
+
+    @property
+    def text(self) -> str:
+        return self.reason.text(self.sender)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A sentence for the user (a contact's changed identity, say)."""
+
+    text: str
+
+
+Event = (
+    Shown
+    | NotShown
+    | Notice
+    | VerificationRequested
+    | CodesReady
+    | Verified
+    | VerificationCancelled
+)
+
+
+@dataclass
+class Output:
+    """What one call produced: requests to send (in order) and events to show."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def extend(self, other: Output) -> None:
+        self.requests.extend(other.requests)
+        self.events.extend(other.events)
+
+
+# --- what is remembered between calls -----------------------------------------------------
+
+
+@dataclass
+class _PendingSend:
+    """A message waiting for device lists or one-time keys before it goes out."""
+
+    conversation: str
+    members: frozenset[str]
+    text: str
+    now: float
+    waiting_for: set[str] = field(default_factory=set)  # request ids
+    claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
+    claim_sent: bool = False
+
+
+@dataclass
+class _HeldMessage:
+    conversation: str
+    message: Mapping[str, Any]
+
+
+def _ts_seconds(ts: Any) -> float:
+    """A wire ``ts`` (``YYYY-MM-DDTHH:MM:SS.mmmZ``) in seconds since the epoch, or +inf."""
+    try:
+        parsed = datetime.strptime(str(ts), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return float("inf")
+    return parsed.timestamp()
+
+
+class E2EEngine:
+    """Section 4 for one device (``store``), between a session layer and the user."""
+
+    def __init__(self, store: CryptoStore, new_id: Callable[[], str]) -> None:
+        self.store = store
+        self._new_id = new_id
+        self.directory = DeviceDirectory()
+        self._queries: dict[str, set[str]] = {}  # keys_query id -> users
+        self._uploads: set[str] = set()
+        self._sends: list[_PendingSend] = []
+        self._held: list[_HeldMessage] = []
+        self._held_to_device: list[Mapping[str, Any]] = []
+        self._requested: set[tuple[str, str, str]] = set()
+        self._olm_waiting: dict[str, list[tuple[DeviceKeys, dict[str, Any]]]] = {}
+        self._aside: list[tuple[Peer, dict[str, Any]]] = []  # room keys of unsigned devices
+        self._last_seq = 0
+        self._now = 0.0
+        self.verifications = Verifications(store)
+
+    @property
+    def me(self) -> str:
+        return self.store.device.user
+
+    # --- login ------------------------------------------------------------------------------
+
+    def login(self) -> Output:
+        """After ``login_ok``: publish this device's keys (signed by the user key when this
+        device holds it), fetch our own devices, and ask what changed meanwhile."""
+        out = self._upload(device_keys=True, left_on_server=0)
+        out.extend(self._query([self.me]))  # our own devices: for key requests and sharing
+        self._requested.clear()  # ask again, on each connection, for keys still missing
+        for held in self._held:
+            out.extend(self._request_key(held.conversation, held.message["e2e"]))
+        out.requests.append(
+            {
+                "type": "device_list_changes",
+                "id": self._new_id(),
+                "since": self.store.device_list_version,
+            }
+        )
+        return out
+
+    def _upload(self, *, device_keys: bool, left_on_server: int | None) -> Output:
+        """A ``keys_upload``; ``left_on_server`` None uploads no one-time keys."""
+        device = self.store.device
+        request: dict[str, Any] = {"type": "keys_upload", "id": self._new_id()}
+        if device_keys:
+            keys = device.device_keys()
+            if self.store.identity is not None:
+                keys = self.store.identity.sign_device(keys)
+            request["device_keys"] = keys.to_wire()
+        one_time_keys = (
+            device.one_time_keys_to_upload(left_on_server) if left_on_server is not None else []
+        )
+        if one_time_keys:
+            request["one_time_keys"] = one_time_keys
+        fallback = device.unpublished_fallback_key() or (
+            device.new_fallback_key() if device_keys else None
+        )
+        if fallback is not None:
+            request["fallback_key"] = fallback
+        self._uploads.add(request["id"])
+        return Output(requests=[request])
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def encrypt_for(
+        self, conversation: str, members: Iterable[str], text: str, now: float
+    ) -> Output:
+        """Everything to send so that ``text`` reaches ``conversation``'s ``members``.
+
+        :class:`~.errors.SendingBlocked` if a verified member's identity changed. The
+        message may wait for device lists or one-time keys: the requests that fetch them
+        come first, and the message leaves when their answers have been received.
+        """
+        member_set = frozenset(members) | {self.me}
+        self.store.contacts.check_sending(member_set - {self.me})
+        pending = _PendingSend(conversation, member_set, text, now)
+        self._sends.append(pending)
+        return self._advance_sends()
+
+    def _advance_sends(self) -> Output:
+        out = Output()
+        while self._sends:
+            step = self._advance(self._sends[0])
+            out.extend(step)
+            if self._sends[0].waiting_for:
+                break
+            self._sends.pop(0)
+        return out
+
+    def _advance(self, pending: _PendingSend) -> Output:
+        out = Output()
+        unknown = self.directory.needs_query(pending.members)
+        if unknown:
+            out.extend(self._query(unknown))
+            pending.waiting_for.add(out.requests[-1]["id"])
+            return out
+        group, _reason = self.store.groups.outbound_for(
+            pending.conversation, pending.now, pending.members, self._eligible(pending.members)
+        )
+        if group.messages == 0 and not group.shared_with:
+            room_keys.own_inbound(group, self.store.device, self.store.groups)
+        devices = self._eligible_devices(pending.members)
+        missing = group.devices_without_key({d.peer for d in devices})
+        needing = [d for d in devices if d.peer in missing]
+        without_session = [
+            d
+            for d in needing
+            if not self.store.olm.has_session(d) and d.peer not in pending.claimed
+        ]
+        if without_session and not pending.claim_sent:
+            claim_id = self._new_id()
+            devices_asked = [{"user": d.user, "device": d.device} for d in without_session]
+            pending.claim_sent = True
+            pending.waiting_for.add(claim_id)
+            out.requests.append({"type": "keys_claim", "id": claim_id, "devices": devices_asked})
+            return out
+        messages = []
+        for device in needing:
+            user_key = self._user_key(device.user)
+            try:
+                payload = room_keys.room_key(group, self.store.device, device, user_key)
+                body = self.store.olm.encrypt(device, payload, pending.claimed.get(device.peer))
+            except (E2EError, ValueError):
+                continue  # no usable one-time key, or a bad one: that device waits
+            messages.append({"user": device.user, "device": device.device, "body": body})
+            group.shared_with.add(device.peer)
+        if messages:
+            out.requests.append({"type": "to_device", "id": self._new_id(), "messages": messages})
+        me = self.store.device
+        sealed = self.store.groups.encrypt(group, pending.text, me.user, me.device, me.curve25519)
+        out.requests.append(self._message_request(pending.conversation, sealed))
+        return out
+
+    def _message_request(self, conversation: str, sealed: dict[str, Any]) -> dict[str, Any]:
+        kind, _, rest = conversation.partition(":")
+        if kind == "room":
+            return {"type": "send", "id": self._new_id(), "room": rest, "e2e": sealed}
+        first, _, second = rest.partition(":")
+        other = second if first == self.me else first
+        return {"type": "pm", "id": self._new_id(), "to": other, "e2e": sealed}
+
+    def _user_key(self, user: str) -> str | None:
+        return self.directory.user_key(user)
+
+    def _device_of(self, user: str, device: str) -> DeviceKeys | None:
+        return self.directory.device(user, device)
+
+    def _eligible_devices(self, members: Iterable[str]) -> list[DeviceKeys]:
+        """Every signed device of every member except this one (section 4.6)."""
+        own = (self.store.device.user, self.store.device.device)
+        return [d for d in self.directory.signed_devices(members) if d.peer != own]
+
+    def _eligible(self, members: Iterable[str]) -> set[Peer]:
+        return {d.peer for d in self._eligible_devices(members)}
+
+    # --- the key directory ------------------------------------------------------------------
+
+    def _query(self, users: Iterable[str]) -> Output:
+        request_id = self._new_id()
+        names = sorted(set(users))
+        self._queries[request_id] = set(names)
+        return Output(requests=[{"type": "keys_query", "id": request_id, "users": names}])
+
+    def _take_keys(self, answer: Mapping[str, Any]) -> Output:
+        out = Output()
+        asked = self._queries.pop(str(answer.get("ref")), set())
+        users = answer.get("users")
+        users = users if isinstance(users, Mapping) else {}
+        for user in asked:
+            entry = users.get(user)
+            keys = UserKeys.from_wire(user, entry if isinstance(entry, Mapping) else {})
+            for gone in self.directory.take(user, keys):
+                self.store.olm.forget(gone)
+            if keys.user_key is not None:
+                notice = self.store.contacts.observe(user, keys.user_key.ed25519)
+                if notice is not None:
+                    out.events.append(Notice(notice.text))
+        for pending in self._sends:
+            pending.waiting_for.discard(str(answer.get("ref")))
+        out.extend(self._retry_aside())
+        out.extend(self._retry_to_device())
+        out.extend(self._retry_held())
+        out.extend(self._advance_sends())
+        return out
+
+    def _changed(self, users: Iterable[str], version: Any) -> Output:
+        tracked = self.directory.mark_changed(users)
+        if isinstance(version, int) and not isinstance(version, bool):
+            self.store.device_list_version = max(self.store.device_list_version, version)
+        return self._query(tracked) if tracked else Output()
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def receive(self, message: Mapping[str, Any], now: float) -> Output:
+        """Handle one answer or push of section 4 (others give an empty :class:`Output`)."""
+        self._now = now
+        kind = message.get("type")
+        if kind == "keys_uploaded":
+            return self._uploaded(message)
+        if kind == "keys":
+            return self._take_keys(message)
+        if kind == "keys_claimed":
+            return self._claimed(message)
+        if kind in ("device_list_changes", "devices_changed"):
+            users = message.get("users")
+            return self._changed(users if isinstance(users, list) else [], message.get("version"))
+        if kind == "error" and "ref" in message:
+            return self._refused(str(message["ref"]))
+        if kind == "to_device" and "seq" in message:
+            return self._to_device(message)
+        if kind in ("message", "private") and isinstance(message.get("e2e"), Mapping):
+            return self._encrypted(message)
+        return Output()
+
+    def _refused(self, ref: str) -> Output:
+        """An ``error`` answer to one of our requests: stop waiting for it."""
+        self._uploads.discard(ref)
+        self._olm_waiting.pop(ref, None)
+        for user in self._queries.pop(ref, set()):  # what we knew stays; never ask again
+            self.directory.keep_known(user)
+        for pending in self._sends:
+            pending.waiting_for.discard(ref)
+        return self._advance_sends()
+
+    def _uploaded(self, answer: Mapping[str, Any]) -> Output:
+        ref = str(answer.get("ref"))
+        if ref not in self._uploads:
+            return Output()
+        self._uploads.discard(ref)
+        self.store.device.mark_published()
+        left = answer.get("one_time_keys")
+        if isinstance(left, int) and left < TOP_UP_BELOW:
+            return self._upload(device_keys=False, left_on_server=left)
+        return Output()
+
+    def _claimed(self, answer: Mapping[str, Any]) -> Output:
+        ref = str(answer.get("ref"))
+        claimed: dict[Peer, ClaimedKey] = {}
+        keys = answer.get("keys")
+        for raw in keys if isinstance(keys, list) else []:
+            try:
+                key = ClaimedKey.from_wire(raw)
+            except UntrustedKeys:
+                continue
+            claimed[(key.user, key.device)] = key
+        if ref in self._olm_waiting:
+            return self._send_olm(self._olm_waiting.pop(ref), claimed)
+        pending = next((p for p in self._sends if ref in p.waiting_for), None)
+        if pending is None:
+            return Output()
+        pending.claimed.update(claimed)
+        pending.waiting_for.discard(ref)
+        return self._advance_sends()
+
+    def _send_olm(
+        self,
+        items: list[tuple[DeviceKeys, dict[str, Any]]],
+        claimed: Mapping[Peer, ClaimedKey] | None = None,
+    ) -> Output:
+        """To-device messages over Olm; for devices without a session, claim keys first
+        (once: a device whose key cannot be claimed is skipped)."""
+        ready, later, messages = [], [], []
+        for device, payload in items:
+            if self.store.olm.has_session(device) or claimed is not None:
+                ready.append((device, payload))
+            else:
+                later.append((device, payload))
+        for device, payload in ready:
+            try:
+                key = claimed.get(device.peer) if claimed is not None else None
+                body = self.store.olm.encrypt(device, payload, key)
+            except (E2EError, ValueError):
+                continue
+            messages.append({"user": device.user, "device": device.device, "body": body})
+        out = Output()
+        if messages:
+            out.requests.append({"type": "to_device", "id": self._new_id(), "messages": messages})
+        if later:
+            claim_id = self._new_id()
+            self._olm_waiting[claim_id] = later
+            devices = [{"user": d.user, "device": d.device} for d, _ in later]
+            out.requests.append({"type": "keys_claim", "id": claim_id, "devices": devices})
+        return out
+
+    def _to_device(self, push: Mapping[str, Any]) -> Output:
+        seq = push.get("seq")
+        if not isinstance(seq, int) or seq <= self._last_seq:
+            return Output()
+        sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
+        if sender is None or self._held_to_device:  # fetch the sender's keys, keep the order
+            self._held_to_device.append(push)
+            return self._query([str(push.get("from"))]) if sender is None else Output()
+        out = self._read_to_device(sender, push)
+        self._last_seq = seq
+        out.requests.append({"type": "to_device_ack", "upto": seq})
+        return out
+
+    def _retry_to_device(self) -> Output:
+        out = Output()
+        held, self._held_to_device = self._held_to_device, []
+        for push in sorted(held, key=lambda p: int(p["seq"])):
+            sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
+            if sender is None:  # still unknown after a query: drop (and ack) it
+                self._last_seq = max(self._last_seq, push["seq"])
+                out.requests.append({"type": "to_device_ack", "upto": self._last_seq})
+                continue
+            out.extend(self._to_device(push))
+        return out
+
+    def _read_to_device(self, sender: DeviceKeys, push: Mapping[str, Any]) -> Output:
+        body = push.get("body")
+        try:
+            plaintext = self.store.olm.decrypt(sender, body if isinstance(body, Mapping) else {})
+        except DecryptionFailed:
+            return Output()  # dropped, and acked (section 4.4)
+        payload = plaintext.payload
+        try:
+            if payload["type"] == e2e.ROOM_KEY:
+                return self._take_room_key(sender, payload)
+            if payload["type"] == e2e.FORWARDED_ROOM_KEY:
+                room_keys.accept_forwarded_room_key(
+                    payload,
+                    self.store.device,
+                    sender,
+                    self._user_key(self.me),
+                    self.store.groups,
+                    self._requested,
+                )
+                return self._retry_held()
+            if payload["type"] == e2e.ROOM_KEY_REQUEST:
+                return self._answer_key_request(payload, sender)
+            if payload["type"] in _VERIFICATION_TYPES:
+                return self._verification_step(sender, payload)
+        except UntrustedKeys:
+            return Output()
+        return Output()
+
+    def _take_room_key(self, sender: DeviceKeys, payload: dict[str, Any]) -> Output:
+        """Keep a room key; one from a device its user has not signed (yet) is kept aside
+        and tried again whenever device lists arrive (section 4.6)."""
+        if not sender.signed_by_user_key(self._user_key(sender.user)):
+            self._aside = [*self._aside, (sender.peer, payload)][-MAX_KEYS_ASIDE:]
+            return Output()
+        room_keys.accept_room_key(
+            payload, self.store.device, sender, self._user_key(sender.user), self.store.groups
+        )
+        return self._retry_held()
+
+    def _retry_aside(self) -> Output:
+        out = Output()
+        aside, self._aside = self._aside, []
+        for (user, device), payload in aside:
+            sender = self._device_of(user, device)
+            if sender is None:
+                continue  # the device is gone: its key goes too
+            try:
+                out.extend(self._take_room_key(sender, payload))
+            except UntrustedKeys:
+                continue
+        return out
+
+    # --- verifications ----------------------------------------------------------------------
+
+    def start_verification(self, user: str, device: str, kind: str, now: float) -> Output:
+        """Start SAS with ``user``'s ``device`` (``kind``: ``device`` to approve one of our
+        own new devices, ``contact`` to verify someone). ValueError for an unknown device."""
+        peer = self._device_of(user, device)
+        if peer is None:
+            raise ValueError(f"{user}'s device {device} is not known: refresh the device list")
+        _txn, payloads = self.verifications.start(peer, kind, now)
+        return self._send_olm([(peer, p) for p in payloads])
+
+    def accept_verification(self, txn: str, now: float) -> Output:
+        return self._to_verifier(txn, self.verifications.accept(txn, now))
+
+    def confirm_verification(self, txn: str, now: float) -> Output:
+        """The user says the codes match."""
+        peer = self.verifications.peer_of(txn)
+        if peer is None:
+            return Output()
+        payloads, events = self.verifications.confirm(txn, now, self._user_key(peer.user))
+        out = self._send_olm([(peer, p) for p in payloads])
+        out.events.extend(events)
+        return out
+
+    def cancel_verification(self, txn: str) -> Output:
+        return self._to_verifier(txn, self.verifications.cancel(txn))
+
+    def tick(self, now: float) -> Output:
+        """Call now and then: cancels verifications idle for 10 minutes."""
+        return self._send_olm(list(self.verifications.expire(now)))
+
+    def _to_verifier(self, txn: str, payloads: list[dict[str, Any]]) -> Output:
+        peer = self.verifications.peer_of(txn)
+        return self._send_olm([(peer, p) for p in payloads]) if peer else Output()
+
+    def _verification_step(self, sender: DeviceKeys, payload: Mapping[str, Any]) -> Output:
+        user_keys = {
+            user: self.directory.published_user_key(user) for user in {sender.user, self.me}
+        }
+        payloads, events = self.verifications.receive(sender, payload, self._now, user_keys)
+        out = self._send_olm([(sender, p) for p in payloads])
+        out.events.extend(events)
+        if any(isinstance(e, Verified) and e.approved_here for e in events):
+            out.extend(self._upload(device_keys=True, left_on_server=None))
+        return out
+
+    def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
+        answer = room_keys.forwarded_room_key(
+            request, self.store.device, requester, self._user_key(self.me), self.store.groups
+        )
+        if answer is None:
+            return Output()
+        return self._send_olm([(requester, answer)])
+
+    # --- encrypted messages -----------------------------------------------------------------
+
+    def _conversation_of(self, message: Mapping[str, Any]) -> str:
+        if message.get("type") == "message":
+            return e2e.conversation_id(room=str(message.get("room")))
+        return e2e.conversation_id(pm=(str(message.get("from")), str(message.get("to"))))
+
+    def _encrypted(self, message: Mapping[str, Any]) -> Output:
+        conversation = self._conversation_of(message)
+        return self._show(conversation, message, first_time=True)
+
+    def _show(self, conversation: str, message: Mapping[str, Any], first_time: bool) -> Output:
+        sealed = message["e2e"]
+        sender = str(message.get("from"))
+        msg_id = message.get("msg_id")
+        if self.store.groups.has_key(conversation, sealed):
+            try:
+                shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
+            except DecryptionFailed:
+                return Output(
+                    events=[NotShown(conversation, msg_id, sender, Undecryptable.NOT_VERIFIED)]
+                )
+            return Output(events=[Shown(conversation, msg_id, sender, shown.text)])
+        out = Output()
+        sender_device = self._device_of(sender, str(sealed.get("device")))
+        approved = sender_device is None or sender_device.signed_by_user_key(self._user_key(sender))
+        reason = why_undecryptable(_ts_seconds(message.get("ts")), self.store.created_at, approved)
+        if first_time:
+            self._held.append(_HeldMessage(conversation, message))
+            out.events.append(NotShown(conversation, msg_id, sender, reason))
+            out.extend(self._request_key(conversation, sealed))
+        return out
+
+    def _request_key(self, conversation: str, sealed: Mapping[str, Any]) -> Output:
+        wanted = (conversation, str(sealed.get("sender_key")), str(sealed.get("session_id")))
+        if wanted in self._requested:
+            return Output()
+        self._requested.add(wanted)
+        request = room_keys.room_key_request(conversation, sealed, self.store.device.device)
+        others = [
+            device
+            for device in self.directory.signed_devices([self.me])
+            if device.device != self.store.device.device
+        ]
+        return self._send_olm([(device, dict(request)) for device in others])
+
+    def _retry_held(self) -> Output:
+        out = Output()
+        still = []
+        for held in self._held:
+            step = self._show(held.conversation, held.message, first_time=False)
+            if step.events:
+                out.extend(step)
+            else:
+                still.append(held)
+        self._held = still
+        return out
