@@ -40,6 +40,7 @@ from accounts import devices, two_factor
 from accounts import services as accounts
 from accounts.errors import LoginRefused, RegistrationRefused
 from accounts.models import User
+from chatproto.framing import encode_json_with_lists
 from chatproto.messages import Request
 
 from . import delivery, e2e_handlers, presence, services
@@ -279,14 +280,12 @@ async def _enter(session: Starting, ref: str | None, fields: dict[str, Any] | No
         await session.end("deactivated")
         return
     session.follow_rooms(begun.room_names)
+    head: dict[str, Any]
     if fields is None:
-        await session.send_message({"type": "rooms", "rooms": begun.rooms})
+        head = {"type": "rooms"}
     else:
-        await session.send_message(
-            services.answer(
-                "login_ok", ref, user={"username": session.username}, rooms=begun.rooms, **fields
-            )
-        )
+        head = services.answer("login_ok", ref, user={"username": session.username}, **fields)
+    await session.send_plaintext(encode_json_with_lists(head, {"rooms": begun.rooms_json}))
     for message in begun.queued:
         session.outbox.sent_from_queue(message["msg_id"])
         await session.send_message(message)

@@ -25,10 +25,13 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
+
+from chatproto.framing import encode_json_value
 
 from .models import Membership, Room
 
@@ -75,26 +78,48 @@ def read_public_rooms() -> list[dict[str, Any]]:
     )
 
 
+@dataclass(frozen=True)
+class _Copy:
+    version: str
+    made: float  # time.monotonic()
+    rooms: list[dict[str, Any]]
+    encoded: list[bytes]  # each room object as JSON (chatproto.framing.encode_json_value)
+
+    def fresh(self, version: str) -> bool:
+        return self.version == version and time.monotonic() - self.made < MAX_AGE
+
+
 class PublicRooms:
     """One process's copy of the public rooms' objects (owned by :class:`chat.runtime.ChatRuntime`).
 
-    Read from the database threads, several at once: the copy is one tuple, replaced whole.
-    The room objects it hands out are shared by every caller and must not be changed.
+    Read from the database threads, several at once: the copy is one object, replaced whole.
+    The room objects it hands out are shared by every caller and must not be changed. Each
+    is kept encoded too, so that ``login_ok`` does not encode lobby's N names again
+    (:func:`chatproto.framing.encode_json_with_lists`).
     """
 
     def __init__(self) -> None:
-        self._copy: tuple[str, float, list[dict[str, Any]]] | None = None
+        self._copy: _Copy | None = None
         self._rebuilding = threading.Lock()
 
     def rooms(self) -> list[dict[str, Any]]:
+        return self.current().rooms
+
+    def current(self) -> _Copy:
+        """The copy for the current version (rebuilt if it is stale)."""
         version = _current_version()
         copy = self._copy
-        if copy is not None and copy[0] == version and time.monotonic() - copy[1] < MAX_AGE:
-            return copy[2]
+        if copy is not None and copy.version == version and time.monotonic() - copy.made < MAX_AGE:
+            return copy
         with self._rebuilding:  # a storm's logins wait for one rebuild instead of each doing it
             copy = self._copy
-            if copy is not None and copy[0] == version and time.monotonic() - copy[1] < MAX_AGE:
-                return copy[2]
+            if (
+                copy is not None
+                and copy.version == version
+                and time.monotonic() - copy.made < MAX_AGE
+            ):
+                return copy
             rooms = read_public_rooms()
-            self._copy = (version, time.monotonic(), rooms)
-            return rooms
+            copy = _Copy(version, time.monotonic(), rooms, [encode_json_value(r) for r in rooms])
+            self._copy = copy
+            return copy

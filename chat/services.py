@@ -17,7 +17,7 @@ import datetime
 import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from accounts import devices
 from accounts.errors import ServiceError as ServiceError  # the one error model, re-exported
 from accounts.models import User
 from chatproto.codes import ErrorCode
-from chatproto.framing import encoded_size
+from chatproto.framing import encode_json_value, encoded_size
 from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_PLAINTEXT_SIZE
 from chatproto.messages import answer
 
@@ -88,6 +88,10 @@ def message_event(
 # --- queries ---------------------------------------------------------------------------------
 
 
+def _room_name(room: dict[str, Any]) -> str:
+    return str(room["name"])
+
+
 def rooms_for(user: User, public: PublicRooms | None = None) -> list[dict[str, Any]]:
     """The ``rooms`` list of the protocol for ``user``: ``{name, private, owner, members}`` of
     every public room and every private room the user is a member of, by name.
@@ -97,13 +101,23 @@ def rooms_for(user: User, public: PublicRooms | None = None) -> list[dict[str, A
     they are read here (the answers to the user's own changes, inside their transaction).
     """
     public_rooms = public.rooms() if public is not None else room_lists.read_public_rooms()
+    return _by_name(public_rooms, _private_rooms(user))
+
+
+def _private_rooms(user: User) -> list[dict[str, Any]]:
     member_of = Membership.objects.filter(user_id=user.pk, room__private=True).values("room_id")
-    private_rooms = room_lists.room_objects(
+    return room_lists.room_objects(
         Room.objects.filter(pk__in=member_of), Membership.objects.filter(room_id__in=member_of)
     )
-    if not private_rooms:
-        return list(public_rooms)
-    return sorted([*public_rooms, *private_rooms], key=lambda room: room["name"])
+
+
+def _by_name(
+    public: list[Any], private: list[Any], name: Callable[[Any], str] = _room_name
+) -> list[Any]:
+    """The public rooms (sorted already) and the user's private ones, in one list by name."""
+    if not private:
+        return list(public)
+    return sorted([*public, *private], key=name)
 
 
 def member_room_names(user_id: int) -> set[str]:
@@ -120,10 +134,16 @@ def rooms_state(
 
 @dataclass(frozen=True)
 class SessionStart:
-    """What a session needs right after login (PROTOCOL.md 3.1), read in one worker call."""
+    """What a session needs right after login (PROTOCOL.md 3.1), read in one worker call.
+
+    ``rooms_json``: ``rooms`` with each room object encoded (for
+    :func:`chatproto.framing.encode_json_with_lists`): lobby's members are every account,
+    and the public rooms come encoded already from the process's copy.
+    """
 
     room_names: set[str]
     rooms: list[dict[str, Any]]
+    rooms_json: list[bytes]
     queued: list[dict[str, Any]]
 
 
@@ -136,8 +156,25 @@ def session_start(user: User, public: PublicRooms | None = None) -> SessionStart
     """
     if not is_active(user.pk):
         return None
-    names, rooms = rooms_state(user, public)
-    return SessionStart(names, rooms, take_queued_private_messages(user))
+    if public is None:
+        public_rooms = room_lists.read_public_rooms()
+        public_json = [encode_json_value(room) for room in public_rooms]
+    else:
+        copy = public.current()
+        public_rooms, public_json = copy.rooms, copy.encoded
+    private = _private_rooms(user)
+    rooms = _by_name(public_rooms, private)
+    rooms_json = _by_name(
+        list(zip(public_rooms, public_json, strict=True)),
+        [(room, encode_json_value(room)) for room in private],
+        name=lambda pair: pair[0]["name"],
+    )
+    return SessionStart(
+        member_room_names(user.pk),
+        rooms,
+        [encoded for _, encoded in rooms_json],
+        take_queued_private_messages(user),
+    )
 
 
 def active_usernames() -> list[str]:

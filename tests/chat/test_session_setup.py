@@ -11,6 +11,7 @@ from accounts.models import User
 from chat import room_lists, services
 from chat.models import Membership, Room
 from chat.room_lists import PublicRooms
+from chatproto.framing import encode_json_value
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -148,3 +149,14 @@ def test_a_renamed_account_shows_once_the_copy_is_old(make_user, monkeypatch):
     assert "bob" in _lobby_members(alice, public)  # the copy, still young
     monkeypatch.setattr(room_lists, "MAX_AGE", 0.0)
     assert "robert" in _lobby_members(alice, public)
+
+
+@pytest.mark.parametrize("with_copy", [True, False], ids=["process copy", "read fresh"])
+def test_the_encoded_rooms_of_login_ok_are_the_rooms_list_encoded(make_user, with_copy):
+    alice, bob = make_user("alice"), make_user("bob")
+    services.create_room(bob, "zoo")
+    services.create_room(bob, "hideout", private=True, members=["alice"])
+    start = services.session_start(alice, PublicRooms() if with_copy else None)
+    assert start is not None
+    assert [room["name"] for room in start.rooms] == ["hideout", "lobby", "zoo"]
+    assert start.rooms_json == [encode_json_value(room) for room in start.rooms]
