@@ -630,7 +630,7 @@ class TransferRelay:
             "op": "chunk",
             "transfer": chunk.transfer,
             "index": chunk.index,
-            "data": chunk.data,
+            "data": bytes(chunk.data),  # the layer takes bytes (a view of the record otherwise)
         }
         return await _layer_send(action.session, event)
 
