@@ -59,6 +59,9 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
         self._dispatching = asyncio.Lock()  # one message dispatched at a time, as in Channels
+        # A layer event that came while a frame was being dispatched: dispatched next by
+        # the session's loop, in the same turn (as Channels' loop did), then ``turn`` is set.
+        self._handed: tuple[dict[str, Any], asyncio.Future[None]] | None = None
         layer: asyncio.Task[None] | None = None
         try:
             if self.channel_layer is not None:
@@ -69,6 +72,11 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
                     message = await receive()
                     async with self._dispatching:
                         await self.dispatch(message)
+                        while self._handed is not None:
+                            event, turn = self._handed
+                            self._handed = None
+                            await self.dispatch(event)
+                            turn.set_result(None)
             except asyncio.CancelledError:
                 failure = _failure(layer)
                 if failure is None:
@@ -85,14 +93,24 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
     async def _read_layer(self, main: asyncio.Task[Any] | None) -> None:
         """The channel layer's events for this session, dispatched one at a time.
 
-        What a dispatch raises ends the session's loop (``main``), which raises it in
-        turn, as Channels' ``await_many_dispatch`` let a layer event's error end the
-        consumer. ``main`` is told while the lock is held: it is then waiting for a
-        message or for the lock, never in the middle of a dispatch of its own.
+        An event that comes while the session's loop (``main``) dispatches a frame
+        is handed to it, to dispatch right after the frame, in the same turn of the
+        event loop, as Channels' ``await_many_dispatch`` did: nothing else (a task
+        waiting for the session's lock) can come in between. Otherwise it is
+        dispatched here, under the lock. What a dispatch here raises ends the
+        session's loop, which raises it in turn, as Channels let a layer event's
+        error end the consumer; ``main`` is told while the lock is held: it is
+        then waiting for a frame or for the lock, never in the middle of a dispatch.
         """
         receive = self.channel_layer.receive
+        loop = asyncio.get_running_loop()
         while True:
             message = await receive(self.channel_name)
+            if self._dispatching.locked():  # held by the session's loop: hand it over
+                turn: asyncio.Future[None] = loop.create_future()
+                self._handed = (message, turn)
+                await turn
+                continue
             async with self._dispatching:
                 try:
                     await self.dispatch(message)
