@@ -1,6 +1,6 @@
 """Channels' WebSocket consumer without the per-event work the benchmarks measured.
 
-:class:`LeanWebsocketConsumer` overrides three of Channels' methods, each for a
+:class:`LeanWebsocketConsumer` overrides four of Channels' methods, each for a
 figure in ``docs/benchmarks.md`` / ``bench/NOTES.md`` (what the profiles showed):
 
 - ``dispatch`` and ``websocket_disconnect`` skip ``aclose_old_connections()``, a
@@ -20,8 +20,9 @@ figure in ``docs/benchmarks.md`` / ``bench/NOTES.md`` (what the profiles showed)
   turns of the event loop per frame instead of one, and two tasks and a waiter
   kept by every idle session). The channel layer is read by one long-lived task
   per session; a lock keeps Channels' rule that one message is dispatched at a
-  time, and what the layer's reader raises ends the session as it did
-  (measured in ``bench/NOTES.md``, "Issue 12 leftovers").
+  time, a layer event that comes during a frame's dispatch is dispatched right
+  after it (as Channels' loop did), and what the layer's reader raises ends the
+  session as it did (measured in ``bench/NOTES.md``, "Issue 12 leftovers").
 """
 
 from __future__ import annotations
