@@ -236,8 +236,8 @@ class ChatConsumer(RequestHandlers, AccountHandlers, E2EHandlers, LeanWebsocketC
     async def send_chunk(self, chunk: FileChunk) -> None:
         """A chunk record to the client (chunks relayed to this session as the recipient)."""
         if self.conn is not None and self.close_code is None:
-            seal = self.conn.send_chunk
-            await self._seal(lambda: seal(chunk.transfer, chunk.index, chunk.data))
+            forward = self.conn.forward_chunk  # sealed from the plaintext it arrived in
+            await self._seal(lambda: forward(chunk))
 
     async def reply_error(
         self,

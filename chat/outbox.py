@@ -73,14 +73,31 @@ class SessionLock(asyncio.Lock):
 
 
 class Outbox:
-    """One session's lock and the output that waits for it (see the module docstring)."""
+    """One session's lock and the output that waits for it (see the module docstring).
+
+    One per session, idle sessions included: slotted, and the set of messages sent
+    from the offline queue made only when there is one (``bench/NOTES.md``, "Issue 12
+    leftovers": what an idle session keeps).
+    """
+
+    __slots__ = (
+        "_broadcasts",
+        "_deferred",
+        "_queued_sent",
+        "_writer",
+        "_writes",
+        "lock",
+        "runtime",
+        "workers",
+        "writer",
+    )
 
     def __init__(self, writer: Writer, runtime: ChatRuntime) -> None:
         self.writer = writer
         self.runtime = runtime
         self.workers = runtime.workers
         self.lock = SessionLock(self._after_lock)
-        self._queued_sent: set[int] = set()
+        self._queued_sent: set[int] | None = None
         self._deferred: list[Push] = []  # (a list: an empty deque costs 760 bytes)
         self._broadcasts: list[delivery.Broadcast] = []
         self._writes: list[tuple[Request, services.Outgoing]] = []
@@ -103,7 +120,7 @@ class Outbox:
         writer = self.writer
         if push.room is not None and push.room not in writer.rooms:
             return  # the session left the room meanwhile
-        if push.msg_id is not None and push.msg_id in self._queued_sent:
+        if push.msg_id is not None and self._queued_sent and push.msg_id in self._queued_sent:
             return  # already sent from the offline queue at login
         if push.presence_seq is not None and (writer.presence_seq or 0) >= push.presence_seq:
             return  # a presence delta that a newer users snapshot already covers
@@ -115,6 +132,8 @@ class Outbox:
 
     def sent_from_queue(self, msg_id: int) -> None:
         """A queued private message went out at login: its live push is not sent again."""
+        if self._queued_sent is None:
+            self._queued_sent = set()
         self._queued_sent.add(msg_id)
 
     # --- what waits for the lock ---------------------------------------------------------------

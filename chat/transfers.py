@@ -221,6 +221,9 @@ class TransferSession:
     decided; :meth:`flush` sends it, under the session's lock.
     """
 
+    # One per session, idle sessions included: slotted (weakly referenced by the relay).
+    __slots__ = ("__weakref__", "_drainer", "consumer", "inbox", "relay", "routes", "senders")
+
     def __init__(self, consumer: Consumer, relay: TransferRelay) -> None:
         self.consumer = consumer
         self.relay = relay
@@ -630,7 +633,7 @@ class TransferRelay:
             "op": "chunk",
             "transfer": chunk.transfer,
             "index": chunk.index,
-            "data": chunk.data,
+            "data": bytes(chunk.data),  # the layer takes bytes (a view of the record otherwise)
         }
         return await _layer_send(action.session, event)
 

@@ -42,7 +42,14 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from .codes import CloseCode, ErrorCode
 from .errors import LocalProtocolError, MessageError, RemoteProtocolError
-from .framing import KIND_JSON, FileChunk, decode_plaintext, encode_chunk, encode_json
+from .framing import (
+    KIND_JSON,
+    FileChunk,
+    chunk_plaintext,
+    decode_plaintext,
+    encode_chunk,
+    encode_json,
+)
 from .handshake import ClientHandshake, ServerHandshake, ServerIdentity, SessionKeys
 from .limits import (
     KEY_DEADLINE_SECONDS,
@@ -295,7 +302,7 @@ class _Connection:
         """
         return self._records.sealer.seq if self._records is not None else 0
 
-    def _seal(self, plaintext: bytes) -> bytes:
+    def _seal(self, plaintext: bytes | memoryview) -> bytes:
         if self._records is None or self.state not in self._SENDING_STATES:
             raise LocalProtocolError(f"cannot send records in state {self.state.value}")
         return self._records.sealer.seal(plaintext)
@@ -315,7 +322,7 @@ class _Connection:
             raise LocalProtocolError("send_plaintext takes what encode_json returns")
         return self._seal(plaintext)
 
-    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> bytes:
+    def send_chunk(self, transfer: bytes, index: int, data: bytes | memoryview) -> bytes:
         """The record carrying a file chunk."""
         return self._seal(encode_chunk(transfer, index, data))
 
@@ -324,10 +331,14 @@ class _Connection:
         self.state = State.CLOSED
 
     def _open(self, data: bytes) -> dict[str, Any] | FileChunk | CloseConnection | MessageError:
-        """The record's content; a MessageError is returned (not raised) for the caller to judge."""
+        """The record's content; a MessageError is returned (not raised) for the caller to judge.
+
+        Opened as a view: a chunk's data is never copied out of the decrypted record
+        (:class:`~chatproto.framing.FileChunk`).
+        """
         assert self._records is not None
         try:
-            plaintext = self._records.opener.open(data)
+            plaintext = self._records.opener.open_view(data)
         except RemoteProtocolError as exc:
             return CloseConnection(exc.close_code)
         try:
@@ -422,6 +433,16 @@ class ServerConnection(_Connection):
         if self.enrolment_required and request.type not in ENROLMENT_TYPES:
             return self.reply_error(ErrorCode.FORBIDDEN, ENROLMENT_FIRST, request.id)
         return [RequestReceived(request)]
+
+    def forward_chunk(self, chunk: FileChunk) -> bytes:
+        """The record relaying ``chunk`` (received on another session) to this client.
+
+        A chunk read from a record is sealed from that record's plaintext as it
+        was opened: no copy of its data (:func:`~chatproto.framing.chunk_plaintext`,
+        which keeps :func:`~chatproto.framing.encode_chunk`'s checks).
+        LocalProtocolError if not allowed now.
+        """
+        return self._seal(chunk_plaintext(chunk))
 
     def reply(self, message: Mapping[str, Any]) -> list[Event]:
         """Events that send ``message`` (convenience for code that deals in events)."""
@@ -654,7 +675,7 @@ class ClientConnection(_Connection):
             raise LocalProtocolError("a strict client sends messages with send()")
         return super().send_plaintext(plaintext)
 
-    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> bytes:
+    def send_chunk(self, transfer: bytes, index: int, data: bytes | memoryview) -> bytes:
         """The record carrying a file chunk; a strict client sends none before login."""
         if self.strict and self.state in self._SENDING_STATES and not self.logged_in:
             raise LocalProtocolError("cannot send file chunks before login")

@@ -12,7 +12,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .codes import ErrorCode
@@ -26,11 +26,19 @@ _CHUNK_HEADER = struct.Struct(f">B{TRANSFER_ID_SIZE}sI")
 
 @dataclass(frozen=True)
 class FileChunk:
-    """One chunk record of a file transfer: 16 transfer bytes, index, 1+ bytes of the file."""
+    """One chunk record of a file transfer: 16 transfer bytes, index, 1+ bytes of the file.
+
+    A chunk read from a record (:func:`decode_plaintext`) keeps that record's whole
+    ``plaintext``, and its ``data`` is a view into it: the server relays the chunk
+    by sealing the same plaintext again (:func:`chunk_plaintext`), without the two
+    64 KiB copies of slicing the data out and encoding it back. Only
+    :func:`decode_plaintext` sets ``plaintext``; it takes no part in comparisons.
+    """
 
     transfer: bytes
     index: int
-    data: bytes
+    data: bytes | memoryview
+    plaintext: bytes | memoryview | None = field(default=None, compare=False, repr=False)
 
     @property
     def transfer_hex(self) -> str:
@@ -79,11 +87,11 @@ def _check_strings(value: Any) -> None:
             stack.extend(item)
 
 
-def parse_json_text(text: str | bytes) -> dict[str, Any]:
+def parse_json_text(text: str | bytes | memoryview) -> dict[str, Any]:
     """Parse one I-JSON object strictly; MessageError(bad_request) for anything else."""
-    if isinstance(text, (bytes, bytearray)):
+    if isinstance(text, (bytes, bytearray, memoryview)):
         try:
-            text = bytes(text).decode("utf-8")
+            text = str(text, "utf-8")
         except UnicodeDecodeError:
             raise _bad("message is not valid UTF-8") from None
     try:
@@ -103,11 +111,13 @@ def parse_json_text(text: str | bytes) -> dict[str, Any]:
     return value
 
 
-def decode_plaintext(plaintext: bytes) -> dict[str, Any] | FileChunk:
+def decode_plaintext(plaintext: bytes | memoryview) -> dict[str, Any] | FileChunk:
     """A record's plaintext as a JSON object (with a string ``type``) or a FileChunk.
 
     Chunk sizes are not judged here: an oversized chunk is a file-transfer
-    violation (``chunk_too_large``), which the transfer's owner decides.
+    violation (``chunk_too_large``), which the transfer's owner decides. A
+    chunk's ``data`` is a slice of ``plaintext`` (a view when ``plaintext`` is
+    one: :meth:`chatproto.records.RecordOpener.open_view`).
     """
     if not plaintext:
         raise _bad("empty message")
@@ -121,7 +131,7 @@ def decode_plaintext(plaintext: bytes) -> dict[str, Any] | FileChunk:
         if len(plaintext) <= _CHUNK_HEADER.size:
             raise _bad("file chunk without data")
         _, transfer, index = _CHUNK_HEADER.unpack_from(plaintext)
-        return FileChunk(transfer, index, plaintext[_CHUNK_HEADER.size :])
+        return FileChunk(transfer, index, plaintext[_CHUNK_HEADER.size :], plaintext)
     raise _bad("unknown plaintext kind")
 
 
@@ -184,17 +194,41 @@ def encoded_size(message: Mapping[str, Any]) -> int:
     return 1 + len(_json_body(message))
 
 
-def encode_chunk(transfer: bytes, index: int, data: bytes) -> bytes:
-    """0x02 || transfer (16 bytes) || u32(index) || data.
-
-    Raises LocalProtocolError for a chunk the protocol does not allow: a transfer
-    id that is not 16 bytes, an index outside u32, or data that is empty or over
-    MAX_CHUNK_SIZE (the receiver would cancel the transfer).
-    """
+def _check_chunk(transfer: bytes, index: int, size: int) -> None:
+    """LocalProtocolError for a chunk the protocol does not allow: a transfer id that
+    is not 16 bytes, an index outside u32, or data that is empty or over
+    MAX_CHUNK_SIZE (the receiver would cancel the transfer)."""
     if len(transfer) != TRANSFER_ID_SIZE:
         raise LocalProtocolError("a transfer id is 16 bytes")
     if not 0 <= index < 2**32:
         raise LocalProtocolError("a chunk index is a u32")
-    if not 1 <= len(data) <= MAX_CHUNK_SIZE:
+    if not 1 <= size <= MAX_CHUNK_SIZE:
         raise LocalProtocolError(f"a chunk carries 1 to {MAX_CHUNK_SIZE} bytes")
+
+
+def encode_chunk(transfer: bytes, index: int, data: bytes | memoryview) -> bytes:
+    """0x02 || transfer (16 bytes) || u32(index) || data.
+
+    Raises LocalProtocolError for a chunk the protocol does not allow (see
+    :func:`_check_chunk`).
+    """
+    _check_chunk(transfer, index, len(data))
     return _CHUNK_HEADER.pack(KIND_CHUNK, transfer, index) + data
+
+
+def chunk_plaintext(chunk: FileChunk) -> bytes | memoryview:
+    """The plaintext carrying ``chunk``, as :func:`encode_chunk` would make it.
+
+    A chunk read from a record gives back that record's plaintext as it is (no
+    copy: the relay's path, PROTOCOL.md 3.3); any other is encoded. The same
+    LocalProtocolError either way for a chunk the protocol does not allow.
+    """
+    plaintext = chunk.plaintext
+    if plaintext is None:
+        return encode_chunk(chunk.transfer, chunk.index, chunk.data)
+    _check_chunk(chunk.transfer, chunk.index, len(chunk.data))
+    if len(plaintext) != _CHUNK_HEADER.size + len(chunk.data) or _CHUNK_HEADER.unpack_from(
+        plaintext
+    ) != (KIND_CHUNK, chunk.transfer, chunk.index):
+        raise LocalProtocolError("a chunk's plaintext does not match its fields")
+    return plaintext

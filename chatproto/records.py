@@ -57,7 +57,7 @@ class RecordSealer:
         self._iv_source = iv_source
         self.seq = 0
 
-    def seal(self, plaintext: bytes) -> bytes:
+    def seal(self, plaintext: bytes | memoryview) -> bytes:
         """The record carrying ``plaintext``; raises LocalProtocolError if it cannot fit."""
         if len(plaintext) > MAX_PLAINTEXT_SIZE:
             raise LocalProtocolError(
@@ -81,6 +81,14 @@ class RecordOpener:
 
     def open(self, record: bytes) -> bytes:
         """The plaintext of the next record; RecordError (4002) or RecordTooLarge (1009)."""
+        return bytes(self.open_view(record))
+
+    def open_view(self, record: bytes) -> memoryview:
+        """As :meth:`open`, the plaintext as a read-only view, without copying it.
+
+        For a relay: the server seals a chunk's plaintext again as it was opened
+        (:meth:`chatproto.connection.ServerConnection.forward_chunk`).
+        """
         size = len(record)
         if size > MAX_RECORD_SIZE:
             raise RecordTooLarge()

@@ -278,7 +278,7 @@ class ChatSession:
         with self._cond:
             self._require_online().put_json(dict(message))
 
-    def send_chunk(self, transfer: bytes, index: int, data: bytes) -> None:
+    def send_chunk(self, transfer: bytes, index: int, data: bytes | memoryview) -> None:
         """Queue one file chunk record on the current connection. NotConnected if offline."""
         with self._cond:
             self._require_online().put_chunk(transfer, index, data)

@@ -247,7 +247,7 @@ class Link:
 
         self.outgoing.put(seal)
 
-    def put_chunk(self, transfer: bytes, index: int, data: bytes) -> None:
+    def put_chunk(self, transfer: bytes, index: int, data: bytes | memoryview) -> None:
         self.outgoing.put(lambda: self.conn.send_chunk(transfer, index, data))
 
     def _write_loop(self) -> None:

@@ -76,7 +76,7 @@ class ChunkData:
     """Recipient: write ``data``, then call :meth:`IncomingTransfer.written`."""
 
     index: int
-    data: bytes
+    data: bytes | memoryview  # a view of the record it came in (FileChunk)
 
 
 @dataclass(frozen=True)

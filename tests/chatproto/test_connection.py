@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from chatproto import records
@@ -30,6 +32,7 @@ from chatproto.limits import (
     KEY_DEADLINE_SECONDS,
     LOGIN_DEADLINE_SECONDS,
     MAX_BAD_REQUESTS,
+    MAX_CHUNK_SIZE,
     MAX_LOGIN_FAILURES,
     MAX_RECORD_SIZE,
     MAX_RECORDS_PER_DIRECTION,
@@ -196,6 +199,39 @@ def test_chunk_after_login_is_received():
     assert client.receive_bytes(server.send_chunk(TRANSFER, 4, b"back")) == [
         ChunkReceived(FileChunk(TRANSFER, 4, b"back"))
     ]
+
+
+def test_a_relayed_chunk_reaches_the_other_client_sealed_from_the_plaintext_it_came_in():
+    alice, alice_server = logged_in()
+    bob, bob_server = logged_in()
+    data = os.urandom(MAX_CHUNK_SIZE)
+    [received] = alice_server.receive_bytes(alice.send_chunk(TRANSFER, 7, data))
+    assert isinstance(received, ChunkReceived)
+    chunk = received.chunk
+    assert isinstance(chunk.data, memoryview) and chunk.data.obj is chunk.plaintext.obj  # no copy
+    assert bob.receive_bytes(bob_server.forward_chunk(chunk)) == [
+        ChunkReceived(FileChunk(TRANSFER, 7, data))
+    ]
+
+
+def test_forwarding_a_chunk_made_by_hand_encodes_it_with_the_same_checks():
+    client, server = logged_in()
+    record = server.forward_chunk(FileChunk(TRANSFER, 2, b"made here"))
+    assert client.receive_bytes(record) == [ChunkReceived(FileChunk(TRANSFER, 2, b"made here"))]
+    with pytest.raises(LocalProtocolError):
+        server.forward_chunk(FileChunk(TRANSFER, 3, bytes(MAX_CHUNK_SIZE + 1)))
+
+
+def test_forwarding_an_oversized_received_chunk_is_refused_like_encoding_it():
+    # The relay cancels such a chunk (chunk_too_large) before it would forward it; were
+    # it forwarded anyway, the plaintext path refuses it as encode_chunk does.
+    client, server = logged_in()  # (a client's send_chunk would refuse to make it)
+    oversized = b"\x02" + TRANSFER + bytes(4) + bytes(MAX_CHUNK_SIZE + 1)
+    [received] = server.receive_bytes(forger(client).seal(oversized))
+    assert isinstance(received, ChunkReceived)
+    _, other = logged_in()
+    with pytest.raises(LocalProtocolError):
+        other.forward_chunk(received.chunk)
 
 
 def test_login_succeeded_only_while_awaiting_login():

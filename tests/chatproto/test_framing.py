@@ -210,6 +210,30 @@ def test_encode_chunk_refuses_what_a_receiver_would_reject(index, data):
         framing.encode_chunk(TRANSFER, index, data)
 
 
+def test_a_decoded_chunk_gives_back_its_own_plaintext_and_a_made_one_is_encoded():
+    plaintext = memoryview(framing.encode_chunk(TRANSFER, 9, b"relayed as it came"))
+    chunk = framing.decode_plaintext(plaintext)
+    assert framing.chunk_plaintext(chunk) is plaintext  # the relay seals it again, uncopied
+    made = FileChunk(TRANSFER, 9, b"relayed as it came")
+    assert framing.chunk_plaintext(made) == plaintext
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        FileChunk(TRANSFER, 10, b"abc"),  # another index
+        FileChunk(bytes(16), 9, b"abc"),  # another transfer
+        FileChunk(TRANSFER, 9, b"abcd"),  # another length
+    ],
+    ids=["index", "transfer", "length"],
+)
+def test_a_chunk_whose_fields_do_not_match_its_plaintext_is_refused(wrong):
+    plaintext = framing.encode_chunk(TRANSFER, 9, b"abc")
+    forged = FileChunk(wrong.transfer, wrong.index, wrong.data, plaintext)
+    with pytest.raises(LocalProtocolError):
+        framing.chunk_plaintext(forged)
+
+
 def test_decode_leaves_oversized_chunks_to_the_transfer_logic():
     # chunk_too_large is a file-transfer violation (cancel), not a bad_request.
     plaintext = b"\x02" + TRANSFER + bytes(4) + bytes(MAX_CHUNK_SIZE + 1)

@@ -52,6 +52,15 @@ def test_boundary_sizes_round_trip(size):
     assert opener.open(record) == plaintext
 
 
+@pytest.mark.parametrize("size", [0, 1, 16, 65557])
+def test_open_view_gives_the_plaintext_as_a_read_only_view(size):
+    sealer, opener = pair()
+    plaintext = os.urandom(size)
+    view = opener.open_view(sealer.seal(plaintext))
+    assert isinstance(view, memoryview) and view.readonly and view == plaintext
+    assert opener.open(sealer.seal(view)) == plaintext  # and a view can be sealed again
+
+
 def test_largest_plaintext_makes_a_record_within_one_mib():
     record = RecordSealer(ENC, MAC).seal(bytes(MAX_PLAINTEXT_SIZE))
     assert len(record) == 57 + MAX_PLAINTEXT_SIZE + 1 <= MAX_RECORD_SIZE

@@ -132,7 +132,7 @@ class FileSink:
     def bytes_written(self) -> int:
         return self._check.count
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Append ``data``: TransferIntegrityError past the offered size, OSError from the disk."""
         if not self.open:
             raise ValueError("the file is already committed or discarded")
