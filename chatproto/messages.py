@@ -277,7 +277,7 @@ def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise _Bounds(f"e2e.algorithm must be {MEGOLM_ALGORITHM!r}")
     _member_b64(value, "sender_key", "e2e", KEY_BYTES)
     _member_device(value, "e2e")
-    _member_b64(value, "session_id", "e2e")
+    _member_b64(value, "session_id", "e2e", KEY_BYTES)
     _member_b64(value, "ciphertext", "e2e")
     return value
 
