@@ -100,3 +100,14 @@ async def resumed(device: KeyedDevice) -> KeyedDevice:
     again = KeyedDevice(session, device.username, device.device, device.token)
     again.identity, again.curve25519 = device.identity, device.curve25519
     return again
+
+
+async def to_device_after_login(device: KeyedDevice) -> list[dict[str, Any]]:
+    """The to-device pushes a device's login brought: none before ``users`` (they follow
+    it), and all of them (a ping's answer comes after them)."""
+    assert not [m for m in device.session.after_login if m["type"] == "to_device"]
+    await device.session.request({"type": "ping"})
+    pushes = []
+    while (push := device.session.protocol.take_kind("to_device")) is not None:
+        pushes.append(push)
+    return pushes

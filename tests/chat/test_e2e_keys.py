@@ -273,3 +273,15 @@ async def test_more_than_100_unclaimed_one_time_keys_is_bad_request(create_users
     answer = await alice.upload(one_time_keys=[alice.one_time_key("c")])
     assert (answer["type"], answer["code"]) == ("error", "bad_request")
     await alice.close()
+
+
+async def test_device_keys_or_a_user_key_over_4096_bytes_are_too_large(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    padded = {**alice.device_keys(), "note": "x" * 4_096}
+    answer = await alice.upload(device_keys=padded)
+    assert (answer["type"], answer["code"]) == ("error", "too_large")
+    user_key = {**alice.user_key(SigningKey()), "note": "x" * 4_096}
+    answer = await alice.session.request({"type": "user_key_publish", "user_key": user_key})
+    assert (answer["type"], answer["code"]) == ("error", "too_large")
+    await alice.close()

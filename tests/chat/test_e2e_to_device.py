@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chat.models import DeviceKeys, ToDeviceMessage
-from tests.chat.e2e_helpers import device_session, resumed
+from tests.chat.e2e_helpers import device_session, resumed, to_device_after_login
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +49,7 @@ async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(crea
     )
     assert sent["type"] == "ok"
     bob = await resumed(bob)
-    queued = [m for m in bob.session.after_login if m["type"] == "to_device"]
+    queued = await to_device_after_login(bob)
     assert [(m["seq"], m["body"]) for m in queued] == [
         (1, bodies[0]),
         (2, bodies[1]),
@@ -57,14 +57,14 @@ async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(crea
     ]
     await bob.close()
     bob = await resumed(bob)  # not acknowledged: all three again
-    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [1, 2, 3]
+    assert [m["seq"] for m in await to_device_after_login(bob)] == [1, 2, 3]
     await bob.session.send({"type": "to_device_ack", "upto": 2})
     await bob.session.request({"type": "ping"})  # the ack is done before the answer to this
     left = await run_sync(lambda: list(ToDeviceMessage.objects.values_list("seq", flat=True)))
     assert left == [3]
     await bob.close()
     bob = await resumed(bob)
-    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [3]
+    assert [m["seq"] for m in await to_device_after_login(bob)] == [3]
     await alice.close()
     await bob.close()
 
@@ -148,7 +148,7 @@ async def test_a_full_queue_drops_its_oldest_message(create_users, run_sync, mon
     )
     assert sent["type"] == "ok"
     bob = await resumed(bob)
-    queued = [(m["seq"], m["body"]) for m in bob.session.after_login if m["type"] == "to_device"]
+    queued = [(m["seq"], m["body"]) for m in await to_device_after_login(bob)]
     assert queued == [(2, bodies[1]), (3, bodies[2])]
     await alice.close()
     await bob.close()
