@@ -122,11 +122,13 @@ def _next_version() -> int:
     return DeviceListClock.objects.values_list("version", flat=True).get(pk=1)
 
 
-def record_device_list_change(user_id: int, username: str) -> int:
+def record_device_list_change(user_id: int, username: str, *, deleting: bool = False) -> int:
     """Log that ``user_id``'s devices or user key changed; after commit, ``devices_changed``
-    to the sessions of the user and their contacts. Inside the caller's transaction."""
+    to the sessions of the user and their contacts. Inside the caller's transaction.
+    ``deleting``: the account is going, its log row with it (none is written)."""
     version = _next_version()
-    DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
+    if not deleting:
+        DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
     audience = [user_id, *sorted(contacts_of(user_id))]
     message = {"type": "devices_changed", "users": [username], "version": version}
     transaction.on_commit(functools.partial(delivery.devices_changed_sync, audience, message))
@@ -141,6 +143,17 @@ def device_removed(user_id: int, device: str) -> None:
     username = User.objects.filter(pk=user_id).values_list("username", flat=True).first()
     if username is not None:
         record_device_list_change(user_id, username)
+
+
+def account_changed(user_id: int, username: str, *, deleting: bool = False) -> None:
+    """An account with keys was deactivated, reactivated or is being deleted: a change of
+    its key directory entry (``keys`` leaves an inactive user out), which its contacts hear
+    of. Called before a deletion's cascade, while its rooms and messages still say who."""
+    if (
+        DeviceKeys.objects.filter(user_id=user_id).exists()
+        or UserKey.objects.filter(user_id=user_id).exists()
+    ):
+        record_device_list_change(user_id, username, deleting=deleting)
 
 
 def device_list_changes(user: User, since: int) -> dict[str, Any]:

@@ -285,3 +285,29 @@ async def test_device_keys_or_a_user_key_over_4096_bytes_are_too_large(create_us
     answer = await alice.session.request({"type": "user_key_publish", "user_key": user_key})
     assert (answer["type"], answer["code"]) == ("error", "too_large")
     await alice.close()
+
+
+async def test_deactivating_or_deleting_an_account_with_keys_tells_its_contacts(
+    create_users, run_sync
+):
+    _, bob_user, carol_user = await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    for name in ("bob", "carol"):
+        other = await device_session(name)
+        await other.session.request({"type": "pm", "to": "alice", "e2e": other.sealed()})
+        await other.close()
+    before = await alice.session.request({"type": "device_list_changes", "since": 0})
+    await alice.session.drain()  # the pushes of the uploads above
+    bob_user.is_active = False
+    await run_sync(bob_user.save)
+    pushed = await alice.session.find("devices_changed")
+    assert pushed["users"] == ["bob"] and pushed["version"] > before["version"]
+    changes = await alice.session.request(
+        {"type": "device_list_changes", "since": before["version"]}
+    )
+    assert changes["users"] == ["bob"]
+    answer = await alice.session.request({"type": "keys_query", "users": ["bob", "carol"]})
+    assert list(answer["users"]) == ["carol"]
+    await run_sync(carol_user.delete)
+    assert (await alice.session.find("devices_changed"))["users"] == ["carol"]
+    await alice.close()
