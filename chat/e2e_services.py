@@ -481,7 +481,9 @@ def _trim_queues(devices: Iterable[str]) -> None:
         oldest = ToDeviceMessage.objects.filter(device_id=device_id).order_by("seq")
         dropped = list(oldest.values_list("pk", flat=True)[: count - MAX_QUEUED_TO_DEVICE])
         ToDeviceMessage.objects.filter(pk__in=dropped).delete()
-        log.warning("device %s: %d queued to-device messages dropped (queue full)", device_id, len(dropped))
+        log.warning(
+            "device %s: %d queued to-device messages dropped (queue full)", device_id, len(dropped)
+        )
 
 
 def queued_to_device(device: str) -> list[dict[str, Any]]:

@@ -21,10 +21,10 @@ from chat import services
 from chat.models import Message, ToDeviceMessage
 from chat.storage import BodyCipher
 from chatproto.e2e import conversation_id
+from tests.protocol_client.inprocess import InProcessClient, open_session
 from tk_client.e2e.engine import E2EEngine, Event, Shown
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.store import CryptoStore
-from tests.protocol_client.inprocess import InProcessClient, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
