@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from accounts.models import User
-from chatproto.codes import ErrorCode
 from chatproto.messages import Request
 
 from . import e2e_services, services
@@ -39,9 +38,7 @@ class E2EHandlers:
         raise NotImplementedError
 
     def _device(self) -> str:
-        if self.device is None:
-            raise services.ServiceError(ErrorCode.DEVICE_REQUIRED, e2e_services.DEVICE_REQUIRED)
-        return self.device
+        return e2e_services.require_device(self.device)
 
     async def handle_keys_upload(self, request: Request) -> None:
         r: Any = request

@@ -29,10 +29,10 @@ from django.db.models import Count, F
 
 from accounts.errors import ServiceError
 from accounts.models import Device, User
-from chatproto import crypto_utils
+from chatproto import e2e
 from chatproto.codes import ErrorCode
 from chatproto.e2e import MAX_ONE_TIME_KEYS as MAX_ONE_TIME_KEYS_STORED
-from chatproto.e2e import MAX_QUEUED_TO_DEVICE, canonical_json
+from chatproto.e2e import MAX_QUEUED_TO_DEVICE
 
 from . import delivery
 from .models import (
@@ -49,35 +49,23 @@ from .storage import BodyCipher
 
 log = logging.getLogger("chat.e2e")
 
-# The purposes added to a signed object before it is signed (docs/protocol.md 4).
-DEVICE_KEYS_PURPOSE = "chat.device_keys.v1"
-USER_KEY_PURPOSE = "chat.user_key.v1"
-ONE_TIME_KEY_PURPOSE = "chat.one_time_key.v1"
-
-DEVICE_REQUIRED = "end-to-end encryption needs a device: log in again with a device name (remember)"
+DEVICE_REQUIRED = "log in with a remembered device to use encrypted conversations"
 
 
-# --- signatures ------------------------------------------------------------------------------
+def require_device(device: str | None) -> str:
+    """The session's device; ``device_required`` for a session logged in without one."""
+    if device is None:
+        raise ServiceError(ErrorCode.DEVICE_REQUIRED, DEVICE_REQUIRED)
+    return device
 
 
-def signed_payload(obj: dict[str, Any], purpose: str) -> bytes:
-    """The bytes a signature of ``obj`` covers: the object without ``signatures``, plus its
-    ``purpose`` (not sent, added by every verifier), as canonical JSON."""
-    payload = {key: value for key, value in obj.items() if key != "signatures"}
-    payload["purpose"] = purpose
-    return canonical_json(payload)
+def check_e2e_device(sealed: dict[str, Any] | None, device: str | None) -> None:
+    """An ``e2e`` message names the sending session's device (docs/protocol.md 4.5)."""
+    if sealed is not None and sealed["device"] != require_device(device):
+        raise _bad("e2e.device must be the device this session logged in as")
 
 
-def one_time_key_payload(username: str, device: str, key: dict[str, Any]) -> bytes:
-    return canonical_json(
-        {
-            "purpose": ONE_TIME_KEY_PURPOSE,
-            "user": username,
-            "device": device,
-            "key_id": key["key_id"],
-            "key": key["key"],
-        }
-    )
+# --- signatures (the payloads and verifiers are chatproto.e2e's, shared with the clients) ----
 
 
 def _bad(message: str) -> ServiceError:
@@ -85,26 +73,23 @@ def _bad(message: str) -> ServiceError:
 
 
 def _check_device_keys(user: User, device: str, keys: dict[str, Any]) -> None:
-    """The object is this session's device's, signed by itself, and by the user key if it
-    says so (checked against the published user key, when there is one)."""
+    """The object is this session's device's, signed by itself, and, if it carries a user
+    signature, signed by the user's current user key (none published: not valid)."""
     if keys["user"] != user.username or keys["device"] != device:
         raise _bad("device_keys must name your own user and the device you logged in as")
-    payload = signed_payload(keys, DEVICE_KEYS_PURPOSE)
-    if not crypto_utils.verify_ed25519(keys["ed25519"], keys["signatures"]["device"], payload):
+    if not e2e.device_signature_valid(keys):
         raise _bad("the device signature of device_keys does not verify with its ed25519 key")
-    user_signature = keys["signatures"].get("user")
-    published = UserKey.objects.filter(user=user).values_list("key", flat=True).first()
-    if (
-        user_signature is not None
-        and published is not None
-        and not crypto_utils.verify_ed25519(published["ed25519"], user_signature, payload)
-    ):
-        raise _bad("the user signature of device_keys does not verify with your user key")
+    if "user" in keys["signatures"]:
+        published = UserKey.objects.filter(user=user).values_list("key", flat=True).first()
+        if published is None or not e2e.user_signature_valid(keys, published["ed25519"]):
+            raise _bad(
+                "the user signature of device_keys does not verify with your current user "
+                "key: fetch it with keys_query and sign again"
+            )
 
 
 def _check_one_time_key(user: User, device: str, ed25519: str, key: dict[str, Any]) -> None:
-    payload = one_time_key_payload(user.username, device, key)
-    if not crypto_utils.verify_ed25519(ed25519, key["signature"], payload):
+    if not e2e.one_time_key_valid(user.username, device, key, ed25519):
         raise _bad(f"the signature of one-time key {key['key_id']!r} does not verify")
 
 
@@ -137,11 +122,13 @@ def _next_version() -> int:
     return DeviceListClock.objects.values_list("version", flat=True).get(pk=1)
 
 
-def record_device_list_change(user_id: int, username: str) -> int:
+def record_device_list_change(user_id: int, username: str, *, deleting: bool = False) -> int:
     """Log that ``user_id``'s devices or user key changed; after commit, ``devices_changed``
-    to the sessions of the user and their contacts. Inside the caller's transaction."""
+    to the sessions of the user and their contacts. Inside the caller's transaction.
+    ``deleting``: the account is going, its log row with it (none is written)."""
     version = _next_version()
-    DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
+    if not deleting:
+        DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
     audience = [user_id, *sorted(contacts_of(user_id))]
     message = {"type": "devices_changed", "users": [username], "version": version}
     transaction.on_commit(functools.partial(delivery.devices_changed_sync, audience, message))
@@ -156,6 +143,17 @@ def device_removed(user_id: int, device: str) -> None:
     username = User.objects.filter(pk=user_id).values_list("username", flat=True).first()
     if username is not None:
         record_device_list_change(user_id, username)
+
+
+def account_changed(user_id: int, username: str, *, deleting: bool = False) -> None:
+    """An account with keys was deactivated, reactivated or is being deleted: a change of
+    its key directory entry (``keys`` leaves an inactive user out), which its contacts hear
+    of. Called before a deletion's cascade, while its rooms and messages still say who."""
+    if (
+        DeviceKeys.objects.filter(user_id=user_id).exists()
+        or UserKey.objects.filter(user_id=user_id).exists()
+    ):
+        record_device_list_change(user_id, username, deleting=deleting)
 
 
 def device_list_changes(user: User, since: int) -> dict[str, Any]:
@@ -214,31 +212,57 @@ def upload_keys(
         ed25519 = stored.keys["ed25519"]
         for key in (*one_time_keys, *([fallback_key] if fallback_key else [])):
             _check_one_time_key(user, device, ed25519, key)
+        new_keys = _new_one_time_keys(stored, one_time_keys)
+        count = OneTimeKey.objects.filter(device=stored).count()
+        if count + len(new_keys) > MAX_ONE_TIME_KEYS_STORED:
+            raise _bad(
+                f"the server keeps at most {MAX_ONE_TIME_KEYS_STORED} unclaimed one-time keys "
+                f"per device and has {count} of yours: upload fewer"
+            )
         if fallback_key is not None:
             stored.fallback_key = fallback_key
             stored.save(update_fields=["fallback_key", "updated"])
-        count = OneTimeKey.objects.filter(device=stored).count()
-        if one_time_keys:
-            if count + len(one_time_keys) > MAX_ONE_TIME_KEYS_STORED:
+        OneTimeKey.objects.bulk_create(
+            [OneTimeKey(device=stored, key_id=k["key_id"], key=k) for k in new_keys],
+            ignore_conflicts=True,  # a racing retry of the same upload stored it already
+        )
+        return count + len(new_keys)
+
+
+def _new_one_time_keys(
+    stored: DeviceKeys, uploaded: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The uploaded one-time keys not stored yet. A ``key_id`` stored (or uploaded twice)
+    with the same key is a retried upload and ignored; with another key, ``conflict``."""
+    known = dict(
+        OneTimeKey.objects.filter(
+            device=stored, key_id__in=[key["key_id"] for key in uploaded]
+        ).values_list("key_id", "key")
+    )
+    new: list[dict[str, Any]] = []
+    for key in uploaded:
+        previous = known.get(key["key_id"])
+        if previous is not None:
+            if previous["key"] != key["key"]:
                 raise ServiceError(
-                    ErrorCode.TOO_LARGE,
-                    f"the server keeps at most {MAX_ONE_TIME_KEYS_STORED} one-time keys per "
-                    f"device and has {count} of yours: upload fewer",
+                    ErrorCode.CONFLICT,
+                    f"one-time key id {key['key_id']!r} is taken by another key: "
+                    "give each new key a new id",
                 )
-            OneTimeKey.objects.bulk_create(
-                [OneTimeKey(device=stored, key_id=k["key_id"], key=k) for k in one_time_keys],
-                ignore_conflicts=True,
-            )
-            count = OneTimeKey.objects.filter(device=stored).count()
-        return count
+            continue
+        known[key["key_id"]] = key
+        new.append(key)
+    return new
 
 
 def publish_user_key(user: User, device: str, user_key: dict[str, Any], *, reset: bool) -> None:
     """Publish the user's user key, signed by this device.
 
-    The first key has version 1; a ``reset`` (a new identity, which every contact
+    The first key has version 1, each ``reset`` (a new identity, which every contact
     sees) the current version plus one. Without ``reset`` an existing key is kept
-    (``conflict``), unless the same object is published again (a retry).
+    (``conflict``: two devices raced to publish the first key). A reset removes the
+    user signature of every device of the user: they are unsigned for the new key
+    until re-signed with it (docs/protocol.md 4.2).
     """
     if user_key["user"] != user.username:
         raise _bad("user_key must name your own user")
@@ -246,24 +270,18 @@ def publish_user_key(user: User, device: str, user_key: dict[str, Any], *, reset
         keys = DeviceKeys.objects.filter(device_id=device, user=user).first()
         if keys is None:
             raise _bad("upload this device's device_keys before publishing a user key")
-        payload = signed_payload(user_key, USER_KEY_PURPOSE)
-        if not crypto_utils.verify_ed25519(
-            keys.keys["ed25519"], user_key["signatures"]["device"], payload
-        ):
+        if not e2e.user_key_signature_valid(user_key, keys.keys["ed25519"]):
             raise _bad("the device signature of user_key does not verify with this device's key")
         existing = UserKey.objects.select_for_update().filter(user=user).first()
         if existing is not None and not reset:
-            if existing.key == user_key:
-                return
             raise ServiceError(
                 ErrorCode.CONFLICT,
-                "you have a user key already: fetch it with keys_query, or reset your identity",
+                "you have a user key already: approve this device from one of your other "
+                "devices, or reset your identity",
             )
         expected = 1 if existing is None else existing.version + 1
         if user_key["version"] != expected:
-            raise ServiceError(
-                ErrorCode.CONFLICT, f"the next user key version is {expected}: sign that one"
-            )
+            raise _bad(f"the next user key version is {expected}: sign that one")
         try:
             with transaction.atomic():
                 UserKey.objects.update_or_create(
@@ -273,7 +291,18 @@ def publish_user_key(user: User, device: str, user_key: dict[str, Any], *, reset
             raise ServiceError(
                 ErrorCode.CONFLICT, "another of your devices published a user key just now"
             ) from None
+        if reset:
+            _drop_user_signatures(user)
         record_device_list_change(user.pk, user.username)
+
+
+def _drop_user_signatures(user: User) -> None:
+    """Remove ``signatures.user`` from the stored device keys of ``user``'s devices."""
+    rows = list(DeviceKeys.objects.select_for_update().filter(user=user))
+    changed = [row for row in rows if "user" in row.keys.get("signatures", {})]
+    for row in changed:
+        row.keys = {**row.keys, "signatures": {"device": row.keys["signatures"]["device"]}}
+    DeviceKeys.objects.bulk_update(changed, ["keys"])
 
 
 # --- queries and claims ----------------------------------------------------------------------
@@ -380,42 +409,19 @@ def send_to_device(
     user: User, device: str, messages: Sequence[tuple[str, str, dict[str, Any]]]
 ) -> None:
     """Queue each ``(user, device, body)`` for its target device, numbered by that device's
-    ``seq``, and after commit push it to the device's logged-in sessions. A message stays
-    queued until its device acknowledges it (``to_device_ack``), so nothing is lost across
-    a reconnect. Targets that are not a device with keys are skipped: the sender learns of
-    a removed device from ``devices_changed``; so are those whose queue is full
-    (:data:`MAX_QUEUED_TO_DEVICE`)."""
+    ``seq``, and after commit push it to the device's logged-in sessions. All or nothing:
+    a target that is not an active user (``unknown_user``) or not one of their devices
+    with keys (``unknown_device``) refuses the whole request, so the sender refreshes
+    that user's keys and sends again. A message stays queued until its device
+    acknowledges it (``to_device_ack``); past :data:`MAX_QUEUED_TO_DEVICE` the oldest go.
+    """
     cipher = BodyCipher()
     with transaction.atomic():
-        targets = {
-            (row.user.username, row.device_id): row
-            for row in DeviceKeys.objects.select_for_update()
-            .filter(
-                device_id__in=[target for _, target, _ in messages],
-                user__username__in=[name for name, _, _ in messages],
-            )
-            .select_related("user")
-            .order_by("pk")
-        }
-        room_left = {row.device_id: MAX_QUEUED_TO_DEVICE for row in targets.values()}
-        waiting = (
-            ToDeviceMessage.objects.filter(device_id__in=room_left)
-            .values("device_id")
-            .annotate(count=Count("pk"))
-            .values_list("device_id", "count")
-        )
-        for device_id, count in waiting:
-            room_left[device_id] -= count
+        targets = _to_device_targets(messages)
         queued: list[ToDeviceMessage] = []
         pushes: dict[int, list[dict[str, Any]]] = {}
         for username, target, body in messages:
-            row = targets.get((username, target))
-            if row is None:
-                continue
-            if room_left[target] <= 0:
-                log.warning("to-device message for device %s dropped: its queue is full", target)
-                continue
-            room_left[target] -= 1
+            row = targets[(username, target)]
             row.to_device_seq += 1
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
             queued.append(
@@ -431,8 +437,53 @@ def send_to_device(
             pushes.setdefault(row.user_id, []).append({"device": target, "message": push})
         DeviceKeys.objects.bulk_update(targets.values(), ["to_device_seq"])
         ToDeviceMessage.objects.bulk_create(queued)
+        _trim_queues([row.device_id for row in targets.values()])
         for user_id, items in pushes.items():
             transaction.on_commit(functools.partial(delivery.to_device_sync, user_id, items))
+
+
+def _to_device_targets(
+    messages: Sequence[tuple[str, str, dict[str, Any]]],
+) -> dict[tuple[str, str], DeviceKeys]:
+    """The device keys rows of every target, locked; the first unknown target refuses all."""
+    names = {name for name, _, _ in messages}
+    active = set(
+        User.objects.filter(username__in=names, is_active=True).values_list("username", flat=True)
+    )
+    targets = {
+        (row.user.username, row.device_id): row
+        for row in DeviceKeys.objects.select_for_update()
+        .filter(device_id__in=[target for _, target, _ in messages], user__username__in=active)
+        .select_related("user")
+        .order_by("pk")
+    }
+    for username, target, _ in messages:
+        if username not in active:
+            raise ServiceError(ErrorCode.UNKNOWN_USER, f"there is no user {username!r}")
+        if (username, target) not in targets:
+            raise ServiceError(
+                ErrorCode.UNKNOWN_DEVICE,
+                f"{username!r} has no device {target!r} with keys: query their keys again",
+            )
+    return targets
+
+
+def _trim_queues(devices: Iterable[str]) -> None:
+    """Delete the oldest queued messages of each device that holds more than the cap."""
+    over = (
+        ToDeviceMessage.objects.filter(device_id__in=list(devices))
+        .values("device_id")
+        .annotate(count=Count("pk"))
+        .filter(count__gt=MAX_QUEUED_TO_DEVICE)
+        .values_list("device_id", "count")
+    )
+    for device_id, count in over:
+        oldest = ToDeviceMessage.objects.filter(device_id=device_id).order_by("seq")
+        dropped = list(oldest.values_list("pk", flat=True)[: count - MAX_QUEUED_TO_DEVICE])
+        ToDeviceMessage.objects.filter(pk__in=dropped).delete()
+        log.warning(
+            "device %s: %d queued to-device messages dropped (queue full)", device_id, len(dropped)
+        )
 
 
 def queued_to_device(device: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from accounts.models import User
 from chatproto.messages import Request
 
-from . import lifecycle, services
+from . import e2e_services, lifecycle, services
 from .outbox import Outbox
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class RequestHandlers:
     user: User | None
     channel_name: str
     presence_seq: int | None
+    device: str | None
 
     async def send_message(self, message: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -51,10 +52,12 @@ class RequestHandlers:
 
     async def handle_send(self, request: Request) -> None:
         r: Any = request
+        e2e_services.check_e2e_device(r.e2e, self.device)
         self.outbox.write(request, services.Outgoing(r.text, room=r.room, e2e=r.e2e))
 
     async def handle_pm(self, request: Request) -> None:
         r: Any = request
+        e2e_services.check_e2e_device(r.e2e, self.device)
         self.outbox.write(request, services.Outgoing(r.text, to=r.to, e2e=r.e2e))
 
     async def handle_users(self, request: Request) -> None:

@@ -289,9 +289,9 @@ async def _enter(session: Starting, ref: str | None, fields: dict[str, Any] | No
     for message in begun.queued:
         session.outbox.sent_from_queue(message["msg_id"])
         await session.send_message(message)
-    if session.device is not None:  # to-device messages queued for it (until acknowledged)
-        await e2e_handlers.send_queued_to_device(session)
     await session.send_plaintext(await feed.snapshot(session))
+    if session.device is not None:  # to-device messages queued for it, right after users
+        await e2e_handlers.send_queued_to_device(session)
 
 
 async def finish(session: Starting, code: int) -> None:

@@ -231,10 +231,7 @@ class Outgoing:
 
 
 PUBLIC_ROOM_E2E = "public rooms are not end-to-end encrypted: send text to {room!r}"
-E2E_REQUIRED = (
-    "this conversation is end-to-end encrypted and the server refuses plain text: "
-    "use a client that encrypts (update yours)"
-)
+E2E_REQUIRED = "this conversation is end-to-end encrypted; update your client"
 
 
 def refuse_plaintext(room: Room | None) -> None:

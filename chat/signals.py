@@ -69,6 +69,12 @@ def account_saved(sender, instance: User, created: bool, raw: bool = False, **kw
     else:
         services.end_sessions_of(instance.pk, "deactivated")
     services.announce_account(instance.username, active=instance.is_active)
+    e2e_services.account_changed(instance.pk, instance.username)
+
+
+def account_deleting(sender, instance: User, **kwargs) -> None:
+    """Before the cascade: the contacts of an account with keys hear it is gone."""
+    e2e_services.account_changed(instance.pk, instance.username, deleting=True)
 
 
 def account_deleted(sender, instance: User, **kwargs) -> None:
@@ -106,6 +112,7 @@ def connect() -> None:
         post_delete.connect(rooms_changed, sender=model, dispatch_uid=f"chat.{name}_deleted")
     pre_save.connect(remember_active, sender=User, dispatch_uid="chat.remember_active")
     post_save.connect(account_saved, sender=User, dispatch_uid="chat.account_saved")
+    pre_delete.connect(account_deleting, sender=User, dispatch_uid="chat.account_deleting")
     post_delete.connect(account_deleted, sender=User, dispatch_uid="chat.account_deleted")
     pre_delete.connect(device_deleting, sender=Device, dispatch_uid="chat.device_deleting")
     sessions_end_requested.connect(

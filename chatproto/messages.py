@@ -186,7 +186,7 @@ def _member_device(obj: dict[str, Any], what: str) -> str:
 
 def _device_keys(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """``{"user", "device", "curve25519", "ed25519", "signatures": {"device", "user"?}}``."""
-    _json_size(value, MAX_DEVICE_KEYS_BYTES, "device_keys")
+    _json_size(value, MAX_DEVICE_KEYS_BYTES, "device_keys", ErrorCode.TOO_LARGE)
     _member_username(value, "user", "device_keys")
     _member_device(value, "device_keys")
     _member_b64(value, "curve25519", "device_keys", KEY_BYTES)
@@ -219,7 +219,7 @@ def _one_time_keys(value: list[Any], ctx: Context) -> tuple[dict[str, Any], ...]
 
 def _user_key(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """``{"user", "ed25519", "version", "signatures": {"device"}}``."""
-    _json_size(value, MAX_DEVICE_KEYS_BYTES, "user_key")
+    _json_size(value, MAX_DEVICE_KEYS_BYTES, "user_key", ErrorCode.TOO_LARGE)
     _member_username(value, "user", "user_key")
     _member_b64(value, "ed25519", "user_key", KEY_BYTES)
     version: Any = value.get("version")
@@ -277,7 +277,7 @@ def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
         raise _Bounds(f"e2e.algorithm must be {MEGOLM_ALGORITHM!r}")
     _member_b64(value, "sender_key", "e2e", KEY_BYTES)
     _member_device(value, "e2e")
-    _member_b64(value, "session_id", "e2e")
+    _member_b64(value, "session_id", "e2e", KEY_BYTES)
     _member_b64(value, "ciphertext", "e2e")
     return value
 

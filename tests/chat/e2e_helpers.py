@@ -10,12 +10,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from chat.e2e_services import (
-    DEVICE_KEYS_PURPOSE,
-    USER_KEY_PURPOSE,
-    one_time_key_payload,
-    signed_payload,
-)
+from chatproto.e2e import device_keys_payload, one_time_key_payload, user_key_payload
 from chatproto.unpadded_b64 import encode as encode_b64
 from tests.protocol_client.inprocess import InProcessClient, open_session
 
@@ -55,7 +50,7 @@ class KeyedDevice:
             "curve25519": self.curve25519,
             "ed25519": self.identity.public,
         }
-        payload = signed_payload(keys, DEVICE_KEYS_PURPOSE)
+        payload = device_keys_payload(keys)
         keys["signatures"] = {"device": self.identity.sign(payload)}
         if user_key is not None:
             keys["signatures"]["user"] = user_key.sign(payload)
@@ -72,8 +67,12 @@ class KeyedDevice:
             "ed25519": user_key.public,
             "version": version,
         }
-        payload = signed_payload(published, USER_KEY_PURPOSE)
+        payload = user_key_payload(published)
         return {**published, "signatures": {"device": self.identity.sign(payload)}}
+
+    def sealed(self) -> dict[str, Any]:
+        """An ``e2e`` message object from this device (opaque ciphertext)."""
+        return {**E2E, "device": self.device}
 
     async def upload(self, **fields: Any) -> dict[str, Any]:
         return await self.session.request({"type": "keys_upload", **fields})
@@ -101,3 +100,14 @@ async def resumed(device: KeyedDevice) -> KeyedDevice:
     again = KeyedDevice(session, device.username, device.device, device.token)
     again.identity, again.curve25519 = device.identity, device.curve25519
     return again
+
+
+async def to_device_after_login(device: KeyedDevice) -> list[dict[str, Any]]:
+    """The to-device pushes a device's login brought: none before ``users`` (they follow
+    it), and all of them (a ping's answer comes after them)."""
+    assert not [m for m in device.session.after_login if m["type"] == "to_device"]
+    await device.session.request({"type": "ping"})
+    pushes = []
+    while (push := device.session.protocol.take_kind("to_device")) is not None:
+        pushes.append(push)
+    return pushes

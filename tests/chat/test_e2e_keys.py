@@ -78,11 +78,11 @@ async def test_user_key_publish_without_reset_keeps_the_key_and_reset_bumps_the_
     first, second = SigningKey(), SigningKey()
     publish = {"type": "user_key_publish", "user_key": alice.user_key(first)}
     assert (await alice.session.request(publish))["type"] == "ok"
-    assert (await alice.session.request(publish))["type"] == "ok"  # the same again: a retry
+    assert (await alice.session.request(publish))["code"] == "conflict"  # a key exists
     replace = {"type": "user_key_publish", "user_key": alice.user_key(second, version=2)}
     assert (await alice.session.request(replace))["code"] == "conflict"
     stale = {**replace, "reset": True, "user_key": alice.user_key(second, version=1)}
-    assert (await alice.session.request(stale))["code"] == "conflict"
+    assert (await alice.session.request(stale))["code"] == "bad_request"
     assert (await alice.session.request({**replace, "reset": True}))["type"] == "ok"
     answer = await alice.session.request({"type": "keys_query", "users": ["alice"]})
     assert answer["users"]["alice"]["user_key"]["version"] == 2
@@ -216,3 +216,98 @@ async def test_a_session_without_a_device_gets_device_required(create_users, req
     answer = await session.request(request_)
     assert (answer["type"], answer["code"]) == ("error", "device_required")
     await session.close()
+
+
+async def test_a_user_signature_before_any_user_key_is_published_is_refused(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    answer = await alice.upload(device_keys=alice.device_keys(user_key=SigningKey()))
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    await alice.close()
+
+
+async def test_an_identity_reset_removes_the_user_signatures_of_the_users_devices(create_users):
+    await create_users("alice")
+    laptop = await device_session("alice")
+    phone = await device_session("alice", "phone")
+    first, second = SigningKey(), SigningKey()
+    await laptop.session.request({"type": "user_key_publish", "user_key": laptop.user_key(first)})
+    for device in (laptop, phone):
+        assert (await device.upload(device_keys=device.device_keys(first)))["type"] == (
+            "keys_uploaded"
+        )
+    reset = {"type": "user_key_publish", "reset": True, "user_key": phone.user_key(second, 2)}
+    assert (await phone.session.request(reset))["type"] == "ok"
+    answer = await phone.session.request({"type": "keys_query", "users": ["alice"]})
+    devices = answer["users"]["alice"]["devices"]
+    assert [sorted(d["signatures"]) for d in devices] == [["device"], ["device"]]
+    assert sorted(d["device"] for d in devices) == sorted([laptop.device, phone.device])
+    resigned = phone.device_keys(second)
+    assert (await phone.upload(device_keys=resigned))["type"] == "keys_uploaded"
+    for device in (laptop, phone):
+        await device.close()
+
+
+async def test_a_reused_key_id_with_another_key_is_conflict_and_the_same_key_is_ignored(
+    create_users,
+):
+    await create_users("alice")
+    alice = await device_session("alice")
+    key = alice.one_time_key("k1")
+    assert (await alice.upload(one_time_keys=[key]))["one_time_keys"] == 1
+    assert (await alice.upload(one_time_keys=[key]))["one_time_keys"] == 1  # a retry
+    other = alice.one_time_key("k1")
+    answer = await alice.upload(one_time_keys=[alice.one_time_key("k2"), other])
+    assert (answer["type"], answer["code"]) == ("error", "conflict")
+    assert (await alice.upload())["one_time_keys"] == 1  # the refused upload stored nothing
+    await alice.close()
+
+
+async def test_more_than_100_unclaimed_one_time_keys_is_bad_request(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    first = [alice.one_time_key(f"a{i}") for i in range(60)]
+    assert (await alice.upload(one_time_keys=first))["one_time_keys"] == 60
+    again = [*first, *(alice.one_time_key(f"b{i}") for i in range(40))]
+    assert (await alice.upload(one_time_keys=again))["one_time_keys"] == 100
+    answer = await alice.upload(one_time_keys=[alice.one_time_key("c")])
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    await alice.close()
+
+
+async def test_device_keys_or_a_user_key_over_4096_bytes_are_too_large(create_users):
+    await create_users("alice")
+    alice = await device_session("alice")
+    padded = {**alice.device_keys(), "note": "x" * 4_096}
+    answer = await alice.upload(device_keys=padded)
+    assert (answer["type"], answer["code"]) == ("error", "too_large")
+    user_key = {**alice.user_key(SigningKey()), "note": "x" * 4_096}
+    answer = await alice.session.request({"type": "user_key_publish", "user_key": user_key})
+    assert (answer["type"], answer["code"]) == ("error", "too_large")
+    await alice.close()
+
+
+async def test_deactivating_or_deleting_an_account_with_keys_tells_its_contacts(
+    create_users, run_sync
+):
+    _, bob_user, carol_user = await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    for name in ("bob", "carol"):
+        other = await device_session(name)
+        await other.session.request({"type": "pm", "to": "alice", "e2e": other.sealed()})
+        await other.close()
+    before = await alice.session.request({"type": "device_list_changes", "since": 0})
+    await alice.session.drain()  # the pushes of the uploads above
+    bob_user.is_active = False
+    await run_sync(bob_user.save)
+    pushed = await alice.session.find("devices_changed")
+    assert pushed["users"] == ["bob"] and pushed["version"] > before["version"]
+    changes = await alice.session.request(
+        {"type": "device_list_changes", "since": before["version"]}
+    )
+    assert changes["users"] == ["bob"]
+    answer = await alice.session.request({"type": "keys_query", "users": ["bob", "carol"]})
+    assert list(answer["users"]) == ["carol"]
+    await run_sync(carol_user.delete)
+    assert (await alice.session.find("devices_changed"))["users"] == ["carol"]
+    await alice.close()

@@ -9,6 +9,7 @@ from chat import services
 from chat.models import Message, Room
 from chat.storage import BodyCipher
 from tests.chat.e2e_helpers import E2E, device_session
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,12 +19,13 @@ async def test_an_e2e_message_in_a_private_room_round_trips_through_history(crea
     await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
     alice = await device_session("alice")
     bob = await device_session("bob")
-    ack = await alice.session.request({"type": "send", "room": "team", "e2e": E2E})
+    sealed = alice.sealed()
+    ack = await alice.session.request({"type": "send", "room": "team", "e2e": sealed})
     assert ack["type"] == "ack"
     pushed = await bob.session.find("message")
-    assert pushed["e2e"] == E2E and "text" not in pushed
+    assert pushed["e2e"] == sealed and "text" not in pushed
     page = await bob.session.request({"type": "history", "room": "team"})
-    assert [(m["msg_id"], m["e2e"]) for m in page["messages"]] == [(ack["msg_id"], E2E)]
+    assert [(m["msg_id"], m["e2e"]) for m in page["messages"]] == [(ack["msg_id"], sealed)]
     assert "text" not in page["messages"][0]
     stored = await run_sync(Message.objects.get, pk=ack["msg_id"])
     assert stored.e2e and E2E["ciphertext"] not in stored.body_encrypted  # encrypted at rest
@@ -36,12 +38,13 @@ async def test_an_e2e_private_message_round_trips_through_history(create_users):
     await create_users("alice", "bob")
     alice = await device_session("alice")
     bob = await device_session("bob")
-    ack = await alice.session.request({"type": "pm", "to": "bob", "e2e": E2E})
+    sealed = alice.sealed()
+    ack = await alice.session.request({"type": "pm", "to": "bob", "e2e": sealed})
     assert ack["type"] == "ack"
     pushed = await bob.session.find("private")
-    assert (pushed["from"], pushed["e2e"]) == ("alice", E2E)
+    assert (pushed["from"], pushed["e2e"]) == ("alice", sealed)
     page = await bob.session.request({"type": "history", "with": "alice"})
-    assert [m["e2e"] for m in page["messages"]] == [E2E]
+    assert [m["e2e"] for m in page["messages"]] == [sealed]
     await alice.close()
     await bob.close()
 
@@ -49,7 +52,7 @@ async def test_an_e2e_private_message_round_trips_through_history(create_users):
 async def test_e2e_in_a_public_room_is_refused(create_users):
     await create_users("alice")
     alice = await device_session("alice")
-    answer = await alice.session.request({"type": "send", "room": "lobby", "e2e": E2E})
+    answer = await alice.session.request({"type": "send", "room": "lobby", "e2e": alice.sealed()})
     assert (answer["type"], answer["code"]) == ("error", "bad_request")
     assert "public" in answer["message"]
     await alice.close()
@@ -65,3 +68,31 @@ def test_plain_text_refusal_for_end_to_end_conversations(make_user):
     with pytest.raises(services.ServiceError):
         services.refuse_plaintext(Room(name="team", private=True))
     services.refuse_plaintext(Room.objects.get(name="lobby"))
+
+
+async def test_an_e2e_message_must_name_the_sending_sessions_device(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    other = {**alice.sealed(), "device": "not-my-device"}
+    answer = await alice.session.request({"type": "pm", "to": "bob", "e2e": other})
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    await alice.close()
+
+
+async def test_an_e2e_message_from_a_session_without_a_device_is_device_required(create_users):
+    await create_users("alice", "bob")
+    session = await open_session()
+    await session.login("alice")  # no remember: no device
+    answer = await session.request({"type": "pm", "to": "bob", "e2e": E2E})
+    assert (answer["type"], answer["code"]) == ("error", "device_required")
+    assert answer["message"] == "log in with a remembered device to use encrypted conversations"
+    await session.close()
+
+
+async def test_a_session_id_that_is_not_32_bytes_is_refused(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    short = {**alice.sealed(), "session_id": E2E["ciphertext"]}
+    answer = await alice.session.request({"type": "pm", "to": "bob", "e2e": short})
+    assert (answer["type"], answer["code"]) == ("error", "bad_request")
+    await alice.close()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from chat.models import DeviceKeys, ToDeviceMessage
-from tests.chat.e2e_helpers import device_session, resumed
+from tests.chat.e2e_helpers import device_session, resumed, to_device_after_login
+from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +49,7 @@ async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(crea
     )
     assert sent["type"] == "ok"
     bob = await resumed(bob)
-    queued = [m for m in bob.session.after_login if m["type"] == "to_device"]
+    queued = await to_device_after_login(bob)
     assert [(m["seq"], m["body"]) for m in queued] == [
         (1, bodies[0]),
         (2, bodies[1]),
@@ -56,27 +57,56 @@ async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(crea
     ]
     await bob.close()
     bob = await resumed(bob)  # not acknowledged: all three again
-    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [1, 2, 3]
+    assert [m["seq"] for m in await to_device_after_login(bob)] == [1, 2, 3]
     await bob.session.send({"type": "to_device_ack", "upto": 2})
     await bob.session.request({"type": "ping"})  # the ack is done before the answer to this
     left = await run_sync(lambda: list(ToDeviceMessage.objects.values_list("seq", flat=True)))
     assert left == [3]
     await bob.close()
     bob = await resumed(bob)
-    assert [m["seq"] for m in bob.session.after_login if m["type"] == "to_device"] == [3]
+    assert [m["seq"] for m in await to_device_after_login(bob)] == [3]
     await alice.close()
     await bob.close()
 
 
-async def test_messages_to_an_unknown_device_are_skipped(create_users, run_sync):
+async def test_a_batch_with_an_unknown_device_is_refused_whole(create_users, run_sync):
     await create_users("alice", "bob")
     alice = await device_session("alice")
     bob = await device_session("bob")
     stray = {"user": "bob", "device": "no-such-device", "body": OLM}
-    sent = await alice.session.request({"type": "to_device", "messages": [stray, to(bob)]})
-    assert sent["type"] == "ok"
-    assert (await bob.session.find("to_device"))["seq"] == 1
-    assert await run_sync(ToDeviceMessage.objects.count) == 1
+    sent = await alice.session.request({"type": "to_device", "messages": [to(bob), stray]})
+    assert (sent["type"], sent["code"]) == ("error", "unknown_device")
+    assert "no-such-device" in sent["message"]
+    assert await run_sync(ToDeviceMessage.objects.count) == 0
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_batch_with_an_unknown_or_inactive_user_is_unknown_user(create_users, run_sync):
+    _, _, carol_user = await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    carol = await device_session("carol")
+    await carol.close()
+    nobody = {"user": "nobody", "device": bob.device, "body": OLM}
+    sent = await alice.session.request({"type": "to_device", "messages": [to(bob), nobody]})
+    assert (sent["type"], sent["code"]) == ("error", "unknown_user")
+    assert "nobody" in sent["message"]
+    carol_user.is_active = False
+    await run_sync(carol_user.save)
+    sent = await alice.session.request({"type": "to_device", "messages": [to(bob), to(carol)]})
+    assert (sent["type"], sent["code"]) == ("error", "unknown_user")
+    assert await run_sync(ToDeviceMessage.objects.count) == 0
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_device_without_keys_is_unknown_device(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob", keys=False)
+    sent = await alice.session.request({"type": "to_device", "messages": [to(bob)]})
+    assert (sent["type"], sent["code"]) == ("error", "unknown_device")
     await alice.close()
     await bob.close()
 
@@ -104,7 +134,7 @@ async def test_a_revoked_devices_keys_and_queue_go_with_it(create_users, run_syn
     await bob.close()
 
 
-async def test_a_full_queue_takes_no_more_messages(create_users, run_sync, monkeypatch):
+async def test_a_full_queue_drops_its_oldest_message(create_users, run_sync, monkeypatch):
     from chat import e2e_services
 
     monkeypatch.setattr(e2e_services, "MAX_QUEUED_TO_DEVICE", 2)
@@ -118,11 +148,17 @@ async def test_a_full_queue_takes_no_more_messages(create_users, run_sync, monke
     )
     assert sent["type"] == "ok"
     bob = await resumed(bob)
-    queued = [m["body"] for m in bob.session.after_login if m["type"] == "to_device"]
-    assert queued == bodies[:2]
-    await bob.session.send({"type": "to_device_ack", "upto": 2})
-    await bob.session.request({"type": "ping"})
-    await alice.session.request({"type": "to_device", "messages": [to(bob, bodies[2])]})
-    assert (await bob.session.find("to_device"))["body"] == bodies[2]
+    queued = [(m["seq"], m["body"]) for m in await to_device_after_login(bob)]
+    assert queued == [(2, bodies[1]), (3, bodies[2])]
     await alice.close()
     await bob.close()
+
+
+async def test_an_ack_from_a_session_without_a_device_is_device_required(create_users):
+    await create_users("alice")
+    session = await open_session()
+    await session.login("alice")  # no remember: no device
+    await session.send({"type": "to_device_ack", "upto": 1})
+    error = await session.find("error")
+    assert error["code"] == "device_required" and "ref" not in error
+    await session.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+# The chat tests' settings, for the in-process sessions of test_e2e_engines_live.py.
+from tests.chat.conftest import chat_settings, make_user, run_sync, server_key_file  # noqa: F401
 from tests.e2e.deployments import Deployment, scaled_out, single_process
 
 

@@ -226,7 +226,7 @@ class E2EEngine:
 
     def _advance_sends(self) -> Output:
         out = Output()
-        while self._sends:
+        while self._sends and not self._sends[0].waiting_for:  # a waiting one asked already
             step = self._advance(self._sends[0])
             out.extend(step)
             if self._sends[0].waiting_for:

@@ -408,3 +408,14 @@ def test_a_verification_idle_for_ten_minutes_is_cancelled_on_both_sides(relay):
     assert [e.reason for e in events_of(relay, ("bob", "DEV1"), VerificationCancelled)] == [
         "timeout"
     ]
+
+
+def test_a_message_waiting_for_keys_is_not_advanced_again_by_the_next_one():
+    """Found against the real server: a second encrypt_for re-ran the first message's
+    step while its answers were awaited, asking again and later sending it twice."""
+    alice = E2EEngine(make_user("alice"), new_id=iter(f"r{i}" for i in range(100)).__next__)
+    pm = conversation_id(pm=("alice", "bob"))
+    first = alice.encrypt_for(pm, ["bob"], "one", now=1.0)
+    second = alice.encrypt_for(ROOM, ["bob"], "two", now=1.0)
+    assert [r["type"] for r in first.requests] == ["keys_query"]
+    assert second.requests == []  # queued behind the first, which is still waiting
