@@ -20,7 +20,12 @@ from chatsite import startup
 class Command(migrate.Command):
     help = migrate.Command.help + " Also makes the data dir and keeps the secret key in it."
 
-    def handle(self, *args: object, **options: object) -> None:
+    def execute(self, *args: object, **options: object) -> str | None:
+        # Before the system checks: a JSONField's check opens the database (SQLite in the
+        # data dir) to ask whether it supports JSON.
         startup.make_data_dir(Path(settings.DATA_DIR))
+        return super().execute(*args, **options)
+
+    def handle(self, *args: object, **options: object) -> None:
         super().handle(*args, **options)
         startup.keep_generated_secret_key()
