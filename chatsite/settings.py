@@ -170,7 +170,8 @@ if ENV.redis_url:
         }
     CACHES: dict[str, dict[str, Any]] = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # One connection pool per process, not per session (chatsite/redis_cache.py).
+            "BACKEND": "chatsite.redis_cache.ProcessRedisCache",
             "LOCATION": ENV.redis_url,
             "KEY_PREFIX": f"{ENV.redis_prefix}:cache",
         }

@@ -142,7 +142,7 @@ def test_redis_url_switches_layer_and_cache_and_encrypts_layer_messages(tmp_path
     assert layer["CONFIG"]["prefix"].startswith("acme")
     (key,) = layer["CONFIG"]["symmetric_encryption_keys"]
     assert len(key) == 64 and secret not in key
-    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["BACKEND"] == "chatsite.redis_cache.ProcessRedisCache"
     assert cache["KEY_PREFIX"].startswith("acme")
 
 
