@@ -32,7 +32,7 @@ from accounts.models import Device, User
 from chatproto import e2e
 from chatproto.codes import ErrorCode
 from chatproto.e2e import MAX_ONE_TIME_KEYS as MAX_ONE_TIME_KEYS_STORED
-from chatproto.e2e import MAX_QUEUED_TO_DEVICE
+from chatproto.e2e import MAX_QUEUED_FROM_ONE_USER, MAX_QUEUED_TO_DEVICE
 
 from . import delivery
 from .models import (
@@ -48,6 +48,7 @@ from .models import (
 from .storage import BodyCipher
 
 log = logging.getLogger("chat.e2e")
+QUEUE_FULL_RETRY_SECONDS = 300
 
 DEVICE_REQUIRED = "log in with a remembered device to use encrypted conversations"
 
@@ -204,9 +205,11 @@ def upload_keys(
                         "a device's identity keys never change: log out and log in as a new "
                         "device to use new keys",
                     )
+                announce = _user_signature(stored.keys) != _user_signature(device_keys)
                 stored.keys = device_keys
                 stored.save(update_fields=["keys", "updated"])
-                record_device_list_change(user.pk, user.username)
+                if announce:  # what contacts act on; other fields change nothing for them
+                    record_device_list_change(user.pk, user.username)
         if stored is None:
             raise _bad("upload this device's device_keys first")
         ed25519 = stored.keys["ed25519"]
@@ -413,7 +416,7 @@ def send_to_device(
     a target that is not an active user (``unknown_user``) or not one of their devices
     with keys (``unknown_device``) refuses the whole request, so the sender refreshes
     that user's keys and sends again. A message stays queued until its device
-    acknowledges it (``to_device_ack``); past :data:`MAX_QUEUED_TO_DEVICE` the oldest go.
+    acknowledges it (``to_device_ack``); a full queue refuses (:func:`_check_queue_room`).
     """
     cipher = BodyCipher()
     with transaction.atomic():
@@ -435,9 +438,9 @@ def send_to_device(
             )
             push = to_device_push(row.to_device_seq, user.username, device, body)
             pushes.setdefault(row.user_id, []).append({"device": target, "message": push})
+        _check_queue_room(user, queued)
         DeviceKeys.objects.bulk_update(targets.values(), ["to_device_seq"])
         ToDeviceMessage.objects.bulk_create(queued)
-        _trim_queues([row.device_id for row in targets.values()])
         for user_id, items in pushes.items():
             transaction.on_commit(functools.partial(delivery.to_device_sync, user_id, items))
 
@@ -468,22 +471,36 @@ def _to_device_targets(
     return targets
 
 
-def _trim_queues(devices: Iterable[str]) -> None:
-    """Delete the oldest queued messages of each device that holds more than the cap."""
-    over = (
-        ToDeviceMessage.objects.filter(device_id__in=list(devices))
-        .values("device_id")
-        .annotate(count=Count("pk"))
-        .filter(count__gt=MAX_QUEUED_TO_DEVICE)
-        .values_list("device_id", "count")
+def _user_signature(device_keys: dict[str, Any]) -> Any:
+    signatures = device_keys.get("signatures")
+    return signatures.get("user") if isinstance(signatures, dict) else None
+
+
+def _check_queue_room(sender: User, queued: Sequence[ToDeviceMessage]) -> None:
+    """Refuse the request (nothing is queued) if a target device's queue would pass
+    :data:`MAX_QUEUED_TO_DEVICE`, or hold more than :data:`MAX_QUEUED_FROM_ONE_USER` from
+    this sender. Nothing queued is ever dropped to make room: dropping the oldest would let
+    anyone push out the room keys a device has not fetched yet."""
+    adding: dict[str, int] = {}
+    for message in queued:
+        adding[message.device_id] = adding.get(message.device_id, 0) + 1
+    counts = ToDeviceMessage.objects.filter(device_id__in=list(adding)).values("device_id")
+    totals = dict(counts.annotate(count=Count("pk")).values_list("device_id", "count"))
+    from_sender = dict(
+        counts.filter(sender=sender).annotate(count=Count("pk")).values_list("device_id", "count")
     )
-    for device_id, count in over:
-        oldest = ToDeviceMessage.objects.filter(device_id=device_id).order_by("seq")
-        dropped = list(oldest.values_list("pk", flat=True)[: count - MAX_QUEUED_TO_DEVICE])
-        ToDeviceMessage.objects.filter(pk__in=dropped).delete()
-        log.warning(
-            "device %s: %d queued to-device messages dropped (queue full)", device_id, len(dropped)
-        )
+    for device_id, count in adding.items():
+        if (
+            totals.get(device_id, 0) + count > MAX_QUEUED_TO_DEVICE
+            or from_sender.get(device_id, 0) + count > MAX_QUEUED_FROM_ONE_USER
+        ):
+            log.warning("to-device messages for device %s refused: its queue is full", device_id)
+            raise ServiceError(
+                ErrorCode.RATE_LIMITED,
+                "a device you are sending to has too many messages waiting for it; "
+                "try again once it has been online",
+                retry_after=QUEUE_FULL_RETRY_SECONDS,
+            )
 
 
 def queued_to_device(device: str) -> list[dict[str, Any]]:

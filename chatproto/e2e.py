@@ -68,9 +68,11 @@ MAX_E2E_BYTES = 65_536
 MAX_TO_DEVICE_BODY_BYTES = 16_384
 # Messages in one to_device request: a 100-member room's rotation is a few hundred.
 MAX_TO_DEVICE_MESSAGES = 1_000
-# Messages queued for one device that has not acked them; past this the oldest is dropped
-# (the device can still ask its user's other devices for the room keys it lost).
+# Messages queued for one device that has not acked them, in all and from any one user; a
+# request that would pass either is refused whole (rate_limited): nothing queued is dropped,
+# so nobody can push a device's room keys out of its queue.
 MAX_QUEUED_TO_DEVICE = 10_000
+MAX_QUEUED_FROM_ONE_USER = 1_000
 # Users in one keys_query: 100 users with ten devices each still fit a 1 MiB record.
 MAX_KEYS_QUERY_USERS = 100
 MAX_KEYS_CLAIM_DEVICES = 1_000  # devices in one keys_claim (an answer is ~250 bytes each)

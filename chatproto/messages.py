@@ -17,7 +17,11 @@ from typing import Any
 
 from . import unpadded_b64
 from .codes import ErrorCode
+from .crypto_utils import ED25519_SIGNATURE_SIZE
 from .e2e import (
+    ALGORITHM_MEGOLM,
+    ALGORITHM_OLM,
+    CURVE25519_KEY_SIZE,
     MAX_DEVICE_KEYS_BYTES,
     MAX_E2E_BYTES,
     MAX_KEY_ID_LENGTH,
@@ -26,6 +30,8 @@ from .e2e import (
     MAX_ONE_TIME_KEYS,
     MAX_TO_DEVICE_BODY_BYTES,
     MAX_TO_DEVICE_MESSAGES,
+    OLM_NORMAL,
+    OLM_PRE_KEY,
 )
 from .errors import MessageError
 from .limits import (
@@ -132,9 +138,8 @@ def _members(value: list[Any], ctx: Context) -> tuple[str, ...]:
 # The server stores and relays them as they came; it checks only their shape and size, so
 # that what it hands out is well formed and bounded. Keys are 32 bytes and signatures 64,
 # in unpadded base64 (chatproto.unpadded_b64).
-KEY_BYTES = 32
-SIGNATURE_BYTES = 64
-MEGOLM_ALGORITHM = "megolm.v1"
+KEY_BYTES = CURVE25519_KEY_SIZE  # an ed25519 public key is 32 bytes too
+SIGNATURE_BYTES = ED25519_SIGNATURE_SIZE
 
 
 def _json_size(value: Any, limit: int, what: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
@@ -265,16 +270,32 @@ def _to_device_messages(
         device = _member_device(message, "messages[]")
         body = _object(message.get("body"), "messages[].body")
         _json_size(body, MAX_TO_DEVICE_BODY_BYTES, "a to-device body", ErrorCode.TOO_LARGE)
-        messages.append((user, device, body))
+        messages.append((user, device, _olm_envelope(body)))
     return tuple(messages)
+
+
+def _olm_envelope(body: dict[str, Any]) -> dict[str, Any]:
+    """A to-device body is exactly section 4.4's Olm envelope: ``{"algorithm": "olm.v1",
+    "sender_key", "type": 0 or 1, "ciphertext"}``. The server cannot read it, but it stores
+    it and replays it at every login of the target: nothing else (deep nesting, other
+    fields) gets that far."""
+    if set(body) != {"algorithm", "sender_key", "type", "ciphertext"}:
+        raise _Bounds("a to-device body has exactly algorithm, sender_key, type and ciphertext")
+    if body["algorithm"] != ALGORITHM_OLM:
+        raise _Bounds(f"a to-device body's algorithm must be {ALGORITHM_OLM!r}")
+    if type(body["type"]) is not int or body["type"] not in (OLM_PRE_KEY, OLM_NORMAL):
+        raise _Bounds("a to-device body's type is 0 (pre-key) or 1 (normal)")
+    _member_b64(body, "sender_key", "messages[].body", KEY_BYTES)
+    _member_b64(body, "ciphertext", "messages[].body")
+    return body
 
 
 def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """A Megolm message: ``{"algorithm": "megolm.v1", "sender_key", "device", "session_id",
     "ciphertext"}``, stored and returned as it came."""
     _json_size(value, MAX_E2E_BYTES, "the e2e object", ErrorCode.TOO_LARGE)
-    if value.get("algorithm") != MEGOLM_ALGORITHM:
-        raise _Bounds(f"e2e.algorithm must be {MEGOLM_ALGORITHM!r}")
+    if value.get("algorithm") != ALGORITHM_MEGOLM:
+        raise _Bounds(f"e2e.algorithm must be {ALGORITHM_MEGOLM!r}")
     _member_b64(value, "sender_key", "e2e", KEY_BYTES)
     _member_device(value, "e2e")
     _member_b64(value, "session_id", "e2e", KEY_BYTES)

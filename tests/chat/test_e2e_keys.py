@@ -9,7 +9,9 @@ import pytest
 
 from chat import e2e_services
 from chat.models import OneTimeKey
+from chatproto.e2e import device_keys_payload
 from tests.chat.e2e_helpers import SigningKey, device_session
+from tests.chatproto.helpers import OLM_BODY
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -204,7 +206,7 @@ async def test_a_contacts_new_device_is_pushed_as_devices_changed(create_users, 
         {"type": "keys_query", "users": ["alice"]},
         {"type": "keys_claim", "devices": [{"user": "alice", "device": "d"}]},
         {"type": "device_list_changes", "since": 0},
-        {"type": "to_device", "messages": [{"user": "alice", "device": "d", "body": {}}]},
+        {"type": "to_device", "messages": [{"user": "alice", "device": "d", "body": OLM_BODY}]},
         {"type": "to_device_ack", "upto": 1, "id": "a1"},
     ],
     ids=lambda r: r["type"],
@@ -310,4 +312,30 @@ async def test_deactivating_or_deleting_an_account_with_keys_tells_its_contacts(
     assert list(answer["users"]) == ["carol"]
     await run_sync(carol_user.delete)
     assert (await alice.session.find("devices_changed"))["users"] == ["carol"]
+    await alice.close()
+
+
+async def test_only_a_new_user_signature_announces_re_uploaded_device_keys(create_users):
+    # Each announcement makes every contact query keys again: a device re-uploading its
+    # keys with some other field changed must not be able to make its contacts do so.
+    await create_users("alice")
+    alice = await device_session("alice")
+    user_key = SigningKey()
+    await alice.session.request({"type": "user_key_publish", "user_key": alice.user_key(user_key)})
+    before = await alice.session.request({"type": "device_list_changes", "since": 0})
+
+    renamed = {k: v for k, v in alice.device_keys().items() if k != "signatures"}
+    renamed["label"] = "work laptop"  # a field the server does not know: signed, stored
+    renamed["signatures"] = {"device": alice.identity.sign(device_keys_payload(renamed))}
+    assert (await alice.upload(device_keys=renamed))["type"] == "keys_uploaded"
+    quiet = await alice.session.request({"type": "device_list_changes", "since": before["version"]})
+    assert quiet["users"] == [] and quiet["version"] == before["version"]
+
+    assert (await alice.upload(device_keys=alice.device_keys(user_key=user_key)))[
+        "type"
+    ] == "keys_uploaded"
+    signed = await alice.session.request(
+        {"type": "device_list_changes", "since": before["version"]}
+    )
+    assert signed["users"] == ["alice"]
     await alice.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from chat import e2e_services
 from chat.models import DeviceKeys, ToDeviceMessage
 from tests.chat.e2e_helpers import device_session, resumed, to_device_after_login
 from tests.protocol_client.inprocess import open_session
@@ -134,9 +135,8 @@ async def test_a_revoked_devices_keys_and_queue_go_with_it(create_users, run_syn
     await bob.close()
 
 
-async def test_a_full_queue_drops_its_oldest_message(create_users, run_sync, monkeypatch):
-    from chat import e2e_services
-
+async def test_a_full_queue_refuses_more_and_keeps_what_it_holds(create_users, monkeypatch):
+    # Dropping the oldest would let anyone push out the room keys a device has not fetched.
     monkeypatch.setattr(e2e_services, "MAX_QUEUED_TO_DEVICE", 2)
     await create_users("alice", "bob")
     alice = await device_session("alice")
@@ -144,12 +144,55 @@ async def test_a_full_queue_drops_its_oldest_message(create_users, run_sync, mon
     await bob.close()
     bodies = [{**OLM, "ciphertext": f"AAA{i}"} for i in range(3)]
     sent = await alice.session.request(
-        {"type": "to_device", "messages": [to(bob, body) for body in bodies]}
+        {"type": "to_device", "messages": [to(bob, body) for body in bodies[:2]]}
     )
     assert sent["type"] == "ok"
+    refused = await alice.session.request({"type": "to_device", "messages": [to(bob, bodies[2])]})
+    assert refused["type"] == "error" and refused["code"] == "rate_limited"
+    assert refused["retry_after"] >= 1
     bob = await resumed(bob)
     queued = [(m["seq"], m["body"]) for m in await to_device_after_login(bob)]
-    assert queued == [(2, bodies[1]), (3, bodies[2])]
+    assert queued == [(1, bodies[0]), (2, bodies[1])]
+    await alice.close()
+    await bob.close()
+
+
+async def test_one_user_fills_at_most_their_share_of_a_devices_queue(create_users, monkeypatch):
+    monkeypatch.setattr(e2e_services, "MAX_QUEUED_FROM_ONE_USER", 1)
+    await create_users("alice", "bob", "carol")
+    alice, carol = await device_session("alice"), await device_session("carol")
+    bob = await device_session("bob")
+    await bob.close()
+    assert (await alice.session.request({"type": "to_device", "messages": [to(bob)]}))[
+        "type"
+    ] == "ok"
+    flood = await alice.session.request({"type": "to_device", "messages": [to(bob)]})
+    assert flood["code"] == "rate_limited"
+    assert (await carol.session.request({"type": "to_device", "messages": [to(bob)]}))[
+        "type"
+    ] == "ok"
+    await alice.close()
+    await carol.close()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({**OLM, "extra": 1}, id="another field"),
+        pytest.param({k: v for k, v in OLM.items() if k != "type"}, id="a field missing"),
+        pytest.param({**OLM, "algorithm": "megolm.v1"}, id="another algorithm"),
+        pytest.param({**OLM, "type": 2}, id="another message type"),
+        pytest.param({**OLM, "type": True}, id="a boolean type"),
+        pytest.param({**OLM, "sender_key": "AAAA"}, id="a short key"),
+        pytest.param({**OLM, "ciphertext": {"deep": [[[[1]]]]}}, id="nested, not base64"),
+    ],
+)
+async def test_a_to_device_body_is_exactly_the_olm_envelope(create_users, body):
+    await create_users("alice", "bob")
+    alice, bob = await device_session("alice"), await device_session("bob")
+    refused = await alice.session.request({"type": "to_device", "messages": [to(bob, body)]})
+    assert refused["type"] == "error" and refused["code"] == "bad_request"
+    assert all(m["type"] != "to_device" for m in await bob.session.drain())
     await alice.close()
     await bob.close()
 

@@ -28,6 +28,7 @@ T = "0123456789abcdef0123456789abcdef"  # a transfer id
 SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 KEY_B64 = "A" * 43  # 32 bytes in unpadded base64, as vodozemac prints a key
+OLM_BODY = {"algorithm": "olm.v1", "sender_key": KEY_B64, "type": 0, "ciphertext": "AwgA"}
 SIGNATURE_B64 = "A" * 86  # 64 bytes
 USER_KEY = {
     "user": "alice",
@@ -93,8 +94,8 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     ),
     "device_list_changes": ({"since": 0}, {"since": 0}),
     "to_device": (
-        {"messages": [{"user": "bob", "device": "d1", "body": {"x": 1}}]},
-        {"messages": (("bob", "d1", {"x": 1}),)},
+        {"messages": [{"user": "bob", "device": "d1", "body": OLM_BODY}]},
+        {"messages": (("bob", "d1", OLM_BODY),)},
     ),
     "to_device_ack": ({"upto": 3}, {"upto": 3}),
 }
