@@ -102,11 +102,18 @@ class LeanWebsocketConsumer(AsyncWebsocketConsumer):
         session's loop, which raises it in turn, as Channels let a layer event's
         error end the consumer; ``main`` is told while the lock is held: it is
         then waiting for a frame or for the lock, never in the middle of a dispatch.
+        A failure to receive (the layer's Redis gone) ends it the same way: the client
+        reconnects and catches up, rather than staying on a session that hears nothing.
         """
         receive = self.channel_layer.receive
         loop = asyncio.get_running_loop()
         while True:
-            message = await receive(self.channel_name)
+            try:
+                message = await receive(self.channel_name)
+            except Exception:  # the layer failed (Redis went away): the session ends, as before
+                if main is not None:
+                    main.cancel()
+                raise
             if self._dispatching.locked():  # held by the session's loop: hand it over
                 turn: asyncio.Future[None] = loop.create_future()
                 self._handed = (message, turn)

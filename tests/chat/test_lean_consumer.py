@@ -114,3 +114,30 @@ async def test_disconnect_ends_the_consumer_and_its_layer_reader(memory_layer):
     assert comm.future.done() and comm.future.exception() is None
     pending = [t for t in asyncio.all_tasks() if "_read_layer" in repr(t.get_coro())]
     assert pending == []
+
+
+class BrokenLayer:
+    """A channel layer whose connection is gone (Redis restarted): receiving fails."""
+
+    extensions: list[str] = []
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        return "specific.gone!1"
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        raise ConnectionError("the layer's connection was lost")
+
+
+async def test_a_layer_that_fails_to_receive_ends_the_consumer_with_its_error(monkeypatch):
+    # The client reconnects and catches up, instead of staying on a session that hears
+    # nothing more (tests/hardening/test_faults.py restarts a real Redis).
+    monkeypatch.setattr("chat.lean_consumer.get_channel_layer", lambda alias: BrokenLayer())
+    comm, _seen, _gate, _named = recorder()
+    with pytest.raises(ConnectionError, match="connection was lost"):
+        await comm.connect(timeout=1)
+        for _ in range(200):  # it ends by itself, not because a timeout cancelled it
+            if comm.future.done():
+                break
+            await asyncio.sleep(0.01)
+        comm.future.result()
