@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, Q
 
 from accounts.errors import ServiceError
 from accounts.models import Device, User
@@ -484,16 +484,16 @@ def _check_queue_room(sender: User, queued: Sequence[ToDeviceMessage]) -> None:
     adding: dict[str, int] = {}
     for message in queued:
         adding[message.device_id] = adding.get(message.device_id, 0) + 1
-    counts = ToDeviceMessage.objects.filter(device_id__in=list(adding)).values("device_id")
-    totals = dict(counts.annotate(count=Count("pk")).values_list("device_id", "count"))
-    from_sender = dict(
-        counts.filter(sender=sender).annotate(count=Count("pk")).values_list("device_id", "count")
-    )
+    held = {
+        device_id: (total, mine)
+        for device_id, total, mine in ToDeviceMessage.objects.filter(device_id__in=list(adding))
+        .values("device_id")
+        .annotate(total=Count("pk"), mine=Count("pk", filter=Q(sender=sender)))
+        .values_list("device_id", "total", "mine")
+    }  # one query for both counts of every target
     for device_id, count in adding.items():
-        if (
-            totals.get(device_id, 0) + count > MAX_QUEUED_TO_DEVICE
-            or from_sender.get(device_id, 0) + count > MAX_QUEUED_FROM_ONE_USER
-        ):
+        total, mine = held.get(device_id, (0, 0))
+        if total + count > MAX_QUEUED_TO_DEVICE or mine + count > MAX_QUEUED_FROM_ONE_USER:
             log.warning("to-device messages for device %s refused: its queue is full", device_id)
             raise ServiceError(
                 ErrorCode.RATE_LIMITED,

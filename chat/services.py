@@ -162,17 +162,16 @@ def session_start(user: User, public: PublicRooms | None = None) -> SessionStart
     else:
         copy = public.current()
         public_rooms, public_json = copy.rooms, copy.encoded
-    private = _private_rooms(user)
-    rooms = _by_name(public_rooms, private)
-    rooms_json = _by_name(
+    # Each room beside its encoding, put in order once for both lists.
+    pairs = _by_name(
         list(zip(public_rooms, public_json, strict=True)),
-        [(room, encode_json_value(room)) for room in private],
+        [(room, encode_json_value(room)) for room in _private_rooms(user)],
         name=lambda pair: pair[0]["name"],
     )
     return SessionStart(
         member_room_names(user.pk),
-        rooms,
-        [encoded for _, encoded in rooms_json],
+        [room for room, _ in pairs],
+        [encoded for _, encoded in pairs],
         take_queued_private_messages(user),
     )
 

@@ -146,12 +146,15 @@ def _json_body(message: Any) -> bytes:
         ) from None
 
 
-def encode_json(message: Mapping[str, Any]) -> bytes:
-    """0x01 || compact UTF-8 JSON. Raises LocalProtocolError if it is not I-JSON or too big."""
-    plaintext = bytes([KIND_JSON]) + _json_body(message)
+def _within_record(plaintext: bytes) -> bytes:
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
         raise LocalProtocolError("message exceeds the record size limit")
     return plaintext
+
+
+def encode_json(message: Mapping[str, Any]) -> bytes:
+    """0x01 || compact UTF-8 JSON. Raises LocalProtocolError if it is not I-JSON or too big."""
+    return _within_record(bytes([KIND_JSON]) + _json_body(message))
 
 
 def encode_json_value(value: Any) -> bytes:
@@ -179,10 +182,7 @@ def encode_json_with_lists(
         comma = b"," if len(parts) > 2 or len(head) > 1 else b""
         parts += [comma, _json_body(key), b":[", b",".join(items), b"]"]
     parts.append(b"}")
-    plaintext = b"".join(parts)
-    if len(plaintext) > MAX_PLAINTEXT_SIZE:
-        raise LocalProtocolError("message exceeds the record size limit")
-    return plaintext
+    return _within_record(b"".join(parts))
 
 
 def encoded_size(message: Mapping[str, Any]) -> int:
