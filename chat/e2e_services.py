@@ -205,7 +205,8 @@ def upload_keys(
                         "a device's identity keys never change: log out and log in as a new "
                         "device to use new keys",
                     )
-                announce = _user_signature(stored.keys) != _user_signature(device_keys)
+                before, after = (e2e.signature_of(k, "user") for k in (stored.keys, device_keys))
+                announce = before != after
                 stored.keys = device_keys
                 stored.save(update_fields=["keys", "updated"])
                 if announce:  # what contacts act on; other fields change nothing for them
@@ -469,11 +470,6 @@ def _to_device_targets(
                 f"{username!r} has no device {target!r} with keys: query their keys again",
             )
     return targets
-
-
-def _user_signature(device_keys: dict[str, Any]) -> Any:
-    signatures = device_keys.get("signatures")
-    return signatures.get("user") if isinstance(signatures, dict) else None
 
 
 def _check_queue_room(sender: User, queued: Sequence[ToDeviceMessage]) -> None:

@@ -150,14 +150,15 @@ def one_time_key_payload(user: str, device: str, one_time_key: Mapping[str, Any]
     )
 
 
-def _signature(obj: Mapping[str, Any], signer: str) -> Any:
+def signature_of(obj: Mapping[str, Any], signer: str) -> Any:
+    """``obj["signatures"][signer]`` if there is one (unchecked), else None."""
     signatures = obj.get("signatures")
     return signatures.get(signer) if isinstance(signatures, Mapping) else None
 
 
 def device_signature_valid(device_keys: Mapping[str, Any]) -> bool:
     """``signatures.device`` is the device's own ed25519 signature over its keys."""
-    public, signature = device_keys.get("ed25519"), _signature(device_keys, "device")
+    public, signature = device_keys.get("ed25519"), signature_of(device_keys, "device")
     if not isinstance(public, str) or not isinstance(signature, str):
         return False
     return crypto_utils.verify_ed25519(public, signature, device_keys_payload(device_keys))
@@ -165,7 +166,7 @@ def device_signature_valid(device_keys: Mapping[str, Any]) -> bool:
 
 def user_signature_valid(device_keys: Mapping[str, Any], user_ed25519: str) -> bool:
     """``signatures.user`` is the signature of the user key ``user_ed25519`` (b64)."""
-    signature = _signature(device_keys, "user")
+    signature = signature_of(device_keys, "user")
     if not isinstance(signature, str):
         return False
     return crypto_utils.verify_ed25519(user_ed25519, signature, device_keys_payload(device_keys))
@@ -173,7 +174,7 @@ def user_signature_valid(device_keys: Mapping[str, Any], user_ed25519: str) -> b
 
 def user_key_signature_valid(user_key: Mapping[str, Any], device_ed25519: str) -> bool:
     """The user key object was signed by the device whose ed25519 is ``device_ed25519``."""
-    signature = _signature(user_key, "device")
+    signature = signature_of(user_key, "device")
     if not isinstance(signature, str):
         return False
     return crypto_utils.verify_ed25519(device_ed25519, signature, user_key_payload(user_key))
