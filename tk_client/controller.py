@@ -102,6 +102,12 @@ class ChatController(ChatState):
         """The server requires two-factor login and the account has none yet."""
         return self.account.otp_enrolment_required
 
+    @property
+    def starting_after_enrolment(self) -> bool:
+        """Two-factor login was just turned on and the server's ``rooms`` push, which starts
+        the session in full, has not come yet: a chat line now would find no room."""
+        return self._starts_after_enrolment and not self.account.otp_enrolment_required
+
     def change_password(self, current: str, new: str) -> None:
         """-> PasswordChanged, or AccountActionFailed (e.g. the current password is wrong)."""
         self.account.change_password(current, new)

@@ -337,8 +337,8 @@ class TerminalClient:
                 self.view.prompt(question.text)
                 self._asked_on_screen = True
             return
-        if self.dialog.waiting:
-            return
+        if self.dialog.waiting or self.controller.starting_after_enrolment:
+            return  # the next line waits for the server's answer, or for the session's start
         if question is not None:
             self.reader.ask(question)
         else:

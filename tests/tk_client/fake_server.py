@@ -125,6 +125,7 @@ class FakeServer:
         self.otp_code = "123456"  # what otp_confirm accepts, and then the account's code
         self.backup_codes: dict[str, list[str]] = {}  # username -> unused backup codes
         self._otp_pending: set[str] = set()  # otp_setup done, not confirmed
+        self.full_start_delay = 0.0  # seconds between otp_enabled and the rooms push
         self._device_ids = itertools.count(1)
 
     # --- control ----------------------------------------------------------------------------
@@ -531,6 +532,7 @@ class FakeServer:
             self.backup_codes[username] = list(codes)
             client.send({"type": "otp_enabled", "ref": ref, "backup_codes": codes})
             if self.require_2fa:  # the session starts in full now: rooms, then users
+                self._stopped.wait(self.full_start_delay)  # a busy server is slower
                 client.send({"type": "rooms", "rooms": self._room_list(username)})
                 client.send(self._users_snapshot(client))
         elif kind == "otp_disable":

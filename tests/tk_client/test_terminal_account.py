@@ -327,8 +327,15 @@ def test_remember_takes_a_short_name(run):
     assert "1 to 64 characters" in result.err
 
 
-def test_an_enrolling_session_turns_2fa_on_then_chats(server_key, known, monkeypatch):
-    fake = FakeServer(server_key, {"alice": PASSWORD}, require_2fa=True).start()
+@pytest.mark.parametrize("full_start_delay", [0.0, 0.5])
+def test_an_enrolling_session_turns_2fa_on_then_chats(
+    server_key, known, monkeypatch, full_start_delay
+):
+    """The line typed right after the code waits for the session's full start (the
+    server's ``rooms`` push), however late that comes: it is not refused as roomless."""
+    fake = FakeServer(server_key, {"alice": PASSWORD}, require_2fa=True)
+    fake.full_start_delay = full_start_delay
+    fake.start()
     known.trust(fake.address, fake.fingerprint)
     monkeypatch.setenv("CHAT_PASSWORD", PASSWORD)
     out, err = io.StringIO(), io.StringIO()
