@@ -12,12 +12,14 @@ protocol messages themselves.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_TEXT
 
+from .e2e.engine import Notice, NotShown, Shown
+from .e2e.errors import E2EError
 from .events import (
     ConnectFailed,
     Greeted,
@@ -51,6 +53,20 @@ from .model import (
     rooms_from_wire,
 )
 from .presence import PresenceError, UserDirectory, UsersChange, parse_presence, parse_snapshot
+from .secure import (
+    CANNOT_READ_HERE,
+    OLD_PLAIN,
+    PUBLIC_ROOM,
+    encrypted_line,
+    is_end_to_end,
+    key_of,
+)
+
+if TYPE_CHECKING:
+    from .e2e.link import E2ELink
+
+E2EOpener = Callable[[str, str], "E2ELink"]
+"""Opens the end-to-end link of (username, device) on the session; may raise StoreError."""
 
 # --- the interfaces on both sides ----------------------------------------------------------------
 
@@ -115,6 +131,13 @@ class ControllerView:
     def transfer_changed(self, info: TransferInfo) -> None:
         """A file transfer's stage or progress changed (for progress bars)."""
 
+    def e2e_event(self, event: Any) -> None:
+        """An end-to-end event that needs the user (section 4.7-4.8): a verification asked
+        for (:class:`~tk_client.e2e.verification.VerificationRequested`), codes to compare
+        (``CodesReady``), one ended (``Verified``, ``VerificationCancelled``), one of the
+        user's new devices to approve (``OwnDeviceToApprove``). Their words are also shown
+        as notices by the controller; a view with dialogs opens them here."""
+
 
 class Transfers(Protocol):
     """The file-transfer side (:class:`tk_client.files.TransferManager`).
@@ -156,9 +179,14 @@ class ChatState:
         *,
         transfers: Transfers | None = None,
         autoload_history: bool = True,
+        e2e_opener: E2EOpener | None = None,
     ) -> None:
         """``autoload_history``: load a conversation's recent messages when it is shown
-        (the desktop); the terminal client loads history only on /history."""
+        (the desktop); the terminal client loads history only on /history.
+
+        ``e2e_opener``: how to open this device's end-to-end link after a login with a
+        remembered device; without it (or without a device) private conversations are
+        neither sent nor read (there is no plaintext fallback)."""
         self.session = session
         self.autoload_history = autoload_history
         self.view = view or ControllerView()
@@ -173,6 +201,8 @@ class ChatState:
         self.current = room_key(LOBBY)
         self._pending: dict[str, Pending] = {}
         self._declined_here: set[str] = set()  # offers this controller declined for the view
+        self._e2e_opener = e2e_opener
+        self.e2e: E2ELink | None = None
 
     # --- queries for the views ---------------------------------------------------------------
 
@@ -227,6 +257,21 @@ class ChatState:
         kind = "private" if room.private else "public"
         return f"#{room.name} - {kind}, {members} member{'s' if members != 1 else ''}"
 
+    def security(self, key: ConversationKey) -> str:
+        """What protects the conversation, in words for beside its title (4.1, 4.8)."""
+        if not is_end_to_end(key, self.rooms):
+            return PUBLIC_ROOM
+        if self.e2e is None:
+            return "end-to-end encrypted (this device cannot take part: not remembered)"
+        return self.e2e.lock(self.members_of(key)).text
+
+    def members_of(self, key: ConversationKey) -> list[str]:
+        """Who reads the conversation: the room's members, or the two users."""
+        if key.kind == "pm":
+            return sorted({key.name, self.username or ""} - {""})
+        room = self.rooms.get(key.name)
+        return list(room.members) if room is not None else []
+
     # --- user actions ------------------------------------------------------------------------
 
     def select(self, key: ConversationKey) -> None:
@@ -271,6 +316,9 @@ class ChatState:
     def handle(self, event: Any) -> None:
         """Take one event from the session's queue (on the user interface's thread)."""
         if isinstance(event, RequestUpdate):
+            if self.e2e is not None and self.e2e.owns(event.request.id):
+                self._e2e_events(self.e2e.answered(event.request, event.answer))
+                return
             self._on_update(event.request, event.answer)
         elif isinstance(event, Received):
             self._on_push(event.message)
@@ -322,6 +370,7 @@ class ChatState:
     def _on_logged_in(self, event: LoggedIn) -> None:
         self.username = event.username
         self._set_rooms(event.rooms)
+        self._start_e2e(event)
         if not event.again:
             self.select(self.current if self.current.name in self.rooms else room_key(LOBBY))
             return
@@ -428,12 +477,19 @@ class ChatState:
         conversation.loading = False
         raw = answer.get("messages")
         incoming = []
+        later: list[Any] = []
         for item in raw if isinstance(raw, list) else []:
-            message = (
-                message_from_wire(item, self.username, key.kind == "pm")
-                if isinstance(item, dict)
-                else None
-            )
+            if isinstance(item, dict) and "e2e" in item:
+                message, events = self._read_encrypted(item, key.kind == "pm")
+                later.extend(events)
+            else:
+                message = (
+                    message_from_wire(item, self.username, key.kind == "pm")
+                    if isinstance(item, dict)
+                    else None
+                )
+                if message is not None and is_end_to_end(key, self.rooms):
+                    message.error = OLD_PLAIN
             if message is not None:
                 incoming.append(message)
         if pending.action == "history" or conversation.has_more is None:
@@ -450,21 +506,27 @@ class ChatState:
             self.view.conversation_changed(key, older=0 if added_inside else added_at_top)
         elif pending.action == "history" and key == self.current:
             self.view.conversation_changed(key, older=0)
+        self._e2e_events(later)
 
     def _on_push(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "message":
+        if kind in ("message", "private") and "e2e" in message:
+            chat, events = self._read_encrypted(message, kind == "private")
+            if chat is not None:
+                self._receive_wire(message, chat)
+            self._e2e_events(events)
+        elif kind in ("to_device", "devices_changed"):
+            if self.e2e is not None:
+                self._e2e_events(self.e2e.pushed(message))
+        elif kind == "message":
             room = message.get("room")
             chat = message_from_wire(message, self.username, private=False)
             if isinstance(room, str) and chat is not None:
                 self._receive(room_key(room), chat)
         elif kind == "private":
             chat = message_from_wire(message, self.username, private=True)
-            partner = (
-                message.get("to") if message.get("from") == self.username else message.get("from")
-            )
-            if isinstance(partner, str) and chat is not None:
-                self._receive(pm_key(partner), chat)
+            if chat is not None:
+                self._receive_wire(message, chat)
         elif kind == "users":
             self._on_users(message)  # the snapshot (pushed by a revision 1 server)
         elif kind == "presence":
@@ -480,6 +542,78 @@ class ChatState:
                 return
             if kind == "file_offer" and isinstance(message.get("transfer"), str):
                 self._decline_offer(message)
+
+    def _receive_wire(self, message: dict[str, Any], chat: ChatMessage) -> None:
+        """Add a pushed ``message`` or ``private`` to its conversation."""
+        if message.get("type") == "message":
+            room = message.get("room")
+            if isinstance(room, str):
+                self._receive(room_key(room), chat)
+            return
+        partner = message.get("to") if message.get("from") == self.username else message.get("from")
+        if isinstance(partner, str):
+            self._receive(pm_key(partner), chat)
+
+    # --- end to end (section 4) --------------------------------------------------------------
+
+    def _start_e2e(self, event: LoggedIn) -> None:
+        """Open this device's end-to-end link (once per device) and catch it up."""
+        if event.device is None or self._e2e_opener is None:
+            self.e2e = None
+            return
+        link = self.e2e
+        if link is None or (link.user, link.device) != (event.username, event.device):
+            try:
+                link = self._e2e_opener(event.username, event.device)
+            except E2EError as exc:
+                self.e2e = None
+                self._notice(f"End-to-end encryption is not available: {exc}.", "error")
+                return
+            self.e2e = link
+        self._e2e_events(link.logged_in())
+
+    def _read_encrypted(
+        self, item: dict[str, Any], private: bool
+    ) -> tuple[ChatMessage | None, list[Any]]:
+        """The line for an encrypted message now (its text, or why not), and the other
+        events that reading it produced."""
+        if self.e2e is None:
+            return encrypted_line(item, self.username, private, CANNOT_READ_HERE, True), []
+        events = self.e2e.read(item)
+        text, unreadable = "", True
+        rest = []
+        for event in events:
+            if isinstance(event, Shown | NotShown) and event.msg_id == item.get("msg_id"):
+                text, unreadable = event.text, isinstance(event, NotShown)
+            else:
+                rest.append(event)
+        if not text:
+            text = "This message could not be verified and is not shown."
+        return encrypted_line(item, self.username, private, text, unreadable), rest
+
+    def _e2e_events(self, events: Iterable[Any]) -> None:
+        """Show what the end-to-end link reported: readable messages, notices, dialogs."""
+        for event in events:
+            if isinstance(event, Shown | NotShown):
+                self._e2e_line(event)
+            elif isinstance(event, Notice):
+                self._notice(event.text, "error" if "paused" in event.text else "info")
+            else:
+                text = getattr(event, "text", None)
+                if isinstance(text, str):
+                    self._notice(text)
+                self.view.e2e_event(event)
+
+    def _e2e_line(self, event: Shown | NotShown) -> None:
+        """A held message became readable (or still is not): change its line in place."""
+        key = key_of(event.conversation, self.username or "")
+        if key is None or type(event.msg_id) is not int:
+            return
+        message = self.conversation(key).find(event.msg_id)
+        if message is None:
+            return  # not shown here (yet): history brings it with its text
+        message.text, message.unreadable = event.text, isinstance(event, NotShown)
+        self.view.message_changed(key, message)
 
     def _on_users(self, message: dict[str, Any]) -> None:
         try:

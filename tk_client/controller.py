@@ -26,7 +26,7 @@ from .account import (
     DeviceInfo,
     DevicesListed,
 )
-from .chat_state import ChatState, ControllerView, Pending, SessionAPI, Transfers
+from .chat_state import ControllerView, Pending, SessionAPI, Transfers
 from .commands import (
     COMMANDS,
     Invocation,
@@ -41,15 +41,19 @@ from .commands import (
     unquote_path,
 )
 from .completion import Completer, Completion
-from .events import LoggedIn, NotConnected, Received, RequestUpdate
+from .e2e.errors import E2EError
+from .e2e.link import WAIT_FOR_APPROVAL
+from .e2e_actions import E2EActions
+from .events import LoggedIn, NotConnected, Received, RequestStatus, RequestUpdate
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
+from .secure import NEEDS_A_DEVICE, conversation_id, is_end_to_end
 
 # The views and the tests know these by the controller's name.
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 
-class ChatController(ChatState):
+class ChatController(E2EActions):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
@@ -436,14 +440,24 @@ class ChatController(ChatState):
                 "error",
             )
             return False
-        if key.kind == "room":
-            if not any(r.name == key.name for r in self.joined_rooms()):
-                self._notice(f"You are not in #{key.name}. Type /join {key.name} first.", "error")
-                return False
-            status = self._request("send", Pending("send", key), room=key.name, text=text)
-        else:
-            status = self._request("pm", Pending("send", key), to=key.name, text=text)
+        if key.kind == "room" and not any(r.name == key.name for r in self.joined_rooms()):
+            self._notice(f"You are not in #{key.name}. Type /join {key.name} first.", "error")
+            return False
+        if is_end_to_end(key, self.rooms):
+            return self._send_encrypted(key, text)
+        # A public room: the only conversation whose text the server reads (4.1).
+        status = self._request("send", Pending("send", key), room=key.name, text=text)
         if status is None:
+            return False
+        message = ChatMessage(sender=self.username or "", text=text, own=True, request_id=status.id)
+        message.state = MessageState.QUEUED
+        self._append(key, message)
+        return True
+
+    def _send_encrypted(self, key: ConversationKey, text: str) -> bool:
+        """Send ``text`` end to end (section 4): never as plain text, whatever happens."""
+        if self.e2e is None:
+            self._notice(NEEDS_A_DEVICE, "error")
             return False
         message = ChatMessage(
             sender=self.username or "",
@@ -451,9 +465,25 @@ class ChatController(ChatState):
             own=True,
             private=key.kind == "pm",
             state=MessageState.QUEUED,
-            request_id=status.id,
+            encrypted=True,
         )
+
+        def on_request(status: RequestStatus | None) -> None:
+            if status is None:  # this device turned out to need approval first
+                message.state, message.error = MessageState.FAILED, WAIT_FOR_APPROVAL
+                self.view.message_changed(key, message)
+                return
+            message.request_id = status.id
+            self._pending[status.id] = Pending("send", key)
+
+        conversation = conversation_id(key, self.username or "")
+        try:
+            events = self.e2e.encrypt(conversation, self.members_of(key), text, on_request)
+        except E2EError as exc:
+            self._notice(str(exc), "error")
+            return False
         self._append(key, message)
         if key != self.current and key.kind == "pm":
             self.view.conversations_changed()  # a new private chat appears in the list
+        self._e2e_events(events)
         return True

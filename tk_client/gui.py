@@ -32,6 +32,7 @@ from .address import AddressError, ServerAddress, parse_address
 from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
+from .e2e.link import E2ELink
 from .entry import TERMINAL_CLIENT_HINT, program_name
 from .events import (
     ConnectFailed,
@@ -199,7 +200,9 @@ class App(ControllerView):
         self.events = queue.Queue()
         self.session = ChatSession(address, self.known_servers, self.events)
         self.transfers = TransferManager(self.session, self.events, partials=self.partials)
-        self.controller = ChatController(self.session, self, transfers=self.transfers)
+        self.controller = ChatController(
+            self.session, self, transfers=self.transfers, e2e_opener=E2ELink.opener(self.session)
+        )
         self.session.start()
         if self.login_view is not None:
             self.login_view.show_connecting(address.key)

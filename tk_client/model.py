@@ -58,6 +58,8 @@ class ChatMessage:
     error: str | None = None
     notice: bool = False
     level: str = "info"  # for notices: info or error
+    encrypted: bool = False  # end to end (section 4): the server never had the text
+    unreadable: bool = False  # encrypted, and ``text`` says why it cannot be shown (4.9)
 
     @property
     def time(self) -> dt.datetime | None:

@@ -19,6 +19,7 @@ from .account import DeviceRevoked
 from .address import ServerAddress
 from .chat_state import unsent_messages
 from .controller import ChatController
+from .e2e.link import E2ELink
 from .events import (
     OTP_REFUSED,
     ConnectFailed,
@@ -114,7 +115,11 @@ class TerminalClient:
         self.partials.remove_stale()
         self.transfers = TransferManager(self.session, self.events, partials=self.partials)
         self.controller = ChatController(
-            self.session, self.view, transfers=self.transfers, autoload_history=False
+            self.session,
+            self.view,
+            transfers=self.transfers,
+            autoload_history=False,
+            e2e_opener=E2ELink.opener(self.session),
         )
         self.questions = OfferQuestions(
             self.view, self.transfers, accept_into=args.accept_files, interactive=self.interactive
@@ -352,7 +357,7 @@ class TerminalClient:
                 deadline = time.monotonic() + EOF_GRACE_SECONDS
             if deadline is not None:
                 pending = self.session.pending()
-                if self.transfers.busy():
+                if self.transfers.busy() or self.controller.e2e_busy:
                     # Transfers end by themselves: done, declined, expired (5 minutes), lost.
                     deadline = max(deadline, time.monotonic() + EOF_GRACE_SECONDS)
                 elif not pending and not self._ending():

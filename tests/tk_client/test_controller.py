@@ -20,6 +20,8 @@ from tk_client.events import (
 )
 from tk_client.model import MessageState, pm_key, room_key
 
+from .fake_e2e import FakeLink, sealed
+
 ROOMS = [
     {"name": "lobby", "private": False, "owner": None, "members": ["alice", "bob", "me"]},
     {"name": "dev", "private": False, "owner": "alice", "members": ["alice", "me"]},
@@ -121,8 +123,10 @@ def view():
 
 @pytest.fixture
 def controller(session, view):
-    controller = ChatController(session, view)
-    controller.handle(LoggedIn("me", ROOMS, again=False))
+    controller = ChatController(
+        session, view, e2e_opener=lambda user, device: FakeLink(session, user, device)
+    )
+    controller.handle(LoggedIn("me", ROOMS, again=False, device="d1"))
     push(
         controller,
         {"type": "users", "online": ["alice", "me"], "all": ["alice", "bob", "carol", "me"]},
@@ -163,8 +167,10 @@ def texts(controller, key):
 
 
 def test_login_selects_the_lobby_and_loads_its_history(session, view):
-    controller = ChatController(session, view)
-    controller.handle(LoggedIn("me", ROOMS, again=False))
+    controller = ChatController(
+        session, view, e2e_opener=lambda user, device: FakeLink(session, user, device)
+    )
+    controller.handle(LoggedIn("me", ROOMS, again=False, device="d1"))
 
     assert controller.current == room_key("lobby")
     assert session.last("history") == {"type": "history", "limit": 50, "room": "lobby", "id": "r1"}
@@ -274,7 +280,12 @@ def test_text_in_a_room_one_has_left_is_refused(controller, session, view):
 def test_pm_sends_a_private_message_into_the_private_chat(controller, session):
     assert controller.submit("/pm alice are you there?")
 
-    assert session.last("pm") == {"type": "pm", "to": "alice", "text": "are you there?", "id": "r2"}
+    assert session.last("pm") == {
+        "type": "pm",
+        "to": "alice",
+        "e2e": sealed("are you there?"),
+        "id": "r2",
+    }
     assert texts(controller, pm_key("alice")) == ["are you there?"]
     assert controller.current == room_key("lobby")
 
@@ -289,7 +300,7 @@ def test_pm_without_text_opens_the_private_chat_and_its_history(controller, sess
 def test_text_in_a_private_chat_is_a_private_message(controller, session):
     controller.select(pm_key("bob"))
     controller.submit("psst")
-    assert session.last("pm") == {"type": "pm", "to": "bob", "text": "psst", "id": "r3"}
+    assert session.last("pm") == {"type": "pm", "to": "bob", "e2e": sealed("psst"), "id": "r3"}
 
 
 @pytest.mark.parametrize(
@@ -631,7 +642,10 @@ def test_only_chat_messages_not_yet_answered_count_as_unsent(controller, session
 
     unsent = unsent_messages(requests)
 
-    assert [r.message["text"] for r in unsent] == ["hello", "psst"]
+    assert [r.message.get("text") or r.message["e2e"] for r in unsent] == [
+        "hello",
+        sealed("psst"),
+    ]
 
 
 def test_rooms_lists_own_and_other_rooms(controller, view):
@@ -701,8 +715,10 @@ def test_message_in_the_current_room_is_appended(controller, view):
 
 
 def test_history_command_prepends_older_messages(session, view):
-    controller = ChatController(session, view)
-    controller.handle(LoggedIn("me", ROOMS, again=False))
+    controller = ChatController(
+        session, view, e2e_opener=lambda user, device: FakeLink(session, user, device)
+    )
+    controller.handle(LoggedIn("me", ROOMS, again=False, device="d1"))
     first = session.last("history")
     answer(
         controller,

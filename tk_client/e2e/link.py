@@ -1,0 +1,507 @@
+"""The end-to-end engine on a live session: the store file, request ids, first-device set-up.
+
+:class:`~.engine.E2EEngine` is sans-I/O; this is the one place that joins it to a
+:class:`~tk_client.session.ChatSession`. It runs on the user interface's thread (the
+controller calls it with the session's events), so the engine and its store are never
+touched by two threads. What it adds:
+
+- **The store on disk.** One store file per (server, user, device) in the client's
+  folder, under the pickle key of :mod:`.keyfile`; saved after every call that changed
+  it and *before* the requests that call produced are sent, so what the server learns
+  (an ack, a message encrypted at some Megolm index) is never ahead of the disk.
+- **Requests through the outbox.** The engine's requests go out as the session's own
+  requests (queued while offline, their answers matched by ``ref``); this maps the
+  session's ids back to the engine's. ``to_device_ack`` is not a request: it is sent as
+  is, and dropped while offline (the queue is pushed again on the next login).
+- **The first device's set-up (4.2).** A device whose user has no user key yet makes it:
+  device keys uploaded, the user key published, the keys uploaded again signed. A device
+  whose user has one waits for approval from a signed device (4.7), or resets the identity.
+- **Sends tied to the lines shown.** :meth:`E2ELink.encrypt` may have to wait for device
+  lists and one-time keys; the ``send``/``pm`` leaves later, and ``on_request`` then gets
+  its :class:`RequestStatus`, so the controller follows it like any other message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from chatproto import e2e
+from chatproto.unpadded_b64 import decode as b64decode
+
+from ..events import NotConnected, RequestState, RequestStatus
+from .contacts import TrustState
+from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
+from .errors import E2EError
+from .identity import UserIdentity
+from .keyfile import load_or_create_pickle_key
+from .store import CryptoStore
+from .verification import Verified
+
+STORE_FOLDER = "e2e"
+SETUP_CHECK = "setup"  # the link's own keys_query of the user's own keys (4.2)
+
+WAIT_FOR_APPROVAL = (
+    "This device is new and cannot read encrypted conversations yet. Open the chat on a "
+    "device you already use to approve this one (it shows a code to compare), or reset "
+    "your identity (/reset-identity in the terminal client; your contacts are told)."
+)
+IDENTITY_CREATED = (
+    "Your encryption identity was created on this device: private conversations are end "
+    "to end encrypted from now on."
+)
+IDENTITY_RESET = (
+    "Your identity was reset: this device holds the new key. Your other devices must be "
+    "approved again, and your contacts are told that your identity changed."
+)
+
+
+OnRequest = Callable[[RequestStatus | None], None]
+"""Gets a message's ``send``/``pm`` request when it leaves, or None if it never will."""
+
+
+class NotApproved(E2EError):
+    """This device has no user key yet: it cannot send encrypted messages (words say why)."""
+
+
+class SessionLike(Protocol):
+    def request(self, type_: str, *, durable: bool = True, **fields: Any) -> RequestStatus: ...
+    def send_message(self, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class OwnDeviceToApprove:
+    """This (signed) device saw a device of its own user that nobody approved yet (4.7)."""
+
+    device: str
+
+    @property
+    def text(self) -> str:
+        return (
+            f"A new device ({self.device}) logged in to your account. If it is yours, "
+            f"approve it: /approve {self.device} in the terminal client, or the Approve "
+            "button, then compare the codes on both devices."
+        )
+
+
+LinkEvent = Event | OwnDeviceToApprove
+"""What the link reports: the engine's events, and own devices waiting for approval."""
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """One device of a user, as ``/devices`` and the Verify dialog show it."""
+
+    user: str
+    device: str
+    ed25519: str
+    signed: bool
+    this_device: bool
+
+    @property
+    def fingerprint(self) -> str:
+        """The device's ed25519 key in groups of four, for reading aloud."""
+        return " ".join(self.ed25519[i : i + 4] for i in range(0, len(self.ed25519), 4))
+
+
+@dataclass(frozen=True)
+class LockState:
+    """What a conversation's lock says: encrypted, and how far its members are verified."""
+
+    verified: tuple[str, ...]
+    unverified: tuple[str, ...]
+    changed: tuple[str, ...]
+    paused: tuple[str, ...]  # verified contacts whose identity changed: sending waits
+
+    @property
+    def all_verified(self) -> bool:
+        return not self.unverified and not self.changed
+
+    @property
+    def text(self) -> str:
+        if self.paused:
+            return f"end-to-end encrypted; sending paused: {', '.join(self.paused)} changed"
+        if self.changed:
+            return f"end-to-end encrypted; identity changed: {', '.join(self.changed)}"
+        if not self.unverified:
+            return "end-to-end encrypted; verified"
+        return f"end-to-end encrypted; not verified: {', '.join(self.unverified)}"
+
+
+def store_path(folder: Path, server: str, user: str, device: str) -> Path:
+    """The store file of one device: named by a hash, so no name can escape the folder."""
+    digest = hashlib.sha256(f"{server}\n{user}\n{device}".encode()).hexdigest()[:32]
+    return folder / STORE_FOLDER / f"{digest}.json"
+
+
+class E2ELink:
+    """One logged-in device's engine, its store file, and the session it talks through."""
+
+    def __init__(
+        self,
+        session: SessionLike,
+        store: CryptoStore,
+        path: Path,
+        pickle_key: bytes,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.session = session
+        self.store = store
+        self.path = path
+        self._pickle_key = pickle_key
+        self._clock = clock
+        self._ids = 0
+        self.engine = E2EEngine(store, new_id=self._new_id)
+        self._by_request: dict[str, str] = {}  # the session's request id -> the engine's
+        self._link_requests: dict[str, str] = {}  # the session's request id -> link step
+        self._sends: deque[tuple[str, OnRequest]] = deque()
+        self._before_setup: list[tuple[str, list[str], str, OnRequest]] = []
+        self._announced: set[str] = set()  # own unsigned devices already shown
+        self._setup_pending = False
+        self._setting_up = False  # from the set-up check until the user key is settled
+        self._resetting: UserIdentity | None = None
+
+    @classmethod
+    def open(
+        cls,
+        session: SessionLike,
+        folder: Path,
+        server: str,
+        user: str,
+        device: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> E2ELink:
+        """The device's store from ``folder``, or a new one. :class:`StoreError` (its words
+        say what to do) when the key file or the store cannot be used."""
+        pickle_key = load_or_create_pickle_key(folder)
+        path = store_path(folder, server, user, device)
+        if path.exists():
+            store = CryptoStore.load(path, pickle_key)
+        else:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            store = CryptoStore.create(user, device, clock())
+            store.save(path, pickle_key)
+        return cls(session, store, path, pickle_key, clock=clock)
+
+    @classmethod
+    def opener(cls, session: Any, folder: Path | None = None) -> Callable[[str, str], E2ELink]:
+        """How a controller opens the link of a :class:`~tk_client.session.ChatSession`
+        after a login: the store in the client's folder (by default the folder of the
+        session's known servers), named by the server's key, the user and the device."""
+        where = folder if folder is not None else Path(session.known_servers.path).parent
+
+        def open_link(user: str, device: str) -> E2ELink:
+            return cls.open(session, where, str(session.fingerprint or ""), user, device)
+
+        return open_link
+
+    # --- state for the views ----------------------------------------------------------------
+
+    @property
+    def user(self) -> str:
+        return self.store.device.user
+
+    @property
+    def device(self) -> str:
+        return self.store.device.device
+
+    @property
+    def busy(self) -> bool:
+        """Messages typed are still waiting here (for the set-up, device lists or keys):
+        a client that is about to quit waits for them."""
+        return bool(self._before_setup) or bool(self._sends)
+
+    @property
+    def approved(self) -> bool:
+        """This device holds the user key: it reads and sends encrypted messages."""
+        return self.store.identity is not None
+
+    def lock(self, members: Iterable[str]) -> LockState:
+        """The verification state of a conversation with ``members`` (4.8)."""
+        verified, unverified, changed, paused = [], [], [], []
+        for user in sorted(set(members) - {self.user}):
+            contact = self.store.contacts.get(user)
+            if contact is None or contact.state is TrustState.TOFU:
+                unverified.append(user)
+            elif contact.state is TrustState.VERIFIED:
+                verified.append(user)
+            else:
+                changed.append(user)
+                if contact.blocks_sending:
+                    paused.append(user)
+        return LockState(tuple(verified), tuple(unverified), tuple(changed), tuple(paused))
+
+    def safety_number(self, user: str) -> str | None:
+        """The 60 digits to compare with ``user`` in 12 groups of 5, or None while either
+        user key is unknown (this device not approved, or ``user``'s keys not fetched)."""
+        mine = self.store.identity.ed25519 if self.store.identity else None
+        theirs = self.store.contacts.current_key(user)
+        if mine is None or theirs is None or user == self.user:
+            return None
+        digits = e2e.safety_number(self.user, b64decode(mine), user, b64decode(theirs))
+        return " ".join(digits[i : i + 5] for i in range(0, len(digits), 5))
+
+    def devices(self, user: str) -> list[DeviceView]:
+        """``user``'s devices as last fetched (empty before the first ``keys`` answer)."""
+        entry = self.engine.directory.users.get(user)
+        if entry is None:
+            return []
+        key = entry.user_key.ed25519 if entry.user_key else None
+        if user == self.user and self.store.identity is not None:
+            key = self.store.identity.ed25519
+        return [
+            DeviceView(
+                user,
+                d.device,
+                d.ed25519,
+                d.signed_by_user_key(key),
+                user == self.user and d.device == self.device,
+            )
+            for _, d in sorted(entry.devices.items())
+        ]
+
+    # --- the session's side ------------------------------------------------------------------
+
+    def logged_in(self) -> list[LinkEvent]:
+        """After every ``login_ok``: publish keys, catch up on device lists, and set the
+        device up (4.2) if it has no user key yet."""
+        out = self.engine.login()
+        if self.store.identity is None and not self._setup_pending:
+            self._setup_pending = self._setting_up = True
+            request = {"type": "keys_query", "users": [self.user]}
+            out.requests.append({**request, "id": f"{SETUP_CHECK}:{self._new_id()}"})
+        return self._flush(out)
+
+    def owns(self, request_id: str) -> bool:
+        """True for a session request that this link sent (its answer comes here)."""
+        return request_id in self._by_request or request_id in self._link_requests
+
+    def answered(self, status: RequestStatus, answer: Mapping[str, Any] | None) -> list[LinkEvent]:
+        """A :class:`RequestUpdate` for one of our requests (:meth:`owns`)."""
+        if status.state not in (RequestState.DONE, RequestState.FAILED):
+            return []
+        step = self._link_requests.pop(status.id, None)
+        engine_id = self._by_request.pop(status.id, None)
+        if status.state is RequestState.FAILED:
+            reply: Mapping[str, Any] = {
+                "type": "error",
+                "code": status.code or "not_sent",
+                "message": status.error or "",
+            }
+        else:
+            reply = answer or {}
+        if step is not None:
+            return self._setup_step(step, reply)
+        if engine_id is None:
+            return []
+        return self._flush(self.engine.receive({**reply, "ref": engine_id}, self._clock()))
+
+    def handles(self, message: Mapping[str, Any]) -> bool:
+        """True for a push that is the engine's: to-device, device list changes, and
+        ``message``/``private`` with ``e2e``."""
+        kind = message.get("type")
+        if kind in ("to_device", "devices_changed"):
+            return True
+        return kind in ("message", "private") and "e2e" in message
+
+    def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
+        """A push that :meth:`handles`; what it made readable, and notices."""
+        return self._flush(self.engine.receive(message, self._clock()))
+
+    def read(self, item: Mapping[str, Any]) -> list[LinkEvent]:
+        """A history entry with ``e2e`` (the fields of ``message`` or ``private``)."""
+        kind = "message" if "room" in item else "private"
+        return self._flush(self.engine.receive({**item, "type": kind}, self._clock()))
+
+    # --- the user's side ---------------------------------------------------------------------
+
+    def encrypt(
+        self,
+        conversation: str,
+        members: Iterable[str],
+        text: str,
+        on_request: OnRequest,
+    ) -> list[LinkEvent]:
+        """Send ``text`` to ``conversation``; ``on_request`` gets the ``send``/``pm``
+        request once it leaves (at once, or when device lists and keys have come).
+
+        :class:`~.errors.SendingBlocked` (its words say what to do) when a verified
+        member's identity changed; an :class:`~.errors.E2EError` when this device cannot
+        send yet (not approved)."""
+        if self.store.identity is None:
+            if not self._setting_up:
+                raise NotApproved(WAIT_FOR_APPROVAL)
+            # The first login's set-up is on its way: the message leaves when it is done.
+            self._before_setup.append((conversation, list(members), text, on_request))
+            return []
+        out = self.engine.encrypt_for(conversation, members, text, self._clock())
+        self._sends.append((conversation, on_request))
+        return self._flush(out)
+
+    def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
+        """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
+        ``contact`` verifies someone. ValueError (in words) for an unknown device."""
+        return self._flush(self.engine.start_verification(user, device, kind, self._clock()))
+
+    def accept_verification(self, txn: str) -> list[LinkEvent]:
+        return self._flush(self.engine.accept_verification(txn, self._clock()))
+
+    def confirm_verification(self, txn: str) -> list[LinkEvent]:
+        """The user says the codes match."""
+        return self._flush(self.engine.confirm_verification(txn, self._clock()))
+
+    def cancel_verification(self, txn: str) -> list[LinkEvent]:
+        return self._flush(self.engine.cancel_verification(txn))
+
+    def mark_verified(self, user: str) -> None:
+        """The user compared the safety number with ``user`` and it matched (4.8)."""
+        key = self.store.contacts.current_key(user)
+        if key is None:
+            raise ValueError(f"{user}'s keys are not known yet; try again in a moment")
+        self.store.contacts.verify(user, key)
+        self._save()
+
+    def acknowledge(self, user: str) -> None:
+        """The user accepts ``user``'s changed identity: sending to them resumes."""
+        self.store.contacts.acknowledge(user)
+        self._save()
+
+    def reset_identity(self) -> list[LinkEvent]:
+        """Make a new user key (4.7): this device holds it; the others need approval again."""
+        published = self.engine.directory.published_user_key(self.user)
+        version = (published.version + 1) if published is not None else 1
+        identity = UserIdentity.generate(self.user, version)
+        self._resetting = identity
+        request = {
+            "type": "user_key_publish",
+            "user_key": identity.published_by(self.store.device).to_wire(),
+            "reset": published is not None,
+        }
+        return self._send_link_request("reset", request)
+
+    def tick(self) -> list[LinkEvent]:
+        """Call now and then: verifications idle for 10 minutes are cancelled."""
+        return self._flush(self.engine.tick(self._clock()))
+
+    # --- inside ------------------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        self._ids += 1
+        return f"e{self._ids}"
+
+    def _save(self) -> None:
+        self.store.save(self.path, self._pickle_key)
+
+    def _flush(self, out: Output) -> list[LinkEvent]:
+        """Save the store, then send ``out``'s requests; the events, with ours added."""
+        self._save()
+        for request in out.requests:
+            self._send(request)
+        events: list[LinkEvent] = list(out.events)
+        for event in out.events:
+            if isinstance(event, Verified) and event.approved_here:
+                events.append(Notice("This device was approved: it reads encrypted messages."))
+        events.extend(self._own_devices_to_approve())
+        return events
+
+    def _send(self, request: Mapping[str, Any]) -> None:
+        fields = {k: v for k, v in request.items() if k not in ("type", "id")}
+        kind = str(request["type"])
+        if "id" not in request:  # to_device_ack: no answer, nothing to queue
+            # Offline: the queue is pushed again on the next login, and acked then.
+            with contextlib.suppress(NotConnected):
+                self.session.send_message(dict(request))
+            return
+        engine_id = str(request["id"])
+        if engine_id.startswith(f"{SETUP_CHECK}:"):
+            status = self.session.request(kind, **fields)
+            self._link_requests[status.id] = SETUP_CHECK
+            return
+        status = self.session.request(kind, **fields)
+        if kind in ("send", "pm"):
+            # The answer is the controller's (ack, or a refusal shown on the line).
+            _conversation, on_request = self._sends.popleft()
+            on_request(status)
+            return
+        self._by_request[status.id] = engine_id
+
+    def _send_link_request(self, step: str, request: dict[str, Any]) -> list[LinkEvent]:
+        status = self.session.request(str(request.pop("type")), **request)
+        self._link_requests[status.id] = step
+        return []
+
+    def _setup_step(self, step: str, reply: Mapping[str, Any]) -> list[LinkEvent]:
+        """The answers of the first device's set-up (4.2) and of an identity reset."""
+        if step == SETUP_CHECK:
+            self._setup_pending = False
+            if reply.get("type") != "keys" or self.store.identity is not None:
+                return self._setup_over()  # offline or refused: the next login checks again
+            users = reply.get("users")
+            entry = users.get(self.user) if isinstance(users, Mapping) else None
+            if isinstance(entry, Mapping) and entry.get("user_key") is not None:
+                return [Notice(WAIT_FOR_APPROVAL), *self._setup_over()]
+            identity = UserIdentity.generate(self.user)
+            self._resetting = identity
+            request = {
+                "type": "user_key_publish",
+                "user_key": identity.published_by(self.store.device).to_wire(),
+                "reset": False,
+            }
+            return self._send_link_request("publish", request)
+        made, self._resetting = self._resetting, None
+        if reply.get("type") != "ok" or made is None:
+            if step == "publish":  # another device published first (conflict): approve
+                return [Notice(WAIT_FOR_APPROVAL), *self._setup_over()]
+            words = reply.get("message") or "the server refused it"
+            return [Notice(f"The identity was not reset: {words}.")]
+        self.store.identity = made
+        self._save()
+        events = self._flush(self.engine.login())  # the device keys again, now signed
+        notice = Notice(IDENTITY_CREATED if step == "publish" else IDENTITY_RESET)
+        return [*events, notice, *self._setup_over()]
+
+    def _setup_over(self) -> list[LinkEvent]:
+        """The set-up settled: send what was typed meanwhile, or give it up (unapproved)."""
+        self._setting_up = False
+        waiting, self._before_setup = self._before_setup, []
+        events: list[LinkEvent] = []
+        for conversation, members, text, on_request in waiting:
+            if self.store.identity is None:
+                on_request(None)
+                continue
+            events.extend(self.encrypt(conversation, members, text, on_request))
+        return events
+
+    def _own_devices_to_approve(self) -> list[LinkEvent]:
+        if self.store.identity is None:
+            return []
+        found: list[LinkEvent] = []
+        for device in self.devices(self.user):
+            if (
+                not device.signed
+                and not device.this_device
+                and device.device not in self._announced
+            ):
+                self._announced.add(device.device)
+                found.append(OwnDeviceToApprove(device.device))
+        return found
+
+
+__all__ = [
+    "DeviceView",
+    "E2ELink",
+    "LockState",
+    "NotApproved",
+    "NotShown",
+    "Notice",
+    "OwnDeviceToApprove",
+    "Shown",
+]
