@@ -11,6 +11,7 @@ messages queued while the device was away go out at login, after ``login_ok``
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from accounts.models import User
@@ -29,6 +30,7 @@ class E2EHandlers:
     outbox: Outbox
     runtime: ChatRuntime
     user: User | None
+    user_id: int
     device: str | None
 
     async def send_message(self, message: dict[str, Any]) -> None:
@@ -66,8 +68,11 @@ class E2EHandlers:
         await self.send_message(services.answer("keys", request.id, users=users))
 
     async def handle_keys_claim(self, request: Request) -> None:
+        """``rate_limited`` past the user's claims (``e2e_services.KEYS_CLAIM_RATE``)."""
         r: Any = request
         self._device()
+        now = time.monotonic()
+        e2e_services.admit_claim(self.runtime.limits, self.user_id, len(r.devices), now)
         keys = await self.outbox.service(e2e_services.claim_keys, r.devices)
         await self.send_message(services.answer("keys_claimed", request.id, keys=keys))
 

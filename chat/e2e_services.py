@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,8 +34,10 @@ from chatproto import e2e
 from chatproto.codes import ErrorCode
 from chatproto.e2e import MAX_ONE_TIME_KEYS as MAX_ONE_TIME_KEYS_STORED
 from chatproto.e2e import MAX_QUEUED_FROM_ONE_USER, MAX_QUEUED_TO_DEVICE
+from chatproto.wording import try_again
 
 from . import delivery
+from .limits import LimitCounters
 from .models import (
     DeviceKeys,
     DeviceListChange,
@@ -49,6 +52,11 @@ from .storage import BodyCipher
 
 log = logging.getLogger("chat.e2e")
 QUEUE_FULL_RETRY_SECONDS = 300
+# One-time keys one user may claim, counted per key asked for (a token bucket per server
+# process, as chat/limits.py counts messages): bursts of 2,000, enough to share a room key
+# with a 1,000-device room twice over, then 2,000 an hour. Unlimited, one user could take
+# every device's one-time keys and leave everyone the fallback key.
+KEYS_CLAIM_RATE = (2_000, 3_600)
 
 DEVICE_REQUIRED = "log in with a remembered device to use encrypted conversations"
 
@@ -332,6 +340,28 @@ def query_keys(usernames: Iterable[str]) -> dict[str, Any]:
     for user_id, version in changes.values_list("user_id", "version"):
         answer[users[user_id]]["version"] = version
     return answer
+
+
+def admit_claim(counters: LimitCounters, user_id: int, count: int, now: float) -> None:
+    """Count a ``keys_claim`` of ``count`` devices against the user's :data:`KEYS_CLAIM_RATE`
+    bucket: all ``count`` keys, or (``rate_limited``, with the seconds until there are
+    enough) none, so that a refused claim costs nothing. ``now``: ``time.monotonic()``.
+
+    No I/O and no await: call it on the event loop, where no other claim runs meanwhile.
+    """
+    bucket = counters.bucket("keys_claim", KEYS_CLAIM_RATE)
+    # TokenBuckets takes one token at a time and tells only whether one is there; this
+    # reads how many are there, so that a refusal takes none.
+    missing = count - bucket._tokens(user_id, now)
+    if missing > 0:
+        wait = max(1, math.ceil(missing / bucket.per_second))
+        raise ServiceError(
+            ErrorCode.RATE_LIMITED,
+            f"You are claiming keys too fast; {try_again(wait)}",
+            retry_after=wait,
+        )
+    for _ in range(count):
+        bucket.take(user_id, now)
 
 
 def claim_keys(targets: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:

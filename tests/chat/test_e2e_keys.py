@@ -122,6 +122,48 @@ async def test_a_device_without_keys_is_absent_from_a_claim(create_users):
     await bob.close()
 
 
+async def test_one_user_claiming_past_their_rate_is_refused_and_takes_no_key(
+    create_users, monkeypatch, run_sync
+):
+    # Unlimited, one user could claim every device's one-time keys, leaving all of them to
+    # fall back on their fallback keys.
+    monkeypatch.setattr(e2e_services, "KEYS_CLAIM_RATE", (3, 3_600))
+    await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    alice_phone = await device_session("alice", "phone")
+    for device in (alice, alice_phone):
+        keys = [device.one_time_key(f"k{i}") for i in range(3)]
+        await device.upload(one_time_keys=keys)
+    bob, carol = await device_session("bob"), await device_session("carol")
+    both = {
+        "type": "keys_claim",
+        "devices": [{"user": "alice", "device": d.device} for d in (alice, alice_phone)],
+    }
+    assert len((await bob.session.request(both))["keys"]) == 2
+    refused = await bob.session.request(both)  # 2 more keys, with 1 left of bob's 3
+    assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+    assert refused["retry_after"] >= 1 and "too fast" in refused["message"]
+    assert await run_sync(OneTimeKey.objects.count) == 4  # the refused claim took none
+    one = {"type": "keys_claim", "devices": both["devices"][:1]}
+    assert len((await bob.session.request(one))["keys"]) == 1  # the refusal cost nothing
+    assert len((await carol.session.request(both))["keys"]) == 2  # each claimer's own limit
+    for device in (alice, alice_phone, bob, carol):
+        await device.close()
+
+
+def test_the_claim_rate_lets_a_client_share_a_room_key_with_a_1000_device_room_twice():
+    from chat.limits import LimitCounters
+    from chatproto.e2e import MAX_KEYS_CLAIM_DEVICES
+
+    counters = LimitCounters()
+    for _ in range(2):
+        e2e_services.admit_claim(counters, 1, MAX_KEYS_CLAIM_DEVICES, now=0.0)
+    with pytest.raises(e2e_services.ServiceError) as refused:
+        e2e_services.admit_claim(counters, 1, MAX_KEYS_CLAIM_DEVICES, now=0.0)
+    assert refused.value.code == "rate_limited"
+    assert refused.value.retry_after == 1_800  # 1,000 of the 2,000 an hour
+
+
 def test_a_claim_that_loses_the_race_for_a_key_takes_the_next_one(make_user, monkeypatch):
     """Two claims read the same oldest key; the other one deletes it first. The loser's
     DELETE finds no row, so it takes the next key: each key goes out once."""
