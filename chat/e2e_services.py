@@ -57,6 +57,9 @@ QUEUE_FULL_RETRY_SECONDS = 300
 # with a 1,000-device room twice over, then 2,000 an hour. Unlimited, one user could take
 # every device's one-time keys and leave everyone the fallback key.
 KEYS_CLAIM_RATE = (2_000, 3_600)
+# Queued to-device messages read per query when a device logs in: a full queue (10,000
+# messages of up to 16 KiB) read at once would hold up to 160 MiB for one login.
+TO_DEVICE_PAGE = 200
 
 DEVICE_REQUIRED = "log in with a remembered device to use encrypted conversations"
 
@@ -529,10 +532,14 @@ def _check_queue_room(sender: User, queued: Sequence[ToDeviceMessage]) -> None:
             )
 
 
-def queued_to_device(device: str) -> list[dict[str, Any]]:
-    """The device's queued to-device messages as pushes, in ``seq`` order (kept until acked)."""
+def queued_to_device(device: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The device's queued to-device messages with ``seq`` above ``after`` as pushes, in
+    ``seq`` order, at most ``limit`` of them (one page: see :data:`TO_DEVICE_PAGE`). They
+    stay queued until acknowledged. One query, no transaction."""
     rows = list(
-        ToDeviceMessage.objects.filter(device_id=device).select_related("sender").order_by("seq")
+        ToDeviceMessage.objects.filter(device_id=device, seq__gt=after)
+        .select_related("sender")
+        .order_by("seq")[:limit]
     )
     if not rows:
         return []
