@@ -39,6 +39,7 @@ from chatproto.wording import try_again
 from . import delivery
 from .limits import LimitCounters
 from .models import (
+    DeletedAccountChange,
     DeviceKeys,
     DeviceListChange,
     DeviceListClock,
@@ -137,12 +138,25 @@ def _next_version() -> int:
 def record_device_list_change(user_id: int, username: str, *, deleting: bool = False) -> int:
     """Log that ``user_id``'s devices or user key changed; after commit, ``devices_changed``
     to the sessions of the user and their contacts. Inside the caller's transaction.
-    ``deleting``: the account is going, its log row with it (none is written)."""
+    ``deleting``: the account is going, and its log row, rooms and messages with it: the
+    change is kept for each of its contacts instead (:class:`DeletedAccountChange`), so
+    that a contact offline now still finds it in ``device_list_changes``."""
     version = _next_version()
-    if not deleting:
+    contacts = sorted(contacts_of(user_id))
+    if deleting:
+        DeletedAccountChange.objects.bulk_create(
+            [
+                DeletedAccountChange(contact_id=c, username=username, version=version)
+                for c in contacts
+            ],
+            update_conflicts=True,  # the name was deleted before, as another account
+            unique_fields=["contact", "username"],
+            update_fields=["version"],
+        )
+    else:
         DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
-    audience = [user_id, *sorted(contacts_of(user_id))]
     message = {"type": "devices_changed", "users": [username], "version": version}
+    audience = [user_id, *contacts]
     transaction.on_commit(functools.partial(delivery.devices_changed_sync, audience, message))
     return version
 
@@ -170,15 +184,21 @@ def account_changed(user_id: int, username: str, *, deleting: bool = False) -> N
 
 def device_list_changes(user: User, since: int) -> dict[str, Any]:
     """``version`` (the current one) and the ``users`` among the user and their contacts
-    whose devices or user key changed after version ``since``."""
+    whose devices or user key changed after version ``since``, and the former contacts
+    whose accounts were deleted after it."""
     version = DeviceListClock.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     audience = [user.pk, *contacts_of(user.pk)]
-    users = (
-        DeviceListChange.objects.filter(user_id__in=audience, version__gt=since)
-        .order_by("user__username")
-        .values_list("user__username", flat=True)
+    users = set(
+        DeviceListChange.objects.filter(user_id__in=audience, version__gt=since).values_list(
+            "user__username", flat=True
+        )
     )
-    return {"version": version, "users": list(users)}
+    users.update(
+        DeletedAccountChange.objects.filter(contact=user, version__gt=since).values_list(
+            "username", flat=True
+        )
+    )
+    return {"version": version, "users": sorted(users)}
 
 
 # --- uploads ---------------------------------------------------------------------------------

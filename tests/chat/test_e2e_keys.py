@@ -10,7 +10,7 @@ import pytest
 from chat import e2e_services
 from chat.models import OneTimeKey
 from chatproto.e2e import device_keys_payload
-from tests.chat.e2e_helpers import SigningKey, device_session
+from tests.chat.e2e_helpers import SigningKey, device_session, resumed
 from tests.chatproto.helpers import OLM_BODY
 from tests.protocol_client.inprocess import open_session
 
@@ -355,6 +355,40 @@ async def test_deactivating_or_deleting_an_account_with_keys_tells_its_contacts(
     await run_sync(carol_user.delete)
     assert (await alice.session.find("devices_changed"))["users"] == ["carol"]
     await alice.close()
+
+
+async def test_a_contact_offline_when_an_account_was_deleted_learns_it_from_the_change_log(
+    create_users, run_sync
+):
+    # The deletion takes the account's rooms and messages (what made it a contact) and its
+    # own change-log row: a contact who missed the push must still find it named.
+    from chat import services
+
+    alice_user, _, carol_user, _ = await create_users("alice", "bob", "carol", "dave")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["carol"])
+    alice, dave = await device_session("alice"), await device_session("dave")
+    bob = await device_session("bob")
+    await bob.session.request({"type": "pm", "to": "carol", "e2e": bob.sealed()})
+    carol = await device_session("carol")
+    await carol.close()
+    since = [
+        (await device.session.request({"type": "device_list_changes", "since": 0}))["version"]
+        for device in (alice, bob, dave)
+    ]
+    await alice.close()  # offline when carol's account goes
+    await run_sync(carol_user.delete)
+    alice = await resumed(alice)
+    for device, version, named in ((alice, since[0], ["carol"]), (bob, since[1], ["carol"])):
+        changes = await device.session.request({"type": "device_list_changes", "since": version})
+        assert changes["users"] == named and changes["version"] > version
+    latest = await alice.session.request(
+        {"type": "device_list_changes", "since": changes["version"]}
+    )
+    assert latest["users"] == []
+    stranger = await dave.session.request({"type": "device_list_changes", "since": since[2]})
+    assert stranger["users"] == []  # never carol's contact
+    for device in (alice, bob, dave):
+        await device.close()
 
 
 async def test_only_a_new_user_signature_announces_re_uploaded_device_keys(create_users):
