@@ -11,6 +11,7 @@ messages queued while the device was away go out at login, after ``login_ok``
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from accounts.models import User
@@ -29,6 +30,7 @@ class E2EHandlers:
     outbox: Outbox
     runtime: ChatRuntime
     user: User | None
+    user_id: int
     device: str | None
 
     async def send_message(self, message: dict[str, Any]) -> None:
@@ -66,8 +68,11 @@ class E2EHandlers:
         await self.send_message(services.answer("keys", request.id, users=users))
 
     async def handle_keys_claim(self, request: Request) -> None:
+        """``rate_limited`` past the user's claims (``e2e_services.KEYS_CLAIM_RATE``)."""
         r: Any = request
         self._device()
+        now = time.monotonic()
+        e2e_services.admit_claim(self.runtime.limits, self.user_id, len(r.devices), now)
         keys = await self.outbox.service(e2e_services.claim_keys, r.devices)
         await self.send_message(services.answer("keys_claimed", request.id, keys=keys))
 
@@ -105,7 +110,21 @@ class E2EHandlers:
 
 async def send_queued_to_device(session: Any) -> None:
     """At login (``session``: a :class:`chat.lifecycle.Starting` with a device): the device's
-    queued to-device messages, in ``seq`` order; they stay queued until acknowledged."""
-    queued = await session.outbox.service(e2e_services.queued_to_device, session.device)
-    for message in queued:
-        await session.send_message(message)
+    queued to-device messages, in ``seq`` order; they stay queued until acknowledged.
+
+    Read a page (``e2e_services.TO_DEVICE_PAGE``) at a time, each page one query of its
+    own, with no transaction held while the page is sent: a full queue never sits in
+    memory at once. A message queued meanwhile may come in a later page and again live
+    (after this, once the session's lock is released); the client ignores a ``seq`` it
+    has seen.
+    """
+    after, page_size = 0, e2e_services.TO_DEVICE_PAGE
+    while True:
+        page = await session.outbox.service(
+            e2e_services.queued_to_device, session.device, after, page_size
+        )
+        for message in page:
+            await session.send_message(message)
+        if len(page) < page_size:
+            return
+        after = page[-1]["seq"]

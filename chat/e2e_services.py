@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,9 +34,12 @@ from chatproto import e2e
 from chatproto.codes import ErrorCode
 from chatproto.e2e import MAX_ONE_TIME_KEYS as MAX_ONE_TIME_KEYS_STORED
 from chatproto.e2e import MAX_QUEUED_FROM_ONE_USER, MAX_QUEUED_TO_DEVICE
+from chatproto.wording import try_again
 
 from . import delivery
+from .limits import LimitCounters
 from .models import (
+    DeletedAccountChange,
     DeviceKeys,
     DeviceListChange,
     DeviceListClock,
@@ -49,6 +53,14 @@ from .storage import BodyCipher
 
 log = logging.getLogger("chat.e2e")
 QUEUE_FULL_RETRY_SECONDS = 300
+# One-time keys one user may claim, counted per key asked for (a token bucket per server
+# process, as chat/limits.py counts messages): bursts of 2,000, enough to share a room key
+# with a 1,000-device room twice over, then 2,000 an hour. Unlimited, one user could take
+# every device's one-time keys and leave everyone the fallback key.
+KEYS_CLAIM_RATE = (2_000, 3_600)
+# Queued to-device messages read per query when a device logs in: a full queue (10,000
+# messages of up to 16 KiB) read at once would hold up to 160 MiB for one login.
+TO_DEVICE_PAGE = 200
 
 DEVICE_REQUIRED = "log in with a remembered device to use encrypted conversations"
 
@@ -126,12 +138,25 @@ def _next_version() -> int:
 def record_device_list_change(user_id: int, username: str, *, deleting: bool = False) -> int:
     """Log that ``user_id``'s devices or user key changed; after commit, ``devices_changed``
     to the sessions of the user and their contacts. Inside the caller's transaction.
-    ``deleting``: the account is going, its log row with it (none is written)."""
+    ``deleting``: the account is going, and its log row, rooms and messages with it: the
+    change is kept for each of its contacts instead (:class:`DeletedAccountChange`), so
+    that a contact offline now still finds it in ``device_list_changes``."""
     version = _next_version()
-    if not deleting:
+    contacts = sorted(contacts_of(user_id))
+    if deleting:
+        DeletedAccountChange.objects.bulk_create(
+            [
+                DeletedAccountChange(contact_id=c, username=username, version=version)
+                for c in contacts
+            ],
+            update_conflicts=True,  # the name was deleted before, as another account
+            unique_fields=["contact", "username"],
+            update_fields=["version"],
+        )
+    else:
         DeviceListChange.objects.update_or_create(user_id=user_id, defaults={"version": version})
-    audience = [user_id, *sorted(contacts_of(user_id))]
     message = {"type": "devices_changed", "users": [username], "version": version}
+    audience = [user_id, *contacts]
     transaction.on_commit(functools.partial(delivery.devices_changed_sync, audience, message))
     return version
 
@@ -159,15 +184,21 @@ def account_changed(user_id: int, username: str, *, deleting: bool = False) -> N
 
 def device_list_changes(user: User, since: int) -> dict[str, Any]:
     """``version`` (the current one) and the ``users`` among the user and their contacts
-    whose devices or user key changed after version ``since``."""
+    whose devices or user key changed after version ``since``, and the former contacts
+    whose accounts were deleted after it."""
     version = DeviceListClock.objects.filter(pk=1).values_list("version", flat=True).first() or 0
     audience = [user.pk, *contacts_of(user.pk)]
-    users = (
-        DeviceListChange.objects.filter(user_id__in=audience, version__gt=since)
-        .order_by("user__username")
-        .values_list("user__username", flat=True)
+    users = set(
+        DeviceListChange.objects.filter(user_id__in=audience, version__gt=since).values_list(
+            "user__username", flat=True
+        )
     )
-    return {"version": version, "users": list(users)}
+    users.update(
+        DeletedAccountChange.objects.filter(contact=user, version__gt=since).values_list(
+            "username", flat=True
+        )
+    )
+    return {"version": version, "users": sorted(users)}
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -332,6 +363,28 @@ def query_keys(usernames: Iterable[str]) -> dict[str, Any]:
     for user_id, version in changes.values_list("user_id", "version"):
         answer[users[user_id]]["version"] = version
     return answer
+
+
+def admit_claim(counters: LimitCounters, user_id: int, count: int, now: float) -> None:
+    """Count a ``keys_claim`` of ``count`` devices against the user's :data:`KEYS_CLAIM_RATE`
+    bucket: all ``count`` keys, or (``rate_limited``, with the seconds until there are
+    enough) none, so that a refused claim costs nothing. ``now``: ``time.monotonic()``.
+
+    No I/O and no await: call it on the event loop, where no other claim runs meanwhile.
+    """
+    bucket = counters.bucket("keys_claim", KEYS_CLAIM_RATE)
+    # TokenBuckets takes one token at a time and tells only whether one is there; this
+    # reads how many are there, so that a refusal takes none.
+    missing = count - bucket._tokens(user_id, now)
+    if missing > 0:
+        wait = max(1, math.ceil(missing / bucket.per_second))
+        raise ServiceError(
+            ErrorCode.RATE_LIMITED,
+            f"You are claiming keys too fast; {try_again(wait)}",
+            retry_after=wait,
+        )
+    for _ in range(count):
+        bucket.take(user_id, now)
 
 
 def claim_keys(targets: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -499,10 +552,14 @@ def _check_queue_room(sender: User, queued: Sequence[ToDeviceMessage]) -> None:
             )
 
 
-def queued_to_device(device: str) -> list[dict[str, Any]]:
-    """The device's queued to-device messages as pushes, in ``seq`` order (kept until acked)."""
+def queued_to_device(device: str, after: int, limit: int) -> list[dict[str, Any]]:
+    """The device's queued to-device messages with ``seq`` above ``after`` as pushes, in
+    ``seq`` order, at most ``limit`` of them (one page: see :data:`TO_DEVICE_PAGE`). They
+    stay queued until acknowledged. One query, no transaction."""
     rows = list(
-        ToDeviceMessage.objects.filter(device_id=device).select_related("sender").order_by("seq")
+        ToDeviceMessage.objects.filter(device_id=device, seq__gt=after)
+        .select_related("sender")
+        .order_by("seq")[:limit]
     )
     if not rows:
         return []

@@ -192,6 +192,31 @@ class DeviceListChange(models.Model):
         return f"user {self.user_id} changed at version {self.version}"
 
 
+class DeletedAccountChange(models.Model):
+    """A deleted account's last device-list change, kept for each of its former key contacts.
+
+    Deleting an account deletes its :class:`DeviceListChange` and the rooms and messages
+    that made others its contacts, so ``device_list_changes`` could no longer name it to a
+    contact who was offline then: this row does, until the contact's own account goes.
+    """
+
+    contact = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    username = models.CharField(max_length=150)
+    version = models.PositiveBigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "username"], name="chat_deleted_account_change_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"a contact of user {self.contact_id} deleted at version {self.version}"
+
+
 class ToDeviceMessage(models.Model):
     """A to-device message queued for its target device until that device acknowledges it.
 

@@ -73,7 +73,9 @@ def account_saved(sender, instance: User, created: bool, raw: bool = False, **kw
 
 
 def account_deleting(sender, instance: User, **kwargs) -> None:
-    """Before the cascade: the contacts of an account with keys hear it is gone."""
+    """Before the cascade, while its rooms and messages still say who its contacts are: the
+    contacts of an account with keys hear it is gone, now (``devices_changed``) or at their
+    next ``device_list_changes``."""
     e2e_services.account_changed(instance.pk, instance.username, deleting=True)
 
 

@@ -10,7 +10,7 @@ import pytest
 from chat import e2e_services
 from chat.models import OneTimeKey
 from chatproto.e2e import device_keys_payload
-from tests.chat.e2e_helpers import SigningKey, device_session
+from tests.chat.e2e_helpers import SigningKey, device_session, resumed
 from tests.chatproto.helpers import OLM_BODY
 from tests.protocol_client.inprocess import open_session
 
@@ -120,6 +120,48 @@ async def test_a_device_without_keys_is_absent_from_a_claim(create_users):
     assert (await alice.session.request(claim))["keys"] == []
     await alice.close()
     await bob.close()
+
+
+async def test_one_user_claiming_past_their_rate_is_refused_and_takes_no_key(
+    create_users, monkeypatch, run_sync
+):
+    # Unlimited, one user could claim every device's one-time keys, leaving all of them to
+    # fall back on their fallback keys.
+    monkeypatch.setattr(e2e_services, "KEYS_CLAIM_RATE", (3, 3_600))
+    await create_users("alice", "bob", "carol")
+    alice = await device_session("alice")
+    alice_phone = await device_session("alice", "phone")
+    for device in (alice, alice_phone):
+        keys = [device.one_time_key(f"k{i}") for i in range(3)]
+        await device.upload(one_time_keys=keys)
+    bob, carol = await device_session("bob"), await device_session("carol")
+    both = {
+        "type": "keys_claim",
+        "devices": [{"user": "alice", "device": d.device} for d in (alice, alice_phone)],
+    }
+    assert len((await bob.session.request(both))["keys"]) == 2
+    refused = await bob.session.request(both)  # 2 more keys, with 1 left of bob's 3
+    assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+    assert refused["retry_after"] >= 1 and "too fast" in refused["message"]
+    assert await run_sync(OneTimeKey.objects.count) == 4  # the refused claim took none
+    one = {"type": "keys_claim", "devices": both["devices"][:1]}
+    assert len((await bob.session.request(one))["keys"]) == 1  # the refusal cost nothing
+    assert len((await carol.session.request(both))["keys"]) == 2  # each claimer's own limit
+    for device in (alice, alice_phone, bob, carol):
+        await device.close()
+
+
+def test_the_claim_rate_lets_a_client_share_a_room_key_with_a_1000_device_room_twice():
+    from chat.limits import LimitCounters
+    from chatproto.e2e import MAX_KEYS_CLAIM_DEVICES
+
+    counters = LimitCounters()
+    for _ in range(2):
+        e2e_services.admit_claim(counters, 1, MAX_KEYS_CLAIM_DEVICES, now=0.0)
+    with pytest.raises(e2e_services.ServiceError) as refused:
+        e2e_services.admit_claim(counters, 1, MAX_KEYS_CLAIM_DEVICES, now=0.0)
+    assert refused.value.code == "rate_limited"
+    assert refused.value.retry_after == 1_800  # 1,000 of the 2,000 an hour
 
 
 def test_a_claim_that_loses_the_race_for_a_key_takes_the_next_one(make_user, monkeypatch):
@@ -313,6 +355,40 @@ async def test_deactivating_or_deleting_an_account_with_keys_tells_its_contacts(
     await run_sync(carol_user.delete)
     assert (await alice.session.find("devices_changed"))["users"] == ["carol"]
     await alice.close()
+
+
+async def test_a_contact_offline_when_an_account_was_deleted_learns_it_from_the_change_log(
+    create_users, run_sync
+):
+    # The deletion takes the account's rooms and messages (what made it a contact) and its
+    # own change-log row: a contact who missed the push must still find it named.
+    from chat import services
+
+    alice_user, _, carol_user, _ = await create_users("alice", "bob", "carol", "dave")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["carol"])
+    alice, dave = await device_session("alice"), await device_session("dave")
+    bob = await device_session("bob")
+    await bob.session.request({"type": "pm", "to": "carol", "e2e": bob.sealed()})
+    carol = await device_session("carol")
+    await carol.close()
+    since = [
+        (await device.session.request({"type": "device_list_changes", "since": 0}))["version"]
+        for device in (alice, bob, dave)
+    ]
+    await alice.close()  # offline when carol's account goes
+    await run_sync(carol_user.delete)
+    alice = await resumed(alice)
+    for device, version, named in ((alice, since[0], ["carol"]), (bob, since[1], ["carol"])):
+        changes = await device.session.request({"type": "device_list_changes", "since": version})
+        assert changes["users"] == named and changes["version"] > version
+    latest = await alice.session.request(
+        {"type": "device_list_changes", "since": changes["version"]}
+    )
+    assert latest["users"] == []
+    stranger = await dave.session.request({"type": "device_list_changes", "since": since[2]})
+    assert stranger["users"] == []  # never carol's contact
+    for device in (alice, bob, dave):
+        await device.close()
 
 
 async def test_only_a_new_user_signature_announces_re_uploaded_device_keys(create_users):

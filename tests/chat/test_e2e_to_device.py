@@ -7,6 +7,7 @@ import pytest
 
 from chat import e2e_services
 from chat.models import DeviceKeys, ToDeviceMessage
+from chatproto.unpadded_b64 import encode as encode_b64
 from tests.chat.e2e_helpers import device_session, resumed, to_device_after_login
 from tests.protocol_client.inprocess import open_session
 
@@ -66,6 +67,41 @@ async def test_an_offline_devices_messages_wait_for_its_login_and_go_on_ack(crea
     await bob.close()
     bob = await resumed(bob)
     assert [m["seq"] for m in await to_device_after_login(bob)] == [3]
+    await alice.close()
+    await bob.close()
+
+
+async def test_a_long_queue_goes_out_at_login_in_pages_in_order_and_complete(
+    create_users, monkeypatch
+):
+    # A full queue (10,000 messages of up to 16 KiB) read in one query held it all in memory.
+    pages: list[tuple[int, int]] = []
+    read_page = e2e_services.queued_to_device
+
+    def counted(device: str, after: int, limit: int) -> list[dict]:
+        page = read_page(device, after, limit)
+        pages.append((after, len(page)))
+        return page
+
+    monkeypatch.setattr(e2e_services, "queued_to_device", counted)
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    await bob.close()
+    count = 2 * e2e_services.TO_DEVICE_PAGE + 50
+    bodies = [{**OLM, "ciphertext": encode_b64(i.to_bytes(2, "big"))} for i in range(count)]
+    sent = await alice.session.request(
+        {"type": "to_device", "messages": [to(bob, body) for body in bodies]}
+    )
+    assert sent["type"] == "ok", sent
+    pages.clear()  # bob's first login read one empty page
+    bob = await resumed(bob)
+    queued = await to_device_after_login(bob)  # none before users, all of them after
+    assert [(m["seq"], m["body"]) for m in queued] == [
+        (i + 1, body) for i, body in enumerate(bodies)
+    ]
+    size = e2e_services.TO_DEVICE_PAGE
+    assert pages == [(0, size), (size, size), (2 * size, 50)]
     await alice.close()
     await bob.close()
 
