@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -372,19 +371,13 @@ def admit_claim(counters: LimitCounters, user_id: int, count: int, now: float) -
 
     No I/O and no await: call it on the event loop, where no other claim runs meanwhile.
     """
-    bucket = counters.bucket("keys_claim", KEYS_CLAIM_RATE)
-    # TokenBuckets takes one token at a time and tells only whether one is there; this
-    # reads how many are there, so that a refusal takes none.
-    missing = count - bucket._tokens(user_id, now)
-    if missing > 0:
-        wait = max(1, math.ceil(missing / bucket.per_second))
+    wait = counters.bucket("keys_claim", KEYS_CLAIM_RATE).take(user_id, now, cost=count)
+    if wait is not None:
         raise ServiceError(
             ErrorCode.RATE_LIMITED,
             f"You are claiming keys too fast; {try_again(wait)}",
             retry_after=wait,
         )
-    for _ in range(count):
-        bucket.take(user_id, now)
 
 
 def claim_keys(targets: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -93,10 +93,10 @@ class TokenBuckets:
         tokens, then = self._buckets.get(key, (self.capacity, now))
         return min(self.capacity, tokens + (now - then) * self.per_second)
 
-    def _wait(self, tokens: float) -> int | None:
-        if tokens >= 1.0:
+    def _wait(self, tokens: float, cost: float = 1.0) -> int | None:
+        if tokens >= cost:
             return None
-        return max(1, math.ceil((1.0 - tokens) / self.per_second))
+        return max(1, math.ceil((cost - tokens) / self.per_second))
 
     def wait(self, key: Hashable, now: float) -> int | None:
         """Whole seconds until ``key`` has a token, or None if it has one now (nothing taken).
@@ -105,12 +105,13 @@ class TokenBuckets:
         """
         return self._wait(self._tokens(key, now))
 
-    def take(self, key: Hashable, now: float) -> int | None:
-        """Take a token for ``key``: None if there was one, else what :meth:`wait` says."""
+    def take(self, key: Hashable, now: float, cost: int = 1) -> int | None:
+        """Take ``cost`` tokens for ``key``, all or none: None if they were there, else the
+        whole seconds until they will be (nothing taken, so a refusal costs nothing)."""
         tokens = self._tokens(key, now)
-        if tokens < 1.0:
-            return self._wait(tokens)
-        self._buckets[key] = (tokens - 1.0, now)
+        if tokens < cost:
+            return self._wait(tokens, cost)
+        self._buckets[key] = (tokens - cost, now)
         if len(self._buckets) > self._sweep_at:
             self._sweep(now)
         return None

@@ -345,6 +345,13 @@ def test_a_token_bucket_allows_bursts_then_refills_at_its_rate():
     assert [buckets.take("alice", now=100.0) for _ in range(4)] == [None, None, None, 1]
 
 
+def test_a_costly_take_takes_all_its_tokens_or_none():
+    buckets = limits.TokenBuckets(10, 10)  # ten at once, then one a second
+    assert buckets.take("alice", now=0.0, cost=7) is None
+    assert buckets.take("alice", now=0.0, cost=7) == 4  # 3 left: 4 more seconds, none taken
+    assert buckets.take("alice", now=0.0, cost=3) is None
+
+
 def test_full_buckets_are_forgotten_so_memory_follows_the_busy_users():
     buckets = limits.TokenBuckets(2, 1)
     for key in range(5000):
