@@ -1,0 +1,122 @@
+"""Headless clients with end-to-end encryption, against a real server.
+
+A :class:`Peer` is what the desktop and the terminal client share, without a window: a
+:class:`~tk_client.session.ChatSession` logged in with a remembered device, a
+:class:`~tk_client.controller.ChatController` with the real :class:`E2ELink` (its own
+client folder, so its own pickle key and store), and a view that records what the
+controller shows. The test's thread drives every peer (:func:`pump`), so each
+controller is used from one thread, as in the clients.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tk_client.address import parse_address
+from tk_client.controller import ChatController, ControllerView
+from tk_client.e2e.link import E2ELink
+from tk_client.events import LoggedIn
+from tk_client.known_servers import KnownServers
+from tk_client.model import ChatMessage, ConversationKey
+from tk_client.session import Backoff, ChatSession
+
+from .helpers import WAIT_SECONDS
+
+
+class RecordingView(ControllerView):
+    """What a controller showed: notices, end-to-end events, changed lines."""
+
+    def __init__(self) -> None:
+        self.notices: list[str] = []
+        self.e2e_events: list[Any] = []
+
+    def message_added(self, key: ConversationKey, message: ChatMessage) -> None:
+        if message.notice:
+            self.notices.append(message.text)
+
+    def e2e_event(self, event: Any) -> None:
+        self.e2e_events.append(event)
+
+
+class Peer:
+    """One device of one user: its own folder, session, controller and link."""
+
+    def __init__(self, server: Any, folder: Path, user: str, device_name: str) -> None:
+        self.user = user
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        known = KnownServers(folder / "known_servers")
+        self.session = ChatSession(
+            parse_address(server.url),
+            known,
+            backoff=Backoff(initial=0.05, maximum=0.2),
+            expected_fingerprint=server.fingerprint,
+        )
+        self.view = RecordingView()
+        self.controller = ChatController(
+            self.session,
+            self.view,
+            autoload_history=False,
+            e2e_opener=E2ELink.opener(self.session, folder),
+        )
+        self.device_name = device_name
+        self.logged_in = False
+
+    def log_in(self, password: str) -> None:
+        self.session.login(self.user, password, remember=self.device_name)
+
+    def pump_once(self) -> bool:
+        """Handle the events that are queued; True if there were any."""
+        handled = False
+        while True:
+            try:
+                event = self.session.events.get_nowait()
+            except queue.Empty:
+                return handled
+            handled = True
+            if isinstance(event, LoggedIn):
+                self.logged_in = True
+            self.controller.handle(event)
+
+    @property
+    def link(self) -> E2ELink:
+        link = self.controller.e2e
+        assert link is not None, "not logged in with a device"
+        return link
+
+    def lines(self, key: ConversationKey) -> list[tuple[str, str]]:
+        """(sender, text) of each message shown in ``key`` (notices left out)."""
+        return [
+            (m.sender, m.text) for m in self.controller.conversation(key).messages if not m.notice
+        ]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def pump(peers: Iterable[Peer], until: Callable[[], bool], what: str = "") -> None:
+    """Drive every peer until ``until()``; fail with what they showed if it never holds."""
+    peers = list(peers)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not until():
+        if time.monotonic() > deadline:
+            shown = {p.user + "/" + p.device_name: p.view.notices[-5:] for p in peers}
+            raise AssertionError(f"never happened: {what}; their last notices: {shown}")
+        if not any(peer.pump_once() for peer in peers):
+            time.sleep(0.01)
+
+
+def settle(peers: Iterable[Peer], quiet: float = 0.3) -> None:
+    """Drive every peer until none has had an event for ``quiet`` seconds."""
+    peers = list(peers)
+    last = time.monotonic()
+    deadline = last + WAIT_SECONDS
+    while time.monotonic() - last < quiet and time.monotonic() < deadline:
+        if any(peer.pump_once() for peer in peers):
+            last = time.monotonic()
+        else:
+            time.sleep(0.01)
