@@ -170,8 +170,13 @@ class E2EEngine:
 
     def login(self) -> Output:
         """After ``login_ok``: publish this device's keys (signed by the user key when this
-        device holds it), fetch our own devices, and ask what changed meanwhile."""
-        out = self._upload(device_keys=True, left_on_server=0)
+        device holds it), fetch our own devices, and ask what changed meanwhile.
+
+        One-time keys are not made here: the ``keys_uploaded`` answer says how many the
+        server still has, and the top-up follows from that count (section 4.3), so logging
+        in again never piles keys past the server's limit of 100.
+        """
+        out = self._upload(device_keys=True, left_on_server=None)
         out.extend(self._query([self.me]))  # our own devices: for key requests and sharing
         self._requested.clear()  # ask again, on each connection, for keys still missing
         for held in self._held:
@@ -186,7 +191,8 @@ class E2EEngine:
         return out
 
     def _upload(self, *, device_keys: bool, left_on_server: int | None) -> Output:
-        """A ``keys_upload``; ``left_on_server`` None uploads no one-time keys."""
+        """A ``keys_upload``; ``left_on_server`` (``keys_uploaded``'s count) tops up the
+        one-time keys; None makes none and only sends again those not yet confirmed."""
         device = self.store.device
         request: dict[str, Any] = {"type": "keys_upload", "id": self._new_id()}
         if device_keys:
@@ -195,7 +201,9 @@ class E2EEngine:
                 keys = self.store.identity.sign_device(keys)
             request["device_keys"] = keys.to_wire()
         one_time_keys = (
-            device.one_time_keys_to_upload(left_on_server) if left_on_server is not None else []
+            device.one_time_keys_to_upload(left_on_server)
+            if left_on_server is not None
+            else device.unpublished_one_time_keys()
         )
         if one_time_keys:
             request["one_time_keys"] = one_time_keys

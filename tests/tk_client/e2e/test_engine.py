@@ -42,6 +42,7 @@ class Relay:
         self.seq: dict[tuple[str, str], int] = {}
         self.events: dict[tuple[str, str], list[Any]] = {}
         self.sent: list[tuple[tuple[str, str], dict[str, Any]]] = []  # every request seen
+        self.refused: list[tuple[tuple[str, str], dict[str, Any], str]] = []  # and its error
         self.version = 0
         self._pushes: deque[tuple[tuple[str, str], dict[str, Any]]] = deque()
         self._ids = itertools.count(1)
@@ -80,9 +81,16 @@ class Relay:
         kind, ref = request["type"], request.get("id")
         user, device = peer
         if kind == "keys_upload":
+            refusal = self._refusal(peer, request)
+            if refusal is not None:
+                self.refused.append((peer, request, refusal))
+                self.push(peer, {"type": "error", "ref": ref, "code": refusal})
+                return
             if "device_keys" in request:
                 self.device_keys[peer] = request["device_keys"]
-            self.one_time_keys.setdefault(peer, []).extend(request.get("one_time_keys", []))
+            stored = self.one_time_keys.setdefault(peer, [])
+            ids = {key["key_id"] for key in stored}
+            stored.extend(k for k in request.get("one_time_keys", []) if k["key_id"] not in ids)
             if "fallback_key" in request:
                 self.fallback[peer] = request["fallback_key"]
             left = len(self.one_time_keys[peer])
@@ -129,6 +137,20 @@ class Relay:
                     self.push(target, dict(out))
         elif kind == "device_list_changes":
             self.push(peer, {"type": kind, "ref": ref, "version": self.version, "users": []})
+
+    def _refusal(self, peer: tuple[str, str], request: dict[str, Any]) -> str | None:
+        """The server's checks of ``keys_upload`` that these tests lean on (section 4.3)."""
+        keys = request.get("device_keys")
+        published_key = self.user_keys.get(peer[0])
+        if keys is not None and "user" in keys["signatures"]:
+            current = published_key["ed25519"] if published_key else None
+            if not DeviceKeys.from_wire(keys).signed_by_user_key(current):
+                return "bad_request"  # signatures.user not valid for the current user key
+        stored = {key["key_id"] for key in self.one_time_keys.get(peer, [])}
+        new = {key["key_id"] for key in request.get("one_time_keys", [])} - stored
+        if len(stored) + len(new) > 100:
+            return "bad_request"  # more than 100 unclaimed one-time keys
+        return None
 
     def announce(self, user: str) -> None:
         """A change of ``user``'s keys: ``devices_changed`` to everyone connected."""
@@ -419,3 +441,25 @@ def test_a_message_waiting_for_keys_is_not_advanced_again_by_the_next_one():
     second = alice.encrypt_for(ROOM, ["bob"], "two", now=1.0)
     assert [r["type"] for r in first.requests] == ["keys_query"]
     assert second.requests == []  # queued behind the first, which is still waiting
+
+
+def test_logging_in_again_and_again_keeps_about_fifty_one_time_keys_on_the_server(relay):
+    alice = make_user("alice")
+    for _ in range(4):
+        relay.connect(alice, publish_user_key=True)
+
+    assert relay.refused == []
+    assert len(relay.one_time_keys[("alice", "DEV1")]) == 50
+    uploads = [r for p, r in relay.sent if r["type"] == "keys_upload"]
+    assert all("one_time_keys" not in r for r in uploads if "device_keys" in r)
+
+
+def test_the_first_login_of_a_device_ends_with_one_time_keys_on_the_server(relay):
+    bob = make_user("bob")
+    relay.connect(bob, publish_user_key=True)
+    alice = relay.connect(make_user("alice"), publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob"]
+
+    assert len(relay.one_time_keys[("bob", "DEV1")]) == 50
+    relay.run(("alice", "DEV1"), alice.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    assert len(relay.one_time_keys[("bob", "DEV1")]) == 49  # a real one-time key was claimed
