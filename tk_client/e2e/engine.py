@@ -295,7 +295,20 @@ class E2EEngine:
         return {"type": "pm", "id": self._new_id(), "to": other, "e2e": sealed}
 
     def _user_key(self, user: str) -> str | None:
+        """The user key that vouches for ``user``'s devices.
+
+        For our own user it is the one this device holds, when it holds one: the server's
+        published copy could be a substitute, and trusting it would hand our room keys to a
+        device the server signed. For everyone else, the published one (pinned in
+        :attr:`CryptoStore.contacts`, with a notice when it changes).
+        """
+        if user == self.me and self.store.identity is not None:
+            return self.store.identity.ed25519
         return self.directory.user_key(user)
+
+    def _signed_devices(self, users: Iterable[str]) -> list[DeviceKeys]:
+        """Every device of ``users`` signed by its user's key (:meth:`_user_key`)."""
+        return self.directory.signed_devices(users, key_of=self._user_key)
 
     def _device_of(self, user: str, device: str) -> DeviceKeys | None:
         return self.directory.device(user, device)
@@ -303,7 +316,7 @@ class E2EEngine:
     def _eligible_devices(self, members: Iterable[str]) -> list[DeviceKeys]:
         """Every signed device of every member except this one (section 4.6)."""
         own = (self.store.device.user, self.store.device.device)
-        return [d for d in self.directory.signed_devices(members) if d.peer != own]
+        return [d for d in self._signed_devices(members) if d.peer != own]
 
     def _eligible(self, members: Iterable[str]) -> set[Peer]:
         return {d.peer for d in self._eligible_devices(members)}
@@ -561,6 +574,10 @@ class E2EEngine:
         return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
+        """Forward a key to our own device signed by the user key that THIS device holds; a
+        device without it (unapproved, or its identity reset elsewhere) vouches for nobody."""
+        if self.store.identity is None:
+            return Output()
         answer = room_keys.forwarded_room_key(
             request, self.store.device, requester, self._user_key(self.me), self.store.groups
         )
@@ -609,7 +626,7 @@ class E2EEngine:
         request = room_keys.room_key_request(conversation, sealed, self.store.device.device)
         others = [
             device
-            for device in self.directory.signed_devices([self.me])
+            for device in self._signed_devices([self.me])
             if device.device != self.store.device.device
         ]
         return self._send_olm([(device, dict(request)) for device in others])

@@ -171,8 +171,7 @@ class Verifications:
         if kind == e2e.SAS_CANCEL:
             del self.flows[txn]
             return [], [VerificationCancelled(txn, str(payload.get("reason")))]
-        published = user_keys.get(sender.user)
-        their_user_key = published.ed25519 if published else None
+        their_user_key = self._user_key(sender.user, user_keys)
         try:
             if kind == e2e.SAS_KEY:
                 return self._key(txn, flow, payload)
@@ -180,12 +179,29 @@ class Verifications:
                 flow.their_mac = payload
                 return self._maybe_finish(txn, flow, their_user_key)
             if kind == e2e.USER_KEY_SHARE:
-                return self._share(txn, flow, payload, user_keys.get(self.store.device.user))
+                return self._share(txn, flow, payload, self._own_user_key(user_keys))
         except VerificationFailed:
             return self._fail(txn, "mismatch")
         if kind == e2e.SAS_DONE:
             return [], []
         return self._fail(txn, "unexpected")
+
+    def _user_key(self, user: str, user_keys: Mapping[str, PublishedUserKey | None]) -> str | None:
+        """``user``'s user key: for our own user the one this device holds, if it holds one
+        (the server's published copy may be a substitute); else the published one."""
+        if user == self.store.device.user and self.store.identity is not None:
+            return self.store.identity.ed25519
+        published = user_keys.get(user)
+        return published.ed25519 if published else None
+
+    def _own_user_key(
+        self, user_keys: Mapping[str, PublishedUserKey | None]
+    ) -> PublishedUserKey | None:
+        """What a ``user_key_share`` must hold: our user key as this device holds it, or,
+        for a device without one yet, the published one (section 4.7)."""
+        if self.store.identity is not None:
+            return self.store.identity.published_by(self.store.device)
+        return user_keys.get(self.store.device.user)
 
     def _started(self, sender: DeviceKeys, payload: Mapping[str, Any], now: float) -> Step:
         txn, kind = payload.get("txn"), payload.get("kind")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from chatproto.e2e import conversation_id
+from tk_client.e2e import room_keys
 from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
@@ -23,7 +24,7 @@ from tk_client.e2e.verification import (
     Verified,
 )
 
-from .helpers import add_device, make_user
+from .helpers import add_device, make_user, olm_body
 
 ROOM = conversation_id(room="plans")
 LATER_TS = "2030-01-01T00:00:00.000Z"  # after every test device was made (at time 0)
@@ -463,3 +464,44 @@ def test_the_first_login_of_a_device_ends_with_one_time_keys_on_the_server(relay
     assert len(relay.one_time_keys[("bob", "DEV1")]) == 50
     relay.run(("alice", "DEV1"), alice.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
     assert len(relay.one_time_keys[("bob", "DEV1")]) == 49  # a real one-time key was claimed
+
+
+def substitute_own_user_key(relay: Relay, victim) -> Any:
+    """The server swaps ``victim``'s published user key for one of its own (same version)
+    and adds a device it signed with it; the planted device's store."""
+    user = victim.device.user
+    planted = make_user(user, "PLANTED")
+    planted.identity = UserIdentity.generate(user, version=victim.identity.version)
+    relay.user_keys[user] = planted.identity.published_by(planted.device).to_wire()
+    relay.connect(planted)
+    relay.announce(user)
+    return planted
+
+
+def test_a_device_shares_room_keys_only_with_own_devices_its_own_user_key_signed(relay):
+    alice, _, alice_engine, _ = connect_pair(relay)
+    alice2 = add_device(alice, "DEV2", approved=True)
+    relay.connect(alice2)
+    substitute_own_user_key(relay, alice)
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "secret", 1.0).requests)
+
+    targets = to_device_targets(relay, ("alice", "DEV1"))
+    assert ("alice", "PLANTED") not in targets
+    assert {("bob", "DEV1"), ("alice", "DEV2")} <= targets
+
+
+def test_a_key_request_from_a_device_signed_by_a_substituted_user_key_is_not_answered(relay):
+    alice, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "secret", 1.0).requests)
+    planted = substitute_own_user_key(relay, alice)
+    sealed = room_messages(relay)[0]["e2e"]
+    request = room_keys.room_key_request(ROOM, sealed, "PLANTED")
+    body = olm_body(planted, alice, request)
+    asked = {"type": "to_device", "id": "x", "messages": [{"user": "alice", "device": "DEV1"}]}
+    asked["messages"][0]["body"] = body
+
+    relay.run(("alice", "PLANTED"), [asked])
+
+    assert ("alice", "PLANTED") not in to_device_targets(relay, ("alice", "DEV1"))
+    assert not [e for e in relay.events[("alice", "PLANTED")] if isinstance(e, Shown)]
