@@ -106,7 +106,13 @@ class Verifications:
     # --- what the user does -----------------------------------------------------------------
 
     def start(self, peer: DeviceKeys, kind: str, now: float) -> tuple[str, list[dict[str, Any]]]:
-        """Start verifying ``peer``; the transaction id and the ``sas_start`` to send it."""
+        """Start verifying ``peer``; the transaction id and the ``sas_start`` to send it.
+
+        ValueError for a device approval (``kind`` ``device``) of another user's device:
+        it would end with our user key's private half in their hands.
+        """
+        if kind == "device" and peer.user != self.store.device.user:
+            raise ValueError("only your own devices can be approved; verify a contact instead")
         txn = unpadded_b64.encode(os.urandom(TXN_BYTES))
         them = SasParty(peer.user, peer.device)
         sas = SasVerification(self._party(), them, txn, we_started=True, kind=kind)
@@ -207,6 +213,8 @@ class Verifications:
         txn, kind = payload.get("txn"), payload.get("kind")
         if not isinstance(txn, str) or kind not in e2e.SAS_KINDS or txn in self.flows:
             return [], []
+        if kind == "device" and sender.user != self.store.device.user:
+            return [], []  # only our own devices approve us (section 4.7)
         try:
             them = SasParty(sender.user, sender.device)
             sas = SasVerification(self._party(), them, txn, we_started=False, kind=str(kind))
@@ -256,6 +264,8 @@ class Verifications:
                 return self._fail(txn, "mismatch")
             del self.flows[txn]
             return [sas.done()], [Verified(txn, flow.peer.user, flow.peer.device, sas.kind)]
+        if not self._is_own_approval(flow):
+            return self._fail(txn, "unexpected")
         if sas.we_started and self.store.identity is not None:  # approving a new device
             share = self.store.identity.share(txn, flow.peer)
             del self.flows[txn]
@@ -269,9 +279,13 @@ class Verifications:
         payload: Mapping[str, Any],
         own_user_key: PublishedUserKey | None,
     ) -> Step:
-        if flow.sas.we_started or not flow.their_mac_ok or own_user_key is None:
+        """A ``user_key_share``: taken only from our own user's device, at the end of a device
+        approval that it started and we accepted, with the codes confirmed and its MAC
+        checked (section 4.7); anything else cancels and changes nothing."""
+        finished = flow.stage == "confirmed" and flow.their_mac_ok
+        if flow.sas.we_started or not finished or not self._is_own_approval(flow):
             return self._fail(txn, "unexpected")
-        if flow.peer.user != self.store.device.user:
+        if own_user_key is None:
             return self._fail(txn, "unexpected")
         try:
             identity = UserIdentity.from_share(payload, self.store.device.user, own_user_key)
@@ -281,6 +295,10 @@ class Verifications:
         del self.flows[txn]
         done = Verified(txn, flow.peer.user, flow.peer.device, "device", approved_here=True)
         return [flow.sas.done()], [done]
+
+    def _is_own_approval(self, flow: _Flow) -> bool:
+        """A device approval (not a contact verification) between two of our own devices."""
+        return flow.sas.kind == "device" and flow.peer.user == self.store.device.user
 
     def _fail(self, txn: str, reason: str) -> Step:
         return self.cancel(txn, reason), [VerificationCancelled(txn, reason)]
