@@ -8,11 +8,11 @@ from tk_client.e2e.verification import CodesReady, VerificationCancelled, Verifi
 from .helpers import add_device, make_user, published
 
 
-def codes_shown(alice, bob):
-    """Alice starts a contact verification with bob; both reach the codes."""
+def codes_shown(alice, bob, kind="contact"):
+    """Alice starts a verification (a contact's, by default) with bob; both reach the codes."""
     alice_side, bob_side = Verifications(alice), Verifications(bob)
     user_keys = {}
-    txn, (start,) = alice_side.start(published(bob), "contact", 0.0)
+    txn, (start,) = alice_side.start(published(bob), kind, 0.0)
     bob_side.receive(published(alice), start, 1.0, user_keys)
     (bob_key,) = bob_side.accept(txn, 2.0)
     (alice_key,), events = alice_side.receive(published(bob), bob_key, 3.0, user_keys)
@@ -145,3 +145,17 @@ def test_a_user_key_share_in_a_contact_verification_between_own_devices_is_refus
 
     assert alice_laptop.identity is None
     assert [p["reason"] for p in sent] == ["unexpected"]
+
+
+def test_our_own_devices_macs_are_checked_against_the_user_key_this_device_holds():
+    alice = make_user("alice")
+    alice_phone = add_device(alice, "DEV2", approved=True)
+    txn, alice_side, phone_side = codes_shown(alice, alice_phone, kind="device")
+    (mac, *_), _ = alice_side.confirm(txn, 5.0, alice.identity.ed25519)
+    phone_side.confirm(txn, 6.0, None)
+    substitute = make_user("alice", "PLANTED")  # the server publishes a user key of its own
+    published_key = {"alice": substitute.identity.published_by(substitute.device)}
+
+    sent, events = phone_side.receive(published(alice), mac, 7.0, published_key)
+
+    assert sent == [] and events == []  # the MACs check; the approval goes on
