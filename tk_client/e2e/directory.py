@@ -82,11 +82,6 @@ class DeviceDirectory:
         self.stale.discard(user)
         return {(user, device) for device in gone}
 
-    def keep_known(self, user: str) -> None:
-        """A query for ``user`` failed: keep what we knew (nothing, if nothing) as fresh."""
-        self.stale.discard(user)
-        self.users.setdefault(user, UserKeys(None, {}))
-
     def user_key(self, user: str) -> str | None:
         entry = self.users.get(user)
         return entry.user_key.ed25519 if entry and entry.user_key else None

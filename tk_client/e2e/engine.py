@@ -126,12 +126,24 @@ class _PendingSend:
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
     claim_sent: bool = False
+    unanswered: set[str] = field(default_factory=set)
+    """Users whose ``keys_query`` was refused: this message goes with what is known of them
+    (nothing, for a user never fetched), and is not held up by asking again."""
 
 
 @dataclass
 class _HeldMessage:
     conversation: str
     message: Mapping[str, Any]
+
+
+@dataclass
+class _HeldToDevice:
+    """A ``to_device`` push kept back: its sender is not known yet (``query``: the
+    ``keys_query`` that will say), or an earlier push is held (to keep their order)."""
+
+    push: Mapping[str, Any]
+    query: str | None = None
 
 
 def _ts_seconds(ts: Any) -> float:
@@ -154,7 +166,8 @@ class E2EEngine:
         self._uploads: set[str] = set()
         self._sends: list[_PendingSend] = []
         self._held: list[_HeldMessage] = []
-        self._held_to_device: list[Mapping[str, Any]] = []
+        self._held_to_device: list[_HeldToDevice] = []
+        self._sender_queries: dict[str, str] = {}  # user -> keys_query id, for held pushes
         self._requested: set[tuple[str, str, str]] = set()
         self._olm_waiting: dict[str, list[tuple[DeviceKeys, dict[str, Any]]]] = {}
         self._aside: list[tuple[Peer, dict[str, Any]]] = []  # room keys of unsigned devices
@@ -244,7 +257,7 @@ class E2EEngine:
 
     def _advance(self, pending: _PendingSend) -> Output:
         out = Output()
-        unknown = self.directory.needs_query(pending.members)
+        unknown = self.directory.needs_query(pending.members) - pending.unanswered
         if unknown:
             out.extend(self._query(unknown))
             pending.waiting_for.add(out.requests[-1]["id"])
@@ -329,6 +342,17 @@ class E2EEngine:
         self._queries[request_id] = set(names)
         return Output(requests=[{"type": "keys_query", "id": request_id, "users": names}])
 
+    def _query_sender(self, user: str) -> tuple[Output, str]:
+        """A ``keys_query`` for the sender of a push just received, or none if one asked
+        since is still out; and its id. (Not an older query: its answer may predate the
+        device that sent the push.)"""
+        request_id = self._sender_queries.get(user)
+        if request_id in self._queries:
+            return Output(), request_id
+        out = self._query([user])
+        self._sender_queries[user] = request_id = out.requests[-1]["id"]
+        return out, request_id
+
     def _take_keys(self, answer: Mapping[str, Any]) -> Output:
         out = Output()
         asked = self._queries.pop(str(answer.get("ref")), set())
@@ -381,14 +405,25 @@ class E2EEngine:
         return Output()
 
     def _refused(self, ref: str) -> Output:
-        """An ``error`` answer to one of our requests: stop waiting for it."""
+        """An ``error`` answer to one of our requests: stop waiting for it.
+
+        A refused ``keys_query`` changes nothing in the directory: what we knew of those
+        users stays (and stays stale, so the next send asks again); the message that waited
+        for it goes with what is known, and to-device pushes held for it are settled.
+        """
         self._uploads.discard(ref)
         self._olm_waiting.pop(ref, None)
-        for user in self._queries.pop(ref, set()):  # what we knew stays; never ask again
-            self.directory.keep_known(user)
+        asked = self._queries.pop(ref, set())
         for pending in self._sends:
-            pending.waiting_for.discard(ref)
-        return self._advance_sends()
+            if ref in pending.waiting_for:
+                pending.unanswered |= asked
+                pending.waiting_for.discard(ref)
+        out = Output()
+        if asked:
+            out.extend(self._retry_to_device())
+            out.extend(self._retry_held())
+        out.extend(self._advance_sends())
+        return out
 
     def _uploaded(self, answer: Mapping[str, Any]) -> Output:
         ref = str(answer.get("ref"))
@@ -452,27 +487,53 @@ class E2EEngine:
 
     def _to_device(self, push: Mapping[str, Any]) -> Output:
         seq = push.get("seq")
-        if not isinstance(seq, int) or seq <= self._last_seq:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= self._last_seq:
             return Output()
         sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
-        if sender is None or self._held_to_device:  # fetch the sender's keys, keep the order
-            self._held_to_device.append(push)
-            return self._query([str(push.get("from"))]) if sender is None else Output()
+        if sender is None:  # fetch the sender's keys; what follows waits, to keep the order
+            out, query = self._query_sender(str(push.get("from")))
+            self._held_to_device.append(_HeldToDevice(push, query))
+            return out
+        if self._held_to_device:
+            self._held_to_device.append(_HeldToDevice(push))
+            return Output()
+        return self._read_and_ack(sender, push, seq)
+
+    def _read_and_ack(self, sender: DeviceKeys, push: Mapping[str, Any], seq: int) -> Output:
         out = self._read_to_device(sender, push)
         self._last_seq = seq
         out.requests.append({"type": "to_device_ack", "upto": seq})
         return out
 
     def _retry_to_device(self) -> Output:
+        """Read the held pushes, oldest first, up to one whose sender's query is still out.
+
+        A push is dropped (and acked) only once the query for ITS sender was answered or
+        refused and the device is still unknown (section 4.4: a client refreshes the
+        sender's keys; a device the server does not list sent nothing we can read).
+        """
         out = Output()
         held, self._held_to_device = self._held_to_device, []
-        for push in sorted(held, key=lambda p: int(p["seq"])):
-            sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
-            if sender is None:  # still unknown after a query: drop (and ack) it
-                self._last_seq = max(self._last_seq, push["seq"])
-                out.requests.append({"type": "to_device_ack", "upto": self._last_seq})
+        for item in sorted(held, key=lambda h: int(h.push["seq"])):
+            if self._held_to_device:  # an earlier push still waits: keep the order
+                self._held_to_device.append(item)
                 continue
-            out.extend(self._to_device(push))
+            seq = int(item.push["seq"])
+            if seq <= self._last_seq:
+                continue
+            user, device = str(item.push.get("from")), str(item.push.get("from_device"))
+            sender = self._device_of(user, device)
+            if sender is not None:
+                out.extend(self._read_and_ack(sender, item.push, seq))
+            elif item.query in self._queries:  # its answer has not come yet
+                self._held_to_device.append(item)
+            elif item.query is None:  # held for the order only; its sender is gone since
+                asked, item.query = self._query_sender(user)
+                out.extend(asked)
+                self._held_to_device.append(item)
+            else:  # asked and answered (or refused), still unknown: drop it, and ack
+                self._last_seq = seq
+                out.requests.append({"type": "to_device_ack", "upto": seq})
         return out
 
     def _read_to_device(self, sender: DeviceKeys, push: Mapping[str, Any]) -> Output:

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 import pytest
+import vodozemac
 
 from chatproto.e2e import conversation_id
 from tk_client.e2e import room_keys
@@ -16,7 +17,7 @@ from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.keys import DeviceKeys
-from tk_client.e2e.megolm import Undecryptable
+from tk_client.e2e.megolm import OutboundGroup, Undecryptable
 from tk_client.e2e.verification import (
     CodesReady,
     VerificationCancelled,
@@ -24,7 +25,7 @@ from tk_client.e2e.verification import (
     Verified,
 )
 
-from .helpers import add_device, make_user, olm_body
+from .helpers import add_device, make_user, olm_body, published
 
 ROOM = conversation_id(room="plans")
 LATER_TS = "2030-01-01T00:00:00.000Z"  # after every test device was made (at time 0)
@@ -45,6 +46,7 @@ class Relay:
         self.sent: list[tuple[tuple[str, str], dict[str, Any]]] = []  # every request seen
         self.refused: list[tuple[tuple[str, str], dict[str, Any], str]] = []  # and its error
         self.version = 0
+        self.refuse: list[str] = []  # request types to answer with an error, once each
         self._pushes: deque[tuple[tuple[str, str], dict[str, Any]]] = deque()
         self._ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
@@ -81,6 +83,10 @@ class Relay:
     def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
         kind, ref = request["type"], request.get("id")
         user, device = peer
+        if kind in self.refuse:
+            self.refuse.remove(kind)
+            self.push(peer, {"type": "error", "ref": ref, "code": "rate_limited"})
+            return
         if kind == "keys_upload":
             refusal = self._refusal(peer, request)
             if refusal is not None:
@@ -505,3 +511,98 @@ def test_a_key_request_from_a_device_signed_by_a_substituted_user_key_is_not_ans
 
     assert ("alice", "PLANTED") not in to_device_targets(relay, ("alice", "DEV1"))
     assert not [e for e in relay.events[("alice", "PLANTED")] if isinstance(e, Shown)]
+
+
+def test_a_refused_query_keeps_the_devices_known_and_the_message_goes_to_them(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    relay.announce("bob")  # bob's list is stale now
+    relay.refuse.append("keys_query")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    assert alice_engine.directory.device("bob", "DEV1") is not None
+    assert shown(relay, ("bob", "DEV1")) == ["one", "two"]
+
+
+def test_a_member_whose_first_query_was_refused_is_asked_again_at_the_next_message(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.refuse.append("keys_query")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    assert [r["type"] for r in room_messages(relay)] == ["send"]  # not held up for ever
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    assert ("bob", "DEV1") in to_device_targets(relay, ("alice", "DEV1"))
+    assert shown(relay, ("bob", "DEV1"))[-1:] == ["two"]
+
+
+# --- to-device pushes from a device not known yet ------------------------------------------
+
+
+def room_key_push(sender, recipient, seq: int) -> dict[str, Any]:
+    """A ``to_device`` push carrying a fresh room key from ``sender`` to ``recipient``."""
+    group = OutboundGroup(ROOM, vodozemac.GroupSession(), 0.0)
+    recipient_key = recipient.identity.ed25519
+    payload = room_keys.room_key(group, sender.device, published(recipient), recipient_key)
+    push = {"type": "to_device", "seq": seq, "from": sender.device.user}
+    return {
+        **push,
+        "from_device": sender.device.device,
+        "body": olm_body(sender, recipient, payload),
+    }
+
+
+def keys_answer(ref: str, *stores) -> dict[str, Any]:
+    """A ``keys`` answer listing ``stores`` (devices of one user, the first holding the key)."""
+    user = stores[0].device.user
+    user_key = stores[0].identity.published_by(stores[0].device).to_wire()
+    devices = [published(store).to_wire() for store in stores]
+    entry = {"user_key": user_key, "devices": devices, "version": 1}
+    return {"type": "keys", "ref": ref, "users": {user: entry}}
+
+
+def acks(out) -> list[int]:
+    return [r["upto"] for r in out.requests if r["type"] == "to_device_ack"]
+
+
+def test_a_push_from_an_unknown_device_waits_for_the_answer_about_its_sender():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    asked = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    (query,) = [r for r in asked if r["type"] == "keys_query"]
+    assert query["users"] == ["alice"]
+    unrelated = bob_engine.receive({"type": "keys", "ref": "someone-else", "users": {}}, 1.0)
+    assert acks(unrelated) == []  # still held
+    answered = bob_engine.receive(keys_answer(query["id"], alice, alice_laptop), 1.0)
+
+    assert acks(answered) == [1]
+    assert len(bob.groups.inbound) == 1  # read, not dropped
+
+
+def test_a_push_whose_sender_stays_unknown_is_dropped_once_its_query_is_answered():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    (query,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    answered = bob_engine.receive(keys_answer(query["id"], alice), 1.0)  # no DEV2 listed
+
+    assert acks(answered) == [1]
+    assert bob.groups.inbound == {}
+
+
+def test_a_push_whose_senders_query_is_refused_is_dropped_and_the_next_one_read():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    (query,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    refused = bob_engine.receive({"type": "error", "ref": query["id"], "code": "x"}, 1.0)
+    assert acks(refused) == [1]
+    (again,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=2), 1.0).requests
+    read = bob_engine.receive(keys_answer(again["id"], alice, alice_laptop), 1.0)
+
+    assert acks(read) == [2]
