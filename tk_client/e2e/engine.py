@@ -34,7 +34,7 @@ from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
 from .keys import ClaimedKey, DeviceKeys, Peer
-from .megolm import Undecryptable, why_undecryptable
+from .megolm import InboundGroup, Undecryptable, why_undecryptable
 from .store import CryptoStore
 from .verification import (
     CodesReady,
@@ -133,8 +133,25 @@ class _PendingSend:
 
 @dataclass
 class _HeldMessage:
+    """An encrypted message not shown yet, and what the user was last told about it."""
+
     conversation: str
-    message: Mapping[str, Any]
+    message: Mapping[str, Any]  # its ``e2e`` checked by :func:`_well_formed`
+    reason: Undecryptable | None = None
+    query: str | None = None  # the keys_query about its session's sender, if one was needed
+
+
+_E2E_FIELDS = frozenset({"algorithm", "sender_key", "device", "session_id", "ciphertext"})
+
+
+def _well_formed(sealed: Any) -> bool:
+    """Whether a message's ``e2e`` has the shape of 4.5: an object of strings, with every
+    field a reader uses (anything else is shown as not verifiable, never an exception)."""
+    return (
+        isinstance(sealed, Mapping)
+        and sealed.keys() >= _E2E_FIELDS
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in sealed.items())
+    )
 
 
 @dataclass
@@ -193,7 +210,8 @@ class E2EEngine:
         out.extend(self._query([self.me]))  # our own devices: for key requests and sharing
         self._requested.clear()  # ask again, on each connection, for keys still missing
         for held in self._held:
-            out.extend(self._request_key(held.conversation, held.message["e2e"]))
+            if not self.store.groups.has_key(held.conversation, held.message["e2e"]):
+                out.extend(self._request_key(held.conversation, held.message["e2e"]))
         out.requests.append(
             {
                 "type": "device_list_changes",
@@ -375,8 +393,8 @@ class E2EEngine:
         out.extend(self._advance_sends())
         return out
 
-    def _changed(self, users: Iterable[str], version: Any) -> Output:
-        tracked = self.directory.mark_changed(users)
+    def _changed(self, users: Iterable[Any], version: Any) -> Output:
+        tracked = self.directory.mark_changed(u for u in users if isinstance(u, str))
         if isinstance(version, int) and not isinstance(version, bool):
             self.store.device_list_version = max(self.store.device_list_version, version)
         return self._query(tracked) if tracked else Output()
@@ -400,7 +418,7 @@ class E2EEngine:
             return self._refused(str(message["ref"]))
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
-        if kind in ("message", "private") and isinstance(message.get("e2e"), Mapping):
+        if kind in ("message", "private") and message.get("e2e") is not None:
             return self._encrypted(message)
         return Output()
 
@@ -648,36 +666,112 @@ class E2EEngine:
 
     # --- encrypted messages -----------------------------------------------------------------
 
-    def _conversation_of(self, message: Mapping[str, Any]) -> str:
-        if message.get("type") == "message":
-            return e2e.conversation_id(room=str(message.get("room")))
-        return e2e.conversation_id(pm=(str(message.get("from")), str(message.get("to"))))
+    def _conversation_of(self, message: Mapping[str, Any]) -> str | None:
+        """The conversation a ``message`` / ``private`` push belongs to; None if its
+        ``room``, ``from`` or ``to`` are not usable names."""
+        try:
+            if message.get("type") == "message":
+                room = message.get("room")
+                return e2e.conversation_id(room=room) if isinstance(room, str) else None
+            pair = (message.get("from"), message.get("to"))
+            if not all(isinstance(name, str) for name in pair):
+                return None
+            return e2e.conversation_id(pm=(str(pair[0]), str(pair[1])))
+        except ValueError:
+            return None
 
     def _encrypted(self, message: Mapping[str, Any]) -> Output:
+        """A ``message`` / ``private`` push with ``e2e``: its text, or why not (4.9). A push
+        of the wrong shape is never an exception: it is shown as not verifiable."""
         conversation = self._conversation_of(message)
-        return self._show(conversation, message, first_time=True)
-
-    def _show(self, conversation: str, message: Mapping[str, Any], first_time: bool) -> Output:
-        sealed = message["e2e"]
-        sender = str(message.get("from"))
-        msg_id = message.get("msg_id")
-        if self.store.groups.has_key(conversation, sealed):
-            try:
-                shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
-            except DecryptionFailed:
-                return Output(
-                    events=[NotShown(conversation, msg_id, sender, Undecryptable.NOT_VERIFIED)]
-                )
-            return Output(events=[Shown(conversation, msg_id, sender, shown.text)])
-        out = Output()
-        sender_device = self._device_of(sender, str(sealed.get("device")))
-        approved = sender_device is None or sender_device.signed_by_user_key(self._user_key(sender))
-        reason = why_undecryptable(_ts_seconds(message.get("ts")), self.store.created_at, approved)
-        if first_time:
-            self._held.append(_HeldMessage(conversation, message))
-            out.events.append(NotShown(conversation, msg_id, sender, reason))
-            out.extend(self._request_key(conversation, sealed))
+        sender = message.get("from")
+        if conversation is None or not isinstance(sender, str) or not _well_formed(message["e2e"]):
+            reason = Undecryptable.NOT_VERIFIED
+            shown_as = conversation or ""
+            return Output(events=[NotShown(shown_as, message.get("msg_id"), str(sender), reason)])
+        held = _HeldMessage(conversation, message)
+        out, settled = self._show(held, first_time=True)
+        if not settled:
+            self._held.append(held)
         return out
+
+    def _show(self, held: _HeldMessage, first_time: bool) -> tuple[Output, bool]:
+        """Show ``held`` if its session's checks pass (4.5), else say why (4.9); and
+        whether it is settled (nothing that arrives later can change what it shows).
+
+        The first time, an event always comes out (but for one wait: the session's
+        sender never fetched, whose keys are asked first); later, only when what the
+        user sees changes.
+        """
+        conversation, message = held.conversation, held.message
+        sealed = message["e2e"]
+        sender = str(message["from"])
+        msg_id = message.get("msg_id")
+        out = Output()
+        entry = self.store.groups.inbound.get(
+            (conversation, sealed["sender_key"], sealed["session_id"])
+        )
+        if entry is None:
+            device = self._device_of(sender, sealed["device"])
+            approved = device is None or device.signed_by_user_key(self._user_key(sender))
+            sent_at = _ts_seconds(message.get("ts"))
+            reason: Undecryptable | None = why_undecryptable(
+                sent_at, self.store.created_at, approved
+            )
+            settled = False
+            if first_time:
+                out.extend(self._request_key(conversation, sealed))
+        else:
+            if not self._own_session(entry) and entry.sender not in self.directory.users:
+                if held.query is None:  # whose device is it? ask before saying anything
+                    asked, held.query = self._query_sender(entry.sender)
+                    out.extend(asked)
+                if held.query in self._queries:
+                    return out, False
+            reason, settled = self._session_trust(entry, sealed)
+            if reason is None:
+                try:
+                    shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
+                except DecryptionFailed:
+                    reason, settled = Undecryptable.NOT_VERIFIED, True
+                else:
+                    out.events.append(Shown(conversation, msg_id, sender, shown.text))
+                    return out, True
+        if first_time or reason is not held.reason:
+            assert reason is not None
+            out.events.append(NotShown(conversation, msg_id, sender, reason))
+        held.reason = reason
+        return out, settled
+
+    def _own_session(self, entry: InboundGroup) -> bool:
+        """A session this very device made (it trusts itself)."""
+        me = self.store.device
+        return (entry.sender, entry.sender_device, entry.sender_ed25519) == (
+            me.user,
+            me.device,
+            me.ed25519,
+        )
+
+    def _session_trust(
+        self, entry: InboundGroup, sealed: Mapping[str, str]
+    ) -> tuple[Undecryptable | None, bool]:
+        """Whether a session's messages may show NOW (4.5): it came from a device that is
+        still listed and signed by its user's current user key, with the keys it had.
+
+        (None, True) if so; else the reason, and whether it is for good (a device gone from
+        a fresh list never comes back; an unsigned one may be signed later).
+        """
+        if self._own_session(entry):
+            return None, True
+        device = self._device_of(entry.sender, entry.sender_device)
+        if device is None:
+            gone = entry.sender in self.directory.users and entry.sender not in self.directory.stale
+            return Undecryptable.SENDER_NOT_VERIFIED, gone
+        if (device.ed25519, device.curve25519) != (entry.sender_ed25519, sealed["sender_key"]):
+            return Undecryptable.NOT_VERIFIED, True
+        if not device.signed_by_user_key(self._user_key(entry.sender)):
+            return Undecryptable.SENDER_NOT_VERIFIED, False
+        return None, True
 
     def _request_key(self, conversation: str, sealed: Mapping[str, Any]) -> Output:
         wanted = (conversation, str(sealed.get("sender_key")), str(sealed.get("session_id")))
@@ -693,13 +787,13 @@ class E2EEngine:
         return self._send_olm([(device, dict(request)) for device in others])
 
     def _retry_held(self) -> Output:
+        """Show again what is held, now that keys or device lists changed."""
         out = Output()
         still = []
         for held in self._held:
-            step = self._show(held.conversation, held.message, first_time=False)
-            if step.events:
-                out.extend(step)
-            else:
+            step, settled = self._show(held, first_time=False)
+            out.extend(step)
+            if not settled:
                 still.append(held)
         self._held = still
         return out

@@ -606,3 +606,74 @@ def test_a_push_whose_senders_query_is_refused_is_dropped_and_the_next_one_read(
     read = bob_engine.receive(keys_answer(again["id"], alice, alice_laptop), 1.0)
 
     assert acks(read) == [2]
+
+
+# --- a message shows only while its session's device is signed (4.5) ----------------------
+
+
+def bob_with_a_phone(relay: Relay):
+    """alice and bob in the room, bob with a second signed device that has said "hi"."""
+    alice, bob, _, _ = connect_pair(relay)
+    phone = add_device(bob, "DEV2", approved=True)
+    phone_engine = relay.connect(phone)
+    relay.announce("bob")
+    relay.run(("bob", "DEV2"), phone_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    assert shown(relay, ("alice", "DEV1")) == ["hi"]
+    relay.events[("alice", "DEV1")] = [e for e in relay.events[("alice", "DEV1")] if e.text == "hi"]
+    return alice, bob, phone
+
+
+def show_again(relay: Relay, peer: tuple[str, str], number: int) -> None:
+    """The room's message ``number`` (from 1) reaches ``peer`` again, as history does."""
+    request = room_messages(relay)[number - 1]
+    sender = next(p for p, r in relay.sent if r is request)[0]
+    message = {"type": "message", "room": request["room"], "from": sender, "msg_id": number}
+    relay.push(peer, {**message, "ts": LATER_TS, "e2e": request["e2e"]})
+    relay.run(peer, [])
+
+
+def reasons(relay: Relay, peer: tuple[str, str]) -> list[Undecryptable]:
+    return [e.reason for e in relay.events[peer] if isinstance(e, NotShown)]
+
+
+def test_a_message_from_a_device_revoked_since_is_not_shown(relay):
+    bob_with_a_phone(relay)
+    del relay.device_keys[("bob", "DEV2")]  # revoked
+    relay.announce("bob")
+
+    show_again(relay, ("alice", "DEV1"), 1)
+
+    assert shown(relay, ("alice", "DEV1")) == ["hi"]  # only the first time
+    assert reasons(relay, ("alice", "DEV1")) == [Undecryptable.SENDER_NOT_VERIFIED]
+
+
+def test_a_message_from_a_device_unsigned_by_an_identity_reset_shows_once_signed_again(relay):
+    _, bob, phone = bob_with_a_phone(relay)
+    bob.identity = UserIdentity.generate("bob", version=2)  # reset on bob's DEV1
+    relay.user_keys["bob"] = bob.identity.published_by(bob.device).to_wire()
+    relay.device_keys[("bob", "DEV1")] = bob.identity.sign_device(
+        bob.device.device_keys()
+    ).to_wire()
+    relay.device_keys[("bob", "DEV2")] = phone.device.device_keys().to_wire()  # unsigned now
+    relay.announce("bob")
+
+    show_again(relay, ("alice", "DEV1"), 1)
+    assert reasons(relay, ("alice", "DEV1")) == [Undecryptable.SENDER_NOT_VERIFIED]
+
+    resigned = bob.identity.sign_device(phone.device.device_keys())  # approved again
+    relay.device_keys[("bob", "DEV2")] = resigned.to_wire()
+    relay.announce("bob")
+    assert shown(relay, ("alice", "DEV1")) == ["hi", "hi"]
+
+
+def test_a_message_whose_senders_devices_were_never_fetched_waits_for_them(relay):
+    alice, bob, phone = bob_with_a_phone(relay)
+    restarted = E2EEngine(alice, new_id=lambda: "q1")  # a new run: no device lists yet
+    sealed = room_messages(relay)[0]["e2e"]
+    message = {"type": "message", "room": "plans", "from": "bob", "msg_id": 1, "ts": LATER_TS}
+
+    asked = restarted.receive({**message, "e2e": sealed}, 1.0)
+    assert asked.events == [] and [r["users"] for r in asked.requests] == [["bob"]]
+    answered = restarted.receive(keys_answer("q1", bob, phone), 1.0)
+
+    assert [e.text for e in answered.events if isinstance(e, Shown)] == ["hi"]
