@@ -33,7 +33,7 @@ from . import room_keys
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
-from .keys import ClaimedKey, DeviceKeys, Peer
+from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
 from .megolm import InboundGroup, Undecryptable, why_undecryptable
 from .store import CryptoStore
 from .verification import (
@@ -51,6 +51,11 @@ _VERIFICATION_TYPES = (
     e2e.SAS_DONE,
     e2e.SAS_CANCEL,
     e2e.USER_KEY_SHARE,
+)
+STALE_IDENTITY_NOTICE = (
+    "Your identity was reset on another of your devices (if you did not do it, someone may "
+    "be intercepting). This device stopped using the old user key and is no longer "
+    "approved: approve it from a device you already use, or reset your identity here."
 )
 MAX_KEYS_ASIDE = 1_000
 """Room keys from unsigned devices kept while waiting for a signature; older ones go."""
@@ -381,16 +386,39 @@ class E2EEngine:
             keys = UserKeys.from_wire(user, entry if isinstance(entry, Mapping) else {})
             for gone in self.directory.take(user, keys):
                 self.store.olm.forget(gone)
-            if keys.user_key is not None:
-                notice = self.store.contacts.observe(user, keys.user_key.ed25519)
-                if notice is not None:
-                    out.events.append(Notice(notice.text))
+            if keys.user_key is None:
+                continue
+            notice = self.store.contacts.observe(user, keys.user_key.ed25519)
+            if user == self.me and self._identity_is_stale(keys.user_key):
+                out.extend(self._drop_stale_identity())
+            elif notice is not None:
+                out.events.append(Notice(notice.text))
         for pending in self._sends:
             pending.waiting_for.discard(str(answer.get("ref")))
         out.extend(self._retry_aside())
         out.extend(self._retry_to_device())
         out.extend(self._retry_held())
         out.extend(self._advance_sends())
+        return out
+
+    def _identity_is_stale(self, published: PublishedUserKey) -> bool:
+        """Whether the user key this device holds was replaced: the published one is newer
+        (an identity reset from another device). An older or same-version different key
+        does not count: this device's own reset not yet seen, or a substitute."""
+        held = self.store.identity
+        return (
+            held is not None
+            and published.ed25519 != held.ed25519
+            and published.version > held.version
+        )
+
+    def _drop_stale_identity(self) -> Output:
+        """Stop using a replaced user key: forget it (the store then keeps none), publish
+        this device's keys without its signature, and say so. The device is unsigned now
+        and must be approved again (4.2, 4.7)."""
+        self.store.identity = None
+        out = self._upload(device_keys=True, left_on_server=None)
+        out.events.append(Notice(STALE_IDENTITY_NOTICE))
         return out
 
     def _changed(self, users: Iterable[Any], version: Any) -> Output:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import vodozemac
 
 from chatproto.e2e import conversation_id
 from tk_client.e2e import room_keys
-from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
+from tk_client.e2e.engine import STALE_IDENTITY_NOTICE, E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.keys import DeviceKeys
@@ -677,3 +678,59 @@ def test_a_message_whose_senders_devices_were_never_fetched_waits_for_them(relay
     answered = restarted.receive(keys_answer("q1", bob, phone), 1.0)
 
     assert [e.text for e in answered.events if isinstance(e, Shown)] == ["hi"]
+
+
+# --- an identity reset from another device -------------------------------------------------
+
+
+def reset_from(relay: Relay, store) -> None:
+    """``store``'s device resets the identity: a new user key, published; the server drops
+    every other device's user signature; the resetting device signs itself again."""
+    user = store.device.user
+    store.identity = UserIdentity.generate(user, version=store.identity.version + 1)
+    relay.user_keys[user] = store.identity.published_by(store.device).to_wire()
+    for peer in relay.users_devices(user):
+        keys = DeviceKeys.from_wire(relay.device_keys[peer])
+        relay.device_keys[peer] = replace(keys, user_signature=None).to_wire()
+    own = store.identity.sign_device(store.device.device_keys())
+    relay.device_keys[(user, store.device.device)] = own.to_wire()
+
+
+def test_a_device_whose_identity_was_reset_elsewhere_stops_using_the_old_user_key(relay):
+    alice, _, _, _ = connect_pair(relay)
+    laptop = add_device(alice, "DEV2", approved=True)
+    relay.connect(laptop)
+    reset_from(relay, laptop)
+
+    relay.announce("alice")
+
+    assert alice.identity is None
+    assert "user" not in relay.device_keys[("alice", "DEV1")]["signatures"]
+    notices = [e.text for e in relay.events[("alice", "DEV1")] if isinstance(e, Notice)]
+    assert notices == [STALE_IDENTITY_NOTICE]
+    assert relay.refused == []
+
+
+def test_a_device_offline_during_a_reset_finds_out_at_login_and_is_refused_no_more(relay):
+    alice = make_user("alice")
+    relay.connect(alice, publish_user_key=True)
+    laptop = add_device(alice, "DEV2", approved=True)
+    relay.connect(laptop)
+    reset_from(relay, laptop)  # DEV1 hears nothing of it
+
+    relay.connect(alice)
+    assert alice.identity is None
+    assert "user" not in relay.device_keys[("alice", "DEV1")]["signatures"]
+    assert STALE_IDENTITY_NOTICE in [e.text for e in relay.events[("alice", "DEV1")]]
+    refused_at_first = len(relay.refused)
+    relay.connect(alice)
+
+    assert len(relay.refused) == refused_at_first  # the next login uploads what is valid
+
+
+def test_a_published_user_key_of_the_same_version_does_not_replace_ours(relay):
+    alice, _, _, _ = connect_pair(relay)
+    held = alice.identity
+    substitute_own_user_key(relay, alice)
+
+    assert alice.identity is held
