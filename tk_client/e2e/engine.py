@@ -16,6 +16,12 @@ user's other devices for a missing key and retrying held messages when keys arri
 SAS flows (device approval, contact verification) are :mod:`.verification`'s; the engine
 carries their plaintexts over Olm and re-uploads this device's keys once it is approved.
 
+Whom it trusts: a device signed by its user's current user key; for our own user, the key
+this device holds (never the server's published copy), and none once a newer published
+key shows that the identity was reset elsewhere (the device drops its stale key and says
+so: :data:`STALE_IDENTITY_NOTICE`). A message shows only while its session's sender device
+is listed and signed; an ``e2e`` push of the wrong shape is a :class:`NotShown`.
+
 Not here yet: keeping the device lists in the store across restarts, and replacing the
 fallback key weekly. The caller saves the store before it sends a ``to_device_ack``.
 """
@@ -638,7 +644,8 @@ class E2EEngine:
 
     def start_verification(self, user: str, device: str, kind: str, now: float) -> Output:
         """Start SAS with ``user``'s ``device`` (``kind``: ``device`` to approve one of our
-        own new devices, ``contact`` to verify someone). ValueError for an unknown device."""
+        own new devices, ``contact`` to verify someone). ValueError for an unknown device,
+        and for a device approval of another user's device."""
         peer = self._device_of(user, device)
         if peer is None:
             raise ValueError(f"{user}'s device {device} is not known: refresh the device list")
