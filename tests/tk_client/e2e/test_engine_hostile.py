@@ -135,3 +135,41 @@ def test_a_to_device_body_of_the_wrong_shape_from_a_known_device_is_dropped(body
     out = alice.receive({**push, "body": body}, now=1.0)
 
     assert out.events == []
+
+
+@cache
+def tracking_engine() -> E2EEngine:
+    """An engine that tracks its own user (so that ``devices_changed`` makes it ask)."""
+    alice = make_user("alice")
+    counter = iter(range(1_000_000))
+    alice_engine = E2EEngine(alice, new_id=lambda: f"t{next(counter)}")
+    (query,) = [r for r in alice_engine.login().requests if r["type"] == "keys_query"]
+    alice_engine.receive({"type": "keys", "ref": query["id"], "users": {}}, 0.0)
+    return alice_engine
+
+
+device_like = st.fixed_dictionaries(
+    {},
+    optional={
+        name: json_values | st.text(max_size=44)
+        for name in ("user", "device", "curve25519", "ed25519", "signatures", "version")
+    },
+)
+user_entries = json_values | st.fixed_dictionaries(
+    {},
+    optional={
+        "user_key": json_values | device_like,
+        "devices": json_values | st.lists(json_values | device_like, max_size=3),
+        "version": json_values,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(user_entries)
+def test_a_keys_answer_of_the_wrong_shape_for_an_asked_user_does_not_raise(entry):
+    alice = tracking_engine()
+    changed = {"type": "devices_changed", "users": ["alice"], "version": 1}
+    (query,) = alice.receive(changed, now=1.0).requests
+
+    alice.receive({"type": "keys", "ref": query["id"], "users": {"alice": entry}}, now=1.0)
