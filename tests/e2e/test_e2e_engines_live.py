@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from chat import services
-from chat.models import Message, ToDeviceMessage
+from chat.models import Message, OneTimeKey, ToDeviceMessage
 from chat.storage import BodyCipher
 from chatproto.e2e import conversation_id
 from tests.protocol_client.inprocess import InProcessClient, open_session
-from tk_client.e2e.engine import E2EEngine, Event, Shown
+from tk_client.e2e.engine import STALE_IDENTITY_NOTICE, E2EEngine, Event, Notice, Shown
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.store import CryptoStore
 
@@ -41,6 +41,7 @@ class Device:
         ids = itertools.count(1)
         self.engine = E2EEngine(store, new_id=lambda: f"e2e-{next(ids)}")
         self.events: list[Event] = []
+        self.errors: list[dict[str, Any]] = []  # every error answer the server gave
 
     async def send(self, requests: list[dict[str, Any]]) -> None:
         for request in requests:
@@ -99,6 +100,8 @@ async def exchange(devices: list[Device]) -> None:
     is sent (one device at a time: the test database takes one writer)."""
     for device in devices:
         for message in await device.session.drain(quiet=0.05):
+            if message.get("type") == "error":
+                device.errors.append(message)
             out = device.engine.receive(message, NOW)
             device.events.extend(out.events)
             await device.send(out.requests)
@@ -151,4 +154,54 @@ async def test_bobs_two_devices_read_alices_encrypted_messages_and_the_server_st
     for row in queued:
         assert PM_SECRET not in await run_sync(cipher.decrypt, row.body_encrypted)
     for device in devices:
+        await device.session.close()
+
+
+async def test_logging_in_again_and_again_keeps_about_fifty_one_time_keys(make_user, run_sync):
+    await run_sync(make_user, "alice")
+    alice = await first_device("alice")
+    await exchange([alice])
+    for _ in range(3):  # three more logins, as reconnects make them
+        await alice.send(alice.engine.login().requests)
+        for _ in range(3):
+            await exchange([alice])
+
+    assert alice.errors == []
+    device = alice.store.device.device
+    left = await run_sync(lambda: OneTimeKey.objects.filter(device__device_id=device).count())
+    assert left == 50
+    await alice.session.close()
+
+
+async def test_a_device_whose_identity_was_reset_elsewhere_uploads_unsigned_keys(
+    make_user, run_sync
+):
+    await run_sync(make_user, "bob")
+    laptop = await first_device("bob")
+    for _ in range(3):  # one device at a time: the test database takes one writer
+        await exchange([laptop])
+    phone = await approved_device(laptop, "phone")
+    for _ in range(3):
+        await exchange([laptop, phone])
+    identity = UserIdentity.generate("bob", version=2)  # the phone resets the identity
+    reset = await phone.session.request(
+        {
+            "type": "user_key_publish",
+            "user_key": identity.published_by(phone.store.device).to_wire(),
+            "reset": True,
+        }
+    )
+    assert reset["type"] == "ok", reset
+
+    await run_until([laptop], lambda: laptop.store.identity is None)
+    for _ in range(3):
+        await exchange([laptop])
+
+    assert laptop.errors == []
+    assert STALE_IDENTITY_NOTICE in [e.text for e in laptop.events if isinstance(e, Notice)]
+    await laptop.send(laptop.engine.login().requests)  # and the next login is not refused
+    for _ in range(3):
+        await exchange([laptop])
+    assert laptop.errors == []
+    for device in (laptop, phone):
         await device.session.close()

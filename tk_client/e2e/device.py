@@ -77,6 +77,14 @@ class DeviceAccount:
         missing = ONE_TIME_KEYS_ON_SERVER - left_on_server - unpublished
         if missing > 0 and left_on_server < TOP_UP_BELOW:
             self.account.generate_one_time_keys(missing)
+        return self.unpublished_one_time_keys()
+
+    def unpublished_one_time_keys(self) -> list[dict[str, str]]:
+        """The one-time keys made but not yet confirmed published, signed; none are made.
+
+        What a login sends again (an earlier upload's answer may have been lost): the
+        server ignores a key it already has, and these never take it past its limit.
+        """
         return [
             self._signed_key(key_id, key.to_base64())
             for key_id, key in sorted(self.account.one_time_keys.items())

@@ -8,7 +8,7 @@ list is the most common cause of undecryptable messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +49,11 @@ class UserKeys:
                 user_key = candidate
         return cls(user_key, devices)
 
-    def signed_devices(self) -> list[DeviceKeys]:
+    def signed_devices(self, user_key: str | None = None) -> list[DeviceKeys]:
         """The devices that the user's current user key signed: the only ones that get
-        (and whose room keys are accepted as) room keys."""
-        key = self.user_key.ed25519 if self.user_key else None
+        (and whose room keys are accepted as) room keys. ``user_key`` replaces the
+        published one (a device's own user: the key it holds counts, not the server's)."""
+        key = user_key or (self.user_key.ed25519 if self.user_key else None)
         return [d for d in self.devices.values() if d.signed_by_user_key(key)]
 
 
@@ -81,11 +82,6 @@ class DeviceDirectory:
         self.stale.discard(user)
         return {(user, device) for device in gone}
 
-    def keep_known(self, user: str) -> None:
-        """A query for ``user`` failed: keep what we knew (nothing, if nothing) as fresh."""
-        self.stale.discard(user)
-        self.users.setdefault(user, UserKeys(None, {}))
-
     def user_key(self, user: str) -> str | None:
         entry = self.users.get(user)
         return entry.user_key.ed25519 if entry and entry.user_key else None
@@ -98,11 +94,15 @@ class DeviceDirectory:
         entry = self.users.get(user)
         return entry.devices.get(device) if entry else None
 
-    def signed_devices(self, users: Iterable[str]) -> list[DeviceKeys]:
-        """Every signed device of ``users``, in a stable order."""
+    def signed_devices(
+        self, users: Iterable[str], key_of: Callable[[str], str | None] | None = None
+    ) -> list[DeviceKeys]:
+        """Every signed device of ``users``, in a stable order; ``key_of(user)`` gives the
+        user key to check with (default: the published one)."""
         found: list[DeviceKeys] = []
         for user in sorted(set(users)):
             entry = self.users.get(user)
             if entry is not None:
-                found.extend(entry.signed_devices())
+                key = key_of(user) if key_of is not None else None
+                found.extend(entry.signed_devices(key))
         return found

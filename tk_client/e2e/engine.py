@@ -16,6 +16,12 @@ user's other devices for a missing key and retrying held messages when keys arri
 SAS flows (device approval, contact verification) are :mod:`.verification`'s; the engine
 carries their plaintexts over Olm and re-uploads this device's keys once it is approved.
 
+Whom it trusts: a device signed by its user's current user key; for our own user, the key
+this device holds (never the server's published copy), and none once a newer published
+key shows that the identity was reset elsewhere (the device drops its stale key and says
+so: :data:`STALE_IDENTITY_NOTICE`). A message shows only while its session's sender device
+is listed and signed; an ``e2e`` push of the wrong shape is a :class:`NotShown`.
+
 Not here yet: keeping the device lists in the store across restarts, and replacing the
 fallback key weekly. The caller saves the store before it sends a ``to_device_ack``.
 """
@@ -33,8 +39,8 @@ from . import room_keys
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
-from .keys import ClaimedKey, DeviceKeys, Peer
-from .megolm import Undecryptable, why_undecryptable
+from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
+from .megolm import InboundGroup, Undecryptable, why_undecryptable
 from .store import CryptoStore
 from .verification import (
     CodesReady,
@@ -51,6 +57,11 @@ _VERIFICATION_TYPES = (
     e2e.SAS_DONE,
     e2e.SAS_CANCEL,
     e2e.USER_KEY_SHARE,
+)
+STALE_IDENTITY_NOTICE = (
+    "Your identity was reset on another of your devices (if you did not do it, someone may "
+    "be intercepting). This device stopped using the old user key and is no longer "
+    "approved: approve it from a device you already use, or reset your identity here."
 )
 MAX_KEYS_ASIDE = 1_000
 """Room keys from unsigned devices kept while waiting for a signature; older ones go."""
@@ -126,12 +137,41 @@ class _PendingSend:
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
     claim_sent: bool = False
+    unanswered: set[str] = field(default_factory=set)
+    """Users whose ``keys_query`` was refused: this message goes with what is known of them
+    (nothing, for a user never fetched), and is not held up by asking again."""
 
 
 @dataclass
 class _HeldMessage:
+    """An encrypted message not shown yet, and what the user was last told about it."""
+
     conversation: str
-    message: Mapping[str, Any]
+    message: Mapping[str, Any]  # its ``e2e`` checked by :func:`_well_formed`
+    reason: Undecryptable | None = None
+    query: str | None = None  # the keys_query about its session's sender, if one was needed
+
+
+_E2E_FIELDS = frozenset({"algorithm", "sender_key", "device", "session_id", "ciphertext"})
+
+
+def _well_formed(sealed: Any) -> bool:
+    """Whether a message's ``e2e`` has the shape of 4.5: an object of strings, with every
+    field a reader uses (anything else is shown as not verifiable, never an exception)."""
+    return (
+        isinstance(sealed, Mapping)
+        and sealed.keys() >= _E2E_FIELDS
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in sealed.items())
+    )
+
+
+@dataclass
+class _HeldToDevice:
+    """A ``to_device`` push kept back: its sender is not known yet (``query``: the
+    ``keys_query`` that will say), or an earlier push is held (to keep their order)."""
+
+    push: Mapping[str, Any]
+    query: str | None = None
 
 
 def _ts_seconds(ts: Any) -> float:
@@ -154,7 +194,8 @@ class E2EEngine:
         self._uploads: set[str] = set()
         self._sends: list[_PendingSend] = []
         self._held: list[_HeldMessage] = []
-        self._held_to_device: list[Mapping[str, Any]] = []
+        self._held_to_device: list[_HeldToDevice] = []
+        self._sender_queries: dict[str, str] = {}  # user -> keys_query id, for held pushes
         self._requested: set[tuple[str, str, str]] = set()
         self._olm_waiting: dict[str, list[tuple[DeviceKeys, dict[str, Any]]]] = {}
         self._aside: list[tuple[Peer, dict[str, Any]]] = []  # room keys of unsigned devices
@@ -170,12 +211,18 @@ class E2EEngine:
 
     def login(self) -> Output:
         """After ``login_ok``: publish this device's keys (signed by the user key when this
-        device holds it), fetch our own devices, and ask what changed meanwhile."""
-        out = self._upload(device_keys=True, left_on_server=0)
+        device holds it), fetch our own devices, and ask what changed meanwhile.
+
+        One-time keys are not made here: the ``keys_uploaded`` answer says how many the
+        server still has, and the top-up follows from that count (section 4.3), so logging
+        in again never piles keys past the server's limit of 100.
+        """
+        out = self._upload(device_keys=True, left_on_server=None)
         out.extend(self._query([self.me]))  # our own devices: for key requests and sharing
         self._requested.clear()  # ask again, on each connection, for keys still missing
         for held in self._held:
-            out.extend(self._request_key(held.conversation, held.message["e2e"]))
+            if not self.store.groups.has_key(held.conversation, held.message["e2e"]):
+                out.extend(self._request_key(held.conversation, held.message["e2e"]))
         out.requests.append(
             {
                 "type": "device_list_changes",
@@ -186,7 +233,8 @@ class E2EEngine:
         return out
 
     def _upload(self, *, device_keys: bool, left_on_server: int | None) -> Output:
-        """A ``keys_upload``; ``left_on_server`` None uploads no one-time keys."""
+        """A ``keys_upload``; ``left_on_server`` (``keys_uploaded``'s count) tops up the
+        one-time keys; None makes none and only sends again those not yet confirmed."""
         device = self.store.device
         request: dict[str, Any] = {"type": "keys_upload", "id": self._new_id()}
         if device_keys:
@@ -195,7 +243,9 @@ class E2EEngine:
                 keys = self.store.identity.sign_device(keys)
             request["device_keys"] = keys.to_wire()
         one_time_keys = (
-            device.one_time_keys_to_upload(left_on_server) if left_on_server is not None else []
+            device.one_time_keys_to_upload(left_on_server)
+            if left_on_server is not None
+            else device.unpublished_one_time_keys()
         )
         if one_time_keys:
             request["one_time_keys"] = one_time_keys
@@ -236,7 +286,7 @@ class E2EEngine:
 
     def _advance(self, pending: _PendingSend) -> Output:
         out = Output()
-        unknown = self.directory.needs_query(pending.members)
+        unknown = self.directory.needs_query(pending.members) - pending.unanswered
         if unknown:
             out.extend(self._query(unknown))
             pending.waiting_for.add(out.requests[-1]["id"])
@@ -287,7 +337,20 @@ class E2EEngine:
         return {"type": "pm", "id": self._new_id(), "to": other, "e2e": sealed}
 
     def _user_key(self, user: str) -> str | None:
+        """The user key that vouches for ``user``'s devices.
+
+        For our own user it is the one this device holds, when it holds one: the server's
+        published copy could be a substitute, and trusting it would hand our room keys to a
+        device the server signed. For everyone else, the published one (pinned in
+        :attr:`CryptoStore.contacts`, with a notice when it changes).
+        """
+        if user == self.me and self.store.identity is not None:
+            return self.store.identity.ed25519
         return self.directory.user_key(user)
+
+    def _signed_devices(self, users: Iterable[str]) -> list[DeviceKeys]:
+        """Every device of ``users`` signed by its user's key (:meth:`_user_key`)."""
+        return self.directory.signed_devices(users, key_of=self._user_key)
 
     def _device_of(self, user: str, device: str) -> DeviceKeys | None:
         return self.directory.device(user, device)
@@ -295,7 +358,7 @@ class E2EEngine:
     def _eligible_devices(self, members: Iterable[str]) -> list[DeviceKeys]:
         """Every signed device of every member except this one (section 4.6)."""
         own = (self.store.device.user, self.store.device.device)
-        return [d for d in self.directory.signed_devices(members) if d.peer != own]
+        return [d for d in self._signed_devices(members) if d.peer != own]
 
     def _eligible(self, members: Iterable[str]) -> set[Peer]:
         return {d.peer for d in self._eligible_devices(members)}
@@ -308,6 +371,17 @@ class E2EEngine:
         self._queries[request_id] = set(names)
         return Output(requests=[{"type": "keys_query", "id": request_id, "users": names}])
 
+    def _query_sender(self, user: str) -> tuple[Output, str]:
+        """A ``keys_query`` for the sender of a push just received, or none if one asked
+        since is still out; and its id. (Not an older query: its answer may predate the
+        device that sent the push.)"""
+        request_id = self._sender_queries.get(user)
+        if request_id in self._queries:
+            return Output(), request_id
+        out = self._query([user])
+        self._sender_queries[user] = request_id = out.requests[-1]["id"]
+        return out, request_id
+
     def _take_keys(self, answer: Mapping[str, Any]) -> Output:
         out = Output()
         asked = self._queries.pop(str(answer.get("ref")), set())
@@ -318,10 +392,13 @@ class E2EEngine:
             keys = UserKeys.from_wire(user, entry if isinstance(entry, Mapping) else {})
             for gone in self.directory.take(user, keys):
                 self.store.olm.forget(gone)
-            if keys.user_key is not None:
-                notice = self.store.contacts.observe(user, keys.user_key.ed25519)
-                if notice is not None:
-                    out.events.append(Notice(notice.text))
+            if keys.user_key is None:
+                continue
+            notice = self.store.contacts.observe(user, keys.user_key.ed25519)
+            if user == self.me and self._identity_is_stale(keys.user_key):
+                out.extend(self._drop_stale_identity())
+            elif notice is not None:
+                out.events.append(Notice(notice.text))
         for pending in self._sends:
             pending.waiting_for.discard(str(answer.get("ref")))
         out.extend(self._retry_aside())
@@ -330,8 +407,28 @@ class E2EEngine:
         out.extend(self._advance_sends())
         return out
 
-    def _changed(self, users: Iterable[str], version: Any) -> Output:
-        tracked = self.directory.mark_changed(users)
+    def _identity_is_stale(self, published: PublishedUserKey) -> bool:
+        """Whether the user key this device holds was replaced: the published one is newer
+        (an identity reset from another device). An older or same-version different key
+        does not count: this device's own reset not yet seen, or a substitute."""
+        held = self.store.identity
+        return (
+            held is not None
+            and published.ed25519 != held.ed25519
+            and published.version > held.version
+        )
+
+    def _drop_stale_identity(self) -> Output:
+        """Stop using a replaced user key: forget it (the store then keeps none), publish
+        this device's keys without its signature, and say so. The device is unsigned now
+        and must be approved again (4.2, 4.7)."""
+        self.store.identity = None
+        out = self._upload(device_keys=True, left_on_server=None)
+        out.events.append(Notice(STALE_IDENTITY_NOTICE))
+        return out
+
+    def _changed(self, users: Iterable[Any], version: Any) -> Output:
+        tracked = self.directory.mark_changed(u for u in users if isinstance(u, str))
         if isinstance(version, int) and not isinstance(version, bool):
             self.store.device_list_version = max(self.store.device_list_version, version)
         return self._query(tracked) if tracked else Output()
@@ -355,19 +452,30 @@ class E2EEngine:
             return self._refused(str(message["ref"]))
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
-        if kind in ("message", "private") and isinstance(message.get("e2e"), Mapping):
+        if kind in ("message", "private") and message.get("e2e") is not None:
             return self._encrypted(message)
         return Output()
 
     def _refused(self, ref: str) -> Output:
-        """An ``error`` answer to one of our requests: stop waiting for it."""
+        """An ``error`` answer to one of our requests: stop waiting for it.
+
+        A refused ``keys_query`` changes nothing in the directory: what we knew of those
+        users stays (and stays stale, so the next send asks again); the message that waited
+        for it goes with what is known, and to-device pushes held for it are settled.
+        """
         self._uploads.discard(ref)
         self._olm_waiting.pop(ref, None)
-        for user in self._queries.pop(ref, set()):  # what we knew stays; never ask again
-            self.directory.keep_known(user)
+        asked = self._queries.pop(ref, set())
         for pending in self._sends:
-            pending.waiting_for.discard(ref)
-        return self._advance_sends()
+            if ref in pending.waiting_for:
+                pending.unanswered |= asked
+                pending.waiting_for.discard(ref)
+        out = Output()
+        if asked:
+            out.extend(self._retry_to_device())
+            out.extend(self._retry_held())
+        out.extend(self._advance_sends())
+        return out
 
     def _uploaded(self, answer: Mapping[str, Any]) -> Output:
         ref = str(answer.get("ref"))
@@ -431,27 +539,53 @@ class E2EEngine:
 
     def _to_device(self, push: Mapping[str, Any]) -> Output:
         seq = push.get("seq")
-        if not isinstance(seq, int) or seq <= self._last_seq:
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= self._last_seq:
             return Output()
         sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
-        if sender is None or self._held_to_device:  # fetch the sender's keys, keep the order
-            self._held_to_device.append(push)
-            return self._query([str(push.get("from"))]) if sender is None else Output()
+        if sender is None:  # fetch the sender's keys; what follows waits, to keep the order
+            out, query = self._query_sender(str(push.get("from")))
+            self._held_to_device.append(_HeldToDevice(push, query))
+            return out
+        if self._held_to_device:
+            self._held_to_device.append(_HeldToDevice(push))
+            return Output()
+        return self._read_and_ack(sender, push, seq)
+
+    def _read_and_ack(self, sender: DeviceKeys, push: Mapping[str, Any], seq: int) -> Output:
         out = self._read_to_device(sender, push)
         self._last_seq = seq
         out.requests.append({"type": "to_device_ack", "upto": seq})
         return out
 
     def _retry_to_device(self) -> Output:
+        """Read the held pushes, oldest first, up to one whose sender's query is still out.
+
+        A push is dropped (and acked) only once the query for ITS sender was answered or
+        refused and the device is still unknown (section 4.4: a client refreshes the
+        sender's keys; a device the server does not list sent nothing we can read).
+        """
         out = Output()
         held, self._held_to_device = self._held_to_device, []
-        for push in sorted(held, key=lambda p: int(p["seq"])):
-            sender = self._device_of(str(push.get("from")), str(push.get("from_device")))
-            if sender is None:  # still unknown after a query: drop (and ack) it
-                self._last_seq = max(self._last_seq, push["seq"])
-                out.requests.append({"type": "to_device_ack", "upto": self._last_seq})
+        for item in sorted(held, key=lambda h: int(h.push["seq"])):
+            if self._held_to_device:  # an earlier push still waits: keep the order
+                self._held_to_device.append(item)
                 continue
-            out.extend(self._to_device(push))
+            seq = int(item.push["seq"])
+            if seq <= self._last_seq:
+                continue
+            user, device = str(item.push.get("from")), str(item.push.get("from_device"))
+            sender = self._device_of(user, device)
+            if sender is not None:
+                out.extend(self._read_and_ack(sender, item.push, seq))
+            elif item.query in self._queries:  # its answer has not come yet
+                self._held_to_device.append(item)
+            elif item.query is None:  # held for the order only; its sender is gone since
+                asked, item.query = self._query_sender(user)
+                out.extend(asked)
+                self._held_to_device.append(item)
+            else:  # asked and answered (or refused), still unknown: drop it, and ack
+                self._last_seq = seq
+                out.requests.append({"type": "to_device_ack", "upto": seq})
         return out
 
     def _read_to_device(self, sender: DeviceKeys, push: Mapping[str, Any]) -> Output:
@@ -510,7 +644,8 @@ class E2EEngine:
 
     def start_verification(self, user: str, device: str, kind: str, now: float) -> Output:
         """Start SAS with ``user``'s ``device`` (``kind``: ``device`` to approve one of our
-        own new devices, ``contact`` to verify someone). ValueError for an unknown device."""
+        own new devices, ``contact`` to verify someone). ValueError for an unknown device,
+        and for a device approval of another user's device."""
         peer = self._device_of(user, device)
         if peer is None:
             raise ValueError(f"{user}'s device {device} is not known: refresh the device list")
@@ -553,6 +688,10 @@ class E2EEngine:
         return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
+        """Forward a key to our own device signed by the user key that THIS device holds; a
+        device without it (unapproved, or its identity reset elsewhere) vouches for nobody."""
+        if self.store.identity is None:
+            return Output()
         answer = room_keys.forwarded_room_key(
             request, self.store.device, requester, self._user_key(self.me), self.store.groups
         )
@@ -562,36 +701,112 @@ class E2EEngine:
 
     # --- encrypted messages -----------------------------------------------------------------
 
-    def _conversation_of(self, message: Mapping[str, Any]) -> str:
-        if message.get("type") == "message":
-            return e2e.conversation_id(room=str(message.get("room")))
-        return e2e.conversation_id(pm=(str(message.get("from")), str(message.get("to"))))
+    def _conversation_of(self, message: Mapping[str, Any]) -> str | None:
+        """The conversation a ``message`` / ``private`` push belongs to; None if its
+        ``room``, ``from`` or ``to`` are not usable names."""
+        try:
+            if message.get("type") == "message":
+                room = message.get("room")
+                return e2e.conversation_id(room=room) if isinstance(room, str) else None
+            pair = (message.get("from"), message.get("to"))
+            if not all(isinstance(name, str) for name in pair):
+                return None
+            return e2e.conversation_id(pm=(str(pair[0]), str(pair[1])))
+        except ValueError:
+            return None
 
     def _encrypted(self, message: Mapping[str, Any]) -> Output:
+        """A ``message`` / ``private`` push with ``e2e``: its text, or why not (4.9). A push
+        of the wrong shape is never an exception: it is shown as not verifiable."""
         conversation = self._conversation_of(message)
-        return self._show(conversation, message, first_time=True)
-
-    def _show(self, conversation: str, message: Mapping[str, Any], first_time: bool) -> Output:
-        sealed = message["e2e"]
-        sender = str(message.get("from"))
-        msg_id = message.get("msg_id")
-        if self.store.groups.has_key(conversation, sealed):
-            try:
-                shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
-            except DecryptionFailed:
-                return Output(
-                    events=[NotShown(conversation, msg_id, sender, Undecryptable.NOT_VERIFIED)]
-                )
-            return Output(events=[Shown(conversation, msg_id, sender, shown.text)])
-        out = Output()
-        sender_device = self._device_of(sender, str(sealed.get("device")))
-        approved = sender_device is None or sender_device.signed_by_user_key(self._user_key(sender))
-        reason = why_undecryptable(_ts_seconds(message.get("ts")), self.store.created_at, approved)
-        if first_time:
-            self._held.append(_HeldMessage(conversation, message))
-            out.events.append(NotShown(conversation, msg_id, sender, reason))
-            out.extend(self._request_key(conversation, sealed))
+        sender = message.get("from")
+        if conversation is None or not isinstance(sender, str) or not _well_formed(message["e2e"]):
+            reason = Undecryptable.NOT_VERIFIED
+            shown_as = conversation or ""
+            return Output(events=[NotShown(shown_as, message.get("msg_id"), str(sender), reason)])
+        held = _HeldMessage(conversation, message)
+        out, settled = self._show(held, first_time=True)
+        if not settled:
+            self._held.append(held)
         return out
+
+    def _show(self, held: _HeldMessage, first_time: bool) -> tuple[Output, bool]:
+        """Show ``held`` if its session's checks pass (4.5), else say why (4.9); and
+        whether it is settled (nothing that arrives later can change what it shows).
+
+        The first time, an event always comes out (but for one wait: the session's
+        sender never fetched, whose keys are asked first); later, only when what the
+        user sees changes.
+        """
+        conversation, message = held.conversation, held.message
+        sealed = message["e2e"]
+        sender = str(message["from"])
+        msg_id = message.get("msg_id")
+        out = Output()
+        entry = self.store.groups.inbound.get(
+            (conversation, sealed["sender_key"], sealed["session_id"])
+        )
+        if entry is None:
+            device = self._device_of(sender, sealed["device"])
+            approved = device is None or device.signed_by_user_key(self._user_key(sender))
+            sent_at = _ts_seconds(message.get("ts"))
+            reason: Undecryptable | None = why_undecryptable(
+                sent_at, self.store.created_at, approved
+            )
+            settled = False
+            if first_time:
+                out.extend(self._request_key(conversation, sealed))
+        else:
+            if not self._own_session(entry) and entry.sender not in self.directory.users:
+                if held.query is None:  # whose device is it? ask before saying anything
+                    asked, held.query = self._query_sender(entry.sender)
+                    out.extend(asked)
+                if held.query in self._queries:
+                    return out, False
+            reason, settled = self._session_trust(entry, sealed)
+            if reason is None:
+                try:
+                    shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
+                except DecryptionFailed:
+                    reason, settled = Undecryptable.NOT_VERIFIED, True
+                else:
+                    out.events.append(Shown(conversation, msg_id, sender, shown.text))
+                    return out, True
+        if first_time or reason is not held.reason:
+            assert reason is not None
+            out.events.append(NotShown(conversation, msg_id, sender, reason))
+        held.reason = reason
+        return out, settled
+
+    def _own_session(self, entry: InboundGroup) -> bool:
+        """A session this very device made (it trusts itself)."""
+        me = self.store.device
+        return (entry.sender, entry.sender_device, entry.sender_ed25519) == (
+            me.user,
+            me.device,
+            me.ed25519,
+        )
+
+    def _session_trust(
+        self, entry: InboundGroup, sealed: Mapping[str, str]
+    ) -> tuple[Undecryptable | None, bool]:
+        """Whether a session's messages may show NOW (4.5): it came from a device that is
+        still listed and signed by its user's current user key, with the keys it had.
+
+        (None, True) if so; else the reason, and whether it is for good (a device gone from
+        a fresh list never comes back; an unsigned one may be signed later).
+        """
+        if self._own_session(entry):
+            return None, True
+        device = self._device_of(entry.sender, entry.sender_device)
+        if device is None:
+            gone = entry.sender in self.directory.users and entry.sender not in self.directory.stale
+            return Undecryptable.SENDER_NOT_VERIFIED, gone
+        if (device.ed25519, device.curve25519) != (entry.sender_ed25519, sealed["sender_key"]):
+            return Undecryptable.NOT_VERIFIED, True
+        if not device.signed_by_user_key(self._user_key(entry.sender)):
+            return Undecryptable.SENDER_NOT_VERIFIED, False
+        return None, True
 
     def _request_key(self, conversation: str, sealed: Mapping[str, Any]) -> Output:
         wanted = (conversation, str(sealed.get("sender_key")), str(sealed.get("session_id")))
@@ -601,19 +816,19 @@ class E2EEngine:
         request = room_keys.room_key_request(conversation, sealed, self.store.device.device)
         others = [
             device
-            for device in self.directory.signed_devices([self.me])
+            for device in self._signed_devices([self.me])
             if device.device != self.store.device.device
         ]
         return self._send_olm([(device, dict(request)) for device in others])
 
     def _retry_held(self) -> Output:
+        """Show again what is held, now that keys or device lists changed."""
         out = Output()
         still = []
         for held in self._held:
-            step = self._show(held.conversation, held.message, first_time=False)
-            if step.events:
-                out.extend(step)
-            else:
+            step, settled = self._show(held, first_time=False)
+            out.extend(step)
+            if not settled:
                 still.append(held)
         self._held = still
         return out

@@ -106,7 +106,13 @@ class Verifications:
     # --- what the user does -----------------------------------------------------------------
 
     def start(self, peer: DeviceKeys, kind: str, now: float) -> tuple[str, list[dict[str, Any]]]:
-        """Start verifying ``peer``; the transaction id and the ``sas_start`` to send it."""
+        """Start verifying ``peer``; the transaction id and the ``sas_start`` to send it.
+
+        ValueError for a device approval (``kind`` ``device``) of another user's device:
+        it would end with our user key's private half in their hands.
+        """
+        if kind == "device" and peer.user != self.store.device.user:
+            raise ValueError("only your own devices can be approved; verify a contact instead")
         txn = unpadded_b64.encode(os.urandom(TXN_BYTES))
         them = SasParty(peer.user, peer.device)
         sas = SasVerification(self._party(), them, txn, we_started=True, kind=kind)
@@ -171,8 +177,7 @@ class Verifications:
         if kind == e2e.SAS_CANCEL:
             del self.flows[txn]
             return [], [VerificationCancelled(txn, str(payload.get("reason")))]
-        published = user_keys.get(sender.user)
-        their_user_key = published.ed25519 if published else None
+        their_user_key = self._user_key(sender.user, user_keys)
         try:
             if kind == e2e.SAS_KEY:
                 return self._key(txn, flow, payload)
@@ -180,17 +185,36 @@ class Verifications:
                 flow.their_mac = payload
                 return self._maybe_finish(txn, flow, their_user_key)
             if kind == e2e.USER_KEY_SHARE:
-                return self._share(txn, flow, payload, user_keys.get(self.store.device.user))
+                return self._share(txn, flow, payload, self._own_user_key(user_keys))
         except VerificationFailed:
             return self._fail(txn, "mismatch")
         if kind == e2e.SAS_DONE:
             return [], []
         return self._fail(txn, "unexpected")
 
+    def _user_key(self, user: str, user_keys: Mapping[str, PublishedUserKey | None]) -> str | None:
+        """``user``'s user key: for our own user the one this device holds, if it holds one
+        (the server's published copy may be a substitute); else the published one."""
+        if user == self.store.device.user and self.store.identity is not None:
+            return self.store.identity.ed25519
+        published = user_keys.get(user)
+        return published.ed25519 if published else None
+
+    def _own_user_key(
+        self, user_keys: Mapping[str, PublishedUserKey | None]
+    ) -> PublishedUserKey | None:
+        """What a ``user_key_share`` must hold: our user key as this device holds it, or,
+        for a device without one yet, the published one (section 4.7)."""
+        if self.store.identity is not None:
+            return self.store.identity.published_by(self.store.device)
+        return user_keys.get(self.store.device.user)
+
     def _started(self, sender: DeviceKeys, payload: Mapping[str, Any], now: float) -> Step:
         txn, kind = payload.get("txn"), payload.get("kind")
         if not isinstance(txn, str) or kind not in e2e.SAS_KINDS or txn in self.flows:
             return [], []
+        if kind == "device" and sender.user != self.store.device.user:
+            return [], []  # only our own devices approve us (section 4.7)
         try:
             them = SasParty(sender.user, sender.device)
             sas = SasVerification(self._party(), them, txn, we_started=False, kind=str(kind))
@@ -240,6 +264,8 @@ class Verifications:
                 return self._fail(txn, "mismatch")
             del self.flows[txn]
             return [sas.done()], [Verified(txn, flow.peer.user, flow.peer.device, sas.kind)]
+        if not self._is_own_approval(flow):
+            return self._fail(txn, "unexpected")
         if sas.we_started and self.store.identity is not None:  # approving a new device
             share = self.store.identity.share(txn, flow.peer)
             del self.flows[txn]
@@ -253,9 +279,13 @@ class Verifications:
         payload: Mapping[str, Any],
         own_user_key: PublishedUserKey | None,
     ) -> Step:
-        if flow.sas.we_started or not flow.their_mac_ok or own_user_key is None:
+        """A ``user_key_share``: taken only from our own user's device, at the end of a device
+        approval that it started and we accepted, with the codes confirmed and its MAC
+        checked (section 4.7); anything else cancels and changes nothing."""
+        finished = flow.stage == "confirmed" and flow.their_mac_ok
+        if flow.sas.we_started or not finished or not self._is_own_approval(flow):
             return self._fail(txn, "unexpected")
-        if flow.peer.user != self.store.device.user:
+        if own_user_key is None:
             return self._fail(txn, "unexpected")
         try:
             identity = UserIdentity.from_share(payload, self.store.device.user, own_user_key)
@@ -265,6 +295,10 @@ class Verifications:
         del self.flows[txn]
         done = Verified(txn, flow.peer.user, flow.peer.device, "device", approved_here=True)
         return [flow.sas.done()], [done]
+
+    def _is_own_approval(self, flow: _Flow) -> bool:
+        """A device approval (not a contact verification) between two of our own devices."""
+        return flow.sas.kind == "device" and flow.peer.user == self.store.device.user
 
     def _fail(self, txn: str, reason: str) -> Step:
         return self.cancel(txn, reason), [VerificationCancelled(txn, reason)]

@@ -6,16 +6,19 @@ from __future__ import annotations
 import itertools
 import json
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import pytest
+import vodozemac
 
 from chatproto.e2e import conversation_id
-from tk_client.e2e.engine import E2EEngine, Notice, NotShown, Shown
+from tk_client.e2e import room_keys
+from tk_client.e2e.engine import STALE_IDENTITY_NOTICE, E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.keys import DeviceKeys
-from tk_client.e2e.megolm import Undecryptable
+from tk_client.e2e.megolm import OutboundGroup, Undecryptable
 from tk_client.e2e.verification import (
     CodesReady,
     VerificationCancelled,
@@ -23,7 +26,7 @@ from tk_client.e2e.verification import (
     Verified,
 )
 
-from .helpers import add_device, make_user
+from .helpers import add_device, make_user, olm_body, published
 
 ROOM = conversation_id(room="plans")
 LATER_TS = "2030-01-01T00:00:00.000Z"  # after every test device was made (at time 0)
@@ -42,7 +45,9 @@ class Relay:
         self.seq: dict[tuple[str, str], int] = {}
         self.events: dict[tuple[str, str], list[Any]] = {}
         self.sent: list[tuple[tuple[str, str], dict[str, Any]]] = []  # every request seen
+        self.refused: list[tuple[tuple[str, str], dict[str, Any], str]] = []  # and its error
         self.version = 0
+        self.refuse: list[str] = []  # request types to answer with an error, once each
         self._pushes: deque[tuple[tuple[str, str], dict[str, Any]]] = deque()
         self._ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
@@ -79,10 +84,21 @@ class Relay:
     def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
         kind, ref = request["type"], request.get("id")
         user, device = peer
+        if kind in self.refuse:
+            self.refuse.remove(kind)
+            self.push(peer, {"type": "error", "ref": ref, "code": "rate_limited"})
+            return
         if kind == "keys_upload":
+            refusal = self._refusal(peer, request)
+            if refusal is not None:
+                self.refused.append((peer, request, refusal))
+                self.push(peer, {"type": "error", "ref": ref, "code": refusal})
+                return
             if "device_keys" in request:
                 self.device_keys[peer] = request["device_keys"]
-            self.one_time_keys.setdefault(peer, []).extend(request.get("one_time_keys", []))
+            stored = self.one_time_keys.setdefault(peer, [])
+            ids = {key["key_id"] for key in stored}
+            stored.extend(k for k in request.get("one_time_keys", []) if k["key_id"] not in ids)
             if "fallback_key" in request:
                 self.fallback[peer] = request["fallback_key"]
             left = len(self.one_time_keys[peer])
@@ -129,6 +145,20 @@ class Relay:
                     self.push(target, dict(out))
         elif kind == "device_list_changes":
             self.push(peer, {"type": kind, "ref": ref, "version": self.version, "users": []})
+
+    def _refusal(self, peer: tuple[str, str], request: dict[str, Any]) -> str | None:
+        """The server's checks of ``keys_upload`` that these tests lean on (section 4.3)."""
+        keys = request.get("device_keys")
+        published_key = self.user_keys.get(peer[0])
+        if keys is not None and "user" in keys["signatures"]:
+            current = published_key["ed25519"] if published_key else None
+            if not DeviceKeys.from_wire(keys).signed_by_user_key(current):
+                return "bad_request"  # signatures.user not valid for the current user key
+        stored = {key["key_id"] for key in self.one_time_keys.get(peer, [])}
+        new = {key["key_id"] for key in request.get("one_time_keys", [])} - stored
+        if len(stored) + len(new) > 100:
+            return "bad_request"  # more than 100 unclaimed one-time keys
+        return None
 
     def announce(self, user: str) -> None:
         """A change of ``user``'s keys: ``devices_changed`` to everyone connected."""
@@ -419,3 +449,288 @@ def test_a_message_waiting_for_keys_is_not_advanced_again_by_the_next_one():
     second = alice.encrypt_for(ROOM, ["bob"], "two", now=1.0)
     assert [r["type"] for r in first.requests] == ["keys_query"]
     assert second.requests == []  # queued behind the first, which is still waiting
+
+
+def test_logging_in_again_and_again_keeps_about_fifty_one_time_keys_on_the_server(relay):
+    alice = make_user("alice")
+    for _ in range(4):
+        relay.connect(alice, publish_user_key=True)
+
+    assert relay.refused == []
+    assert len(relay.one_time_keys[("alice", "DEV1")]) == 50
+    uploads = [r for p, r in relay.sent if r["type"] == "keys_upload"]
+    assert all("one_time_keys" not in r for r in uploads if "device_keys" in r)
+
+
+def test_the_first_login_of_a_device_ends_with_one_time_keys_on_the_server(relay):
+    bob = make_user("bob")
+    relay.connect(bob, publish_user_key=True)
+    alice = relay.connect(make_user("alice"), publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob"]
+
+    assert len(relay.one_time_keys[("bob", "DEV1")]) == 50
+    relay.run(("alice", "DEV1"), alice.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
+    assert len(relay.one_time_keys[("bob", "DEV1")]) == 49  # a real one-time key was claimed
+
+
+def substitute_own_user_key(relay: Relay, victim) -> Any:
+    """The server swaps ``victim``'s published user key for one of its own (same version)
+    and adds a device it signed with it; the planted device's store."""
+    user = victim.device.user
+    planted = make_user(user, "PLANTED")
+    planted.identity = UserIdentity.generate(user, version=victim.identity.version)
+    relay.user_keys[user] = planted.identity.published_by(planted.device).to_wire()
+    relay.connect(planted)
+    relay.announce(user)
+    return planted
+
+
+def test_a_device_shares_room_keys_only_with_own_devices_its_own_user_key_signed(relay):
+    alice, _, alice_engine, _ = connect_pair(relay)
+    alice2 = add_device(alice, "DEV2", approved=True)
+    relay.connect(alice2)
+    substitute_own_user_key(relay, alice)
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "secret", 1.0).requests)
+
+    targets = to_device_targets(relay, ("alice", "DEV1"))
+    assert ("alice", "PLANTED") not in targets
+    assert {("bob", "DEV1"), ("alice", "DEV2")} <= targets
+
+
+def test_a_key_request_from_a_device_signed_by_a_substituted_user_key_is_not_answered(relay):
+    alice, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "secret", 1.0).requests)
+    planted = substitute_own_user_key(relay, alice)
+    sealed = room_messages(relay)[0]["e2e"]
+    request = room_keys.room_key_request(ROOM, sealed, "PLANTED")
+    body = olm_body(planted, alice, request)
+    asked = {"type": "to_device", "id": "x", "messages": [{"user": "alice", "device": "DEV1"}]}
+    asked["messages"][0]["body"] = body
+
+    relay.run(("alice", "PLANTED"), [asked])
+
+    assert ("alice", "PLANTED") not in to_device_targets(relay, ("alice", "DEV1"))
+    assert not [e for e in relay.events[("alice", "PLANTED")] if isinstance(e, Shown)]
+
+
+def test_a_refused_query_keeps_the_devices_known_and_the_message_goes_to_them(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    relay.announce("bob")  # bob's list is stale now
+    relay.refuse.append("keys_query")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    assert alice_engine.directory.device("bob", "DEV1") is not None
+    assert shown(relay, ("bob", "DEV1")) == ["one", "two"]
+
+
+def test_a_member_whose_first_query_was_refused_is_asked_again_at_the_next_message(relay):
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.refuse.append("keys_query")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    assert [r["type"] for r in room_messages(relay)] == ["send"]  # not held up for ever
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    assert ("bob", "DEV1") in to_device_targets(relay, ("alice", "DEV1"))
+    assert shown(relay, ("bob", "DEV1"))[-1:] == ["two"]
+
+
+# --- to-device pushes from a device not known yet ------------------------------------------
+
+
+def room_key_push(sender, recipient, seq: int) -> dict[str, Any]:
+    """A ``to_device`` push carrying a fresh room key from ``sender`` to ``recipient``."""
+    group = OutboundGroup(ROOM, vodozemac.GroupSession(), 0.0)
+    recipient_key = recipient.identity.ed25519
+    payload = room_keys.room_key(group, sender.device, published(recipient), recipient_key)
+    push = {"type": "to_device", "seq": seq, "from": sender.device.user}
+    return {
+        **push,
+        "from_device": sender.device.device,
+        "body": olm_body(sender, recipient, payload),
+    }
+
+
+def keys_answer(ref: str, *stores) -> dict[str, Any]:
+    """A ``keys`` answer listing ``stores`` (devices of one user, the first holding the key)."""
+    user = stores[0].device.user
+    user_key = stores[0].identity.published_by(stores[0].device).to_wire()
+    devices = [published(store).to_wire() for store in stores]
+    entry = {"user_key": user_key, "devices": devices, "version": 1}
+    return {"type": "keys", "ref": ref, "users": {user: entry}}
+
+
+def acks(out) -> list[int]:
+    return [r["upto"] for r in out.requests if r["type"] == "to_device_ack"]
+
+
+def test_a_push_from_an_unknown_device_waits_for_the_answer_about_its_sender():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    asked = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    (query,) = [r for r in asked if r["type"] == "keys_query"]
+    assert query["users"] == ["alice"]
+    unrelated = bob_engine.receive({"type": "keys", "ref": "someone-else", "users": {}}, 1.0)
+    assert acks(unrelated) == []  # still held
+    answered = bob_engine.receive(keys_answer(query["id"], alice, alice_laptop), 1.0)
+
+    assert acks(answered) == [1]
+    assert len(bob.groups.inbound) == 1  # read, not dropped
+
+
+def test_a_push_whose_sender_stays_unknown_is_dropped_once_its_query_is_answered():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    (query,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    answered = bob_engine.receive(keys_answer(query["id"], alice), 1.0)  # no DEV2 listed
+
+    assert acks(answered) == [1]
+    assert bob.groups.inbound == {}
+
+
+def test_a_push_whose_senders_query_is_refused_is_dropped_and_the_next_one_read():
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_laptop = add_device(alice, "DEV2", approved=True)
+    bob_engine = E2EEngine(bob, new_id=iter(f"r{i}" for i in range(100)).__next__)
+
+    (query,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=1), 1.0).requests
+    refused = bob_engine.receive({"type": "error", "ref": query["id"], "code": "x"}, 1.0)
+    assert acks(refused) == [1]
+    (again,) = bob_engine.receive(room_key_push(alice_laptop, bob, seq=2), 1.0).requests
+    read = bob_engine.receive(keys_answer(again["id"], alice, alice_laptop), 1.0)
+
+    assert acks(read) == [2]
+
+
+# --- a message shows only while its session's device is signed (4.5) ----------------------
+
+
+def bob_with_a_phone(relay: Relay):
+    """alice and bob in the room, bob with a second signed device that has said "hi"."""
+    alice, bob, _, _ = connect_pair(relay)
+    phone = add_device(bob, "DEV2", approved=True)
+    phone_engine = relay.connect(phone)
+    relay.announce("bob")
+    relay.run(("bob", "DEV2"), phone_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
+    assert shown(relay, ("alice", "DEV1")) == ["hi"]
+    relay.events[("alice", "DEV1")] = [e for e in relay.events[("alice", "DEV1")] if e.text == "hi"]
+    return alice, bob, phone
+
+
+def show_again(relay: Relay, peer: tuple[str, str], number: int) -> None:
+    """The room's message ``number`` (from 1) reaches ``peer`` again, as history does."""
+    request = room_messages(relay)[number - 1]
+    sender = next(p for p, r in relay.sent if r is request)[0]
+    message = {"type": "message", "room": request["room"], "from": sender, "msg_id": number}
+    relay.push(peer, {**message, "ts": LATER_TS, "e2e": request["e2e"]})
+    relay.run(peer, [])
+
+
+def reasons(relay: Relay, peer: tuple[str, str]) -> list[Undecryptable]:
+    return [e.reason for e in relay.events[peer] if isinstance(e, NotShown)]
+
+
+def test_a_message_from_a_device_revoked_since_is_not_shown(relay):
+    bob_with_a_phone(relay)
+    del relay.device_keys[("bob", "DEV2")]  # revoked
+    relay.announce("bob")
+
+    show_again(relay, ("alice", "DEV1"), 1)
+
+    assert shown(relay, ("alice", "DEV1")) == ["hi"]  # only the first time
+    assert reasons(relay, ("alice", "DEV1")) == [Undecryptable.SENDER_NOT_VERIFIED]
+
+
+def test_a_message_from_a_device_unsigned_by_an_identity_reset_shows_once_signed_again(relay):
+    _, bob, phone = bob_with_a_phone(relay)
+    bob.identity = UserIdentity.generate("bob", version=2)  # reset on bob's DEV1
+    relay.user_keys["bob"] = bob.identity.published_by(bob.device).to_wire()
+    relay.device_keys[("bob", "DEV1")] = bob.identity.sign_device(
+        bob.device.device_keys()
+    ).to_wire()
+    relay.device_keys[("bob", "DEV2")] = phone.device.device_keys().to_wire()  # unsigned now
+    relay.announce("bob")
+
+    show_again(relay, ("alice", "DEV1"), 1)
+    assert reasons(relay, ("alice", "DEV1")) == [Undecryptable.SENDER_NOT_VERIFIED]
+
+    resigned = bob.identity.sign_device(phone.device.device_keys())  # approved again
+    relay.device_keys[("bob", "DEV2")] = resigned.to_wire()
+    relay.announce("bob")
+    assert shown(relay, ("alice", "DEV1")) == ["hi", "hi"]
+
+
+def test_a_message_whose_senders_devices_were_never_fetched_waits_for_them(relay):
+    alice, bob, phone = bob_with_a_phone(relay)
+    restarted = E2EEngine(alice, new_id=lambda: "q1")  # a new run: no device lists yet
+    sealed = room_messages(relay)[0]["e2e"]
+    message = {"type": "message", "room": "plans", "from": "bob", "msg_id": 1, "ts": LATER_TS}
+
+    asked = restarted.receive({**message, "e2e": sealed}, 1.0)
+    assert asked.events == [] and [r["users"] for r in asked.requests] == [["bob"]]
+    answered = restarted.receive(keys_answer("q1", bob, phone), 1.0)
+
+    assert [e.text for e in answered.events if isinstance(e, Shown)] == ["hi"]
+
+
+# --- an identity reset from another device -------------------------------------------------
+
+
+def reset_from(relay: Relay, store) -> None:
+    """``store``'s device resets the identity: a new user key, published; the server drops
+    every other device's user signature; the resetting device signs itself again."""
+    user = store.device.user
+    store.identity = UserIdentity.generate(user, version=store.identity.version + 1)
+    relay.user_keys[user] = store.identity.published_by(store.device).to_wire()
+    for peer in relay.users_devices(user):
+        keys = DeviceKeys.from_wire(relay.device_keys[peer])
+        relay.device_keys[peer] = replace(keys, user_signature=None).to_wire()
+    own = store.identity.sign_device(store.device.device_keys())
+    relay.device_keys[(user, store.device.device)] = own.to_wire()
+
+
+def test_a_device_whose_identity_was_reset_elsewhere_stops_using_the_old_user_key(relay):
+    alice, _, _, _ = connect_pair(relay)
+    laptop = add_device(alice, "DEV2", approved=True)
+    relay.connect(laptop)
+    reset_from(relay, laptop)
+
+    relay.announce("alice")
+
+    assert alice.identity is None
+    assert "user" not in relay.device_keys[("alice", "DEV1")]["signatures"]
+    notices = [e.text for e in relay.events[("alice", "DEV1")] if isinstance(e, Notice)]
+    assert notices == [STALE_IDENTITY_NOTICE]
+    assert relay.refused == []
+
+
+def test_a_device_offline_during_a_reset_finds_out_at_login_and_is_refused_no_more(relay):
+    alice = make_user("alice")
+    relay.connect(alice, publish_user_key=True)
+    laptop = add_device(alice, "DEV2", approved=True)
+    relay.connect(laptop)
+    reset_from(relay, laptop)  # DEV1 hears nothing of it
+
+    relay.connect(alice)
+    assert alice.identity is None
+    assert "user" not in relay.device_keys[("alice", "DEV1")]["signatures"]
+    assert STALE_IDENTITY_NOTICE in [e.text for e in relay.events[("alice", "DEV1")]]
+    refused_at_first = len(relay.refused)
+    relay.connect(alice)
+
+    assert len(relay.refused) == refused_at_first  # the next login uploads what is valid
+
+
+def test_a_published_user_key_of_the_same_version_does_not_replace_ours(relay):
+    alice, _, _, _ = connect_pair(relay)
+    held = alice.identity
+    substitute_own_user_key(relay, alice)
+
+    assert alice.identity is held
