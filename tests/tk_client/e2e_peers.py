@@ -19,7 +19,7 @@ from typing import Any
 from tk_client.address import parse_address
 from tk_client.controller import ChatController, ControllerView
 from tk_client.e2e.link import E2ELink
-from tk_client.events import LoggedIn
+from tk_client.events import LoggedIn, Received
 from tk_client.known_servers import KnownServers
 from tk_client.model import ChatMessage, ConversationKey
 from tk_client.session import Backoff, ChatSession
@@ -65,9 +65,14 @@ class Peer:
         )
         self.device_name = device_name
         self.logged_in = False
+        self.pushes: list[dict[str, Any]] = []  # every push the session received
 
     def log_in(self, password: str) -> None:
         self.session.login(self.user, password, remember=self.device_name)
+
+    def resume(self) -> None:
+        """Log in again as the device remembered in this folder (a client restarted)."""
+        self.session.resume(self.user)
 
     def pump_once(self) -> bool:
         """Handle the events that are queued; True if there were any."""
@@ -80,6 +85,8 @@ class Peer:
             handled = True
             if isinstance(event, LoggedIn):
                 self.logged_in = True
+            if isinstance(event, Received):
+                self.pushes.append(event.message)
             self.controller.handle(event)
 
     @property
