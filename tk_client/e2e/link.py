@@ -314,12 +314,13 @@ class E2ELink:
 
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
         """A push that :meth:`handles`; what it made readable, and notices."""
-        return self._flush(self.engine.receive(message, self._clock()))
+        out = self.engine.receive(message, self._clock())
+        return self._flush(out, save=message.get("type") not in ("message", "private"))
 
     def read(self, item: Mapping[str, Any]) -> list[LinkEvent]:
         """A history entry with ``e2e`` (the fields of ``message`` or ``private``)."""
         kind = "message" if "room" in item else "private"
-        return self._flush(self.engine.receive({**item, "type": kind}, self._clock()))
+        return self._flush(self.engine.receive({**item, "type": kind}, self._clock()), save=False)
 
     # --- the user's side ---------------------------------------------------------------------
 
@@ -400,9 +401,15 @@ class E2ELink:
     def _save(self) -> None:
         self.store.save(self.path, self._pickle_key)
 
-    def _flush(self, out: Output) -> list[LinkEvent]:
-        """Save the store, then send ``out``'s requests; the events, with ours added."""
-        self._save()
+    def _flush(self, out: Output, *, save: bool = True) -> list[LinkEvent]:
+        """Save the store, then send ``out``'s requests; the events, with ours added.
+
+        ``save`` False: reading a message changed nothing that must survive a crash
+        (Megolm decryption does not ratchet; the replay memory goes with the next save),
+        so the store (rewritten whole: milliseconds for hundreds of sessions) is kept as
+        it is, unless the reading asked for something (a key request: Olm ratchets)."""
+        if save or out.requests:
+            self._save()
         for request in out.requests:
             self._send(request)
         events: list[LinkEvent] = list(out.events)
