@@ -55,6 +55,7 @@ from .model import (
 from .presence import PresenceError, UserDirectory, UsersChange, parse_presence, parse_snapshot
 from .secure import (
     CANNOT_READ_HERE,
+    DECRYPTING,
     OLD_PLAIN,
     PUBLIC_ROOM,
     encrypted_line,
@@ -587,8 +588,8 @@ class ChatState:
                 text, unreadable = event.text, isinstance(event, NotShown)
             else:
                 rest.append(event)
-        if not text:
-            text = "This message could not be verified and is not shown."
+        if not text:  # the sender's devices are being fetched: the line changes after
+            text = DECRYPTING
         return encrypted_line(item, self.username, private, text, unreadable), rest
 
     def _e2e_events(self, events: Iterable[Any]) -> None:

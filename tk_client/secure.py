@@ -22,6 +22,7 @@ NEEDS_A_DEVICE = (
     "terminal client)."
 )
 CANNOT_READ_HERE = "End-to-end encrypted: log in as a remembered device to read it."
+DECRYPTING = "Decrypting... (fetching the sender's keys)"
 OLD_PLAIN = "not end-to-end encrypted (sent before encryption was turned on)"
 
 

@@ -38,6 +38,7 @@ class FakeLink:
         self.hold_sends = False
         self.blocked: set[str] = set()
         self.readable = True  # False: messages arrive before their keys
+        self.quiet = False  # True: the next read says nothing yet (keys being fetched)
         self._held: list[tuple[str, list[str], str, Callable[[RequestStatus], None]]] = []
         self._requests: set[str] = set()
         self.answers: list[tuple[RequestStatus, Any]] = []
@@ -75,6 +76,10 @@ class FakeLink:
         return [event for item in held for event in self.read(item)]
 
     def read(self, item: Mapping[str, Any]) -> list[Any]:
+        if self.quiet:  # fetching the sender's devices first: nothing to say yet
+            self.quiet = False
+            self._unread.append(item)
+            return []
         conversation, sender = conversation_of(item), str(item.get("from"))
         ciphertext = str(item["e2e"].get("ciphertext", ""))
         if self.readable and ciphertext.startswith("sealed:"):

@@ -15,7 +15,7 @@ from tk_client.e2e.engine import Notice
 from tk_client.e2e.verification import CodesReady
 from tk_client.events import LoggedIn, RequestState, RequestStatus, RequestUpdate
 from tk_client.model import MessageState, pm_key, room_key
-from tk_client.secure import NEEDS_A_DEVICE, PUBLIC_ROOM
+from tk_client.secure import DECRYPTING, NEEDS_A_DEVICE, PUBLIC_ROOM
 
 from .fake_e2e import FakeLink, sealed
 from .test_controller import ROOMS, FakeSession, RecordingView, answer, push
@@ -152,6 +152,21 @@ def test_an_unreadable_message_says_why_and_becomes_readable_when_its_key_arrive
 
     assert lines(controller, SECRET_ROOM) == [("x", True, False)]
     assert view.calls[-1][0] == "changed"
+
+
+def test_a_message_whose_sender_is_being_looked_up_shows_a_placeholder_until_it_reads(
+    controller, links
+):
+    links[0].quiet = True
+    push(
+        controller,
+        {"type": "private", "msg_id": 8, "from": "alice", "to": "me", "e2e": sealed("hi")},
+    )
+    assert lines(controller, pm_key("alice")) == [(DECRYPTING, True, True)]
+
+    push(controller, {"type": "to_device", "seq": 1, "from": "alice", "from_device": "a"})
+
+    assert lines(controller, pm_key("alice")) == [("hi", True, False)]
 
 
 def test_encrypted_history_is_decrypted_and_old_plain_messages_are_marked(controller, session):
