@@ -4,7 +4,8 @@ Alice runs the real terminal client (a subprocess with piped input, ``--remember
 script would); bob is a headless peer (:mod:`.e2e_peers`) that the test drives. They
 exchange private messages, then alice verifies bob: ``/verify bob`` prints the safety
 number and asks bob's device, bob accepts, both see the same emoji, alice types
-``/confirm`` and bob confirms with his controller's API.
+``/confirm`` and bob confirms with his controller's API. Last, ``/devices`` shows alice's
+device with its key, approved.
 """
 
 from __future__ import annotations
@@ -167,4 +168,9 @@ def test_alice_in_the_terminal_talks_privately_with_bob_and_verifies_him(alice_t
     alice.type(f"/pm {BOB}")
     switched = f"* now talking in the private chat with {BOB} (end-to-end encrypted; verified)"
     alice.wait(lambda: switched in alice.err, "the lock says verified", [bob])
+    alice.type("/devices")
+    alice.wait(alice.printed("Sign one out with /revoke"), "alice's devices", [bob])
+    row = next(i for i, line in enumerate(alice.out) if line.endswith("this device, online"))
+    assert alice.out[row + 1].startswith("      key ")
+    assert alice.out[row + 1].endswith("(approved)")
     assert alice.finish() == 0, alice.err
