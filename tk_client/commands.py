@@ -25,7 +25,7 @@ The commands (``/help`` prints them from :data:`COMMANDS`)::
     /logout                 log out and forget this device's sign-in
     /verify USER            safety number with USER, and an emoji comparison
     /verified USER          mark USER verified (safety number compared)
-    /accept, /confirm, /cancel   the verification in progress
+    /accept, /confirm, /cancel [USER]   the latest verification (or USER's)
     /approve DEVICE         approve a new device of yours
     /acknowledge USER       accept USER's changed identity
     /reset-identity [yes]   a new encryption identity on this device
@@ -109,9 +109,24 @@ COMMANDS: dict[str, Command] = {
             "mark USER verified, after comparing the safety number some other way",
             ("user",),
         ),
-        Command("accept", "/accept", "accept the verification someone asked for"),
-        Command("confirm", "/confirm", "the emoji match: finish the verification"),
-        Command("cancel", "/cancel", "the emoji differ (or you give up): stop the verification"),
+        Command(
+            "accept",
+            "/accept [USER]",
+            "accept the latest verification someone asked for (or USER's)",
+            ("user",),
+        ),
+        Command(
+            "confirm",
+            "/confirm [USER]",
+            "the emoji match: finish the latest verification (or the one with USER)",
+            ("user",),
+        ),
+        Command(
+            "cancel",
+            "/cancel [USER]",
+            "the emoji differ, or you give up: stop the latest verification (or USER's)",
+            ("user",),
+        ),
         Command(
             "approve",
             "/approve DEVICE",

@@ -90,13 +90,13 @@ class E2ECommands(E2EActions):
 
     def _unnamed(self, txn: str) -> VerificationInProgress:
         """A verification first heard of by its codes: its peer from the engine if it can
-        say, else an unknown device (the codes are still shown and can be confirmed)."""
+        say, else unnamed ("" user and device: the codes are still shown and confirmed)."""
         peer = None
         verifications = getattr(getattr(self.e2e, "engine", None), "verifications", None)
         if verifications is not None:
             peer = verifications.peer_of(txn)
         if peer is None:
-            return VerificationInProgress(txn, "?", "?", "contact", "codes")
+            return VerificationInProgress(txn, "", "", "contact", "codes")
         kind = "device" if peer.user == self.username else "contact"
         return VerificationInProgress(txn, peer.user, peer.device, kind, "codes")
 
@@ -356,6 +356,8 @@ def device_line(device: DeviceView) -> str:
 
 
 def _whose(flow: VerificationInProgress) -> str:
+    if not flow.user:
+        return "the other device"
     if flow.kind == "device":
         return f"your device {flow.device}"
     return f"{flow.user}'s device {flow.device}"

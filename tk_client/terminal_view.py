@@ -223,8 +223,10 @@ class TerminalView(ControllerView):
             self._write(self.out, printable(text))
         elif isinstance(event, CodesReady):
             flow = self.controller.verification(event.txn) if self.controller else None
-            if flow is None or flow.kind == "device":
-                who = f"your device {flow.device}" if flow else "the other device"
+            if flow is None or not flow.user:
+                who = "the other device"
+            elif flow.kind == "device":
+                who = f"your device {flow.device}"
             else:
                 who = flow.user
             encoding = getattr(self.out, "encoding", None)

@@ -218,6 +218,26 @@ def test_confirm_and_cancel_answer_the_latest_verification(terminal):
     assert terminal.link.calls[-1] == ("confirm", "t8")
 
 
+def test_naming_the_user_picks_their_verification_instead_of_the_latest(terminal):
+    terminal.events(
+        VerificationRequested("t7", "alice", "LAP", "contact"),
+        VerificationRequested("t8", "bob", "PHONE", "contact"),
+    )
+
+    assert terminal.type("/accept alice")
+    assert terminal.type("/cancel bob")
+
+    assert terminal.link.calls == [("accept", "t7"), ("cancel", "t8")]
+
+
+def test_codes_of_a_verification_nobody_named_are_still_shown(terminal):
+    terminal.events(CodesReady("t9", EMOJI, (1, 2, 3)))
+
+    assert "Compare these with the screen of the other device:" in terminal.printed()
+    assert terminal.type("/confirm")
+    assert terminal.link.calls == [("confirm", "t9")]
+
+
 def test_a_request_says_who_asks_and_accept_accepts_it(terminal):
     terminal.events(VerificationRequested("t3", "alice", "LAP", "contact"))
 
