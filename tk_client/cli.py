@@ -33,6 +33,16 @@ the desktop client: on first use a terminal asks, a script passes ``--trust
 FINGERPRINT``, and a changed key is refused (``--forget-server ADDRESS`` forgets
 the old one after the administrator confirmed the change).
 
+End-to-end encryption (private messages and private rooms) needs a remembered
+device. ``/verify USER`` prints the safety number to compare with USER and asks
+USER's device to compare emoji (``/confirm`` if they match, ``/cancel`` if not;
+``/accept`` answers someone else's request; ``/verified USER`` after comparing
+the number another way); ``/approve DEVICE`` approves a new device of yours;
+``/devices [USER]`` shows the devices' keys; ``/acknowledge USER`` accepts a
+changed identity; ``/reset-identity`` makes a new one. A message this device
+cannot read is printed as ``[pm] alice: (cannot decrypt) <why>``, and again with
+``(now readable)`` once its key comes.
+
 Files: ``/file USER PATH`` offers a file; its progress shows on stderr (one
 updating line on a terminal, a line every 10% otherwise). An incoming offer is
 asked about on the terminal (accept? then where to save it); a script passes

@@ -20,9 +20,15 @@ The commands (``/help`` prints them from :data:`COMMANDS`)::
     /history                older messages of the current conversation
     /password               change your password (asked without echo)
     /2fa on|off             turn two-factor login on (QR code, backup codes) or off
-    /devices                the devices that keep you signed in
+    /devices [USER]         your devices (or USER's) with their encryption keys
     /revoke DEVICE          sign a device out (by id or name)
     /logout                 log out and forget this device's sign-in
+    /verify USER            safety number with USER, and an emoji comparison
+    /verified USER          mark USER verified (safety number compared)
+    /accept, /confirm, /cancel [USER]   the latest verification (or USER's)
+    /approve DEVICE         approve a new device of yours
+    /acknowledge USER       accept USER's changed identity
+    /reset-identity [yes]   a new encryption identity on this device
     /help [COMMAND], /quit
 """
 
@@ -82,9 +88,62 @@ COMMANDS: dict[str, Command] = {
             "turn two-factor login on (with an authenticator app) or off",
             ("on_off",),
         ),
-        Command("devices", "/devices", "list the devices that keep you signed in"),
+        Command(
+            "devices",
+            "/devices [USER]",
+            "list the devices that keep you signed in, with their encryption keys; "
+            "with USER, that user's devices and keys",
+            ("user",),
+        ),
         Command("revoke", "/revoke DEVICE", "sign a device out, by id or name", ("device",)),
         Command("logout", "/logout", "log out, and forget this device's sign-in"),
+        Command(
+            "verify",
+            "/verify USER",
+            "show the safety number to compare with USER, and start comparing emoji",
+            ("user",),
+        ),
+        Command(
+            "verified",
+            "/verified USER",
+            "mark USER verified, after comparing the safety number some other way",
+            ("user",),
+        ),
+        Command(
+            "accept",
+            "/accept [USER]",
+            "accept the latest verification someone asked for (or USER's)",
+            ("user",),
+        ),
+        Command(
+            "confirm",
+            "/confirm [USER]",
+            "the emoji match: finish the latest verification (or the one with USER)",
+            ("user",),
+        ),
+        Command(
+            "cancel",
+            "/cancel [USER]",
+            "the emoji differ, or you give up: stop the latest verification (or USER's)",
+            ("user",),
+        ),
+        Command(
+            "approve",
+            "/approve DEVICE",
+            "approve a new device of yours (by id or name), comparing codes",
+            ("device",),
+        ),
+        Command(
+            "acknowledge",
+            "/acknowledge USER",
+            "accept USER's changed identity (sending to them resumes)",
+            ("user",),
+        ),
+        Command(
+            "reset-identity",
+            "/reset-identity [yes]",
+            "make a new encryption identity on this device (other devices need approval)",
+        ),
         Command("help", "/help [COMMAND]", "show the commands, or one command", ("command",)),
         Command("quit", "/quit", "quit"),
     )

@@ -44,6 +44,7 @@ from .completion import Completer, Completion
 from .e2e.errors import E2EError
 from .e2e.link import WAIT_FOR_APPROVAL
 from .e2e_actions import E2EActions
+from .e2e_commands import E2ECommands
 from .events import LoggedIn, NotConnected, Received, RequestStatus, RequestUpdate
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
@@ -53,7 +54,7 @@ from .secure import NEEDS_A_DEVICE, conversation_id, is_end_to_end
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 
-class ChatController(E2EActions):
+class ChatController(E2ECommands, E2EActions):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
@@ -387,10 +388,6 @@ class ChatController(E2EActions):
             return True
         self._notice(f"Open the Account window to {what}.", "error")
         return False
-
-    def _cmd_devices(self, args: str) -> bool:
-        self.refresh_devices()
-        return True
 
     def _cmd_revoke(self, args: str) -> bool:
         wanted = args.strip()

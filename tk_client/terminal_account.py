@@ -13,7 +13,7 @@ QR code is on the screen).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,10 @@ from .account import (
     PasswordChanged,
 )
 from .controller import ChatController
+from .e2e.link import DeviceView
+from .e2e_commands import RESET_IDENTITY_WARNING
 from .terminal_input import Question
-from .terminal_lines import printable
+from .terminal_lines import is_yes, printable
 from .terminal_qr import qr_text
 
 CODE_ATTEMPTS = 3  # wrong codes while turning two-factor login on before starting over
@@ -43,6 +45,7 @@ PASSWORD = Question("Password: ", secret=True)
 SETUP_CODE = Question("Code shown by the app: ")
 CODE = Question("One-time code (or a backup code): ")
 RELOGIN_CODE = Question("One-time code to log in again: ")
+RESET_SURE = Question("Are you sure you want to reset your identity? [y/N] ")
 
 
 @dataclass
@@ -61,8 +64,12 @@ def format_ts(ts: str) -> str:
     return ts or "-"
 
 
-def devices_table(devices: tuple[DeviceInfo, ...]) -> str:
-    """The ``/devices`` table: id, name, last seen, and which is this one and who is online."""
+def devices_table(
+    devices: tuple[DeviceInfo, ...], keys: Mapping[str, DeviceView] | None = None
+) -> str:
+    """The ``/devices`` table: id, name, last seen, and which is this one and who is online;
+    with ``keys`` (this device takes part in end-to-end encryption), under each device its
+    key's fingerprint and whether it is approved (signed by the user's identity)."""
     if not devices:
         return (
             "No device keeps you signed in. Run the client with --remember NAME "
@@ -74,11 +81,25 @@ def devices_table(devices: tuple[DeviceInfo, ...]) -> str:
         rows.append((printable(d.device), printable(d.name), format_ts(d.last_seen), notes))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"Devices that keep you signed in ({len(devices)}):"]
-    for row in rows:
+    for i, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)]
         lines.append(("  " + "  ".join(cells) + "  " + row[3]).rstrip())
+        if keys is not None and i > 0:
+            lines.append(_key_line(keys.get(devices[i - 1].device)))
     lines.append("Sign one out with /revoke ID (or its name).")
     return "\n".join(lines)
+
+
+def _key_line(device: DeviceView | None) -> str:
+    if device is None:
+        return "      no encryption key known (it has not logged in since, or is not remembered)"
+    if device.signed:
+        state = "approved"
+    elif device.this_device:
+        state = "NOT approved yet: approve it from a device you already use"
+    else:
+        state = f"NOT approved: /approve {device.device} if it is yours"
+    return f"      key {device.fingerprint} ({state})"
 
 
 class AccountDialog:
@@ -91,10 +112,13 @@ class AccountDialog:
         say: Callable[[str], None],
         error: Callable[[str], None],
         encoding: str | None,
+        interactive: bool = False,
     ) -> None:
         """``say`` prints lines on stdout, ``error`` on stderr (the view's, above its last
-        line); ``encoding``: stdout's, to draw the QR code with characters it can show."""
+        line); ``encoding``: stdout's, to draw the QR code with characters it can show;
+        ``interactive``: a person types the input (only then does /reset-identity ask)."""
         self.controller = controller
+        self.interactive = interactive
         self._say = say
         self._error = error
         self.encoding = encoding
@@ -124,7 +148,12 @@ class AccountDialog:
         if self._step is not None or self._waiting_for is not None:
             self._error("error: finish the question above first.")
             return True
-        if name == "password":
+        if name == "reset-identity":
+            if not self.interactive:
+                return False  # the controller says to type /reset-identity yes
+            self.print(RESET_IDENTITY_WARNING)
+            self._start([RESET_SURE], self._reset_identity)
+        elif name == "password":
             self._start([CURRENT_PASSWORD, NEW_PASSWORD, REPEAT_PASSWORD], self._change_password)
         elif args == "on":
             self._code_attempts = 0
@@ -163,6 +192,12 @@ class AccountDialog:
             return
         self.controller.change_password(current, new)
 
+    def _reset_identity(self, answers: list[str]) -> None:
+        if is_yes(answers[0]):
+            self.controller.reset_identity()
+        else:
+            self.print("Nothing was reset.")
+
     def _confirm(self, answers: list[str]) -> None:
         self._waiting_for = CONFIRM_OTP
         self.controller.confirm_otp(answers[0])
@@ -185,9 +220,15 @@ class AccountDialog:
         elif isinstance(event, OtpDisabled):
             self.print("Two-factor login is off: logging in needs only your password.")
         elif isinstance(event, DevicesListed):
-            self.print(devices_table(event.devices))
+            self.print(devices_table(event.devices, self._keys()))
         elif isinstance(event, DeviceRevoked):
             self.print(f"The device {printable(event.device)} was signed out.")
+
+    def _keys(self) -> dict[str, DeviceView] | None:
+        """This user's devices with their end-to-end keys; None without a link."""
+        if self.controller.e2e is None:
+            return None
+        return {d.device: d for d in self.controller.e2e_devices(self.controller.username or "")}
 
     def _failed(self, event: AccountActionFailed) -> None:
         if event.action == CONFIRM_OTP and self._waiting_for == CONFIRM_OTP:

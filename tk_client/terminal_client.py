@@ -53,6 +53,7 @@ EXIT_CODES = {
 }
 EOF_GRACE_SECONDS = 30.0  # after EOF, how long to wait for queued messages to be sent
 POLL_SECONDS = 0.2  # the main loop's tick, so Ctrl+C is noticed at once
+E2E_TICK_SECONDS = 5.0  # how often idle verifications are checked (they expire after 10 min)
 USERS_WAIT_SECONDS = 5.0  # after login_ok, how long input waits for the list of users
 NOTHING_TO_LOG_IN_WITH = (
     "no password: set CHAT_PASSWORD, or run the client in a terminal to be asked."
@@ -131,6 +132,7 @@ class TerminalClient:
             say=self.view.say,
             error=self.view.notify,
             encoding=getattr(stdout, "encoding", None),
+            interactive=self.interactive,
         )
         self.view.on_account_command = self.dialog.command
         self.view.on_account_event = self._account_event
@@ -351,7 +353,11 @@ class TerminalClient:
 
     def _chat(self) -> int:
         deadline: float | None = None  # set at EOF or /quit: when to give up on the outbox
+        ticked = time.monotonic()
         while True:
+            if time.monotonic() - ticked >= E2E_TICK_SECONDS:
+                ticked = time.monotonic()
+                self.controller.e2e_tick()
             self._next_read()  # after the last line's command ran: it may have asked something
             if deadline is None and self.view.quit_requested:
                 deadline = time.monotonic() + EOF_GRACE_SECONDS

@@ -8,11 +8,14 @@ and the tests can check the words without a terminal.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 from .files import TransferInfo, TransferState
 from .model import ChatMessage, ConversationKey
 
 BAR_WIDTH = 20  # characters of the progress bar on a terminal
+CANNOT_DECRYPT = "(cannot decrypt) "  # before the reason an encrypted line is not shown
+NOW_READABLE = "(now readable) "  # before a line printed again once its key came
 
 
 def printable(text: str) -> str:
@@ -34,15 +37,55 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def format_message(key: ConversationKey, message: ChatMessage) -> str:
-    """One line: ``[lobby] alice: hi``, ``[pm] alice: hi``, ``[pm -> bob] me: hi``."""
+def format_message(
+    key: ConversationKey, message: ChatMessage, *, now_readable: bool = False
+) -> str:
+    """One line: ``[lobby] alice: hi``, ``[pm] alice: hi``, ``[pm -> bob] me: hi``.
+
+    An encrypted message this device cannot read says so and why (4.9):
+    ``[pm] alice: (cannot decrypt) <why>``; ``now_readable``: its text, once its key came.
+    """
     if key.kind == "room":
         where = f"[{key.name}]"
     elif message.own:
         where = f"[pm -> {key.name}]"
     else:
         where = "[pm]"
-    return f"{where} {printable(message.sender)}: {printable(message.text)}"
+    note = CANNOT_DECRYPT if message.unreadable else NOW_READABLE if now_readable else ""
+    return f"{where} {printable(message.sender)}: {note}{printable(message.text)}"
+
+
+def security_line(where: str, security: str) -> str:
+    """``* now talking in #dev (public room: the server can read it)``."""
+    return f"* now talking in {where} ({security})"
+
+
+def codes_text(
+    who: str, emoji: Sequence[tuple[str, str]], decimals: Sequence[int], encoding: str | None
+) -> str:
+    """The codes of a verification to compare (4.7): the 7 emoji with their names (the
+    symbols left out if ``encoding`` cannot show them), the 3 numbers, what to type."""
+    symbols = all(_encodable(symbol, encoding) for symbol, _ in emoji)
+    names = [f"{symbol} {name}" if symbols else name for symbol, name in emoji]
+    numbers = " ".join(str(n) for n in decimals)
+    return "\n".join(
+        [
+            f"Compare these with the screen of {who}:",
+            "  " + "   ".join(names),
+            f"  (or the numbers {numbers})",
+            f"Type /confirm if {who}'s screen shows the same, /cancel if not.",
+        ]
+    )
+
+
+def _encodable(text: str, encoding: str | None) -> bool:
+    if not encoding:
+        return True
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def describe_running(info: TransferInfo) -> str:

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from .controller import ChatController, ControllerView
+from .e2e.verification import CodesReady, VerificationRequested, Verified
 from .events import Phase
 from .files import TransferInfo, TransferState
 from .model import ChatMessage, ConversationKey, MessageState
 from .presence import Status, UsersChange
-from .terminal_lines import describe_running, format_message, printable, progress_bar
+from .terminal_lines import codes_text, describe_running, format_message, printable, progress_bar
 
 PROGRESS_LINE_SECONDS = 30.0  # without a terminal: a progress line at least this often
 
@@ -37,6 +38,11 @@ class TerminalView(ControllerView):
         self._heard_users = False  # the first snapshot is not news
         self._reconnecting = False
         self._current: ConversationKey | None = None
+        # End to end: the security line last printed per conversation (printed once, and
+        # again when it changes), and the lines printed as "cannot decrypt" (printed again
+        # when their key comes).
+        self._security: dict[ConversationKey, str] = {}
+        self._unreadable: set[tuple[ConversationKey, int | None]] = set()
         # File transfers: the client decides about offers; progress goes to stderr.
         self.on_offer: Callable[[TransferInfo], bool] = lambda offer: False
         # The account commands' questions and results (tk_client.terminal_account).
@@ -97,18 +103,35 @@ class TerminalView(ControllerView):
                 self._prompt = ""
                 self._restore()
 
+    def _line(self, key: ConversationKey, message: ChatMessage) -> None:
+        """A message on stdout; an unreadable one is remembered, to print it again once
+        its key comes."""
+        if message.unreadable:
+            self._unreadable.add((key, message.msg_id))
+        self._write(self.out, format_message(key, message))
+
     def message_added(self, key: ConversationKey, message: ChatMessage) -> None:
         if message.notice:
             if message.level == "error":
                 self._write(self.err, f"error: {printable(message.text)}")
             else:
                 self._write(self.out, message.text)
-        elif message.state is MessageState.DELIVERED:
-            self._write(self.out, format_message(key, message))
+            return
+        if message.own and key.kind == "pm" and key != self._current:
+            self._say_security(key, f"the private chat with {key.name}")  # /pm USER TEXT
+        if message.state is MessageState.DELIVERED:
+            self._line(key, message)
 
     def message_changed(self, key: ConversationKey, message: ChatMessage) -> None:
+        mark = (key, message.msg_id)
+        if mark in self._unreadable:
+            if not message.unreadable:  # its key came (4.9)
+                self._unreadable.discard(mark)
+                self._write(self.out, format_message(key, message, now_readable=True))
+            return
         if message.state is MessageState.DELIVERED:
-            self._write(self.out, format_message(key, message))
+            if message.own:  # the server's ack of what was typed here
+                self._line(key, message)
         elif message.state is MessageState.FAILED:
             where = f"#{key.name}" if key.kind == "room" else key.name
             self._write(
@@ -121,15 +144,31 @@ class TerminalView(ControllerView):
         messages = self.controller.conversation(key).messages[:older]
         self._write(self.out, f"--- {older} earlier message{'s' if older > 1 else ''} in {key} ---")
         for message in messages:
-            self._write(self.out, format_message(key, message))
+            self._line(key, message)
         self._write(self.out, "---")
 
     def current_changed(self, key: ConversationKey) -> None:
+        """``* now talking in #dev (public room: the server can read it)``, once per switch;
+        the same conversation again: its security line if it changed (e.g. verified)."""
+        where = f"#{key.name}" if key.kind == "room" else f"the private chat with {key.name}"
         if key == self._current:
+            self._say_security(key, where)
             return
         self._current = key
-        where = f"#{key.name}" if key.kind == "room" else f"the private chat with {key.name}"
-        self._write(self.err, f"* now talking in {where}")
+        security = self._security_of(key)
+        self._security[key] = security
+        detail = f" ({printable(security)})" if security else ""
+        self._write(self.err, f"* now talking in {where}{detail}")
+
+    def _security_of(self, key: ConversationKey) -> str:
+        return self.controller.security(key) if self.controller is not None else ""
+
+    def _say_security(self, key: ConversationKey, where: str) -> None:
+        """``* the private chat with bob: end-to-end encrypted; ...`` unless already said."""
+        security = self._security_of(key)
+        if security and self._security.get(key) != security:
+            self._security[key] = security
+            self._write(self.err, f"* {where}: {printable(security)}")
 
     def users_changed(self, change: UsersChange) -> None:
         """One line per user who came online or went offline (not for the first snapshot)."""
@@ -163,6 +202,43 @@ class TerminalView(ControllerView):
 
     def account_event(self, event: Any) -> None:
         self.on_account_event(event)
+
+    # --- end to end (section 4.7-4.8) -------------------------------------------------------
+
+    def e2e_event(self, event: Any) -> None:
+        """Verification requests, codes and results, in words with what to type. (Events
+        with words of their own, a device to approve or a cancellation, were printed as
+        notices already.)"""
+        if isinstance(event, VerificationRequested):
+            if event.kind == "device":
+                text = (
+                    f"Your device {event.device} offers to approve this device: type /accept, "
+                    "then compare the emoji on both screens (or /cancel)."
+                )
+            else:
+                text = (
+                    f"{event.user}'s device {event.device} asks to verify you by comparing "
+                    "emoji: type /accept (or /cancel)."
+                )
+            self._write(self.out, printable(text))
+        elif isinstance(event, CodesReady):
+            flow = self.controller.verification(event.txn) if self.controller else None
+            if flow is None or not flow.user:
+                who = "the other device"
+            elif flow.kind == "device":
+                who = f"your device {flow.device}"
+            else:
+                who = flow.user
+            encoding = getattr(self.out, "encoding", None)
+            self._write(self.out, codes_text(who, event.emoji, event.decimals, encoding))
+        elif isinstance(event, Verified) and not event.approved_here:
+            if event.kind == "device":
+                text = f"Your device {event.device} is approved: it reads your encrypted messages."
+            else:
+                text = (
+                    f"{event.user} is verified (the emoji matched on their device {event.device})."
+                )
+            self._write(self.out, printable(text))
 
     # --- file transfers ---------------------------------------------------------------------
 
