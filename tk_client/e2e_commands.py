@@ -19,8 +19,14 @@ from typing import TYPE_CHECKING, Any
 from chatproto.messages import USERNAME_RE
 
 from .commands import help_text
-from .e2e.link import DeviceView
-from .e2e.verification import CodesReady, VerificationCancelled, VerificationRequested, Verified
+from .e2e.link import DeviceView, KeysFetched
+from .e2e.verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    VerificationStarted,
+    Verified,
+)
 from .e2e_actions import E2EActions
 from .secure import NEEDS_A_DEVICE
 
@@ -75,7 +81,14 @@ class E2ECommands(E2EActions):
         super()._e2e_events(events)
 
     def _follow(self, event: Any) -> None:
-        if isinstance(event, VerificationRequested):
+        if isinstance(event, VerificationStarted):
+            self.verifications[event.txn] = VerificationInProgress(
+                event.txn, event.user, event.device, event.kind, "started"
+            )
+        elif isinstance(event, KeysFetched):
+            for user in [u for u in event.users if u in self._verify_after_keys]:
+                self._cmd_verify(user)  # the second time: it shows the number, or says why
+        elif isinstance(event, VerificationRequested):
             self.verifications[event.txn] = VerificationInProgress(
                 event.txn, event.user, event.device, event.kind, "requested"
             )
@@ -91,24 +104,17 @@ class E2ECommands(E2EActions):
     def _unnamed(self, txn: str) -> VerificationInProgress:
         """A verification first heard of by its codes: its peer from the engine if it can
         say, else unnamed ("" user and device: the codes are still shown and confirmed)."""
-        peer = None
-        verifications = getattr(getattr(self.e2e, "engine", None), "verifications", None)
-        if verifications is not None:
-            peer = verifications.peer_of(txn)
+        peer = self.e2e.peer_of(txn) if self.e2e is not None else None
         if peer is None:
             return VerificationInProgress(txn, "", "", "contact", "codes")
-        kind = "device" if peer.user == self.username else "contact"
-        return VerificationInProgress(txn, peer.user, peer.device, kind, "codes")
+        user, device = peer
+        kind = "device" if user == self.username else "contact"
+        return VerificationInProgress(txn, user, device, kind, "codes")
 
-    def _engine_txns(self) -> set[str]:
-        """The transaction ids the engine has open (to learn the id of one we start)."""
-        verifications = getattr(getattr(self.e2e, "engine", None), "verifications", None)
-        flows = getattr(verifications, "flows", None)
-        return set(flows) if isinstance(flows, dict) else set()
-
-    def _started(self, user: str, device: str, kind: str, before: set[str]) -> None:
-        for txn in self._engine_txns() - before - set(self.verifications):
-            self.verifications[txn] = VerificationInProgress(txn, user, device, kind, "started")
+    @cached_property
+    def _verify_after_keys(self) -> set[str]:
+        """Users typed in /verify before their keys were fetched: verified on arrival."""
+        return set()
 
     def _latest(self, args: str, stages: tuple[str, ...]) -> VerificationInProgress | None:
         """The latest verification in one of ``stages`` (with ``args``: with that user)."""
@@ -162,6 +168,13 @@ class E2ECommands(E2EActions):
         if user is None or not self._has_link():
             return False
         number = self.safety_number(user)
+        fetched = user in self._verify_after_keys
+        self._verify_after_keys.discard(user)
+        if number is None and not fetched and self.e2e is not None and self.e2e.approved:
+            self._verify_after_keys.add(user)
+            self._notice(f"Fetching {user}'s keys; the safety number follows.")
+            self._e2e_events(self.e2e.fetch_keys(user))
+            return True
         if number is None:
             self._notice(
                 f"The safety number with {user} is not known yet: "
@@ -182,9 +195,7 @@ class E2ECommands(E2EActions):
                 "comparison was started; the safety number is enough."
             )
             return True
-        before = self._engine_txns()
         if self.verify_contact(user, signed[0].device):
-            self._started(user, signed[0].device, "contact", before)
             self._notice(
                 f"Or compare emoji: asked {user}'s device {signed[0].device}; "
                 "the emoji show here once they accept."
@@ -194,7 +205,7 @@ class E2ECommands(E2EActions):
     def _why_no_keys(self, user: str) -> str:
         if self.e2e is not None and not self.e2e.approved:
             return "this device is not approved yet."
-        return f"this client has not fetched {user}'s keys (send them a private message first)."
+        return f"{user} has no encryption key yet (they have not used a remembered device)."
 
     def _cmd_verified(self, args: str) -> bool:
         user = self._other_user("verified", args)
@@ -262,10 +273,8 @@ class E2ECommands(E2EActions):
         if device.this_device:
             self._notice("That is this device.", "error")
             return False
-        before = self._engine_txns()
         if not self.approve_device(device.device):
             return False
-        self._started(self.username or "", device.device, "device", before)
         self._notice(
             f"Asked your device {device.device} to compare codes: accept there, "
             "then compare the emoji on both screens."

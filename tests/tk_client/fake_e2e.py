@@ -113,6 +113,9 @@ class FakeLink:
                 status = self.session.request("pm", to=b if a == self.user else a, e2e=sealed(text))
             on_request(status)
 
+    def peer_of(self, txn: str) -> tuple[str, str] | None:
+        return None  # no verification runs through this fake
+
     def lock(self, members: Iterable[str]) -> LockState:
         others = tuple(sorted(set(members) - {self.user}))
         return LockState((), others, (), ())

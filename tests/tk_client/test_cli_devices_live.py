@@ -136,7 +136,9 @@ def test_remember_resume_two_factor_devices_and_revoke(server, tmp_path):
 
     listed = phone.run(stdin="/devices\n")
     assert listed.returncode == 0, listed.stderr
-    names = [line.split()[1] for line in listed.stdout.splitlines()[2:4]]
+    lines = listed.stdout.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.strip().startswith("ID "))) + 1 :]
+    names = [row.split()[1] for row in table if row.startswith("  ") and not row.startswith("   ")]
     assert sorted(names) == ["laptop", "phone"]
 
     revoked = phone.run(stdin="/revoke laptop\n")

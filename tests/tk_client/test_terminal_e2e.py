@@ -18,11 +18,12 @@ from tk_client import terminal_client
 from tk_client.account import DeviceInfo, DevicesListed
 from tk_client.controller import ChatController
 from tk_client.e2e.engine import Shown
-from tk_client.e2e.link import DeviceView, LockState, OwnDeviceToApprove
+from tk_client.e2e.link import DeviceView, KeysFetched, LockState, OwnDeviceToApprove
 from tk_client.e2e.verification import (
     CodesReady,
     VerificationCancelled,
     VerificationRequested,
+    VerificationStarted,
     Verified,
 )
 from tk_client.events import LoggedIn
@@ -59,10 +60,8 @@ class VerifyingLink(FakeLink):
         self.verified: set[str] = set()
         self.changed: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
-        self.flows: dict[str, Any] = {}
-        self.engine = SimpleNamespace(
-            verifications=SimpleNamespace(flows=self.flows, peer_of=self.flows.get)
-        )
+        self.flows: dict[str, tuple[str, str]] = {}
+        self.fetched: list[str] = []
 
     def devices(self, user: str) -> list[DeviceView]:
         return self.known.get(user, [])
@@ -74,8 +73,15 @@ class VerifyingLink(FakeLink):
         if device not in {d.device for d in self.devices(user)}:
             raise ValueError(f"{user} has no device {device}")
         txn = f"t{len(self.flows) + 1}"
-        self.flows[txn] = SimpleNamespace(user=user, device=device)
+        self.flows[txn] = (user, device)
         self.calls.append(("start", user, device, kind))
+        return [VerificationStarted(txn, user, device, kind)]
+
+    def peer_of(self, txn: str) -> tuple[str, str] | None:
+        return self.flows.get(txn)
+
+    def fetch_keys(self, user: str) -> list[Any]:
+        self.fetched.append(user)
         return []
 
     def accept_verification(self, txn: str) -> list[Any]:
@@ -260,12 +266,23 @@ def test_a_cancellation_by_the_other_side_is_printed_once_and_ends_it(terminal):
     assert terminal.type("/cancel") is False
 
 
-def test_verify_without_alices_keys_says_why_in_words(terminal):
-    assert terminal.type("/verify alice") is False
+def test_verify_fetches_alices_keys_then_shows_the_number(terminal):
+    assert terminal.type("/verify alice")
+    assert terminal.link.fetched == ["alice"]
+
+    terminal.link.numbers["alice"] = NUMBER
+    terminal.events(KeysFetched(("alice",)))
+
+    assert any(NUMBER in line for line in terminal.printed())
+
+
+def test_verify_of_someone_without_keys_says_why_in_words(terminal):
+    terminal.type("/verify alice")
+    terminal.events(KeysFetched(("alice",)))
 
     assert terminal.errors()[-1].startswith("error: The safety number with alice is not known yet")
-    assert "send them a private message first" in terminal.errors()[-1]
-    assert terminal.link.calls == []
+    assert "has no encryption key yet" in terminal.errors()[-1]
+    assert terminal.link.fetched == ["alice"]  # asked once, not again and again
 
 
 def test_verify_with_only_the_safety_number_starts_no_comparison(terminal):

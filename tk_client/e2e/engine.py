@@ -47,6 +47,7 @@ from .verification import (
     VerificationCancelled,
     VerificationRequested,
     Verifications,
+    VerificationStarted,
     Verified,
 )
 
@@ -105,6 +106,7 @@ Event = (
     | NotShown
     | Notice
     | VerificationRequested
+    | VerificationStarted
     | CodesReady
     | Verified
     | VerificationCancelled
@@ -649,8 +651,15 @@ class E2EEngine:
         peer = self._device_of(user, device)
         if peer is None:
             raise ValueError(f"{user}'s device {device} is not known: refresh the device list")
-        _txn, payloads = self.verifications.start(peer, kind, now)
-        return self._send_olm([(peer, p) for p in payloads])
+        txn, payloads = self.verifications.start(peer, kind, now)
+        out = self._send_olm([(peer, p) for p in payloads])
+        out.events.append(VerificationStarted(txn, user, device, kind))
+        return out
+
+    def query(self, users: Iterable[str]) -> Output:
+        """Fetch ``users``' keys now (a ``keys_query``), e.g. to show a safety number
+        before the first message to them."""
+        return self._query(users)
 
     def accept_verification(self, txn: str, now: float) -> Output:
         return self._to_verifier(txn, self.verifications.accept(txn, now))

@@ -90,7 +90,14 @@ class OwnDeviceToApprove:
         )
 
 
-LinkEvent = Event | OwnDeviceToApprove
+@dataclass(frozen=True)
+class KeysFetched:
+    """The server's answer with these users' keys arrived (a safety number can be shown)."""
+
+    users: tuple[str, ...]
+
+
+LinkEvent = Event | OwnDeviceToApprove | KeysFetched
 """What the link reports: the engine's events, and own devices waiting for approval."""
 
 
@@ -302,7 +309,11 @@ class E2ELink:
             return self._setup_step(step, reply)
         if engine_id is None:
             return []
-        return self._flush(self.engine.receive({**reply, "ref": engine_id}, self._clock()))
+        events = self._flush(self.engine.receive({**reply, "ref": engine_id}, self._clock()))
+        users = reply.get("users") if reply.get("type") == "keys" else None
+        if isinstance(users, Mapping):
+            events.append(KeysFetched(tuple(sorted(str(u) for u in users))))
+        return events
 
     def handles(self, message: Mapping[str, Any]) -> bool:
         """True for a push that is the engine's: to-device, device list changes, and
@@ -387,6 +398,15 @@ class E2ELink:
             "reset": published is not None,
         }
         return self._send_link_request("reset", request)
+
+    def fetch_keys(self, user: str) -> list[LinkEvent]:
+        """Ask for ``user``'s keys now; :class:`KeysFetched` says when they are here."""
+        return self._flush(self.engine.query([user]))
+
+    def peer_of(self, txn: str) -> tuple[str, str] | None:
+        """(user, device) of the verification ``txn``, while it is in progress."""
+        peer = self.engine.verifications.peer_of(txn)
+        return (peer.user, peer.device) if peer is not None else None
 
     def tick(self) -> list[LinkEvent]:
         """Call now and then: verifications idle for 10 minutes are cancelled."""

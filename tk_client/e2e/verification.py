@@ -65,6 +65,17 @@ class Verified:
 
 
 @dataclass(frozen=True)
+class VerificationStarted:
+    """This device started a verification with ``user``'s ``device``: codes follow once
+    the other device accepts."""
+
+    txn: str
+    user: str
+    device: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class VerificationCancelled:
     txn: str
     reason: str

@@ -23,6 +23,7 @@ from tk_client.e2e.verification import (
     CodesReady,
     VerificationCancelled,
     VerificationRequested,
+    VerificationStarted,
     Verified,
 )
 
@@ -412,10 +413,10 @@ def test_two_contacts_verify_each_other_with_emoji(relay):
     relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "hi", 1.0).requests)
     relay.run(("bob", "DEV1"), bob_engine.encrypt_for(ROOM, ["alice"], "hi", 1.0).requests)
 
-    relay.run(
-        ("alice", "DEV1"), alice_engine.start_verification("bob", "DEV1", "contact", 2.0).requests
-    )
+    started = alice_engine.start_verification("bob", "DEV1", "contact", 2.0)
+    relay.run(("alice", "DEV1"), started.requests)
     (asked,) = events_of(relay, ("bob", "DEV1"), VerificationRequested)
+    assert started.events == [VerificationStarted(asked.txn, "bob", "DEV1", "contact")]
     relay.run(("bob", "DEV1"), bob_engine.accept_verification(asked.txn, 3.0).requests)
     relay.run(("bob", "DEV1"), bob_engine.confirm_verification(asked.txn, 4.0).requests)
     relay.run(("alice", "DEV1"), alice_engine.confirm_verification(asked.txn, 5.0).requests)

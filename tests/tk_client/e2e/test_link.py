@@ -18,6 +18,7 @@ from tk_client.e2e.link import (
     IDENTITY_CREATED,
     WAIT_FOR_APPROVAL,
     E2ELink,
+    KeysFetched,
     NotApproved,
     store_path,
 )
@@ -147,3 +148,13 @@ def test_a_store_that_the_key_cannot_open_is_refused_with_what_to_do(session, tm
 
     with pytest.raises(StoreError, match="restore"):
         E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1")
+
+
+def test_fetching_a_users_keys_says_when_they_have_come(link, session):
+    link.fetch_keys("bob")
+    query = session.of("keys_query")[-1]
+    assert query.message["users"] == ["bob"]
+
+    events = answer(link, query, {"type": "keys", "users": {"bob": {"devices": []}}})
+
+    assert KeysFetched(("bob",)) in events
