@@ -19,6 +19,7 @@ from tk_client.e2e.link import WAIT_FOR_APPROVAL, OwnDeviceToApprove
 from tk_client.e2e.verification import CodesReady, VerificationRequested
 from tk_client.model import ChatMessage, pm_key, room_key
 from tk_client.secure import PUBLIC_ROOM
+from tk_client.views import theme
 from tk_client.views.verify import ApprovalDialog, VerifyDialog
 
 from .e2e_peers import Peer
@@ -159,6 +160,32 @@ def test_a_private_chat_shows_the_lock_and_the_lobby_says_the_server_reads_it(
     assert not str(view.conversations.tree.item("room:lobby", "image"))
 
 
+def test_verify_in_a_private_room_offers_its_members(
+    open_app, known, address, accounts, people, peers
+):
+    alice, bob, carol = people("alice", "bob", "carol")
+    app = open_window(open_app, known, address, accounts, bob)
+    peer = peers(alice, "laptop")
+    run(app, [peer], lambda: window_approved(app)() and approved(peer)(), "both set up")
+    assert peer.controller.submit(f"/create plans {bob} {carol}")
+    run(app, [peer], lambda: "plans" in app.controller.rooms, "the room in the window")
+    view = app.main_view
+    assert str(view.conversations.tree.item("room:plans", "image"))  # the sidebar's lock
+
+    app.controller.select(room_key("plans"))
+    run(app, [peer], lambda: view.verify_button.winfo_ismapped(), "Verify...")
+    assert str(view.security_label.cget("text")).strip() == (
+        f"end-to-end encrypted; not verified: {alice}, {carol}"
+    )
+    view.verify_button.invoke()
+    menu = view.verify_menu
+    assert [menu.entrycget(i, "label") for i in range(menu.index("end") + 1)] == [alice, carol]
+    menu.invoke(1)
+    menu.unpost()
+    dialog = app.verification_windows[-1]
+    assert isinstance(dialog, VerifyDialog) and dialog.user == carol
+
+
 def test_the_window_ticks_the_end_to_end_link_every_few_seconds(
     open_app, known, address, accounts, people, monkeypatch
 ):
@@ -190,9 +217,8 @@ def test_an_unreadable_line_is_grey_with_its_reason_and_is_replaced_by_the_text(
     text = app.main_view.messages.text
     start = text.search("waiting for the key", "1.0")
     assert "unreadable" in text.tag_names(start)
-    assert text.tag_cget("unreadable", "foreground") and "italic" in str(
-        app.main_view.fonts.body_italic.actual("slant")
-    )
+    assert str(text.tag_cget("unreadable", "foreground")) == theme.FAINT  # grey
+    assert str(text.tag_cget("unreadable", "font")) == str(app.main_view.fonts.body_italic)
 
     line.text, line.unreadable = "the plan is on the wiki", False
     app.main_view.message_changed(key, line)
