@@ -498,12 +498,15 @@ class App(ControllerView):
         if window in self.verification_windows:
             self.verification_windows.remove(window)
 
-    def _window_for(self, txn: str) -> VerificationWindow | None:
-        """The window following ``txn``, or the one that started a comparison and waits
-        for its first event (the controller does not say which transaction it started)."""
+    def _window_for(self, txn: str, *, first: bool = True) -> VerificationWindow | None:
+        """The window following ``txn``, or (``first``: the event may be a comparison's
+        first) the one that started a comparison and waits for it: the controller does not
+        say which transaction it started."""
         for window in self.verification_windows:
             if window.txn == txn:
                 return window
+        if not first:
+            return None
         for window in self.verification_windows:
             if window.txn is None and window.waiting:
                 return window
@@ -524,7 +527,7 @@ class App(ControllerView):
                 self.verification_windows.append(window)
             window.codes(event)
         elif isinstance(event, Verified | VerificationCancelled):
-            window = self._window_for(event.txn)
+            window = self._window_for(event.txn, first=isinstance(event, VerificationCancelled))
             if window is not None:
                 if isinstance(event, Verified):
                     window.verified(event)

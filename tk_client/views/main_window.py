@@ -107,7 +107,7 @@ class MainView(ttk.Frame, ControllerView):
         self.subtitle = ttk.Label(header, text="", style="Sub.TLabel")
         self.subtitle.pack(side="left", padx=(10, 0), pady=(3, 0))
         # What protects the conversation (4.1, 4.8), in words, below the title.
-        self._lock = lock_image(self, theme.PRIVATE, theme.SURFACE)
+        self._lock = lock_image(self, theme.PRIVATE)
         security = ttk.Frame(heading, style="Header.TFrame", padding=(18, 0, 18, 8))
         security.pack(fill="x")
         self.security_label = ttk.Label(security, text="", style="Sub.TLabel", compound="left")

@@ -51,7 +51,7 @@ class ConversationList(ttk.Frame):
         self.tree.tag_configure("joinable", foreground=theme.SIDEBAR_MUTED)
         self.tree.pack(fill="both", expand=True, padx=(6, 0), pady=(0, 8))
         # End-to-end conversations (private rooms and chats) carry a small lock (4.1).
-        self._lock = lock_image(self, theme.SIDEBAR_MUTED, theme.SIDEBAR)
+        self._lock = lock_image(self, theme.SIDEBAR_MUTED)
         self.tree.bind("<<TreeviewSelect>>", self._selected)
         self.tree.bind("<Double-1>", self._activated)
         self.tree.bind("<Return>", self._activated)

@@ -39,17 +39,19 @@ COMPARE_CODES = (
 )
 
 
-def lock_image(master: tk.Misc, colour: str, background: str) -> tk.PhotoImage:
-    """A small padlock (10 x 12 pixels, with a margin): Tk 8.6 cannot draw the emoji."""
+def lock_image(master: tk.Misc, colour: str) -> tk.PhotoImage:
+    """A small padlock (10 x 12 pixels, with a margin) on a transparent ground, so it shows
+    on a selected row too: Tk 8.6 cannot draw the emoji."""
     image = tk.PhotoImage(master=master, width=14, height=12)
-    image.put(background, to=(0, 0, 14, 12))
     for x in range(3, 7):
         image.put(colour, (x, 0))
     for y in range(1, 5):
         image.put(colour, (2, y))
         image.put(colour, (7, y))
-    image.put(colour, to=(0, 5, 10, 12))
-    image.put(background, to=(4, 7, 6, 10))  # the keyhole
+    for y in range(5, 12):
+        for x in range(10):
+            if not (4 <= x <= 5 and 7 <= y <= 9):  # the keyhole stays open
+                image.put(colour, (x, y))
     return image
 
 
@@ -243,7 +245,7 @@ class VerifyDialog(VerificationWindow):
     ) -> None:
         super().__init__(master, fonts, controller, f"Verify {user}", on_close)
         self.user = user
-        self._lock = lock_image(self, theme.MUTED, theme.SURFACE)
+        self._lock = lock_image(self, theme.MUTED)
         self.heading(f"Verify {user}")
         self.lock_words = ttk.Label(
             self.body, text="", image=self._lock, compound="left", style="Muted.TLabel"
