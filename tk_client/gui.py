@@ -32,7 +32,13 @@ from .address import AddressError, ServerAddress, parse_address
 from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
-from .e2e.link import E2ELink
+from .e2e.link import E2ELink, OwnDeviceToApprove
+from .e2e.verification import (
+    CodesReady,
+    VerificationCancelled,
+    VerificationRequested,
+    Verified,
+)
 from .entry import TERMINAL_CLIENT_HINT, program_name
 from .events import (
     ConnectFailed,
@@ -65,8 +71,10 @@ from .views.transfers import (
     ask_save_path,
     enable_file_drop,
 )
+from .views.verify import ApprovalDialog, CodesDialog, VerificationWindow, VerifyDialog
 
 PUMP_MS = 30  # how often the session's queue is drained
+E2E_TICK_MS = 3000  # how often idle verifications are looked at (and the lock redrawn)
 EVENTS_PER_PUMP = 300  # at most this many per turn, so the window stays responsive
 # session_ended reasons after which the user logs in again in the login form (no reconnect)
 LOGGED_OUT_REASONS = frozenset({"revoked", "password_changed", "logged_out"})
@@ -116,6 +124,7 @@ class App(ControllerView):
         self.main_view: MainView | None = None
         self.dialog: tk.Toplevel | None = None
         self.account_window: AccountWindow | None = None
+        self.verification_windows: list[VerificationWindow] = []
         self._resume_at_start = True  # a remembered login is resumed once, when the app starts
         self._closed = False
         root.title("Chat")
@@ -127,6 +136,7 @@ class App(ControllerView):
         self._build_menu()
         self.show_login()
         self._pump_id = root.after(PUMP_MS, self._pump)
+        self._tick_id = root.after(E2E_TICK_MS, self._e2e_tick)
 
     # --- screens ------------------------------------------------------------------------------
 
@@ -136,6 +146,7 @@ class App(ControllerView):
         chat.add_command(label="Join a room...", command=self._ask_join)
         chat.add_command(label="New room...", command=self._ask_create)
         chat.add_separator()
+        chat.add_command(label="Verify\u2026", command=self._verify_current)
         chat.add_command(label="Account\u2026", command=self.open_account)
         chat.add_command(label="Log out", command=self.log_out)
         chat.add_command(label="Quit", accelerator="Ctrl+Q", command=self.quit)
@@ -182,6 +193,7 @@ class App(ControllerView):
             on_reconnect=self._reconnect_now,
             on_send_file=self._send_file_clicked,
             on_cancel_transfer=self._cancel_transfer,
+            on_verify=self.open_verify,
         )
         self.main_view.pack(fill="both", expand=True)
         self.drop_enabled = enable_file_drop(self.main_view, self._files_dropped)
@@ -233,6 +245,8 @@ class App(ControllerView):
 
     def _end_session(self) -> None:
         self._close_account()
+        for window in list(self.verification_windows):
+            window.close()
         if self.transfers is not None:
             self.transfers.close()  # cancels them: no partial file stays behind
         if self.session is not None:
@@ -392,6 +406,7 @@ class App(ControllerView):
             return
         self._closed = True
         self.root.after_cancel(self._pump_id)
+        self.root.after_cancel(self._tick_id)
         transfers = self.transfers  # _end_session forgets it
         self._end_session()
         if transfers is None or not transfers.busy():
@@ -444,6 +459,137 @@ class App(ControllerView):
     def account_event(self, event: Any) -> None:
         if self.account_window is not None:
             self.account_window.handle(event)
+
+    # --- end to end: the lock, verification and approval windows (4.7-4.8) -------------------
+
+    def _e2e_tick(self) -> None:
+        """Idle verifications time out; the lock is redrawn (a key may have changed)."""
+        if self._closed:
+            return
+        if self.controller is not None:
+            self.controller.e2e_tick()
+        if self.main_view is not None:
+            self.main_view.refresh_security()
+        for window in self.verification_windows:
+            if isinstance(window, VerifyDialog):
+                window.refresh()
+        self._tick_id = self.root.after(E2E_TICK_MS, self._e2e_tick)
+
+    def _verify_current(self) -> None:
+        """The menu's Verify...: as the header's button (a member is asked for in a room)."""
+        if self.main_view is not None:
+            self.main_view.verify_clicked()
+
+    def open_verify(self, user: str) -> VerifyDialog | None:
+        """The Verify window for ``user`` (the one already open is brought forward)."""
+        controller = self.controller
+        if controller is None or self.main_view is None:
+            return None
+        for window in self.verification_windows:
+            if isinstance(window, VerifyDialog) and window.user == user:
+                window.refresh()
+                window.present()
+                return window
+        window = VerifyDialog(self.root, self.fonts, controller, user, self._window_closed)
+        self.verification_windows.append(window)
+        return window
+
+    def _window_closed(self, window: VerificationWindow) -> None:
+        if window in self.verification_windows:
+            self.verification_windows.remove(window)
+
+    def _window_for(self, txn: str, *, first: bool = True) -> VerificationWindow | None:
+        """The window following ``txn``, or (``first``: the event may be a comparison's
+        first) the one that started a comparison and waits for it: the controller does not
+        say which transaction it started."""
+        for window in self.verification_windows:
+            if window.txn == txn:
+                return window
+        if not first:
+            return None
+        for window in self.verification_windows:
+            if window.txn is None and window.waiting:
+                return window
+        return None
+
+    def e2e_event(self, event: Any) -> None:
+        controller = self.controller
+        if controller is None or self.main_view is None:
+            return
+        if isinstance(event, OwnDeviceToApprove):
+            self._ask_approval(controller, event.device)
+        elif isinstance(event, VerificationRequested):
+            self._verification_requested(controller, event)
+        elif isinstance(event, CodesReady):
+            window = self._window_for(event.txn)
+            if window is None:  # started elsewhere (a typed /verify or /approve)
+                window = CodesDialog(self.root, self.fonts, controller, self._window_closed)
+                self.verification_windows.append(window)
+            window.codes(event)
+        elif isinstance(event, Verified | VerificationCancelled):
+            window = self._window_for(event.txn, first=isinstance(event, VerificationCancelled))
+            if window is not None:
+                if isinstance(event, Verified):
+                    window.verified(event)
+                else:
+                    window.cancelled(event)
+            self.main_view.refresh_security()
+
+    def _ask_approval(self, controller: ChatController, device: str) -> None:
+        self.verification_windows.append(
+            ApprovalDialog(
+                self.root,
+                self.fonts,
+                controller,
+                title="Approve a new device",
+                question=f"Approve the new device {device}?",
+                detail=(
+                    f"{device} logged in to your account. Approve it only if it is yours: "
+                    "both devices then show codes to compare. If it is not yours, choose "
+                    "Not mine and log it out in Account \u2026 Devices."
+                ),
+                yes="Approve",
+                no="Not mine",
+                on_yes=lambda: controller.approve_device(device),
+                on_no=lambda: None,
+                whom=f"{device} to accept",
+                on_close=self._window_closed,
+            )
+        )
+
+    def _verification_requested(
+        self, controller: ChatController, event: VerificationRequested
+    ) -> None:
+        if event.kind == "device":
+            question = f"Your device {event.device} asks to approve this one"
+            detail = (
+                "Accept, then compare the codes on both devices: once they match, this "
+                "device reads your encrypted conversations."
+            )
+        else:
+            question = f"{event.user} wants to verify you"
+            detail = (
+                f"Accept, then compare the codes with {event.user} (in person or on a call): "
+                "once they match, each of you knows the other's keys are genuine."
+            )
+        txn = event.txn
+        self.verification_windows.append(
+            ApprovalDialog(
+                self.root,
+                self.fonts,
+                controller,
+                title="Verification request",
+                question=question,
+                detail=detail,
+                yes="Accept",
+                no="Decline",
+                on_yes=lambda: controller.accept_verification(txn),
+                on_no=lambda: controller.cancel_verification(txn),
+                whom="the codes",
+                on_close=self._window_closed,
+                txn=txn,
+            )
+        )
 
     # --- file transfers ------------------------------------------------------------------------
 

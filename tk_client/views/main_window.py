@@ -7,6 +7,7 @@ the user does goes back to the controller (``submit``, ``select``, ``complete``)
 
 from __future__ import annotations
 
+import functools
 import time
 import tkinter as tk
 from collections.abc import Callable
@@ -19,7 +20,9 @@ from ..presence import UsersChange
 from . import theme
 from .message_view import MessageView
 from .sidebar import ConversationList, UserList
+from .tkutil import release_images
 from .transfers import TransferPanel
+from .verify import lock_image
 
 HISTORY_SIZE = 200  # input lines remembered for Up/Down
 
@@ -69,12 +72,14 @@ class MainView(ttk.Frame, ControllerView):
         on_reconnect: Callable[[], None],
         on_send_file: Callable[[], None] | None = None,
         on_cancel_transfer: Callable[[str], None] | None = None,
+        on_verify: Callable[[str], object] | None = None,
     ) -> None:
         super().__init__(master)
         self.fonts = fonts
         self.controller = controller
         self.on_quit = on_quit
         self.on_reconnect = on_reconnect
+        self.on_verify = on_verify or (lambda user: None)
         self.address = address
         self.history = InputHistory()
         self._retry_at: float | None = None
@@ -92,13 +97,25 @@ class MainView(ttk.Frame, ControllerView):
         centre.grid(row=0, column=1, sticky="nsew")
         centre.columnconfigure(0, weight=1)
         centre.rowconfigure(2, weight=1)
-        header = ttk.Frame(centre, style="Header.TFrame", padding=(18, 12, 18, 10))
-        header.grid(row=0, column=0, sticky="ew")
+        heading = ttk.Frame(centre, style="Header.TFrame")
+        heading.grid(row=0, column=0, sticky="ew")
+        header = ttk.Frame(heading, style="Header.TFrame", padding=(18, 12, 18, 4))
+        header.pack(fill="x")
         self.title_label = ttk.Label(header, text="", style="Heading.TLabel")
         self.title_label.pack(side="left")
         self.badge = ttk.Label(header, text=" PRIVATE ", style="Badge.TLabel")
         self.subtitle = ttk.Label(header, text="", style="Sub.TLabel")
         self.subtitle.pack(side="left", padx=(10, 0), pady=(3, 0))
+        # What protects the conversation (4.1, 4.8), in words, below the title.
+        self._lock = lock_image(self, theme.PRIVATE)
+        security = ttk.Frame(heading, style="Header.TFrame", padding=(18, 0, 18, 8))
+        security.pack(fill="x")
+        self.security_label = ttk.Label(security, text="", style="Sub.TLabel", compound="left")
+        self.security_label.pack(side="left")
+        self.verify_button = ttk.Button(
+            security, text="Verify\u2026", style="Small.TButton", command=self.verify_clicked
+        )
+        self.verify_menu = tk.Menu(self, tearoff=False)
         ttk.Separator(centre, orient="horizontal").grid(row=1, column=0, sticky="ew")
         self.messages = MessageView(centre, fonts, self._load_older)
         self.messages.grid(row=2, column=0, sticky="nsew")
@@ -216,6 +233,34 @@ class MainView(ttk.Frame, ControllerView):
         self._set_input(f"/pm {user} ")
         self.entry.focus_set()
 
+    def verify_clicked(self) -> None:
+        """Verify...: the partner of a private chat, or a member of a private room (a menu)."""
+        users = self._verifiable()
+        if len(users) == 1 and self.controller.current.kind == "pm":
+            self.on_verify(users[0])
+            return
+        if not users:
+            self.bell()
+            return
+        menu = self.verify_menu
+        menu.delete(0, "end")
+        for user in users:
+            menu.add_command(label=user, command=functools.partial(self.on_verify, user))
+        button = self.verify_button
+        menu.post(button.winfo_rootx(), button.winfo_rooty() + button.winfo_height())
+
+    def _verifiable(self) -> list[str]:
+        """Whom Verify... can verify in the conversation shown: its members but me."""
+        key = self.controller.current
+        if not self._end_to_end(key):
+            return []
+        me = self.controller.username
+        return [u for u in self.controller.members_of(key) if u != me]
+
+    def _end_to_end(self, key: ConversationKey) -> bool:
+        room = self.controller.rooms.get(key.name) if key.kind == "room" else None
+        return key.kind == "pm" or (room is not None and room.private)
+
     def _load_older(self) -> None:
         if self.controller.load_older(self.controller.current):
             self.messages.refresh_top()
@@ -285,12 +330,27 @@ class MainView(ttk.Frame, ControllerView):
         title, _, subtitle = self.controller.title(key).partition(" - ")
         self.title_label.configure(text=title)
         self.subtitle.configure(text=subtitle)
-        room = self.controller.rooms.get(key.name) if key.kind == "room" else None
-        private = key.kind == "pm" or (room is not None and room.private)
-        if private:
+        if self._end_to_end(key):
             self.badge.pack(side="left", padx=(10, 0), pady=(3, 0), before=self.subtitle)
         else:
             self.badge.pack_forget()
+        self.refresh_security()
+
+    def refresh_security(self) -> None:
+        """The lock and words below the title, and Verify... where there is someone to verify."""
+        if not self.winfo_exists():
+            return
+        key = self.controller.current
+        words = self.controller.security(key)
+        private = self._end_to_end(key)
+        self.security_label.configure(
+            text=f" {words}" if private else words, image=self._lock if private else ""
+        )
+        if self._verifiable():
+            if not self.verify_button.winfo_manager():
+                self.verify_button.pack(side="left", padx=(12, 0))
+        else:
+            self.verify_button.pack_forget()
 
     def _title(self) -> None:
         unread = self.controller.total_unread()
@@ -335,3 +395,4 @@ class MainView(ttk.Frame, ControllerView):
             self.after_cancel(self._countdown)
             self._countdown = None
         super().destroy()
+        release_images(self._lock)

@@ -92,6 +92,8 @@ class MessageView(ttk.Frame):
         t.tag_configure("own", background=theme.OWN_BACKGROUND, lmargin1=0, lmargin2=0)
         t.tag_configure("private", foreground=theme.TEXT)
         t.tag_configure("pending", foreground=theme.MUTED, font=f.body_italic)
+        # An encrypted message this device cannot read (yet): its reason, in grey (4.9).
+        t.tag_configure("unreadable", foreground=theme.FAINT, font=f.body_italic)
         t.tag_configure("state", foreground=theme.FAINT, font=f.small)
         t.tag_configure("failed", foreground=theme.DANGER, font=f.small)
         t.tag_configure(
@@ -214,6 +216,8 @@ class MessageView(ttk.Frame):
         body: tuple[str, ...] = ("body", *extra)
         if message.state in (MessageState.QUEUED, MessageState.SENDING):
             body += ("pending",)
+        if message.unreadable:
+            body += ("unreadable",)
         t.insert("end", displayable(message.text), body)
         if message.state is MessageState.QUEUED:
             note = "  waiting for the connection" if not self.online else "  sending..."

@@ -11,6 +11,7 @@ from ..model import ConversationKey, pm_key, room_key
 from ..presence import Status, UsersChange
 from . import theme
 from .tkutil import release_images
+from .verify import lock_image
 
 ONLINE = "\u25cf"  # ●
 OFFLINE = "\u25cb"  # ○
@@ -49,9 +50,15 @@ class ConversationList(ttk.Frame):
         self.tree.tag_configure("unread", foreground=theme.SIDEBAR_UNREAD, font=fonts.list_bold)
         self.tree.tag_configure("joinable", foreground=theme.SIDEBAR_MUTED)
         self.tree.pack(fill="both", expand=True, padx=(6, 0), pady=(0, 8))
+        # End-to-end conversations (private rooms and chats) carry a small lock (4.1).
+        self._lock = lock_image(self, theme.SIDEBAR_MUTED)
         self.tree.bind("<<TreeviewSelect>>", self._selected)
         self.tree.bind("<Double-1>", self._activated)
         self.tree.bind("<Return>", self._activated)
+
+    def destroy(self) -> None:
+        super().destroy()
+        release_images(self._lock)
 
     def update_from(self, controller: ChatController) -> None:
         """Rebuild the list from the controller's rooms and conversations."""
@@ -72,11 +79,17 @@ class ConversationList(ttk.Frame):
             if private:
                 self._section("private", "PRIVATE ROOMS")
                 for room in private:
-                    self._item("private", room_key(room.name), f"\u25c6  {room.name}", controller)
+                    self._item(
+                        "private",
+                        room_key(room.name),
+                        f"\u25c6  {room.name}",
+                        controller,
+                        lock=True,
+                    )
             self._section("chats", "DIRECT MESSAGES")
             for key in controller.private_chats():
                 dot = ONLINE if key.name in controller.online else OFFLINE
-                self._item("chats", key, f"{dot}  {key.name}", controller)
+                self._item("chats", key, f"{dot}  {key.name}", controller, lock=True)
             others = controller.other_rooms()
             if others:
                 self._section("others", "OTHER ROOMS")
@@ -109,7 +122,13 @@ class ConversationList(ttk.Frame):
         return f"{key.kind}:{key.name}"
 
     def _item(
-        self, parent: str, key: ConversationKey, text: str, controller: ChatController
+        self,
+        parent: str,
+        key: ConversationKey,
+        text: str,
+        controller: ChatController,
+        *,
+        lock: bool = False,
     ) -> None:
         conversation = controller.conversations.get(key)
         unread = conversation.unread if conversation else 0
@@ -122,6 +141,7 @@ class ConversationList(ttk.Frame):
             text=text,
             values=(str(unread) if unread else "",),
             tags=("unread",) if unread else (),
+            image=self._lock if lock else "",
         )
 
     def _selected(self, event: object = None) -> None:

@@ -82,6 +82,9 @@ class Fonts:
         self.list_bold = tkfont.Font(root=root, family=sans, size=11, weight="bold")
         self.mono = tkfont.Font(root=root, family=mono, size=10)
         self.mono_small = tkfont.Font(root=root, family=mono, size=9)
+        self.emoji = tkfont.Font(root=root, family=sans, size=26)  # codes to compare (4.7)
+        self.code_name = tkfont.Font(root=root, family=sans, size=14, weight="bold")
+        self.safety = tkfont.Font(root=root, family=mono, size=13)
 
     def release(self) -> None:
         """Delete the fonts before the window goes (see :func:`tkutil.release_fonts`)."""
@@ -114,6 +117,7 @@ def apply_theme(root: tk.Tk) -> Fonts:
     style.map("TEntry", bordercolor=[("focus", ACCENT)], lightcolor=[("focus", ACCENT)])
     style.configure("TButton", padding=(12, 6), background="#e9ecef", bordercolor=BORDER)
     style.map("TButton", background=[("active", "#dee2e6"), ("disabled", "#f1f3f5")])
+    style.configure("Small.TButton", padding=(8, 1), font=fonts.small)
     style.configure(
         "Accent.TButton",
         background=ACCENT,
@@ -191,6 +195,8 @@ def apply_theme(root: tk.Tk) -> Fonts:
         "StatusKey.TLabel", background="#e9ecf1", foreground=FAINT, font=fonts.mono_small
     )
     style.configure("Header.TFrame", background=SURFACE)
+    style.configure("Code.TFrame", background=NOTICE_BACKGROUND, relief="solid", borderwidth=1)
+    style.configure("Code.TLabel", background=NOTICE_BACKGROUND, foreground=TEXT)
     style.configure("Hint.TLabel", background=SURFACE, foreground=FAINT, font=fonts.small)
     # A slim scrollbar without arrows.
     style.layout(
