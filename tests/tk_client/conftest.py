@@ -4,6 +4,7 @@ accounts on the module's live server, the desktop client, and other users."""
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -134,3 +135,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(
                 pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
             )
+
+
+_people = itertools.count(1)
+
+
+@pytest.fixture
+def people(accounts, tmp_path):
+    """``people("alice", "bob")``: fresh users with the usual ``NAME-password``.
+
+    A user's encryption identity lives on the server for the whole module: a test that
+    needs a user's *first* device (which sets itself up, 4.2) takes fresh users."""
+
+    def make(*names: str) -> list[str]:
+        suffix = f"{next(_people)}{tmp_path.name[-4:]}".replace("_", "")
+        made = []
+        for name in names:
+            username = f"{name}{suffix}"
+            accounts.create_user(username, f"{username}-password")
+            made.append(username)
+        return made
+
+    return make

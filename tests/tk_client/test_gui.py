@@ -71,22 +71,23 @@ def test_incoming_private_message_is_shown_as_private(open_app, others, known, a
 
 
 def test_tab_completes_a_username_and_up_recalls_the_last_line(
-    open_app, others, known, address, accounts
+    open_app, others, known, address, accounts, people
 ):
+    alice, bob = people("alice", "bob")  # bob's first device: it may send at once
     trust_server(known, address, accounts)
-    others("alice")
-    app = open_app("bob")
-    log_in(app)
+    others(alice)
+    app = open_app(bob)
+    log_in(app, bob)
 
-    type_into_input(app, "/pm al")
+    type_into_input(app, f"/pm {alice[:-1]}")
     xdotool(app, "key", "Tab")
-    pump(app, lambda: app.main_view.entry.get() == "/pm alice ", "the completed name")
+    pump(app, lambda: app.main_view.entry.get() == f"/pm {alice} ", "the completed name")
 
     xdotool(app, "type", "--delay", "15", "lunch?")
     xdotool(app, "key", "Return")
     pump(app, lambda: app.main_view.entry.get() == "", "the line to be sent")
     xdotool(app, "key", "Up")
-    pump(app, lambda: app.main_view.entry.get() == "/pm alice lunch?", "the recalled line")
+    pump(app, lambda: app.main_view.entry.get() == f"/pm {alice} lunch?", "the recalled line")
 
 
 def test_wrong_password_is_explained_in_the_login_window(open_app, known, address, accounts):
