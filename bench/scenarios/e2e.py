@@ -38,6 +38,7 @@ import vodozemac
 from chatproto import crypto_utils
 from chatproto.connection import ClientConnection, ServerConnection
 from chatproto.e2e import ALGORITHM_MEGOLM, MEGOLM_TEXT, canonical_json, conversation_id
+from tk_client.e2e.device import DeviceAccount
 from tk_client.e2e.engine import E2EEngine, Output
 from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.store import CryptoStore
@@ -71,10 +72,17 @@ STEADY_BATCH = 50  # steady-state messages per conversation (a session rotates a
 def run(ctx: Context, cfg: Config) -> dict[str, Any]:
     result: dict[str, Any] = {}
     private_key = crypto_utils.load_private_key(ctx.key_file)
+    batch: list[dict[str, Any]] = []
+
+    def rotate() -> dict[str, Any]:
+        figures, messages = rotation(private_key, cfg.e2e_rotation_members)
+        batch.extend(messages)
+        return figures
+
     for part, measure in (
         ("sender", lambda: sender_costs(private_key, cfg.crypto_seconds, cfg.e2e_devices)),
-        ("rotation", lambda: rotation(private_key, cfg.e2e_rotation_members)),
-        ("fanout", lambda: fanout_rooms(ctx, cfg)),
+        ("rotation", rotate),
+        ("fanout", lambda: fanout_rooms(ctx, cfg, batch, result.get("rotation"))),
     ):
         print(f"[e2e] {part}", flush=True)
         try:  # one part's failure must not cost the others' figures
@@ -327,9 +335,10 @@ def _to_device(requests: list[dict[str, Any]], records: list[bytes]) -> dict[str
 # --- rotation ------------------------------------------------------------------------------
 
 
-def rotation(private_key: Any, members: int) -> dict[str, Any]:
+def rotation(private_key: Any, members: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A room of ``members`` members (the sender included), one device each, its key
-    shared and a few messages sent; one member leaves; what the next message makes."""
+    shared and a few messages sent; one member leaves; what the next message makes. The
+    figures, and the ``to_device`` messages made (for :func:`queue_on_server`)."""
     conn = record_connection(private_key)
     sender, others, directory = _room(members, "rot")
     engine = engine_of(sender)
@@ -346,13 +355,15 @@ def rotation(private_key: Any, members: int) -> dict[str, Any]:
     began = time.process_time()
     records = [conn.send(request) for request in to_send]
     seal_cpu = time.process_time() - began
-    return {
+    figures = {
         "members": members,
         "left": 1,
         "requests": asked,
         "sender_cpu_ms": (cpu + receive_cpu + seal_cpu) * 1e3,
         **_to_device(to_send, records),
     }
+    messages = [m for r in to_send if r["type"] == "to_device" for m in r["messages"]]
+    return figures, messages
 
 
 # --- fan-out: a private room beside the public one -----------------------------------------
@@ -427,6 +438,41 @@ class E2EWorker(Worker):
         if answer.get("type") != "rooms" and answer.get("code") != "room_exists":
             raise SessionError(f"create_room: {answer.get('type')} {answer.get('code')}")
         return {"device": session.device}
+
+    async def cmd_e2e_devices(
+        self, target: Target, accounts: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """A device with keys on the server for each account (4.2: login with ``remember``,
+        then ``keys_upload``): ``(user, device)`` pairs. The sessions are closed again."""
+        devices = []
+        for user, password in accounts:
+            session = await open_session(target, user, password, remember="bench-e2e-member")
+            try:
+                keys = DeviceAccount.create(user, session.device).device_keys()
+                answer = await session.request(
+                    {"type": "keys_upload", "device_keys": keys.to_wire()}
+                )
+                if answer.get("type") != "keys_uploaded":
+                    raise SessionError(f"keys_upload: {answer.get('type')} {answer.get('code')}")
+                devices.append((user, session.device))
+            finally:
+                await session.close()
+        return devices
+
+    async def cmd_e2e_request(self, message: dict[str, Any], repeat: int) -> dict[str, Any]:
+        """Send ``message`` from the sender ``repeat`` times, one at a time: the seconds from
+        sending each to its answer, and the error codes of any refused."""
+        session = self.sender
+        if session is None:
+            raise SessionError("no sender session: run e2e_sender first")
+        seconds, errors = [], []
+        for _ in range(repeat):
+            began = time.monotonic()
+            answer = await session.request(message)
+            seconds.append(time.monotonic() - began)
+            if answer.get("type") == "error":
+                errors.append(f"{answer.get('code')}: {answer.get('message')}")
+        return {"seconds": seconds, "errors": errors}
 
     async def cmd_fanout(
         self, run: int, t_start: float, t_end: float, settle: float
@@ -553,9 +599,16 @@ class E2ELoadGen(LoadGen):
             self._procs.append(proc)
 
 
-def fanout_rooms(ctx: Context, cfg: Config) -> dict[str, Any]:
+def fanout_rooms(
+    ctx: Context,
+    cfg: Config,
+    batch: list[dict[str, Any]] | None = None,
+    rotation_result: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Every N of ``cfg.e2e_n`` on the product: the public room and the private room in
-    turn, ``cfg.runs`` windows each."""
+    turn, ``cfg.runs`` windows each. Then, on the same server, the rotation's ``to_device``
+    ``batch`` is sent and queued (:func:`queue_on_server`), its figures added to
+    ``rotation_result``."""
     if ctx.product is None:
         return {"error": "the product server could not be prepared"}
     kind = KINDS["product"]
@@ -606,7 +659,58 @@ def fanout_rooms(ctx: Context, cfg: Config) -> dict[str, Any]:
             )
             out["points"][str(n)] = point
             print(f"[e2e] fan-out N={n}: {_point_line(point)}", flush=True)
+        if batch and rotation_result is not None and "error" not in rotation_result:
+            try:
+                rotation_result["server"] = queue_on_server(ctx, group, lg, target, batch)
+            except Exception as exc:
+                traceback.print_exc()
+                rotation_result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:600]}
+            print(f"[e2e] rotation on the server: {rotation_result['server']}", flush=True)
     return out
+
+
+QUEUE_REPEATS = 5  # the rotation's batch sent this many times (each queues every message)
+
+
+def queue_on_server(
+    ctx: Context,
+    group: procs.ServerGroup,
+    lg: LoadGen,
+    target: Target,
+    batch: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Send the rotation's ``to_device`` messages as one request from the sender's device,
+    readdressed to devices with keys on the server (the receivers' users, each with a
+    device made here, cycled over if fewer), :data:`QUEUE_REPEATS` times: the wall time
+    from sending the request to its ``ok``, and the server's CPU over those requests. The
+    target devices are offline: every message is accepted, stored and queued, no push."""
+    assert ctx.product is not None, "the fan-out ran on the product"
+    accounts = ctx.product.receiver_accounts()[: len(batch)]
+    devices = lg.call(
+        1, "e2e_devices", timeout=120 + 2 * len(accounts), target=target, accounts=accounts
+    )
+    messages = [
+        {"user": user, "device": device, "body": m["body"]}
+        for m, (user, device) in zip(batch, itertools.cycle(devices), strict=False)
+    ]
+    before = group.sample()
+    answer = lg.call(
+        fanout.SENDER_WORKER,
+        "e2e_request",
+        timeout=300,
+        message={"type": "to_device", "messages": messages},
+        repeat=QUEUE_REPEATS,
+    )
+    cpu = procs.cpu_between(before, group.sample())
+    if answer["errors"]:
+        raise RuntimeError(f"to_device refused: {answer['errors'][:3]}")
+    return {
+        "messages": len(messages),
+        "target_devices": len(devices),
+        "repeats": QUEUE_REPEATS,
+        "ms": stats.median(answer["seconds"]) * 1e3,
+        "server_cpu_ms": cpu["server_cpu_s"] / QUEUE_REPEATS * 1e3,
+    }
 
 
 _run_ids = itertools.count(1)
