@@ -267,7 +267,7 @@ def steady_state(private_key: Any, seconds: float, devices: int) -> dict[str, An
     def batch() -> tuple[float, int]:
         conversation = conversation_id(room=f"steady-{next(conversations)}")
         complete(engine, directory, engine.encrypt_for(conversation, members, _text(), NOW))
-        records = []
+        records: list[bytes] = []
         began = time.process_time()
         for text in texts:
             t0 = time.process_time()
@@ -474,7 +474,7 @@ class E2EWorker(Worker):
                 errors.append(f"{answer.get('code')}: {answer.get('message')}")
         return {"seconds": seconds, "errors": errors}
 
-    async def cmd_fanout(
+    async def cmd_e2e_fanout(
         self, run: int, t_start: float, t_end: float, settle: float
     ) -> dict[str, Any]:
         """:meth:`Worker.cmd_fanout` counting with :class:`_Counter` (no latencies)."""
@@ -553,13 +553,18 @@ class E2EWorker(Worker):
         return {**state, "error_codes": error_codes, "cpu": cpu.result(t_end - t_start)}
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def _serve(index: int, pipe: Any) -> None:
     """The loop of :func:`bench.loadgen._serve`, around an :class:`E2EWorker`."""
     loop = asyncio.get_running_loop()
     worker = E2EWorker(index)
     while True:
-        readable = loop.create_future()
-        loop.add_reader(pipe.fileno(), lambda f=readable: f.done() or f.set_result(None))
+        readable: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(pipe.fileno(), _wake, readable)
         try:
             await readable
         finally:
@@ -609,10 +614,11 @@ def fanout_rooms(
     turn, ``cfg.runs`` windows each. Then, on the same server, the rotation's ``to_device``
     ``batch`` is sent and queued (:func:`queue_on_server`), its figures added to
     ``rotation_result``."""
-    if ctx.product is None:
+    if not isinstance(ctx.product, product.Product):
         return {"error": "the product server could not be prepared"}
+    accounts = ctx.product.receiver_accounts()
     kind = KINDS["product"]
-    receivers = [name for name, _ in ctx.product.receiver_accounts()]
+    receivers = [name for name, _ in accounts]
     out: dict[str, Any] = {
         "n_values": list(cfg.e2e_n),
         "config": {"runs": cfg.runs, "duration_s": cfg.duration, "window": cfg.window},
@@ -651,7 +657,7 @@ def fanout_rooms(
                     windows[room].append(
                         _saturation(cfg, group, lg, room, None if room == "public" else template)
                     )
-            point = {room: _summary(runs) for room, runs in windows.items()}
+            point: dict[str, Any] = {room: _summary(runs) for room, runs in windows.items()}
             public, private = point["public"], point["e2e"]
             point["ratio"] = _ratio(private["deliveries_per_s"], public["deliveries_per_s"])
             point["cpu_ratio"] = _ratio(
@@ -661,7 +667,9 @@ def fanout_rooms(
             print(f"[e2e] fan-out N={n}: {_point_line(point)}", flush=True)
         if batch and rotation_result is not None and "error" not in rotation_result:
             try:
-                rotation_result["server"] = queue_on_server(ctx, group, lg, target, batch)
+                rotation_result["server"] = queue_on_server(
+                    group, lg, target, accounts[: len(batch)], batch
+                )
             except Exception as exc:
                 traceback.print_exc()
                 rotation_result["server"] = {"error": f"{type(exc).__name__}: {exc}"[:600]}
@@ -673,19 +681,17 @@ QUEUE_REPEATS = 5  # the rotation's batch sent this many times (each queues ever
 
 
 def queue_on_server(
-    ctx: Context,
     group: procs.ServerGroup,
     lg: LoadGen,
     target: Target,
+    accounts: list[tuple[str, str]],
     batch: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Send the rotation's ``to_device`` messages as one request from the sender's device,
-    readdressed to devices with keys on the server (the receivers' users, each with a
-    device made here, cycled over if fewer), :data:`QUEUE_REPEATS` times: the wall time
+    readdressed to devices with keys on the server (one made here for each of
+    ``accounts``, cycled over if fewer), :data:`QUEUE_REPEATS` times: the wall time
     from sending the request to its ``ok``, and the server's CPU over those requests. The
     target devices are offline: every message is accepted, stored and queued, no push."""
-    assert ctx.product is not None, "the fan-out ran on the product"
-    accounts = ctx.product.receiver_accounts()[: len(batch)]
     devices = lg.call(
         1, "e2e_devices", timeout=120 + 2 * len(accounts), target=target, accounts=accounts
     )
@@ -738,7 +744,7 @@ def _saturation(
         )
     ]
     calls += [
-        (w, "fanout", {"run": run_id, "t_start": t_start, "t_end": t_end, "settle": cfg.settle})
+        (w, "e2e_fanout", {"run": run_id, "t_start": t_start, "t_end": t_end, "settle": cfg.settle})
         for w in range(1, len(lg))
     ]
     results, cpu = stats.windowed(lg, group, calls, t_start, t_end, timeout=60 + cfg.duration)
