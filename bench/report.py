@@ -785,6 +785,8 @@ def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
 def _e2e(result: dict[str, Any]) -> list[str]:
     """Section 4's costs (``bench/scenarios/e2e.py``): fan-out, the sender, rotation."""
     out = ["## End-to-end encryption", ""]
+    if "error" in result:
+        return [*out, f"Not measured: {result['error']}", ""]
     fan = result.get("fanout", {})
     if "points" in fan:
         sizes = fan.get("sizes", {})
