@@ -15,7 +15,8 @@ what the same thing costs without it, in the same run.
   session and a ``room_key`` per device);
 - **rotation**: a room of 100 members of one device each, the key shared; one member
   leaves, and the next message starts a new Megolm session: the ``to_device`` messages and
-  bytes the sender produces, and its CPU for them.
+  bytes the sender produces, and its CPU for them; then, on the product after the fan-out,
+  the time from sending that batch to its ``ok`` and the server's CPU to store and queue it.
 
 The sender and rotation parts run real engines (vodozemac accounts) in this process, with
 :class:`KeyDirectory` answering ``keys_query`` and ``keys_claim`` from the members' own
