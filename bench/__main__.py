@@ -94,7 +94,7 @@ def _prepare_product(ctx: Context, cfg: Config, log_dir: Path) -> Product | None
 
 
 def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
-    from .scenarios import fanout, files, handshake, idle, scaleout, storm
+    from .scenarios import e2e, fanout, files, handshake, idle, scaleout, storm
 
     module = {
         "fanout": fanout,
@@ -102,6 +102,7 @@ def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
         "idle": idle,
         "scaleout": scaleout,
         "files": files,
+        "e2e": e2e,
         "storm": storm,
     }[name]
     began = time.monotonic()

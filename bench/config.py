@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 
 # storm last: the thousands of accounts it creates would lengthen every later ``users``
-SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files", "storm")
+SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "storm")
 FANOUT_SERVERS = ("product", "ws-plain", "ws-sealed", "channels", "channels-nohop", "raw-asgi")
 IDLE_SERVERS = ("product", "raw-asgi", "ws-plain")
 MiB = 1024 * 1024
@@ -64,6 +64,10 @@ class Config:
     file_size: int = 1024 * MiB
     chunk_size: int = 65536
     crypto_chunks: int = 4096  # 256 MiB of 64 KiB chunks for the raw seal/open cost
+    # end-to-end encryption (the sender's costs use crypto_seconds per measurement)
+    e2e_n: tuple[int, ...] = (50, 200)  # receivers of the private room beside the public one
+    e2e_devices: tuple[int, ...] = (10, 100)  # member devices of a room's first message
+    e2e_rotation_members: int = 100  # members (one device each) of the rotating room
     # where things go
     database_url: str | None = None
     daphne_args: tuple[str, ...] = ()  # e.g. ("--ping-interval", "60"): every daphne server
@@ -100,6 +104,7 @@ QUICK = {
     "storm_budget": 120.0,
     "file_size": 16 * MiB,
     "crypto_chunks": 256,
+    "e2e_n": (10, 40),
     "out_dir": "bench/results/quick",
     "results": "bench/results/quick.json",
 }

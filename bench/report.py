@@ -782,6 +782,134 @@ def _storm(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
     return out
 
 
+def _e2e(result: dict[str, Any]) -> list[str]:
+    """Section 4's costs (``bench/scenarios/e2e.py``): fan-out, the sender, rotation."""
+    out = ["## End-to-end encryption", ""]
+    if "error" in result:
+        return [*out, f"Not measured: {result['error']}", ""]
+    fan = result.get("fanout", {})
+    if "points" in fan:
+        sizes = fan.get("sizes", {})
+        out += [
+            "The same N receivers in the public `lobby` (`send` with a "
+            f"{sizes.get('text_chars', '-')}-character `text`) and in a private room (`send` "
+            f"with a {sizes.get('e2e_bytes', '-')}-byte `e2e` object: the Megolm ciphertext "
+            "of that text), saturated in turn. Cells: deliveries/s (median of "
+            f"{fan['config']['runs']} run(s)); µs of server CPU per delivery. Ratios: "
+            f"private / public. {WARN}: the load generator was the limit.",
+            "",
+        ]
+        rows = []
+        for n, point in fan["points"].items():
+            cells = []
+            for room in ("public", "e2e"):
+                p = point[room]
+                flag = f" {WARN}" if p.get("loadgen_bound") else ""
+                cells.append(
+                    f"{_num(p['deliveries_per_s'])}{flag}; "
+                    f"{_num(p['server_us_per_delivery'], 1)} µs"
+                )
+            rows.append(
+                [
+                    n,
+                    *cells,
+                    _ratio(point["e2e"]["deliveries_per_s"], point["public"]["deliveries_per_s"]),
+                    _ratio(
+                        point["e2e"]["server_us_per_delivery"],
+                        point["public"]["server_us_per_delivery"],
+                    ),
+                ]
+            )
+        out += _table(
+            ["N", "public room", "private room (e2e)", "ratio deliveries/s", "ratio CPU"], rows
+        )
+    else:
+        out += [f"Fan-out not measured: {fan.get('error')}", ""]
+    sender = result.get("sender", {})
+    if "steady" in sender:
+        plain = sender["plain"]
+        out += [
+            "The sender's CPU per message (this process, one core), the room key already "
+            "shared: `E2EEngine.encrypt_for` and sealing its `send` in the record layer, "
+            "beside sealing a `send` with the same text without E2E.",
+            "",
+        ]
+        rows = [
+            [
+                "plain `send` (no E2E)",
+                _num(plain["us"], 1),
+                "-",
+                "-",
+                "1.00x",
+                _num(plain["record_bytes"]),
+            ]
+        ]
+        for m, p in sender["steady"].items():
+            rows.append(
+                [
+                    f"E2E, {m} other device(s)",
+                    _num(p["us"], 1),
+                    _num(p["encrypt_for_us"], 1),
+                    _num(p["megolm_us"], 1),
+                    _ratio(p["us"], plain["us"]),
+                    _num(p["record_bytes"]),
+                ]
+            )
+        out += _table(
+            ["message", "µs", "of which encrypt_for", "Megolm alone", "vs plain", "record bytes"],
+            rows,
+        )
+    else:
+        out += [f"Sender costs not measured: {sender.get('error')}", ""]
+    rotation = result.get("rotation", {})
+    rows = []
+    for m, f in sender.get("first", {}).items():
+        rows.append([f"first message to a room, {m} other device(s)", *_e2e_traffic(f)])
+    if "to_device_messages" in rotation:
+        rows.append(
+            [
+                f"after one of {rotation['members']} members left (rotation)",
+                *_e2e_traffic(rotation),
+            ]
+        )
+    if rows:
+        out += [
+            "What a message that shares a room key makes: the requests the engine sent (the "
+            "key directory answered in process), the `to_device` room keys (Olm, one per "
+            "device), their sealed bytes, and the sender's CPU from `encrypt_for` to the "
+            "sealed records.",
+            "",
+            *_table(
+                ["case", "requests", "to_device messages", "bytes (records)", "sender CPU ms"],
+                rows,
+            ),
+        ]
+    if "error" in rotation:
+        out += [f"Rotation not measured: {rotation['error']}", ""]
+    server = rotation.get("server", {})
+    if "ms" in server:
+        out += [
+            f"On the server, the rotation's {server['messages']} `to_device` messages (one "
+            f"request from the sender's device, to {server['target_devices']} offline devices "
+            f"with keys) are accepted, stored and queued in {_num(server['ms'], 1)} ms from "
+            f"request to `ok` (median of {server['repeats']}), "
+            f"{_num(server['server_cpu_ms'], 1)} ms of server CPU each.",
+            "",
+        ]
+    elif "error" in server:
+        out += [f"Rotation on the server not measured: {server['error']}", ""]
+    return out
+
+
+def _e2e_traffic(entry: dict[str, Any]) -> list[str]:
+    return [
+        ", ".join(entry["requests"]),
+        _num(entry["to_device_messages"]),
+        f"{_num(entry['to_device_record_bytes'])} ({entry['to_device_requests']})",
+        _num(entry.get("cpu_ms", entry.get("sender_cpu_ms")), 1),
+    ]
+
+
 # --- the document --------------------------------------------------------------------------
 
 
@@ -799,6 +927,8 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         sections += _scaleout(results["scaleout"])
     if "files" in results:
         sections += _files(results["files"], targets)
+    if "e2e" in results:
+        sections += _e2e(results["e2e"])
     if "storm" in results:
         sections += _storm(results["storm"], targets)
     packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
@@ -867,7 +997,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     ]
     lines += _engineering_notes()
     notes = list(meta.get("notes") or [])
-    for name in ("fanout", "handshake", "idle", "scaleout", "files", "storm"):
+    for name in ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "storm"):
         entry = results.get(name, {})
         if isinstance(entry, dict) and "error" in entry:
             notes.append(f"{name}: {entry['error']}")
