@@ -22,6 +22,9 @@ class UserKeys:
 
     user_key: PublishedUserKey | None
     devices: dict[str, DeviceKeys]
+    _signed: dict[str | None, list[DeviceKeys]] = field(
+        default_factory=dict, repr=False, compare=False
+    )  # which devices each user key signed: the answer is replaced whole, never edited
 
     @classmethod
     def from_wire(cls, user: str, entry: Mapping[str, Any]) -> UserKeys:
@@ -54,7 +57,11 @@ class UserKeys:
         (and whose room keys are accepted as) room keys. ``user_key`` replaces the
         published one (a device's own user: the key it holds counts, not the server's)."""
         key = user_key or (self.user_key.ed25519 if self.user_key else None)
-        return [d for d in self.devices.values() if d.signed_by_user_key(key)]
+        signed = self._signed.get(key)
+        if signed is None:  # ed25519 checks: once per key, not once per message sent
+            signed = [d for d in self.devices.values() if d.signed_by_user_key(key)]
+            self._signed[key] = signed
+        return list(signed)
 
 
 @dataclass

@@ -41,6 +41,7 @@ class UserIdentity:
         self.user = user
         self.version = version
         self._seed = seed
+        self._public = crypto_utils.ed25519_public(seed)  # asked for at every message sent
 
     @classmethod
     def generate(cls, user: str, version: int = 1) -> UserIdentity:
@@ -49,7 +50,7 @@ class UserIdentity:
 
     @property
     def ed25519(self) -> str:
-        return crypto_utils.ed25519_public(self._seed)
+        return self._public
 
     def sign(self, message: bytes) -> str:
         return crypto_utils.ed25519_sign(self._seed, message)
