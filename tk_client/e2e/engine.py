@@ -675,7 +675,11 @@ class E2EEngine:
         return out
 
     def cancel_verification(self, txn: str) -> Output:
-        return self._to_verifier(txn, self.verifications.cancel(txn))
+        """Cancel ``txn`` and tell the other device (its peer is looked up first: the
+        flow is gone once cancelled)."""
+        peer = self.verifications.peer_of(txn)
+        payloads = self.verifications.cancel(txn)
+        return self._send_olm([(peer, p) for p in payloads]) if peer is not None else Output()
 
     def tick(self, now: float) -> Output:
         """Call now and then: cancels verifications idle for 10 minutes."""
