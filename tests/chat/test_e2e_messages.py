@@ -190,3 +190,10 @@ async def test_a_session_id_that_is_not_32_bytes_is_refused(create_users):
     answer = await alice.session.request({"type": "pm", "to": "bob", "e2e": short})
     assert (answer["type"], answer["code"]) == ("error", "bad_request")
     await alice.close()
+
+
+def test_the_clients_fake_server_refuses_plain_text_with_the_servers_words():
+    """tests/tk_client/fake_server.py mimics this refusal; its words must stay the server's."""
+    from tests.tk_client import fake_server
+
+    assert fake_server.E2E_REQUIRED == services.E2E_REQUIRED
