@@ -236,8 +236,9 @@ E2E_REQUIRED = "this conversation is end-to-end encrypted; update your client"
 def refuse_plaintext(room: Room | None) -> None:
     """E2E_REQUIRED for plain text in a private message (``room`` None) or a private room.
 
-    Not wired into :func:`send_messages` yet: the clients do not encrypt yet; it lands
-    with them (issue 14's next step), and then no plaintext path is left.
+    :func:`send_messages` calls it for every message without ``e2e`` (docs/protocol.md
+    4.5), before anything is stored or broadcast: there is no plaintext fallback. Public
+    rooms keep ``text``.
     """
     if room is None or room.private:
         raise ServiceError(ErrorCode.E2E_REQUIRED, E2E_REQUIRED)
@@ -252,7 +253,8 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
     flight is served at the rate of the database's round trips, not once per message.
     Room messages go to the room's sessions; private messages to every session of
     the sender and of the recipient, and a recipient with no logged-in session gets
-    them at the next login (stored as not delivered until then).
+    them at the next login (stored as not delivered until then). ``text`` in a private
+    message or a private room is refused with ``e2e_required`` (:func:`refuse_plaintext`).
     """
     results: list[dict[str, Any] | ServiceError | None] = [None] * len(outgoing)
     rooms: dict[str, Room | ServiceError] = {}
@@ -269,10 +271,14 @@ def send_messages(user: User, outgoing: list[Outgoing]) -> list[dict[str, Any] |
                         raise ServiceError(
                             ErrorCode.BAD_REQUEST, PUBLIC_ROOM_E2E.format(room=room.name)
                         )
+                    if item.e2e is None:
+                        refuse_plaintext(room)
                     fields = {"room": room}
                     queued = False
                 else:
                     recipient, queued = _pm_recipient(user, item.to or "", recipients)
+                    if item.e2e is None:
+                        refuse_plaintext(None)
                     fields = {"recipient": recipient, "delivered": not queued}
             except ServiceError as exc:
                 results[index] = exc
@@ -343,13 +349,15 @@ def _one(result: dict[str, Any] | ServiceError) -> dict[str, Any]:
 
 
 def send_room_message(user: User, room_name: str, text: str) -> dict[str, Any]:
-    """Store a room message and send it to the room's sessions; returns ``msg_id`` and ``ts``."""
+    """Store a public room's message and send it to the room's sessions; returns ``msg_id``
+    and ``ts`` (a private room refuses text: ``e2e_required``)."""
     return _one(send_messages(user, [Outgoing(text, room=room_name)])[0])
 
 
-def send_private_message(user: User, to: str, text: str) -> dict[str, Any]:
-    """Store a private message and send it to both users' sessions (see :func:`send_messages`)."""
-    return _one(send_messages(user, [Outgoing(text, to=to)])[0])
+def send_private_message(user: User, to: str, e2e: dict[str, Any]) -> dict[str, Any]:
+    """Store a private message (its ``e2e`` object, docs/protocol.md 4.5) and send it to both
+    users' sessions (see :func:`send_messages`)."""
+    return _one(send_messages(user, [Outgoing(None, to=to, e2e=e2e)])[0])
 
 
 def take_queued_private_messages(user: User) -> list[dict[str, Any]]:

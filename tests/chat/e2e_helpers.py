@@ -12,15 +12,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from chatproto.e2e import device_keys_payload, one_time_key_payload, user_key_payload
 from chatproto.unpadded_b64 import encode as encode_b64
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import InProcessClient, open_session
 
-E2E = {
-    "algorithm": "megolm.v1",
-    "sender_key": encode_b64(bytes(32)),
-    "device": "d1",
-    "session_id": encode_b64(bytes(range(32))),
-    "ciphertext": encode_b64(b"opaque megolm bytes"),
-}
+E2E = e2e_body("d1")
 
 
 class SigningKey:
@@ -72,7 +67,7 @@ class KeyedDevice:
 
     def sealed(self) -> dict[str, Any]:
         """An ``e2e`` message object from this device (opaque ciphertext)."""
-        return {**E2E, "device": self.device}
+        return e2e_body(self.device)
 
     async def upload(self, **fields: Any) -> dict[str, Any]:
         return await self.session.request({"type": "keys_upload", **fields})

@@ -15,14 +15,16 @@ from channels.layers import get_channel_layer
 from chat import delivery, services, sessions
 from chat.models import Message
 from chat.workers import Workers
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def logged_in(name: str):
+async def logged_in(name: str, *, remember: str | None = None):
+    """``remember``: as a new device of that name, for private messages (``e2e``, 4.5)."""
     session = await open_session()
-    await session.login(name)
+    await session.login(name, remember=remember)
     await session.drain()
     return session
 
@@ -56,16 +58,18 @@ async def test_many_messages_in_flight_are_acked_before_each_copy_and_arrive_in_
 async def test_a_refused_message_in_a_batch_does_not_stop_the_others(create_users, run_sync):
     await create_users("alice", "bob")
     await run_sync(services.create_room, (await run_sync(_user, "bob")), "secret", private=True)
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     await alice.send({"type": "send", "id": "a", "room": "lobby", "text": "one"})
     await alice.send({"type": "send", "id": "b", "room": "secret", "text": "nope"})
-    await alice.send({"type": "pm", "id": "c", "to": "alice", "text": "me?"})
+    await alice.send({"type": "pm", "id": "c", "to": "alice", "e2e": e2e_body(alice.device)})
+    await alice.send({"type": "pm", "id": "e", "to": "bob", "text": "in clear"})
     await alice.send({"type": "send", "id": "d", "room": "lobby", "text": "two"})
-    seen = [await alice.recv() for _ in range(6)]
+    seen = [await alice.recv() for _ in range(7)]
     answers = {m["ref"]: m for m in seen if "ref" in m}
     assert answers["a"]["type"] == answers["d"]["type"] == "ack"
     assert (answers["b"]["type"], answers["b"]["code"]) == ("error", "unknown_room")
     assert (answers["c"]["type"], answers["c"]["code"]) == ("error", "bad_request")
+    assert (answers["e"]["type"], answers["e"]["code"]) == ("error", "e2e_required")
     assert [m["text"] for m in seen if m["type"] == "message"] == ["one", "two"]
     assert await run_sync(lambda: list(Message.objects.values_list("room__name", flat=True))) == [
         "lobby",

@@ -14,6 +14,7 @@ import pytest
 
 from chat import limits
 from chatsite import env
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import TIMEOUT, communicator, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -32,9 +33,10 @@ def limited(chat_settings):
     return chat_settings
 
 
-async def logged_in(name: str):
+async def logged_in(name: str, *, remember: str | None = None):
+    """``remember``: as a new device of that name, for private messages (``e2e``, 4.5)."""
     session = await open_session()
-    await session.login(name)
+    await session.login(name, remember=remember)
     await session.drain()
     return session
 
@@ -79,8 +81,9 @@ def send(text: str = "hi", room: str = "lobby") -> dict:
     return {"type": "send", "room": room, "text": text}
 
 
-def pm(to: str, text: str = "hi") -> dict:
-    return {"type": "pm", "to": to, "text": text}
+def pm(sender, to: str, note: str = "hi") -> dict:
+    """A private message from ``sender``'s device (a session logged in with ``remember``)."""
+    return {"type": "pm", "to": to, "e2e": e2e_body(sender.device, note)}
 
 
 def offer(transfer: int, to: str = "bob") -> dict:
@@ -102,16 +105,16 @@ async def test_messages_past_the_rate_are_rate_limited_then_the_flood_is_closed_
 ):
     limited.CHAT_MESSAGE_RATE = (3, HOUR)
     await create_users("alice", "bob")
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     for _ in range(2):
         assert (await alice.request(send()))["type"] == "ack"
-    assert (await alice.request(pm("bob")))["type"] == "ack"  # send and pm share the bucket
-    answer = await alice.request({**pm("bob"), "id": "fourth"})
+    assert (await alice.request(pm(alice, "bob")))["type"] == "ack"  # send and pm share the bucket
+    answer = await alice.request({**pm(alice, "bob"), "id": "fourth"})
     assert is_rate_limited(answer, "fourth"), answer
     # The session goes on: other requests are served while messages wait.
     assert (await alice.request({"type": "ping"}))["type"] == "pong"
     # Two more refusals make three within the minute: answered, then closed.
-    assert await refused_then_closed(alice, [send(), pm("bob")]) == 4008
+    assert await refused_then_closed(alice, [send(), pm(alice, "bob")]) == 4008
     await close_all(alice)
 
 
@@ -310,7 +313,7 @@ async def test_a_normal_user_never_meets_a_default_limit(chat_settings, create_u
     chat_settings.CHAT_RATE_LIMITED_CLOSE = defaults.rate_limited_close
     await create_users("alice", "bob")
     laptop = await logged_in("alice")
-    phone = await logged_in("alice")
+    phone = await logged_in("alice", remember="phone")
     terminal = await logged_in("alice")
     answers = []
     # Catching up after login, a busy afternoon, a pasted list sent line by line.
@@ -322,7 +325,7 @@ async def test_a_normal_user_never_meets_a_default_limit(chat_settings, create_u
     for line in range(20):
         answers.append(await laptop.request(send(f"item {line}", room="design")))
     for line in range(5):
-        answers.append(await phone.request(pm("bob", f"are you there? {line}")))
+        answers.append(await phone.request(pm(phone, "bob", f"are you there? {line}")))
     answers.append(await terminal.request({"type": "history", "with": "bob"}))
     assert [a for a in answers if a["type"] == "error"] == []
     for session in (laptop, phone, terminal):

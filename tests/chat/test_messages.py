@@ -8,6 +8,7 @@ import pytest
 
 from chat import services
 from chat.models import Message, Room
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -15,9 +16,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
-async def logged_in(name: str):
+async def logged_in(name: str, *, remember: str | None = None):
+    """A session of ``name``; ``remember``: as a new device of that name, which private
+    messages need (they carry ``e2e`` objects from the session's device, protocol 4.5)."""
     session = await open_session()
-    await session.login(name)
+    await session.login(name, remember=remember)
     return session
 
 
@@ -45,12 +48,12 @@ async def test_send_is_acked_then_reaches_every_member_sender_included(create_us
 
 async def test_msg_ids_increase_across_rooms_and_conversations(create_users):
     await create_users("alice", "bob")
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     await alice.request({"type": "create_room", "room": "ops"})
     ids = []
     for request in (
         {"type": "send", "room": "lobby", "text": "1"},
-        {"type": "pm", "to": "bob", "text": "2"},
+        {"type": "pm", "to": "bob", "e2e": e2e_body(alice.device, "2")},
         {"type": "send", "room": "ops", "text": "3"},
     ):
         ids.append((await alice.request(request))["msg_id"])
@@ -86,19 +89,20 @@ async def test_send_text_bounds(create_users, text, code):
 
 async def test_private_message_reaches_recipient_and_sender_sessions_only(create_users):
     await create_users("alice", "bob", "carol")
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     alice_phone = await logged_in("alice")
     bob = await logged_in("bob")
     carol = await logged_in("carol")
     for session in (alice, alice_phone, bob, carol):
         await session.drain()
-    ack = await alice.request({"type": "pm", "id": "p", "to": "bob", "text": "psst"})
+    sealed = e2e_body(alice.device, "psst")
+    ack = await alice.request({"type": "pm", "id": "p", "to": "bob", "e2e": sealed})
     expected = {
         "type": "private",
         "msg_id": ack["msg_id"],
         "from": "alice",
         "to": "bob",
-        "text": "psst",
+        "e2e": sealed,
         "ts": ack["ts"],
     }
     assert await alice.recv() == expected
@@ -116,8 +120,9 @@ async def test_private_message_reaches_recipient_and_sender_sessions_only(create
 async def test_pm_errors(create_users, to, code):
     await create_users("alice")
     await create_users("sleeper", is_active=False)
-    session = await logged_in("alice")
-    answer = await session.request({"type": "pm", "id": "e", "to": to, "text": "hi"})
+    session = await logged_in("alice", remember="laptop")
+    sealed = e2e_body(session.device)
+    answer = await session.request({"type": "pm", "id": "e", "to": to, "e2e": sealed})
     assert (answer["type"], answer["code"], answer["ref"]) == ("error", code, "e")
     await session.close()
 
@@ -126,14 +131,15 @@ async def test_offline_private_messages_arrive_after_login_ok_oldest_first_then_
     create_users, run_sync
 ):
     await create_users("alice", "bob")
-    alice = await logged_in("alice")
-    acks = [await alice.request({"type": "pm", "to": "bob", "text": f"m{i}"}) for i in range(3)]
+    alice = await logged_in("alice", remember="laptop")
+    sealed = [e2e_body(alice.device, f"m{i}") for i in range(3)]
+    acks = [await alice.request({"type": "pm", "to": "bob", "e2e": e2e}) for e2e in sealed]
     assert await run_sync(lambda: Message.objects.filter(delivered=False).count()) == 3
     bob = await open_session()
     answer = await bob.request({"type": "login", "username": "bob", "password": "pw"})
     assert answer["type"] == "login_ok"
     queued = [await bob.recv() for _ in range(3)]
-    assert [m["text"] for m in queued] == ["m0", "m1", "m2"]
+    assert [m["e2e"] for m in queued] == sealed
     assert [m["msg_id"] for m in queued] == [a["msg_id"] for a in acks]
     assert {m["type"] for m in queued} == {"private"}
     assert (await bob.recv())["type"] == "users"
@@ -149,10 +155,11 @@ async def test_offline_private_messages_arrive_after_login_ok_oldest_first_then_
 
 async def test_private_message_to_an_online_user_is_not_queued(create_users, run_sync):
     await create_users("alice", "bob")
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     bob = await logged_in("bob")
-    await alice.request({"type": "pm", "to": "bob", "text": "live"})
-    assert (await bob.find("private"))["text"] == "live"
+    sealed = e2e_body(alice.device, "live")
+    await alice.request({"type": "pm", "to": "bob", "e2e": sealed})
+    assert (await bob.find("private"))["e2e"] == sealed
     assert await run_sync(lambda: Message.objects.filter(delivered=False).count()) == 0
     await alice.close()
     await bob.close()
@@ -160,14 +167,14 @@ async def test_private_message_to_an_online_user_is_not_queued(create_users, run
 
 async def test_bodies_are_stored_encrypted(create_users, run_sync):
     await create_users("alice", "bob")
-    alice = await logged_in("alice")
+    alice = await logged_in("alice", remember="laptop")
     await alice.request({"type": "send", "room": "lobby", "text": "the launch code is 1234"})
-    await alice.request({"type": "pm", "to": "bob", "text": "meet at noon"})
+    await alice.request({"type": "pm", "to": "bob", "e2e": e2e_body(alice.device, "meet at noon")})
     await alice.close()
     stored = await run_sync(lambda: list(Message.objects.values_list("body_encrypted", flat=True)))
     assert len(stored) == 2
-    for body in stored:
-        assert "launch" not in body and "noon" not in body
+    for body in stored:  # an e2e object is stored encrypted at rest too
+        assert "launch" not in body and "megolm" not in body
 
 
 # --- history ---------------------------------------------------------------------------------
@@ -202,19 +209,20 @@ async def test_history_pages_backwards_with_before_and_has_more(create_users):
 
 async def test_history_with_a_user_holds_the_private_messages_both_ways(create_users):
     await create_users("alice", "bob", "carol")
-    alice = await logged_in("alice")
-    bob = await logged_in("bob")
-    await alice.request({"type": "pm", "to": "bob", "text": "hi bob"})
-    await bob.request({"type": "pm", "to": "alice", "text": "hi alice"})
-    await alice.request({"type": "pm", "to": "carol", "text": "not for bob"})
+    alice = await logged_in("alice", remember="laptop")
+    bob = await logged_in("bob", remember="laptop")
+    hi_bob, hi_alice = e2e_body(alice.device, "hi bob"), e2e_body(bob.device, "hi alice")
+    await alice.request({"type": "pm", "to": "bob", "e2e": hi_bob})
+    await bob.request({"type": "pm", "to": "alice", "e2e": hi_alice})
+    await alice.request({"type": "pm", "to": "carol", "e2e": e2e_body(alice.device, "not bob")})
     await alice.request({"type": "send", "room": "lobby", "text": "public"})
     page = await bob.request({"type": "history", "with": "alice"})
     assert page["with"] == "alice" and "room" not in page
-    assert [(m["from"], m["to"], m["text"]) for m in page["messages"]] == [
-        ("alice", "bob", "hi bob"),
-        ("bob", "alice", "hi alice"),
+    assert [(m["from"], m["to"], m["e2e"]) for m in page["messages"]] == [
+        ("alice", "bob", hi_bob),
+        ("bob", "alice", hi_alice),
     ]
-    assert set(page["messages"][0]) == {"msg_id", "from", "to", "text", "ts"}
+    assert set(page["messages"][0]) == {"msg_id", "from", "to", "e2e", "ts"}
     await alice.close()
     await bob.close()
 

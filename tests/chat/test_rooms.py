@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 
 from chat import services
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def logged_in(name: str):
+async def logged_in(name: str, *, remember: str | None = None):
+    """``remember``: as a new device of that name, which a private room's messages need
+    (``e2e`` objects from the session's device, protocol 4.5)."""
     session = await open_session()
-    await session.login(name)
+    await session.login(name, remember=remember)
     await session.drain()
     return session
 
@@ -109,14 +112,15 @@ async def test_leaving_a_private_room_tells_remaining_members_and_stops_its_mess
     await run_sync(services.create_room, bob, "team", private=True, members=["alice"])
     alice_session = await logged_in("alice")
     alice_phone = await logged_in("alice")
-    bob_session = await logged_in("bob")
+    bob_session = await logged_in("bob", remember="laptop")
     answer = await alice_session.request({"type": "leave", "room": "team"})
     assert names(answer["rooms"]) == ["lobby"]
     assert names((await alice_phone.find("rooms"))["rooms"]) == ["lobby"]
     team = next(r for r in (await bob_session.find("rooms"))["rooms"] if r["name"] == "team")
     assert team["members"] == ["bob"]
-    await bob_session.request({"type": "send", "room": "team", "text": "still here?"})
-    assert (await bob_session.find("message"))["text"] == "still here?"
+    sealed = e2e_body(bob_session.device, "still here?")
+    await bob_session.request({"type": "send", "room": "team", "e2e": sealed})
+    assert (await bob_session.find("message"))["e2e"] == sealed
     for session in (alice_session, alice_phone):
         assert "message" not in [m["type"] for m in await session.drain()]
     for session in (alice_session, alice_phone, bob_session):
@@ -127,7 +131,7 @@ async def test_create_room_owned_by_the_sender_with_members_pushed(create_users)
     await create_users("alice", "bob", "carol")
     alice = await logged_in("alice")
     alice_phone = await logged_in("alice")
-    bob = await logged_in("bob")
+    bob = await logged_in("bob", remember="laptop")
     carol = await logged_in("carol")
     answer = await alice.request(
         {"type": "create_room", "id": "c", "room": "plans", "private": True, "members": ["bob"]}
@@ -138,9 +142,10 @@ async def test_create_room_owned_by_the_sender_with_members_pushed(create_users)
     assert plans in (await bob.find("rooms"))["rooms"]
     assert plans in (await alice_phone.find("rooms"))["rooms"]
     assert await carol.nothing()
-    await bob.request({"type": "send", "room": "plans", "text": "in"})
-    assert (await alice.find("message"))["text"] == "in"
-    assert (await alice_phone.find("message"))["text"] == "in"
+    sealed = e2e_body(bob.device, "in")
+    await bob.request({"type": "send", "room": "plans", "e2e": sealed})
+    assert (await alice.find("message"))["e2e"] == sealed
+    assert (await alice_phone.find("message"))["e2e"] == sealed
     assert await carol.nothing()
     for session in (alice, alice_phone, bob, carol):
         await session.close()
@@ -179,7 +184,7 @@ async def test_create_room_errors(create_users, run_sync, fields, code):
 async def test_invite_adds_a_member_and_tells_them(create_users, run_sync):
     alice, _bob = await create_users("alice", "bob")
     await run_sync(services.create_room, alice, "team", private=True)
-    alice_session = await logged_in("alice")
+    alice_session = await logged_in("alice", remember="laptop")
     bob_session = await logged_in("bob")
     answer = await alice_session.request(
         {"type": "invite", "id": "i", "room": "team", "user": "bob"}
@@ -188,8 +193,9 @@ async def test_invite_adds_a_member_and_tells_them(create_users, run_sync):
     assert next(r for r in answer["rooms"] if r["name"] == "team")["members"] == ["alice", "bob"]
     pushed = await bob_session.find("rooms")
     assert "team" in names(pushed["rooms"])
-    await alice_session.request({"type": "send", "room": "team", "text": "welcome"})
-    assert (await bob_session.find("message"))["text"] == "welcome"
+    sealed = e2e_body(alice_session.device, "welcome")
+    await alice_session.request({"type": "send", "room": "team", "e2e": sealed})
+    assert (await bob_session.find("message"))["e2e"] == sealed
     await alice_session.close()
     await bob_session.close()
 

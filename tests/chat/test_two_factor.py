@@ -9,6 +9,7 @@ import pytest
 
 from chatproto.codes import CloseCode
 from chatproto.framing import FileChunk
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.inprocess import open_session, totp_code
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -165,7 +166,7 @@ async def test_otp_disable_needs_the_password_and_a_current_code(create_users):
 
 FORBIDDEN_REQUESTS = [
     {"type": "send", "room": "lobby", "text": "hi"},
-    {"type": "pm", "to": "bob", "text": "hi"},
+    {"type": "pm", "to": "bob", "e2e": e2e_body("d1")},
     {"type": "users"},
     {"type": "rooms"},
     {"type": "join", "room": "dev"},
@@ -222,17 +223,18 @@ async def test_a_session_that_must_enrol_is_not_online_and_gets_no_pushes(
 ):
     await create_users("alice", "bob")
     bob = await open_session()
-    await bob.login("bob")
+    await bob.login("bob", remember="laptop")
     chat_settings.CHAT_REQUIRE_2FA = True  # from now on: bob logged in before
     alice = await open_session()
     await alice.login("alice")
     await bob.request({"type": "send", "room": "lobby", "text": "for the room"})
-    await bob.request({"type": "pm", "to": "alice", "text": "for alice"})
+    sealed = e2e_body(bob.device, "for alice")
+    await bob.request({"type": "pm", "to": "alice", "e2e": sealed})
     assert (await bob.request({"type": "users"}))["online"] == ["bob"]
     assert await alice.nothing()
     await alice.enable_two_factor()
     queued = await alice.find("private")  # the private message waited for the enrolment
-    assert queued["text"] == "for alice"
+    assert queued["e2e"] == sealed
     await alice.close()
     await bob.close()
 

@@ -40,19 +40,28 @@ class Deployment:
         """A name no other test of the module uses."""
         return f"{base}-{next(_unique)}"
 
-    def register(self, base: str, on: int = 0) -> tuple[str, SyncClient]:
-        """A new account, logged in on process ``on``; login_ok and users already read."""
+    def register(
+        self, base: str, on: int = 0, *, remember: str | None = None
+    ) -> tuple[str, SyncClient]:
+        """A new account, logged in on process ``on``; login_ok and users already read.
+        ``remember``: as a new device of that name (``client.device``), which private
+        messages and private rooms need (their ``e2e`` objects name it, protocol 4.5)."""
         name = self.username(base)
         client = self.connect(on)
-        answer = client.request({"type": "register", "username": name, "password": PASSWORD})
+        request = {"type": "register", "username": name, "password": PASSWORD}
+        if remember is not None:
+            request["remember"] = remember
+        answer = client.request(request)
         assert answer["type"] == "login_ok", answer
+        client.device = answer.get("device")
         client.roster = Roster(client, client.find("users"))
         return name, client
 
-    def login(self, name: str, on: int = 0) -> SyncClient:
-        """A new session of ``name`` on process ``on``; login_ok and users already read."""
+    def login(self, name: str, on: int = 0, *, remember: str | None = None) -> SyncClient:
+        """A new session of ``name`` on process ``on``; login_ok and users already read
+        (``remember``: as in :meth:`register`)."""
         client = self.connect(on)
-        client.login(name, PASSWORD)
+        client.login(name, PASSWORD, remember=remember)
         client.roster = Roster(client, client.after_login[-1])
         return client
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.sync import SyncClient
 
 pytestmark = pytest.mark.slow  # starts daphne processes
@@ -43,12 +44,14 @@ def test_login_and_lobby_broadcast(deployment):
 
 
 def test_private_message_reaches_only_its_recipient(deployment):
-    _alice, alice_client = deployment.register("alice", on=0)
+    _alice, alice_client = deployment.register("alice", on=0, remember="laptop")
     bob, bob_client = deployment.register("bob", on=1)
     carol, carol_a = deployment.register("carol", on=0)
     carol_b = deployment.login(carol, on=1)
-    ack = alice_client.request({"type": "pm", "to": bob, "text": "for bob only"})
-    assert bob_client.find("private")["msg_id"] == ack["msg_id"]
+    sealed = e2e_body(alice_client.device, "for bob only")
+    ack = alice_client.request({"type": "pm", "to": bob, "e2e": sealed})
+    at_bob = bob_client.find("private")
+    assert (at_bob["msg_id"], at_bob["e2e"]) == (ack["msg_id"], sealed)
     assert alice_client.find("private")["msg_id"] == ack["msg_id"]
     # A lobby message sent afterwards marks the end: carol's sessions saw no private before it.
     alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
@@ -58,14 +61,14 @@ def test_private_message_reaches_only_its_recipient(deployment):
 
 
 def test_offline_private_messages_arrive_at_the_next_login(deployment):
-    _alice, alice_client = deployment.register("alice", on=0)
+    _alice, alice_client = deployment.register("alice", on=0, remember="laptop")
     bob, bob_client = deployment.register("bob", on=1)
     alice_client.roster.until(lambda roster: bob in roster.online)
     bob_client.close()
     alice_client.roster.until(lambda roster: bob not in roster.online)
-    texts = ["first", "second"]
-    for text in texts:
-        alice_client.request({"type": "pm", "to": bob, "text": text})
+    sealed = [e2e_body(alice_client.device, note) for note in ("first", "second")]
+    for e2e in sealed:
+        alice_client.request({"type": "pm", "to": bob, "e2e": e2e})
     again = deployment.connect(on=1)
     assert (
         again.request(
@@ -73,14 +76,14 @@ def test_offline_private_messages_arrive_at_the_next_login(deployment):
         )["type"]
         == "login_ok"
     )
-    assert [again.recv()["text"] for _ in texts] == texts
+    assert [again.recv()["e2e"] for _ in sealed] == sealed
     assert again.recv()["type"] == "users"
 
 
 def test_private_rooms_refuse_non_members(deployment):
     _alice, alice_client = deployment.register("alice", on=0)
-    bob, bob_client = deployment.register("bob", on=1)
-    carol, carol_client = deployment.register("carol", on=1)
+    bob, bob_client = deployment.register("bob", on=1, remember="laptop")
+    carol, carol_client = deployment.register("carol", on=1, remember="laptop")
     room = f"team{deployment.username('r').split('-')[1]}"
     answer = alice_client.request(
         {"type": "create_room", "room": room, "private": True, "members": [bob]}
@@ -89,15 +92,16 @@ def test_private_rooms_refuse_non_members(deployment):
     assert room in [r["name"] for r in bob_client.find("rooms")["rooms"]]
     for request in (
         {"type": "join", "room": room},
-        {"type": "send", "room": room, "text": "let me in"},
+        {"type": "send", "room": room, "e2e": e2e_body(carol_client.device, "let me in")},
         {"type": "history", "room": room},
         {"type": "invite", "room": room, "user": carol},
     ):
         refused = carol_client.request(request)
         assert (refused["type"], refused["code"]) == ("error", "unknown_room"), request
     assert room not in [r["name"] for r in carol_client.request({"type": "rooms"})["rooms"]]
-    bob_client.request({"type": "send", "room": room, "text": "members only"})
-    assert alice_client.find("message")["text"] == "members only"
+    sealed = e2e_body(bob_client.device, "members only")
+    bob_client.request({"type": "send", "room": room, "e2e": sealed})
+    assert alice_client.find("message")["e2e"] == sealed
     alice_client.request({"type": "send", "room": "lobby", "text": "marker"})
     seen = messages_until(carol_client, "message", "marker")
     assert [m for m in seen if m["type"] == "message" and m["room"] == room] == []
@@ -139,16 +143,15 @@ def test_a_burst_of_logins_on_both_processes_is_coalesced(deployment):
 
 
 def test_history_pages_backwards(deployment):
-    alice, alice_client = deployment.register("alice", on=0)
+    alice, alice_client = deployment.register("alice", on=0, remember="laptop")
     bob, bob_client = deployment.register("bob", on=1)
-    ids = [
-        alice_client.request({"type": "pm", "to": bob, "text": f"n{i}"})["msg_id"] for i in range(5)
-    ]
+    sealed = [e2e_body(alice_client.device, f"n{i}") for i in range(5)]
+    ids = [alice_client.request({"type": "pm", "to": bob, "e2e": e2e})["msg_id"] for e2e in sealed]
     page = bob_client.request({"type": "history", "with": alice, "limit": 3})
     assert [m["msg_id"] for m in page["messages"]] == ids[2:]
     assert page["has_more"] is True
     rest = bob_client.request({"type": "history", "with": alice, "before": ids[2], "limit": 3})
-    assert [m["text"] for m in rest["messages"]] == ["n0", "n1"]
+    assert [m["e2e"] for m in rest["messages"]] == sealed[:2]
     assert rest["has_more"] is False
 
 

@@ -8,7 +8,9 @@ records holding any plaintext at all (``seal_raw``); the fuzzer adds damaged
 records, text frames and garbage.
 :class:`Model` is what the protocol says must happen, frame by frame:
 which answer, which close code, when the 10th bad request or the 5th failed
-login ends the session.
+login ends the session, and that ``text`` in a ``pm`` or a private room is
+refused with ``e2e_required`` (docs/protocol.md 4.5; :func:`plaintext_refused`
+reads from the database who the recipient is and which rooms are private).
 
 The wire classification of a plaintext (bad JSON, unknown type, field out of
 bounds...) is taken from chatproto's own validator, whose table is tested in
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from hypothesis import event
+from hypothesis import currently_in_test_context, event
 
 from chatproto import crypto_utils
 from chatproto.codes import CloseCode, ErrorCode
@@ -114,6 +116,7 @@ def restore_passwords() -> None:
 
 
 ARENA_ACCOUNTS = ("fuzzer", "bystander", "witness")
+PRIVATE_ROOM = "hideout"  # fuzzer's and bystander's: text in it is e2e_required
 
 
 # --- what the server must do -----------------------------------------------------------------
@@ -121,12 +124,16 @@ ARENA_ACCOUNTS = ("fuzzer", "bystander", "witness")
 
 @dataclass(frozen=True)
 class Expect:
-    """The verdict on one plaintext: an ``error`` (code, ref), a request to serve, or a chunk."""
+    """The verdict on one plaintext: an ``error`` (code, ref), a request to serve, or a chunk.
+
+    ``e2e_required``: the request is served, and its one answer is ``error`` ``e2e_required``
+    (plain ``text`` where protocol 4.5 wants ``e2e``)."""
 
     error: str | None = None
     ref: str | None = None
     request: Request | None = None
     chunk: bool = False
+    e2e_required: bool = False
 
 
 def classify(plaintext: bytes, *, logged_in: bool, max_text: int = MAX_TEXT) -> Expect:
@@ -148,6 +155,23 @@ def classify(plaintext: bytes, *, logged_in: bool, max_text: int = MAX_TEXT) -> 
     if logged_in and request.type in LOGIN_TYPES:
         return Expect(error=ErrorCode.BAD_REQUEST.value, ref=request.id)
     return Expect(request=request)
+
+
+def plaintext_refused(request: Request, username: str | None) -> bool:
+    """Whether the server must answer this ``send`` or ``pm`` with ``e2e_required`` (4.5):
+    ``text`` to another active account, or to a private room that ``username`` is a member
+    of (elsewhere ``unknown_user``, ``unknown_room``... come first). Reads the database."""
+    from accounts.models import User
+    from chat.models import Membership
+
+    r: Any = request
+    if request.type not in ("send", "pm") or r.e2e is not None or username is None:
+        return False
+    if request.type == "pm":
+        return r.to != username and User.objects.filter(username=r.to, is_active=True).exists()
+    return Membership.objects.filter(
+        room__name=r.room, room__private=True, user__username=username
+    ).exists()
 
 
 def strict_b64(value: Any) -> bytes | None:
@@ -219,6 +243,7 @@ class Model:
     """The session as the protocol sees it: state and the two counters that end a session."""
 
     logged_in: bool = False
+    username: str | None = None  # whom the session is logged in as
     bad_requests: int = 0
     login_failures: int = 0
     closed: int | None = None
@@ -257,6 +282,7 @@ class FuzzSession:
         self.key_text: str | None = None
         self.last_record: bytes | None = None
         self.disconnected = False
+        self.device: str | None = None  # the remembered device of :meth:`login`
 
     # --- frames ------------------------------------------------------------------------------
 
@@ -358,6 +384,8 @@ class FuzzSession:
         if exchange.close is not None or answer is None or answer["type"] != "login_ok":
             raise ProtocolViolation(f"the fuzzer's own login failed: {exchange}")
         self.model.logged_in = True
+        self.model.username = username
+        self.device = answer.get("device")
         # login_ok is followed by queued private messages, then users.
         await self.read_until(lambda m: m["type"] == "users" and "ref" not in m)
 
@@ -366,6 +394,10 @@ class FuzzSession:
     async def hostile_plaintext(self, plaintext: bytes) -> Exchange:
         """Send a valid record holding ``plaintext`` and check the answer against the protocol."""
         expect = classify(plaintext, logged_in=self.model.logged_in)
+        if expect.request is not None and await sync_to_async(plaintext_refused)(
+            expect.request, self.model.username
+        ):
+            expect = Expect(request=expect.request, e2e_required=True)
         ref, barrier = self.barrier()
         await self.send_plaintext(plaintext)
         await self.send_plaintext(barrier)
@@ -449,6 +481,12 @@ def judge(model: Model, expect: Expect, exchange: Exchange, *, barrier_ref: str)
             others = [m for m in messages if m is not answer]
         if answer["type"] == "login_ok":
             model.logged_in = True
+            model.username = (answer.get("user") or {}).get("username")
+        if expect.e2e_required and (answer["type"], answer.get("code")) != (
+            "error",
+            ErrorCode.E2E_REQUIRED.value,
+        ):
+            raise ProtocolViolation(f"plain text where e2e is required was not refused: {story}")
         if request.type == "change_password" and answer["type"] == "ok":
             model.password_changed = True
         if request.type == "logout":
@@ -471,7 +509,10 @@ def judge(model: Model, expect: Expect, exchange: Exchange, *, barrier_ref: str)
 
 
 def _note(expect: Expect, exchange: Exchange, barrier_ref: str) -> None:
-    """Label the case for ``--hypothesis-show-statistics`` (what the fuzzer reached)."""
+    """Label the case for ``--hypothesis-show-statistics`` (what the fuzzer reached); nothing
+    for a case written by hand."""
+    if not currently_in_test_context():
+        return
     if expect.error is not None:
         label = f"error {expect.error}"
     elif expect.chunk:

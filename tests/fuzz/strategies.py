@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from chatproto.limits import MAX_TEXT
 from chatproto.messages import REQUEST_FIELDS, ROOM_NAME_RE, USERNAME_RE
 from chatproto.unpadded_b64 import encode as encode_b64
-from tests.fuzz.harness import mutate
+from tests.fuzz.harness import PRIVATE_ROOM, mutate
 
 
 def weighted(*options: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:
@@ -170,7 +170,7 @@ GOOD_VALUES = {
     "token": st.text(alphabet="ABCDEFabcdef0123456789-_", min_size=43, max_size=43),
     "device": st.text(alphabet="abcdef0123456789", min_size=1, max_size=32),
     "code": st.sampled_from(["123456", "000000", "abcd-efgh-ijkl-mnop"]),
-    "room": st.sampled_from(["lobby", "dev", "fuzz-room"])
+    "room": st.sampled_from(["lobby", "dev", "fuzz-room", PRIVATE_ROOM])
     | st.from_regex(ROOM_NAME_RE, fullmatch=True),
     "text": st.text(min_size=1, max_size=40).filter(lambda t: not t.isspace()),
     "private": st.booleans(),

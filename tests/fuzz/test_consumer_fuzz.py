@@ -22,15 +22,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatproto.codes import CloseCode
+from chatproto.framing import encode_json
 from chatproto.limits import MAX_RECORD_SIZE
 from tests.fuzz import strategies
 from tests.fuzz.harness import (
+    PRIVATE_ROOM,
+    Exchange,
+    Expect,
     FuzzSession,
+    Model,
     ProtocolViolation,
+    classify,
     damage,
     edit_key_message,
+    judge,
     key_message_verdict,
 )
+from tests.protocol_client.e2e_body import e2e_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,6 +180,61 @@ def test_hostile_records_after_login(arena):
 
     case()
     arena.still_serving()
+
+
+# --- end to end: where text is refused (docs/protocol.md 4.5) ---------------------------------
+
+
+def test_the_oracle_holds_the_server_to_e2e_required_for_plain_text(arena):
+    """The judge knows where ``text`` is refused: to another account in a ``pm``, and in a
+    private room one is a member of; elsewhere it is served, or refused for another reason."""
+    plain = [
+        {"type": "pm", "id": "to bystander", "to": "bystander", "text": "in clear"},
+        {"type": "pm", "id": "to self", "to": "fuzzer", "text": "in clear"},
+        {"type": "pm", "id": "to nobody", "to": "nobody", "text": "in clear"},
+        {"type": "send", "id": "private", "room": PRIVATE_ROOM, "text": "in clear"},
+        {"type": "send", "id": "public", "room": "lobby", "text": "in clear"},
+    ]
+
+    async def run(session: FuzzSession) -> None:
+        await session.open()
+        await session.complete_handshake()
+        await session.login("fuzzer", "pw", remember="fuzz device")
+        sealed = e2e_body(session.device or "")
+        answers = {}
+        for request in [
+            *plain,
+            {"type": "pm", "id": "e2e", "to": "bystander", "e2e": sealed},
+            {"type": "send", "id": "e2e room", "room": PRIVATE_ROOM, "e2e": sealed},
+        ]:
+            exchange = await session.hostile_plaintext(encode_json(request))
+            answer = next(m for m in exchange.messages if m.get("ref") == request["id"])
+            answers[request["id"]] = answer.get("code", answer["type"])
+        assert answers == {
+            "to bystander": "e2e_required",
+            "to self": "bad_request",
+            "to nobody": "unknown_user",
+            "private": "e2e_required",
+            "public": "ack",
+            "e2e": "ack",
+            "e2e room": "ack",
+        }
+
+    arena.run(run)
+    arena.still_serving()
+
+
+def test_an_ack_for_plain_text_where_e2e_is_required_is_a_violation():
+    expect = classify(
+        encode_json({"type": "pm", "id": "p", "to": "bob", "text": "hi"}), logged_in=True
+    )
+    refused = Expect(request=expect.request, e2e_required=True)
+    ack = {"type": "ack", "ref": "p", "msg_id": 1, "ts": "2026-01-01T00:00:00.000Z"}
+    pong = {"type": "pong", "ref": "barrier"}
+    with pytest.raises(ProtocolViolation, match="not refused"):
+        judge(Model(logged_in=True), refused, Exchange([ack, pong]), barrier_ref="barrier")
+    error = {"type": "error", "ref": "p", "code": "e2e_required", "message": "update"}
+    judge(Model(logged_in=True), refused, Exchange([error, pong]), barrier_ref="barrier")
 
 
 # --- frames too large for a record -----------------------------------------------------------

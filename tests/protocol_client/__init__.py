@@ -9,6 +9,9 @@
   sessions in one process.
 - :mod:`.inprocess`: Channels' ``WebsocketCommunicator``: the real ASGI
   application in the test's own process and settings (consumer and fuzz tests).
+- :mod:`.e2e_body`: a well-formed ``e2e`` object for a private message or a
+  private room (the server refuses ``text`` there), from a transport's
+  ``device`` (set by a login with ``remember``, or a resume).
 
 Every transport offers the same words: ``request`` (an id, then its answer),
 ``send``, ``recv`` / ``recv_chunk`` / ``recv_item`` (the next message / file

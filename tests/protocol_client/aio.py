@@ -43,6 +43,7 @@ class AsyncClient:
         self.protocol = protocol
         self.failure: BaseException | None = None  # the server broke the protocol
         self.after_login: list[Message] = []  # what followed login_ok, up to ``users``
+        self.device: str | None = None  # login_ok's device (remember, resume): for e2e bodies
         self._watchers: list[asyncio.Future[None]] = []
         self._reader = asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -161,6 +162,7 @@ class AsyncClient:
 
     async def _logged_in(self, username: str, answer: Message, timeout: float) -> Message:
         assert answer["type"] == "login_ok", f"login as {username} failed: {answer}"
+        self.device = answer.get("device")
         if answer.get("otp_enrolment_required"):
             self.after_login = []  # nothing follows until the session has enrolled
             return answer

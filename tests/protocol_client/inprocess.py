@@ -74,6 +74,7 @@ class InProcessClient:
         self.comm = comm
         self.protocol = protocol or ClientProtocol(id_prefix="r", watch_presence=watch_presence)
         self.after_login: list[Message] = []
+        self.device: str | None = None  # login_ok's device (remember, resume): for e2e bodies
 
     @property
     def conn(self) -> ClientConnection:
@@ -204,6 +205,7 @@ class InProcessClient:
 
     async def _logged_in(self, username: str, answer: Message) -> Message:
         assert answer["type"] == "login_ok", f"login as {username} failed: {answer}"
+        self.device = answer.get("device")
         if answer.get("otp_enrolment_required"):
             self.after_login = []
             return answer

@@ -47,6 +47,7 @@ class SyncClient:
         self.ws = ws
         self.protocol = protocol
         self.after_login: list[Message] = []  # what followed login_ok, up to ``users``
+        self.device: str | None = None  # login_ok's device (remember, resume): for e2e bodies
         self._frames: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name="test-client")
         self._reader.start()
@@ -186,6 +187,7 @@ class SyncClient:
 
     def _logged_in(self, username: str, answer: Message, timeout: float) -> Message:
         assert answer.get("type") == "login_ok", f"login as {username} failed: {answer}"
+        self.device = answer.get("device")
         if answer.get("otp_enrolment_required"):
             self.after_login = []  # nothing follows until the session has enrolled
             return answer

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tk_client.address import parse_address
-from tk_client.events import LoggedIn
+from tk_client.device_tokens import DeviceTokens
+from tk_client.events import LoggedIn, Stopped
 from tk_client.known_servers import KnownServers
 
 from .gui_helpers import pump
@@ -108,19 +109,29 @@ def open_app(display, config_home, known, address):
 
 
 @pytest.fixture
-def others(accounts, known, address):
-    """Other users, as plain sessions: ``others("alice")``."""
+def others(accounts, known, address, tmp_path):
+    """Other users, as plain sessions: ``others("alice")``; ``remember``: as a new device of
+    that name (``session.device``), which private messages and private rooms need. Their
+    device tokens are kept apart from the window's folder (which would log in with them),
+    and the devices are logged out after the test (a keyless device of alice's left on the
+    module's server would stop the next test's window from encrypting to her)."""
     sessions = []
+    tokens = DeviceTokens(tmp_path / "others")
 
-    def connect(name: str):
-        session, log = make_session(address, known.path, expected_fingerprint=accounts.fingerprint)
-        sessions.append(session)
-        session.login(name, f"{name}-password")
+    def connect(name: str, remember: str | None = None):
+        session, log = make_session(
+            address, known.path, expected_fingerprint=accounts.fingerprint, device_tokens=tokens
+        )
+        sessions.append((session, log))
+        session.login(name, f"{name}-password", remember=remember)
         log.wait_for(LoggedIn)
         return session, log
 
     yield connect
-    for session in sessions:
+    for session, log in sessions:
+        if session.device is not None:
+            session.log_out()
+            log.wait_for(Stopped)
         session.close()
 
 

@@ -14,6 +14,10 @@ rules a test can see through: a ``remember`` creates a device whose token is
 its :attr:`FakeServer.backup_codes`, each once) to log in; ``otp_setup`` hands
 out :data:`FAKE_SECRET` and ``otp_confirm`` accepts :attr:`FakeServer.otp_code`;
 a new password of fewer than 8 characters is refused.
+
+Like the real server (PROTOCOL.md 4.5), it refuses ``text`` in a ``pm`` or in a private
+room with ``e2e_required`` and the server's words, and stores nothing; it keeps and
+relays an ``e2e`` object as it came, without checking it.
 """
 
 from __future__ import annotations
@@ -38,11 +42,20 @@ from chatproto.connection import (
 from tk_client.address import ServerAddress, parse_address
 
 FAKE_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # base32, 32 characters
+# The real server's words (chat.services.E2E_REQUIRED; a chat test checks they are the same).
+E2E_REQUIRED = "this conversation is end-to-end encrypted; update your client"
 MIN_PASSWORD = 8
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _content(request: dict[str, Any]) -> dict[str, Any]:
+    """A ``send`` or ``pm``'s body as stored and pushed: its ``e2e`` object, else its text."""
+    if request.get("e2e") is not None:
+        return {"e2e": request["e2e"]}
+    return {"text": request.get("text")}
 
 
 @dataclass
@@ -293,12 +306,17 @@ class FakeServer:
             return
         if self._serve_account(client, request):
             return
+        content = _content(request)
         if kind == "send":
+            room = self.rooms.get(request["room"])
+            if "text" in content and room is not None and room["private"]:
+                client.send(self._error(ref, "e2e_required", E2E_REQUIRED))
+                return
             message = {
                 "msg_id": next(self._ids),
                 "room": request["room"],
                 "from": username,
-                "text": request["text"],
+                **content,
                 "ts": _now(),
             }
             self.messages.append(message)
@@ -315,11 +333,14 @@ class FakeServer:
                     {"type": "error", "ref": ref, "code": "unknown_user", "message": "no such user"}
                 )
                 return
+            if "text" in content:
+                client.send(self._error(ref, "e2e_required", E2E_REQUIRED))
+                return
             message = {
                 "msg_id": next(self._ids),
                 "from": username,
                 "to": request["to"],
-                "text": request["text"],
+                **content,
                 "ts": _now(),
             }
             self.messages.append(message)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.protocol_client.e2e_body import e2e_body
 from tk_client.address import parse_address
 from tk_client.events import LoggedIn, Received
 from tk_client.known_servers import KnownServers
 from tk_client.model import ChatMessage, pm_key, room_key
+from tk_client.secure import CANNOT_READ_HERE
 from tk_client.terminal_lines import format_message, printable
 
 from .helpers import WAIT_SECONDS, make_session
@@ -124,14 +126,15 @@ def args_for(server, user: str, *extra: str) -> list[str]:
 def session_of(server, config_home):
     opened = []
 
-    def open_(name: str):
+    def open_(name: str, remember: str | None = None):
+        """``remember``: as a new device of that name (``session.device``), for ``pm``."""
         session, log = make_session(
             parse_address(server.url),
             config_home / "session_known_servers",
             expected_fingerprint=server.fingerprint,
         )
         opened.append(session)
-        session.login(name, f"{name}-password")
+        session.login(name, f"{name}-password", remember=remember)
         log.wait_for(LoggedIn)
         return session, log
 
@@ -166,11 +169,12 @@ def test_incoming_messages_are_printed_as_lines(server, session_of):
     running = RunningCli(args_for(server, "bob", "--trust", server.fingerprint), "bob-password")
     try:
         running.wait_for_error("* logged in as bob")
-        alice, _ = session_of("alice")
+        alice, _ = session_of("alice", remember="script")
         alice.request("send", room="lobby", text="hi bob")
         running.wait_for_line("[lobby] alice: hi bob")
-        alice.request("pm", to="bob", text="private hello")
-        running.wait_for_line("[pm] alice: private hello")
+        # A private message is end to end; bob's terminal, with no remembered device, says so.
+        alice.request("pm", to="bob", e2e=e2e_body(alice.device, "private hello"))
+        running.wait_for_line(f"[pm] alice: {CANNOT_READ_HERE}")
     finally:
         code = running.finish()
     assert code == 0

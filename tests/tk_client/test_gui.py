@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from tests.protocol_client.e2e_body import e2e_body
+from tk_client.e2e.megolm import Undecryptable
 from tk_client.events import Received, RequestUpdate
 
 from .gui_helpers import (
@@ -56,15 +58,17 @@ def test_incoming_private_message_is_shown_as_private(open_app, others, known, a
     trust_server(known, address, accounts)
     app = open_app("bob")
     log_in(app)
-    alice, _ = others("alice")
+    alice, _ = others("alice", remember="laptop")
 
-    alice.request("pm", to="bob", text="can you check the release notes?")
+    # An e2e object whose key bob's device never got: shown as a line that says why.
+    alice.request("pm", to="bob", e2e=e2e_body(alice.device, "can you check the notes?"))
 
     chats = app.main_view.conversations.tree
     pump(app, lambda: chats.exists("pm:alice"), "the private chat in the list")
     assert unread(app, "pm:alice") == "1"  # one unread message
     chats.selection_set("pm:alice")
-    pump(app, lambda: "can you check the release notes?" in shown_text(app), "the message")
+    reasons = [reason.text("alice") for reason in Undecryptable]
+    pump(app, lambda: any(r in shown_text(app) for r in reasons), "the message's line")
     assert app.main_view.badge.winfo_ismapped()  # the PRIVATE badge in the heading
     assert app.main_view.title_label.cget("text") == "alice"
     assert unread(app, "pm:alice") == ""  # read now

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.protocol_client.e2e_body import e2e_body
+
 from .gui_helpers import (
     log_in,
     pump,
@@ -39,8 +41,8 @@ def test_main_window_with_a_conversation_is_saved_as_the_screenshot(
     from PIL import ImageGrab
 
     trust_server(known, address, accounts)
-    alice, _ = others("alice")
-    carol, _ = others("carol")
+    alice, _ = others("alice", remember="laptop")
+    carol, _ = others("carol", remember="laptop")
     app = open_app("bob")
     log_in(app)
 
@@ -53,10 +55,11 @@ def test_main_window_with_a_conversation_is_saved_as_the_screenshot(
     say(app, alice, "lobby", "Ping me if the login page looks odd.")
     say(app, carol, "lobby", "Will do. Screenshots go in the release thread.")
     alice.request("create_room", room="release", private=True, members=["bob", "carol"])
-    alice.request("pm", to="bob", text="Could you check the key rotation notes before Friday?")
+    # Private messages and private rooms carry e2e objects (the sidebar shows them unread).
+    alice.request("pm", to="bob", e2e=e2e_body(alice.device, "the key rotation notes?"))
     chats = app.main_view.conversations.tree
     pump(app, lambda: chats.exists("pm:alice") and chats.exists("room:release"), "the sidebar")
-    carol.request("send", room="release", text="Checklist is in the wiki.")
+    carol.request("send", room="release", e2e=e2e_body(carol.device, "Checklist in the wiki."))
     pump(app, lambda: unread(app, "room:release") == "1", "the unread count")
     type_into_input(app, "/pm ca")
     xdotool(app, "key", "Tab")

@@ -280,11 +280,14 @@ def test_answers_are_matched_by_ref_and_pushes_pass_through(server, trusted, ses
 def test_error_answer_fails_the_request_with_the_servers_words(server, trusted, sessions):
     session, log = logged_in(server, trusted, sessions)
 
-    request = session.request("pm", to="nobody", text="hi")
+    request = session.request("pm", to="bob", text="hi")  # plain text, as an old client sent
     failed = log.wait_for(RequestUpdate, lambda e: e.request.state is RequestState.FAILED)
 
     assert failed.request.id == request.id
-    assert (failed.request.code, failed.request.error) == ("unknown_user", "no such user")
+    assert (failed.request.code, failed.request.error) == (
+        "e2e_required",
+        "this conversation is end-to-end encrypted; update your client",
+    )
     assert not failed.request.uncertain
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.protocol_client.e2e_body import e2e_body
 from tk_client.address import parse_address
 from tk_client.events import (
     Greeted,
@@ -44,15 +45,16 @@ def known_path(tmp_path):
 
 @pytest.fixture
 def connect(server, address, known_path):
-    """``connect("alice")``: a logged-in session on a trusted server, closed after the test."""
+    """``connect("alice")``: a logged-in session on a trusted server, closed after the test;
+    ``remember``: as a new device of that name (``session.device``), for private messages."""
     opened = []
 
-    def connect_(name: str, **kwargs):
+    def connect_(name: str, remember: str | None = None, **kwargs):
         session, log = make_session(
             address, known_path, expected_fingerprint=server.fingerprint, **kwargs
         )
         opened.append(session)
-        session.login(name, f"{name}-password")
+        session.login(name, f"{name}-password", remember=remember)
         log.wait_for(LoggedIn)
         log.wait_for(Received, lambda e: e.message["type"] == "users")
         return session, log
@@ -89,21 +91,18 @@ def test_two_clients_chat_in_the_lobby(connect):
 
 
 def test_private_message_reaches_only_the_recipient(connect):
-    alice, alice_log = connect("alice")
+    alice, alice_log = connect("alice", remember="laptop")
     _bob, bob_log = connect("bob")
     carol, carol_log = connect("carol")
 
-    request = alice.request("pm", to="bob", text="just between us")
+    sealed = e2e_body(alice.device, "just between us")
+    request = alice.request("pm", to="bob", e2e=sealed)
     alice_log.wait_for(RequestUpdate, is_done(request))
     got = bob_log.wait_for(Received, lambda e: e.message["type"] == "private")
     marker = carol.request("ping")
     carol_log.wait_for(RequestUpdate, is_done(marker))
 
-    assert (got.message["from"], got.message["to"], got.message["text"]) == (
-        "alice",
-        "bob",
-        "just between us",
-    )
+    assert (got.message["from"], got.message["to"], got.message["e2e"]) == ("alice", "bob", sealed)
     assert not [
         e for e in carol_log.seen if isinstance(e, Received) and e.message["type"] == "private"
     ]
