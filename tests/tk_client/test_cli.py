@@ -174,7 +174,7 @@ def test_incoming_messages_are_printed_as_lines(server, session_of):
         running.wait_for_line("[lobby] alice: hi bob")
         # A private message is end to end; bob's terminal, with no remembered device, says so.
         alice.request("pm", to="bob", e2e=e2e_body(alice.device, "private hello"))
-        running.wait_for_line(f"[pm] alice: {CANNOT_READ_HERE}")
+        running.wait_for_line(f"[pm] alice: (cannot decrypt) {CANNOT_READ_HERE}")
     finally:
         code = running.finish()
     assert code == 0
