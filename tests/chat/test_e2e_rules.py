@@ -264,3 +264,20 @@ async def test_an_e2e_message_to_a_private_room_of_others_is_refused_as_for_text
     assert (answer["type"], answer["code"]) == ("error", "unknown_room")
     assert await run_sync(Message.objects.count) == 0
     await alice.close()
+
+
+async def test_e2e_messages_share_the_message_rate_of_text(chat_settings, create_users, run_sync):
+    chat_settings.CHAT_MESSAGE_RATE = (2, 3_600)
+    alice_user, _ = await create_users("alice", "bob")
+    await run_sync(services.create_room, alice_user, "team", private=True, members=["bob"])
+    alice = await device_session("alice")
+    sealed = alice.sealed()
+    assert (await alice.session.request({"type": "pm", "to": "bob", "e2e": sealed}))["type"] == (
+        "ack"
+    )
+    sent = await alice.session.request({"type": "send", "room": "team", "e2e": sealed})
+    assert sent["type"] == "ack"
+    refused = await alice.session.request({"type": "pm", "to": "bob", "e2e": sealed})
+    assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+    assert refused["retry_after"] >= 1
+    await alice.close()
