@@ -44,8 +44,8 @@ async def test_a_device_without_keys_is_in_devices_but_not_in_keys(create_users)
     await phone.close()
 
 
-@pytest.mark.parametrize("how", ["logout", "change_password"])
-async def test_a_device_revoked_by_logout_or_a_password_change_loses_its_keys_and_is_announced(
+@pytest.mark.parametrize("how", ["logout", "change_password", "admin"])
+async def test_a_device_revoked_by_logout_a_password_change_or_the_admin_loses_its_keys(
     create_users, run_sync, how
 ):
     await create_users("alice")
@@ -56,6 +56,10 @@ async def test_a_device_revoked_by_logout_or_a_password_change_loses_its_keys_an
     if how == "logout":
         assert (await phone.session.request({"type": "logout"}))["type"] == "ok"
         assert (await phone.session.find("session_ended"))["reason"] == "logged_out"
+    elif how == "admin":  # the admin deletes the device (the admin site, or a set password)
+        from accounts.models import Device
+
+        await run_sync(Device.objects.filter(pk=phone.device).delete)
     else:
         change = {"type": "change_password", "password": "pw", "new_password": "a new pass 4 me"}
         assert (await laptop.session.request(change))["type"] == "ok"
