@@ -4,6 +4,7 @@ rules the client does not follow yet: each says what is missing."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -340,3 +341,21 @@ def test_a_changed_verified_contact_blocks_sending_to_a_private_room_they_are_in
     alice.contacts.acknowledge("bob")
     assert alice.contacts.get("bob").state == "tofu"
     assert alice_engine.encrypt_for(ROOM, ["bob", "carol"], "again", 3.0).requests
+
+
+# --- 4.10: keys at rest ----------------------------------------------------------------------
+
+
+def test_no_text_or_key_of_a_conversation_reaches_the_logs(relay, caplog):
+    caplog.set_level(logging.DEBUG)
+    alice, _, alice_engine, _ = connect_pair(relay)
+    relay.run(
+        ("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "the vault code", 1.0).requests
+    )
+    (group,) = alice.groups.outbound.values()
+
+    logged = caplog.text + repr([r.args for r in caplog.records])
+    assert "the vault code" not in logged
+    assert group.session_key() not in logged
+    assert alice.identity is not None
+    assert alice.identity.share("t", published(alice))["user_key"] not in logged
