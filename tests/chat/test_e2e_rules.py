@@ -18,6 +18,21 @@ async def version_of(device) -> int:
     return (await device.session.request({"type": "device_list_changes", "since": 0}))["version"]
 
 
+# --- 4 (introduction): Olm and Megolm are the clients' -------------------------------------
+
+
+@pytest.mark.parametrize("package", ["chat", "accounts", "chatsite", "chatproto"])
+def test_the_server_never_imports_vodozemac(package):
+    from tests.import_rules import imported_modules, package_sources
+
+    importing = sorted(
+        module
+        for module, source in package_sources(package).items()
+        if any(name.split(".")[0] == "vodozemac" for name in imported_modules(source, module))
+    )
+    assert importing == []
+
+
 # --- 4.2: devices and their states -----------------------------------------------------------
 
 
