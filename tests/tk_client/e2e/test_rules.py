@@ -12,6 +12,7 @@ import vodozemac
 
 from chatproto.e2e import (
     MAX_SAS_TRANSACTION_LENGTH,
+    MAX_TO_DEVICE_MESSAGES,
     MEGOLM_TEXT,
     canonical_json,
     conversation_id,
@@ -359,3 +360,63 @@ def test_no_text_or_key_of_a_conversation_reaches_the_logs(relay, caplog):
     assert group.session_key() not in logged
     assert alice.identity is not None
     assert alice.identity.share("t", published(alice))["user_key"] not in logged
+
+
+# --- 4.3 and 4.4: requests that fit the protocol's bounds ------------------------------------
+
+
+def many_devices(owner, count: int) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """``count`` devices of ``owner``'s user, signed by its user key, as ``keys`` lists them;
+    and one signed one-time key of each, by device id."""
+    from tk_client.e2e.device import DeviceAccount
+
+    devices, one_time_keys = [], {}
+    for number in range(count):
+        account = DeviceAccount.create(owner.device.user, f"D{number:04}")
+        devices.append(owner.identity.sign_device(account.device_keys()).to_wire())
+        account.account.generate_one_time_keys(1)
+        (one_time_keys[account.device],) = account.unpublished_one_time_keys()
+    return devices, one_time_keys
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine puts every device in one keys_claim and every room key in one "
+    "to_device: past 1,000 devices the server refuses the request (bad_request)",
+)
+def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_within_bounds():
+    from chatproto.e2e import MAX_KEYS_CLAIM_DEVICES
+    from chatproto.limits import MAX_PLAINTEXT_SIZE
+
+    alice, bob = make_user("alice"), make_user("bob")
+    engine = E2EEngine(alice, new_id=iter(f"r{i}" for i in range(10_000)).__next__)
+    devices, one_time_keys = many_devices(bob, MAX_TO_DEVICE_MESSAGES + 1)
+    entry = {"user_key": bob.identity.published_by(bob.device).to_wire(), "devices": devices}
+    pm = conversation_id(pm=("alice", "bob"))
+
+    waiting = engine.encrypt_for(pm, ["bob"], "hello all of you", 1.0).requests
+    sent: list[dict[str, Any]] = []
+    while waiting:
+        request = waiting.pop(0)
+        sent.append(request)
+        if request["type"] == "keys_query":
+            users = {name: {**entry, "version": 1} for name in request["users"] if name == "bob"}
+            reply = {"type": "keys", "ref": request["id"], "users": users}
+        elif request["type"] == "keys_claim":
+            keys = [
+                {**asked, **one_time_keys[asked["device"]], "fallback": False}
+                for asked in request["devices"]
+                if asked["user"] == "bob"
+            ]
+            reply = {"type": "keys_claimed", "ref": request["id"], "keys": keys}
+        else:
+            continue
+        waiting.extend(engine.receive(reply, 1.0).requests)
+
+    claims = [r for r in sent if r["type"] == "keys_claim"]
+    to_device = [r for r in sent if r["type"] == "to_device"]
+    assert all(1 <= len(r["devices"]) <= MAX_KEYS_CLAIM_DEVICES for r in claims)
+    assert all(1 <= len(r["messages"]) <= MAX_TO_DEVICE_MESSAGES for r in to_device)
+    assert all(len(canonical_json(r)) <= MAX_PLAINTEXT_SIZE for r in to_device)
+    reached = {m["device"] for r in to_device for m in r["messages"]}
+    assert reached == {d["device"] for d in devices}
