@@ -8,6 +8,7 @@ import pytest
 from chat import services
 from chat.models import DeviceKeys, Message, OneTimeKey
 from tests.chat.e2e_helpers import SigningKey, device_session, resumed
+from tests.chatproto.helpers import OLM_BODY
 from tests.protocol_client.inprocess import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -228,6 +229,37 @@ async def test_each_change_is_one_push_and_one_more_version(create_users):
     assert len(pushes) == 2  # no coalescing
     assert pushes[1]["version"] == pushes[0]["version"] + 1
     await alice.close()
+
+
+async def test_keys_gives_each_users_key_version_the_counter_at_their_last_change(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    after_alice = await version_of(alice)
+    bob = await device_session("bob")
+    answer = await bob.session.request({"type": "keys_query", "users": ["alice", "bob"]})
+    assert answer["users"]["alice"]["version"] == after_alice
+    assert answer["users"]["bob"]["version"] == await version_of(bob) > after_alice
+    await alice.close()
+    await bob.close()
+
+
+# --- 4.4: to-device messages -----------------------------------------------------------------
+
+
+async def test_a_to_device_message_goes_to_every_session_of_its_device(create_users):
+    await create_users("alice", "bob")
+    alice = await device_session("alice")
+    bob = await device_session("bob")
+    bob_again = await resumed(bob)  # the same device, logged in twice
+    to_bob = {"user": "bob", "device": bob.device, "body": OLM_BODY}
+    assert (await alice.session.request({"type": "to_device", "messages": [to_bob]}))["type"] == (
+        "ok"
+    )
+    for session in (bob, bob_again):
+        pushed = await session.session.find("to_device")
+        assert (pushed["seq"], pushed["body"]) == (1, OLM_BODY)
+    for device in (alice, bob, bob_again):
+        await device.close()
 
 
 # --- 4.5: encrypted messages -----------------------------------------------------------------
