@@ -420,3 +420,30 @@ def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_w
     assert all(len(canonical_json(r)) <= MAX_PLAINTEXT_SIZE for r in to_device)
     reached = {m["device"] for r in to_device for m in r["messages"]}
     assert reached == {d["device"] for d in devices}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a refused to_device is forgotten: the engine neither refreshes the target's "
+    "keys nor sends the room key again",
+)
+def test_a_to_device_refused_as_unknown_device_makes_the_client_refresh_and_send_again():
+    from .test_engine import keys_answer
+
+    alice, bob = make_user("alice"), make_user("bob")
+    engine = E2EEngine(alice, new_id=iter(f"r{i}" for i in range(100)).__next__)
+    pm = conversation_id(pm=("alice", "bob"))
+    (query,) = engine.encrypt_for(pm, ["bob"], "hi", 1.0).requests
+    (claiming,) = engine.receive(keys_answer(query["id"], bob), 1.0).requests
+    (uploaded, *_) = bob.device.one_time_keys_to_upload(left_on_server=0)
+    one_time_key = {"user": "bob", "device": "DEV1", **uploaded, "fallback": False}
+    claimed = {"type": "keys_claimed", "ref": claiming["id"], "keys": [one_time_key]}
+    (to_device,) = [r for r in engine.receive(claimed, 1.0).requests if r["type"] == "to_device"]
+
+    refused = {"type": "error", "ref": to_device["id"], "code": "unknown_device"}
+    out = engine.receive({**refused, "message": "'bob' has no device 'DEV1'"}, 2.0)
+
+    (again,) = [r for r in out.requests if r["type"] == "keys_query"]
+    assert again["users"] == ["bob"]
+    resent = engine.receive(keys_answer(again["id"], bob), 2.0).requests
+    assert [r["type"] for r in resent if r["type"] in ("keys_claim", "to_device")]
