@@ -447,3 +447,47 @@ def test_a_to_device_refused_as_unknown_device_makes_the_client_refresh_and_send
     assert again["users"] == ["bob"]
     resent = engine.receive(keys_answer(again["id"], bob), 2.0).requests
     assert [r["type"] for r in resent if r["type"] in ("keys_claim", "to_device")]
+
+
+# --- 4.6: who gets the current session ---------------------------------------------------------
+
+
+def session_ids(relay: Relay) -> list[str]:
+    return [request["e2e"]["session_id"] for request in room_messages(relay)]
+
+
+def test_a_members_new_signed_device_gets_the_current_session_from_the_next_message(relay):
+    from .test_engine import shown
+
+    _, bob, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    relay.connect(add_device(bob, "DEV2", approved=True))
+    relay.announce("bob")
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    first, second = session_ids(relay)
+    assert first == second  # no rotation for a device that appears
+    assert shown(relay, ("bob", "DEV2")) == ["two"]
+
+
+def test_a_member_who_joins_reads_from_the_current_index_on_without_a_rotation(relay):
+    from tk_client.e2e.engine import Shown
+
+    from .test_engine import shown
+
+    _, _, alice_engine, _ = connect_pair(relay)
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "before", 1.0).requests)
+    relay.connect(make_user("carol"), publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob", "carol"]
+
+    relay.run(
+        ("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob", "carol"], "after", 2.0).requests
+    )
+    relay.push(("carol", "DEV1"), history_message(relay, 1))  # history shows her the first
+    relay.run(("carol", "DEV1"), [])
+
+    assert len(set(session_ids(relay))) == 1
+    assert shown(relay, ("carol", "DEV1")) == ["after"]
+    about_before = [e for e in relay.events[("carol", "DEV1")] if e.msg_id == 1]
+    assert about_before and not [e for e in about_before if isinstance(e, Shown)]
