@@ -491,3 +491,28 @@ def test_a_member_who_joins_reads_from_the_current_index_on_without_a_rotation(r
     assert shown(relay, ("carol", "DEV1")) == ["after"]
     about_before = [e for e in relay.events[("carol", "DEV1")] if e.msg_id == 1]
     assert about_before and not [e for e in about_before if isinstance(e, Shown)]
+
+
+@pytest.mark.parametrize("change", ["revoked", "identity reset"])
+def test_a_members_device_revoked_or_unsigned_by_a_reset_makes_the_next_message_rotate(
+    relay, change
+):
+    from .test_engine import reset_from
+
+    _, bob, alice_engine, _ = connect_pair(relay)
+    relay.connect(add_device(bob, "DEV2", approved=True))
+    relay.announce("bob")
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "one", 1.0).requests)
+    if change == "revoked":
+        del relay.device_keys[("bob", "DEV2")]
+    else:
+        reset_from(relay, bob)  # bob's DEV1 resets: DEV2 loses its user signature
+    relay.announce("bob")
+    before = len(relay.sent)
+
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "two", 2.0).requests)
+
+    first, second = session_ids(relay)
+    assert first != second
+    assert to_device_messages_to(relay, ("alice", "DEV1"), ("bob", "DEV2"), since=before) == 0
+    assert to_device_messages_to(relay, ("alice", "DEV1"), ("bob", "DEV1"), since=before) == 1
