@@ -516,3 +516,24 @@ def test_a_members_device_revoked_or_unsigned_by_a_reset_makes_the_next_message_
     assert first != second
     assert to_device_messages_to(relay, ("alice", "DEV1"), ("bob", "DEV2"), since=before) == 0
     assert to_device_messages_to(relay, ("alice", "DEV1"), ("bob", "DEV1"), since=before) == 1
+
+
+# --- 4.3: two first devices racing -------------------------------------------------------------
+
+
+def test_a_device_that_loses_the_race_to_publish_the_first_user_key_waits_for_approval(tmp_path):
+    from tk_client.e2e.engine import Notice
+    from tk_client.e2e.link import WAIT_FOR_APPROVAL
+
+    session = LinkSession()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.logged_in()
+    answer(link, session.of("keys_query")[-1], {"type": "keys", "users": {}})  # no key yet
+    publish = session.of("user_key_publish")[-1]
+
+    events = answer(link, publish, {"type": "error", "code": "conflict", "message": "taken"})
+
+    assert Notice(WAIT_FOR_APPROVAL) in events
+    assert not link.approved and link.store.identity is None
+    uploads = [r.message for r in session.of("keys_upload")]
+    assert all("user" not in r.get("device_keys", {}).get("signatures", {}) for r in uploads)
