@@ -98,8 +98,9 @@ def test_a_restarted_client_still_has_the_device_lists_it_fetched(relay, tmp_pat
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the fallback key is made once per login and never replaced on a schedule: "
-    "tick() only expires verifications (engine.py: 'Not here yet')",
+    reason="a new fallback key comes only with a login's upload: a device connected for "
+    "over a week keeps its old one (tick() only expires verifications; engine.py: "
+    "'Not here yet')",
 )
 def test_the_fallback_key_is_replaced_at_least_once_a_week(relay):
     alice = make_user("alice")
