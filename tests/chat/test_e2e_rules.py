@@ -265,11 +265,6 @@ async def test_a_to_device_message_goes_to_every_session_of_its_device(create_us
 # --- 4.5: encrypted messages -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services.send_messages never calls refuse_plaintext: text in a private room or "
-    "a pm is stored and delivered (issue 14's next step)",
-)
 @pytest.mark.parametrize("kind", ["send", "pm"])
 async def test_text_in_a_private_room_or_a_pm_is_e2e_required_and_stores_nothing(
     create_users, run_sync, kind
