@@ -37,6 +37,7 @@ from .e2e.verification import (
     CodesReady,
     VerificationCancelled,
     VerificationRequested,
+    VerificationStarted,
     Verified,
 )
 from .entry import TERMINAL_CLIENT_HINT, program_name
@@ -516,7 +517,11 @@ class App(ControllerView):
         controller = self.controller
         if controller is None or self.main_view is None:
             return
-        if isinstance(event, OwnDeviceToApprove):
+        if isinstance(event, VerificationStarted):  # names the window's comparison
+            for starting in self.verification_windows:
+                if starting.starting and starting.txn is None:
+                    starting.txn = event.txn
+        elif isinstance(event, OwnDeviceToApprove):
             self._ask_approval(controller, event.device)
         elif isinstance(event, VerificationRequested):
             self._verification_requested(controller, event)

@@ -140,6 +140,7 @@ class VerificationWindow(tk.Toplevel):
         self.on_close = on_close
         self.txn: str | None = None  # known once the first event of the comparison comes
         self.waiting = False  # started here and waiting for its first event
+        self.starting = False  # asking the controller to start: its VerificationStarted is ours
         self.body = ttk.Frame(self, style="Surface.TFrame", padding=(26, 22, 26, 18))
         self.body.pack(fill="both", expand=True)
         self.protocol("WM_DELETE_WINDOW", self.close)
@@ -346,7 +347,11 @@ class VerifyDialog(VerificationWindow):
         self.refresh()
 
     def compare(self) -> None:
-        started = self.controller.verify_contact(self.user)
+        self.starting = True
+        try:
+            started = self.controller.verify_contact(self.user)
+        finally:
+            self.starting = False
         if started:  # one comparison at a time; it comes back when this one ends
             self.compare_button.configure(state="disabled")
         self.started(started, f"{self.user} to accept")
@@ -412,7 +417,12 @@ class ApprovalDialog(VerificationWindow):
 
     def yes(self) -> None:
         self.answers.pack_forget()
-        self.started(self.on_yes(), self.whom)
+        self.starting = True
+        try:
+            ok = self.on_yes()
+        finally:
+            self.starting = False
+        self.started(ok, self.whom)
 
     def no(self) -> None:
         self.answers.pack_forget()
