@@ -1,6 +1,5 @@
 """Client rules of docs/protocol.md section 4 that the other tests here did not check yet,
-one test each (see docs/e2e-rule-tests.md for the whole mapping). Those marked xfail are
-rules the client does not follow yet: each says what is missing."""
+one test each (see docs/e2e-rule-tests.md for the whole mapping)."""
 
 from __future__ import annotations
 
@@ -75,11 +74,6 @@ def test_a_change_named_for_a_tracked_user_makes_the_client_query_them(relay):
     assert [(r["type"], r["users"]) for r in out.requests] == [("keys_query", ["bob"])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the store keeps only device_list_version: the device lists of the users a "
-    "device tracks are not kept at rest (engine.py: 'Not here yet')",
-)
 def test_a_restarted_client_still_has_the_device_lists_it_fetched(relay, tmp_path):
     from tk_client.e2e.keyfile import load_or_create_pickle_key
 
@@ -96,12 +90,6 @@ def test_a_restarted_client_still_has_the_device_lists_it_fetched(relay, tmp_pat
 # --- 4.3: one-time and fallback keys -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new fallback key comes only with a login's upload: a device connected for "
-    "over a week keeps its old one (tick() only expires verifications; engine.py: "
-    "'Not here yet')",
-)
 def test_the_fallback_key_is_replaced_at_least_once_a_week(relay):
     alice = make_user("alice")
     engine = relay.connect(alice, publish_user_key=True)
@@ -262,11 +250,6 @@ def test_a_missing_key_is_asked_for_once_per_session_and_again_after_a_reconnect
     assert to_device_messages_to(relay, new, old, since=before) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine does not know its user's rooms: forwarded_room_key answers for any "
-    "conversation whose session it holds, left rooms included",
-)
 def test_no_key_is_forwarded_for_a_room_the_user_has_left(relay):
     _, bob, alice_engine, _ = connect_pair(relay)
     relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "early", 1.0).requests)
@@ -380,11 +363,6 @@ def many_devices(owner, count: int) -> tuple[list[dict[str, Any]], dict[str, dic
     return devices, one_time_keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine puts every device in one keys_claim and every room key in one "
-    "to_device: past 1,000 devices the server refuses the request (bad_request)",
-)
 def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_within_bounds():
     from chatproto.e2e import MAX_KEYS_CLAIM_DEVICES
     from chatproto.limits import MAX_PLAINTEXT_SIZE
@@ -423,11 +401,6 @@ def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_w
     assert reached == {d["device"] for d in devices}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused to_device is forgotten: the engine neither refreshes the target's "
-    "keys nor sends the room key again",
-)
 def test_a_to_device_refused_as_unknown_device_makes_the_client_refresh_and_send_again():
     from .test_engine import keys_answer
 
