@@ -571,6 +571,7 @@ class ChatState:
                 self._notice(f"End-to-end encryption is not available: {exc}.", "error")
                 return
             self.e2e = link
+        link.set_rooms(self._private_rooms())  # keys are forwarded only for these (4.6)
         self._e2e_events(link.logged_in())
 
     def _read_encrypted(
@@ -691,4 +692,10 @@ class ChatState:
             gone = self.current.name
             self.select(room_key(LOBBY))
             self._notice(f"You are no longer a member of #{gone}.")
+        if self.e2e is not None:
+            self.e2e.set_rooms(self._private_rooms())
         self.view.conversations_changed()
+
+    def _private_rooms(self) -> list[str]:
+        """The private rooms the user is a member of (what the end-to-end link is told)."""
+        return [n for n, r in self.rooms.items() if r.private and self.username in r.members]

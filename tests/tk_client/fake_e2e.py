@@ -45,6 +45,7 @@ class FakeLink:
         self.pushes: list[Mapping[str, Any]] = []
         self._unread: list[Mapping[str, Any]] = []
         self.next_events: list[Any] = []  # what the next devices_changed push produces
+        self.private_rooms: list[str] | None = None  # what set_rooms was told last
 
     # the controller's side
     def logged_in(self) -> list[Any]:
@@ -59,6 +60,9 @@ class FakeLink:
 
     def owns(self, request_id: str) -> bool:
         return request_id in self._requests
+
+    def set_rooms(self, private_rooms: Iterable[str]) -> None:
+        self.private_rooms = sorted(private_rooms)
 
     def answered(self, status: RequestStatus, answer: Any) -> list[Any]:
         self.answers.append((status, answer))

@@ -4,6 +4,9 @@ from ``keys`` answers (section 4.3), checked, and which lists are stale.
 A user's list is stale from a ``devices_changed`` (or ``device_list_changes``) naming them
 until the next ``keys`` answer: room keys are shared only from fresh lists, since a stale
 list is the most common cause of undecryptable messages.
+
+The lists are kept in the store (4.10: public keys only, as received): a restarted client
+still knows whom it tracks. They are checked again when read back, as if just received.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ class UserKeys:
                 user_key = candidate
         return cls(user_key, devices)
 
+    def to_wire(self) -> dict[str, Any]:
+        """The entry as a ``keys`` answer gives it (what :meth:`from_wire` reads back)."""
+        return {
+            "user_key": self.user_key.to_wire() if self.user_key else None,
+            "devices": [d.to_wire() for _, d in sorted(self.devices.items())],
+        }
+
     def signed_devices(self, user_key: str | None = None) -> list[DeviceKeys]:
         """The devices that the user's current user key signed: the only ones that get
         (and whose room keys are accepted as) room keys. ``user_key`` replaces the
@@ -70,6 +80,29 @@ class DeviceDirectory:
 
     users: dict[str, UserKeys] = field(default_factory=dict)
     stale: set[str] = field(default_factory=set)
+
+    def to_state(self) -> dict[str, Any]:
+        """The lists as received (public keys only) and which are stale, for the store."""
+        return {
+            "users": {user: keys.to_wire() for user, keys in sorted(self.users.items())},
+            "stale": sorted(self.stale),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> DeviceDirectory:
+        """The lists of :meth:`to_state`, every signature checked again (a key object that
+        no longer checks is dropped, as it would be from a ``keys`` answer)."""
+        users = state.get("users")
+        if not isinstance(users, Mapping):
+            raise ValueError("the stored device lists are not an object")
+        directory = cls()
+        for user, entry in users.items():
+            if isinstance(user, str) and isinstance(entry, Mapping):
+                directory.users[user] = UserKeys.from_wire(user, entry)
+        stale = state.get("stale")
+        stale = stale if isinstance(stale, list) else []
+        directory.stale = {u for u in stale if isinstance(u, str) and u in directory.users}
+        return directory
 
     def needs_query(self, users: Iterable[str]) -> set[str]:
         """Which of ``users`` must be queried before a room key is shared with them."""

@@ -22,8 +22,14 @@ key shows that the identity was reset elsewhere (the device drops its stale key 
 so: :data:`STALE_IDENTITY_NOTICE`). A message shows only while its session's sender device
 is listed and signed; an ``e2e`` push of the wrong shape is a :class:`NotShown`.
 
-Not here yet: keeping the device lists in the store across restarts, and replacing the
-fallback key weekly. The caller saves the store before it sends a ``to_device_ack``.
+The device lists it tracks live in the store, so a restarted client still has them; the
+fallback key is replaced once the published one is a week old (:meth:`E2EEngine.tick`).
+Requests stay within the protocol's bounds (at most 1,000 devices in a ``keys_claim``, 1,000
+messages and :data:`MAX_REQUEST_BYTES` in a ``to_device``); a ``to_device`` refused for an
+unknown user or device makes it fetch those users' keys again and share the room keys again.
+A key is forwarded to our own devices only for a conversation the user is still in
+(:meth:`E2EEngine.set_rooms`). The caller saves the store before it sends a
+``to_device_ack``.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ STALE_IDENTITY_NOTICE = (
 )
 MAX_KEYS_ASIDE = 1_000
 """Room keys from unsigned devices kept while waiting for a signature; older ones go."""
+FALLBACK_KEY_LIFETIME = 7 * 24 * 3600.0
+"""Seconds after which the published fallback key is replaced (4.3: at least weekly)."""
+MAX_REQUEST_BYTES = 512 * 1024
+"""Bytes of JSON in one ``to_device`` request: half a record (1 MiB, less its framing), so
+a request never comes near the record limit however its envelope is spelled."""
+_REFRESH_CODES = frozenset({"unknown_device", "unknown_user"})
 
 # --- what comes out ------------------------------------------------------------------------
 
@@ -134,7 +146,7 @@ class _PendingSend:
 
     conversation: str
     members: frozenset[str]
-    text: str
+    text: str | None  # None: only share the room key again (after a refused to_device)
     now: float
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
@@ -191,9 +203,13 @@ class E2EEngine:
     def __init__(self, store: CryptoStore, new_id: Callable[[], str]) -> None:
         self.store = store
         self._new_id = new_id
-        self.directory = DeviceDirectory()
+        self.directory: DeviceDirectory = store.directory
         self._queries: dict[str, set[str]] = {}  # keys_query id -> users
-        self._uploads: set[str] = set()
+        self._uploads: dict[str, bool] = {}  # keys_upload id -> whether it has a fallback key
+        self._room_keys_sent: dict[str, tuple[_PendingSend, set[Peer]]] = {}  # to_device id ->
+        # the send whose room keys it carried, and to which devices
+        self._olm_sent: dict[str, set[str]] = {}  # other to_device id -> users it addressed
+        self._rooms: frozenset[str] | None = None  # the user's room conversations, once told
         self._sends: list[_PendingSend] = []
         self._held: list[_HeldMessage] = []
         self._held_to_device: list[_HeldToDevice] = []
@@ -234,9 +250,12 @@ class E2EEngine:
         )
         return out
 
-    def _upload(self, *, device_keys: bool, left_on_server: int | None) -> Output:
+    def _upload(
+        self, *, device_keys: bool, left_on_server: int | None, new_fallback: bool = False
+    ) -> Output:
         """A ``keys_upload``; ``left_on_server`` (``keys_uploaded``'s count) tops up the
-        one-time keys; None makes none and only sends again those not yet confirmed."""
+        one-time keys; None makes none and only sends again those not yet confirmed. A new
+        fallback key goes with the device keys and when ``new_fallback`` asks for one."""
         device = self.store.device
         request: dict[str, Any] = {"type": "keys_upload", "id": self._new_id()}
         if device_keys:
@@ -251,13 +270,26 @@ class E2EEngine:
         )
         if one_time_keys:
             request["one_time_keys"] = one_time_keys
-        fallback = device.unpublished_fallback_key() or (
-            device.new_fallback_key() if device_keys else None
+        fallback = (
+            device.new_fallback_key()
+            if new_fallback
+            else device.unpublished_fallback_key()
+            or (device.new_fallback_key() if device_keys else None)
         )
         if fallback is not None:
             request["fallback_key"] = fallback
-        self._uploads.add(request["id"])
+        self._uploads[request["id"]] = fallback is not None
         return Output(requests=[request])
+
+    def _fallback_key_due(self, now: float) -> bool:
+        """Whether the published fallback key is over a week old, and no upload of a new
+        one is on its way (its time is known once the server confirmed it)."""
+        published = self.store.fallback_published_at
+        return (
+            published is not None
+            and now - published > FALLBACK_KEY_LIFETIME
+            and not any(self._uploads.values())
+        )
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -307,11 +339,10 @@ class E2EEngine:
             if not self.store.olm.has_session(d) and d.peer not in pending.claimed
         ]
         if without_session and not pending.claim_sent:
-            claim_id = self._new_id()
-            devices_asked = [{"user": d.user, "device": d.device} for d in without_session]
-            pending.claim_sent = True
-            pending.waiting_for.add(claim_id)
-            out.requests.append({"type": "keys_claim", "id": claim_id, "devices": devices_asked})
+            pending.claim_sent = True  # the message waits for every claim's answer
+            for claim in self._claims(without_session):
+                pending.waiting_for.add(claim["id"])
+                out.requests.append(claim)
             return out
         messages = []
         for device in needing:
@@ -323,12 +354,46 @@ class E2EEngine:
                 continue  # no usable one-time key, or a bad one: that device waits
             messages.append({"user": device.user, "device": device.device, "body": body})
             group.shared_with.add(device.peer)
-        if messages:
-            out.requests.append({"type": "to_device", "id": self._new_id(), "messages": messages})
+        for request in self._to_device_requests(messages):
+            peers = {(m["user"], m["device"]) for m in request["messages"]}
+            self._room_keys_sent[request["id"]] = (pending, peers)
+            out.requests.append(request)
+        if pending.text is None:
+            return out
         me = self.store.device
         sealed = self.store.groups.encrypt(group, pending.text, me.user, me.device, me.curve25519)
         out.requests.append(self._message_request(pending.conversation, sealed))
         return out
+
+    def _claims(self, devices: list[DeviceKeys]) -> list[dict[str, Any]]:
+        """``keys_claim`` requests for ``devices``, at most 1,000 devices each (4.3)."""
+        step = e2e.MAX_KEYS_CLAIM_DEVICES
+        return [
+            {
+                "type": "keys_claim",
+                "id": self._new_id(),
+                "devices": [{"user": d.user, "device": d.device} for d in devices[i : i + step]],
+            }
+            for i in range(0, len(devices), step)
+        ]
+
+    def _to_device_requests(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``messages`` as ``to_device`` requests within bounds (4.4): at most 1,000
+        messages and about :data:`MAX_REQUEST_BYTES` of JSON each."""
+        batches: list[list[dict[str, Any]]] = []
+        size = 0
+        for message in messages:
+            length = len(e2e.canonical_json(message)) + 1  # and its comma
+            if (
+                not batches
+                or len(batches[-1]) >= e2e.MAX_TO_DEVICE_MESSAGES
+                or size + length > MAX_REQUEST_BYTES
+            ):
+                batches.append([])
+                size = 100  # the envelope: type, id, the list's brackets
+            batches[-1].append(message)
+            size += length
+        return [{"type": "to_device", "id": self._new_id(), "messages": b} for b in batches]
 
     def _message_request(self, conversation: str, sealed: dict[str, Any]) -> dict[str, Any]:
         kind, _, rest = conversation.partition(":")
@@ -451,22 +516,31 @@ class E2EEngine:
             users = message.get("users")
             return self._changed(users if isinstance(users, list) else [], message.get("version"))
         if kind == "error" and "ref" in message:
-            return self._refused(str(message["ref"]))
+            return self._refused(str(message["ref"]), message.get("code"))
+        if kind == "ok" and "ref" in message:  # a to_device delivered: nothing to redo
+            self._room_keys_sent.pop(str(message["ref"]), None)
+            self._olm_sent.pop(str(message["ref"]), None)
+            return Output()
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
         if kind in ("message", "private") and message.get("e2e") is not None:
             return self._encrypted(message)
         return Output()
 
-    def _refused(self, ref: str) -> Output:
+    def _refused(self, ref: str, code: Any = None) -> Output:
         """An ``error`` answer to one of our requests: stop waiting for it.
 
         A refused ``keys_query`` changes nothing in the directory: what we knew of those
         users stays (and stays stale, so the next send asks again); the message that waited
         for it goes with what is known, and to-device pushes held for it are settled.
+        A ``to_device`` refused for an unknown user or device: see :meth:`_resend`.
         """
-        self._uploads.discard(ref)
+        self._uploads.pop(ref, None)
         self._olm_waiting.pop(ref, None)
+        served = self._room_keys_sent.pop(ref, None)
+        addressed = self._olm_sent.pop(ref, None)
+        if code in _REFRESH_CODES and (served is not None or addressed is not None):
+            return self._resend(served, addressed or set())
         asked = self._queries.pop(ref, set())
         for pending in self._sends:
             if ref in pending.waiting_for:
@@ -479,11 +553,34 @@ class E2EEngine:
         out.extend(self._advance_sends())
         return out
 
+    def _resend(self, served: tuple[_PendingSend, set[Peer]] | None, addressed: set[str]) -> Output:
+        """A ``to_device`` refused as ``unknown_device`` / ``unknown_user`` (4.4): the server
+        refused the whole batch, so nothing of it was queued. Every user it addressed is
+        queried again (the error names one target; the others may be gone too), and the room
+        keys it carried go again, after that answer, to those devices that still exist (the
+        send that shares them waits for the fresh lists), once: a share sent again and
+        refused again only refreshes. Other to-device messages (verification, key requests)
+        are not sent again."""
+        if served is None:
+            self.directory.mark_changed(addressed)
+            return self._query(addressed) if addressed else Output()
+        pending, peers = served
+        users = {user for user, _ in peers}
+        self.directory.mark_changed(users)  # so the share below asks for them first
+        group = self.store.groups.outbound.get(pending.conversation)
+        if group is not None:
+            group.shared_with -= peers  # they never got it: the next message shares it
+        if pending.text is None:
+            return self._query(users)
+        self._sends.append(_PendingSend(pending.conversation, pending.members, None, self._now))
+        return self._advance_sends()
+
     def _uploaded(self, answer: Mapping[str, Any]) -> Output:
         ref = str(answer.get("ref"))
         if ref not in self._uploads:
             return Output()
-        self._uploads.discard(ref)
+        if self._uploads.pop(ref):
+            self.store.fallback_published_at = self._now
         self.store.device.mark_published()
         left = answer.get("one_time_keys")
         if isinstance(left, int) and left < TOP_UP_BELOW:
@@ -530,13 +627,15 @@ class E2EEngine:
                 continue
             messages.append({"user": device.user, "device": device.device, "body": body})
         out = Output()
-        if messages:
-            out.requests.append({"type": "to_device", "id": self._new_id(), "messages": messages})
-        if later:
-            claim_id = self._new_id()
-            self._olm_waiting[claim_id] = later
-            devices = [{"user": d.user, "device": d.device} for d, _ in later]
-            out.requests.append({"type": "keys_claim", "id": claim_id, "devices": devices})
+        for request in self._to_device_requests(messages):
+            self._olm_sent[request["id"]] = {m["user"] for m in request["messages"]}
+            out.requests.append(request)
+        step = e2e.MAX_KEYS_CLAIM_DEVICES
+        for i in range(0, len(later), step):
+            batch = later[i : i + step]
+            (claim,) = self._claims([device for device, _ in batch])
+            self._olm_waiting[claim["id"]] = batch
+            out.requests.append(claim)
         return out
 
     def _to_device(self, push: Mapping[str, Any]) -> Output:
@@ -682,8 +781,24 @@ class E2EEngine:
         return self._send_olm([(peer, p) for p in payloads]) if peer is not None else Output()
 
     def tick(self, now: float) -> Output:
-        """Call now and then: cancels verifications idle for 10 minutes."""
-        return self._send_olm(list(self.verifications.expire(now)))
+        """Call now and then: cancels verifications idle for 10 minutes, and replaces the
+        fallback key once the published one is a week old (4.3)."""
+        out = self._send_olm(list(self.verifications.expire(now)))
+        if self._fallback_key_due(now):
+            out.extend(self._upload(device_keys=False, left_on_server=None, new_fallback=True))
+        return out
+
+    def set_rooms(self, rooms: Iterable[str]) -> None:
+        """The private rooms the user is a member of now (their names); call it whenever
+        they change. A room key is forwarded to our other devices only for these rooms and
+        for private-message conversations (4.6); for no room before the first call."""
+        known = set()
+        for name in rooms:
+            try:
+                known.add(e2e.conversation_id(room=name))
+            except ValueError:
+                continue
+        self._rooms = frozenset(known)
 
     def _to_verifier(self, txn: str, payloads: list[dict[str, Any]]) -> Output:
         peer = self.verifications.peer_of(txn)
@@ -705,6 +820,11 @@ class E2EEngine:
         device without it (unapproved, or its identity reset elsewhere) vouches for nobody."""
         if self.store.identity is None:
             return Output()
+        conversation = request.get("conversation")
+        if not isinstance(conversation, str) or (
+            not conversation.startswith("pm:") and conversation not in (self._rooms or ())
+        ):
+            return Output()  # a room the user left (or was never in): its keys stay here
         answer = room_keys.forwarded_room_key(
             request, self.store.device, requester, self._user_key(self.me), self.store.groups
         )

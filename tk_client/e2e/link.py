@@ -409,8 +409,14 @@ class E2ELink:
         return (peer.user, peer.device) if peer is not None else None
 
     def tick(self) -> list[LinkEvent]:
-        """Call now and then: verifications idle for 10 minutes are cancelled."""
+        """Call now and then: verifications idle for 10 minutes are cancelled, and a
+        week-old fallback key is replaced."""
         return self._flush(self.engine.tick(self._clock()))
+
+    def set_rooms(self, private_rooms: Iterable[str]) -> None:
+        """The private rooms the user is a member of now (names); call it whenever they
+        change. Our other devices get forwarded keys only for these (and private chats)."""
+        self.engine.set_rooms(private_rooms)
 
     # --- inside ------------------------------------------------------------------------------
 

@@ -2,8 +2,11 @@
 
 The file holds only vodozemac pickles and the sealed user key (both encrypted under the
 pickle key of :mod:`keyfile`) and public data: contacts' pinned keys and their states, the
-device list version. It is rewritten whole and atomically after every change that matters
-(:meth:`CryptoStore.save`), so a crash never leaves half a store.
+device lists of tracked users (as received; checked again when read back), the device list
+version, and when the fallback key was last published. A store written before the device
+lists were kept (same format) opens with none: the next send fetches them. It is
+rewritten whole and atomically after every change that matters (:meth:`CryptoStore.save`),
+so a crash never leaves half a store.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from chatproto.crypto_utils import write_secret_file
 
 from .contacts import ContactBook
 from .device import DeviceAccount
+from .directory import DeviceDirectory
 from .errors import StoreError
 from .identity import UserIdentity
 from .megolm import GroupSessions
@@ -37,6 +41,8 @@ class CryptoStore:
         groups: GroupSessions | None = None,
         contacts: ContactBook | None = None,
         device_list_version: int = 0,
+        directory: DeviceDirectory | None = None,
+        fallback_published_at: float | None = None,
     ) -> None:
         self.device = device
         self.created_at = created_at  # what "sent before this device existed" compares with
@@ -45,6 +51,10 @@ class CryptoStore:
         self.groups = groups or GroupSessions()
         self.contacts = contacts or ContactBook()
         self.device_list_version = device_list_version
+        # Tracked users' device lists (4.3), and when the fallback key was last published
+        # (None: not known yet); both public.
+        self.directory = directory if directory is not None else DeviceDirectory()
+        self.fallback_published_at = fallback_published_at
 
     @classmethod
     def create(cls, user: str, device: str, now: float) -> CryptoStore:
@@ -63,6 +73,8 @@ class CryptoStore:
             "groups": self.groups.to_state(pickle_key),
             "contacts": self.contacts.to_state(),
             "device_list_version": self.device_list_version,
+            "directory": self.directory.to_state(),
+            "fallback_published_at": self.fallback_published_at,
         }
         return json.dumps(state, sort_keys=True, ensure_ascii=False)
 
@@ -92,6 +104,8 @@ class CryptoStore:
                 groups=GroupSessions.from_state(state["groups"], pickle_key),
                 contacts=ContactBook.from_state(state["contacts"]),
                 device_list_version=state["device_list_version"],
+                directory=DeviceDirectory.from_state(state.get("directory", {"users": {}})),
+                fallback_published_at=_optional_time(state.get("fallback_published_at")),
             )
         except (ValueError, KeyError, TypeError):
             raise StoreError("the end-to-end store is damaged; restore it from a backup") from None
@@ -110,3 +124,12 @@ class CryptoStore:
                 f"the end-to-end store {path} cannot be read ({error.strerror})"
             ) from None
         return cls.from_json(text, pickle_key)
+
+
+def _optional_time(value: Any) -> float | None:
+    """A stored time in seconds, or None (absent: a store written before it was kept)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("a stored time is not a number")
+    return float(value)

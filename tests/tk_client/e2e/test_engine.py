@@ -14,6 +14,7 @@ import vodozemac
 
 from chatproto.e2e import conversation_id
 from tk_client.e2e import room_keys
+from tk_client.e2e.directory import DeviceDirectory
 from tk_client.e2e.engine import STALE_IDENTITY_NOTICE, E2EEngine, Notice, NotShown, Shown
 from tk_client.e2e.errors import SendingBlocked
 from tk_client.e2e.identity import UserIdentity
@@ -72,7 +73,9 @@ class Relay:
             self._handle(peer, request)
         while self._pushes:
             target, message = self._pushes.popleft()
-            out = self.engines[target].receive(message, now=1.0)
+            engine = self.engines[target]
+            engine.set_rooms(r for r, members in self.rooms.items() if target[0] in members)
+            out = engine.receive(message, now=1.0)
             self.events[target].extend(out.events)
             for request in out.requests:
                 self.sent.append((target, request))
@@ -670,7 +673,8 @@ def test_a_message_from_a_device_unsigned_by_an_identity_reset_shows_once_signed
 
 def test_a_message_whose_senders_devices_were_never_fetched_waits_for_them(relay):
     alice, bob, phone = bob_with_a_phone(relay)
-    restarted = E2EEngine(alice, new_id=lambda: "q1")  # a new run: no device lists yet
+    alice.directory = DeviceDirectory()  # a store from before device lists were kept
+    restarted = E2EEngine(alice, new_id=lambda: "q1")
     sealed = room_messages(relay)[0]["e2e"]
     message = {"type": "message", "room": "plans", "from": "bob", "msg_id": 1, "ts": LATER_TS}
 

@@ -1,6 +1,5 @@
 """Client rules of docs/protocol.md section 4 that the other tests here did not check yet,
-one test each (see docs/e2e-rule-tests.md for the whole mapping). Those marked xfail are
-rules the client does not follow yet: each says what is missing."""
+one test each (see docs/e2e-rule-tests.md for the whole mapping)."""
 
 from __future__ import annotations
 
@@ -75,11 +74,6 @@ def test_a_change_named_for_a_tracked_user_makes_the_client_query_them(relay):
     assert [(r["type"], r["users"]) for r in out.requests] == [("keys_query", ["bob"])]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the store keeps only device_list_version: the device lists of the users a "
-    "device tracks are not kept at rest (engine.py: 'Not here yet')",
-)
 def test_a_restarted_client_still_has_the_device_lists_it_fetched(relay, tmp_path):
     from tk_client.e2e.keyfile import load_or_create_pickle_key
 
@@ -96,12 +90,6 @@ def test_a_restarted_client_still_has_the_device_lists_it_fetched(relay, tmp_pat
 # --- 4.3: one-time and fallback keys -------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a new fallback key comes only with a login's upload: a device connected for "
-    "over a week keeps its old one (tick() only expires verifications; engine.py: "
-    "'Not here yet')",
-)
 def test_the_fallback_key_is_replaced_at_least_once_a_week(relay):
     alice = make_user("alice")
     engine = relay.connect(alice, publish_user_key=True)
@@ -110,6 +98,15 @@ def test_the_fallback_key_is_replaced_at_least_once_a_week(relay):
     relay.run(("alice", "DEV1"), engine.tick(8 * DAY).requests)
 
     assert relay.fallback[("alice", "DEV1")]["key"] != first["key"]
+
+
+def test_a_fallback_key_younger_than_a_week_is_kept(relay):
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)  # published at 1.0
+
+    assert engine.tick(6 * DAY).requests == []
+    assert [r["type"] for r in engine.tick(1.0 + 7 * DAY + 1).requests] == ["keys_upload"]
+    assert engine.tick(1.0 + 7 * DAY + 2).requests == []  # that upload is still on its way
 
 
 # --- 4.4: to-device messages -----------------------------------------------------------------
@@ -262,11 +259,6 @@ def test_a_missing_key_is_asked_for_once_per_session_and_again_after_a_reconnect
     assert to_device_messages_to(relay, new, old, since=before) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine does not know its user's rooms: forwarded_room_key answers for any "
-    "conversation whose session it holds, left rooms included",
-)
 def test_no_key_is_forwarded_for_a_room_the_user_has_left(relay):
     _, bob, alice_engine, _ = connect_pair(relay)
     relay.run(("alice", "DEV1"), alice_engine.encrypt_for(ROOM, ["bob"], "early", 1.0).requests)
@@ -281,6 +273,48 @@ def test_no_key_is_forwarded_for_a_room_the_user_has_left(relay):
 
     assert to_device_messages_to(relay, ("bob", "DEV2"), ("bob", "DEV1"), since=before) == 1
     assert to_device_messages_to(relay, ("bob", "DEV1"), ("bob", "DEV2"), since=before) == 0
+
+
+def test_a_key_of_a_private_chat_is_forwarded_to_an_own_device(relay):
+    from .test_engine import shown
+
+    _, bob, alice_engine, _ = connect_pair(relay)
+    pm = conversation_id(pm=("alice", "bob"))
+    relay.run(("alice", "DEV1"), alice_engine.encrypt_for(pm, ["bob"], "early", 1.0).requests)
+    bob2 = add_device(bob, "DEV2", approved=True)
+    relay.connect(bob2)
+    relay.announce("bob")
+    sealed = next(r for _, r in relay.sent if r["type"] == "pm")["e2e"]
+    private = {"type": "private", "from": "alice", "to": "bob", "msg_id": 1, "ts": LATER_TS}
+
+    relay.push(("bob", "DEV2"), {**private, "e2e": sealed})
+    relay.run(("bob", "DEV2"), [])
+
+    assert shown(relay, ("bob", "DEV2")) == ["early"]
+
+
+def test_the_controller_tells_the_link_the_private_rooms_the_user_is_in():
+    from tests.tk_client.fake_e2e import FakeLink
+    from tests.tk_client.test_controller import push
+    from tests.tk_client.test_controller_e2e import ROOMS, FakeSession, RecordingView
+    from tk_client.controller import ChatController
+    from tk_client.events import LoggedIn
+
+    session, links = FakeSession(), []
+
+    def opener(user, device):
+        links.append(FakeLink(session, user, device))
+        return links[-1]
+
+    controller = ChatController(session, RecordingView(), e2e_opener=opener)
+    controller.handle(LoggedIn("me", ROOMS, again=False, device="d1"))
+    told_at_login = links[0].private_rooms
+    hidden = {"name": "hidden", "private": True, "owner": "bob", "members": ["bob"]}
+    rooms = [r for r in ROOMS if r["name"] != "secret"] + [hidden]
+    push(controller, {"type": "rooms", "rooms": rooms})
+
+    assert told_at_login == ["secret"]
+    assert links[0].private_rooms == []  # removed from #secret; never in #hidden
 
 
 # --- 4.7: device approval ----------------------------------------------------------------------
@@ -380,11 +414,6 @@ def many_devices(owner, count: int) -> tuple[list[dict[str, Any]], dict[str, dic
     return devices, one_time_keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine puts every device in one keys_claim and every room key in one "
-    "to_device: past 1,000 devices the server refuses the request (bad_request)",
-)
 def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_within_bounds():
     from chatproto.e2e import MAX_KEYS_CLAIM_DEVICES
     from chatproto.limits import MAX_PLAINTEXT_SIZE
@@ -423,11 +452,15 @@ def test_a_room_key_for_more_than_1000_devices_is_claimed_and_sent_in_requests_w
     assert reached == {d["device"] for d in devices}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a refused to_device is forgotten: the engine neither refreshes the target's "
-    "keys nor sends the room key again",
-)
+def test_a_to_device_carries_at_most_1000_messages_however_small():
+    engine = E2EEngine(make_user("alice"), new_id=iter(f"r{i}" for i in range(10)).__next__)
+    messages = [{"user": "bob", "device": f"D{n}", "body": {}} for n in range(1_001)]
+
+    requests = engine._to_device_requests(messages)
+
+    assert [len(r["messages"]) for r in requests] == [MAX_TO_DEVICE_MESSAGES, 1]
+
+
 def test_a_to_device_refused_as_unknown_device_makes_the_client_refresh_and_send_again():
     from .test_engine import keys_answer
 
@@ -448,6 +481,31 @@ def test_a_to_device_refused_as_unknown_device_makes_the_client_refresh_and_send
     assert again["users"] == ["bob"]
     resent = engine.receive(keys_answer(again["id"], bob), 2.0).requests
     assert [r["type"] for r in resent if r["type"] in ("keys_claim", "to_device")]
+
+
+def test_a_room_key_refused_again_is_not_sent_a_third_time():
+    from .test_engine import keys_answer
+
+    alice, bob = make_user("alice"), make_user("bob")
+    engine = E2EEngine(alice, new_id=iter(f"r{i}" for i in range(100)).__next__)
+    pm = conversation_id(pm=("alice", "bob"))
+    (query,) = engine.encrypt_for(pm, ["bob"], "hi", 1.0).requests
+    (claiming,) = engine.receive(keys_answer(query["id"], bob), 1.0).requests
+    (uploaded, *_) = bob.device.one_time_keys_to_upload(left_on_server=0)
+    one_time_key = {"user": "bob", "device": "DEV1", **uploaded, "fallback": False}
+    claimed = {"type": "keys_claimed", "ref": claiming["id"], "keys": [one_time_key]}
+    out = engine.receive(claimed, 1.0)
+    refused = {"type": "error", "code": "unknown_device", "message": "no such device"}
+    for _ in range(2):  # refused, asked again, sent again; then refused again
+        (to_device,) = [r for r in out.requests if r["type"] == "to_device"]
+        (again,) = engine.receive({**refused, "ref": to_device["id"]}, 2.0).requests
+        out = engine.receive(keys_answer(again["id"], bob), 2.0)
+
+    assert [r["type"] for r in out.requests] == []
+    assert [r["type"] for r in engine.encrypt_for(pm, ["bob"], "next", 3.0).requests] == [
+        "to_device",
+        "pm",
+    ]  # the next message shares the key it never got
 
 
 # --- 4.6: who gets the current session ---------------------------------------------------------

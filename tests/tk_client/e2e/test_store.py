@@ -109,3 +109,41 @@ def test_a_store_opened_with_another_pickle_key_gives_one_clear_error(tmp_path):
 def test_a_missing_store_says_it_cannot_be_read(tmp_path):
     with pytest.raises(StoreError, match="cannot be read"):
         CryptoStore.load(tmp_path / "absent.json", b"k" * 32)
+
+
+def test_the_device_lists_are_kept_and_their_signatures_checked_again_when_read(tmp_path):
+    from tk_client.e2e.directory import UserKeys
+
+    from .test_engine import keys_answer
+
+    key = load_or_create_pickle_key(tmp_path)
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    for user in (bob, carol):
+        entry = keys_answer("r", user)["users"][user.device.user]
+        alice.directory.take(user.device.user, UserKeys.from_wire(user.device.user, entry))
+    alice.directory.mark_changed(["carol"])
+    alice.fallback_published_at = 1234.5
+    state = json.loads(alice.to_json(key))
+    (carols_device,) = state["directory"]["users"]["carol"]["devices"]
+    carols_device["curve25519"] = bob.device.curve25519  # the file was edited: it no longer checks
+
+    reloaded = CryptoStore.from_json(json.dumps(state), key)
+
+    assert reloaded.directory.device("bob", "DEV1") == alice.directory.device("bob", "DEV1")
+    assert reloaded.directory.user_key("bob") == bob.identity.ed25519
+    assert reloaded.directory.device("carol", "DEV1") is None
+    assert reloaded.directory.stale == {"carol"}  # still to be fetched again
+    assert reloaded.fallback_published_at == 1234.5
+
+
+def test_a_store_written_before_device_lists_were_kept_still_opens(tmp_path):
+    key = load_or_create_pickle_key(tmp_path)
+    alice = make_user("alice")
+    state = json.loads(alice.to_json(key))
+    del state["directory"], state["fallback_published_at"]
+    assert state["format"] == 1
+
+    reloaded = CryptoStore.from_json(json.dumps(state), key)
+
+    assert reloaded.directory.users == {} and reloaded.fallback_published_at is None
+    assert reloaded.device.ed25519 == alice.device.ed25519
