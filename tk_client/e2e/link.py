@@ -315,16 +315,9 @@ class E2ELink:
             events.append(KeysFetched(tuple(sorted(str(u) for u in users))))
         return events
 
-    def handles(self, message: Mapping[str, Any]) -> bool:
-        """True for a push that is the engine's: to-device, device list changes, and
-        ``message``/``private`` with ``e2e``."""
-        kind = message.get("type")
-        if kind in ("to_device", "devices_changed"):
-            return True
-        return kind in ("message", "private") and "e2e" in message
-
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
-        """A push that :meth:`handles`; what it made readable, and notices."""
+        """A push of section 4 (``to_device``, ``devices_changed``) or a ``message`` /
+        ``private`` with ``e2e``: what it made readable, and notices."""
         out = self.engine.receive(message, self._clock())
         return self._flush(out, save=message.get("type") not in ("message", "private"))
 
@@ -476,7 +469,8 @@ class E2ELink:
         if step == SETUP_CHECK:
             self._setup_pending = False
             if reply.get("type") != "keys" or self.store.identity is not None:
-                return self._setup_over()  # offline or refused: the next login checks again
+                # Offline or refused: the next login checks again; what was typed waits.
+                return []
             users = reply.get("users")
             entry = users.get(self.user) if isinstance(users, Mapping) else None
             if isinstance(entry, Mapping) and entry.get("user_key") is not None:

@@ -158,3 +158,27 @@ def test_fetching_a_users_keys_says_when_they_have_come(link, session):
     events = answer(link, query, {"type": "keys", "users": {"bob": {"devices": []}}})
 
     assert KeysFetched(("bob",)) in events
+
+
+def test_a_set_up_check_lost_with_the_connection_keeps_the_typed_message_for_the_next_login(
+    link, session
+):
+    link.logged_in()
+    decided: list[Any] = []
+    link.encrypt("room:plans", ["alice"], "typed offline", decided.append)
+    check = setup_check(session)
+    link.answered(
+        RequestStatus(check.id, check.message, RequestState.FAILED, error="the connection dropped"),
+        None,
+    )
+    assert decided == [] and link.busy  # not given up: nothing said it needs approval
+
+    link.logged_in()  # back online: the check again
+    answer(link, setup_check(session), {"type": "keys", "users": {}})
+    answer(link, session.of("user_key_publish")[-1], {"type": "ok"})
+    for query in session.of("keys_query"):
+        if query.message["users"] == ["alice"]:
+            answer(link, query, {"type": "keys", "users": {}})
+
+    assert [s.message["room"] for s in session.of("send")] == ["plans"]
+    assert decided == session.of("send")
