@@ -522,7 +522,7 @@ class App(ControllerView):
                 if starting.starting and starting.txn is None:
                     starting.txn = event.txn
         elif isinstance(event, OwnDeviceToApprove):
-            self._ask_approval(controller, event.device)
+            self._ask_approval(controller, event)
         elif isinstance(event, VerificationRequested):
             self._verification_requested(controller, event)
         elif isinstance(event, CodesReady):
@@ -540,16 +540,17 @@ class App(ControllerView):
                     window.cancelled(event)
             self.main_view.refresh_security()
 
-    def _ask_approval(self, controller: ChatController, device: str) -> None:
+    def _ask_approval(self, controller: ChatController, event: OwnDeviceToApprove) -> None:
+        device, label = event.device, event.label
         self.verification_windows.append(
             ApprovalDialog(
                 self.root,
                 self.fonts,
                 controller,
                 title="Approve a new device",
-                question=f"Approve the new device {device}?",
+                question=f"Approve the new device {label}?",
                 detail=(
-                    f"{device} logged in to your account. Approve it only if it is yours: "
+                    f"{label} logged in to your account. Approve it only if it is yours: "
                     "both devices then show codes to compare. If it is not yours, choose "
                     "Not mine and log it out in Account \u2026 Devices."
                 ),
@@ -557,7 +558,7 @@ class App(ControllerView):
                 no="Not mine",
                 on_yes=lambda: controller.approve_device(device),
                 on_no=lambda: None,
-                whom=f"{device} to accept",
+                whom=f"{label} to accept",
                 on_close=self._window_closed,
             )
         )

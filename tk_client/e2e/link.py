@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from chatproto import e2e
 from chatproto.unpadded_b64 import decode as b64decode
 
+from ..account import devices_from_wire
 from ..events import NotConnected, RequestState, RequestStatus
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
@@ -46,6 +47,7 @@ from .verification import Verified
 
 STORE_FOLDER = "e2e"
 SETUP_CHECK = "setup"  # the link's own keys_query of the user's own keys (4.2)
+DEVICE_NAMES = "names"  # the link's own ``devices`` request (3.4): new devices' names
 
 WAIT_FOR_APPROVAL = (
     "This device is new and cannot read encrypted conversations yet. Open the chat on a "
@@ -80,11 +82,17 @@ class OwnDeviceToApprove:
     """This (signed) device saw a device of its own user that nobody approved yet (4.7)."""
 
     device: str
+    name: str | None = None  # the name it was remembered by (3.4), when the server said
+
+    @property
+    def label(self) -> str:
+        """How a person knows the device: its name, with the id that commands take."""
+        return f"{self.name} ({self.device})" if self.name else self.device
 
     @property
     def text(self) -> str:
         return (
-            f"A new device ({self.device}) logged in to your account. If it is yours, "
+            f"A new device, {self.label}, logged in to your account. If it is yours, "
             f"approve it: /approve {self.device} in the terminal client, or the Approve "
             "button, then compare the codes on both devices."
         )
@@ -171,6 +179,7 @@ class E2ELink:
         self._sends: deque[tuple[str, OnRequest]] = deque()
         self._before_setup: list[tuple[str, list[str], str, OnRequest]] = []
         self._announced: set[str] = set()  # own unsigned devices already shown
+        self._unnamed: list[str] = []  # ... waiting for the devices list to name them
         self._setup_pending = False
         self._setting_up = False  # from the set-up check until the user key is settled
         self._resetting: UserIdentity | None = None
@@ -465,7 +474,12 @@ class E2ELink:
         return []
 
     def _setup_step(self, step: str, reply: Mapping[str, Any]) -> list[LinkEvent]:
-        """The answers of the first device's set-up (4.2) and of an identity reset."""
+        """The answers of the first device's set-up (4.2), of an identity reset, and of
+        the ``devices`` list that names new devices to approve."""
+        if step == DEVICE_NAMES:
+            names = {d.device: d.name for d in devices_from_wire(reply.get("devices"))}
+            unnamed, self._unnamed = self._unnamed, []
+            return [OwnDeviceToApprove(device, names.get(device)) for device in unnamed]
         if step == SETUP_CHECK:
             self._setup_pending = False
             if reply.get("type") != "keys" or self.store.identity is not None:
@@ -510,16 +524,18 @@ class E2ELink:
     def _own_devices_to_approve(self) -> list[LinkEvent]:
         if self.store.identity is None:
             return []
-        found: list[LinkEvent] = []
-        for device in self.devices(self.user):
-            if (
-                not device.signed
-                and not device.this_device
-                and device.device not in self._announced
-            ):
-                self._announced.add(device.device)
-                found.append(OwnDeviceToApprove(device.device))
-        return found
+        new = [
+            device.device
+            for device in self.devices(self.user)
+            if not (device.signed or device.this_device or device.device in self._announced)
+        ]
+        if not new:
+            return []
+        self._announced.update(new)
+        asked = bool(self._unnamed)
+        self._unnamed.extend(new)
+        # Ask the account's device list (3.4) for their names; announced with the answer.
+        return [] if asked else self._send_link_request(DEVICE_NAMES, {"type": "devices"})
 
 
 __all__ = [

@@ -14,14 +14,17 @@ import pytest
 
 from tk_client.e2e.engine import Notice
 from tk_client.e2e.errors import StoreError
+from tk_client.e2e.identity import UserIdentity
 from tk_client.e2e.link import (
     IDENTITY_CREATED,
     WAIT_FOR_APPROVAL,
     E2ELink,
     KeysFetched,
     NotApproved,
+    OwnDeviceToApprove,
     store_path,
 )
+from tk_client.e2e.store import CryptoStore
 from tk_client.events import NotConnected, RequestState, RequestStatus
 
 SERVER = "SHA256:" + "A" * 43
@@ -182,3 +185,25 @@ def test_a_set_up_check_lost_with_the_connection_keeps_the_typed_message_for_the
 
     assert [s.message["room"] for s in session.of("send")] == ["plans"]
     assert decided == session.of("send")
+
+
+def test_a_new_device_of_mine_is_announced_by_the_name_it_was_remembered_by(link, session):
+    link.store.identity = UserIdentity.generate("alice")
+    link.logged_in()
+    phone = CryptoStore.create("alice", "PHONE1", 0.0)  # keys uploaded, nobody approved it
+    own = next(r for r in session.of("keys_query") if r.message["users"] == ["alice"])
+    mine = link.store.identity.sign_device(link.store.device.device_keys())
+    entry = {
+        "user_key": link.store.identity.published_by(link.store.device).to_wire(),
+        "devices": [mine.to_wire(), phone.device.device_keys().to_wire()],
+    }
+    assert answer(link, own, {"type": "keys", "users": {"alice": entry}}) == [
+        KeysFetched(("alice",))
+    ]  # not yet: its name is asked for first
+
+    listed = session.of("devices")[-1]
+    devices = [{"device": "PHONE1", "name": "alice's phone", "created": "", "last_seen": ""}]
+    events = answer(link, listed, {"type": "devices", "devices": devices})
+
+    assert events == [OwnDeviceToApprove("PHONE1", "alice's phone")]
+    assert "alice's phone (PHONE1)" in events[0].text and "/approve PHONE1" in events[0].text
