@@ -88,6 +88,8 @@ class E2ECommands(E2EActions):
         elif isinstance(event, KeysFetched):
             for user in [u for u in event.users if u in self._verify_after_keys]:
                 self._cmd_verify(user)  # the second time: it shows the number, or says why
+            for user in [u for u in event.users if u in self._devices_after_keys]:
+                self._cmd_devices(user)
         elif isinstance(event, VerificationRequested):
             self.verifications[event.txn] = VerificationInProgress(
                 event.txn, event.user, event.device, event.kind, "requested"
@@ -114,6 +116,11 @@ class E2ECommands(E2EActions):
     @cached_property
     def _verify_after_keys(self) -> set[str]:
         """Users typed in /verify before their keys were fetched: verified on arrival."""
+        return set()
+
+    @cached_property
+    def _devices_after_keys(self) -> set[str]:
+        """Users typed in /devices USER before their keys were fetched: listed on arrival."""
         return set()
 
     def _latest(self, args: str, stages: tuple[str, ...]) -> VerificationInProgress | None:
@@ -334,11 +341,15 @@ class E2ECommands(E2EActions):
             return False
         assert self.e2e is not None
         devices = self.e2e_devices(user)
+        fetched = user in self._devices_after_keys
+        self._devices_after_keys.discard(user)
+        if not devices and not fetched:
+            self._devices_after_keys.add(user)
+            self._notice(f"Fetching {user}'s keys; the list follows.")
+            self._e2e_events(self.e2e.fetch_keys(user))
+            return True
         if not devices:
-            self._notice(
-                f"No device of {user} is known yet: this client fetches their keys when you "
-                f"first write to them (/pm {user} ...)."
-            )
+            self._notice(f"{user} has no device with encryption keys yet.")
             return True
         lock = self.e2e.lock([user])
         if user in lock.verified:

@@ -349,6 +349,16 @@ def test_devices_of_another_user_are_listed_with_their_keys(terminal):
     assert f"  OLD  key: {fingerprint}  (NOT signed by alice's identity)" in printed
 
 
+def test_devices_of_a_user_not_fetched_yet_are_fetched_then_listed(terminal):
+    assert terminal.type("/devices alice")
+    assert terminal.link.fetched == ["alice"]
+
+    terminal.link.known["alice"] = [device("alice", "LAP")]
+    terminal.events(KeysFetched(("alice",)))
+
+    assert "alice's devices (1); alice is not verified (/verify alice):" in terminal.printed()
+
+
 def test_my_devices_table_shows_each_key_and_whether_it_is_approved(terminal):
     terminal.link.known["me"] = [device("me", "d1", here=True), device("me", "d2", signed=False)]
     dialog = AccountDialog(
