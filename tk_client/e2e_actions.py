@@ -39,6 +39,11 @@ class E2EActions(ChatState):
         """``user``'s devices as last fetched, with their keys (empty if unknown)."""
         return self.e2e.devices(user) if self.e2e is not None else []
 
+    def fetch_keys(self, user: str) -> None:
+        """Ask for ``user``'s keys now (a Verify window opened before any message to them)."""
+        if self.e2e is not None:
+            self._e2e_events(self.e2e.fetch_keys(user))
+
     def safety_number(self, user: str) -> str | None:
         """The safety number to compare with ``user`` (12 groups of 5 digits), or None."""
         return self.e2e.safety_number(user) if self.e2e is not None else None

@@ -32,7 +32,7 @@ from .address import AddressError, ServerAddress, parse_address
 from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
-from .e2e.link import E2ELink, OwnDeviceToApprove
+from .e2e.link import E2ELink, KeysFetched, OwnDeviceToApprove
 from .e2e.verification import (
     CodesReady,
     VerificationCancelled,
@@ -517,7 +517,11 @@ class App(ControllerView):
         controller = self.controller
         if controller is None or self.main_view is None:
             return
-        if isinstance(event, VerificationStarted):  # names the window's comparison
+        if isinstance(event, KeysFetched):  # a Verify window may wait for these keys
+            for waiting in self.verification_windows:
+                if isinstance(waiting, VerifyDialog) and waiting.user in event.users:
+                    waiting.refresh()
+        elif isinstance(event, VerificationStarted):  # names the window's comparison
             for starting in self.verification_windows:
                 if starting.starting and starting.txn is None:
                     starting.txn = event.txn

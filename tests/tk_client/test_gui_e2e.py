@@ -265,6 +265,23 @@ def test_a_declined_comparison_says_so_in_the_verify_dialog(
     assert "not verified" in app.controller.security(pm_key(alice))
 
 
+def test_verify_before_any_message_fetches_the_keys_and_shows_the_number(
+    open_app, known, address, accounts, people, peers
+):
+    alice, bob = people("alice", "bob")
+    app = open_window(open_app, known, address, accounts, bob)
+    peer = peers(alice, "laptop")
+    run(app, [peer], lambda: window_approved(app)() and approved(peer)(), "both set up")
+    assert app.controller.safety_number(alice) is None  # nothing exchanged yet
+
+    dialog = app.open_verify(alice)
+
+    run(app, [peer], lambda: dialog.safety_number[:1].isdigit(), "the number, unasked again")
+    peer.controller.fetch_keys(bob)  # alice's side of the comparison
+    run(app, [peer], lambda: peer.controller.safety_number(bob) is not None, "alice's number")
+    assert dialog.safety_number.split() == peer.controller.safety_number(bob).split()
+
+
 def test_mark_as_verified_after_comparing_the_number(
     open_app, known, address, accounts, people, peers
 ):

@@ -304,6 +304,8 @@ class VerifyDialog(VerificationWindow):
         self.accept_button.pack(anchor="w", pady=(6, 0))
         self.build_codes()
         self.refresh()
+        if self.controller.safety_number(user) is None:
+            self.controller.fetch_keys(user)  # the number shows when they come (refresh)
         self.present()
 
     def destroy(self) -> None:
