@@ -34,6 +34,8 @@ from tk_client.chat_state import Pending
 from tk_client.controller import ChatController
 from tk_client.model import ConversationKey, pm_key, room_key
 
+pytestmark = [pytest.mark.slow, pytest.mark.services]  # two daphne processes, Redis, PostgreSQL
+
 SNOOP_DIR = Path(__file__).resolve().parent
 PM_SECRET = "vault-code-4815162342"
 ROOM_SECRET = "meet-at-the-old-mill-at-dawn"
