@@ -9,18 +9,19 @@ cannot act says why in a notice and returns False; none raises for the user's in
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .chat_state import ChatState
 from .e2e.errors import E2EError
-from .e2e.link import DeviceView
+from .e2e.link import DeviceView, E2ELink
 from .secure import NEEDS_A_DEVICE
 
 
 class E2EActions(ChatState):
     """Verification, approval, and identity actions on the controller's end-to-end link."""
 
-    def _link_or_say(self) -> Any:
+    def _link_or_say(self) -> E2ELink | None:
         if self.e2e is None:
             self._notice(NEEDS_A_DEVICE, "error")
         return self.e2e
@@ -68,27 +69,15 @@ class E2EActions(ChatState):
         return self._start(user, device, "contact")
 
     def accept_verification(self, txn: str) -> bool:
-        link = self._link_or_say()
-        if link is None:
-            return False
-        self._e2e_events(link.accept_verification(txn))
-        return True
+        return self._on_link(lambda link: link.accept_verification(txn))
 
     def confirm_verification(self, txn: str) -> bool:
         """The codes match on both devices."""
-        link = self._link_or_say()
-        if link is None:
-            return False
-        self._e2e_events(link.confirm_verification(txn))
-        return True
+        return self._on_link(lambda link: link.confirm_verification(txn))
 
     def cancel_verification(self, txn: str) -> bool:
         """The codes differ, or the user gave up."""
-        link = self._link_or_say()
-        if link is None:
-            return False
-        self._e2e_events(link.cancel_verification(txn))
-        return True
+        return self._on_link(lambda link: link.cancel_verification(txn))
 
     def mark_verified(self, user: str) -> bool:
         """The user compared the safety number with ``user`` and it matched."""
@@ -116,10 +105,14 @@ class E2EActions(ChatState):
 
     def reset_identity(self) -> bool:
         """Make a new user key on this device (4.7); the answer's notice says it is done."""
+        return self._on_link(lambda link: link.reset_identity())
+
+    def _on_link(self, act: Callable[[E2ELink], Iterable[Any]]) -> bool:
+        """Do ``act`` on the link and show what it reports; False (said why) without one."""
         link = self._link_or_say()
         if link is None:
             return False
-        self._e2e_events(link.reset_identity())
+        self._e2e_events(act(link))
         return True
 
     def _start(self, user: str, device: str, kind: str) -> bool:

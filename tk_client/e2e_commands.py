@@ -28,7 +28,6 @@ from .e2e.verification import (
     Verified,
 )
 from .e2e_actions import E2EActions
-from .secure import NEEDS_A_DEVICE
 
 if TYPE_CHECKING:
     from .account import AccountActions
@@ -86,10 +85,9 @@ class E2ECommands(E2EActions):
                 event.txn, event.user, event.device, event.kind, "started"
             )
         elif isinstance(event, KeysFetched):
-            for user in [u for u in event.users if u in self._verify_after_keys]:
-                self._cmd_verify(user)  # the second time: it shows the number, or says why
-            for user in [u for u in event.users if u in self._devices_after_keys]:
-                self._cmd_devices(user)
+            for user in event.users:  # typed again: now it shows, or says why not
+                for command in sorted(self._after_keys.get(user, ())):
+                    getattr(self, f"_cmd_{command}")(user)
         elif isinstance(event, VerificationRequested):
             self.verifications[event.txn] = VerificationInProgress(
                 event.txn, event.user, event.device, event.kind, "requested"
@@ -114,14 +112,24 @@ class E2ECommands(E2EActions):
         return VerificationInProgress(txn, user, device, kind, "codes")
 
     @cached_property
-    def _verify_after_keys(self) -> set[str]:
-        """Users typed in /verify before their keys were fetched: verified on arrival."""
-        return set()
+    def _after_keys(self) -> dict[str, set[str]]:
+        """user -> the commands (/verify, /devices USER) typed before that user's keys were
+        fetched: carried out again when they arrive."""
+        return {}
 
-    @cached_property
-    def _devices_after_keys(self) -> set[str]:
-        """Users typed in /devices USER before their keys were fetched: listed on arrival."""
-        return set()
+    def _known_or_fetch(self, command: str, user: str, known: bool, what: str) -> bool:
+        """True to go on with ``command`` for ``user``: what it needs is ``known``, or it
+        already waited for their keys once (then it says what is missing). Else fetch the
+        keys, say so, and run ``command`` again when they arrive (False)."""
+        waiting = self._after_keys.get(user, set())
+        if known or command in waiting:
+            waiting.discard(command)
+            return True
+        assert self.e2e is not None
+        self._after_keys.setdefault(user, set()).add(command)
+        self._notice(f"Fetching {user}'s keys; {what} follows.")
+        self._e2e_events(self.e2e.fetch_keys(user))
+        return False
 
     def _latest(self, args: str, stages: tuple[str, ...]) -> VerificationInProgress | None:
         """The latest verification in one of ``stages`` (with ``args``: with that user)."""
@@ -163,10 +171,7 @@ class E2ECommands(E2EActions):
         return user
 
     def _has_link(self) -> bool:
-        if self.e2e is None:
-            self._notice(NEEDS_A_DEVICE, "error")
-            return False
-        return True
+        return self._link_or_say() is not None
 
     # --- the commands ------------------------------------------------------------------------
 
@@ -175,12 +180,8 @@ class E2ECommands(E2EActions):
         if user is None or not self._has_link():
             return False
         number = self.safety_number(user)
-        fetched = user in self._verify_after_keys
-        self._verify_after_keys.discard(user)
-        if number is None and not fetched and self.e2e is not None and self.e2e.approved:
-            self._verify_after_keys.add(user)
-            self._notice(f"Fetching {user}'s keys; the safety number follows.")
-            self._e2e_events(self.e2e.fetch_keys(user))
+        known = number is not None or self.e2e is None or not self.e2e.approved
+        if not self._known_or_fetch("verify", user, known, "the safety number"):
             return True
         if number is None:
             self._notice(
@@ -341,12 +342,7 @@ class E2ECommands(E2EActions):
             return False
         assert self.e2e is not None
         devices = self.e2e_devices(user)
-        fetched = user in self._devices_after_keys
-        self._devices_after_keys.discard(user)
-        if not devices and not fetched:
-            self._devices_after_keys.add(user)
-            self._notice(f"Fetching {user}'s keys; the list follows.")
-            self._e2e_events(self.e2e.fetch_keys(user))
+        if not self._known_or_fetch("devices", user, bool(devices), "the list"):
             return True
         if not devices:
             self._notice(f"{user} has no device with encryption keys yet.")

@@ -13,7 +13,7 @@ from typing import Any
 
 from chatproto import e2e
 
-from .model import ChatMessage, ConversationKey, Room, pm_key, room_key
+from .model import ChatMessage, ConversationKey, Room, message_from_wire, pm_key, room_key
 
 PUBLIC_ROOM = "public room: the server can read it"
 NEEDS_A_DEVICE = (
@@ -56,16 +56,7 @@ def encrypted_line(
     item: Mapping[str, Any], me: str | None, private: bool, text: str, unreadable: bool
 ) -> ChatMessage | None:
     """The line for a stored encrypted message (pushed or in history); None if malformed."""
-    sender, msg_id, ts = item.get("from"), item.get("msg_id"), item.get("ts")
-    if not isinstance(sender, str) or type(msg_id) is not int:
-        return None
-    return ChatMessage(
-        sender=sender,
-        text=text,
-        ts=ts if isinstance(ts, str) else None,
-        msg_id=msg_id,
-        own=sender == me,
-        private=private,
-        encrypted=True,
-        unreadable=unreadable,
-    )
+    line = message_from_wire({**item, "text": text}, me, private)
+    if line is not None:
+        line.encrypted, line.unreadable = True, unreadable
+    return line

@@ -270,15 +270,14 @@ class E2ELink:
         entry = self.engine.directory.users.get(user)
         if entry is None:
             return []
-        key = entry.user_key.ed25519 if entry.user_key else None
-        if user == self.user and self.store.identity is not None:
-            key = self.store.identity.ed25519
+        own_key = self.store.identity.ed25519 if self.store.identity else None
+        signed = {d.device for d in entry.signed_devices(own_key if user == self.user else None)}
         return [
             DeviceView(
                 user,
                 d.device,
                 d.ed25519,
-                d.signed_by_user_key(key),
+                d.device in signed,
                 user == self.user and d.device == self.device,
             )
             for _, d in sorted(entry.devices.items())
@@ -320,8 +319,9 @@ class E2ELink:
             return []
         events = self._flush(self.engine.receive({**reply, "ref": engine_id}, self._clock()))
         users = reply.get("users") if reply.get("type") == "keys" else None
-        if isinstance(users, Mapping):
+        if isinstance(users, Mapping):  # the only answer that lists devices: new ones of ours?
             events.append(KeysFetched(tuple(sorted(str(u) for u in users))))
+            events.extend(self._own_devices_to_approve())
         return events
 
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
@@ -444,7 +444,6 @@ class E2ELink:
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
-        events.extend(self._own_devices_to_approve())
         return events
 
     def _send(self, request: Mapping[str, Any]) -> None:
