@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chatproto import e2e
+from chatproto.e2e_files import file_plaintext
 from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
@@ -40,8 +41,10 @@ from ..events import NotConnected, RequestState, RequestStatus
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
+from .files import FileOfferRefused, FileOfferVerified, Opened, Sealed, transfer_of, verdict
 from .identity import UserIdentity
 from .keyfile import load_or_create_pickle_key
+from .megolm import Undecryptable
 from .store import CryptoStore
 from .verification import Verified
 
@@ -66,6 +69,8 @@ IDENTITY_RESET = (
 
 OnRequest = Callable[[RequestStatus | None], None]
 """Gets a message's ``send``/``pm`` request when it leaves, or None if it never will."""
+OnSealed = Callable[[dict[str, Any]], None]
+"""Gets a file offer's ``e2e`` once the room keys went (4.12)."""
 
 
 class NotApproved(E2EError):
@@ -105,7 +110,7 @@ class KeysFetched:
     users: tuple[str, ...]
 
 
-LinkEvent = Event | OwnDeviceToApprove | KeysFetched
+LinkEvent = Event | OwnDeviceToApprove | KeysFetched | FileOfferVerified | FileOfferRefused
 """What the link reports: the engine's events, and own devices waiting for approval."""
 
 
@@ -183,6 +188,8 @@ class E2ELink:
         self._setup_pending = False
         self._setting_up = False  # from the set-up check until the user key is settled
         self._resetting: UserIdentity | None = None
+        self._seals: dict[str, OnSealed] = {}  # transfer -> who sends its file offer
+        self._offers: dict[str, Mapping[str, Any]] = {}  # transfer -> e2e offer being opened
 
     @classmethod
     def open(
@@ -360,6 +367,53 @@ class E2ELink:
         self._sends.append((conversation, on_request))
         return self._flush(out)
 
+    def seal_file(
+        self,
+        peer: str,
+        *,
+        transfer: str,
+        name: str,
+        size: int,
+        sha256: str,
+        key: bytes,
+        on_sealed: OnSealed,
+    ) -> list[LinkEvent]:
+        """Seal a file offer's ``file`` plaintext for ``peer`` (4.12) as a Megolm message of
+        ``pm:<me>:<peer>``, its room keys shared as for a private message; ``on_sealed``
+        gets the offer's ``e2e`` once they went (at once, or after device lists and keys).
+
+        :class:`NotApproved` (with words) when this device cannot send encrypted yet;
+        :class:`~.errors.SendingBlocked` when the peer's verified identity changed."""
+        if self.store.identity is None:
+            raise NotApproved(WAIT_FOR_APPROVAL)
+        conversation = e2e.conversation_id(pm=(self.user, peer))
+        payload = file_plaintext(
+            conversation=conversation,
+            sender=self.user,
+            sender_device=self.device,
+            transfer=transfer,
+            name=name,
+            size=size,
+            sha256=sha256,
+            key=key,
+        )
+        out = self.engine.seal_for(conversation, [peer], payload, transfer, self._clock())
+        self._seals[transfer] = on_sealed
+        return self._flush(out)
+
+    def open_file_offer(self, offer: Mapping[str, Any]) -> list[LinkEvent]:
+        """A relayed ``file_offer`` with ``e2e``: :class:`FileOfferVerified` or
+        :class:`FileOfferRefused` now, or later (from another call) once its key came."""
+        transfer = offer.get("transfer")
+        if not isinstance(transfer, str):
+            return []
+        self._offers[transfer] = offer
+        return self._flush(self.engine.open_file_offer(offer, self._clock()), save=False)
+
+    def forget_file_offer(self, transfer: str) -> None:
+        """The offer ended (cancelled, expired) before it was opened: nothing to show."""
+        self._offers.pop(transfer, None)
+
     def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
         """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
         ``contact`` verifies someone. ValueError (in words) for an unknown device."""
@@ -440,11 +494,38 @@ class E2ELink:
             self._save()
         for request in out.requests:
             self._send(request)
-        events: list[LinkEvent] = list(out.events)
+        events: list[LinkEvent] = []
+        for event in out.events:
+            if isinstance(event, Sealed | Opened) or (
+                isinstance(event, NotShown) and transfer_of(event.msg_id) is not None
+            ):
+                events.extend(self._file_event(event))
+            else:
+                events.append(event)
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
         return events
+
+    def _file_event(self, event: Sealed | Opened | NotShown) -> list[LinkEvent]:
+        """4.12's engine events: a sealed offer goes to its sender; an opened one is checked
+        against its offer; one that failed is refused; one whose key is missing waits."""
+        if isinstance(event, Sealed):
+            on_sealed = self._seals.pop(event.tag, None)
+            if on_sealed is not None:
+                on_sealed(event.e2e)
+            return []
+        transfer = transfer_of(event.msg_id)
+        offer = self._offers.get(transfer) if transfer is not None else None
+        if offer is None:
+            return []  # it ended meanwhile
+        if isinstance(event, Opened):
+            del self._offers[str(transfer)]
+            return [verdict(offer, event)]
+        if event.reason is Undecryptable.NOT_VERIFIED:
+            del self._offers[str(transfer)]
+            return [FileOfferRefused(str(transfer), event.sender)]
+        return []  # waiting for its key (asked already), or for its sender's device
 
     def _send(self, request: Mapping[str, Any]) -> None:
         fields = {k: v for k, v in request.items() if k not in ("type", "id")}
@@ -540,6 +621,8 @@ class E2ELink:
 __all__ = [
     "DeviceView",
     "E2ELink",
+    "FileOfferRefused",
+    "FileOfferVerified",
     "LockState",
     "NotApproved",
     "NotShown",
