@@ -871,13 +871,11 @@ class E2EEngine:
         """The conversation a ``message`` / ``private`` push belongs to; None if its
         ``room``, ``from`` or ``to`` are not usable names."""
         try:
-            if message.get("type") == "file_offer":  # always to us (4.12)
-                sender = message.get("from")
-                return e2e.conversation_id(pm=(sender, self.me)) if isinstance(sender, str) else None
             if message.get("type") == "message":
                 room = message.get("room")
                 return e2e.conversation_id(room=room) if isinstance(room, str) else None
-            pair = (message.get("from"), message.get("to"))
+            offer = message.get("type") == "file_offer"  # always to us (4.12)
+            pair = (message.get("from"), self.me if offer else message.get("to"))
             if not all(isinstance(name, str) for name in pair):
                 return None
             return e2e.conversation_id(pm=(str(pair[0]), str(pair[1])))

@@ -174,7 +174,11 @@ class GroupSessions:
         return self.seal(group, plaintext, sender_device, sender_key)
 
     def seal(
-        self, group: OutboundGroup, plaintext: Mapping[str, Any], sender_device: str, sender_key: str
+        self,
+        group: OutboundGroup,
+        plaintext: Mapping[str, Any],
+        sender_device: str,
+        sender_key: str,
     ) -> dict[str, Any]:
         """The ``e2e`` object of any Megolm plaintext (a text, a file offer's ``file``): the
         caller's plaintext names the conversation, sender and device that readers check."""
