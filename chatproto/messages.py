@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
 
 from . import unpadded_b64
@@ -368,12 +368,20 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
         Field("limit", int, required=False, default=HISTORY_DEFAULT_LIMIT, check=_history_limit),
     ),
     "ping": (),
+    # A 3.3 offer carries name and sha256; an end-to-end one (section 4.12) carries e2e
+    # instead, and its size is the encrypted stream's (checked in validate_request).
     "file_offer": (
         TRANSFER,
         Field("to", str, check=_username),
-        Field("name", str, check=_length(1, MAX_FILE_NAME_LENGTH, "name")),
+        Field("name", str, required=False, check=_length(1, MAX_FILE_NAME_LENGTH, "name")),
         Field("size", int, check=_non_negative),
-        Field("sha256", str, check=_pattern(SHA256_RE, "sha256 (64 lowercase hex digits)")),
+        Field(
+            "sha256",
+            str,
+            required=False,
+            check=_pattern(SHA256_RE, "sha256 (64 lowercase hex digits)"),
+        ),
+        E2E,
     ),
     "file_accept": (TRANSFER,),
     "file_reject": (TRANSFER,),
@@ -491,7 +499,29 @@ def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Re
         raise MessageError(
             ErrorCode.BAD_REQUEST, f"{kind} needs exactly one of 'text' and 'e2e'", ref
         )
+    if kind == "file_offer":
+        _check_offer_kind(values, ref)
     return REQUEST_CLASSES[kind](**values)
+
+
+def _check_offer_kind(values: Mapping[str, Any], ref: str | None) -> None:
+    """A file offer is a 3.3 one (``name`` and ``sha256``) or an end-to-end one (``e2e``,
+    section 4.12): both or neither is ``bad_request``."""
+    plain = [name for name in ("name", "sha256") if values[name] is not None]
+    if values["e2e"] is not None:
+        if plain:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST,
+                "an end-to-end file_offer carries e2e without 'name' and 'sha256'",
+                ref,
+            )
+    elif len(plain) < 2:
+        missing = "name" if values["name"] is None else "sha256"
+        raise MessageError(
+            ErrorCode.BAD_REQUEST,
+            f"missing field '{missing}' (file_offer needs 'name' and 'sha256', or 'e2e')",
+            ref,
+        )
 
 
 def _field_value(spec: Field, message: Mapping[str, Any], ctx: Context, ref: str | None) -> Any:
@@ -524,4 +554,4 @@ def check_offer_facts(offer: Mapping[str, Any]) -> None:
     """
     for spec in REQUEST_FIELDS["file_offer"]:
         if spec.name in OFFER_FACTS:
-            _field_value(spec, offer, Context(), None)
+            _field_value(replace(spec, required=True), offer, Context(), None)

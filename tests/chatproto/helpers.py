@@ -76,7 +76,7 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "ping": ({}, {}),
     "file_offer": (
         {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA},
-        {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA},
+        {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA, "e2e": None},
     ),
     "file_accept": ({"transfer": T}, {"transfer": T}),
     "file_reject": ({"transfer": T}, {"transfer": T}),
