@@ -254,7 +254,7 @@ class ChatController(E2ECommands, E2EActions):
         if self.e2e is None:  # 4.12: only end to end, never a plain offer
             self._notice(f"Not sent: {FILES_NEED_A_DEVICE}", "error")
             return False
-        if not self.e2e.approved:
+        if not self.e2e.can_send:
             self._notice(f"Not sent: {WAIT_FOR_APPROVAL}", "error")
             return False
         path = unquote_path(path)  # pasted or dropped into a terminal with quotes around it

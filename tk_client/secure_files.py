@@ -62,6 +62,9 @@ def seal_offer(link: E2ELink | None, transfers: SealedTransfers, event: OfferToS
     def on_sealed(e2e: dict[str, Any]) -> None:
         transfers.sealed(transfer, e2e)
 
+    def on_failed(words: str) -> None:
+        transfers.not_sealed(transfer, words)
+
     try:
         return link.seal_file(
             event.peer,
@@ -71,6 +74,7 @@ def seal_offer(link: E2ELink | None, transfers: SealedTransfers, event: OfferToS
             sha256=event.sha256,
             key=event.key,
             on_sealed=on_sealed,
+            on_failed=on_failed,
         )
     except E2EError as exc:
         transfers.not_sealed(transfer, str(exc))

@@ -189,6 +189,7 @@ class E2ELink:
         self._setting_up = False  # from the set-up check until the user key is settled
         self._resetting: UserIdentity | None = None
         self._seals: dict[str, OnSealed] = {}  # transfer -> who sends its file offer
+        self._seals_before_setup: list[Callable[[], list[LinkEvent]]] = []
         self._offers: dict[str, Mapping[str, Any]] = {}  # transfer -> e2e offer being opened
 
     @classmethod
@@ -241,6 +242,11 @@ class E2ELink:
         """Messages typed are still waiting here (for the set-up, device lists or keys):
         a client that is about to quit waits for them."""
         return bool(self._before_setup) or bool(self._sends)
+
+    @property
+    def can_send(self) -> bool:
+        """Approved, or the first login's set-up is on its way (what is sent waits for it)."""
+        return self.store.identity is not None or self._setting_up
 
     @property
     def approved(self) -> bool:
@@ -377,15 +383,37 @@ class E2ELink:
         sha256: str,
         key: bytes,
         on_sealed: OnSealed,
+        on_failed: Callable[[str], None],
     ) -> list[LinkEvent]:
         """Seal a file offer's ``file`` plaintext for ``peer`` (4.12) as a Megolm message of
         ``pm:<me>:<peer>``, its room keys shared as for a private message; ``on_sealed``
-        gets the offer's ``e2e`` once they went (at once, or after device lists and keys).
+        gets the offer's ``e2e`` once they went (at once, or after device lists and keys;
+        during the first login's set-up, after it), ``on_failed`` words if it never will.
 
         :class:`NotApproved` (with words) when this device cannot send encrypted yet;
         :class:`~.errors.SendingBlocked` when the peer's verified identity changed."""
         if self.store.identity is None:
-            raise NotApproved(WAIT_FOR_APPROVAL)
+            if not self._setting_up:
+                raise NotApproved(WAIT_FOR_APPROVAL)
+
+            def later() -> list[LinkEvent]:
+                try:
+                    return self.seal_file(
+                        peer,
+                        transfer=transfer,
+                        name=name,
+                        size=size,
+                        sha256=sha256,
+                        key=key,
+                        on_sealed=on_sealed,
+                        on_failed=on_failed,
+                    )
+                except E2EError as exc:
+                    on_failed(str(exc))
+                    return []
+
+            self._seals_before_setup.append(later)
+            return []
         conversation = e2e.conversation_id(pm=(self.user, peer))
         payload = file_plaintext(
             conversation=conversation,
@@ -599,6 +627,9 @@ class E2ELink:
                 on_request(None)
                 continue
             events.extend(self.encrypt(conversation, members, text, on_request))
+        sealing, self._seals_before_setup = self._seals_before_setup, []
+        for seal in sealing:
+            events.extend(seal())
         return events
 
     def _own_devices_to_approve(self) -> list[LinkEvent]:

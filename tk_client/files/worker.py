@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .manager import SessionAPI
 
 UNKNOWN_TRANSFER = "unknown_transfer"  # the reason of a transfer the server no longer knows
+NOT_SEALED = "not_sealed"  # the reason of an end-to-end offer the link could not seal (4.12)
 REPORT_INTERVAL = 0.25  # seconds between two progress reports of one transfer to the UI queue
 
 
@@ -131,7 +132,7 @@ class TransferWorker:
         elif kind == "not_sealed":
             if not self.offer_sent and not self.over:
                 self.detail = item[1]
-                self._fail(CancelReason.CANCELLED, local=True)
+                self._fail(NOT_SEALED, local=True)
         elif kind == "offer_answer":
             status: RequestStatus = item[1]
             if status.state is RequestState.FAILED and self.upload is not None:
