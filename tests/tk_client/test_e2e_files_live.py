@@ -12,74 +12,27 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from chatproto.e2e_files import encrypted_size
 from tk_client.address import parse_address
-from tk_client.controller import ChatController
-from tk_client.e2e.link import E2ELink
-from tk_client.events import Received
-from tk_client.files import TransferInfo, TransferManager, TransferState
+from tk_client.files import TransferState
 from tk_client.model import room_key
 from tk_client.secure_files import PLAIN_OFFER, SEALED_OFFER, offer_security
 
-from .e2e_peers import Peer, RecordingView, pump
-from .test_e2e_clients_live import approved, people  # noqa: F401  (a fixture)
-
-
-class FileView(RecordingView):
-    """Records offers (and says it asks the user) and every transfer's last state."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.offers: list[TransferInfo] = []
-        self.transfers: dict[str, TransferInfo] = {}
-
-    def file_offered(self, offer: TransferInfo) -> bool:
-        self.offers.append(offer)
-        return True
-
-    def transfer_changed(self, info: TransferInfo) -> None:
-        self.transfers[info.transfer] = info
-
-
-class FilePeer(Peer):
-    """A :class:`Peer` whose controller has a transfer manager, as both clients have."""
-
-    def __init__(self, server: Any, folder: Path, user: str, device_name: str) -> None:
-        super().__init__(server, folder, user, device_name)
-        self.relayed: list[dict[str, Any]] = []  # every file_* message, as the server sent it
-        self.session.add_hook(self._record)  # before the manager's hook, which takes them
-        self.manager = TransferManager(self.session)
-        self.view = FileView()
-        self.controller = ChatController(
-            self.session,
-            self.view,
-            transfers=self.manager,
-            autoload_history=False,
-            e2e_opener=E2ELink.opener(self.session, folder),
-        )
-
-    def _record(self, event: Any) -> bool:
-        if isinstance(event, Received) and str(event.message.get("type")).startswith("file_"):
-            self.relayed.append(event.message)
-        return False
-
-    def close(self) -> None:
-        self.manager.close()
-        super().close()
+from .e2e_peers import FilePeer, pump
+from .test_e2e_clients_live import approved
 
 
 @pytest.fixture
-def file_peers(live_server, tmp_path):
+def file_peers(accounts, tmp_path):
     opened: list[FilePeer] = []
 
     def open_(user: str, device: str) -> FilePeer:
-        peer = FilePeer(live_server, tmp_path / f"{user}-{device}", user, device)
+        peer = FilePeer(accounts, tmp_path / f"{user}-{device}", user, device)
         opened.append(peer)
-        peer.log_in(f"{user}-pw")
+        peer.log_in(f"{user}-password")
         return peer
 
     yield open_
@@ -99,7 +52,7 @@ def digest(path: Path) -> str:
 
 
 def test_a_file_dropped_in_a_private_room_goes_end_to_end_to_the_chosen_member(
-    people,  # noqa: F811
+    people,
     file_peers,
     tmp_path,
 ):
@@ -136,7 +89,7 @@ def test_a_file_dropped_in_a_private_room_goes_end_to_end_to_the_chosen_member(
     assert c.relayed == []  # only bob
 
 
-def test_a_plain_offer_is_shown_as_readable_by_the_server(people, file_peers, live_server):  # noqa: F811
+def test_a_plain_offer_is_shown_as_readable_by_the_server(people, file_peers, accounts):
     """A 3.3 offer from an old client (a session with no device) is marked before the
     answer; our client with a device never sends one."""
     from tk_client.events import LoggedIn
@@ -147,17 +100,17 @@ def test_a_plain_offer_is_shown_as_readable_by_the_server(people, file_peers, li
     b = file_peers(bob, "laptop")
     pump([b], approved(b), "bob set up")
     old, log = make_session(
-        parse_address(live_server.url),
+        parse_address(accounts.url),
         b.folder / "old_known",
-        expected_fingerprint=live_server.fingerprint,
+        expected_fingerprint=accounts.fingerprint,
     )
     try:
-        old.login(alice, f"{alice}-pw")
+        old.login(alice, f"{alice}-password")
         log.wait_for(LoggedIn)
         old.request(
             "file_offer",
             durable=False,
-            transfer="ab" * 16,
+            transfer=os.urandom(16).hex(),
             to=bob,
             name="old.txt",
             size=3,
