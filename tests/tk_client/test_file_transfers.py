@@ -515,7 +515,18 @@ def test_saving_never_overwrites_an_existing_file_unless_agreed(peer, tmp_path, 
 
 @pytest.mark.parametrize(
     "module",
-    ["__init__", "events", "manager", "names", "progress", "sink", "source", "words", "worker"],
+    [
+        "__init__",
+        "e2e_cipher",
+        "events",
+        "manager",
+        "names",
+        "progress",
+        "sink",
+        "source",
+        "words",
+        "worker",
+    ],
 )
 def test_the_transfer_logic_does_not_import_tkinter(module):
     names = imported_names(PACKAGE / "files" / f"{module}.py")
