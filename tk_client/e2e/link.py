@@ -438,10 +438,6 @@ class E2ELink:
         self._offers[transfer] = offer
         return self._flush(self.engine.open_file_offer(offer, self._clock()), save=False)
 
-    def forget_file_offer(self, transfer: str) -> None:
-        """The offer ended (cancelled, expired) before it was opened: nothing to show."""
-        self._offers.pop(transfer, None)
-
     def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
         """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
         ``contact`` verifies someone. ValueError (in words) for an unknown device."""
