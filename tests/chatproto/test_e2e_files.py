@@ -14,6 +14,7 @@ import pytest
 
 from chatproto import e2e_files, unpadded_b64
 from chatproto.e2e_files import PIECE_SIZE, ChunkCipher, ChunkRejected
+from chatproto.limits import MAX_CHUNK_SIZE
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -66,7 +67,7 @@ def test_encrypted_size(size: int, expected: int) -> None:
 
 
 def test_a_whole_piece_sealed_fills_one_chunk_of_3_3_exactly() -> None:
-    assert PIECE_SIZE + e2e_files.TAG_SIZE == e2e_files.MAX_CHUNK_SIZE == 65_536
+    assert PIECE_SIZE + e2e_files.TAG_SIZE == MAX_CHUNK_SIZE == 65_536
     assert len(ChunkCipher(KEY, TRANSFER, PIECE_SIZE).encrypt(0, bytes(PIECE_SIZE))) == 65_536
 
 
