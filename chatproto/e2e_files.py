@@ -23,8 +23,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from . import unpadded_b64
-from .limits import MAX_CHUNK_SIZE
 from .errors import MessageError
+from .limits import MAX_CHUNK_SIZE
 from .messages import check_offer_facts
 
 TAG_SIZE = 16
