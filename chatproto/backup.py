@@ -222,7 +222,7 @@ def open_blob(
     try:
         plaintext = _SUITE.decrypt(ciphertext, key._private(), info=info)
         opened = _json_object(plaintext)
-    except (InvalidTag, ValueError):
+    except (InvalidTag, ValueError, RecursionError):  # deep nesting overflows json's parser
         raise BlobRejected() from None
     return opened
 
