@@ -234,10 +234,7 @@ def refused(blob: Any, **where: Any) -> str:
 
 def server_seal(plaintext: bytes, public_key: str, info: bytes) -> bytes:
     """What anyone who knows the backup's public key can do: HPKE to it."""
-    suite = backup._SUITE
-    public = X25519PrivateKey.from_private_bytes(KEY.private_key).public_key()
-    assert unpadded_b64.encode(public.public_bytes_raw()) == public_key
-    return suite.encrypt(plaintext, public, info=info)
+    return crypto_utils.hpke_seal(unpadded_b64.decode(public_key), plaintext, info)
 
 
 def with_mac(ciphertext: bytes, mac_key: bytes, info: bytes) -> dict[str, str]:
