@@ -153,6 +153,8 @@ class BackupKey:
     @classmethod
     def from_share(cls, share: Mapping[str, Any]) -> tuple[int, BackupKey]:
         """The version and key of a share; ValueError (no detail) if malformed."""
+        if not isinstance(share, Mapping):  # it arrives in an Olm plaintext: any JSON
+            raise ValueError("a backup key share is malformed")
         version = share.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ValueError("a backup key share names no version")
