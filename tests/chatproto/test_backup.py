@@ -186,7 +186,7 @@ def test_a_share_round_trips() -> None:
 
 
 GOOD_SHARE = KEY.share(1)
-BAD_SHARES = {
+BAD_SHARES: dict[str, Any] = {
     "no-version": {k: v for k, v in GOOD_SHARE.items() if k != "version"},
     "version-0": {**GOOD_SHARE, "version": 0},
     "version-negative": {**GOOD_SHARE, "version": -1},
@@ -202,11 +202,14 @@ BAD_SHARES = {
     "private-not-text": {**GOOD_SHARE, "private_key": list(KEY.private_key)},
     "mac-null": {**GOOD_SHARE, "mac_key": None},
     "empty": {},
+    "not-an-object": "share",
+    "a-list": [GOOD_SHARE],
+    "null": None,
 }
 
 
 @pytest.mark.parametrize("share", BAD_SHARES.values(), ids=BAD_SHARES.keys())
-def test_a_malformed_share_is_refused_without_detail(share: dict[str, Any]) -> None:
+def test_a_malformed_share_is_refused_without_detail(share: Any) -> None:
     with pytest.raises(ValueError) as caught:
         BackupKey.from_share(share)
     assert GOOD_SHARE["private_key"] not in str(caught.value)
