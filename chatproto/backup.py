@@ -223,8 +223,13 @@ def open_blob(
     return opened
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
 def _json_object(data: bytes) -> dict[str, Any]:
-    value = json.loads(data.decode("utf-8"))
+    """The object a blob seals: canonical JSON, so NaN and Infinity are refused too."""
+    value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     if not isinstance(value, dict):
         raise ValueError("a blob holds an object")
     return value

@@ -474,3 +474,15 @@ def test_sign_backup_replaces_old_signatures() -> None:
     resigned = backup.sign_backup({**SIGNED, "signatures": {"user": "old", "x": "y"}}, USER_SECRET)
     assert resigned == SIGNED
     assert UNSIGNED.keys() == unsigned().keys() and "signatures" not in UNSIGNED
+
+
+def test_a_blob_whose_plaintext_holds_nan_is_rejected_like_any_other():
+    key = backup.BackupKey.from_recovery_key(bytes(range(32)))
+    sealed = backup.seal_blob(key, "alice", 1, "identity", {"x": 1})
+    info = backup.blob_info("alice", 1, "identity")
+    ciphertext = crypto_utils.hpke_seal(unpadded_b64.decode(key.public_key), b'{"x":NaN}', info)
+    mac = crypto_utils.hmac_sha256(key.mac_key, info + b"\n" + ciphertext)
+    forged = {"ciphertext": unpadded_b64.encode(ciphertext), "mac": unpadded_b64.encode(mac)}
+    assert backup.open_blob(key, "alice", 1, "identity", sealed) == {"x": 1}
+    with pytest.raises(backup.BlobRejected):
+        backup.open_blob(key, "alice", 1, "identity", forged)
