@@ -65,7 +65,7 @@ class Config:
     chunk_size: int = 65536
     crypto_chunks: int = 4096  # 256 MiB of 64 KiB chunks for the raw seal/open cost
     # end-to-end files beside plain ones (docs/protocol.md 4.12): rounds of one of each
-    e2e_file_rounds: int = 2
+    e2e_file_rounds: int = 3
     # end-to-end encryption (the sender's costs use crypto_seconds per measurement)
     e2e_n: tuple[int, ...] = (50, 200)  # receivers of the private room beside the public one
     e2e_devices: tuple[int, ...] = (10, 100)  # member devices of a room's first message
@@ -159,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
         "--file-rounds",
         type=int,
         dest="e2e_file_rounds",
-        help="rounds of one plain and one end-to-end transfer in e2e_files (default 2)",
+        help="rounds of one plain and one end-to-end transfer in e2e_files (default 3)",
     )
     p.add_argument("--redis-url", help="Redis for scale-out (default redis://127.0.0.1:6379/14)")
     p.add_argument(

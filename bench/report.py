@@ -703,8 +703,8 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
                 _ratio(entry["mb_s"], plain.get("mb_s")),
                 _num(entry["peak_rss_growth"] / 2**20, 1),
                 _num(entry["server_cpu_us_per_mib"]),
-                f"{entry['sender_core_share']:.0%}",
-                f"{entry['receiver_core_share']:.0%}",
+                _num(entry["sender_cpu_us_per_mib"]),
+                _num(entry["receiver_cpu_us_per_mib"]),
             ]
         )
     if rows and ("runs" in result or "error" not in result):
@@ -713,8 +713,9 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
             f"{result.get('rounds', '-')} round(s) of one transfer of each kind (the order "
             "alternating), between the same two sessions; throughput from the first chunk "
             "to `file_done` (median, each transfer in brackets), the file's own bytes; the "
-            "server's peak RSS growth over a transfer (the worst); CPU as a share of a core "
-            "over the transfer (median). The e2e sender encrypts every piece, the e2e "
+            "server's peak RSS growth over a transfer (the worst); each process's CPU per MiB "
+            "of the file over the transfer (median), which other work on the machine moves "
+            "less than the throughput. The e2e sender encrypts every piece, the e2e "
             "receiver decrypts the offer and every chunk before its SHA-256.",
             "",
             *_table(
@@ -723,13 +724,21 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
                     "MB/s",
                     "vs today's",
                     "server peak growth MiB",
-                    "server CPU µs per MiB",
-                    "sender CPU",
-                    "receiver CPU",
+                    "server CPU µs/MiB",
+                    "sender CPU µs/MiB",
+                    "receiver CPU µs/MiB",
                 ],
                 rows,
             ),
         ]
+        if result.get("ratios"):
+            out += [
+                "The target's ratio is the median of the rounds' ratios (e2e / plain, the two "
+                "transfers of a round back to back): "
+                + ", ".join(f"{r:.2f}" for r in result["ratios"])
+                + ".",
+                "",
+            ]
         if result.get("whole_peak_rss_growth") is not None:
             out += [
                 "The server's peak RSS growth over all the transfers, from before the first: "

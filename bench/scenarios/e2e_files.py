@@ -265,7 +265,8 @@ def transfers(ctx: Context, cfg: Config) -> dict[str, Any]:
         server.check_alive()
     out: dict[str, Any] = {"runs": runs, "whole_peak_rss_growth": whole.growth}
     out.update({name: summary(entries) for name, entries in runs.items()})
-    out["ratio"] = _divide(out["e2e"].get("mb_s"), out["plain"].get("mb_s"))
+    out["ratios"] = round_ratios(runs)
+    out["ratio"] = statistics.median(out["ratios"]) if out["ratios"] else None
     out["cpu_ratio"] = _divide(
         out["e2e"].get("server_cpu_us_per_mib"), out["plain"].get("server_cpu_us_per_mib")
     )
@@ -337,8 +338,21 @@ def _transfer(
         "server_cpu_s": server_cpu,
         "server_cpu_us_per_mib": server_cpu / mib * 1e6,
         "sender_cpu_s": sent["cpu"]["cpu_s"],
+        "sender_cpu_us_per_mib": sent["cpu"]["cpu_s"] / mib * 1e6,
         "receiver_cpu_s": received.get("cpu_s", 0.0),
+        "receiver_cpu_us_per_mib": received.get("cpu_s", 0.0) / mib * 1e6,
     }
+
+
+def round_ratios(runs: dict[str, list[dict[str, Any]]]) -> list[float]:
+    """e2e / plain throughput of each round that measured both. A round's two transfers
+    ran back to back, under the same load: their median moves less with drifts in the
+    machine's load than a ratio of the medians would."""
+    return [
+        e["mb_s"] / p["mb_s"]
+        for p, e in zip(runs["plain"], runs["e2e"], strict=False)
+        if "mb_s" in p and "mb_s" in e
+    ]
 
 
 def summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -355,8 +369,8 @@ def summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
         "peak_rss_growth": max(e["peak_rss_growth"] for e in done),
         "server_cpu_us_per_mib": statistics.median(e["server_cpu_us_per_mib"] for e in done),
         "server_core_share": statistics.median(e["server_cpu_s"] / e["seconds"] for e in done),
-        "sender_core_share": statistics.median(e["sender_cpu_s"] / e["seconds"] for e in done),
-        "receiver_core_share": statistics.median(e["receiver_cpu_s"] / e["seconds"] for e in done),
+        "sender_cpu_us_per_mib": statistics.median(e["sender_cpu_us_per_mib"] for e in done),
+        "receiver_cpu_us_per_mib": statistics.median(e["receiver_cpu_us_per_mib"] for e in done),
         "seconds": seconds,
     }
 
@@ -370,5 +384,6 @@ def _line(entry: dict[str, Any]) -> str:
         return str(entry.get("unavailable"))
     return (
         f"{entry['mb_s']:.1f} MB/s, peak server growth {entry['peak_rss_growth'] / 2**20:.1f} "
-        f"MiB, server CPU {entry['server_cpu_us_per_mib']:.0f} µs per MiB"
+        f"MiB; CPU µs per MiB: server {entry['server_cpu_us_per_mib']:.0f}, sender "
+        f"{entry['sender_cpu_us_per_mib']:.0f}, receiver {entry['receiver_cpu_us_per_mib']:.0f}"
     )

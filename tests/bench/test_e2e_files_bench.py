@@ -15,6 +15,7 @@ import pytest
 from bench import config, report
 from bench.scenarios import e2e_files
 from chatproto.e2e_files import PIECE_SIZE, ChunkRejected, encrypted_size
+from chatproto.messages import validate_request
 
 SIZE = 2 * PIECE_SIZE + 1000  # three pieces, the last one short
 
@@ -62,6 +63,13 @@ def test_the_offer_hides_the_name_and_hash_and_carries_a_valid_looking_e2e_objec
     assert hashlib.sha256(data).hexdigest().encode() not in base64.b64decode(
         sealed["ciphertext"] + "=="
     )
+
+
+def test_the_offer_is_a_valid_end_to_end_file_offer():
+    offer, _, _ = _offer(_file())
+    request = {k: v for k, v in offer.items() if k != "from"}
+
+    assert validate_request({**request, "id": "r1", "to": "bob"}).type == "file_offer"
 
 
 def test_the_receiver_reads_the_offer_and_decrypts_every_chunk_to_the_file():
@@ -123,6 +131,15 @@ def test_the_raw_costs_measure_both_ciphers():
     )
 
 
+def test_the_ratio_pairs_the_transfers_of_each_round():
+    runs = {
+        "plain": [{"mb_s": 100.0}, {"mb_s": 50.0}, {"mb_s": 80.0}],
+        "e2e": [{"mb_s": 90.0}, {"mb_s": 45.0}, {"unavailable": "refused"}],
+    }
+
+    assert e2e_files.round_ratios(runs) == [0.9, 0.9]  # not 67.5 / 80, the medians' ratio
+
+
 def _transfer(mb_s: float, growth_mib: float) -> dict:
     return {
         "transfers": 2,
@@ -131,8 +148,8 @@ def _transfer(mb_s: float, growth_mib: float) -> dict:
         "peak_rss_growth": growth_mib * 2**20,
         "server_cpu_us_per_mib": 8000.0,
         "server_core_share": 0.9,
-        "sender_core_share": 0.5,
-        "receiver_core_share": 0.4,
+        "sender_cpu_us_per_mib": 4000.0,
+        "receiver_cpu_us_per_mib": 3000.0,
         "seconds": 10.0,
     }
 
@@ -151,6 +168,7 @@ def test_the_report_lists_both_targets_with_their_status(e2e_mb_s, growth, statu
         "runs": {},
         "plain": _transfer(100.0, 1.0),
         "e2e": _transfer(e2e_mb_s, growth),
+        "ratios": [e2e_mb_s / 100.0] * 2,
         "ratio": e2e_mb_s / 100.0,
         "whole_peak_rss_growth": 2**20,
     }
