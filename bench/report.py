@@ -679,7 +679,10 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
             ),
             f"Encrypt + decrypt: {_num(raw['gcm_ns_per_byte'], 2)} ns per byte, "
             f"{raw['gcm_vs_record']:.2f}x the record layer's seal + open "
-            f"({_num(raw['record_ns_per_byte'], 2)} ns per byte).",
+            f"({_num(raw['record_ns_per_byte'], 2)} ns per byte): a chunk's crypto costs the "
+            f"sender {_more(gcm['encrypt_us_per_chunk'], record['seal_us_per_chunk'])} and "
+            f"the receiver {_more(gcm['decrypt_us_per_chunk'], record['open_us_per_chunk'])} "
+            "more than today's record alone.",
             "",
         ]
     if "error" in result:
@@ -739,6 +742,16 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
                 + ".",
                 "",
             ]
+        if "mb_s" in plain and "mb_s" in e2e:
+            cpu = [
+                f"{who} {_ratio(e2e[key], plain[key])}"
+                for who, key in (
+                    ("sender", "sender_cpu_us_per_mib"),
+                    ("receiver", "receiver_cpu_us_per_mib"),
+                    ("server", "server_cpu_us_per_mib"),
+                )
+            ]
+            out += [f"CPU per MiB of the file, e2e / today's: {', '.join(cpu)}.", ""]
         if result.get("whole_peak_rss_growth") is not None:
             out += [
                 "The server's peak RSS growth over all the transfers, from before the first: "
@@ -762,6 +775,11 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         ]
     )
     return out
+
+
+def _more(extra: float, base: float) -> str:
+    """``extra`` µs on top of ``base`` µs, as a percentage of ``base``."""
+    return f"{extra / base:.0%}" if base else "-"
 
 
 def _storm_label(key: str) -> str:
@@ -1112,7 +1130,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         "loopback port, started by the bench; the load generator runs in separate processes "
         "(`bench/loadgen.py`) and measures its own CPU.",
         "",
-        "## Targets (issues 5, 6 and 12)",
+        "## Targets (issues 5, 6 and 12; docs/protocol.md 4.12)",
         "",
         *_table(["target", "measured", "status"], targets),
     ]
