@@ -197,3 +197,28 @@ def test_a_server_without_e2e_offers_leaves_the_targets_unmeasured():
 
     assert [t[2] for t in targets] == ["not measured", "not measured"]
     assert "not available until the server accepts e2e offers" in section
+
+
+@pytest.mark.slow
+def test_the_scenario_measures_both_transfers_on_the_product(tmp_path):
+    """The whole scenario, tiny, against the real server (daphne, SQLite): both kinds of
+    transfer complete, through the load generator's processes, with their figures."""
+    from bench import product as bench_product
+    from bench.servers import Context
+    from chatproto import crypto_utils
+
+    key_file = tmp_path / "server_key.pem"
+    crypto_utils.load_private_key(key_file)
+    ctx = Context(tmp=tmp_path, key_file=key_file, redis_url="", log_dir=tmp_path)
+    server = bench_product.Product(tmp_path, key_file, tmp_path, "sqlite")
+    server.prepare(receivers=1)
+    ctx.product = server
+    cfg = config.Config(file_size=SIZE, e2e_file_rounds=2, crypto_chunks=8)
+
+    result = e2e_files.run(ctx, cfg)
+
+    assert "error" not in result, result.get("error")
+    assert [len(result["runs"][kind]) for kind in ("plain", "e2e")] == [2, 2]
+    assert len(result["ratios"]) == 2 and result["ratio"] > 0
+    assert result["e2e"]["transfers"] == 2
+    assert result["e2e"]["peak_rss_growth"] < 64 * 2**20
