@@ -252,6 +252,7 @@ class KeyBackup:
         self._setup_waits = False  # finish_setup came before backup_get's answer
         self._restore: _Restore | None = None
         self._restore_interrupted = False
+        self._signature_checked: tuple[tuple[bytes, str, str], bool] | None = None
 
     @property
     def me(self) -> str:
@@ -391,8 +392,15 @@ class KeyBackup:
         return self.store.directory.user_key(self.me)
 
     def _signed(self, backup: Mapping[str, Any] | None) -> bool:
+        """Whether ``backup`` is signed by our user key (the last answer is remembered:
+        this is asked before every upload)."""
         key = self._my_user_key()
-        return backup is not None and key is not None and wire.backup_signature_valid(backup, key)
+        if backup is None or key is None:
+            return False
+        asked = (wire.backup_payload(backup), str(backup.get("signatures")), key)
+        if self._signature_checked is None or self._signature_checked[0] != asked:
+            self._signature_checked = (asked, wire.backup_signature_valid(backup, key))
+        return self._signature_checked[1]
 
     def _is_current(self, key: BackupKey, version: int | None) -> bool:
         backup = self.current
@@ -433,6 +441,8 @@ class KeyBackup:
         if self.store.identity is not None and state.version is not None:
             # Signed for an older user key: an identity reset made where the backup key is
             # not. We hold both: bring the backup up to date (4.13, "Reset").
+            if any(not new for *_, new in self._publishing.values()):
+                return Step()  # already on its way
             return self._publish(state.key, state.version, new=False)
         self.status = BackupStatus.NEEDS_KEY
         return Step()
@@ -442,9 +452,11 @@ class KeyBackup:
     def flush(self) -> Step:
         """Upload what was accepted since the last upload, 100 sessions per request, one
         request at a time (the next goes when the server has stored this one)."""
-        if self._puts or self.status is not BackupStatus.ON or not self.usable():
-            return Step()
         groups = self.store.groups
+        if self._puts or self.status is not BackupStatus.ON:
+            return Step()
+        if (groups.changes == self._scanned and not self._queue) or not self.usable():
+            return Step()
         if groups.changes != self._scanned:
             self._scanned = groups.changes
             uploaded = self.store.backup.uploaded

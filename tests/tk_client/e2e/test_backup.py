@@ -28,13 +28,16 @@ from tk_client.e2e.backup import (
 )
 from tk_client.e2e.engine import E2EEngine, NotShown
 from tk_client.e2e.errors import E2EError
+from tk_client.e2e.keyfile import load_or_create_pickle_key
 from tk_client.e2e.keys import DeviceKeys
+from tk_client.e2e.link import E2ELink
 from tk_client.e2e.megolm import Undecryptable
 from tk_client.e2e.store import CryptoStore
 from tk_client.e2e.verification import CodesReady, VerificationRequested
 
 from .helpers import add_device, make_user, olm_body
 from .test_engine import ROOM, Relay, events_of, reset_from, room_messages, shown
+from .test_link import SERVER, FakeSession, answer
 
 PASSWORD = "alice-pw"  # the fake server's password for every user
 LATE = 2.0e9  # a device made after every test message (2030): "sent before this device"
@@ -495,3 +498,45 @@ def test_an_identity_reset_on_a_device_that_holds_the_key_updates_the_backup(rel
     opened = wire.open_blob(alice.backup.key, "alice", 1, "identity", backup["identity"])
     assert opened["version"] == 2
     assert alice_engine.backup.status is BackupStatus.ON
+
+
+# --- the link's API (what the desktop and terminal clients call) --------------------------
+
+
+def test_the_link_says_the_status_once_the_server_answered_and_checks_the_typed_key(tmp_path):
+    session = FakeSession()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.logged_in()
+    assert link.backup_status is BackupStatus.UNKNOWN and link.backup_info is None
+    with pytest.raises(E2EError):
+        link.begin_backup_setup()  # not approved yet
+    link.store.identity = make_user("alice").identity
+
+    answer(link, session.of("backup_get")[-1], {"type": "backup", "backup": None})
+    shown_key = link.begin_backup_setup()
+
+    assert link.backup_status is BackupStatus.NONE
+    assert len(shown_key.split(" ")) == 14
+    with pytest.raises(ValueError, match="not the recovery key shown"):
+        link.finish_backup_setup(shown_key[:-1] + ("A" if shown_key[-1] != "A" else "B"), None)
+    assert session.of("backup_publish") == []
+    link.finish_backup_setup(shown_key.lower().replace(" ", "-"), None)
+    (publish,) = session.of("backup_publish")
+    assert "password" not in publish.message
+    events = answer(link, publish, {"type": "ok"})
+    assert BackupEnabled(1) in events and link.backup_status is BackupStatus.ON
+    assert link.backup_info == (1, None, "DEV1")
+    with pytest.raises(RecoveryKeyTypo):
+        link.restore_with_recovery_key("ABCD EFGH")
+    reopened = CryptoStore.load(link.path, load_or_create_pickle_key(tmp_path))
+    assert reopened.backup.key == link.store.backup.key  # saved, sealed
+
+
+def test_the_link_passes_backup_changed_on_in_words(tmp_path):
+    link = E2ELink.open(FakeSession(), tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1.0)
+
+    events = link.pushed({"type": "backup_changed", "version": 3, "device": "D2", "name": "tab"})
+
+    assert [e.text for e in events] == [
+        "Your key backup was reset from tab (D2). Your old recovery key no longer works."
+    ]
