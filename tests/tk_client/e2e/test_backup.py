@@ -63,7 +63,7 @@ class BackupRelay(Relay):
             self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
         elif kind == "backup_get":
             current = self.backups.get(user)
-            answer = {"backup": current, "created": None, "device": None}
+            answer: dict[str, Any] = {"backup": current, "created": None, "device": None}
             if current is not None:
                 answer.update(created="2030-01-01T00:00:00.000Z", device=self.published_from[user])
             self.push(peer, {"type": "backup", "ref": ref, **answer})
@@ -91,9 +91,9 @@ class BackupRelay(Relay):
             rest = [item for sid, item in ordered if after is None or sid > after]
             page = rest[: request.get("limit", 500)]
             more = len(rest) > len(page)
-            answer = {"version": current["version"], "sessions": page}
-            answer["next"] = page[-1]["session_id"] if more else None
-            self.push(peer, {"type": "backup_sessions", "ref": ref, **answer})
+            page_answer: dict[str, Any] = {"version": current["version"], "sessions": page}
+            page_answer["next"] = page[-1]["session_id"] if more else None
+            self.push(peer, {"type": "backup_sessions", "ref": ref, **page_answer})
 
     def _publish(self, peer: tuple[str, str], request: dict[str, Any]) -> dict[str, Any]:
         user, device = peer
