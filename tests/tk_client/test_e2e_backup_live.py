@@ -13,7 +13,7 @@ from tk_client.e2e.link import WAIT_FOR_APPROVAL
 from tk_client.model import pm_key
 
 from .e2e_peers import Peer, pump
-from .test_e2e_clients_live import approve, approved, people, peers  # noqa: F401  # fixtures
+from .test_e2e_clients_live import approve, approved, peers, people  # noqa: F401  # fixtures
 
 LINES = ("the boat leaves at six", "bring the map")
 
