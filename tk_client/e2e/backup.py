@@ -251,7 +251,6 @@ class KeyBackup:
         self._setup_password: str | None = None
         self._setup_waits = False  # finish_setup came before backup_get's answer
         self._restore: _Restore | None = None
-        self._restore_interrupted = False
         self._signature_checked: tuple[tuple[bytes, str, str], bool] | None = None
 
     @property
@@ -285,8 +284,7 @@ class KeyBackup:
         """After every login: what is the backup now? (Uploads resume with the answer.)"""
         self._puts.clear()
         self._scanned = -1
-        if self._restore is not None:
-            self._restore, self._restore_interrupted = None, True
+        self._restore = None  # cut short: starts again once the backup is known (restored False)
         return self._get()
 
     # --- answers and pushes ----------------------------------------------------------------
@@ -328,7 +326,7 @@ class KeyBackup:
             self._scanned = -1  # not stored: scan again with the next change or login
             return Step()
         if purpose == "fetch" and self._restore is not None:
-            self._restore, self._restore_interrupted = None, True
+            self._restore = None  # tried again after the next login
             return Step()
         if publishing is not None:
             if code == "invalid_credentials":
@@ -378,8 +376,7 @@ class KeyBackup:
         if self._setup_waits:
             self._setup_waits = False
             step.extend(self._publish_new(self._setup_password))
-        if self._restore_interrupted and self.status is BackupStatus.ON:
-            step.extend(self._start_restore())
+        step.extend(self._restore_if_due())
         return step
 
     # --- which backup, and whether to use it -----------------------------------------------
@@ -540,7 +537,7 @@ class KeyBackup:
                 self.store.backup.keep(key, version)
                 self.status = BackupStatus.ON
                 self._scanned = -1
-                return self._start_restore()
+                return self._restore_if_due()
         return Step()
 
     def _share_with_own_devices(self, key: BackupKey, version: int) -> list[Any]:
@@ -561,11 +558,17 @@ class KeyBackup:
 
     # --- restoring -------------------------------------------------------------------------
 
+    def _restore_if_due(self) -> Step:
+        """Restore from the backup unless this device did already (or is doing it)."""
+        state = self.store.backup
+        if self._restore is not None or state.restored or self.status is not BackupStatus.ON:
+            return Step()
+        return self._start_restore()
+
     def _start_restore(self) -> Step:
         state = self.store.backup
         if state.key is None or state.version is None:
             return Step()
-        self._restore_interrupted = False
         self._restore = _Restore(state.key, state.version)
         return self._fetch(None)
 
@@ -594,6 +597,8 @@ class KeyBackup:
             step.extend(self._fetch(after))
         else:
             self._restore = None
+            if self.store.backup.version == restore.version:
+                self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
         return step
 
@@ -687,8 +692,7 @@ class KeyBackup:
             self.status = BackupStatus.ON
             step.extend(self._start_restore())
         else:  # signed for an older user key: this device brings it up to date first
-            self._restore_interrupted = True  # restores once the update is in
-            step.extend(self._publish(key, version, new=False))
+            step.extend(self._publish(key, version, new=False))  # then restores
         return step
 
     # --- set-up, reset and update ----------------------------------------------------------
@@ -767,11 +771,11 @@ class KeyBackup:
         step = Step()
         if new:
             self._secret = None
+            self.store.backup.restored = True  # a new backup holds nothing to restore
             self.created, self.published_by = None, self.store.device.device
             step.events.append(BackupEnabled(version))
             step.olm.extend(self._share_with_own_devices(key, version))
-        if self._restore_interrupted:
-            step.extend(self._start_restore())
+        step.extend(self._restore_if_due())
         step.extend(self.flush())
         return step
 

@@ -540,3 +540,20 @@ def test_the_link_passes_backup_changed_on_in_words(tmp_path):
     assert [e.text for e in events] == [
         "Your key backup was reset from tab (D2). Your old recovery key no longer works."
     ]
+
+
+def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    relay.refuse.append("backup_fetch")  # the connection drops during the first page
+    approve(relay, alice_engine, phone_engine)
+    assert phone.backup.key is not None and not phone.backup.restored
+    assert events_of(relay, ALICE2, BackupRestored) == []
+
+    restarted = relay.connect(CryptoStore.from_json(phone.to_json(bytes(32)), bytes(32)))
+
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert restarted.store.backup.restored
+    relay.connect(restarted.store)  # (the relay keeps the events of this connection only)
+    assert events_of(relay, ALICE2, BackupRestored) == []  # restored once only
