@@ -450,8 +450,8 @@ class KeyBackup:
         """Upload what was accepted since the last upload, 100 sessions per request, one
         request at a time (the next goes when the server has stored this one)."""
         groups = self.store.groups
-        if self._puts or self.status is not BackupStatus.ON:
-            return Step()
+        if self._puts or self._restore is not None or self.status is not BackupStatus.ON:
+            return Step()  # one request at a time; after a restore (which imports many)
         if (groups.changes == self._scanned and not self._queue) or not self.usable():
             return Step()
         if groups.changes != self._scanned:
@@ -600,6 +600,7 @@ class KeyBackup:
             if self.store.backup.version == restore.version:
                 self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
+            step.extend(self.flush())
         return step
 
     def _import(self, restore: _Restore, item: Any) -> bool:
