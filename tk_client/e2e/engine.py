@@ -944,6 +944,7 @@ class E2EEngine:
             settled = False
             if first_time:
                 out.extend(self._request_key(conversation, sealed))
+                out.extend(self._backup_step(self.backup.look_up(sealed["session_id"])))
         else:
             if not self._own_session(entry) and entry.sender not in self.directory.users:
                 if held.query is None:  # whose device is it? ask before saying anything
