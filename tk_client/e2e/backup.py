@@ -836,6 +836,7 @@ class KeyBackup:
             self.created, self.published_by = None, self.store.device.device
             step.events.append(BackupEnabled(version))
             step.olm.extend(self._share_with_own_devices(key, version))
+            step.extend(self._get())  # for the date the server gives it
         step.extend(self._restore_if_due())
         step.extend(self.flush())
         return step

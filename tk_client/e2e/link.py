@@ -478,34 +478,46 @@ class E2ELink:
         it is, unless the reading asked for something (a key request: Olm ratchets)."""
         if save or out.requests:
             self._save()
-        for request in out.requests:
-            self._send(request)
+        unsent = [request["id"] for request in out.requests if not self._send(request)]
         events: list[LinkEvent] = list(out.events)
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
+        for engine_id in unsent:  # refused at once, offline: the engine hears it as an error
+            refusal = {"type": "error", "ref": engine_id, "code": "not_sent"}
+            events.extend(self._flush(self.engine.receive(refusal, self._clock())))
         return events
 
-    def _send(self, request: Mapping[str, Any]) -> None:
+    def _send(self, request: Mapping[str, Any]) -> bool:
+        """Send one of the engine's requests; False if it was refused at once (offline,
+        and not one to wait in the outbox)."""
         fields = {k: v for k, v in request.items() if k not in ("type", "id")}
         kind = str(request["type"])
         if "id" not in request:  # to_device_ack: no answer, nothing to queue
             # Offline: the queue is pushed again on the next login, and acked then.
             with contextlib.suppress(NotConnected):
                 self.session.send_message(dict(request))
-            return
+            return True
         engine_id = str(request["id"])
         if engine_id.startswith(f"{SETUP_CHECK}:"):
             status = self.session.request(kind, **fields)
             self._link_requests[status.id] = SETUP_CHECK
-            return
-        status = self.session.request(kind, **fields)
+            return True
+        # A password never waits in an outbox through an outage (as change_password).
+        durable = "password" not in fields
+        try:
+            status = self.session.request(kind, durable=durable, **fields)
+        except NotConnected:
+            if durable:
+                raise
+            return False
         if kind in ("send", "pm"):
             # The answer is the controller's (ack, or a refusal shown on the line).
             _conversation, on_request = self._sends.popleft()
             on_request(status)
-            return
+            return True
         self._by_request[status.id] = engine_id
+        return True
 
     def _send_link_request(self, step: str, request: dict[str, Any]) -> list[LinkEvent]:
         status = self.session.request(str(request.pop("type")), **request)

@@ -16,6 +16,7 @@ from tk_client.e2e.backup import (
     BACKUP_KEY_SHARE,
     KEY_MISMATCH,
     NO_BACKUP,
+    NOT_CONNECTED,
     NOT_SIGNED,
     NOT_THE_KEY_SHOWN,
     RESET_NEEDS_CREDENTIALS,
@@ -36,6 +37,7 @@ from tk_client.e2e.link import E2ELink
 from tk_client.e2e.megolm import Undecryptable
 from tk_client.e2e.store import CryptoStore
 from tk_client.e2e.verification import CodesReady, VerificationRequested
+from tk_client.events import NotConnected
 
 from .helpers import add_device, make_user, olm_body
 from .test_engine import ROOM, Relay, events_of, reset_from, room_messages, shown
@@ -589,3 +591,24 @@ def test_the_session_id_before_another_is_the_greatest_below_it():
     assert session_id_before("A" * 43) == "A" * 42 + "8"
     with pytest.raises(ValueError):
         session_id_before("A" * 42 + "B")  # its last character would carry bits past 32 bytes
+
+
+def test_a_reset_with_the_password_is_not_left_waiting_in_the_outbox_while_offline(tmp_path):
+    class Offline(FakeSession):
+        def request(self, type_, *, durable=True, **fields):
+            if not durable:
+                raise NotConnected("offline")
+            return super().request(type_, durable=durable, **fields)
+
+    session = Offline()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.store.identity = make_user("alice").identity
+    link.logged_in()
+    existing = {"type": "backup", "backup": {"version": 1, "public_key": "x"}}
+    answer(link, session.of("backup_get")[-1], existing)
+    shown_key = link.begin_backup_setup()
+
+    events = link.finish_backup_setup(shown_key, PASSWORD)
+
+    assert session.of("backup_publish") == []
+    assert [e.text for e in events if isinstance(e, BackupProblem)] == [NOT_CONNECTED]
