@@ -8,7 +8,13 @@ backup key with the user key.
 
 from __future__ import annotations
 
-from tk_client.e2e.backup import BackupRecovered, BackupRestored, BackupStatus
+from tk_client.e2e.backup import (
+    BackupChanged,
+    BackupProblem,
+    BackupRecovered,
+    BackupRestored,
+    BackupStatus,
+)
 from tk_client.e2e.link import WAIT_FOR_APPROVAL
 from tk_client.model import pm_key
 
@@ -110,3 +116,44 @@ def test_an_approval_from_the_laptop_hands_over_the_backup_key_and_the_history(
     assert BackupRestored(2, 0) in phone.view.e2e_events
     assert phone.link.store.backup.key == laptop.link.store.backup.key
     assert phone.link.backup_status is BackupStatus.ON
+
+
+def test_a_reset_asks_for_the_password_and_the_other_device_takes_the_new_key(
+    people,  # noqa: F811
+    peers,  # noqa: F811
+):
+    alice, bob = people("alice", "bob")
+    laptop, b = peers(alice, "laptop"), peers(bob, "laptop")
+    talk_and_back_up(alice, bob, laptop, b)
+    phone = peers(alice, "phone")
+    everyone = [laptop, b, phone]
+    approve(laptop, phone, everyone)
+    pump(everyone, lambda: phone.link.backup_status is BackupStatus.ON, "the phone has the key")
+
+    shown_key = phone.link.begin_backup_setup()
+    phone.link.finish_backup_setup(shown_key, "not my password")
+    pump(
+        everyone,
+        lambda: any(isinstance(e, BackupProblem) for e in phone.view.e2e_events),
+        "the wrong password refused",
+    )
+    phone.link.finish_backup_setup(shown_key, f"{alice}-pw")
+    pump(
+        everyone,
+        lambda: (
+            any(isinstance(e, BackupChanged) for e in laptop.view.e2e_events)
+            and laptop.link.store.backup.version == 2
+            and laptop.link.backup_status is BackupStatus.ON
+        ),
+        "the laptop told, and given the new key",
+    )
+
+    (problem,) = [e for e in phone.view.e2e_events if isinstance(e, BackupProblem)]
+    assert problem.text == "The password is wrong: the key backup was not changed."
+    (changed,) = [e for e in laptop.view.e2e_events if isinstance(e, BackupChanged)]
+    assert changed.text == (
+        f"Your key backup was reset from phone ({phone.link.device}). "
+        "Your old recovery key no longer works."
+    )
+    assert laptop.link.store.backup.key == phone.link.store.backup.key
+    assert phone.link.backup_info is not None and phone.link.backup_info[0] == 2
