@@ -249,6 +249,7 @@ class _Restore:
     done: int = 0
     restored: int = 0
     skipped: int = 0
+    after: str = ""  # the last page's ``next``: each must be past it
 
 
 class KeyBackup:
@@ -645,15 +646,22 @@ class KeyBackup:
             return Step()
         sessions = answer.get("sessions")
         sessions = sessions if isinstance(sessions, list) else []
-        for item in sessions:
+        for item in sessions[:FETCH_LIMIT]:
             if self._import(restore, item):
                 restore.restored += 1
             else:
                 restore.skipped += 1
-        restore.done += len(sessions)
+        restore.done += len(sessions[:FETCH_LIMIT])
         step = Step(events=[BackupRestoreProgress(restore.done)], retry_held=bool(sessions))
         after = answer.get("next")
-        if isinstance(after, str) and sessions:
+        # A server that pages backwards, or past the most a backup holds, is not followed.
+        if (
+            isinstance(after, str)
+            and sessions
+            and after > restore.after
+            and restore.done < wire.MAX_BACKUP_SESSIONS
+        ):
+            restore.after = after
             step.extend(self._fetch(after))
         else:
             self._restore = None

@@ -612,3 +612,25 @@ def test_a_reset_with_the_password_is_not_left_waiting_in_the_outbox_while_offli
 
     assert session.of("backup_publish") == []
     assert [e.text for e in events if isinstance(e, BackupProblem)] == [NOT_CONNECTED]
+
+
+def test_a_server_that_pages_in_circles_is_not_followed(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    _, phone_engine = new_alice_device(relay, alice)
+    first = min(relay.blobs["alice"])
+    relay.blobs["alice"] = {first: relay.blobs["alice"][first]}
+    fetch = relay._handle
+
+    def in_circles(peer, request):
+        if request["type"] == "backup_fetch":
+            page = {"version": 1, "sessions": [relay.blobs["alice"][first]], "next": first}
+            relay.push(peer, {"type": "backup_sessions", "ref": request["id"], **page})
+        else:
+            fetch(peer, request)
+
+    relay._handle = in_circles
+    approve(relay, alice_engine, phone_engine)
+
+    assert sum(r["type"] == "backup_fetch" for p, r in relay.sent if p == ALICE2) == 2
+    assert len(events_of(relay, ALICE2, BackupRestored)) == 1  # over, not fetching forever
