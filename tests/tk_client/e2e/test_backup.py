@@ -634,3 +634,34 @@ def test_a_server_that_pages_in_circles_is_not_followed(relay):
 
     assert sum(r["type"] == "backup_fetch" for p, r in relay.sent if p == ALICE2) == 2
     assert len(events_of(relay, ALICE2, BackupRestored)) == 1  # over, not fetching forever
+
+
+def test_after_a_reset_made_without_the_backup_key_the_recovery_key_brings_it_up_to_date(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    phone = add_device(alice, "DEV2", approved=True)
+    phone_engine = relay.connect(phone)
+    relay.announce("alice")
+    phone.backup.drop()  # (as if it never got the key)
+    reset_from(relay, phone)  # a new user key, made where the backup key is not
+    relay.run(ALICE2, phone_engine.login().requests)
+    assert phone_engine.backup.status is BackupStatus.NEEDS_KEY
+    assert not wire.backup_signature_valid(relay.backups["alice"], phone.identity.ed25519)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    backup = relay.backups["alice"]
+    assert backup["version"] == 1 and wire.backup_signature_valid(backup, phone.identity.ed25519)
+    opened = wire.open_blob(phone.backup.key, "alice", 1, "identity", backup["identity"])
+    assert opened["version"] == 2 and phone_engine.backup.status is BackupStatus.ON
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
+def test_a_store_from_before_the_key_backup_opens_without_a_backup_key():
+    store = make_user("alice")
+    state = json.loads(store.to_json(bytes(32)))
+    del state["backup"]
+
+    again = CryptoStore.from_json(json.dumps(state), bytes(32))
+
+    assert again.backup.key is None and again.backup.uploaded == {}
