@@ -176,6 +176,13 @@ class BackupChanged:
 
 
 @dataclass(frozen=True)
+class BackupStatusChanged:
+    """:attr:`KeyBackup.status` changed (a view that shows it redraws)."""
+
+    status: BackupStatus
+
+
+@dataclass(frozen=True)
 class BackupRecovered:
     """The recovery key gave this device the user key: it is approved (signed) now."""
 
@@ -189,6 +196,7 @@ BackupEvent = (
     | BackupProblem
     | BackupChanged
     | BackupRecovered
+    | BackupStatusChanged
 )
 
 
@@ -317,7 +325,15 @@ class KeyBackup:
     # --- answers and pushes ----------------------------------------------------------------
 
     def receive(self, message: Mapping[str, Any]) -> Step:
-        """An answer to one of our requests, or ``backup_changed`` (:meth:`owns`)."""
+        """An answer to one of our requests, or ``backup_changed`` (:meth:`owns`); with
+        :class:`BackupStatusChanged` when the status changed."""
+        before = self.status
+        step = self._receive(message)
+        if self.status is not before:
+            step.events.append(BackupStatusChanged(self.status))
+        return step
+
+    def _receive(self, message: Mapping[str, Any]) -> Step:
         kind = message.get("type")
         if kind == "backup_changed" and "ref" not in message:
             return self._changed(message)
@@ -860,6 +876,7 @@ __all__ = [
     "BackupRestoreProgress",
     "BackupRestored",
     "BackupStatus",
+    "BackupStatusChanged",
     "KeyBackup",
     "RecoveryKeyTypo",
     "Step",

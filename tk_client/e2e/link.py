@@ -45,6 +45,7 @@ from .backup import (
     BackupRestored,
     BackupRestoreProgress,
     BackupStatus,
+    BackupStatusChanged,
     RecoveryKeyTypo,
 )
 from .contacts import TrustState
@@ -597,6 +598,7 @@ __all__ = [
     "BackupRestoreProgress",
     "BackupRestored",
     "BackupStatus",
+    "BackupStatusChanged",
     "DeviceView",
     "E2ELink",
     "LockState",

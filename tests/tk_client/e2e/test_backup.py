@@ -26,6 +26,7 @@ from tk_client.e2e.backup import (
     BackupRecovered,
     BackupRestored,
     BackupStatus,
+    BackupStatusChanged,
     RecoveryKeyTypo,
     session_id_before,
 )
@@ -516,8 +517,10 @@ def test_the_link_says_the_status_once_the_server_answered_and_checks_the_typed_
         link.begin_backup_setup()  # not approved yet
     link.store.identity = make_user("alice").identity
 
-    answer(link, session.of("backup_get")[-1], {"type": "backup", "backup": None})
+    said = answer(link, session.of("backup_get")[-1], {"type": "backup", "backup": None})
     shown_key = link.begin_backup_setup()
+
+    assert said == [BackupStatusChanged(BackupStatus.NONE)]  # for a view to redraw
 
     assert link.backup_status is BackupStatus.NONE
     assert len(shown_key.split(" ")) == 14
@@ -541,9 +544,10 @@ def test_the_link_passes_backup_changed_on_in_words(tmp_path):
 
     events = link.pushed({"type": "backup_changed", "version": 3, "device": "D2", "name": "tab"})
 
-    assert [e.text for e in events] == [
+    assert [e.text for e in events if isinstance(e, BackupChanged)] == [
         "Your key backup was reset from tab (D2). Your old recovery key no longer works."
     ]
+    assert BackupStatusChanged(BackupStatus.NEEDS_KEY) in events
 
 
 def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
