@@ -162,7 +162,7 @@ class AccountWindow(tk.Toplevel):
         self.backup.grid(row=3, column=1, sticky="nsew", pady=(8, 0))
 
         self.log_out_section = Section(body, "Log out")
-        self.log_out_section.grid(row=3, column=0, sticky="ew", padx=(0, 10), pady=(8, 0))
+        self.log_out_section.grid(row=3, column=0, sticky="sew", padx=(0, 10), pady=(8, 0))
         ttk.Label(
             self.log_out_section,
             text="Forget the saved login on this computer: the next start asks for your password.",

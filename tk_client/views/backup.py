@@ -249,8 +249,9 @@ class RecoveryKeyWindow(_BackupWindow):
             font=fonts.safety,
             padding=(16, 12),
             justify="center",
+            anchor="center",
         )
-        self.key_label.pack(anchor="w", pady=(4, 10))
+        self.key_label.pack(fill="x", pady=(4, 10))
         key_buttons = ttk.Frame(self.key_frame, style="Surface.TFrame")
         key_buttons.pack(fill="x")
         self.copy_button = ttk.Button(key_buttons, text="Copy", command=self.copy_key)
