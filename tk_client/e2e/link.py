@@ -37,6 +37,16 @@ from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
 from ..events import NotConnected, RequestState, RequestStatus
+from .backup import (
+    BackupChanged,
+    BackupEnabled,
+    BackupProblem,
+    BackupRecovered,
+    BackupRestored,
+    BackupRestoreProgress,
+    BackupStatus,
+    RecoveryKeyTypo,
+)
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
@@ -236,6 +246,17 @@ class E2ELink:
         return bool(self._before_setup) or bool(self._sends)
 
     @property
+    def backup_status(self) -> BackupStatus:
+        """The key backup as this device knows it (4.13); UNKNOWN until the server said."""
+        return self.engine.backup.status
+
+    @property
+    def backup_info(self) -> tuple[int, str | None, str | None] | None:
+        """(version, when it was made as the server's ``ts``, the device that made it) of
+        the current key backup; None when there is none or it is not known yet."""
+        return self.engine.backup.info
+
+    @property
     def approved(self) -> bool:
         """This device holds the user key: it reads and sends encrypted messages."""
         return self.store.identity is not None
@@ -325,8 +346,8 @@ class E2ELink:
         return events
 
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
-        """A push of section 4 (``to_device``, ``devices_changed``) or a ``message`` /
-        ``private`` with ``e2e``: what it made readable, and notices."""
+        """A push of section 4 (``to_device``, ``devices_changed``, ``backup_changed``) or a
+        ``message`` / ``private`` with ``e2e``: what it made readable, and notices."""
         out = self.engine.receive(message, self._clock())
         return self._flush(out, save=message.get("type") not in ("message", "private"))
 
@@ -400,6 +421,25 @@ class E2ELink:
             "reset": published is not None,
         }
         return self._send_link_request("reset", request)
+
+    def begin_backup_setup(self) -> str:
+        """A new recovery key, formatted to show once (nothing is published yet: the user
+        types it back into :meth:`finish_backup_setup`). :class:`~.errors.E2EError` in
+        words if this device is not approved."""
+        return self.engine.begin_backup_setup()
+
+    def finish_backup_setup(self, typed: str, password: str | None) -> list[LinkEvent]:
+        """The user typed the recovery key back: publish the backup. ValueError in words if
+        it is not the key shown (spaces and case ignored), or if a backup exists and no
+        ``password`` was given (replacing it is a reset). :class:`BackupEnabled` or a
+        :class:`BackupProblem` follows with the server's answer."""
+        return self._flush(self.engine.finish_backup_setup(typed, password))
+
+    def restore_with_recovery_key(self, text: str) -> list[LinkEvent]:
+        """Restore the history (and, on a device not approved yet, the identity) with the
+        recovery key typed in. :class:`RecoveryKeyTypo` at once for a typo; the rest comes
+        as events (:class:`BackupRestored`, or a :class:`BackupProblem` in words)."""
+        return self._flush(self.engine.restore_with_recovery_key(text))
 
     def fetch_keys(self, user: str) -> list[LinkEvent]:
         """Ask for ``user``'s keys now; :class:`KeysFetched` says when they are here."""
@@ -538,6 +578,13 @@ class E2ELink:
 
 
 __all__ = [
+    "BackupChanged",
+    "BackupEnabled",
+    "BackupProblem",
+    "BackupRecovered",
+    "BackupRestoreProgress",
+    "BackupRestored",
+    "BackupStatus",
     "DeviceView",
     "E2ELink",
     "LockState",
@@ -545,5 +592,6 @@ __all__ = [
     "NotShown",
     "Notice",
     "OwnDeviceToApprove",
+    "RecoveryKeyTypo",
     "Shown",
 ]
