@@ -20,24 +20,30 @@ from collections.abc import Iterable
 from typing import Any
 
 from .account import format_ts
-
-# The link's side (4.13); see tk_client/backup_pending.py.
-from .backup_pending import (
+from .commands import help_text
+from .e2e.backup import (
     BackupChanged,
     BackupEnabled,
     BackupProblem,
+    BackupRecovered,
     BackupRestored,
     BackupRestoreProgress,
     BackupStatus,
 )
-from .commands import help_text
 from .e2e.engine import Notice
 from .e2e.errors import E2EError
-from .e2e.link import WAIT_FOR_APPROVAL
+from .e2e.link import WAIT_FOR_APPROVAL, E2ELink
 from .e2e_actions import E2EActions
 from .secure import NEEDS_A_DEVICE
 
-BACKUP_EVENTS = (BackupEnabled, BackupRestoreProgress, BackupRestored, BackupProblem, BackupChanged)
+BACKUP_EVENTS = (
+    BackupEnabled,
+    BackupRestoreProgress,
+    BackupRestored,
+    BackupProblem,
+    BackupChanged,
+    BackupRecovered,
+)
 
 WHAT_THE_KEY_IS = (
     "This is your recovery key. With it, a new device reads your encrypted conversations "
@@ -65,27 +71,6 @@ class BackupRefused(Exception):
     """A key backup step was not taken: the words say why and what to do (shown to the user)."""
 
 
-def backup_enabled_text(version: int) -> str:
-    return (
-        f"Key backup is on (version {version}): the keys of your encrypted conversations "
-        "are kept on the server, locked so that only your devices and your recovery key "
-        "open them."
-    )
-
-
-def backup_restored_text(event: BackupRestored) -> str:
-    keys = "key" if event.restored == 1 else "keys"
-    text = f"Restored {event.restored} {keys} from your key backup: the messages they open show."
-    if event.skipped:
-        text += f" {event.skipped} keys in the backup could not be verified and were skipped."
-    return text
-
-
-def backup_changed_text(event: BackupChanged) -> str:
-    where = f"{event.name} ({event.device})" if event.name else event.device
-    return f"Your key backup was reset from {where}. Your old recovery key no longer works."
-
-
 def progress_text(event: BackupRestoreProgress) -> str:
     if event.total:
         return f"Restoring keys from the backup: {event.done} of {event.total}\u2026"
@@ -98,15 +83,6 @@ def key_rows(key: str, per_row: int = 7) -> list[str]:
     return [" ".join(groups[i : i + per_row]) for i in range(0, len(groups), per_row)]
 
 
-def same_key(typed: str, shown: str) -> bool:
-    """``typed`` is ``shown`` once spaces, hyphens and case are set aside (4.13)."""
-
-    def bare(text: str) -> str:
-        return "".join(text.split()).replace("-", "").upper()
-
-    return bare(typed) == bare(shown)
-
-
 class BackupActions(E2EActions):
     """The key backup's state in words, its set-up, reset and recovery, and their notices."""
 
@@ -115,15 +91,12 @@ class BackupActions(E2EActions):
     @property
     def backup_status(self) -> BackupStatus | None:
         """None: this device has no end-to-end link (not remembered), so no backup."""
-        if self.e2e is None:
-            return None
-        # getattr: until the backup branch lands, the link has no backup (see backup_pending).
-        return getattr(self.e2e, "backup_status", BackupStatus.UNKNOWN)
+        return self.e2e.backup_status if self.e2e is not None else None
 
     @property
-    def backup_info(self) -> tuple[int, Any, str] | None:
+    def backup_info(self) -> tuple[int, str | None, str | None] | None:
         """(version, when it was made, the device that made it) of the current backup."""
-        return getattr(self.e2e, "backup_info", None) if self.e2e is not None else None
+        return self.e2e.backup_info if self.e2e is not None else None
 
     @property
     def can_recover(self) -> bool:
@@ -176,7 +149,7 @@ class BackupActions(E2EActions):
         :class:`BackupRefused` when this device cannot (no link, not approved)."""
         link = self._backup_link()
         try:
-            return str(link.begin_backup_setup())
+            return link.begin_backup_setup()
         except (ValueError, E2EError) as exc:
             raise BackupRefused(str(exc)) from None
 
@@ -203,7 +176,7 @@ class BackupActions(E2EActions):
             raise BackupRefused(str(exc)) from None
         self._e2e_events(events)
 
-    def _backup_link(self) -> Any:
+    def _backup_link(self) -> E2ELink:
         if self.e2e is None:
             raise BackupRefused(NEEDS_A_DEVICE)
         return self.e2e
@@ -227,14 +200,13 @@ class BackupActions(E2EActions):
             super()._e2e_events(rest)
 
     def _backup_event(self, event: Any) -> None:
-        if isinstance(event, BackupEnabled):
-            self._notice(backup_enabled_text(event.version))
-        elif isinstance(event, BackupRestored):
-            self._notice(backup_restored_text(event))
-        elif isinstance(event, BackupProblem):
+        """Each says what happened in words (``text``), but progress (the windows show it)
+        and a reset made here (its ``BackupEnabled`` says so)."""
+        elsewhere = isinstance(event, BackupChanged) and not event.by_me
+        if isinstance(event, BackupProblem) or elsewhere:
             self._notice(event.text, "error")
-        elif isinstance(event, BackupChanged) and not event.by_me:
-            self._notice(backup_changed_text(event), "error")
+        elif isinstance(event, BackupEnabled | BackupRestored | BackupRecovered):
+            self._notice(event.text)
         self.view.e2e_event(event)
 
     # --- the commands -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tk_client.backup_actions import BackupStatus, same_key
+from tk_client.e2e.backup import BackupStatus
 from tk_client.e2e.errors import E2EError
 
 from .fake_e2e import FakeLink
@@ -22,6 +22,11 @@ NOT_APPROVED = (
     "This device is not approved yet: approve it from one of your other devices first, "
     "or enter your recovery key."
 )
+
+
+def bare(text: str) -> str:
+    """A recovery key as the real link compares it: no spaces or hyphens, upper case."""
+    return "".join(text.split()).replace("-", "").upper()
 
 
 class BackupMixin:
@@ -43,7 +48,7 @@ class BackupMixin:
         return RECOVERY_KEY
 
     def finish_backup_setup(self, typed: str, password: str | None) -> list[Any]:
-        if self.shown is None or not same_key(typed, self.shown):
+        if self.shown is None or bare(typed) != bare(self.shown):
             raise ValueError(NOT_THE_KEY_SHOWN)
         if self.backup_status in (BackupStatus.ON, BackupStatus.NEEDS_KEY) and not password:
             raise ValueError("Your password is needed to reset the key backup.")
@@ -53,10 +58,10 @@ class BackupMixin:
         return events
 
     def restore_with_recovery_key(self, text: str) -> list[Any]:
-        bare = "".join(text.split()).replace("-", "").upper()
-        if len(bare) != 56 or not set(bare) <= BASE32:
+        typed = bare(text)
+        if len(typed) != 56 or not set(typed) <= BASE32:
             raise ValueError(TYPO)
-        self.restores.append(bare)
+        self.restores.append(typed)
         events, self.events_at_once = self.events_at_once, []
         return events
 

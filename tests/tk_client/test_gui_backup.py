@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tk_client.backup_actions import (
+from tk_client.controller import ChatController
+from tk_client.e2e.backup import (
     BackupChanged,
     BackupEnabled,
     BackupProblem,
@@ -23,7 +24,6 @@ from tk_client.backup_actions import (
     BackupRestoreProgress,
     BackupStatus,
 )
-from tk_client.controller import ChatController
 from tk_client.events import LoggedIn
 
 from .fake_backup import NOT_APPROVED, NOT_THE_KEY_SHOWN, RECOVERY_KEY, TYPO, FakeBackupLink
@@ -186,7 +186,7 @@ def test_a_wrong_key_typed_back_is_refused_and_a_right_one_turns_the_backup_on(d
     assert "Turning the key backup on" in text_of(window.message)
 
     desk.events(BackupEnabled(1))
-    assert "Key backup is on (version 1)" in text_of(window.message)
+    assert BackupEnabled(1).text in text_of(window.message)
     assert text_of(window.key_label) == ""  # the key leaves the screen
     assert text_of(window.close_button) == "Close"
 
@@ -283,7 +283,7 @@ def test_restoring_shows_its_progress_then_what_was_restored(desk):
     desk.events(BackupRestoreProgress(500, 1200))
     assert text_of(dialog.message) == "Restoring keys from the backup: 500 of 1200\u2026"
     desk.events(BackupRestored(1199, 1))
-    assert "Restored 1199 keys" in text_of(dialog.message)
+    assert "1199 keys were restored from the key backup." in text_of(dialog.message)
     assert "1 keys in the backup could not be verified and were skipped" in text_of(dialog.message)
     assert dialog.typed.get() == ""
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from tk_client.backup_actions import (
+from tk_client.commands import help_text
+from tk_client.controller import ChatController
+from tk_client.e2e.backup import (
     BackupChanged,
     BackupEnabled,
     BackupProblem,
@@ -20,8 +22,6 @@ from tk_client.backup_actions import (
     BackupRestoreProgress,
     BackupStatus,
 )
-from tk_client.commands import help_text
-from tk_client.controller import ChatController
 from tk_client.e2e.engine import Notice
 from tk_client.e2e.link import WAIT_FOR_APPROVAL
 from tk_client.events import LoggedIn
@@ -131,7 +131,7 @@ def test_setup_prints_the_key_once_in_two_rows_and_asks_for_it_back(terminal):
     assert "Turning the key backup on" in terminal.printed()
 
     terminal.events(BackupEnabled(1))
-    assert "Key backup is on (version 1)" in terminal.printed()
+    assert BackupEnabled(1).text in terminal.printed()
 
 
 def test_a_wrong_key_typed_back_is_refused_and_asked_again_then_given_up(terminal):
@@ -228,7 +228,7 @@ def test_recover_takes_the_key_with_its_spaces_and_prints_progress_and_result(te
     assert "* Restoring keys from the backup: 500 of 1200\u2026" in terminal.errors()
     terminal.events(BackupRestored(1198, 2))
     printed = terminal.printed()
-    assert "Restored 1198 keys from your key backup" in printed
+    assert "1198 keys were restored from the key backup." in printed
     assert "2 keys in the backup could not be verified and were skipped." in printed
 
 

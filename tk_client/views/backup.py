@@ -30,13 +30,11 @@ from ..backup_actions import (
     BackupChanged,
     BackupEnabled,
     BackupProblem,
+    BackupRecovered,
     BackupRefused,
     BackupRestored,
     BackupRestoreProgress,
     BackupStatus,
-    backup_changed_text,
-    backup_enabled_text,
-    backup_restored_text,
     key_rows,
     progress_text,
 )
@@ -131,11 +129,9 @@ class BackupSection(Section):
     def handle(self, event: Any) -> None:
         """A backup event from the controller: the words change, a reset elsewhere is said."""
         if isinstance(event, BackupChanged) and not event.by_me:
-            self.show_error(backup_changed_text(event))
-        elif isinstance(event, BackupEnabled):
-            self.show_done(backup_enabled_text(event.version))
-        elif isinstance(event, BackupRestored):
-            self.show_done(backup_restored_text(event))
+            self.show_error(event.text)
+        elif isinstance(event, BackupEnabled | BackupRestored | BackupRecovered):
+            self.show_done(event.text)
         self.refresh()
 
 
@@ -386,7 +382,7 @@ class RecoveryKeyWindow(_BackupWindow):
             self.stage = "done"
             self._forget()
             self.check_frame.pack_forget()
-            self.say(self.message, "\u2714 " + backup_enabled_text(event.version), "done")
+            self.say(self.message, "\u2714 " + event.text, "done")
             self.close_button.configure(text="Close")
             self.close_button.focus_set()
             self.fit()
@@ -459,7 +455,10 @@ class RecoveryDialog(_BackupWindow):
             self.entry.focus_set()
 
     def handle(self, event: Any) -> None:
-        if isinstance(event, BackupRestoreProgress):
+        if isinstance(event, BackupRecovered):  # approved by the key; the restore follows
+            self.restoring = True
+            self.say(self.message, event.text, "done")
+        elif isinstance(event, BackupRestoreProgress):
             self.restoring = True
             self.restore_button.configure(state="disabled")
             self.say(self.message, progress_text(event))
@@ -467,7 +466,7 @@ class RecoveryDialog(_BackupWindow):
             self.restoring = False
             self.typed.set("")
             self.entry.configure(state="disabled")
-            self.say(self.message, "\u2714 " + backup_restored_text(event), "done")
+            self.say(self.message, "\u2714 " + event.text, "done")
             self.close_button.configure(text="Close")
             self.close_button.focus_set()
         elif isinstance(event, BackupProblem) and self.restoring:
