@@ -467,6 +467,12 @@ class App(ControllerView):
         if self.account_window is not None:
             self.account_window.handle(event)
 
+    def account_command(self, command: str, args: str) -> bool:
+        """``/backup setup`` or ``/backup reset`` typed: the window that shows the key."""
+        if command != "backup":
+            return False  # the controller says to open the Account window
+        return self.open_backup_setup(reset=args == "reset") is not None
+
     # --- the key backup's windows (4.13) -------------------------------------------------------
 
     def open_backup_setup(self, reset: bool = False) -> RecoveryKeyWindow | None:
