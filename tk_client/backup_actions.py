@@ -66,6 +66,12 @@ RECOVERY_HINT = (
     "conversation)."
 )
 
+STATUS_HINTS = {  # what /backup adds to the state: what to type next
+    BackupStatus.NONE: " Type /backup setup to turn it on.",
+    BackupStatus.ON: " Type /backup reset to make a new recovery key.",
+    BackupStatus.NEEDS_KEY: " Type /recover followed by your recovery key.",
+}
+
 
 class BackupRefused(Exception):
     """A key backup step was not taken: the words say why and what to do (shown to the user)."""
@@ -221,15 +227,7 @@ class BackupActions(E2EActions):
             return False
         status = self.backup_status
         if not word:
-            hint = (
-                {
-                    BackupStatus.NONE: " Type /backup setup to turn it on.",
-                    BackupStatus.ON: " Type /backup reset to make a new recovery key.",
-                    BackupStatus.NEEDS_KEY: " Type /recover followed by your recovery key.",
-                }.get(status, "")
-                if status is not None
-                else ""
-            )
+            hint = STATUS_HINTS.get(status, "") if status is not None else ""
             self._notice(self.backup_status_text() + hint)
             return True
         if word == "setup" and status in (BackupStatus.ON, BackupStatus.NEEDS_KEY):
