@@ -2,6 +2,10 @@
 
 Message bodies are stored encrypted (chat.storage) and the admin neither shows
 nor decrypts them; it cannot create or edit messages either.
+
+Key backups (docs/protocol.md 4.13): only the record of their creations and resets
+(who, when, from which device), read-only. The backups themselves (a public key,
+sealed blobs) are not registered: nothing of a key reaches an admin page.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from . import services
-from .models import Membership, Message, Room
+from .models import BackupRecord, Membership, Message, Room
 
 
 class MembershipInline(admin.TabularInline):
@@ -71,4 +75,28 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(BackupRecord)
+class BackupRecordAdmin(admin.ModelAdmin):
+    """Who made or reset a key backup, when, from which device: read-only, no key material.
+
+    A reset the user did not make (a stolen session that knew the password) shows here."""
+
+    list_display = ("created", "user", "kind", "version", "device_name", "device")
+    list_filter = ("kind",)
+    search_fields = ("user__username", "device", "device_name")
+    fields = ("created", "user", "kind", "version", "device", "device_name")
+    readonly_fields = fields
+    list_select_related = ("user",)
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

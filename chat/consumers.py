@@ -11,7 +11,8 @@ after its type (``handle_send`` for ``send``...), whose result or
 - greeting, login, registration, the start and end of a session: :mod:`chat.lifecycle`;
 - the request handlers: :mod:`chat.handlers`, the account's (devices, password,
   two-factor login) :mod:`chat.account_handlers`, end-to-end encryption's (keys,
-  to-device messages) :mod:`chat.e2e_handlers`; file transfers: :mod:`chat.transfers`;
+  to-device messages) :mod:`chat.e2e_handlers`, the key backup's :mod:`chat.backup_handlers`;
+  file transfers: :mod:`chat.transfers`;
 - abuse limits: :mod:`chat.limits`; blocking work: :mod:`chat.workers`;
 - Channels' methods overridden for speed, with their figures: :mod:`chat.lean_consumer`.
 """
@@ -35,6 +36,7 @@ from chatproto.messages import Request
 from . import lifecycle, limits, services
 from .account_handlers import AccountHandlers
 from .addresses import client_address
+from .backup_handlers import BackupHandlers
 from .e2e_handlers import E2EHandlers
 from .handlers import RequestHandlers
 from .lean_consumer import LeanWebsocketConsumer
@@ -45,7 +47,9 @@ from .transfers import TransferSession
 log = logging.getLogger("chat.sessions")
 
 
-class ChatConsumer(RequestHandlers, AccountHandlers, E2EHandlers, LeanWebsocketConsumer):
+class ChatConsumer(
+    RequestHandlers, AccountHandlers, E2EHandlers, BackupHandlers, LeanWebsocketConsumer
+):
     """One WebSocket session; ``runtime``: the process's state (see the module docstring)."""
 
     def __init__(self, *args: Any, runtime: ChatRuntime, **kwargs: Any) -> None:

@@ -40,6 +40,8 @@ To sessions (handled by :class:`chat.consumers.ChatConsumer`):
 ``chat.to_device``      ``messages``: ``[{"device", "message"}]``, to-device pushes for the
                         user's sessions logged in as that ``device`` (end-to-end
                         encryption, :mod:`chat.e2e_handlers`)
+``chat.backup_changed`` ``message``: a ``backup_changed`` push (a new key backup), for the
+                        user's sessions but ``exclude`` (:mod:`chat.backup_handlers`)
 ``chat.transfer``       file transfers, sent by :mod:`chat.transfers` through
                         :func:`to_channel` and :func:`to_user` (its docstring has the fields)
 
@@ -115,6 +117,12 @@ async def devices_changed(user_ids: list[int], message: dict[str, Any]) -> None:
 async def to_device(user_id: int, messages: list[dict[str, Any]]) -> None:
     """To-device pushes (``{"device", "message"}``) to the user's sessions of those devices."""
     await _group_send(user_group(user_id), {"type": "chat.to_device", "messages": messages})
+
+
+async def backup_changed(user_id: int, message: dict[str, Any], *, exclude: str | None) -> None:
+    """A ``backup_changed`` push to the user's sessions but ``exclude`` (the publisher's)."""
+    event = {"type": "chat.backup_changed", "message": message, "exclude": exclude}
+    await _group_send(user_group(user_id), event)
 
 
 async def presence_changed(changes: dict[str, Any]) -> None:
@@ -218,3 +226,4 @@ accounts_changed_sync = _after_commit(accounts_changed)
 end_sessions_sync = _after_commit(end_sessions)
 devices_changed_sync = _after_commit(devices_changed)
 to_device_sync = _after_commit(to_device)
+backup_changed_sync = _after_commit(backup_changed)

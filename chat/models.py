@@ -237,3 +237,84 @@ class ToDeviceMessage(models.Model):
 
     def __str__(self) -> str:  # metadata only
         return f"to-device {self.seq} for device {self.device_id}"
+
+
+# --- key backup (docs/protocol.md 4.13) ------------------------------------------------------
+# Opaque to the server: a backup object (its public key, a sealed identity blob, a signature)
+# and sealed session blobs. Neither the recovery key nor anything that opens a blob reaches it.
+
+
+class KeyBackup(models.Model):
+    """A user's current key backup: the object as published, one row per user.
+
+    A new ``version`` replaces the row's object and deletes the previous version's
+    sessions; an update (same version and public key) replaces the object only.
+    ``created`` and ``device`` are those of the version's first publication.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="key_backup",
+    )
+    version = models.PositiveBigIntegerField()
+    public_key = models.CharField(max_length=64)
+    backup = models.JSONField(help_text="The backup object, as published.")
+    created = models.DateTimeField()
+    device = models.CharField(max_length=64, help_text="The device that published this version.")
+
+    def __str__(self) -> str:  # metadata only
+        return f"key backup v{self.version} of user {self.user_id}"
+
+
+class BackupSession(models.Model):
+    """One Megolm session's blob in a backup: per ``session_id`` the one with the lowest
+    ``first_index`` is kept (the server cannot open it to judge otherwise).
+
+    ``session_id`` is kept as the ASCII bytes of its base64: bytes compare byte by byte on
+    every database, so pages come in the order of the strings whatever the collation.
+    """
+
+    backup = models.ForeignKey(KeyBackup, on_delete=models.CASCADE, related_name="sessions")
+    session_id = models.BinaryField(max_length=64)
+    first_index = models.PositiveBigIntegerField()
+    blob = models.JSONField(help_text="The sealed blob, as uploaded.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backup", "session_id"], name="chat_backup_session_unique"
+            )
+        ]
+
+    def __str__(self) -> str:  # metadata only
+        return f"a session in the key backup of user {self.backup_id}"
+
+
+class BackupRecord(models.Model):
+    """For the administrator: a key backup made or reset (a new version), by which device.
+
+    No key material: no public key, no blob, no signature. A reset by someone holding a
+    stolen session and the password is what this lets an administrator see.
+    """
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "created"
+        RESET = "reset", "reset"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="backup_records"
+    )
+    created = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    version = models.PositiveBigIntegerField()
+    device = models.CharField(max_length=64, help_text="The id of the device that published it.")
+    device_name = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        verbose_name = "key backup record"
+
+    def __str__(self) -> str:
+        return f"key backup v{self.version} {self.kind} by user {self.user_id}"

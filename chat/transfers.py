@@ -152,7 +152,7 @@ from chatproto.transfer import (
     file_cancel,
 )
 
-from . import delivery, presence
+from . import delivery, e2e_services, presence
 from .workers import Workers
 
 log = logging.getLogger("chat.transfers")
@@ -190,6 +190,7 @@ class Consumer(Protocol):
 
     channel_name: str
     username: str
+    device: str | None  # the remembered device the session logged in as, if any
     outbox: _Outbox
 
     def listening(self) -> bool: ...
@@ -278,7 +279,11 @@ class TransferSession:
             )
 
     async def _offer(self, request: Request) -> None:
+        """A 3.3 offer, or an end-to-end one (docs/protocol.md 4.12): its ``e2e`` is checked
+        as a message's (a session without a device: ``device_required``); the relay's rules
+        are the same for both (``size`` is then the encrypted stream's)."""
         req: Any = request
+        e2e_services.check_e2e_device(req.e2e, self.consumer.device)
         user = self.consumer.username
         if req.to == user:
             status, recipient_id = RecipientStatus.ONLINE, None  # refused as bad_request anyway

@@ -12,10 +12,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any
 
 from . import unpadded_b64
+from .backup import ALGORITHM as BACKUP_ALGORITHM
+from .backup import MAC_SIZE as BACKUP_MAC_BYTES
+from .backup import (
+    MAX_BACKUP_BYTES,
+    MAX_BLOB_CIPHERTEXT_BYTES,
+    MAX_FETCH_LIMIT,
+    MAX_FIRST_INDEX,
+    MAX_SESSIONS_PER_PUT,
+)
 from .codes import ErrorCode
 from .crypto_utils import ED25519_SIGNATURE_SIZE
 from .e2e import (
@@ -303,6 +312,70 @@ def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return value
 
 
+# --- key backup (docs/protocol.md 4.13): shapes and sizes only; the server cannot open a blob.
+
+
+def _blob(value: Any, what: str) -> dict[str, Any]:
+    """``{"ciphertext", "mac"}``: base64 of 1 to 4,096 bytes, and of 32 bytes."""
+    blob = _object(value, what)
+    ciphertext = _member_b64(blob, "ciphertext", what)
+    if len(unpadded_b64.decode(ciphertext)) > MAX_BLOB_CIPHERTEXT_BYTES:
+        raise _Bounds(f"{what}.ciphertext is longer than {MAX_BLOB_CIPHERTEXT_BYTES} bytes")
+    _member_b64(blob, "mac", what, BACKUP_MAC_BYTES)
+    return blob
+
+
+def _version(value: Any, what: str) -> int:
+    if not _is_kind(value, int) or not 1 <= value <= MAX_JSON_INTEGER:
+        raise _Bounds(f"{what} must be a positive integer")
+    result: int = value
+    return result
+
+
+def _backup(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """``{"user", "version", "algorithm", "public_key", "identity", "signatures": {"user"}}``;
+    the signature is the server's to check against the user's key."""
+    _json_size(value, MAX_BACKUP_BYTES, "the backup", ErrorCode.TOO_LARGE)
+    _member_username(value, "user", "backup")
+    _version(value.get("version"), "backup.version")
+    if value.get("algorithm") != BACKUP_ALGORITHM:
+        raise _Bounds(f"backup.algorithm must be {BACKUP_ALGORITHM!r}")
+    _member_b64(value, "public_key", "backup", KEY_BYTES)
+    _blob(value.get("identity"), "backup.identity")
+    signatures = _object(value.get("signatures"), "backup.signatures")
+    _member_b64(signatures, "user", "backup.signatures", SIGNATURE_BYTES)
+    return value
+
+
+def _backup_version(value: int, ctx: Context) -> int:
+    return _version(value, "version")
+
+
+def _session_id(value: str, ctx: Context) -> str:
+    return _member_b64({"after": value}, "after", "backup_fetch", KEY_BYTES)
+
+
+def _backup_sessions(value: list[Any], ctx: Context) -> tuple[tuple[str, int, dict[str, Any]], ...]:
+    """``[{"session_id", "first_index", "blob"}]`` as ``(session_id, first_index, blob)``."""
+    if not 1 <= len(value) <= MAX_SESSIONS_PER_PUT:
+        raise _Bounds(f"sessions must list 1 to {MAX_SESSIONS_PER_PUT} sessions")
+    sessions = []
+    for item in value:
+        entry = _object(item, "sessions[]")
+        session_id = _member_b64(entry, "session_id", "sessions[]", KEY_BYTES)
+        first_index: Any = entry.get("first_index")
+        if not _is_kind(first_index, int) or not 0 <= first_index <= MAX_FIRST_INDEX:
+            raise _Bounds(f"sessions[].first_index must be an integer from 0 to {MAX_FIRST_INDEX}")
+        sessions.append((session_id, first_index, _blob(entry.get("blob"), "sessions[].blob")))
+    return tuple(sessions)
+
+
+def _fetch_limit(value: int, ctx: Context) -> int:
+    if not 1 <= value <= MAX_FETCH_LIMIT:
+        raise _Bounds(f"limit must be 1 to {MAX_FETCH_LIMIT}")
+    return value
+
+
 _room = _pattern(ROOM_NAME_RE, "room name")
 _username = _pattern(USERNAME_RE, "username")
 _transfer = _pattern(TRANSFER_RE, "transfer id (32 lowercase hex digits)")
@@ -368,12 +441,20 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
         Field("limit", int, required=False, default=HISTORY_DEFAULT_LIMIT, check=_history_limit),
     ),
     "ping": (),
+    # A 3.3 offer carries name and sha256; an end-to-end one (section 4.12) carries e2e
+    # instead, and its size is the encrypted stream's (checked in validate_request).
     "file_offer": (
         TRANSFER,
         Field("to", str, check=_username),
-        Field("name", str, check=_length(1, MAX_FILE_NAME_LENGTH, "name")),
+        Field("name", str, required=False, check=_length(1, MAX_FILE_NAME_LENGTH, "name")),
         Field("size", int, check=_non_negative),
-        Field("sha256", str, check=_pattern(SHA256_RE, "sha256 (64 lowercase hex digits)")),
+        Field(
+            "sha256",
+            str,
+            required=False,
+            check=_pattern(SHA256_RE, "sha256 (64 lowercase hex digits)"),
+        ),
+        E2E,
     ),
     "file_accept": (TRANSFER,),
     "file_reject": (TRANSFER,),
@@ -405,6 +486,21 @@ REQUEST_FIELDS: dict[str, tuple[Field, ...]] = {
     "device_list_changes": (Field("since", int, check=_non_negative),),
     "to_device": (Field("messages", list, check=_to_device_messages),),
     "to_device_ack": (Field("upto", int, check=_non_negative),),
+    # docs/protocol.md 4.13: the key backup.
+    "backup_publish": (
+        Field("backup", dict, check=_backup),
+        Field("password", str, required=False, check=_length(0, MAX_PASSWORD_LENGTH, "password")),
+    ),
+    "backup_get": (),
+    "backup_put": (
+        Field("version", int, check=_backup_version),
+        Field("sessions", list, check=_backup_sessions),
+    ),
+    "backup_fetch": (
+        Field("version", int, check=_backup_version),
+        Field("after", str, required=False, check=_session_id),
+        Field("limit", int, required=False, default=MAX_FETCH_LIMIT, check=_fetch_limit),
+    ),
 }
 
 # Requests served before login; every other known type is not_authenticated then.
@@ -491,7 +587,29 @@ def validate_request(message: Mapping[str, Any], ctx: Context = Context()) -> Re
         raise MessageError(
             ErrorCode.BAD_REQUEST, f"{kind} needs exactly one of 'text' and 'e2e'", ref
         )
+    if kind == "file_offer":
+        _check_offer_kind(values, ref)
     return REQUEST_CLASSES[kind](**values)
+
+
+def _check_offer_kind(values: Mapping[str, Any], ref: str | None) -> None:
+    """A file offer is a 3.3 one (``name`` and ``sha256``) or an end-to-end one (``e2e``,
+    section 4.12): both or neither is ``bad_request``."""
+    plain = [name for name in ("name", "sha256") if values[name] is not None]
+    if values["e2e"] is not None:
+        if plain:
+            raise MessageError(
+                ErrorCode.BAD_REQUEST,
+                "an end-to-end file_offer carries e2e without 'name' and 'sha256'",
+                ref,
+            )
+    elif len(plain) < 2:
+        missing = "name" if values["name"] is None else "sha256"
+        raise MessageError(
+            ErrorCode.BAD_REQUEST,
+            f"missing field '{missing}' (file_offer needs 'name' and 'sha256', or 'e2e')",
+            ref,
+        )
 
 
 def _field_value(spec: Field, message: Mapping[str, Any], ctx: Context, ref: str | None) -> Any:
@@ -524,4 +642,4 @@ def check_offer_facts(offer: Mapping[str, Any]) -> None:
     """
     for spec in REQUEST_FIELDS["file_offer"]:
         if spec.name in OFFER_FACTS:
-            _field_value(spec, offer, Context(), None)
+            _field_value(replace(spec, required=True), offer, Context(), None)

@@ -492,15 +492,7 @@ class TransferRegistry:
         self._by_session.setdefault(session, set()).add(transfer.transfer)
         self._offers_to.setdefault(transfer.recipient_user, set()).add(transfer.transfer)
         self._open_by_user[user] = self._open_by_user.get(user, 0) + 1
-        relayed = {
-            "type": "file_offer",
-            "transfer": req.transfer,
-            "to": req.to,
-            "name": req.name,
-            "size": req.size,
-            "sha256": req.sha256,
-            "from": user,
-        }
+        relayed = relayed_offer(req, user)
         return [Deliver(ToSession(session), ok(req.id)), Deliver(ToUser(req.to), relayed)]
 
     # -- the other steps ---------------------------------------------------------------------
@@ -630,6 +622,24 @@ class TransferRegistry:
         if entry.chunks_left <= 0:
             _discard_ended(self._ended, session, transfer_id)
         return True
+
+
+def relayed_offer(req: Any, sender: str) -> dict[str, Any]:
+    """The offer as the recipient's sessions get it: the request with ``id`` removed and
+    ``from`` added. A 3.3 offer carries ``name`` and ``sha256``; an end-to-end one
+    (docs/protocol.md 4.12) carries its ``e2e`` object as it came, and neither of them."""
+    relayed: dict[str, Any] = {
+        "type": "file_offer",
+        "transfer": req.transfer,
+        "to": req.to,
+        "size": req.size,
+        "from": sender,
+    }
+    if req.e2e is not None:
+        relayed["e2e"] = req.e2e
+    else:
+        relayed["name"], relayed["sha256"] = req.name, req.sha256
+    return relayed
 
 
 def _discard(index: dict[str, set[str]], key: str, transfer: str) -> None:

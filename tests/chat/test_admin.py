@@ -86,3 +86,47 @@ def test_admin_shows_rooms_and_members(admin_client):
     User.objects.create_user("ivy", password="pw")
     page = admin_client.get("/admin/chat/room/").content.decode()
     assert "lobby" in page
+
+
+def test_admin_lists_key_backup_records_read_only_and_never_key_material(admin_client):
+    from accounts.models import Device
+    from chat import backups
+    from chat.models import BackupRecord, UserKey
+    from tests.chat.e2e_helpers import KeyedDevice, SigningKey
+    from tests.chat.test_backup import Owner, blob_of
+
+    alice = User.objects.create_user("alice", password="pw")
+    device = Device.objects.create(user=alice, name="work laptop", token_hash="0" * 64)
+    user_key = SigningKey()
+    UserKey.objects.create(user=alice, key={"ed25519": user_key.public}, version=1)
+    maker = Owner(KeyedDevice(None, "alice", device.pk, "t"), user_key)  # type: ignore[arg-type]
+    backup = maker.backup()
+    backups.publish_backup(alice, device.pk, backup, None, "127.0.0.1")
+    session = ("A" * 42 + "E", 0, blob_of(64))
+    backups.put_sessions(alice, 1, [session])
+    record = BackupRecord.objects.get()
+    secrets = [
+        backup["public_key"],
+        backup["identity"]["ciphertext"][:40],
+        backup["identity"]["mac"],
+        backup["signatures"]["user"],
+        session[2]["ciphertext"][:40],
+        session[2]["mac"],
+    ]
+    pages = [
+        "/admin/chat/backuprecord/",
+        f"/admin/chat/backuprecord/{record.pk}/change/",
+        f"/admin/accounts/user/{alice.pk}/change/",
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        page = response.content.decode()
+        if "backuprecord" in url:
+            assert "work laptop" in page and device.pk in page and "created" in page
+        for secret in secrets:
+            assert secret not in page, url
+    assert admin_client.get("/admin/chat/backuprecord/add/").status_code == 403
+    assert admin_client.post(f"/admin/chat/backuprecord/{record.pk}/delete/").status_code == 403
+    for hidden in ("keybackup", "backupsession"):  # the backups themselves are not registered
+        assert admin_client.get(f"/admin/chat/{hidden}/").status_code == 404

@@ -36,6 +36,15 @@ USER_KEY = {
     "version": 1,
     "signatures": {"device": SIGNATURE_B64},
 }
+BLOB = {"ciphertext": "AwgA", "mac": KEY_B64}
+BACKUP = {
+    "user": "alice",
+    "version": 1,
+    "algorithm": "chat.backup.v1",
+    "public_key": KEY_B64,
+    "identity": BLOB,
+    "signatures": {"user": SIGNATURE_B64},
+}
 
 # A valid example of every request type, and the typed fields it must give (besides id).
 VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -76,7 +85,7 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "ping": ({}, {}),
     "file_offer": (
         {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA},
-        {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA},
+        {"transfer": T, "to": "bob", "name": "a.txt", "size": 3, "sha256": SHA, "e2e": None},
     ),
     "file_accept": ({"transfer": T}, {"transfer": T}),
     "file_reject": ({"transfer": T}, {"transfer": T}),
@@ -98,6 +107,14 @@ VALID: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"messages": (("bob", "d1", OLM_BODY),)},
     ),
     "to_device_ack": ({"upto": 3}, {"upto": 3}),
+    # docs/protocol.md 4.13.
+    "backup_publish": ({"backup": BACKUP}, {"backup": BACKUP, "password": None}),
+    "backup_get": ({}, {}),
+    "backup_put": (
+        {"version": 1, "sessions": [{"session_id": KEY_B64, "first_index": 0, "blob": BLOB}]},
+        {"version": 1, "sessions": ((KEY_B64, 0, BLOB),)},
+    ),
+    "backup_fetch": ({"version": 2}, {"version": 2, "after": None, "limit": 500}),
 }
 
 

@@ -62,7 +62,18 @@ TRANSFER_PUSHES = frozenset(
 )
 # ``users`` without ``ref``: the snapshot after a login (a hostile register may log in).
 PUSH_TYPES = (
-    frozenset({"message", "private", "users", "presence", "rooms", "devices_changed", "to_device"})
+    frozenset(
+        {
+            "message",
+            "private",
+            "users",
+            "presence",
+            "rooms",
+            "devices_changed",
+            "to_device",
+            "backup_changed",
+        }
+    )
     | TRANSFER_PUSHES
 )
 # The direct answer each request type may get (PROTOCOL.md 3.1-3.4); ``error`` where listed.
@@ -96,6 +107,11 @@ ANSWERS: dict[str, frozenset[str]] = {
     "keys_claim": frozenset({"keys_claimed", "error"}),
     "device_list_changes": frozenset({"device_list_changes", "error"}),
     "to_device": frozenset({"ok", "error"}),
+    # docs/protocol.md 4.13, the key backup (device_required as above).
+    "backup_publish": frozenset({"ok", "error"}),
+    "backup_get": frozenset({"backup", "error"}),
+    "backup_put": frozenset({"backup_stored", "error"}),
+    "backup_fetch": frozenset({"backup_sessions", "error"}),
 }
 # Requests that get no answer when served, and at most an error when refused.
 UNANSWERED = frozenset({"to_device_ack"})

@@ -251,7 +251,7 @@ class KeyBackup:
         self._setup_password: str | None = None
         self._setup_waits = False  # finish_setup came before backup_get's answer
         self._restore: _Restore | None = None
-        self._restore_interrupted = False
+        self._signature_checked: tuple[tuple[bytes, str, str], bool] | None = None
 
     @property
     def me(self) -> str:
@@ -284,8 +284,7 @@ class KeyBackup:
         """After every login: what is the backup now? (Uploads resume with the answer.)"""
         self._puts.clear()
         self._scanned = -1
-        if self._restore is not None:
-            self._restore, self._restore_interrupted = None, True
+        self._restore = None  # cut short: starts again once the backup is known (restored False)
         return self._get()
 
     # --- answers and pushes ----------------------------------------------------------------
@@ -327,7 +326,7 @@ class KeyBackup:
             self._scanned = -1  # not stored: scan again with the next change or login
             return Step()
         if purpose == "fetch" and self._restore is not None:
-            self._restore, self._restore_interrupted = None, True
+            self._restore = None  # tried again after the next login
             return Step()
         if publishing is not None:
             if code == "invalid_credentials":
@@ -377,8 +376,7 @@ class KeyBackup:
         if self._setup_waits:
             self._setup_waits = False
             step.extend(self._publish_new(self._setup_password))
-        if self._restore_interrupted and self.status is BackupStatus.ON:
-            step.extend(self._start_restore())
+        step.extend(self._restore_if_due())
         return step
 
     # --- which backup, and whether to use it -----------------------------------------------
@@ -391,8 +389,15 @@ class KeyBackup:
         return self.store.directory.user_key(self.me)
 
     def _signed(self, backup: Mapping[str, Any] | None) -> bool:
+        """Whether ``backup`` is signed by our user key (the last answer is remembered:
+        this is asked before every upload)."""
         key = self._my_user_key()
-        return backup is not None and key is not None and wire.backup_signature_valid(backup, key)
+        if backup is None or key is None:
+            return False
+        asked = (wire.backup_payload(backup), str(backup.get("signatures")), key)
+        if self._signature_checked is None or self._signature_checked[0] != asked:
+            self._signature_checked = (asked, wire.backup_signature_valid(backup, key))
+        return self._signature_checked[1]
 
     def _is_current(self, key: BackupKey, version: int | None) -> bool:
         backup = self.current
@@ -433,6 +438,8 @@ class KeyBackup:
         if self.store.identity is not None and state.version is not None:
             # Signed for an older user key: an identity reset made where the backup key is
             # not. We hold both: bring the backup up to date (4.13, "Reset").
+            if any(not new for *_, new in self._publishing.values()):
+                return Step()  # already on its way
             return self._publish(state.key, state.version, new=False)
         self.status = BackupStatus.NEEDS_KEY
         return Step()
@@ -442,9 +449,11 @@ class KeyBackup:
     def flush(self) -> Step:
         """Upload what was accepted since the last upload, 100 sessions per request, one
         request at a time (the next goes when the server has stored this one)."""
-        if self._puts or self.status is not BackupStatus.ON or not self.usable():
-            return Step()
         groups = self.store.groups
+        if self._puts or self.status is not BackupStatus.ON:
+            return Step()
+        if (groups.changes == self._scanned and not self._queue) or not self.usable():
+            return Step()
         if groups.changes != self._scanned:
             self._scanned = groups.changes
             uploaded = self.store.backup.uploaded
@@ -528,7 +537,7 @@ class KeyBackup:
                 self.store.backup.keep(key, version)
                 self.status = BackupStatus.ON
                 self._scanned = -1
-                return self._start_restore()
+                return self._restore_if_due()
         return Step()
 
     def _share_with_own_devices(self, key: BackupKey, version: int) -> list[Any]:
@@ -549,11 +558,17 @@ class KeyBackup:
 
     # --- restoring -------------------------------------------------------------------------
 
+    def _restore_if_due(self) -> Step:
+        """Restore from the backup unless this device did already (or is doing it)."""
+        state = self.store.backup
+        if self._restore is not None or state.restored or self.status is not BackupStatus.ON:
+            return Step()
+        return self._start_restore()
+
     def _start_restore(self) -> Step:
         state = self.store.backup
         if state.key is None or state.version is None:
             return Step()
-        self._restore_interrupted = False
         self._restore = _Restore(state.key, state.version)
         return self._fetch(None)
 
@@ -582,6 +597,8 @@ class KeyBackup:
             step.extend(self._fetch(after))
         else:
             self._restore = None
+            if self.store.backup.version == restore.version:
+                self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
         return step
 
@@ -675,8 +692,7 @@ class KeyBackup:
             self.status = BackupStatus.ON
             step.extend(self._start_restore())
         else:  # signed for an older user key: this device brings it up to date first
-            self._restore_interrupted = True  # restores once the update is in
-            step.extend(self._publish(key, version, new=False))
+            step.extend(self._publish(key, version, new=False))  # then restores
         return step
 
     # --- set-up, reset and update ----------------------------------------------------------
@@ -755,11 +771,11 @@ class KeyBackup:
         step = Step()
         if new:
             self._secret = None
+            self.store.backup.restored = True  # a new backup holds nothing to restore
             self.created, self.published_by = None, self.store.device.device
             step.events.append(BackupEnabled(version))
             step.olm.extend(self._share_with_own_devices(key, version))
-        if self._restore_interrupted:
-            step.extend(self._start_restore())
+        step.extend(self._restore_if_due())
         step.extend(self.flush())
         return step
 

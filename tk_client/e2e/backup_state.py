@@ -30,29 +30,37 @@ def _sealing_key(pickle_key: bytes) -> bytes:
 
 @dataclass
 class BackupState:
-    """The backup key this device holds (None: none), its version, and what was uploaded."""
+    """The backup key this device holds (None: none), its version, what was uploaded, and
+    whether this device has restored from that version (a restore cut short by a restart
+    starts again at the next login)."""
 
     key: BackupKey | None = None
     version: int | None = None
     uploaded: dict[str, int] = field(default_factory=dict)
+    restored: bool = False
 
     def keep(self, key: BackupKey, version: int) -> None:
         """Hold ``key`` for backup ``version``; what was uploaded to another version is
         forgotten (a new version starts empty on the server)."""
         if self.version != version or self.key != key:
-            self.uploaded = {}
+            self.uploaded, self.restored = {}, False
         self.key, self.version = key, version
 
     def drop(self) -> None:
         """Forget the key: the backup was reset elsewhere, or is gone."""
-        self.key, self.version, self.uploaded = None, None, {}
+        self.key, self.version, self.uploaded, self.restored = None, None, {}, False
 
     def to_state(self, pickle_key: bytes) -> dict[str, Any]:
         sealed = None
         if self.key is not None:
             secret = self.key.private_key + self.key.mac_key
             sealed = crypto_utils.encrypt_aes(_sealing_key(pickle_key), secret)
-        return {"sealed_key": sealed, "version": self.version, "uploaded": dict(self.uploaded)}
+        return {
+            "sealed_key": sealed,
+            "version": self.version,
+            "uploaded": dict(self.uploaded),
+            "restored": self.restored,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None, pickle_key: bytes) -> BackupState:
@@ -77,4 +85,7 @@ class BackupState:
         uploaded = state.get("uploaded")
         if not isinstance(uploaded, Mapping):
             raise ValueError("the stored uploaded sessions are not an object")
-        return cls(key, version, {str(k): int(v) for k, v in uploaded.items()})
+        restored = state.get("restored", False)
+        if not isinstance(restored, bool):
+            raise ValueError("the stored restore state is not a boolean")
+        return cls(key, version, {str(k): int(v) for k, v in uploaded.items()}, restored)
