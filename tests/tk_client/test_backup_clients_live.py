@@ -22,15 +22,7 @@ from tk_client.e2e.backup import (
 
 from .e2e_peers import Peer, pump
 
-pytestmark = pytest.mark.usefixtures("server_has_backups")
-
 _run = itertools.count(1)
-
-
-@pytest.fixture
-def server_has_backups():
-    # Until the server's side of 4.13 is merged (branch server), there is nothing to run.
-    pytest.importorskip("chat.backup_handlers", reason="the server's key backup is not merged")
 
 
 @pytest.fixture

@@ -71,8 +71,6 @@ def test_a_user_who_lost_every_device_reads_the_history_again_with_the_recovery_
 ):
     """4.13's newcomer: bob's only device backs up, is lost, and a new one (the window)
     reads alice's old message once bob types the recovery key into it."""
-    # Until the server's side of 4.13 is merged (branch server), there is nothing to run.
-    pytest.importorskip("chat.backup_handlers", reason="the server's key backup is not merged")
     alice, bob = people("alice", "bob")
     first, friend = peers(bob, "old-laptop"), peers(alice, "laptop")
     run(None, [first, friend], approved(first, friend), "both devices set up")
