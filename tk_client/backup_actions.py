@@ -109,6 +109,11 @@ class BackupActions(E2EActions):
         """A backup exists and this device lacks its key: the recovery key would help."""
         return self.backup_status is BackupStatus.NEEDS_KEY
 
+    @property
+    def can_back_up(self) -> bool:
+        """This device may set up or reset the backup: it is approved (holds the user key)."""
+        return self.e2e is not None and self.e2e.approved
+
     def backup_status_text(self) -> str:
         """The key backup's state as a sentence (both clients)."""
         status = self.backup_status
@@ -117,10 +122,11 @@ class BackupActions(E2EActions):
         if status is BackupStatus.UNKNOWN:
             return "Asking the server whether you have a key backup\u2026"
         if status is BackupStatus.NONE:
+            first = "" if self.can_back_up else " once this device is approved"
             return (
                 "Key backup is off. Without it, if you lose this device and have no other, "
                 "the history of your encrypted conversations cannot be read again. Set it "
-                "up to get a recovery key."
+                f"up{first} to get a recovery key."
             )
         made = self._made()
         if status is BackupStatus.ON:

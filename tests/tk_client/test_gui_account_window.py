@@ -42,6 +42,7 @@ class Recorder:
     otp_enrolment_required: bool = False
     backup_status: None = None  # the key backup has its own tests (test_gui_backup.py)
     can_recover: bool = False
+    can_back_up: bool = False
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     def backup_status_text(self) -> str:

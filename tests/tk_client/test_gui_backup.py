@@ -404,3 +404,22 @@ def test_the_recovery_key_window_is_saved_as_a_picture(desk):
 
     assert width > 400 and height > 250
     assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50  # drawn, not blank
+
+
+def test_a_device_not_approved_yet_is_offered_only_the_recovery_key(desk):
+    from tk_client.views.account import AccountWindow
+
+    desk.link.approved = False
+    desk.link.backup_status = BackupStatus.NEEDS_KEY
+    window = AccountWindow(desk.root, desk.fonts, desk.controller)
+    window.present()
+    desk.root.update()
+
+    assert window.backup.recover_button.winfo_ismapped()
+    assert not window.backup.reset_button.winfo_ismapped()
+    desk.link.backup_status = BackupStatus.NONE
+    window.backup.refresh()
+    desk.root.update()
+    assert not window.backup.setup_button.winfo_ismapped()
+    assert "once this device is approved" in text_of(window.backup.status)
+    window.destroy()

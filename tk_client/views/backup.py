@@ -116,10 +116,11 @@ class BackupSection(Section):
         """Words and buttons for the backup's state now."""
         status = self.actions.backup_status
         self.status.configure(text=self.actions.backup_status_text())
+        signed = self.actions.can_back_up  # only an approved device makes a backup
         shown = {
-            self.setup_button: status in (BackupStatus.NONE, BackupStatus.UNKNOWN),
+            self.setup_button: signed and status in (BackupStatus.NONE, BackupStatus.UNKNOWN),
             self.recover_button: status is BackupStatus.NEEDS_KEY,
-            self.reset_button: status in (BackupStatus.ON, BackupStatus.NEEDS_KEY),
+            self.reset_button: signed and status in (BackupStatus.ON, BackupStatus.NEEDS_KEY),
         }
         for button, show in shown.items():
             button.pack_forget()
