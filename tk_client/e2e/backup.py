@@ -56,6 +56,13 @@ from .store import CryptoStore
 BACKUP_KEY_SHARE = "backup_key_share"  # the Olm plaintext type (4.4) that carries the key
 FETCH_LIMIT = wire.MAX_FETCH_LIMIT
 
+# Session ids are unpadded base64 of 32 bytes: 42 characters of the whole alphabet, then one
+# that holds the last 4 bits (its 2 low bits zero). Both in ASCII order, as the server pages.
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_ANY = "".join(sorted(_B64))
+_LAST = "".join(sorted(c for i, c in enumerate(_B64) if i % 4 == 0))
+_SESSION_ID_LENGTH = 43
+
 # --- words for the user (4.13's where it gives them) ---------------------------------------
 
 NO_BACKUP = "There is no key backup on the server."
@@ -214,6 +221,23 @@ def _squash(text: str) -> str:
     return "".join(c for c in text if not c.isspace() and c != "-").upper()
 
 
+def session_id_before(session_id: str) -> str | None:
+    """The greatest session id below ``session_id`` (None: it is the smallest), so that
+    ``backup_fetch`` with it as ``after`` and ``limit`` 1 returns that one session.
+    ValueError if ``session_id`` is not one."""
+    allowed = [_ANY] * (_SESSION_ID_LENGTH - 1) + [_LAST]
+    if len(session_id) != _SESSION_ID_LENGTH or any(
+        c not in chars for c, chars in zip(session_id, allowed, strict=True)
+    ):
+        raise ValueError("not a session id")
+    for i in reversed(range(_SESSION_ID_LENGTH)):
+        place = allowed[i].index(session_id[i])
+        if place > 0:
+            tail = "".join(chars[-1] for chars in allowed[i + 1 :])
+            return session_id[:i] + allowed[i][place - 1] + tail
+    return None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -251,6 +275,7 @@ class KeyBackup:
         self._setup_password: str | None = None
         self._setup_waits = False  # finish_setup came before backup_get's answer
         self._restore: _Restore | None = None
+        self._looked_up: set[str] = set()  # session ids looked for since the last login
         self._signature_checked: tuple[tuple[bytes, str, str], bool] | None = None
 
     @property
@@ -285,6 +310,7 @@ class KeyBackup:
         self._puts.clear()
         self._scanned = -1
         self._restore = None  # cut short: starts again once the backup is known (restored False)
+        self._looked_up.clear()
         return self._get()
 
     # --- answers and pushes ----------------------------------------------------------------
@@ -306,6 +332,8 @@ class KeyBackup:
             return self._stored(ref)
         if purpose == "fetch" and kind == "backup_sessions":
             return self._page(message)
+        if purpose == "lookup" and kind == "backup_sessions":
+            return self._looked(message)
         if purpose in ("publish", "update") and kind == "ok":
             return self._published(ref)
         return Step()
@@ -450,8 +478,8 @@ class KeyBackup:
         """Upload what was accepted since the last upload, 100 sessions per request, one
         request at a time (the next goes when the server has stored this one)."""
         groups = self.store.groups
-        if self._puts or self.status is not BackupStatus.ON:
-            return Step()
+        if self._puts or self._restore is not None or self.status is not BackupStatus.ON:
+            return Step()  # one request at a time; after a restore (which imports many)
         if (groups.changes == self._scanned and not self._queue) or not self.usable():
             return Step()
         if groups.changes != self._scanned:
@@ -579,6 +607,38 @@ class KeyBackup:
             fields["after"] = after
         return Step(requests=[self._request("fetch", "backup_fetch", **fields)])
 
+    def look_up(self, session_id: str) -> Step:
+        """A message came whose session this device lacks: look for that one session in
+        the backup (4.9), once per login, while this device uses the backup and is not
+        restoring it all anyway."""
+        if session_id in self._looked_up or self._restore is not None or not self.usable():
+            return Step()
+        try:
+            after = session_id_before(session_id)
+        except ValueError:
+            return Step()  # not a session id: that message is shown as not verifiable
+        self._looked_up.add(session_id)
+        fields: dict[str, Any] = {"version": self.store.backup.version, "limit": 1}
+        if after is not None:
+            fields["after"] = after
+        return Step(requests=[self._request("lookup", "backup_fetch", **fields)])
+
+    def _looked(self, answer: Mapping[str, Any]) -> Step:
+        """The answer to :meth:`look_up`: the session, if the backup has it."""
+        key, version = self.store.backup.key, self.store.backup.version
+        sessions = answer.get("sessions")
+        if key is None or version is None or not isinstance(sessions, list):
+            return Step()
+        restore = _Restore(key, version)
+        found = [
+            item
+            for item in sessions
+            if isinstance(item, Mapping)
+            and item.get("session_id") in self._looked_up
+            and self._import(restore, item)
+        ]
+        return Step(retry_held=bool(found))
+
     def _page(self, answer: Mapping[str, Any]) -> Step:
         restore = self._restore
         if restore is None:
@@ -600,6 +660,7 @@ class KeyBackup:
             if self.store.backup.version == restore.version:
                 self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
+            step.extend(self.flush())
         return step
 
     def _import(self, restore: _Restore, item: Any) -> bool:

@@ -515,10 +515,12 @@ class E2EEngine:
         then upload to the key backup the sessions it brought (4.13)."""
         self._now = now
         if self.backup.owns(message):
-            return self._backup_step(self.backup.receive(message))
-        out = self._receive(message)
-        if self.backup.keys_query is not None and message.get("ref") == self.backup.keys_query:
-            out.extend(self._backup_step(self.backup.keys_arrived()))
+            out = self._backup_step(self.backup.receive(message))
+        else:
+            out = self._receive(message)
+            waited = self.backup.keys_query  # our own keys, that a recovery waits for
+            if waited is not None and message.get("ref") == waited:
+                out.extend(self._backup_step(self.backup.keys_arrived()))
         out.extend(self._backup_step(self.backup.flush()))
         return out
 
@@ -942,6 +944,7 @@ class E2EEngine:
             settled = False
             if first_time:
                 out.extend(self._request_key(conversation, sealed))
+                out.extend(self._backup_step(self.backup.look_up(sealed["session_id"])))
         else:
             if not self._own_session(entry) and entry.sender not in self.directory.users:
                 if held.query is None:  # whose device is it? ask before saying anything

@@ -3,6 +3,7 @@ that also keeps a backup as the server does (the real server: test_e2e_backup_li
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -25,6 +26,7 @@ from tk_client.e2e.backup import (
     BackupRestored,
     BackupStatus,
     RecoveryKeyTypo,
+    session_id_before,
 )
 from tk_client.e2e.engine import E2EEngine, NotShown
 from tk_client.e2e.errors import E2EError
@@ -557,3 +559,33 @@ def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
     assert restarted.store.backup.restored
     relay.connect(restarted.store)  # (the relay keeps the events of this connection only)
     assert events_of(relay, ALICE2, BackupRestored) == []  # restored once only
+
+
+def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
+    alice, bob, alice_engine, _ = alice_and_bob_talked(relay, messages=1)
+    turn_on_backup(relay, alice_engine)
+    (bobs,) = [sid for (_, key, sid) in alice.groups.inbound if key == bob.device.curve25519]
+    late = relay.blobs["alice"].pop(bobs)  # not in the backup yet when the phone restores
+    _, phone_engine = new_alice_device(relay, alice)
+    approve(relay, alice_engine, phone_engine)
+    assert shown(relay, ALICE2) == ["alice 0"]
+    relay.blobs["alice"][bobs] = late
+
+    request = room_messages(relay)[0]  # bob's message, as history brings it again
+    item = {"type": "message", "room": "plans", "from": "bob", "msg_id": 1}
+    relay.push(ALICE2, {**item, "ts": "2030-01-01T00:00:00.000Z", "e2e": request["e2e"]})
+    relay.run(ALICE2, [])
+
+    (lookup,) = [r for p, r in relay.sent if p == ALICE2 and r.get("limit") == 1]
+    assert lookup["after"] < bobs and not any(lookup["after"] < s < bobs for s in relay.blobs)
+    assert "bob 0" in shown(relay, ALICE2)
+
+
+def test_the_session_id_before_another_is_the_greatest_below_it():
+    ids = sorted(vodozemac.GroupSession().session_id for _ in range(500))
+    for lower, higher in itertools.pairwise(ids):
+        assert lower <= session_id_before(higher) < higher
+    assert session_id_before("+" * 42 + "0") is None  # the smallest: fetch from the start
+    assert session_id_before("A" * 43) == "A" * 42 + "8"
+    with pytest.raises(ValueError):
+        session_id_before("A" * 42 + "B")  # its last character would carry bits past 32 bytes
