@@ -26,6 +26,7 @@ from .account import (
     DeviceInfo,
     DevicesListed,
 )
+from .backup_actions import BackupActions
 from .chat_state import ControllerView, Pending, SessionAPI, Transfers
 from .commands import (
     COMMANDS,
@@ -54,7 +55,7 @@ from .secure import NEEDS_A_DEVICE, conversation_id, is_end_to_end
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 
-class ChatController(E2ECommands, E2EActions):
+class ChatController(BackupActions, E2ECommands, E2EActions):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
@@ -80,6 +81,8 @@ class ChatController(E2ECommands, E2EActions):
             return list(COMMANDS)
         if kind == "on_off":
             return ["on", "off"]
+        if kind == "backup_step":
+            return ["setup", "reset"]
         if kind == "device":
             devices = self.account.devices or ()
             return [d.name for d in devices if d.name.split() == [d.name]] + [
