@@ -23,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.errors import ServiceError
@@ -129,18 +129,22 @@ def _store_new_version(
     """Inside the caller's transaction: the new version, its record, and the push."""
     now = timezone.now()
     version = backup["version"]
-    if replaced:
+    fields = {
+        "version": version,
+        "public_key": backup["public_key"],
+        "backup": backup,
+        "created": now,
+        "device": device,
+    }
+    if replaced:  # the row is locked (publish_backup)
         BackupSession.objects.filter(backup_id=user.pk).delete()
-    KeyBackup.objects.update_or_create(
-        user=user,
-        defaults={
-            "version": version,
-            "public_key": backup["public_key"],
-            "backup": backup,
-            "created": now,
-            "device": device,
-        },
-    )
+        KeyBackup.objects.filter(user=user).update(**fields)
+    else:
+        try:
+            with transaction.atomic():
+                KeyBackup.objects.create(user=user, **fields)
+        except IntegrityError:  # another device published a first backup meanwhile
+            raise _conflict() from None
     name = Device.objects.filter(pk=device).values_list("name", flat=True).first() or ""
     kind = "reset" if replaced else "created"  # BackupRecord.Kind
     BackupRecord.objects.create(

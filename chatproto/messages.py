@@ -316,8 +316,11 @@ def _e2e(value: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def _blob(value: Any, what: str) -> dict[str, Any]:
-    """``{"ciphertext", "mac"}``: base64 of 1 to 4,096 bytes, and of 32 bytes."""
+    """Exactly ``{"ciphertext", "mac"}``: base64 of 1 to 4,096 bytes, and of 32 bytes (nothing
+    else: the server keeps up to 100,000 of them per user, each bounded)."""
     blob = _object(value, what)
+    if set(blob) != {"ciphertext", "mac"}:
+        raise _Bounds(f"{what} has exactly ciphertext and mac")
     ciphertext = _member_b64(blob, "ciphertext", what)
     if len(unpadded_b64.decode(ciphertext)) > MAX_BLOB_CIPHERTEXT_BYTES:
         raise _Bounds(f"{what}.ciphertext is longer than {MAX_BLOB_CIPHERTEXT_BYTES} bytes")

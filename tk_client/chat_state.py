@@ -534,7 +534,7 @@ class ChatState:
             if chat is not None:
                 self._receive_wire(message, chat)
             self._e2e_events(events)
-        elif kind in ("to_device", "devices_changed"):
+        elif kind in ("to_device", "devices_changed", "backup_changed"):
             if self.e2e is not None:
                 self._e2e_events(self.e2e.pushed(message))
         elif kind == "message":

@@ -26,6 +26,7 @@ from .account import (
     DeviceInfo,
     DevicesListed,
 )
+from .backup_actions import BackupActions
 from .chat_state import ControllerView, Pending, SessionAPI, Transfers
 from .commands import (
     COMMANDS,
@@ -55,7 +56,7 @@ from .secure_files import FILES_NEED_A_DEVICE
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 
-class ChatController(E2ECommands, E2EActions):
+class ChatController(BackupActions, E2ECommands, E2EActions):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
@@ -81,6 +82,8 @@ class ChatController(E2ECommands, E2EActions):
             return list(COMMANDS)
         if kind == "on_off":
             return ["on", "off"]
+        if kind == "backup_step":
+            return ["setup", "reset"]
         if kind == "device":
             devices = self.account.devices or ()
             return [d.name for d in devices if d.name.split() == [d.name]] + [

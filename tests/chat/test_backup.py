@@ -528,3 +528,36 @@ async def test_another_users_backup_is_not_reachable(alice, create_users):
     assert (await bob.get())["backup"] is None
     assert code(await bob.fetch()) == ("error", "conflict")
     await bob.close()
+
+
+async def test_a_blob_with_other_members_is_bad_request(alice):
+    assert (await alice.publish(alice.backup()))["type"] == "ok"
+    entry = alice.entry()
+    padded = {**entry, "blob": {**entry["blob"], "padding": "x" * 1000}}
+    assert code(await alice.put([padded])) == ("error", "bad_request")
+    backup = alice.backup()
+    backup["identity"] = {**backup["identity"], "note": "x"}
+    assert code(await alice.publish(backup)) == ("error", "bad_request")
+
+
+def test_two_devices_racing_to_publish_a_first_backup_leave_one_and_conflict(make_user):
+    """The second first backup, judged before the first was stored, is conflict: it never
+    replaces the first (whose key other devices may hold by then)."""
+    from accounts.models import Device
+    from chat.models import UserKey
+
+    alice = make_user("alice")
+    user_key = SigningKey()
+    UserKey.objects.create(user=alice, key={"ed25519": user_key.public}, version=1)
+    devices = [
+        Device.objects.create(user=alice, name=name, token_hash=name * 32) for name in ("aa", "bb")
+    ]
+    makers = [Owner(KeyedDevice(None, "alice", d.pk, "t"), user_key) for d in devices]  # type: ignore[arg-type]
+    first, second = (maker.backup() for maker in makers)
+    judged = backups._judge(None, second)  # the second device's view, before the first is in
+    assert judged is True
+    backups.publish_backup(alice, devices[0].pk, first, None, "127.0.0.1")
+    with pytest.raises(backups.ServiceError) as refused:
+        backups._store_new_version(alice, devices[1].pk, second, replaced=False, origin=None)
+    assert refused.value.code == "conflict"
+    assert KeyBackup.objects.get().backup == first

@@ -135,6 +135,23 @@ e2e_object = st.fixed_dictionaries(
     }
 )
 targets = st.fixed_dictionaries({"user": st.sampled_from(ACCOUNTS), "device": device_ids})
+# The key backup (docs/protocol.md 4.13): random signatures, so most publishes are refused.
+blob = st.fixed_dictionaries(
+    {"ciphertext": st.binary(min_size=1, max_size=128).map(encode_b64), "mac": b64_key}
+)
+backup_object = st.fixed_dictionaries(
+    {
+        "user": st.sampled_from(["fuzzer", "bystander"]),
+        "version": st.integers(1, 3),
+        "algorithm": st.just("chat.backup.v1"),
+        "public_key": b64_key,
+        "identity": blob,
+        "signatures": st.fixed_dictionaries({"user": b64_signature}),
+    }
+)
+backup_entry = st.fixed_dictionaries(
+    {"session_id": b64_key, "first_index": st.integers(0, 2**32 - 1), "blob": blob}
+)
 olm_body = st.fixed_dictionaries(
     {"algorithm": st.just("olm.v1"), "type": st.sampled_from([0, 1]), "ciphertext": b64_bytes}
 )
@@ -201,6 +218,10 @@ GOOD_VALUES = {
     ),
     "upto": st.integers(0, 50),
     "e2e": e2e_object,
+    "backup": backup_object,
+    "version": st.integers(1, 3),
+    "sessions": st.lists(backup_entry, min_size=1, max_size=3),
+    "after": b64_key,
 }
 # Values on and past the bounds.
 HOSTILE_VALUES = {
@@ -244,6 +265,11 @@ HOSTILE_VALUES = {
     | st.just([{"user": "witness", "device": "d", "body": {"x": "A" * 16_400}}]),
     "upto": st.one_of(st.sampled_from(INTEGERS), st.integers()),
     "e2e": broken(e2e_object) | st.just({"algorithm": "megolm.v1", "ciphertext": "A" * 70_000}),
+    "backup": broken(backup_object) | st.just({"user": "fuzzer", "pad": "A" * 5_000}),
+    "version": st.one_of(st.sampled_from(INTEGERS), st.integers()),
+    "sessions": st.lists(broken(backup_entry), max_size=3)
+    | st.just([{"session_id": "A" * 43, "first_index": 0, "blob": {"ciphertext": "A"}}] * 101),
+    "after": st.one_of(st.sampled_from(["", "A" * 42, "A" * 44]), st.text(max_size=50)),
 }
 WEIRD_TYPES = ["", "LOGIN", "hello", "key", "greeting", "login_ok", "error", "message", "__init__"]
 
@@ -287,6 +313,13 @@ def requests(draw) -> dict:
         keep = draw(weighted((3, st.just("text")), (1, st.just("e2e"))))
         message.pop("e2e" if keep == "text" else "text", None)
         message.setdefault(keep, draw(GOOD_VALUES[keep]))
+    if kind == "file_offer" and not hostile:  # name and sha256, or e2e (4.12)
+        kept = draw(weighted((3, st.just(("name", "sha256"))), (1, st.just(("e2e",)))))
+        for name in ("name", "sha256", "e2e"):
+            if name in kept:
+                message.setdefault(name, draw(GOOD_VALUES[name]))
+            else:
+                message.pop(name, None)
     ident = draw(
         weighted(
             (12, st.text(min_size=1, max_size=10)),

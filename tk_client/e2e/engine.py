@@ -43,6 +43,8 @@ from chatproto import e2e
 from chatproto.e2e_files import MEGOLM_FILE
 
 from . import room_keys
+from .backup import BACKUP_KEY_SHARE, BackupEvent, KeyBackup
+from .backup import Step as BackupStep
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
@@ -124,6 +126,7 @@ Event = (
     | CodesReady
     | Verified
     | VerificationCancelled
+    | BackupEvent
     | Sealed
     | Opened
 )
@@ -226,6 +229,8 @@ class E2EEngine:
         self._last_seq = 0
         self._now = 0.0
         self.verifications = Verifications(store)
+        self.backup = KeyBackup(store, new_id)  # the key backup (4.13)
+        self.verifications.backup_share = self.backup.share_for_approval
 
     @property
     def me(self) -> str:
@@ -254,6 +259,7 @@ class E2EEngine:
                 "since": self.store.device_list_version,
             }
         )
+        out.extend(self._backup_step(self.backup.login()))
         return out
 
     def _upload(
@@ -312,7 +318,9 @@ class E2EEngine:
         self.store.contacts.check_sending(member_set - {self.me})
         pending = _PendingSend(conversation, member_set, text, now)
         self._sends.append(pending)
-        return self._advance_sends()
+        out = self._advance_sends()
+        out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
+        return out
 
     def seal_for(
         self,
@@ -328,7 +336,9 @@ class E2EEngine:
         member_set = frozenset(members) | {self.me}
         self.store.contacts.check_sending(member_set - {self.me})
         self._sends.append(_PendingSend(conversation, member_set, None, now, payload, tag))
-        return self._advance_sends()
+        out = self._advance_sends()
+        out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
+        return out
 
     def open_file_offer(self, offer: Mapping[str, Any], now: float) -> Output:
         """A relayed ``file_offer`` with ``e2e`` (4.12): an :class:`~.files.Opened` event,
@@ -536,8 +546,20 @@ class E2EEngine:
     # --- receiving --------------------------------------------------------------------------
 
     def receive(self, message: Mapping[str, Any], now: float) -> Output:
-        """Handle one answer or push of section 4 (others give an empty :class:`Output`)."""
+        """Handle one answer or push of section 4 (others give an empty :class:`Output`);
+        then upload to the key backup the sessions it brought (4.13)."""
         self._now = now
+        if self.backup.owns(message):
+            out = self._backup_step(self.backup.receive(message))
+        else:
+            out = self._receive(message)
+            waited = self.backup.keys_query  # our own keys, that a recovery waits for
+            if waited is not None and message.get("ref") == waited:
+                out.extend(self._backup_step(self.backup.keys_arrived()))
+        out.extend(self._backup_step(self.backup.flush()))
+        return out
+
+    def _receive(self, message: Mapping[str, Any]) -> Output:
         kind = message.get("type")
         if kind == "keys_uploaded":
             return self._uploaded(message)
@@ -746,6 +768,9 @@ class E2EEngine:
                 return self._answer_key_request(payload, sender)
             if payload["type"] in _VERIFICATION_TYPES:
                 return self._verification_step(sender, payload)
+            if payload["type"] == BACKUP_KEY_SHARE:
+                own_key = self.store.identity.ed25519 if self.store.identity else None
+                return self._backup_step(self.backup.offer_share(sender, payload, own_key))
         except UntrustedKeys:
             return Output()
         return Output()
@@ -846,6 +871,9 @@ class E2EEngine:
         out.events.extend(events)
         if any(isinstance(e, Verified) and e.approved_here for e in events):
             out.extend(self._upload(device_keys=True, left_on_server=None))
+        own_key = self._user_key(self.me)
+        for peer, share in self.verifications.take_backup_shares():  # 4.13: with the approval
+            out.extend(self._backup_step(self.backup.offer_share(peer, share, own_key)))
         return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
@@ -864,6 +892,35 @@ class E2EEngine:
         if answer is None:
             return Output()
         return self._send_olm([(requester, answer)])
+
+    # --- the key backup (4.13: :mod:`.backup`) -----------------------------------------------
+
+    def begin_backup_setup(self) -> str:
+        """A new recovery key to show once; :class:`E2EError` if this device is not signed."""
+        return self.backup.begin_setup()
+
+    def finish_backup_setup(self, typed: str, password: str | None) -> Output:
+        """The recovery key typed back: publish the backup (ValueError in words)."""
+        return self._backup_step(self.backup.finish_setup(typed, password))
+
+    def restore_with_recovery_key(self, text: str) -> Output:
+        """Recover (and restore) with the recovery key typed in; RecoveryKeyTypo at once."""
+        return self._backup_step(self.backup.recover(text))
+
+    def _backup_step(self, step: BackupStep) -> Output:
+        """Carry out what the key backup asked for, in its order."""
+        out = Output(requests=list(step.requests), events=list(step.events))
+        if step.upload_device_keys:  # the recovery gave us the user key: sign ourselves
+            out.extend(self._upload(device_keys=True, left_on_server=None))
+        if step.olm:
+            out.extend(self._send_olm(step.olm))
+        if step.query_own_keys:
+            asked = self._query([self.me])
+            self.backup.keys_query = asked.requests[-1]["id"]
+            out.extend(asked)
+        if step.retry_held:
+            out.extend(self._retry_held())
+        return out
 
     # --- encrypted messages -----------------------------------------------------------------
 
@@ -918,11 +975,12 @@ class E2EEngine:
             approved = device is None or device.signed_by_user_key(self._user_key(sender))
             sent_at = _ts_seconds(message.get("ts"))
             reason: Undecryptable | None = why_undecryptable(
-                sent_at, self.store.created_at, approved
+                sent_at, self.store.created_at, approved, self.store.backup.key is not None
             )
             settled = False
             if first_time:
                 out.extend(self._request_key(conversation, sealed))
+                out.extend(self._backup_step(self.backup.look_up(sealed["session_id"])))
         else:
             if not self._own_session(entry) and entry.sender not in self.directory.users:
                 if held.query is None:  # whose device is it? ask before saying anything

@@ -38,6 +38,17 @@ from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
 from ..events import NotConnected, RequestState, RequestStatus
+from .backup import (
+    BackupChanged,
+    BackupEnabled,
+    BackupProblem,
+    BackupRecovered,
+    BackupRestored,
+    BackupRestoreProgress,
+    BackupStatus,
+    BackupStatusChanged,
+    RecoveryKeyTypo,
+)
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
@@ -249,6 +260,17 @@ class E2ELink:
         return self.store.identity is not None or self._setting_up
 
     @property
+    def backup_status(self) -> BackupStatus:
+        """The key backup as this device knows it (4.13); UNKNOWN until the server said."""
+        return self.engine.backup.status
+
+    @property
+    def backup_info(self) -> tuple[int, str | None, str | None] | None:
+        """(version, when it was made as the server's ``ts``, the device that made it) of
+        the current key backup; None when there is none or it is not known yet."""
+        return self.engine.backup.info
+
+    @property
     def approved(self) -> bool:
         """This device holds the user key: it reads and sends encrypted messages."""
         return self.store.identity is not None
@@ -338,8 +360,8 @@ class E2ELink:
         return events
 
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
-        """A push of section 4 (``to_device``, ``devices_changed``) or a ``message`` /
-        ``private`` with ``e2e``: what it made readable, and notices."""
+        """A push of section 4 (``to_device``, ``devices_changed``, ``backup_changed``) or a
+        ``message`` / ``private`` with ``e2e``: what it made readable, and notices."""
         out = self.engine.receive(message, self._clock())
         return self._flush(out, save=message.get("type") not in ("message", "private"))
 
@@ -479,6 +501,25 @@ class E2ELink:
         }
         return self._send_link_request("reset", request)
 
+    def begin_backup_setup(self) -> str:
+        """A new recovery key, formatted to show once (nothing is published yet: the user
+        types it back into :meth:`finish_backup_setup`). :class:`~.errors.E2EError` in
+        words if this device is not approved."""
+        return self.engine.begin_backup_setup()
+
+    def finish_backup_setup(self, typed: str, password: str | None) -> list[LinkEvent]:
+        """The user typed the recovery key back: publish the backup. ValueError in words if
+        it is not the key shown (spaces and case ignored), or if a backup exists and no
+        ``password`` was given (replacing it is a reset). :class:`BackupEnabled` or a
+        :class:`BackupProblem` follows with the server's answer."""
+        return self._flush(self.engine.finish_backup_setup(typed, password))
+
+    def restore_with_recovery_key(self, text: str) -> list[LinkEvent]:
+        """Restore the history (and, on a device not approved yet, the identity) with the
+        recovery key typed in. :class:`RecoveryKeyTypo` at once for a typo; the rest comes
+        as events (:class:`BackupRestored`, or a :class:`BackupProblem` in words)."""
+        return self._flush(self.engine.restore_with_recovery_key(text))
+
     def fetch_keys(self, user: str) -> list[LinkEvent]:
         """Ask for ``user``'s keys now; :class:`KeysFetched` says when they are here."""
         return self._flush(self.engine.query([user]))
@@ -516,8 +557,7 @@ class E2ELink:
         it is, unless the reading asked for something (a key request: Olm ratchets)."""
         if save or out.requests:
             self._save()
-        for request in out.requests:
-            self._send(request)
+        unsent = [request["id"] for request in out.requests if not self._send(request)]
         events: list[LinkEvent] = []
         for event in out.events:
             if isinstance(event, Sealed | Opened) or (
@@ -529,6 +569,9 @@ class E2ELink:
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
+        for engine_id in unsent:  # refused at once, offline: the engine hears it as an error
+            refusal = {"type": "error", "ref": engine_id, "code": "not_sent"}
+            events.extend(self._flush(self.engine.receive(refusal, self._clock())))
         return events
 
     def _file_event(self, event: Sealed | Opened | NotShown) -> list[LinkEvent]:
@@ -551,26 +594,36 @@ class E2ELink:
             return [FileOfferRefused(str(transfer), event.sender)]
         return []  # waiting for its key (asked already), or for its sender's device
 
-    def _send(self, request: Mapping[str, Any]) -> None:
+    def _send(self, request: Mapping[str, Any]) -> bool:
+        """Send one of the engine's requests; False if it was refused at once (offline,
+        and not one to wait in the outbox)."""
         fields = {k: v for k, v in request.items() if k not in ("type", "id")}
         kind = str(request["type"])
         if "id" not in request:  # to_device_ack: no answer, nothing to queue
             # Offline: the queue is pushed again on the next login, and acked then.
             with contextlib.suppress(NotConnected):
                 self.session.send_message(dict(request))
-            return
+            return True
         engine_id = str(request["id"])
         if engine_id.startswith(f"{SETUP_CHECK}:"):
             status = self.session.request(kind, **fields)
             self._link_requests[status.id] = SETUP_CHECK
-            return
-        status = self.session.request(kind, **fields)
+            return True
+        # A password never waits in an outbox through an outage (as change_password).
+        durable = "password" not in fields
+        try:
+            status = self.session.request(kind, durable=durable, **fields)
+        except NotConnected:
+            if durable:
+                raise
+            return False
         if kind in ("send", "pm"):
             # The answer is the controller's (ack, or a refusal shown on the line).
             _conversation, on_request = self._sends.popleft()
             on_request(status)
-            return
+            return True
         self._by_request[status.id] = engine_id
+        return True
 
     def _send_link_request(self, step: str, request: dict[str, Any]) -> list[LinkEvent]:
         status = self.session.request(str(request.pop("type")), **request)
@@ -646,6 +699,14 @@ class E2ELink:
 
 
 __all__ = [
+    "BackupChanged",
+    "BackupEnabled",
+    "BackupProblem",
+    "BackupRecovered",
+    "BackupRestoreProgress",
+    "BackupRestored",
+    "BackupStatus",
+    "BackupStatusChanged",
     "DeviceView",
     "E2ELink",
     "FileOfferRefused",
@@ -655,5 +716,6 @@ __all__ = [
     "NotShown",
     "Notice",
     "OwnDeviceToApprove",
+    "RecoveryKeyTypo",
     "Shown",
 ]

@@ -89,6 +89,10 @@ class Undecryptable(Enum):
     BEFORE_THIS_DEVICE = (
         "Sent before this device was set up: its key was never shared with this device."
     )
+    BEFORE_THIS_DEVICE_NO_BACKUP_KEY = (  # the same, while this device holds no backup key
+        "Sent before this device was set up: its key was never shared with this device. "
+        "Approve this device from another one, or enter your recovery key, to read it."
+    )
     KEY_NOT_RECEIVED = "Waiting for the key from {name}'s device. Asked your other devices."
     SENDER_NOT_VERIFIED = "Sent from a device that {name} has not verified: not shown."
     NOT_VERIFIED = "This message could not be verified and is not shown."
@@ -99,15 +103,21 @@ class Undecryptable(Enum):
 
 
 def why_undecryptable(
-    sent_at: float, device_created_at: float, sender_device_approved: bool
+    sent_at: float,
+    device_created_at: float,
+    sender_device_approved: bool,
+    holds_backup_key: bool = True,
 ) -> Undecryptable:
     """The reason to show for a message whose session key this device does not have (or,
     for ``SENDER_NOT_VERIFIED``, holds aside: it came from an unsigned device).
 
-    A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``."""
+    A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``. An old
+    message on a device without the backup key says how to get it (4.9, 4.13)."""
     if not sender_device_approved:
         return Undecryptable.SENDER_NOT_VERIFIED
     if sent_at < device_created_at:
+        if not holds_backup_key:
+            return Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
         return Undecryptable.BEFORE_THIS_DEVICE
     return Undecryptable.KEY_NOT_RECEIVED
 
@@ -144,6 +154,7 @@ class GroupSessions:
     def __init__(self) -> None:
         self.outbound: dict[str, OutboundGroup] = {}
         self.inbound: dict[InboundId, InboundGroup] = {}
+        self.changes = 0  # inbound sessions added or improved: what the key backup follows
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -221,6 +232,7 @@ class GroupSessions:
                 return False
             entry.seen = known.seen
         self.inbound[key] = entry
+        self.changes += 1
         return True
 
     def has_key(self, conversation: str, e2e: Mapping[str, Any]) -> bool:
