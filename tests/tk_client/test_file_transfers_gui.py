@@ -245,6 +245,7 @@ def test_send_file_in_a_private_chat_offers_the_file_to_the_partner(sealed, dial
     sealed.run(lambda: row.over, "the row to show the end")
     assert row.detail.cget("text") == f"Delivered: {alice.user} has an exact copy."
     assert (inbox / "photo.jpg").read_bytes() == source.read_bytes()
+    assert row.title.cget("text") == f"\N{LOCK} photo.jpg  to {alice.user}  (293.0 KiB)"
 
 
 def test_send_file_in_a_room_asks_for_the_recipient(sealed, dialogs, tmp_path):

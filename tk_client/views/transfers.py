@@ -66,7 +66,8 @@ class _Row:
 
     def update(self, info: TransferInfo) -> None:
         where = f"to {info.peer}" if info.outgoing else f"from {info.peer}"
-        self.title.configure(text=f"{info.name}  {where}  ({format_size(info.size)})")
+        lock = "\N{LOCK} " if info.end_to_end else ""  # 4.12: the server cannot read it
+        self.title.configure(text=f"{lock}{info.name}  {where}  ({format_size(info.size)})")
         self.bar.configure(value=round(info.fraction * PROGRESS_STEPS))
         self.detail.configure(text=_stage_line(info))
         if info.over and not self.over:
