@@ -20,7 +20,7 @@ from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_TEXT
 
 from .e2e.engine import Notice, NotShown, Shown
 from .e2e.errors import E2EError
-from .e2e.files import FileOfferRefused, FileOfferVerified
+from .e2e.files import FileOfferRefused, FileOfferVerified, FileOfferWaiting
 from .events import (
     ConnectFailed,
     Greeted,
@@ -41,7 +41,9 @@ from .events import (
     refusal_words,
 )
 from .files import FileOffered, TransferChanged, TransferInfo, TransferState
-from .files.events import OfferToSeal, SealedOfferArrived
+from .files.events import OfferToSeal, SealedOfferArrived, SealedOfferEnded
+from .files.manager import TOO_MANY_WAITING
+from .files.words import describe_reason
 from .model import (
     LOBBY,
     ChatMessage,
@@ -205,6 +207,8 @@ class ChatState:
         self.current = room_key(LOBBY)
         self._pending: dict[str, Pending] = {}
         self._declined_here: set[str] = set()  # offers this controller declined for the view
+        # End-to-end offers waiting for their key (4.12): the line that says so, per transfer.
+        self._waiting_offers: dict[str, tuple[ConversationKey, ChatMessage]] = {}
         self._e2e_opener = e2e_opener
         self.e2e: E2ELink | None = None
 
@@ -352,6 +356,8 @@ class ChatState:
             self._on_transfer(event)
         elif isinstance(event, OfferToSeal | SealedOfferArrived):
             self._on_sealed_file(event)
+        elif isinstance(event, SealedOfferEnded):
+            self._on_sealed_offer_ended(event)
 
     def _on_sealed_file(self, event: OfferToSeal | SealedOfferArrived) -> None:
         """4.12: an offer to seal (ours) or to open (theirs), by the end-to-end link."""
@@ -365,6 +371,44 @@ class ChatState:
         if words is not None:
             self._notice(words, "error")
         self._e2e_events(events)
+
+    def _on_sealed_offer_ended(self, event: SealedOfferEnded) -> None:
+        """An end-to-end offer ended before its verdict: the link forgets it, and its
+        waiting line (if any) says how it ended."""
+        if self.e2e is not None:
+            self.e2e.drop_file_offer(event.transfer)
+        words = f"A file from {event.sender} was not received: {describe_reason(event.reason)}."
+        if event.transfer in self._waiting_offers or event.reason == TOO_MANY_WAITING:
+            self._settle_waiting_offer(event.transfer, words, "error")
+
+    def _waiting_offer(self, event: FileOfferWaiting) -> None:
+        """One line while an end-to-end offer waits for its key (changed, not added, if
+        the reason changes); :meth:`_settle_waiting_offer` replaces it."""
+        held = self._waiting_offers.get(event.transfer)
+        if held is None:
+            line = ChatMessage(sender="", text=event.text, notice=True, level="info")
+            self._waiting_offers[event.transfer] = (self.current, line)
+            self._append(self.current, line)
+        elif held[1].text != event.text:
+            held[1].text = event.text
+            self.view.message_changed(*held)
+
+    def _settle_waiting_offer(self, transfer: str, words: str | None, level: str) -> None:
+        """The verdict or the end of an offer: its waiting line gives way to the offer's
+        prompt (``words`` None: the line goes), or becomes ``words``."""
+        held = self._waiting_offers.pop(transfer, None)
+        if held is None:
+            if words is not None:
+                self._notice(words, level)
+            return
+        key, line = held
+        if words is None:
+            with contextlib.suppress(ValueError):
+                self.conversation(key).messages.remove(line)
+            self.view.conversation_changed(key)
+            return
+        line.text, line.level = words, level
+        self.view.message_changed(key, line)
 
     def _on_transfer(self, event: FileOffered | TransferChanged) -> None:
         info = event.info
@@ -616,11 +660,12 @@ class ChatState:
         for event in events:
             if isinstance(event, Shown | NotShown):
                 self._e2e_line(event)
+            elif isinstance(event, FileOfferWaiting):
+                self._waiting_offer(event)
             elif isinstance(event, FileOfferVerified | FileOfferRefused):
                 transfers = self.transfers
                 words = take_verdict(transfers, event) if transfers is not None else None
-                if words is not None:
-                    self._notice(words, "error")
+                self._settle_waiting_offer(event.transfer, words, "error")
             elif isinstance(event, Notice):
                 self._notice(event.text, "error" if "paused" in event.text else "info")
             else:

@@ -124,6 +124,9 @@ class TerminalView(ControllerView):
             self._line(key, message)
 
     def message_changed(self, key: ConversationKey, message: ChatMessage) -> None:
+        if message.notice:  # its words changed (a file that waited for its key, 4.12)
+            self.message_added(key, message)
+            return
         mark = (key, message.msg_id)
         if mark in self._unreadable:
             if not message.unreadable:  # its key came (4.9)

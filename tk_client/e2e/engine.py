@@ -347,6 +347,11 @@ class E2EEngine:
         msg_id = f"file:{offer.get('transfer')}"
         return self.receive({**offer, "type": "file_offer", "msg_id": msg_id}, now)
 
+    def forget_held(self, msg_id: str) -> None:
+        """Stop holding the message ``msg_id`` (a file offer that ended while it waited for
+        its key, 4.12): a key that comes later shows nothing, and nothing of it is kept."""
+        self._held = [held for held in self._held if held.message.get("msg_id") != msg_id]
+
     def _advance_sends(self) -> Output:
         out = Output()
         while self._sends and not self._sends[0].waiting_for:  # a waiting one asked already

@@ -17,6 +17,8 @@ from typing import Any
 
 from chatproto.e2e_files import FileFacts, parse_file_plaintext
 
+from .megolm import Undecryptable
+
 FILE_MESSAGE_PREFIX = "file:"
 """The message id of an offer for the replay rule (4.12): ``file:<transfer>``."""
 
@@ -71,6 +73,25 @@ class FileOfferRefused:
     @property
     def text(self) -> str:
         return f"A file from {self.sender} could not be verified and was refused."
+
+
+@dataclass(frozen=True)
+class FileOfferWaiting:
+    """Link event: an end-to-end offer waits for its room key (asked already) or for its
+    sender's device to be signed (4.9): one line says so until the verdict, or its end."""
+
+    transfer: str
+    sender: str
+    reason: Undecryptable
+
+    @property
+    def text(self) -> str:
+        if self.reason is Undecryptable.SENDER_NOT_VERIFIED:
+            return (
+                f"A file from {self.sender} was sent from a device that {self.sender} has "
+                "not verified: it waits until the device is."
+            )
+        return f"A file from {self.sender} is waiting for its key: asked your other devices."
 
 
 def verdict(offer: Mapping[str, Any], opened: Opened) -> FileOfferVerified | FileOfferRefused:

@@ -52,7 +52,16 @@ from .backup import (
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
-from .files import FileOfferRefused, FileOfferVerified, Opened, Sealed, transfer_of, verdict
+from .files import (
+    FileOfferRefused,
+    FileOfferVerified,
+    FileOfferWaiting,
+    Opened,
+    Sealed,
+    file_message_id,
+    transfer_of,
+    verdict,
+)
 from .identity import UserIdentity
 from .keyfile import load_or_create_pickle_key
 from .megolm import Undecryptable
@@ -121,7 +130,14 @@ class KeysFetched:
     users: tuple[str, ...]
 
 
-LinkEvent = Event | OwnDeviceToApprove | KeysFetched | FileOfferVerified | FileOfferRefused
+LinkEvent = (
+    Event
+    | OwnDeviceToApprove
+    | KeysFetched
+    | FileOfferVerified
+    | FileOfferRefused
+    | FileOfferWaiting
+)
 """What the link reports: the engine's events, and own devices waiting for approval."""
 
 
@@ -460,6 +476,12 @@ class E2ELink:
         self._offers[transfer] = offer
         return self._flush(self.engine.open_file_offer(offer, self._clock()), save=False)
 
+    def drop_file_offer(self, transfer: str) -> None:
+        """The offer ended before its verdict (cancelled, expired, disconnected): nothing of
+        it stays here or in the engine, and a key that comes later shows nothing."""
+        self._offers.pop(transfer, None)
+        self.engine.forget_held(file_message_id(transfer))
+
     def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
         """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
         ``contact`` verifies someone. ValueError (in words) for an unknown device."""
@@ -592,7 +614,8 @@ class E2ELink:
         if event.reason is Undecryptable.NOT_VERIFIED:
             del self._offers[str(transfer)]
             return [FileOfferRefused(str(transfer), event.sender)]
-        return []  # waiting for its key (asked already), or for its sender's device
+        # Waiting for its key (asked already), or for its sender's device: one line says so.
+        return [FileOfferWaiting(str(transfer), event.sender, event.reason)]
 
     def _send(self, request: Mapping[str, Any]) -> bool:
         """Send one of the engine's requests; False if it was refused at once (offline,
@@ -711,6 +734,7 @@ __all__ = [
     "E2ELink",
     "FileOfferRefused",
     "FileOfferVerified",
+    "FileOfferWaiting",
     "LockState",
     "NotApproved",
     "NotShown",

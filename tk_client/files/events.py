@@ -88,7 +88,17 @@ class SealedOfferArrived:
         return str(self.offer.get("from"))
 
 
-TransferEvent = FileOffered | TransferChanged | OfferToSeal | SealedOfferArrived
+@dataclass(frozen=True)
+class SealedOfferEnded:
+    """An end-to-end offer ended before it was shown (cancelled, expired, the connection
+    lost, or refused for too many waiting): the link forgets it, the waiting line goes."""
+
+    transfer: str
+    sender: str
+    reason: str
+
+
+TransferEvent = FileOffered | TransferChanged | OfferToSeal | SealedOfferArrived | SealedOfferEnded
 
 
 class TransferError(Exception):

@@ -91,6 +91,7 @@ from .e2e_cipher import SealedDownload
 from .events import (
     FileOffered,
     SealedOfferArrived,
+    SealedOfferEnded,
     TransferError,
     TransferEvent,
     TransferInfo,
@@ -109,6 +110,12 @@ STALE_ERROR_SECONDS = 30.0
 UNKNOWN_GRACE_SECONDS = 3.0
 # The relayed messages after which a transfer is over (file_reject ends an offer).
 FINAL_STEPS = frozenset({"file_cancel", "file_reject", "file_done"})
+# End-to-end offers held while their room key is on its way (4.12, 4.9): as many as one
+# sender may have open (3.3's rule of 8). Past it, a new one is refused at once with
+# ``file_cancel`` TOO_MANY_WAITING (the sender may send it again once one is settled), so a
+# flood of offers whose keys never come cannot grow the client's memory.
+MAX_WAITING_OFFERS = 8
+TOO_MANY_WAITING = "too_many_waiting"
 
 
 class SessionAPI(Protocol):
@@ -389,7 +396,10 @@ class TransferManager:
             return True
         if kind in FINAL_STEPS and isinstance(transfer, str):
             with self._lock:
-                self._sealed.pop(transfer, None)  # an end-to-end offer ended before it showed
+                held = self._sealed.pop(transfer, None)  # an end-to-end offer ended unshown
+            if held is not None:
+                reason = message.get("reason") if kind == "file_cancel" else kind
+                self._post(SealedOfferEnded(transfer, str(held.get("from")), str(reason)))
         record = self._find(transfer) if isinstance(transfer, str) else None
         if record is not None:
             self._heard_from(record.transfer)
@@ -468,7 +478,13 @@ class TransferManager:
         with self._lock:
             if transfer in self._sealed or transfer in self._open:
                 return
-            self._sealed[transfer] = message
+            full = len(self._sealed) >= MAX_WAITING_OFFERS
+            if not full:
+                self._sealed[transfer] = message
+        if full:
+            self._send_quietly(file_cancel(transfer, TOO_MANY_WAITING))
+            self._post(SealedOfferEnded(transfer, sender, TOO_MANY_WAITING))
+            return
         self._post(SealedOfferArrived(message))
 
     def _start_incoming(self, incoming: IncomingTransfer, facts: FileFacts | None) -> None:
@@ -508,7 +524,11 @@ class TransferManager:
     def _connection_lost(self) -> None:
         with self._lock:
             records = list(self._open.values())
+            held = list(self._sealed.items())
             self._sealed.clear()  # the server ended them (disconnected)
+        for transfer, offer in held:
+            sender = str(offer.get("from"))
+            self._post(SealedOfferEnded(transfer, sender, CancelReason.DISCONNECTED))
         for record in records:
             if record.state is TransferState.PREPARING:
                 record.abandon = CancelReason.DISCONNECTED

@@ -78,6 +78,9 @@ _REASONS = {
         "way); nothing of it was kept"
     ),
     "device_required": "files are sent end to end: log in as a remembered device",
+    "too_many_waiting": (
+        "the recipient has too many files waiting for their keys; send it again later"
+    ),
 }
 
 

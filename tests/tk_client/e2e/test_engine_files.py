@@ -118,6 +118,33 @@ def test_an_offer_waits_for_its_key_and_opens_when_it_comes(relay):
     assert [type(e) for e in relay.events[BOB] if isinstance(e, Opened)] == [Opened]
 
 
+def test_an_offer_forgotten_while_it_waits_shows_nothing_when_its_key_comes(relay):
+    """4.12 polish: an offer that ended (cancelled, expired) while it waited for its key is
+    no longer held: its key, when it comes, opens nothing."""
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    held_back: list[tuple[Any, dict[str, Any]]] = []
+    deliver = relay.push
+
+    def push(target, message):
+        if target == BOB and message["type"] == "to_device":
+            held_back.append((target, message))
+        else:
+            deliver(target, message)
+
+    relay.push = push  # type: ignore[method-assign]
+    e2e = seal(relay, alice_engine, payload())
+    relay.push = deliver  # type: ignore[method-assign]
+    (waiting,) = opened(relay, bob_engine, offer(e2e))
+    assert isinstance(waiting, NotShown)
+
+    bob_engine.forget_held(f"file:{T}")
+    for target, message in held_back:
+        relay.push(target, message)
+    relay.run(ALICE, [])
+
+    assert not [e for e in relay.events[BOB] if isinstance(e, Opened)]
+
+
 def test_a_text_message_passed_off_as_a_file_offer_is_not_verified(relay):
     _, _, alice_engine, bob_engine = connect_pair(relay)
     out = alice_engine.encrypt_for(PM, ["bob"], "hello", 1.0)

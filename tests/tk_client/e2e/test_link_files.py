@@ -1,6 +1,6 @@
 """The link's side of end-to-end files (protocol.md 4.12): seal an offer (waiting for the
 first device's set-up like a typed message), open one (refused in words when it fails,
-quiet while its key is missing)."""
+one line while its key is missing, forgotten when it ends)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tk_client.e2e.files import FileOfferRefused
+from tk_client.e2e.files import FileOfferRefused, FileOfferWaiting
 from tk_client.e2e.link import WAIT_FOR_APPROVAL, E2ELink, NotApproved
+from tk_client.e2e.megolm import Undecryptable
 
 from .test_link import SERVER, FakeSession, answer, setup_check
 
@@ -100,5 +101,22 @@ def test_a_malformed_offer_is_refused_in_words(link):
     assert refused.text == "A file from bob could not be verified and was refused."
 
 
-def test_an_offer_whose_key_is_missing_waits_quietly(link):
-    assert link.open_file_offer(offer(WELL_FORMED)) == []
+def test_an_offer_whose_key_is_missing_waits_with_one_line(link):
+    (waiting,) = link.open_file_offer(offer(WELL_FORMED))
+
+    assert isinstance(waiting, FileOfferWaiting) and waiting.transfer == T
+    assert waiting.text == "A file from bob is waiting for its key: asked your other devices."
+
+
+def test_an_offer_from_an_unsigned_device_waits_in_its_own_words():
+    waiting = FileOfferWaiting(T, "bob", Undecryptable.SENDER_NOT_VERIFIED)
+    assert "a device that bob has not verified" in waiting.text
+
+
+def test_an_offer_that_ended_while_it_waited_is_dropped_by_the_link_and_the_engine(link):
+    link.open_file_offer(offer(WELL_FORMED))
+    assert link._offers and link.engine._held
+
+    link.drop_file_offer(T)
+
+    assert not link._offers and not link.engine._held
