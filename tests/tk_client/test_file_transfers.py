@@ -880,3 +880,57 @@ def test_a_killed_cli_receivers_partial_file_goes_at_its_next_start(
     assert again.returncode == 0, again.stderr
     assert listing(inbox) == [".draft.txt.part"]
     assert users_own.read_text() == "keep me"
+
+
+# --- end to end (4.12): cancel mid-way between two clients with devices ----------------------
+
+
+@pytest.mark.parametrize("who", ["sender", "recipient"])
+def test_an_end_to_end_transfer_cancelled_midway_leaves_no_partial_file(
+    who, accounts, people, tmp_path, inbox
+):
+    """Cancel works on the encrypted stream as on a plain one (4.12: "as in 3.3"), on
+    either side, and the recipient keeps nothing of the chunks it decrypted and wrote."""
+    from .e2e_peers import FilePeer, pump
+    from .test_e2e_clients_live import approved
+
+    alice_name, bob_name = people("alice", "bob")
+    alice = FilePeer(accounts, tmp_path / "alice", alice_name, "laptop")
+    bob = FilePeer(accounts, tmp_path / "bob", bob_name, "laptop")
+    both = [alice, bob]
+    try:
+        alice.log_in(f"{alice_name}-password")
+        bob.log_in(f"{bob_name}-password")
+        pump(both, approved(alice, bob), "both devices set up")
+        gate = AckGate(bob.session, allowed=20)
+        source = random_file(tmp_path / "video.mp4", 4 * 2**20)
+        assert alice.controller.send_file(bob_name, str(source))
+        pump(both, lambda: bool(bob.view.offers), "the offer at bob")
+        offer = bob.view.offers[0]
+        assert offer.end_to_end and offer.name == "video.mp4"
+        bob.manager.accept_into(offer.transfer, inbox)
+        pump(both, gate.holding.is_set, "the transfer half way")
+        assert len(listing(inbox)) == 1  # the hidden temporary file, half written
+
+        (alice if who == "sender" else bob).manager.cancel(offer.transfer)
+        gate.open()
+
+        def over(peer: FilePeer):
+            return lambda: peer.view.transfers.get(offer.transfer, offer).over
+
+        pump(both, lambda: over(alice)() and over(bob)(), "the transfer ended on both sides")
+        sent, received = alice.view.transfers[offer.transfer], bob.view.transfers[offer.transfer]
+        assert (sent.stage, sent.reason) == (TransferState.FAILED, "cancelled")
+        assert (received.stage, received.reason) == (TransferState.FAILED, "cancelled")
+        assert sent.local is (who == "sender") and received.local is (who == "recipient")
+        assert sent.end_to_end and received.end_to_end
+        if who == "sender":
+            assert received.message == f"video.mp4 from {alice_name} was not received: " + (
+                f"{alice_name} cancelled it."
+            )
+        else:
+            assert sent.message == f"video.mp4 was not sent to {bob_name}: {bob_name} cancelled it."
+        assert listing(inbox) == []
+    finally:
+        alice.close()
+        bob.close()

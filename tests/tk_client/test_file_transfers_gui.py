@@ -332,5 +332,67 @@ def test_a_file_dropped_on_the_window_is_offered(sealed, tmp_path):
 
     offer = sealed.offered()
     assert (offer.peer, offer.name, offer.size) == (sealed.bob, "drawing.svg", 5000)
-    alice.manager.decline(offer.transfer)
+    inbox = tmp_path / "alice-inbox"
+    inbox.mkdir()
+    alice.manager.accept_into(offer.transfer, inbox)  # and it arrives, end to end
+    row = row_of(window, offer.transfer)
+    sealed.run(lambda: row.over, "the dropped file delivered")
+    assert row.detail.cget("text") == f"Delivered: {alice.user} has an exact copy."
+    assert (inbox / "drawing.svg").read_bytes() == source.read_bytes()
     assert os.path.exists(source)
+
+
+def test_cancel_in_the_row_stops_an_end_to_end_file_being_received(sealed, dialogs, tmp_path):
+    """4.12: cancel works on the encrypted stream as in 3.3; nothing decrypted stays."""
+    window, alice = sealed.window, sealed.alice
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    dialogs.save_as = str(downloads / "video.mp4")
+    gate = AckGate(window.session, allowed=20)
+    assert alice.controller.send_file(sealed.bob, str(random_file(tmp_path / "video.mp4", 4 << 20)))
+    sealed.run(lambda: bool(window.offer_prompts), "the offer's prompt")
+    transfer, prompt = next(iter(window.offer_prompts.items()))
+    prompt.accept_button.invoke()
+    row = row_of(window, transfer)
+    sealed.run(gate.holding.is_set, "the transfer half way")
+    assert len(listing(downloads)) == 1  # the hidden temporary file, half written
+
+    row.button.invoke()  # Cancel
+    gate.open()
+
+    sealed.run(lambda: row.over and alice.view.transfers[transfer].over, "the end on both sides")
+    sent = alice.view.transfers[transfer]
+    assert (sent.reason, sent.message) == (
+        "cancelled",
+        f"video.mp4 was not sent to {sealed.bob}: {sealed.bob} cancelled it.",
+    )
+    assert row.detail.cget("text") == (
+        f"video.mp4 from {alice.user} was not received: you cancelled it."
+    )
+    assert listing(downloads) == []
+
+
+def test_cancel_in_the_row_stops_an_end_to_end_file_being_sent(sealed, dialogs, tmp_path):
+    window, alice = sealed.window, sealed.alice
+    gate = AckGate(alice.session, allowed=20)
+    dialogs.open_path = str(random_file(tmp_path / "video.mp4", 4 << 20))
+    window.controller.select(pm_key(alice.user))
+    window.main_view.send_file_button.invoke()
+    offer = sealed.offered()
+    inbox = tmp_path / "alice-inbox"
+    inbox.mkdir()
+    alice.manager.accept_into(offer.transfer, inbox)
+    row = row_of(window, offer.transfer)
+    sealed.run(gate.holding.is_set, "the transfer half way")
+
+    row.button.invoke()  # Cancel
+    gate.open()
+
+    received = lambda: alice.view.transfers[offer.transfer]  # noqa: E731
+    sealed.run(lambda: row.over and received().over, "the end on both sides")
+    assert received().reason == "cancelled"
+    assert received().message == (
+        f"video.mp4 from {sealed.bob} was not received: {sealed.bob} cancelled it."
+    )
+    assert row.detail.cget("text") == f"video.mp4 was not sent to {alice.user}: you cancelled it."
+    assert listing(inbox) == []
