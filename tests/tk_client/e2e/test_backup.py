@@ -19,6 +19,7 @@ from tk_client.e2e.backup import (
     NOT_CONNECTED,
     NOT_SIGNED,
     NOT_THE_KEY_SHOWN,
+    OLD_IDENTITY,
     RESET_NEEDS_CREDENTIALS,
     BackupChanged,
     BackupEnabled,
@@ -669,3 +670,72 @@ def test_a_store_from_before_the_key_backup_opens_without_a_backup_key():
     again = CryptoStore.from_json(json.dumps(state), bytes(32))
 
     assert again.backup.key is None and again.backup.uploaded == {}
+
+
+# --- rules of 4.13 that the tests above leave out ----------------------------------------
+
+
+def test_a_room_key_kept_aside_is_not_backed_up_until_its_device_is_signed(relay):
+    """ "It shares no more than it could read": a key from an unsigned device (kept aside,
+    4.6) goes up only once the device is signed and the key is accepted."""
+    alice, _bob, _alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, bob_engine, peer=BOB)
+    alice2 = add_device(alice, "DEV2", approved=False)
+    alice2_engine = relay.connect(alice2)
+    relay.announce("alice")
+
+    relay.run(ALICE2, alice2_engine.encrypt_for(ROOM, ["bob"], "from my laptop", 1.0).requests)
+
+    uploaded = [s["session_id"] for r in puts(relay) for s in r["sessions"]]
+    aside = alice2.groups.outbound[ROOM].session_id
+    assert aside not in uploaded and aside not in relay.blobs["bob"]
+    signed = alice.identity.sign_device(alice2.device.device_keys())  # approved on DEV1
+    relay.device_keys[ALICE2] = signed.to_wire()
+    relay.announce("alice")
+    assert aside in relay.blobs["bob"]
+
+
+def test_after_a_reset_the_old_recovery_key_opens_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    old_key = turn_on_backup(relay, alice_engine)
+    relay.run(
+        ALICE1,
+        alice_engine.finish_backup_setup(alice_engine.begin_backup_setup(), PASSWORD).requests,
+    )  # the reset: a new recovery key
+    assert relay.backups["alice"]["version"] == 2
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(old_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [KEY_MISMATCH]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
+
+
+def test_a_backup_whose_identity_was_reset_since_is_not_used_to_recover(relay):
+    """Recovery checks that the identity's public half is the user's current user key
+    (version included): a backup left behind by an identity reset recovers nothing."""
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    laptop2 = add_device(alice, "DEV3", approved=True)
+    relay.connect(laptop2)
+    laptop2.backup.drop()
+    reset_from(relay, laptop2)  # a new user key, made where the backup key is not
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [OLD_IDENTITY]
+    assert phone.identity is None and phone.groups.inbound == {}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+
+
+def test_the_recovery_key_is_never_stored(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    shown_key = turn_on_backup(relay, alice_engine)
+    secret = wire.parse_recovery_key(shown_key)
+
+    text = alice.to_json(bytes(range(32)))
+
+    squashed = shown_key.replace(" ", "")
+    for spelling in (squashed, squashed.lower(), secret.hex(), unpadded_b64.encode(secret)):
+        assert spelling not in text
