@@ -94,7 +94,7 @@ def _prepare_product(ctx: Context, cfg: Config, log_dir: Path) -> Product | None
 
 
 def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
-    from .scenarios import e2e, fanout, files, handshake, idle, scaleout, storm
+    from .scenarios import e2e, e2e_files, fanout, files, handshake, idle, scaleout, storm
 
     module = {
         "fanout": fanout,
@@ -103,6 +103,7 @@ def _run_scenario(name: str, ctx: Context, cfg: Config) -> dict:
         "scaleout": scaleout,
         "files": files,
         "e2e": e2e,
+        "e2e_files": e2e_files,
         "storm": storm,
     }[name]
     began = time.monotonic()

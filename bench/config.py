@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass, field, fields
 
 # storm last: the thousands of accounts it creates would lengthen every later ``users``
-SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "storm")
+SCENARIOS = ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "e2e_files", "storm")
 FANOUT_SERVERS = ("product", "ws-plain", "ws-sealed", "channels", "channels-nohop", "raw-asgi")
 IDLE_SERVERS = ("product", "raw-asgi", "ws-plain")
 MiB = 1024 * 1024
@@ -64,6 +64,8 @@ class Config:
     file_size: int = 1024 * MiB
     chunk_size: int = 65536
     crypto_chunks: int = 4096  # 256 MiB of 64 KiB chunks for the raw seal/open cost
+    # end-to-end files beside plain ones (docs/protocol.md 4.12): rounds of one of each
+    e2e_file_rounds: int = 3
     # end-to-end encryption (the sender's costs use crypto_seconds per measurement)
     e2e_n: tuple[int, ...] = (50, 200)  # receivers of the private room beside the public one
     e2e_devices: tuple[int, ...] = (10, 100)  # member devices of a room's first message
@@ -152,7 +154,13 @@ def parser() -> argparse.ArgumentParser:
         help="process counts of the storm run again with resumes instead of password logins "
         "(default 1; an empty string: none)",
     )
-    p.add_argument("--file-size", type=int, help="bytes in the file scenario")
+    p.add_argument("--file-size", type=int, help="bytes in the file scenarios")
+    p.add_argument(
+        "--file-rounds",
+        type=int,
+        dest="e2e_file_rounds",
+        help="rounds of one plain and one end-to-end transfer in e2e_files (default 3)",
+    )
     p.add_argument("--redis-url", help="Redis for scale-out (default redis://127.0.0.1:6379/14)")
     p.add_argument(
         "--database-url",

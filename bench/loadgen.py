@@ -43,6 +43,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from chatproto.connection import ClientConnection
+from chatproto.e2e_files import NOT_VERIFIED
 from chatproto.framing import KIND_CHUNK, KIND_JSON
 from chatproto.limits import MAX_RECORD_SIZE, TRANSFER_WINDOW
 from chatproto.records import RecordOpener
@@ -281,6 +282,38 @@ async def open_session(
         raise
 
 
+# --- file transfers: what differs between 3.3 and 4.12 ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What a receiver expects of an offered file, and how it reads chunk ``i`` into the
+    file's own bytes (raising if the chunk fails its checks)."""
+
+    size: int
+    sha256: str
+    read: Callable[[int, bytes], bytes]
+
+
+# An offer: (transfer, file size, file SHA-256) -> the offer's fields after ``type``,
+# ``transfer`` and ``to``, and what turns piece ``i`` into chunk ``i``.
+Offer = Callable[[bytes, int, str], tuple[dict[str, Any], Callable[[int, bytes], bytes]]]
+
+
+def _as_is(index: int, data: bytes) -> bytes:
+    return data
+
+
+def plain_offer(transfer: bytes, size: int, sha256: str) -> tuple[dict[str, Any], Any]:
+    """A 3.3 offer: name, size and hash in the clear; the chunks are the file's bytes."""
+    return {"name": "bench.bin", "size": size, "sha256": sha256}, _as_is
+
+
+def plain_incoming(offer: dict[str, Any]) -> Incoming:
+    """A 3.3 offer read as it came."""
+    return Incoming(size=offer["size"], sha256=offer["sha256"], read=_as_is)
+
+
 # --- fan-out traffic -----------------------------------------------------------------------
 
 
@@ -347,6 +380,9 @@ async def sleep_until(when: float) -> None:
 
 class Worker:
     """The state of one load-generator process: its sessions and the current counters."""
+
+    _file_writer: asyncio.Task[None] | None = None  # the receiver's answers to one transfer
+    _file_done: asyncio.Future[dict[str, Any]]
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -782,13 +818,26 @@ class Worker:
             await sleep_until(next_at)
         return {"rtts": sorted(rtts), "failures": failures}
 
-    # -- file transfer (product protocol, section 3.3)
+    # -- file transfer (product protocol, section 3.3; 4.12 through the hooks below)
     async def cmd_file_receive_prepare(self) -> dict[str, Any]:
-        """Accept the next offer on the first session; hash and acknowledge its chunks."""
+        """Accept the next offer (3.3) on the first session; hash and acknowledge its chunks."""
+        return self.receive_file(plain_incoming)
+
+    def receive_file(self, accept: Callable[[dict[str, Any]], Incoming]) -> dict[str, Any]:
+        """Accept the next offer on the first session; read, hash and acknowledge its chunks.
+
+        ``accept`` turns the offer into what is expected of the file and how a chunk
+        is read (:class:`Incoming`); an offer it refuses (it raises), or a chunk that
+        ``Incoming.read`` refuses, ends the transfer with ``file_cancel`` reason
+        ``not_verified``, as a client does (4.12)."""
         session = self.sessions[0]
         loop = asyncio.get_running_loop()
-        self._file_done: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if self._file_writer is not None:
+            self._file_writer.cancel()  # an earlier transfer whose offer never came
+        self._file_done = loop.create_future()
         state: dict[str, Any] = {"bytes": 0, "hash": hashlib.sha256(), "offer": None}
+        cpu = {"began": 0.0}
+        incoming: list[Incoming] = []
         # One writer keeps the answers in the order they were sealed.
         outgoing: asyncio.Queue[str | bytes] = asyncio.Queue()
 
@@ -802,19 +851,27 @@ class Worker:
 
         def finish(result: dict[str, Any]) -> None:
             if not self._file_done.done():
+                result["cpu_s"] = time.process_time() - cpu["began"] if cpu["began"] else 0.0
                 self._file_done.set_result(result)
+
+        def refuse(transfer: str, why: BaseException) -> None:
+            answer({"type": "file_cancel", "transfer": transfer, "reason": NOT_VERIFIED})
+            finish({"bytes": state["bytes"], "ok": False, "refused": type(why).__name__})
 
         def on_message(message: dict[str, Any]) -> None:
             kind = message.get("type")
             if kind == "file_offer" and state["offer"] is None:
                 state["offer"] = message
+                try:
+                    incoming.append(accept(message))
+                except Exception as exc:  # the offer failed its checks: refuse it (4.12)
+                    refuse(message["transfer"], exc)
+                    return
                 answer({"type": "file_accept", "transfer": message["transfer"]})
-            elif kind == "file_end":
-                offer = state["offer"]
+            elif kind == "file_end" and incoming:
+                expected = incoming[0]
                 ok = (
-                    offer is not None
-                    and state["bytes"] == offer["size"]
-                    and state["hash"].hexdigest() == offer["sha256"]
+                    state["bytes"] == expected.size and state["hash"].hexdigest() == expected.sha256
                 )
                 answer({"type": "file_done", "transfer": message["transfer"], "ok": ok})
                 finish({"bytes": state["bytes"], "ok": ok})
@@ -822,8 +879,17 @@ class Worker:
                 finish({"bytes": state["bytes"], "ok": False, "cancelled": message.get("reason")})
 
         def on_chunk(transfer: bytes, index: int, data: bytes) -> None:
-            state["bytes"] += len(data)
-            state["hash"].update(data)
+            if self._file_done.done():
+                return
+            if not cpu["began"]:
+                cpu["began"] = time.process_time()
+            try:
+                piece = incoming[0].read(index, data)
+            except Exception as exc:  # altered, replayed, out of place: refuse (4.12)
+                refuse(transfer.hex(), exc)
+                return
+            state["bytes"] += len(piece)
+            state["hash"].update(piece)
             answer({"type": "file_ack", "transfer": transfer.hex(), "index": index})
 
         session.on_message = on_message
@@ -836,22 +902,32 @@ class Worker:
             return await asyncio.wait_for(asyncio.shield(self._file_done), wait_s)
         finally:
             await asyncio.sleep(0.2)  # let the writer flush file_done
-            self._file_writer.cancel()
+            if self._file_writer is not None:
+                self._file_writer.cancel()
 
     async def cmd_file_send(
         self, to: str, size: int, chunk_size: int, wait_s: float
     ) -> dict[str, Any]:
-        """Offer and stream ``size`` bytes (one random block repeated) with the window of 16."""
+        """Offer (3.3) and stream ``size`` bytes in chunks of ``chunk_size``."""
+        return await self.send_file(to, size, chunk_size, wait_s, plain_offer)
+
+    async def send_file(
+        self, to: str, size: int, piece_size: int, wait_s: float, offer: Offer
+    ) -> dict[str, Any]:
+        """Offer and stream ``size`` bytes (one random block of ``piece_size`` repeated) with
+        the window of 16. ``offer`` gives the offer's fields and what turns piece ``i`` into
+        chunk ``i``; it runs before the clock starts, as the file's hash does."""
         session = self.sessions[0]
-        block = os.urandom(chunk_size)
+        block = os.urandom(piece_size)
         digest = hashlib.sha256()
-        full, rest = divmod(size, chunk_size)
+        full, rest = divmod(size, piece_size)
         for _ in range(full):
             digest.update(block)
         digest.update(block[:rest])
         transfer = os.urandom(16)
+        fields, seal = offer(transfer, size, digest.hexdigest())
         loop = asyncio.get_running_loop()
-        acked = asyncio.Queue()
+        acked: asyncio.Queue[Any] = asyncio.Queue()
         outcome: asyncio.Future[dict[str, Any]] = loop.create_future()
         accepted: asyncio.Future[dict[str, Any]] = loop.create_future()
 
@@ -869,21 +945,14 @@ class Worker:
 
         session.on_message = on_message
         answer = await session.request(
-            {
-                "type": "file_offer",
-                "transfer": transfer.hex(),
-                "to": to,
-                "name": "bench.bin",
-                "size": size,
-                "sha256": digest.hexdigest(),
-            }
+            {"type": "file_offer", "transfer": transfer.hex(), "to": to, **fields}
         )
         if answer.get("type") != "ok":
             return {"unavailable": True, "answer": answer}
         reply = await asyncio.wait_for(accepted, wait_s)
         if reply.get("type") != "file_accept":
             return {"unavailable": False, "failed": reply}
-        chunks = -(-size // chunk_size)
+        chunks = -(-size // piece_size)
         began = time.monotonic()
         cpu_began = time.process_time()
         in_flight = 0
@@ -891,7 +960,7 @@ class Worker:
             while in_flight >= TRANSFER_WINDOW:
                 await asyncio.wait_for(acked.get(), wait_s)
                 in_flight -= 1
-            data = block if index < full else block[:rest]
+            data = seal(index, block if index < full else block[:rest])
             await session.ws.send(session.conn.send_chunk(transfer, index, data))  # type: ignore[union-attr]  # a transfer's sessions are connected
             in_flight += 1
             if outcome.done():
@@ -903,6 +972,7 @@ class Worker:
             "unavailable": False,
             "seconds": elapsed,
             "bytes": size,
+            "chunks": chunks,
             "result": result,
             "cpu": {"cpu_s": time.process_time() - cpu_began},
         }
@@ -971,9 +1041,9 @@ def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def _serve(index: int, pipe: Any) -> None:
+async def _serve(index: int, pipe: Any, worker_class: type[Worker] = Worker) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(index)
+    worker = worker_class(index)
     while True:
         readable = loop.create_future()
         loop.add_reader(pipe.fileno(), lambda f=readable: f.done() or f.set_result(None))
@@ -993,11 +1063,11 @@ async def _serve(index: int, pipe: Any) -> None:
             pipe.send((False, traceback.format_exc(limit=8)))
 
 
-def _worker_main(index: int, pipe: Any, nofile: int) -> None:
+def _worker_main(index: int, pipe: Any, nofile: int, worker_class: type[Worker]) -> None:
     from .procs import raise_nofile_limit
 
     raise_nofile_limit(nofile)
-    asyncio.run(_serve(index, pipe))
+    asyncio.run(_serve(index, pipe, worker_class))
 
 
 # --- the bench's side ----------------------------------------------------------------------
@@ -1008,16 +1078,21 @@ class WorkerError(RuntimeError):
 
 
 class LoadGen:
-    """A pool of load-generator processes. Use as a context manager; every call is bounded."""
+    """A pool of load-generator processes. Use as a context manager; every call is bounded.
 
-    def __init__(self, count: int, nofile: int = 4096) -> None:
+    ``worker``: the class each process serves commands with (a :class:`Worker` with a
+    scenario's own commands; module-level, so that a spawned process can import it)."""
+
+    def __init__(self, count: int, nofile: int = 4096, worker: type[Worker] = Worker) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._pipes = []
         self._procs = []
         for index in range(count):
             parent, child = ctx.Pipe()
             proc = ctx.Process(
-                target=_worker_main, args=(index, child, nofile), name=f"loadgen-{index}"
+                target=_worker_main,
+                args=(index, child, nofile, worker),
+                name=f"loadgen-{index}",
             )
             proc.daemon = True
             proc.start()

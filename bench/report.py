@@ -637,6 +637,151 @@ def _files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
     return out
 
 
+def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
+    """4.12's files beside 3.3's (``bench/scenarios/e2e_files.py``): throughput, memory, and
+    the chunk cipher's cost beside the record layer's."""
+    out = ["## End-to-end files", ""]
+    size = result.get("size", 0)
+    size_text = f"{size / 2**30:g} GiB" if size >= 2**30 else f"{size / 2**20:,.0f} MiB"
+    raw = result.get("raw", {})
+    if "gcm" in raw:
+        gcm, record = raw["gcm"], raw["record"]
+        out += [
+            "The chunk cipher of 4.12 (AES-256-GCM, 65,520-byte pieces: "
+            "`chatproto.e2e_files.ChunkCipher`) beside the record layer's seal and open of "
+            "a 64 KiB chunk record (AES-256-CBC + HMAC-SHA256), which every chunk costs each "
+            "client already; raw, in one process on one core.",
+            "",
+            *_table(
+                ["what", "MB/s", "µs per chunk"],
+                [
+                    [
+                        "ChunkCipher encrypt (sender)",
+                        _num(gcm["encrypt_mb_s"], 1),
+                        _num(gcm["encrypt_us_per_chunk"], 1),
+                    ],
+                    [
+                        "ChunkCipher decrypt (receiver)",
+                        _num(gcm["decrypt_mb_s"], 1),
+                        _num(gcm["decrypt_us_per_chunk"], 1),
+                    ],
+                    [
+                        "record seal of a chunk",
+                        _num(record["seal_mb_s"], 1),
+                        _num(record["seal_us_per_chunk"], 1),
+                    ],
+                    [
+                        "record open of a chunk",
+                        _num(record["open_mb_s"], 1),
+                        _num(record["open_us_per_chunk"], 1),
+                    ],
+                ],
+            ),
+            f"Encrypt + decrypt: {_num(raw['gcm_ns_per_byte'], 2)} ns per byte, "
+            f"{raw['gcm_vs_record']:.2f}x the record layer's seal + open "
+            f"({_num(raw['record_ns_per_byte'], 2)} ns per byte): a chunk's crypto costs the "
+            f"sender {_more(gcm['encrypt_us_per_chunk'], record['seal_us_per_chunk'])} and "
+            f"the receiver {_more(gcm['decrypt_us_per_chunk'], record['open_us_per_chunk'])} "
+            "more than today's record alone.",
+            "",
+        ]
+    if "error" in result:
+        out += [f"Transfers not measured: {result['error']}", ""]
+    plain, e2e = result.get("plain", {}), result.get("e2e", {})
+    rows = []
+    for label, entry in (
+        ("today's transfer (3.3: name, hash and bytes seen by the server)", plain),
+        ("end to end (4.12: Megolm offer, AES-GCM chunks)", e2e),
+    ):
+        if "mb_s" not in entry:
+            reason = entry.get("unavailable") or result.get("error") or "not measured"
+            rows.append([label, str(reason)[:160], "-", "-", "-", "-", "-"])
+            continue
+        rows.append(
+            [
+                label,
+                f"{_num(entry['mb_s'], 1)} ("
+                + ", ".join(_num(v, 1) for v in entry["mb_s_each"])
+                + ")",
+                _ratio(entry["mb_s"], plain.get("mb_s")),
+                _num(entry["peak_rss_growth"] / 2**20, 1),
+                _num(entry["server_cpu_us_per_mib"]),
+                _num(entry["sender_cpu_us_per_mib"]),
+                _num(entry["receiver_cpu_us_per_mib"]),
+            ]
+        )
+    if rows and ("runs" in result or "error" not in result):
+        out += [
+            f"A {size_text} file from one client to another through our server, in "
+            f"{result.get('rounds', '-')} round(s) of one transfer of each kind (the order "
+            "alternating), between the same two sessions; throughput from the first chunk "
+            "to `file_done` (median, each transfer in brackets), the file's own bytes; the "
+            "server's peak RSS growth over a transfer (the worst); each process's CPU per MiB "
+            "of the file over the transfer (median), which other work on the machine moves "
+            "less than the throughput. The e2e sender encrypts every piece, the e2e "
+            "receiver decrypts the offer and every chunk before its SHA-256.",
+            "",
+            *_table(
+                [
+                    "transfer",
+                    "MB/s",
+                    "vs today's",
+                    "server peak growth MiB",
+                    "server CPU µs/MiB",
+                    "sender CPU µs/MiB",
+                    "receiver CPU µs/MiB",
+                ],
+                rows,
+            ),
+        ]
+        if result.get("ratios"):
+            out += [
+                "The target's ratio is the median of the rounds' ratios (e2e / plain, the two "
+                "transfers of a round back to back): "
+                + ", ".join(f"{r:.2f}" for r in result["ratios"])
+                + ".",
+                "",
+            ]
+        if "mb_s" in plain and "mb_s" in e2e:
+            cpu = [
+                f"{who} {_ratio(e2e[key], plain[key])}"
+                for who, key in (
+                    ("sender", "sender_cpu_us_per_mib"),
+                    ("receiver", "receiver_cpu_us_per_mib"),
+                    ("server", "server_cpu_us_per_mib"),
+                )
+            ]
+            out += [f"CPU per MiB of the file, e2e / today's: {', '.join(cpu)}.", ""]
+        if result.get("whole_peak_rss_growth") is not None:
+            out += [
+                "The server's peak RSS growth over all the transfers, from before the first: "
+                f"{result['whole_peak_rss_growth'] / 2**20:.1f} MiB.",
+                "",
+            ]
+    ratio = result.get("ratio")
+    targets.append(
+        [
+            "end-to-end file throughput ≥ 0.80x today's transfer",
+            f"{ratio:.2f}x" if ratio else "-",
+            _status(None if not ratio else ratio >= 0.80),
+        ]
+    )
+    growth = e2e.get("peak_rss_growth")
+    targets.append(
+        [
+            f"server memory growth over a {size_text} end-to-end transfer < 64 MiB",
+            f"{growth / 2**20:.1f} MiB" if growth is not None else "-",
+            _status(None if growth is None else growth < 64 * 2**20),
+        ]
+    )
+    return out
+
+
+def _more(extra: float, base: float) -> str:
+    """``extra`` µs on top of ``base`` µs, as a percentage of ``base``."""
+    return f"{extra / base:.0%}" if base else "-"
+
+
 def _storm_label(key: str) -> str:
     """``"1"`` -> "1 process", ``"2-resume"`` -> "2 processes on Redis, resumes"."""
     count, _, how = key.partition("-")
@@ -929,6 +1074,8 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         sections += _files(results["files"], targets)
     if "e2e" in results:
         sections += _e2e(results["e2e"])
+    if "e2e_files" in results:
+        sections += _e2e_files(results["e2e_files"], targets)
     if "storm" in results:
         sections += _storm(results["storm"], targets)
     packages = ", ".join(f"{k} {v}" for k, v in meta["packages"].items())
@@ -983,7 +1130,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
         "loopback port, started by the bench; the load generator runs in separate processes "
         "(`bench/loadgen.py`) and measures its own CPU.",
         "",
-        "## Targets (issues 5, 6 and 12)",
+        "## Targets (issues 5, 6 and 12; docs/protocol.md 4.12)",
         "",
         *_table(["target", "measured", "status"], targets),
     ]
@@ -997,7 +1144,7 @@ def render(results: dict[str, Any], plot_name: str | None) -> str:
     ]
     lines += _engineering_notes()
     notes = list(meta.get("notes") or [])
-    for name in ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "storm"):
+    for name in ("fanout", "handshake", "idle", "scaleout", "files", "e2e", "e2e_files", "storm"):
         entry = results.get(name, {})
         if isinstance(entry, dict) and "error" in entry:
             notes.append(f"{name}: {entry['error']}")

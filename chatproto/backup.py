@@ -26,12 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import constant_time, hpke
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from . import crypto_utils, unpadded_b64
 from .e2e import _signed_payload, canonical_json
+from .errors import CryptoError
 
 ALGORITHM = "chat.backup.v1"  # the backup's "algorithm", and the purpose its signature covers
 IDENTITY_SLOT = "identity"
@@ -56,7 +53,6 @@ MAX_FIRST_INDEX = 2**32 - 1
 _CHECK_LABEL = b"chat.recovery_key.v1"
 _PRIVATE_INFO = b"chat.backup.v1|private"
 _MAC_INFO = b"chat.backup.v1|mac"
-_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
 
 
 class RecoveryKeyTypo(ValueError):
@@ -110,7 +106,7 @@ def parse_recovery_key(text: str) -> bytes:
     except (binascii.Error, ValueError):
         raise RecoveryKeyTypo() from None
     secret, check = raw[:RECOVERY_KEY_BYTES], raw[RECOVERY_KEY_BYTES:]
-    if not constant_time.bytes_eq(check, _check(secret)):
+    if not crypto_utils.bytes_equal(check, _check(secret)):
         raise RecoveryKeyTypo()
     return secret
 
@@ -140,13 +136,11 @@ class BackupKey:
             crypto_utils.hkdf_sha256(secret, b"", _MAC_INFO, KEY_SIZE),
         )
 
-    def _private(self) -> X25519PrivateKey:
-        return X25519PrivateKey.from_private_bytes(self.private_key)
-
     @property
     def public_key(self) -> str:
         """The backup's ``public_key``: unpadded base64 of the X25519 public key."""
-        return unpadded_b64.encode(self._private().public_key().public_bytes_raw())
+        private = crypto_utils.x25519_private_from_bytes(self.private_key)
+        return unpadded_b64.encode(crypto_utils.x25519_public_bytes(private))
 
     def share(self, version: int) -> dict[str, Any]:
         """The ``backup`` of ``user_key_share`` and the body of ``backup_key_share``."""
@@ -159,6 +153,8 @@ class BackupKey:
     @classmethod
     def from_share(cls, share: Mapping[str, Any]) -> tuple[int, BackupKey]:
         """The version and key of a share; ValueError (no detail) if malformed."""
+        if not isinstance(share, Mapping):  # it arrives in an Olm plaintext: any JSON
+            raise ValueError("a backup key share is malformed")
         version = share.get("version")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
             raise ValueError("a backup key share names no version")
@@ -194,8 +190,8 @@ def seal_blob(
 ) -> dict[str, str]:
     """A blob of ``plaintext`` (as canonical JSON) for ``slot`` of ``user``'s backup."""
     info = blob_info(user, version, slot)
-    public = X25519PrivateKey.from_private_bytes(key.private_key).public_key()
-    ciphertext = _SUITE.encrypt(canonical_json(plaintext), public, info=info)
+    public = unpadded_b64.decode(key.public_key)
+    ciphertext = crypto_utils.hpke_seal(public, canonical_json(plaintext), info)
     mac = crypto_utils.hmac_sha256(key.mac_key, _mac_input(info, ciphertext))
     return {"ciphertext": unpadded_b64.encode(ciphertext), "mac": unpadded_b64.encode(mac)}
 
@@ -220,15 +216,20 @@ def open_blob(
     ):
         raise BlobRejected()
     try:
-        plaintext = _SUITE.decrypt(ciphertext, key._private(), info=info)
+        plaintext = crypto_utils.hpke_open(key.private_key, ciphertext, info)
         opened = _json_object(plaintext)
-    except (InvalidTag, ValueError):
+    except (CryptoError, ValueError, RecursionError):  # deep nesting overflows json's parser
         raise BlobRejected() from None
     return opened
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
 def _json_object(data: bytes) -> dict[str, Any]:
-    value = json.loads(data.decode("utf-8"))
+    """The object a blob seals: canonical JSON, so NaN and Infinity are refused too."""
+    value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     if not isinstance(value, dict):
         raise ValueError("a blob holds an object")
     return value

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Union
 
-from cryptography.exceptions import InvalidKey, InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import constant_time, hashes, padding, serialization
+from cryptography.exceptions import InvalidKey, InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import constant_time, hashes, hpke, padding, serialization
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import unpadded_b64
@@ -244,7 +245,8 @@ def generate_x25519() -> X25519PrivateKey:
 
 
 def x25519_private_from_bytes(raw: bytes) -> X25519PrivateKey:
-    """An X25519 private key from its 32 raw bytes (known-answer tests only)."""
+    """An X25519 private key from its 32 raw bytes (known-answer tests, and the backup
+    key of section 4.13, which is derived)."""
     return X25519PrivateKey.from_private_bytes(raw)
 
 
@@ -466,6 +468,62 @@ class CbcHmacKeys:
         return memoryview(padded)[:-pad]
 
 
+def bytes_equal(first: bytes, second: bytes) -> bool:
+    """``first == second`` in constant time (a check value that is not an HMAC's tag)."""
+    return constant_time.bytes_eq(first, second)
+
+
+# --- AES-256-GCM (end-to-end file chunks, section 4.12) -----------------------------------
+
+
+class AesGcmKey:
+    """AES-256-GCM under one key, its ``AESGCM`` object made once for many messages.
+
+    A file's chunks are all sealed under the file's key (4.12). The caller owns the
+    nonce: it must never repeat under one key. Every failure to open is a bare
+    :class:`CryptoError`.
+    """
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != AES_KEY_SIZE:
+            raise CryptoError()
+        self._aead = AESGCM(key)
+
+    def seal(self, nonce: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes:
+        """The ciphertext followed by its 16-byte tag."""
+        return self._aead.encrypt(nonce, bytes(plaintext), aad)
+
+    def open(self, nonce: bytes, ciphertext: bytes | memoryview, aad: bytes) -> bytes:
+        """The plaintext, or CryptoError (altered, another key, nonce or aad, too short)."""
+        try:
+            return self._aead.decrypt(nonce, bytes(ciphertext), aad)
+        except (InvalidTag, ValueError):
+            raise CryptoError() from None
+
+
+# --- HPKE (key backup blobs, section 4.13) -------------------------------------------------
+
+_HPKE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
+
+
+def hpke_seal(public_key: bytes, plaintext: bytes, info: bytes) -> bytes:
+    """RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, to the
+    32-byte X25519 ``public_key``: the encapsulated key (32 bytes), then the AEAD
+    output. Randomised: the ephemeral key is fresh each time."""
+    return _HPKE.encrypt(plaintext, X25519PublicKey.from_public_bytes(public_key), info=info)
+
+
+def hpke_open(private_key: bytes, ciphertext: bytes, info: bytes) -> bytes:
+    """The plaintext of :func:`hpke_seal`'s output; CryptoError for every failure."""
+    try:
+        private = X25519PrivateKey.from_private_bytes(private_key)
+        return _HPKE.decrypt(ciphertext, private, info=info)
+    except (InvalidTag, ValueError):
+        raise CryptoError() from None
+
+
 # --- Ed25519 (end-to-end signatures, section 4) -------------------------------------------
 
 
@@ -549,10 +607,12 @@ def _split_storage_key(key: bytes) -> tuple[bytes, bytes]:
 
 
 __all__ = [
+    "AesGcmKey",
     "CbcHmacKeys",
     "KeyFileError",
     "aes_cbc_decrypt",
     "aes_cbc_encrypt",
+    "bytes_equal",
     "decrypt_aes",
     "decrypt_rsa",
     "ed25519_public",
@@ -564,6 +624,8 @@ __all__ = [
     "generate_x25519",
     "hkdf_sha256",
     "hmac_sha256",
+    "hpke_open",
+    "hpke_seal",
     "load_private_key",
     "load_public_key",
     "private_key_pem",

@@ -19,12 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from . import unpadded_b64
+from . import crypto_utils, unpadded_b64
+from .errors import CryptoError, MessageError
 from .limits import MAX_CHUNK_SIZE
-from .errors import MessageError
 from .messages import check_offer_facts
 
 TAG_SIZE = 16
@@ -86,7 +83,7 @@ def chunk_aad(transfer: bytes, index: int, last: bool) -> bytes:
 class ChunkCipher:
     """Seals or opens the chunks of one file, in any order the caller asks.
 
-    One ``AESGCM`` object serves the whole transfer (its key schedule is made once).
+    One AES-GCM key object serves the whole transfer (its key schedule is made once).
     Whether a chunk is the last is known from the file's size, never from the sender.
     """
 
@@ -96,7 +93,7 @@ class ChunkCipher:
         self._transfer = bytes.fromhex(transfer)
         if len(self._transfer) != TRANSFER_BYTES:
             raise ValueError("a transfer id is 32 hex digits")
-        self._aead = AESGCM(key)
+        self._aead = crypto_utils.AesGcmKey(key)
         self.size = size
         self.pieces = piece_count(size)
 
@@ -110,7 +107,7 @@ class ChunkCipher:
         expected = PIECE_SIZE if index < self.pieces - 1 else self.size - PIECE_SIZE * index
         if len(piece) != expected:
             raise ValueError("a piece has the wrong length for its place in the file")
-        return self._aead.encrypt(nonce(index), bytes(piece), self._aad(index))
+        return self._aead.seal(nonce(index), piece, self._aad(index))
 
     def decrypt(self, index: int, chunk: bytes | memoryview) -> bytes:
         """The piece that chunk ``index`` carries; :class:`ChunkRejected` if it is not the
@@ -118,8 +115,8 @@ class ChunkCipher:
         if not 0 <= index < self.pieces:
             raise ChunkRejected()
         try:
-            return self._aead.decrypt(nonce(index), bytes(chunk), self._aad(index))
-        except (InvalidTag, ValueError):
+            return self._aead.open(nonce(index), chunk, self._aad(index))
+        except CryptoError:
             raise ChunkRejected() from None
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import multiprocessing
 import time
 import traceback
 from collections.abc import Sequence
@@ -554,55 +553,11 @@ class E2EWorker(Worker):
         return {**state, "error_codes": error_codes, "cpu": cpu.result(t_end - t_start)}
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-async def _serve(index: int, pipe: Any) -> None:
-    """The loop of :func:`bench.loadgen._serve`, around an :class:`E2EWorker`."""
-    loop = asyncio.get_running_loop()
-    worker = E2EWorker(index)
-    while True:
-        readable: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(pipe.fileno(), _wake, readable)
-        try:
-            await readable
-        finally:
-            loop.remove_reader(pipe.fileno())
-        name, kwargs = pipe.recv()
-        if name == "exit":
-            await worker.cmd_close_all()
-            pipe.send((True, None))
-            return
-        try:
-            pipe.send((True, await getattr(worker, f"cmd_{name}")(**kwargs)))
-        except Exception:
-            pipe.send((False, traceback.format_exc(limit=8)))
-
-
-def _e2e_worker_main(index: int, pipe: Any, nofile: int) -> None:
-    procs.raise_nofile_limit(nofile)
-    asyncio.run(_serve(index, pipe))
-
-
 class E2ELoadGen(LoadGen):
     """:class:`LoadGen` whose processes run :class:`E2EWorker`."""
 
     def __init__(self, count: int, nofile: int = 4096) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pipes = []
-        self._procs = []
-        for index in range(count):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_e2e_worker_main, args=(index, child, nofile), name=f"loadgen-e2e-{index}"
-            )
-            proc.daemon = True
-            proc.start()
-            child.close()
-            self._pipes.append(parent)
-            self._procs.append(proc)
+        super().__init__(count, nofile, worker=E2EWorker)
 
 
 def fanout_rooms(

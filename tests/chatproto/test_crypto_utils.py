@@ -455,3 +455,84 @@ def test_ed25519_sign_makes_rfc8032s_signature():
 def test_ed25519_private_keys_are_32_bytes():
     with pytest.raises(ValueError):
         crypto_utils.ed25519_sign(bytes(31), b"")
+
+
+# --- AES-256-GCM and HPKE (end-to-end files and key backup, sections 4.12 and 4.13) --------
+
+
+def test_bytes_equal():
+    assert crypto_utils.bytes_equal(b"abc", b"abc")
+    assert not crypto_utils.bytes_equal(b"abc", b"abd")
+    assert not crypto_utils.bytes_equal(b"abc", b"ab")
+
+
+GCM_KEY = bytes(range(32))
+GCM_NONCE = bytes(12)
+
+
+def test_aes_gcm_seals_what_aesgcm_makes_and_opens_it():
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key = crypto_utils.AesGcmKey(GCM_KEY)
+    sealed = key.seal(GCM_NONCE, memoryview(b"piece"), b"aad")
+    assert sealed == AESGCM(GCM_KEY).encrypt(GCM_NONCE, b"piece", b"aad")
+    assert len(sealed) == len(b"piece") + 16
+    assert key.open(GCM_NONCE, memoryview(sealed), b"aad") == b"piece"
+
+
+@pytest.mark.parametrize(
+    ("nonce", "change", "aad"),
+    [
+        (GCM_NONCE, lambda c: c, b"other aad"),
+        (bytes(11) + b"\x01", lambda c: c, b"aad"),
+        (GCM_NONCE, lambda c: c[:-1], b"aad"),
+        (GCM_NONCE, lambda c: bytes([c[0] ^ 1]) + c[1:], b"aad"),
+        (GCM_NONCE, lambda c: b"", b"aad"),
+        (bytes(3), lambda c: c, b"aad"),
+    ],
+    ids=["aad", "nonce", "truncated", "bit", "empty", "short-nonce"],
+)
+def test_aes_gcm_refuses_any_change_with_the_opaque_error(nonce, change, aad):
+    key = crypto_utils.AesGcmKey(GCM_KEY)
+    sealed = key.seal(GCM_NONCE, b"piece", b"aad")
+    with pytest.raises(CryptoError):
+        key.open(nonce, change(sealed), aad)
+
+
+@pytest.mark.parametrize("size", [0, 16, 24, 31, 33])
+def test_aes_gcm_keys_are_32_bytes(size):
+    with pytest.raises(CryptoError):
+        crypto_utils.AesGcmKey(bytes(size))
+
+
+HPKE_PRIVATE = bytes(range(32, 64))
+HPKE_PUBLIC = crypto_utils.x25519_public_bytes(crypto_utils.x25519_private_from_bytes(HPKE_PRIVATE))
+
+
+def test_hpke_round_trip_is_randomised_and_32_plus_16_bytes_longer():
+    first = crypto_utils.hpke_seal(HPKE_PUBLIC, b"secret", b"info")
+    second = crypto_utils.hpke_seal(HPKE_PUBLIC, b"secret", b"info")
+    assert first != second
+    assert len(first) == 32 + len(b"secret") + 16
+    assert crypto_utils.hpke_open(HPKE_PRIVATE, first, b"info") == b"secret"
+    assert crypto_utils.hpke_open(HPKE_PRIVATE, second, b"info") == b"secret"
+
+
+@pytest.mark.parametrize(
+    ("private", "change", "info"),
+    [
+        (HPKE_PRIVATE, lambda c: c, b"other info"),
+        (bytes(range(32)), lambda c: c, b"info"),
+        (HPKE_PRIVATE, lambda c: c[:-1], b"info"),
+        (HPKE_PRIVATE, lambda c: bytes([c[0] ^ 1]) + c[1:], b"info"),
+        (HPKE_PRIVATE, lambda c: c[:40], b"info"),
+        (HPKE_PRIVATE, lambda c: bytes(32) + c[32:], b"info"),
+        (HPKE_PRIVATE, lambda c: b"", b"info"),
+        (bytes(31), lambda c: c, b"info"),
+    ],
+    ids=["info", "other-key", "truncated", "enc-bit", "short", "low-order-enc", "empty", "key-31"],
+)
+def test_hpke_open_refuses_with_the_opaque_error(private, change, info):
+    sealed = crypto_utils.hpke_seal(HPKE_PUBLIC, b"secret", b"info")
+    with pytest.raises(CryptoError):
+        crypto_utils.hpke_open(private, change(sealed), info)
