@@ -31,6 +31,14 @@ REFRESH_DEVICES = "refresh_devices"
 REVOKE_DEVICE = "revoke_device"
 LOG_OUT = "log_out"
 
+
+def format_ts(ts: str) -> str:
+    """``2026-12-03T18:00:00.000Z`` as ``2026-12-03 18:00 UTC`` (anything else as it is)."""
+    if len(ts) >= 16 and ts[10] == "T" and ts.endswith("Z"):
+        return f"{ts[:10]} {ts[11:16]} UTC"
+    return ts or "-"
+
+
 # --- the events --------------------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ The commands (``/help`` prints them from :data:`COMMANDS`)::
     /approve DEVICE         approve a new device of yours
     /acknowledge USER       accept USER's changed identity
     /reset-identity [yes]   a new encryption identity on this device
+    /backup [setup|reset]   the key backup: its state, turn it on, or a new recovery key
+    /recover KEY            read your history on a new device with your recovery key
     /help [COMMAND], /quit
 """
 
@@ -143,6 +145,19 @@ COMMANDS: dict[str, Command] = {
             "reset-identity",
             "/reset-identity [yes]",
             "make a new encryption identity on this device (other devices need approval)",
+        ),
+        Command(
+            "backup",
+            "/backup [setup|reset]",
+            "the key backup of your encrypted conversations: its state; setup turns it on "
+            "and shows a recovery key once; reset makes a new recovery key (asks your password)",
+            ("backup_step",),
+        ),
+        Command(
+            "recover",
+            "/recover KEY",
+            "type your recovery key (with or without its spaces) to read your encrypted "
+            "history on a device that has no other of yours to approve it",
         ),
         Command("help", "/help [COMMAND]", "show the commands, or one command", ("command",)),
         Command("quit", "/quit", "quit"),

@@ -26,6 +26,7 @@ from .account import (
     DeviceInfo,
     DevicesListed,
 )
+from .backup_actions import BackupActions
 from .chat_state import ControllerView, Pending, SessionAPI, Transfers
 from .commands import (
     COMMANDS,
@@ -49,12 +50,13 @@ from .events import LoggedIn, NotConnected, Received, RequestStatus, RequestUpda
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
 from .secure import NEEDS_A_DEVICE, conversation_id, is_end_to_end
+from .secure_files import FILES_NEED_A_DEVICE
 
 # The views and the tests know these by the controller's name.
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
 
 
-class ChatController(E2ECommands, E2EActions):
+class ChatController(BackupActions, E2ECommands, E2EActions):
     """Commands in, conversations out. Call :meth:`handle` with every session event."""
 
     _revoke_by_name: str | None = None  # /revoke NAME typed before the list of devices came
@@ -80,6 +82,8 @@ class ChatController(E2ECommands, E2EActions):
             return list(COMMANDS)
         if kind == "on_off":
             return ["on", "off"]
+        if kind == "backup_step":
+            return ["setup", "reset"]
         if kind == "device":
             devices = self.account.devices or ()
             return [d.name for d in devices if d.name.split() == [d.name]] + [
@@ -250,12 +254,18 @@ class ChatController(E2ECommands, E2EActions):
         if self.transfers is None:
             self._notice("Sending files is not available in this version yet.", "error")
             return False
+        if self.e2e is None:  # 4.12: only end to end, never a plain offer
+            self._notice(f"Not sent: {FILES_NEED_A_DEVICE}", "error")
+            return False
+        if not self.e2e.can_send:
+            self._notice(f"Not sent: {WAIT_FOR_APPROVAL}", "error")
+            return False
         path = unquote_path(path)  # pasted or dropped into a terminal with quotes around it
         if not path:
             self.view.choose_file(user)
             return True
         try:
-            self.transfers.offer(user, path)
+            self.transfers.offer(user, path, end_to_end=True)
         except TransferError as exc:
             self._notice(f"Not sent: {exc}", "error")
             return False

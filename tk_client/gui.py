@@ -29,6 +29,7 @@ from typing import Any
 from chatproto.limits import MAX_DEVICE_NAME_LENGTH
 
 from .address import AddressError, ServerAddress, parse_address
+from .backup_actions import BACKUP_EVENTS
 from .chat_state import unsent_messages
 from .config import Settings, load_settings, save_settings
 from .controller import ChatController, ControllerView
@@ -61,6 +62,7 @@ from .partials import JOURNAL_FOLDER, PartialFiles
 from .presence import UsersChange
 from .session import ChatSession
 from .views.account import AccountWindow
+from .views.backup import RecoveryDialog, RecoveryKeyWindow
 from .views.dialogs import KeyChangedDialog, OtpDialog, TrustDialog
 from .views.login import LoginView
 from .views.main_window import MainView
@@ -126,6 +128,7 @@ class App(ControllerView):
         self.dialog: tk.Toplevel | None = None
         self.account_window: AccountWindow | None = None
         self.verification_windows: list[VerificationWindow] = []
+        self.backup_windows: list[RecoveryKeyWindow | RecoveryDialog] = []
         self._resume_at_start = True  # a remembered login is resumed once, when the app starts
         self._closed = False
         root.title("Chat")
@@ -195,6 +198,7 @@ class App(ControllerView):
             on_send_file=self._send_file_clicked,
             on_cancel_transfer=self._cancel_transfer,
             on_verify=self.open_verify,
+            on_recover=self.open_recovery,
         )
         self.main_view.pack(fill="both", expand=True)
         self.drop_enabled = enable_file_drop(self.main_view, self._files_dropped)
@@ -443,6 +447,8 @@ class App(ControllerView):
             self.fonts,
             controller,
             on_close=self._account_closed,
+            on_backup_setup=self.open_backup_setup,
+            on_recover=self.open_recovery,
         )
         self.account_window = window
         window.present()
@@ -461,6 +467,56 @@ class App(ControllerView):
         if self.account_window is not None:
             self.account_window.handle(event)
 
+    def account_command(self, command: str, args: str) -> bool:
+        """``/backup setup`` or ``/backup reset`` typed: the window that shows the key."""
+        if command != "backup":
+            return False  # the controller says to open the Account window
+        return self.open_backup_setup(reset=args == "reset") is not None
+
+    # --- the key backup's windows (4.13) -------------------------------------------------------
+
+    def open_backup_setup(self, reset: bool = False) -> RecoveryKeyWindow | None:
+        """Set up (or reset) the key backup: the window that shows the recovery key once."""
+        controller = self.controller
+        if controller is None or self.main_view is None:
+            return None
+        for open_ in self.backup_windows:
+            if isinstance(open_, RecoveryKeyWindow):
+                open_.present()  # one key at a time: finish or cancel that one first
+                return open_
+        window = RecoveryKeyWindow(
+            self.root, self.fonts, controller, reset=reset, on_close=self._backup_closed
+        )
+        self.backup_windows.append(window)
+        window.present()
+        return window
+
+    def open_recovery(self) -> RecoveryDialog | None:
+        """Enter the recovery key (Account > Key backup, or the button above the chat)."""
+        controller = self.controller
+        if controller is None or self.main_view is None:
+            return None
+        for open_ in self.backup_windows:
+            if isinstance(open_, RecoveryDialog):
+                open_.present()
+                return open_
+        window = RecoveryDialog(self.root, self.fonts, controller, on_close=self._backup_closed)
+        self.backup_windows.append(window)
+        window.present()
+        return window
+
+    def _backup_closed(self, window: RecoveryKeyWindow | RecoveryDialog) -> None:
+        if window in self.backup_windows:
+            self.backup_windows.remove(window)
+
+    def _backup_event(self, event: Any) -> None:
+        for window in list(self.backup_windows):
+            window.handle(event)
+        if self.account_window is not None and self.account_window.winfo_exists():
+            self.account_window.backup.handle(event)
+        if self.main_view is not None:
+            self.main_view.refresh_security()
+
     # --- end to end: the lock, verification and approval windows (4.7-4.8) -------------------
 
     def _e2e_tick(self) -> None:
@@ -474,6 +530,8 @@ class App(ControllerView):
         for window in self.verification_windows:
             if isinstance(window, VerifyDialog):
                 window.refresh()
+        if self.account_window is not None and self.account_window.winfo_exists():
+            self.account_window.backup.refresh()  # the server's answer about the backup came
         self._tick_id = self.root.after(E2E_TICK_MS, self._e2e_tick)
 
     def _verify_current(self) -> None:
@@ -517,7 +575,9 @@ class App(ControllerView):
         controller = self.controller
         if controller is None or self.main_view is None:
             return
-        if isinstance(event, KeysFetched):  # a Verify window may wait for these keys
+        if isinstance(event, BACKUP_EVENTS):
+            self._backup_event(event)
+        elif isinstance(event, KeysFetched):  # a Verify window may wait for these keys
             for waiting in self.verification_windows:
                 if isinstance(waiting, VerifyDialog) and waiting.user in event.users:
                     waiting.refresh()

@@ -28,6 +28,15 @@ from .account import (
     OtpEnabled,
     OtpSetupStarted,
     PasswordChanged,
+    format_ts,
+)
+from .backup_actions import (
+    NOT_TURNED_ON,
+    RESET_WARNING,
+    TYPE_IT_BACK,
+    WHAT_THE_KEY_IS,
+    BackupRefused,
+    key_rows,
 )
 from .controller import ChatController
 from .e2e.link import DeviceView
@@ -46,6 +55,7 @@ SETUP_CODE = Question("Code shown by the app: ")
 CODE = Question("One-time code (or a backup code): ")
 RELOGIN_CODE = Question("One-time code to log in again: ")
 RESET_SURE = Question("Are you sure you want to reset your identity? [y/N] ")
+RECOVERY_KEY_BACK = Question("Recovery key (Enter alone to cancel): ")
 
 
 @dataclass
@@ -55,13 +65,6 @@ class _Step:
     questions: list[Question]
     finish: Callable[[list[str]], None]
     answers: list[str]
-
-
-def format_ts(ts: str) -> str:
-    """``2026-12-03T18:00:00.000Z`` as ``2026-12-03 18:00 UTC`` (anything else as it is)."""
-    if len(ts) >= 16 and ts[10] == "T" and ts.endswith("Z"):
-        return f"{ts[:10]} {ts[11:16]} UTC"
-    return ts or "-"
 
 
 def devices_table(
@@ -125,6 +128,7 @@ class AccountDialog:
         self._step: _Step | None = None
         self._waiting_for: str | None = None  # the action whose answer holds the input
         self._code_attempts = 0
+        self._key_attempts = 0
 
     @property
     def question(self) -> Question | None:
@@ -148,7 +152,9 @@ class AccountDialog:
         if self._step is not None or self._waiting_for is not None:
             self._error("error: finish the question above first.")
             return True
-        if name == "reset-identity":
+        if name == "backup":
+            self._backup(args)
+        elif name == "reset-identity":
             if not self.interactive:
                 return False  # the controller says to type /reset-identity yes
             self.print(RESET_IDENTITY_WARNING)
@@ -197,6 +203,49 @@ class AccountDialog:
             self.controller.reset_identity()
         else:
             self.print("Nothing was reset.")
+
+    def _backup(self, step: str) -> None:
+        """``/backup setup`` or ``/backup reset`` (the controller checked which fits)."""
+        if step != "reset":
+            self._show_recovery_key(None)
+            return
+        self.print(RESET_WARNING)
+
+        def reset(answers: list[str]) -> None:
+            if not answers[0]:
+                self.print("Nothing was reset.")
+            else:
+                self._show_recovery_key(answers[0])
+
+        self._start([PASSWORD], reset)
+
+    def _show_recovery_key(self, password: str | None) -> None:
+        """The new recovery key, once, then the question that checks the user kept it."""
+        try:
+            key = self.controller.begin_backup_setup()
+        except BackupRefused as exc:
+            self._error(f"error: {printable(str(exc))}")
+            return
+        rows = "\n".join(f"    {row}" for row in key_rows(key))
+        self.print(f"{WHAT_THE_KEY_IS}\n\n{rows}\n\n{TYPE_IT_BACK}")
+        self._key_attempts = 0
+        self._start([RECOVERY_KEY_BACK], lambda a: self._typed_back(a[0], password))
+
+    def _typed_back(self, typed: str, password: str | None) -> None:
+        if not typed.strip():
+            self.print(f"{NOT_TURNED_ON} Type /backup setup to start again.")
+            return
+        try:
+            self.controller.finish_backup_setup(typed, password)
+        except BackupRefused as exc:
+            self._key_attempts += 1
+            self._error(f"error: {printable(str(exc))}")
+            if self._key_attempts < CODE_ATTEMPTS:
+                self._start([RECOVERY_KEY_BACK], lambda a: self._typed_back(a[0], password))
+            else:
+                self.print(f"{NOT_TURNED_ON} Type /backup setup to start again.")
+            return
+        self.print("Turning the key backup on\u2026")
 
     def _confirm(self, answers: list[str]) -> None:
         self._waiting_for = CONFIRM_OTP

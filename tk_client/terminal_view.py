@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from .backup_actions import BackupRestoreProgress, progress_text
 from .controller import ChatController, ControllerView
 from .e2e.verification import CodesReady, VerificationRequested, Verified
 from .events import Phase
@@ -231,6 +232,8 @@ class TerminalView(ControllerView):
                 who = flow.user
             encoding = getattr(self.out, "encoding", None)
             self._write(self.out, codes_text(who, event.emoji, event.decimals, encoding))
+        elif isinstance(event, BackupRestoreProgress):
+            self._write(self.err, f"* {progress_text(event)}")
         elif isinstance(event, Verified) and not event.approved_here:
             if event.kind == "device":
                 text = f"Your device {event.device} is approved: it reads your encrypted messages."

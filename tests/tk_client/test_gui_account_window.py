@@ -40,7 +40,22 @@ class Recorder:
     username: str | None = "alice"
     two_factor: bool | None = False
     otp_enrolment_required: bool = False
+    backup_status: None = None  # the key backup has its own tests (test_gui_backup.py)
+    can_recover: bool = False
+    can_back_up: bool = False
     calls: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def backup_status_text(self) -> str:
+        return "no key backup here"
+
+    def begin_backup_setup(self) -> str:
+        raise AssertionError("not in these tests")
+
+    def finish_backup_setup(self, typed: str, password: str | None = None) -> None:
+        raise AssertionError("not in these tests")
+
+    def restore_with_recovery_key(self, text: str) -> None:
+        raise AssertionError("not in these tests")
 
     def change_password(self, current: str, new: str) -> None:
         self.calls.append(("change_password", current, new))

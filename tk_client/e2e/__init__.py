@@ -19,6 +19,8 @@ vodozemac. Each module has one job:
 - ``keyfile``, ``store``: the pickle key file and the store file (both 0600);
 - ``directory``: tracked users' checked device lists and user keys, and which are stale;
 - ``verification``: SAS flows in progress (device approval, contact verification);
+- ``backup``, ``backup_state``: the key backup and the recovery key (section 4.13), and
+  the backup key as the store keeps it (sealed under the pickle key);
 - ``engine``: one logged-in device's coordinator: wire dicts in, requests and events out.
 
 Exceptions::

@@ -40,11 +40,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatproto import e2e
+from chatproto.e2e_files import MEGOLM_FILE
 
 from . import room_keys
+from .backup import BACKUP_KEY_SHARE, BackupEvent, KeyBackup
+from .backup import Step as BackupStep
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
+from .files import Opened, Sealed
 from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
 from .megolm import InboundGroup, Undecryptable, why_undecryptable
 from .store import CryptoStore
@@ -122,6 +126,9 @@ Event = (
     | CodesReady
     | Verified
     | VerificationCancelled
+    | BackupEvent
+    | Sealed
+    | Opened
 )
 
 
@@ -148,6 +155,8 @@ class _PendingSend:
     members: frozenset[str]
     text: str | None  # None: only share the room key again (after a refused to_device)
     now: float
+    payload: Mapping[str, Any] | None = None  # sealed in place of a text (a file offer's)
+    tag: str = ""  # the payload's, on its Sealed event
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
     claim_sent: bool = False
@@ -220,6 +229,8 @@ class E2EEngine:
         self._last_seq = 0
         self._now = 0.0
         self.verifications = Verifications(store)
+        self.backup = KeyBackup(store, new_id)  # the key backup (4.13)
+        self.verifications.backup_share = self.backup.share_for_approval
 
     @property
     def me(self) -> str:
@@ -248,6 +259,7 @@ class E2EEngine:
                 "since": self.store.device_list_version,
             }
         )
+        out.extend(self._backup_step(self.backup.login()))
         return out
 
     def _upload(
@@ -306,7 +318,34 @@ class E2EEngine:
         self.store.contacts.check_sending(member_set - {self.me})
         pending = _PendingSend(conversation, member_set, text, now)
         self._sends.append(pending)
-        return self._advance_sends()
+        out = self._advance_sends()
+        out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
+        return out
+
+    def seal_for(
+        self,
+        conversation: str,
+        members: Iterable[str],
+        payload: Mapping[str, Any],
+        tag: str,
+        now: float,
+    ) -> Output:
+        """Like :meth:`encrypt_for`, for a Megolm plaintext other than a text (4.12: a file
+        offer's ``file``): a :class:`~.files.Sealed` event with ``tag`` carries its ``e2e``
+        once the room keys have gone."""
+        member_set = frozenset(members) | {self.me}
+        self.store.contacts.check_sending(member_set - {self.me})
+        self._sends.append(_PendingSend(conversation, member_set, None, now, payload, tag))
+        out = self._advance_sends()
+        out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
+        return out
+
+    def open_file_offer(self, offer: Mapping[str, Any], now: float) -> Output:
+        """A relayed ``file_offer`` with ``e2e`` (4.12): an :class:`~.files.Opened` event,
+        or a ``NotShown`` (held until its key comes, like a message), under the message id
+        ``file:<transfer>``."""
+        msg_id = f"file:{offer.get('transfer')}"
+        return self.receive({**offer, "type": "file_offer", "msg_id": msg_id}, now)
 
     def _advance_sends(self) -> Output:
         out = Output()
@@ -358,9 +397,13 @@ class E2EEngine:
             peers = {(m["user"], m["device"]) for m in request["messages"]}
             self._room_keys_sent[request["id"]] = (pending, peers)
             out.requests.append(request)
+        me = self.store.device
+        if pending.payload is not None:
+            sealed = self.store.groups.seal(group, pending.payload, me.device, me.curve25519)
+            out.events.append(Sealed(pending.tag, sealed))
+            return out
         if pending.text is None:
             return out
-        me = self.store.device
         sealed = self.store.groups.encrypt(group, pending.text, me.user, me.device, me.curve25519)
         out.requests.append(self._message_request(pending.conversation, sealed))
         return out
@@ -503,8 +546,20 @@ class E2EEngine:
     # --- receiving --------------------------------------------------------------------------
 
     def receive(self, message: Mapping[str, Any], now: float) -> Output:
-        """Handle one answer or push of section 4 (others give an empty :class:`Output`)."""
+        """Handle one answer or push of section 4 (others give an empty :class:`Output`);
+        then upload to the key backup the sessions it brought (4.13)."""
         self._now = now
+        if self.backup.owns(message):
+            out = self._backup_step(self.backup.receive(message))
+        else:
+            out = self._receive(message)
+            waited = self.backup.keys_query  # our own keys, that a recovery waits for
+            if waited is not None and message.get("ref") == waited:
+                out.extend(self._backup_step(self.backup.keys_arrived()))
+        out.extend(self._backup_step(self.backup.flush()))
+        return out
+
+    def _receive(self, message: Mapping[str, Any]) -> Output:
         kind = message.get("type")
         if kind == "keys_uploaded":
             return self._uploaded(message)
@@ -523,7 +578,7 @@ class E2EEngine:
             return Output()
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
-        if kind in ("message", "private") and message.get("e2e") is not None:
+        if kind in ("message", "private", "file_offer") and message.get("e2e") is not None:
             return self._encrypted(message)
         return Output()
 
@@ -570,7 +625,7 @@ class E2EEngine:
         group = self.store.groups.outbound.get(pending.conversation)
         if group is not None:
             group.shared_with -= peers  # they never got it: the next message shares it
-        if pending.text is None:
+        if pending.text is None and pending.payload is None:
             return self._query(users)
         self._sends.append(_PendingSend(pending.conversation, pending.members, None, self._now))
         return self._advance_sends()
@@ -713,6 +768,9 @@ class E2EEngine:
                 return self._answer_key_request(payload, sender)
             if payload["type"] in _VERIFICATION_TYPES:
                 return self._verification_step(sender, payload)
+            if payload["type"] == BACKUP_KEY_SHARE:
+                own_key = self.store.identity.ed25519 if self.store.identity else None
+                return self._backup_step(self.backup.offer_share(sender, payload, own_key))
         except UntrustedKeys:
             return Output()
         return Output()
@@ -813,6 +871,9 @@ class E2EEngine:
         out.events.extend(events)
         if any(isinstance(e, Verified) and e.approved_here for e in events):
             out.extend(self._upload(device_keys=True, left_on_server=None))
+        own_key = self._user_key(self.me)
+        for peer, share in self.verifications.take_backup_shares():  # 4.13: with the approval
+            out.extend(self._backup_step(self.backup.offer_share(peer, share, own_key)))
         return out
 
     def _answer_key_request(self, request: Mapping[str, Any], requester: DeviceKeys) -> Output:
@@ -832,6 +893,35 @@ class E2EEngine:
             return Output()
         return self._send_olm([(requester, answer)])
 
+    # --- the key backup (4.13: :mod:`.backup`) -----------------------------------------------
+
+    def begin_backup_setup(self) -> str:
+        """A new recovery key to show once; :class:`E2EError` if this device is not signed."""
+        return self.backup.begin_setup()
+
+    def finish_backup_setup(self, typed: str, password: str | None) -> Output:
+        """The recovery key typed back: publish the backup (ValueError in words)."""
+        return self._backup_step(self.backup.finish_setup(typed, password))
+
+    def restore_with_recovery_key(self, text: str) -> Output:
+        """Recover (and restore) with the recovery key typed in; RecoveryKeyTypo at once."""
+        return self._backup_step(self.backup.recover(text))
+
+    def _backup_step(self, step: BackupStep) -> Output:
+        """Carry out what the key backup asked for, in its order."""
+        out = Output(requests=list(step.requests), events=list(step.events))
+        if step.upload_device_keys:  # the recovery gave us the user key: sign ourselves
+            out.extend(self._upload(device_keys=True, left_on_server=None))
+        if step.olm:
+            out.extend(self._send_olm(step.olm))
+        if step.query_own_keys:
+            asked = self._query([self.me])
+            self.backup.keys_query = asked.requests[-1]["id"]
+            out.extend(asked)
+        if step.retry_held:
+            out.extend(self._retry_held())
+        return out
+
     # --- encrypted messages -----------------------------------------------------------------
 
     def _conversation_of(self, message: Mapping[str, Any]) -> str | None:
@@ -841,7 +931,8 @@ class E2EEngine:
             if message.get("type") == "message":
                 room = message.get("room")
                 return e2e.conversation_id(room=room) if isinstance(room, str) else None
-            pair = (message.get("from"), message.get("to"))
+            offer = message.get("type") == "file_offer"  # always to us (4.12)
+            pair = (message.get("from"), self.me if offer else message.get("to"))
             if not all(isinstance(name, str) for name in pair):
                 return None
             return e2e.conversation_id(pm=(str(pair[0]), str(pair[1])))
@@ -884,11 +975,12 @@ class E2EEngine:
             approved = device is None or device.signed_by_user_key(self._user_key(sender))
             sent_at = _ts_seconds(message.get("ts"))
             reason: Undecryptable | None = why_undecryptable(
-                sent_at, self.store.created_at, approved
+                sent_at, self.store.created_at, approved, self.store.backup.key is not None
             )
             settled = False
             if first_time:
                 out.extend(self._request_key(conversation, sealed))
+                out.extend(self._backup_step(self.backup.look_up(sealed["session_id"])))
         else:
             if not self._own_session(entry) and entry.sender not in self.directory.users:
                 if held.query is None:  # whose device is it? ask before saying anything
@@ -898,12 +990,18 @@ class E2EEngine:
                     return out, False
             reason, settled = self._session_trust(entry, sealed)
             if reason is None:
+                kind = e2e.MEGOLM_TEXT if message.get("type") != "file_offer" else MEGOLM_FILE
                 try:
-                    shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
+                    shown = self.store.groups.decrypt(
+                        conversation, sender, sealed, str(msg_id), kind
+                    )
                 except DecryptionFailed:
                     reason, settled = Undecryptable.NOT_VERIFIED, True
                 else:
-                    out.events.append(Shown(conversation, msg_id, sender, shown.text))
+                    if kind == MEGOLM_FILE:
+                        out.events.append(Opened(conversation, str(msg_id), sender, shown.payload))
+                    else:
+                        out.events.append(Shown(conversation, msg_id, sender, shown.text))
                     return out, True
         if first_time or reason is not held.reason:
             assert reason is not None

@@ -81,6 +81,11 @@ class UserIdentity:
             "signature": self.sign_device(new_device).user_signature,
         }
 
+    def private_b64(self) -> str:
+        """The private half in base64: for the key backup's ``identity`` blob only (4.13),
+        which is sealed to the backup key before it leaves this device."""
+        return unpadded_b64.encode(self._seed)
+
     @classmethod
     def from_share(
         cls, share: Mapping[str, Any], user: str, published: PublishedUserKey

@@ -33,15 +33,29 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chatproto import e2e
+from chatproto.e2e_files import file_plaintext
 from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
 from ..events import NotConnected, RequestState, RequestStatus
+from .backup import (
+    BackupChanged,
+    BackupEnabled,
+    BackupProblem,
+    BackupRecovered,
+    BackupRestored,
+    BackupRestoreProgress,
+    BackupStatus,
+    BackupStatusChanged,
+    RecoveryKeyTypo,
+)
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
+from .files import FileOfferRefused, FileOfferVerified, Opened, Sealed, transfer_of, verdict
 from .identity import UserIdentity
 from .keyfile import load_or_create_pickle_key
+from .megolm import Undecryptable
 from .store import CryptoStore
 from .verification import Verified
 
@@ -66,6 +80,8 @@ IDENTITY_RESET = (
 
 OnRequest = Callable[[RequestStatus | None], None]
 """Gets a message's ``send``/``pm`` request when it leaves, or None if it never will."""
+OnSealed = Callable[[dict[str, Any]], None]
+"""Gets a file offer's ``e2e`` once the room keys went (4.12)."""
 
 
 class NotApproved(E2EError):
@@ -105,7 +121,7 @@ class KeysFetched:
     users: tuple[str, ...]
 
 
-LinkEvent = Event | OwnDeviceToApprove | KeysFetched
+LinkEvent = Event | OwnDeviceToApprove | KeysFetched | FileOfferVerified | FileOfferRefused
 """What the link reports: the engine's events, and own devices waiting for approval."""
 
 
@@ -183,6 +199,9 @@ class E2ELink:
         self._setup_pending = False
         self._setting_up = False  # from the set-up check until the user key is settled
         self._resetting: UserIdentity | None = None
+        self._seals: dict[str, OnSealed] = {}  # transfer -> who sends its file offer
+        self._seals_before_setup: list[Callable[[], list[LinkEvent]]] = []
+        self._offers: dict[str, Mapping[str, Any]] = {}  # transfer -> e2e offer being opened
 
     @classmethod
     def open(
@@ -234,6 +253,22 @@ class E2ELink:
         """Messages typed are still waiting here (for the set-up, device lists or keys):
         a client that is about to quit waits for them."""
         return bool(self._before_setup) or bool(self._sends)
+
+    @property
+    def can_send(self) -> bool:
+        """Approved, or the first login's set-up is on its way (what is sent waits for it)."""
+        return self.store.identity is not None or self._setting_up
+
+    @property
+    def backup_status(self) -> BackupStatus:
+        """The key backup as this device knows it (4.13); UNKNOWN until the server said."""
+        return self.engine.backup.status
+
+    @property
+    def backup_info(self) -> tuple[int, str | None, str | None] | None:
+        """(version, when it was made as the server's ``ts``, the device that made it) of
+        the current key backup; None when there is none or it is not known yet."""
+        return self.engine.backup.info
 
     @property
     def approved(self) -> bool:
@@ -325,8 +360,8 @@ class E2ELink:
         return events
 
     def pushed(self, message: Mapping[str, Any]) -> list[LinkEvent]:
-        """A push of section 4 (``to_device``, ``devices_changed``) or a ``message`` /
-        ``private`` with ``e2e``: what it made readable, and notices."""
+        """A push of section 4 (``to_device``, ``devices_changed``, ``backup_changed``) or a
+        ``message`` / ``private`` with ``e2e``: what it made readable, and notices."""
         out = self.engine.receive(message, self._clock())
         return self._flush(out, save=message.get("type") not in ("message", "private"))
 
@@ -359,6 +394,71 @@ class E2ELink:
         out = self.engine.encrypt_for(conversation, members, text, self._clock())
         self._sends.append((conversation, on_request))
         return self._flush(out)
+
+    def seal_file(
+        self,
+        peer: str,
+        *,
+        transfer: str,
+        name: str,
+        size: int,
+        sha256: str,
+        key: bytes,
+        on_sealed: OnSealed,
+        on_failed: Callable[[str], None],
+    ) -> list[LinkEvent]:
+        """Seal a file offer's ``file`` plaintext for ``peer`` (4.12) as a Megolm message of
+        ``pm:<me>:<peer>``, its room keys shared as for a private message; ``on_sealed``
+        gets the offer's ``e2e`` once they went (at once, or after device lists and keys;
+        during the first login's set-up, after it), ``on_failed`` words if it never will.
+
+        :class:`NotApproved` (with words) when this device cannot send encrypted yet;
+        :class:`~.errors.SendingBlocked` when the peer's verified identity changed."""
+        if self.store.identity is None:
+            if not self._setting_up:
+                raise NotApproved(WAIT_FOR_APPROVAL)
+
+            def later() -> list[LinkEvent]:
+                try:
+                    return self.seal_file(
+                        peer,
+                        transfer=transfer,
+                        name=name,
+                        size=size,
+                        sha256=sha256,
+                        key=key,
+                        on_sealed=on_sealed,
+                        on_failed=on_failed,
+                    )
+                except E2EError as exc:
+                    on_failed(str(exc))
+                    return []
+
+            self._seals_before_setup.append(later)
+            return []
+        conversation = e2e.conversation_id(pm=(self.user, peer))
+        payload = file_plaintext(
+            conversation=conversation,
+            sender=self.user,
+            sender_device=self.device,
+            transfer=transfer,
+            name=name,
+            size=size,
+            sha256=sha256,
+            key=key,
+        )
+        out = self.engine.seal_for(conversation, [peer], payload, transfer, self._clock())
+        self._seals[transfer] = on_sealed
+        return self._flush(out)
+
+    def open_file_offer(self, offer: Mapping[str, Any]) -> list[LinkEvent]:
+        """A relayed ``file_offer`` with ``e2e``: :class:`FileOfferVerified` or
+        :class:`FileOfferRefused` now, or later (from another call) once its key came."""
+        transfer = offer.get("transfer")
+        if not isinstance(transfer, str):
+            return []
+        self._offers[transfer] = offer
+        return self._flush(self.engine.open_file_offer(offer, self._clock()), save=False)
 
     def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
         """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
@@ -401,6 +501,25 @@ class E2ELink:
         }
         return self._send_link_request("reset", request)
 
+    def begin_backup_setup(self) -> str:
+        """A new recovery key, formatted to show once (nothing is published yet: the user
+        types it back into :meth:`finish_backup_setup`). :class:`~.errors.E2EError` in
+        words if this device is not approved."""
+        return self.engine.begin_backup_setup()
+
+    def finish_backup_setup(self, typed: str, password: str | None) -> list[LinkEvent]:
+        """The user typed the recovery key back: publish the backup. ValueError in words if
+        it is not the key shown (spaces and case ignored), or if a backup exists and no
+        ``password`` was given (replacing it is a reset). :class:`BackupEnabled` or a
+        :class:`BackupProblem` follows with the server's answer."""
+        return self._flush(self.engine.finish_backup_setup(typed, password))
+
+    def restore_with_recovery_key(self, text: str) -> list[LinkEvent]:
+        """Restore the history (and, on a device not approved yet, the identity) with the
+        recovery key typed in. :class:`RecoveryKeyTypo` at once for a typo; the rest comes
+        as events (:class:`BackupRestored`, or a :class:`BackupProblem` in words)."""
+        return self._flush(self.engine.restore_with_recovery_key(text))
+
     def fetch_keys(self, user: str) -> list[LinkEvent]:
         """Ask for ``user``'s keys now; :class:`KeysFetched` says when they are here."""
         return self._flush(self.engine.query([user]))
@@ -438,34 +557,73 @@ class E2ELink:
         it is, unless the reading asked for something (a key request: Olm ratchets)."""
         if save or out.requests:
             self._save()
-        for request in out.requests:
-            self._send(request)
-        events: list[LinkEvent] = list(out.events)
+        unsent = [request["id"] for request in out.requests if not self._send(request)]
+        events: list[LinkEvent] = []
+        for event in out.events:
+            if isinstance(event, Sealed | Opened) or (
+                isinstance(event, NotShown) and transfer_of(event.msg_id) is not None
+            ):
+                events.extend(self._file_event(event))
+            else:
+                events.append(event)
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
+        for engine_id in unsent:  # refused at once, offline: the engine hears it as an error
+            refusal = {"type": "error", "ref": engine_id, "code": "not_sent"}
+            events.extend(self._flush(self.engine.receive(refusal, self._clock())))
         return events
 
-    def _send(self, request: Mapping[str, Any]) -> None:
+    def _file_event(self, event: Sealed | Opened | NotShown) -> list[LinkEvent]:
+        """4.12's engine events: a sealed offer goes to its sender; an opened one is checked
+        against its offer; one that failed is refused; one whose key is missing waits."""
+        if isinstance(event, Sealed):
+            on_sealed = self._seals.pop(event.tag, None)
+            if on_sealed is not None:
+                on_sealed(event.e2e)
+            return []
+        transfer = transfer_of(event.msg_id)
+        offer = self._offers.get(transfer) if transfer is not None else None
+        if offer is None:
+            return []  # it ended meanwhile
+        if isinstance(event, Opened):
+            del self._offers[str(transfer)]
+            return [verdict(offer, event)]
+        if event.reason is Undecryptable.NOT_VERIFIED:
+            del self._offers[str(transfer)]
+            return [FileOfferRefused(str(transfer), event.sender)]
+        return []  # waiting for its key (asked already), or for its sender's device
+
+    def _send(self, request: Mapping[str, Any]) -> bool:
+        """Send one of the engine's requests; False if it was refused at once (offline,
+        and not one to wait in the outbox)."""
         fields = {k: v for k, v in request.items() if k not in ("type", "id")}
         kind = str(request["type"])
         if "id" not in request:  # to_device_ack: no answer, nothing to queue
             # Offline: the queue is pushed again on the next login, and acked then.
             with contextlib.suppress(NotConnected):
                 self.session.send_message(dict(request))
-            return
+            return True
         engine_id = str(request["id"])
         if engine_id.startswith(f"{SETUP_CHECK}:"):
             status = self.session.request(kind, **fields)
             self._link_requests[status.id] = SETUP_CHECK
-            return
-        status = self.session.request(kind, **fields)
+            return True
+        # A password never waits in an outbox through an outage (as change_password).
+        durable = "password" not in fields
+        try:
+            status = self.session.request(kind, durable=durable, **fields)
+        except NotConnected:
+            if durable:
+                raise
+            return False
         if kind in ("send", "pm"):
             # The answer is the controller's (ack, or a refusal shown on the line).
             _conversation, on_request = self._sends.popleft()
             on_request(status)
-            return
+            return True
         self._by_request[status.id] = engine_id
+        return True
 
     def _send_link_request(self, step: str, request: dict[str, Any]) -> list[LinkEvent]:
         status = self.session.request(str(request.pop("type")), **request)
@@ -518,6 +676,9 @@ class E2ELink:
                 on_request(None)
                 continue
             events.extend(self.encrypt(conversation, members, text, on_request))
+        sealing, self._seals_before_setup = self._seals_before_setup, []
+        for seal in sealing:
+            events.extend(seal())
         return events
 
     def _own_devices_to_approve(self) -> list[LinkEvent]:
@@ -538,12 +699,23 @@ class E2ELink:
 
 
 __all__ = [
+    "BackupChanged",
+    "BackupEnabled",
+    "BackupProblem",
+    "BackupRecovered",
+    "BackupRestoreProgress",
+    "BackupRestored",
+    "BackupStatus",
+    "BackupStatusChanged",
     "DeviceView",
     "E2ELink",
+    "FileOfferRefused",
+    "FileOfferVerified",
     "LockState",
     "NotApproved",
     "NotShown",
     "Notice",
     "OwnDeviceToApprove",
+    "RecoveryKeyTypo",
     "Shown",
 ]

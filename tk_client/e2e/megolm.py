@@ -89,6 +89,10 @@ class Undecryptable(Enum):
     BEFORE_THIS_DEVICE = (
         "Sent before this device was set up: its key was never shared with this device."
     )
+    BEFORE_THIS_DEVICE_NO_BACKUP_KEY = (  # the same, while this device holds no backup key
+        "Sent before this device was set up: its key was never shared with this device. "
+        "Approve this device from another one, or enter your recovery key, to read it."
+    )
     KEY_NOT_RECEIVED = "Waiting for the key from {name}'s device. Asked your other devices."
     SENDER_NOT_VERIFIED = "Sent from a device that {name} has not verified: not shown."
     NOT_VERIFIED = "This message could not be verified and is not shown."
@@ -99,15 +103,21 @@ class Undecryptable(Enum):
 
 
 def why_undecryptable(
-    sent_at: float, device_created_at: float, sender_device_approved: bool
+    sent_at: float,
+    device_created_at: float,
+    sender_device_approved: bool,
+    holds_backup_key: bool = True,
 ) -> Undecryptable:
     """The reason to show for a message whose session key this device does not have (or,
     for ``SENDER_NOT_VERIFIED``, holds aside: it came from an unsigned device).
 
-    A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``."""
+    A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``. An old
+    message on a device without the backup key says how to get it (4.9, 4.13)."""
     if not sender_device_approved:
         return Undecryptable.SENDER_NOT_VERIFIED
     if sent_at < device_created_at:
+        if not holds_backup_key:
+            return Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
         return Undecryptable.BEFORE_THIS_DEVICE
     return Undecryptable.KEY_NOT_RECEIVED
 
@@ -135,6 +145,7 @@ class Decrypted:
     sender: str
     sender_device: str
     message_index: int
+    payload: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the whole plaintext
 
 
 class GroupSessions:
@@ -143,6 +154,7 @@ class GroupSessions:
     def __init__(self) -> None:
         self.outbound: dict[str, OutboundGroup] = {}
         self.inbound: dict[InboundId, InboundGroup] = {}
+        self.changes = 0  # inbound sessions added or improved: what the key backup follows
 
     # --- sending ----------------------------------------------------------------------------
 
@@ -163,16 +175,25 @@ class GroupSessions:
         self, group: OutboundGroup, text: str, sender: str, sender_device: str, sender_key: str
     ) -> dict[str, Any]:
         """The message's ``e2e`` object; the inner plaintext binds conversation and sender."""
-        plaintext = canonical_json(
-            {
-                "type": MEGOLM_TEXT,
-                "text": text,
-                "conversation": group.conversation,
-                "sender": sender,
-                "sender_device": sender_device,
-            }
-        )
-        ciphertext = group.session.encrypt(plaintext).to_base64()
+        plaintext = {
+            "type": MEGOLM_TEXT,
+            "text": text,
+            "conversation": group.conversation,
+            "sender": sender,
+            "sender_device": sender_device,
+        }
+        return self.seal(group, plaintext, sender_device, sender_key)
+
+    def seal(
+        self,
+        group: OutboundGroup,
+        plaintext: Mapping[str, Any],
+        sender_device: str,
+        sender_key: str,
+    ) -> dict[str, Any]:
+        """The ``e2e`` object of any Megolm plaintext (a text, a file offer's ``file``): the
+        caller's plaintext names the conversation, sender and device that readers check."""
+        ciphertext = group.session.encrypt(canonical_json(dict(plaintext))).to_base64()
         group.messages += 1
         return {
             "algorithm": ALGORITHM_MEGOLM,
@@ -211,6 +232,7 @@ class GroupSessions:
                 return False
             entry.seen = known.seen
         self.inbound[key] = entry
+        self.changes += 1
         return True
 
     def has_key(self, conversation: str, e2e: Mapping[str, Any]) -> bool:
@@ -222,6 +244,7 @@ class GroupSessions:
         sender: str,
         e2e: Mapping[str, Any],
         message_id: str | None = None,
+        kind: str = MEGOLM_TEXT,
     ) -> Decrypted:
         """The text of a message in ``conversation`` from ``sender`` (the outer message's).
 
@@ -230,6 +253,8 @@ class GroupSessions:
         device differ from the outer message's or from the key's sender, and a replay: the
         same ciphertext index shown again under another ``message_id`` (the server's id of
         the outer message; the same message decrypted twice, as history reloads, is fine).
+        ``kind``: the plaintext's ``type`` expected (``text``; ``file`` for a file offer,
+        whose further fields the caller checks in :attr:`Decrypted.payload`).
         """
         try:
             entry = self.inbound[(conversation, e2e["sender_key"], e2e["session_id"])]
@@ -240,7 +265,7 @@ class GroupSessions:
             )
             inner = json.loads(decrypted.plaintext)
             expected = {
-                "type": MEGOLM_TEXT,
+                "type": kind,
                 "conversation": conversation,
                 "sender": sender,
                 "sender_device": e2e.get("device"),
@@ -249,7 +274,7 @@ class GroupSessions:
                 not isinstance(inner, dict)
                 or any(inner.get(name) != value for name, value in expected.items())
                 or (entry.sender, entry.sender_device) != (sender, e2e.get("device"))
-                or not isinstance(inner.get("text"), str)
+                or (kind == MEGOLM_TEXT and not isinstance(inner.get("text"), str))
             ):
                 raise ValueError
             if message_id is not None:
@@ -258,7 +283,8 @@ class GroupSessions:
                     raise ValueError
         except (KeyError, ValueError, TypeError, UnicodeDecodeError):
             raise DecryptionFailed() from None
-        return Decrypted(inner["text"], sender, entry.sender_device, decrypted.message_index)
+        text = inner["text"] if kind == MEGOLM_TEXT else ""
+        return Decrypted(text, sender, entry.sender_device, decrypted.message_index, inner)
 
     # --- at rest ----------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """One device's end-to-end state, and the JSON file (mode 0600) that keeps it.
 
-The file holds only vodozemac pickles and the sealed user key (both encrypted under the
-pickle key of :mod:`keyfile`) and public data: contacts' pinned keys and their states, the
-device lists of tracked users (as received; checked again when read back), the device list
+The file holds only vodozemac pickles, the sealed user key and the sealed backup key (all
+encrypted under the pickle key of :mod:`keyfile`) and public data: contacts' pinned keys and
+their states, the backup version and the ids of the sessions uploaded to it, the device
+lists of tracked users (as received; checked again when read back), the device list
 version, and when the fallback key was last published. A store written before the device
 lists were kept (same format) opens with none: the next send fetches them. It is
 rewritten whole and atomically after every change that matters (:meth:`CryptoStore.save`),
@@ -17,6 +18,7 @@ from typing import Any
 
 from chatproto.crypto_utils import write_secret_file
 
+from .backup_state import BackupState
 from .contacts import ContactBook
 from .device import DeviceAccount
 from .directory import DeviceDirectory
@@ -43,6 +45,7 @@ class CryptoStore:
         device_list_version: int = 0,
         directory: DeviceDirectory | None = None,
         fallback_published_at: float | None = None,
+        backup: BackupState | None = None,
     ) -> None:
         self.device = device
         self.created_at = created_at  # what "sent before this device existed" compares with
@@ -55,6 +58,8 @@ class CryptoStore:
         # (None: not known yet); both public.
         self.directory = directory if directory is not None else DeviceDirectory()
         self.fallback_published_at = fallback_published_at
+        # The key backup's key (sealed at rest), its version and what was uploaded (4.13).
+        self.backup = backup if backup is not None else BackupState()
 
     @classmethod
     def create(cls, user: str, device: str, now: float) -> CryptoStore:
@@ -75,6 +80,7 @@ class CryptoStore:
             "device_list_version": self.device_list_version,
             "directory": self.directory.to_state(),
             "fallback_published_at": self.fallback_published_at,
+            "backup": self.backup.to_state(pickle_key),
         }
         return json.dumps(state, sort_keys=True, ensure_ascii=False)
 
@@ -106,6 +112,7 @@ class CryptoStore:
                 device_list_version=state["device_list_version"],
                 directory=DeviceDirectory.from_state(state.get("directory", {"users": {}})),
                 fallback_published_at=_optional_time(state.get("fallback_published_at")),
+                backup=BackupState.from_state(state.get("backup"), pickle_key),
             )
         except (ValueError, KeyError, TypeError):
             raise StoreError("the end-to-end store is damaged; restore it from a backup") from None

@@ -18,7 +18,7 @@ Any failure cancels with section 4.7's reason; 10 minutes without a step cancel 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,17 @@ class Verifications:
 
     store: CryptoStore
     flows: dict[str, _Flow] = field(default_factory=dict)
+    backup_share: Callable[[], dict[str, Any] | None] = lambda: None
+    """The ``backup`` field for a ``user_key_share`` (4.13), when this device has one."""
+    received_backup_shares: list[tuple[DeviceKeys, Mapping[str, Any]]] = field(
+        default_factory=list
+    )  # the ``backup`` of a user_key_share taken here, for the key backup to check
+
+    def take_backup_shares(self) -> list[tuple[DeviceKeys, Mapping[str, Any]]]:
+        """The backup keys received with an approval since the last call (and who sent
+        them); the key backup keeps one only if it is the current backup's."""
+        shares, self.received_backup_shares = self.received_backup_shares, []
+        return shares
 
     def _party(self) -> SasParty:
         return SasParty(self.store.device.user, self.store.device.device)
@@ -279,6 +290,9 @@ class Verifications:
             return self._fail(txn, "unexpected")
         if sas.we_started and self.store.identity is not None:  # approving a new device
             share = self.store.identity.share(txn, flow.peer)
+            backup = self.backup_share()
+            if backup is not None:
+                share["backup"] = backup
             del self.flows[txn]
             return [share, sas.done()], [Verified(txn, flow.peer.user, flow.peer.device, "device")]
         return [], []  # the new device: waits for user_key_share
@@ -303,6 +317,8 @@ class Verifications:
         except ValueError:
             return self._fail(txn, "mismatch")
         self.store.identity = identity
+        if isinstance(payload.get("backup"), Mapping):
+            self.received_backup_shares.append((flow.peer, payload["backup"]))
         del self.flows[txn]
         done = Verified(txn, flow.peer.user, flow.peer.device, "device", approved_here=True)
         return [flow.sas.done()], [done]

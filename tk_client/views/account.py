@@ -1,4 +1,4 @@
-"""The Account window: password, two-factor login, devices, log out (PROTOCOL.md 3.4).
+"""The Account window: password, two-factor login, devices, key backup, log out (3.4, 4.13).
 
 Widgets only. Every action goes to the controller (:class:`AccountController`:
 :class:`tk_client.controller.ChatController` has them), and what the server
@@ -35,6 +35,7 @@ from ..account import (
     PasswordChanged,
 )
 from . import sections, theme
+from .backup import BackupSection
 from .devices import DevicesSection
 from .sections import AccountController, Section
 from .tkutil import release
@@ -123,7 +124,11 @@ class AccountWindow(tk.Toplevel):
         actions: AccountController,
         *,
         on_close: Callable[[], None] = lambda: None,
+        on_backup_setup: Callable[[bool], object] = lambda reset: None,
+        on_recover: Callable[[], object] = lambda: None,
     ) -> None:
+        """``on_backup_setup(reset)`` and ``on_recover()``: open the key backup's windows
+        (the App keeps them, as they outlive this one)."""
         super().__init__(master)
         self.withdraw()
         self.actions = actions
@@ -153,9 +158,11 @@ class AccountWindow(tk.Toplevel):
         self.devices.grid(row=2, column=0, sticky="nsew", padx=(0, 10), pady=(8, 0))
         self.two_factor = TwoFactorSection(body, fonts, actions)
         self.two_factor.grid(row=1, column=1, rowspan=2, sticky="nsew")
+        self.backup = BackupSection(body, actions, on_setup=on_backup_setup, on_recover=on_recover)
+        self.backup.grid(row=3, column=1, sticky="nsew", pady=(8, 0))
 
         self.log_out_section = Section(body, "Log out")
-        self.log_out_section.grid(row=3, column=0, sticky="ew", padx=(0, 10), pady=(8, 0))
+        self.log_out_section.grid(row=3, column=0, sticky="sew", padx=(0, 10), pady=(8, 0))
         ttk.Label(
             self.log_out_section,
             text="Forget the saved login on this computer: the next start asks for your password.",
@@ -167,7 +174,7 @@ class AccountWindow(tk.Toplevel):
         self.log_out_section.columnconfigure(1, weight=1)
         self.log_out_section.place_message(1)
         self.close_button = ttk.Button(body, text="Close", command=self.close)
-        self.close_button.grid(row=3, column=1, sticky="se")
+        self.close_button.grid(row=4, column=1, sticky="se", pady=(8, 0))
         self.set_enrolment_required(actions.otp_enrolment_required)
 
     def present(self) -> None:
@@ -189,6 +196,7 @@ class AccountWindow(tk.Toplevel):
             self.banner.grid_forget()
         self.password.set_enabled(not required)
         self.devices.set_enabled(not required)
+        self.backup.set_enabled(not required)
 
     # --- what the controller tells this window ---------------------------------------------------
 

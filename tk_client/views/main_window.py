@@ -73,6 +73,7 @@ class MainView(ttk.Frame, ControllerView):
         on_send_file: Callable[[], None] | None = None,
         on_cancel_transfer: Callable[[str], None] | None = None,
         on_verify: Callable[[str], object] | None = None,
+        on_recover: Callable[[], object] | None = None,
     ) -> None:
         super().__init__(master)
         self.fonts = fonts
@@ -114,6 +115,13 @@ class MainView(ttk.Frame, ControllerView):
         self.security_label.pack(side="left")
         self.verify_button = ttk.Button(
             security, text="Verify\u2026", style="Small.TButton", command=self.verify_clicked
+        )
+        # A device that needs approval, of a user with a key backup: the recovery key (4.13).
+        self.recover_button = ttk.Button(
+            security,
+            text="Enter recovery key\u2026",
+            style="Small.TButton",
+            command=on_recover or (lambda: None),
         )
         self.verify_menu = tk.Menu(self, tearoff=False)
         ttk.Separator(centre, orient="horizontal").grid(row=1, column=0, sticky="ew")
@@ -351,6 +359,11 @@ class MainView(ttk.Frame, ControllerView):
                 self.verify_button.pack(side="left", padx=(12, 0))
         else:
             self.verify_button.pack_forget()
+        if self.controller.can_recover:
+            if not self.recover_button.winfo_manager():
+                self.recover_button.pack(side="left", padx=(12, 0))
+        else:
+            self.recover_button.pack_forget()
 
     def _title(self) -> None:
         unread = self.controller.total_unread()

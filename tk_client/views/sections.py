@@ -9,8 +9,29 @@ import tkinter as tk
 from tkinter import messagebox, ttk
 from typing import Protocol
 
+from ..backup_actions import BackupStatus
 
-class AccountController(Protocol):
+
+class BackupController(Protocol):
+    """What the key backup's views ask of the controller
+    (:class:`~tk_client.backup_actions.BackupActions` has them)."""
+
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def backup_status(self) -> BackupStatus | None: ...
+    @property
+    def can_recover(self) -> bool: ...
+    @property
+    def can_back_up(self) -> bool: ...
+
+    def backup_status_text(self) -> str: ...
+    def begin_backup_setup(self) -> str: ...
+    def finish_backup_setup(self, typed: str, password: str | None = None) -> None: ...
+    def restore_with_recovery_key(self, text: str) -> None: ...
+
+
+class AccountController(BackupController, Protocol):
     """What the window asks of the controller; answers come back as account events."""
 
     @property

@@ -87,6 +87,7 @@ def test_a_first_device_makes_and_publishes_the_user_key_then_signs_itself(link,
         "keys_upload",
         "keys_query",
         "device_list_changes",
+        "backup_get",
         "keys_query",
     ]
     assert "signatures" not in session.requests[0].message["device_keys"] or (

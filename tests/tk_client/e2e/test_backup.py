@@ -1,0 +1,671 @@
+"""The key backup and the recovery key (section 4.13), engine to engine through a relay
+that also keeps a backup as the server does (the real server: test_e2e_backup_live.py)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import pytest
+import vodozemac
+
+from chatproto import backup as wire
+from chatproto import unpadded_b64
+from tk_client.e2e.backup import (
+    BACKUP_KEY_SHARE,
+    KEY_MISMATCH,
+    NO_BACKUP,
+    NOT_CONNECTED,
+    NOT_SIGNED,
+    NOT_THE_KEY_SHOWN,
+    RESET_NEEDS_CREDENTIALS,
+    BackupChanged,
+    BackupEnabled,
+    BackupProblem,
+    BackupRecovered,
+    BackupRestored,
+    BackupStatus,
+    BackupStatusChanged,
+    RecoveryKeyTypo,
+    session_id_before,
+)
+from tk_client.e2e.engine import E2EEngine, NotShown
+from tk_client.e2e.errors import E2EError
+from tk_client.e2e.keyfile import load_or_create_pickle_key
+from tk_client.e2e.keys import DeviceKeys
+from tk_client.e2e.link import E2ELink
+from tk_client.e2e.megolm import Undecryptable
+from tk_client.e2e.store import CryptoStore
+from tk_client.e2e.verification import CodesReady, VerificationRequested
+from tk_client.events import NotConnected
+
+from .helpers import add_device, make_user, olm_body
+from .test_engine import ROOM, Relay, events_of, reset_from, room_messages, shown
+from .test_link import SERVER, FakeSession, answer
+
+PASSWORD = "alice-pw"  # the fake server's password for every user
+LATE = 2.0e9  # a device made after every test message (2030): "sent before this device"
+ALICE1, ALICE2, BOB = ("alice", "DEV1"), ("alice", "DEV2"), ("bob", "DEV1")
+
+
+class BackupRelay(Relay):
+    """:class:`Relay` with section 4.13's requests, as the server answers them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backups: dict[str, dict[str, Any]] = {}  # user -> the current backup object
+        self.blobs: dict[str, dict[str, dict[str, Any]]] = {}  # user -> session id -> entry
+        self.published_from: dict[str, str] = {}
+
+    def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
+        kind, ref = request["type"], request.get("id")
+        user, _device = peer
+        if not kind.startswith("backup_"):
+            super()._handle(peer, request)
+        elif kind in self.refuse:
+            self.refuse.remove(kind)
+            self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
+        elif kind == "backup_get":
+            current = self.backups.get(user)
+            answer: dict[str, Any] = {"backup": current, "created": None, "device": None}
+            if current is not None:
+                answer.update(created="2030-01-01T00:00:00.000Z", device=self.published_from[user])
+            self.push(peer, {"type": "backup", "ref": ref, **answer})
+        elif kind == "backup_publish":
+            self.push(peer, self._publish(peer, request))
+        elif kind == "backup_put":
+            current = self.backups.get(user)
+            if current is None or request["version"] != current["version"]:
+                self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
+                return
+            assert 1 <= len(request["sessions"]) <= wire.MAX_SESSIONS_PER_PUT
+            kept = self.blobs.setdefault(user, {})
+            for item in request["sessions"]:
+                known = kept.get(item["session_id"])
+                if known is None or item["first_index"] < known["first_index"]:
+                    kept[item["session_id"]] = item
+            self.push(peer, {"type": "backup_stored", "ref": ref, "stored": 0, "count": len(kept)})
+        elif kind == "backup_fetch":
+            current = self.backups.get(user)
+            if current is None or request["version"] != current["version"]:
+                self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
+                return
+            ordered = sorted(self.blobs.get(user, {}).items())
+            after = request.get("after")
+            rest = [item for sid, item in ordered if after is None or sid > after]
+            page = rest[: request.get("limit", 500)]
+            more = len(rest) > len(page)
+            page_answer: dict[str, Any] = {"version": current["version"], "sessions": page}
+            page_answer["next"] = page[-1]["session_id"] if more else None
+            self.push(peer, {"type": "backup_sessions", "ref": ref, **page_answer})
+
+    def _publish(self, peer: tuple[str, str], request: dict[str, Any]) -> dict[str, Any]:
+        user, device = peer
+        ref = request["id"]
+        backup = request["backup"]
+        current = self.backups.get(user)
+        user_key = self.user_keys[user]["ed25519"]
+        if not wire.backup_signature_valid(backup, user_key):
+            return {"type": "error", "ref": ref, "code": "bad_request"}
+        if current is not None and backup["version"] == current["version"]:
+            if backup["public_key"] != current["public_key"]:
+                return {"type": "error", "ref": ref, "code": "conflict"}
+            self.backups[user] = backup  # an update: kept, not announced
+            return {"type": "ok", "ref": ref}
+        if backup["version"] != (current["version"] + 1 if current else 1):
+            return {"type": "error", "ref": ref, "code": "conflict"}
+        if current is not None and request.get("password") != PASSWORD:
+            return {"type": "error", "ref": ref, "code": "invalid_credentials"}
+        self.backups[user], self.blobs[user] = backup, {}
+        self.published_from[user] = device
+        for other in self.users_devices(user):
+            if other != peer:
+                changed = {"version": backup["version"], "device": device, "name": "laptop"}
+                self.push(other, {"type": "backup_changed", **changed})
+        return {"type": "ok", "ref": ref}
+
+
+@pytest.fixture
+def relay() -> BackupRelay:
+    return BackupRelay()
+
+
+def turn_on_backup(relay: BackupRelay, engine: E2EEngine, peer=ALICE1, password=None) -> str:
+    """The user sets the backup up on ``engine``'s device; the recovery key shown."""
+    shown_key = engine.begin_backup_setup()
+    typed = shown_key.replace(" ", "").lower()  # as someone types it back
+    relay.run(peer, engine.finish_backup_setup(typed, password).requests)
+    return shown_key
+
+
+def alice_and_bob_talked(relay: BackupRelay, messages: int = 2):
+    """alice (one device) and bob; ``messages`` room messages from each of them."""
+    alice, bob = make_user("alice"), make_user("bob")
+    alice_engine = relay.connect(alice, publish_user_key=True)
+    bob_engine = relay.connect(bob, publish_user_key=True)
+    relay.rooms["plans"] = ["alice", "bob"]
+    for n in range(messages):
+        relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], f"bob {n}", 1.0).requests)
+        relay.run(ALICE1, alice_engine.encrypt_for(ROOM, ["bob"], f"alice {n}", 1.0).requests)
+    return alice, bob, alice_engine, bob_engine
+
+
+def new_alice_device(relay: BackupRelay, alice: CryptoStore) -> tuple[CryptoStore, E2EEngine]:
+    """alice's new device, unsigned, made after the messages; it sees the history."""
+    store = CryptoStore.create("alice", "DEV2", LATE)
+    engine = relay.connect(store)
+    relay.announce("alice")
+    for number in range(1, len(room_messages(relay)) + 1):
+        request = room_messages(relay)[number - 1]
+        sender = next(p for p, r in relay.sent if r is request)[0]
+        item = {"type": "message", "room": "plans", "from": sender, "msg_id": number}
+        relay.push(ALICE2, {**item, "ts": "2030-01-01T00:00:00.000Z", "e2e": request["e2e"]})
+    relay.run(ALICE2, [])
+    return store, engine
+
+
+def puts(relay: BackupRelay) -> list[dict[str, Any]]:
+    return [r for _, r in relay.sent if r["type"] == "backup_put"]
+
+
+# --- set-up and upload ---------------------------------------------------------------------
+
+
+def test_set_up_publishes_a_backup_signed_by_the_user_key_and_uploads_every_session(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    assert alice_engine.backup.status is BackupStatus.NONE
+
+    shown_key = turn_on_backup(relay, alice_engine)
+
+    backup = relay.backups["alice"]
+    assert backup["version"] == 1
+    assert wire.backup_signature_valid(backup, alice.identity.ed25519)
+    assert (
+        backup["public_key"]
+        == wire.BackupKey.from_recovery_key(wire.parse_recovery_key(shown_key)).public_key
+    )
+    assert BackupEnabled(1) in relay.events[ALICE1]
+    assert alice_engine.backup.status is BackupStatus.ON
+    held = {session_id for (_, _, session_id) in alice.groups.inbound}
+    assert set(relay.blobs["alice"]) == held and len(held) == 2  # bob's and alice's own
+    assert set(alice.backup.uploaded) == held
+    assert shown_key.replace(" ", "") not in json.dumps([r for _, r in relay.sent])
+
+
+def test_sessions_go_up_in_batches_of_at_most_a_hundred(relay):
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+    for _ in range(230):
+        session = vodozemac.InboundGroupSession(
+            vodozemac.SessionKey(vodozemac.GroupSession().session_key.to_base64())
+        )
+        alice.groups.add_inbound(ROOM, "c" * 43, session, "bob", "DEV1", "e" * 43)
+
+    turn_on_backup(relay, engine)
+
+    assert [len(r["sessions"]) for r in puts(relay)] == [100, 100, 30]
+    assert len(relay.blobs["alice"]) == 230
+
+
+def test_a_key_accepted_later_is_uploaded_in_the_same_call(relay):
+    alice, bob, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    assert puts(relay) == []
+
+    out = bob_engine.encrypt_for(ROOM, ["alice"], "new session", 1.0)
+    relay.run(BOB, out.requests)
+
+    (put,) = puts(relay)
+    (bobs,) = [sid for (_, key, sid) in alice.groups.inbound if key == bob.device.curve25519]
+    assert [s["session_id"] for s in put["sessions"]] == [bobs]
+
+
+def test_the_key_typed_back_must_be_the_one_shown(relay):
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+    engine.begin_backup_setup()
+
+    with pytest.raises(ValueError, match="not the recovery key shown"):
+        engine.finish_backup_setup(wire.format_recovery_key(bytes(32)), None)
+    assert NOT_THE_KEY_SHOWN.startswith("That is not")
+    assert "alice" not in relay.backups
+
+
+def test_an_unapproved_device_cannot_set_up_a_backup(relay):
+    store = CryptoStore.create("alice", "DEV2", 0.0)
+    engine = relay.connect(store)
+
+    with pytest.raises(E2EError) as refused:
+        engine.begin_backup_setup()
+    assert str(refused.value) == NOT_SIGNED
+
+
+def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    phone = add_device(alice, "DEV2", approved=True)
+    relay.connect(phone)
+    relay.announce("alice")
+    turn_on_backup(relay, alice_engine)
+    phone_engine = relay.engines[ALICE2]
+    assert phone.backup.version == 1  # shared with backup_key_share
+
+    with pytest.raises(ValueError) as missing:
+        phone_engine.finish_backup_setup(phone_engine.begin_backup_setup(), None)
+    assert str(missing.value) == RESET_NEEDS_CREDENTIALS
+    shown_key = phone_engine.begin_backup_setup()
+    relay.run(ALICE2, phone_engine.finish_backup_setup(shown_key, "wrong").requests)
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [
+        "The password is wrong: the key backup was not changed."
+    ]
+    relay.run(ALICE2, phone_engine.finish_backup_setup(shown_key, PASSWORD).requests)
+
+    assert relay.backups["alice"]["version"] == 2
+    (changed,) = events_of(relay, ALICE1, BackupChanged)
+    assert changed.text == (
+        "Your key backup was reset from laptop (DEV2). Your old recovery key no longer works."
+    )
+    assert alice.backup.version == 2  # the new key came from the phone
+    assert alice_engine.backup.status is BackupStatus.ON
+
+
+def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    relay.backups["alice"] = {**relay.backups["alice"], "version": 2, "public_key": "x" * 43}
+
+    push = {"type": "backup_changed", "version": 2, "device": "DEV9", "name": "tablet"}
+    relay.push(ALICE1, push)
+    relay.run(ALICE1, [])
+
+    assert alice.backup.key is None and alice.backup.uploaded == {}
+    assert alice_engine.backup.status is BackupStatus.NEEDS_KEY
+    assert events_of(relay, ALICE1, BackupChanged) == [BackupChanged(2, "DEV9", "tablet", False)]
+
+
+def test_a_refused_upload_for_a_reset_backup_fetches_it_again(relay):
+    _alice, _bob, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    gets = sum(r["type"] == "backup_get" for _, r in relay.sent)
+    relay.refuse.append("backup_put")
+
+    relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], "one", 1.0).requests)
+
+    assert sum(r["type"] == "backup_get" for _, r in relay.sent) == gets + 1
+    assert "alice" in relay.backups and relay.blobs["alice"] == {}
+
+
+# --- the backup key with an approval, and restoring ----------------------------------------
+
+
+def approve(relay: BackupRelay, old: E2EEngine, new: E2EEngine) -> None:
+    relay.run(ALICE1, old.start_verification("alice", "DEV2", "device", 1.0).requests)
+    (asked,) = events_of(relay, ALICE2, VerificationRequested)
+    relay.run(ALICE2, new.accept_verification(asked.txn, 2.0).requests)
+    assert events_of(relay, ALICE1, CodesReady) and events_of(relay, ALICE2, CodesReady)
+    relay.run(ALICE1, old.confirm_verification(asked.txn, 3.0).requests)
+    relay.run(ALICE2, new.confirm_verification(asked.txn, 4.0).requests)
+
+
+def test_an_approval_shares_the_backup_key_and_the_new_device_reads_the_history(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    before = Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
+    assert {e.reason for e in events_of(relay, ALICE2, NotShown)} == {before}
+
+    approve(relay, alice_engine, phone_engine)
+
+    assert phone.backup.key == alice.backup.key and phone.backup.version == 1
+    assert phone_engine.backup.status is BackupStatus.ON
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert sorted(shown(relay, ALICE2)) == ["alice 0", "alice 1", "bob 0", "bob 1"]
+
+
+def test_a_blob_altered_on_the_server_is_skipped_and_counted_and_the_rest_restored(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    blobs = relay.blobs["alice"]
+    first, second = sorted(blobs)
+    other = blobs[second]["blob"]
+    blobs[first] = {**blobs[first], "blob": other}  # moved from another slot
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    approve(relay, alice_engine, phone_engine)
+
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(1, 1)]
+    assert "could not be verified and were skipped" in BackupRestored(1, 1).text
+    assert [sid for (_, _, sid) in phone.groups.inbound] == [second]
+    assert len(shown(relay, ALICE2)) == 2
+
+
+def test_a_restore_reads_every_page(relay, monkeypatch):
+    monkeypatch.setattr("tk_client.e2e.backup.FETCH_LIMIT", 1)
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=2)
+    turn_on_backup(relay, alice_engine)
+    _phone, phone_engine = new_alice_device(relay, alice)
+
+    approve(relay, alice_engine, phone_engine)
+
+    fetches = [r for p, r in relay.sent if p == ALICE2 and r["type"] == "backup_fetch"]
+    assert [r.get("after") for r in fetches] == [None, min(relay.blobs["alice"])]
+    assert all(r["limit"] == 1 for r in fetches)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
+def share_body(relay, sender: CryptoStore, recipient: CryptoStore, version: int, key) -> dict:
+    payload = {"type": BACKUP_KEY_SHARE, **key.share(version)}
+    return olm_body(sender, recipient, payload)
+
+
+def deliver(relay: BackupRelay, sender: CryptoStore, target, body) -> None:
+    relay.seq[target] = relay.seq.get(target, 0) + 1
+    push = {"seq": relay.seq[target], "from": sender.device.user}
+    relay.push(
+        target, {"type": "to_device", **push, "from_device": sender.device.device, "body": body}
+    )
+    relay.run(target, [])
+
+
+def test_a_backup_key_is_taken_only_from_our_own_signed_devices_and_if_it_is_current(relay):
+    alice, bob, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    key = alice.backup.key
+    phone = add_device(alice, "DEV2", approved=True)
+    relay.connect(phone)
+    unsigned = add_device(alice, "DEV3", approved=False)
+    relay.connect(unsigned)
+    relay.announce("alice")
+    phone.backup.drop()
+    phone_engine = relay.engines[ALICE2]
+    phone_engine.backup.status = BackupStatus.NEEDS_KEY
+
+    deliver(relay, bob, ALICE2, share_body(relay, bob, phone, 1, key))  # another user
+    deliver(relay, unsigned, ALICE2, share_body(relay, unsigned, phone, 1, key))  # unsigned
+    stranger = wire.BackupKey.from_recovery_key(bytes(32))
+    deliver(relay, alice, ALICE2, share_body(relay, alice, phone, 1, stranger))  # not current
+    assert phone.backup.key is None
+
+    deliver(relay, alice, ALICE2, share_body(relay, alice, phone, 1, key))
+    assert phone.backup.key == key and phone_engine.backup.status is BackupStatus.ON
+
+
+def test_a_backup_signed_by_another_key_is_not_used(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    forged = dict(relay.backups["alice"])
+    forged["signatures"] = {"user": relay.backups["alice"]["signatures"]["user"][::-1]}
+    relay.backups["alice"] = forged
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    approve(relay, alice_engine, phone_engine)
+
+    assert phone.backup.key is None
+    assert events_of(relay, ALICE2, BackupRestored) == []
+
+
+# --- recovery with the recovery key --------------------------------------------------------
+
+
+def test_the_recovery_key_restores_the_identity_and_the_history_on_a_lone_device(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key.lower()).requests)
+
+    assert phone.identity is not None and phone.identity.ed25519 == alice.identity.ed25519
+    uploaded = DeviceKeys.from_wire(relay.device_keys[ALICE2])
+    assert uploaded.signed_by_user_key(alice.identity.ed25519)
+    assert events_of(relay, ALICE2, BackupRecovered)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert sorted(shown(relay, ALICE2)) == ["alice 0", "alice 1", "bob 0", "bob 1"]
+    assert phone_engine.backup.status is BackupStatus.ON
+
+
+def test_a_wrong_recovery_key_is_refused_and_changes_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    sent = len(relay.sent)
+
+    other = wire.format_recovery_key(wire.new_recovery_key())
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(other).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [KEY_MISMATCH]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
+    assert {r["type"] for _, r in relay.sent[sent:]} == {"backup_get", "keys_query"}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+
+
+def test_a_typo_is_refused_at_once_before_anything_is_fetched(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    _phone, phone_engine = new_alice_device(relay, alice)
+    typo = ("B" if recovery_key[0] != "B" else "C") + recovery_key[1:]
+
+    with pytest.raises(RecoveryKeyTypo):
+        phone_engine.restore_with_recovery_key(typo)
+    assert phone_engine.backup.keys_query is None
+
+
+def test_no_backup_on_the_server_is_said_in_words(relay):
+    alice, _, _, _ = alice_and_bob_talked(relay)
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    any_key = wire.format_recovery_key(wire.new_recovery_key())
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(any_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [NO_BACKUP]
+    assert phone.identity is None
+
+
+# --- at rest, and the words of 4.9 ---------------------------------------------------------
+
+
+def test_the_backup_key_is_kept_only_sealed_and_comes_back_from_the_store(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    pickle_key = bytes(range(32))
+
+    text = alice.to_json(pickle_key)
+    again = CryptoStore.from_json(text, pickle_key)
+
+    key = alice.backup.key
+    for secret in (key.private_key, key.mac_key):
+        assert unpadded_b64.encode(secret) not in text and secret.hex() not in text
+    assert again.backup.key == key and again.backup.version == 1
+    assert again.backup.uploaded == alice.backup.uploaded
+
+
+def test_an_old_message_says_how_to_read_it_while_the_device_has_no_backup_key(relay):
+    alice, _, _alice_engine, _ = alice_and_bob_talked(relay, messages=1)
+    _phone, _ = new_alice_device(relay, alice)
+
+    lines = {e.text for e in events_of(relay, ALICE2, NotShown)}
+
+    assert lines == {
+        "Sent before this device was set up: its key was never shared with this device. "
+        "Approve this device from another one, or enter your recovery key, to read it."
+    }
+
+
+def test_an_identity_reset_on_a_device_that_holds_the_key_updates_the_backup(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+
+    reset_from(relay, alice)
+    relay.run(ALICE1, alice_engine.login().requests)
+
+    backup = relay.backups["alice"]
+    assert backup["version"] == 1 and backup["public_key"] == alice.backup.key.public_key
+    assert wire.backup_signature_valid(backup, alice.identity.ed25519)
+    opened = wire.open_blob(alice.backup.key, "alice", 1, "identity", backup["identity"])
+    assert opened["version"] == 2
+    assert alice_engine.backup.status is BackupStatus.ON
+
+
+# --- the link's API (what the desktop and terminal clients call) --------------------------
+
+
+def test_the_link_says_the_status_once_the_server_answered_and_checks_the_typed_key(tmp_path):
+    session = FakeSession()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.logged_in()
+    assert link.backup_status is BackupStatus.UNKNOWN and link.backup_info is None
+    with pytest.raises(E2EError):
+        link.begin_backup_setup()  # not approved yet
+    link.store.identity = make_user("alice").identity
+
+    said = answer(link, session.of("backup_get")[-1], {"type": "backup", "backup": None})
+    shown_key = link.begin_backup_setup()
+
+    assert said == [BackupStatusChanged(BackupStatus.NONE)]  # for a view to redraw
+
+    assert link.backup_status is BackupStatus.NONE
+    assert len(shown_key.split(" ")) == 14
+    with pytest.raises(ValueError, match="not the recovery key shown"):
+        link.finish_backup_setup(shown_key[:-1] + ("A" if shown_key[-1] != "A" else "B"), None)
+    assert session.of("backup_publish") == []
+    link.finish_backup_setup(shown_key.lower().replace(" ", "-"), None)
+    (publish,) = session.of("backup_publish")
+    assert "password" not in publish.message
+    events = answer(link, publish, {"type": "ok"})
+    assert BackupEnabled(1) in events and link.backup_status is BackupStatus.ON
+    assert link.backup_info == (1, None, "DEV1")
+    with pytest.raises(RecoveryKeyTypo):
+        link.restore_with_recovery_key("ABCD EFGH")
+    reopened = CryptoStore.load(link.path, load_or_create_pickle_key(tmp_path))
+    assert reopened.backup.key == link.store.backup.key  # saved, sealed
+
+
+def test_the_link_passes_backup_changed_on_in_words(tmp_path):
+    link = E2ELink.open(FakeSession(), tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1.0)
+
+    events = link.pushed({"type": "backup_changed", "version": 3, "device": "D2", "name": "tab"})
+
+    assert [e.text for e in events if isinstance(e, BackupChanged)] == [
+        "Your key backup was reset from tab (D2). Your old recovery key no longer works."
+    ]
+    assert BackupStatusChanged(BackupStatus.NEEDS_KEY) in events
+
+
+def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    relay.refuse.append("backup_fetch")  # the connection drops during the first page
+    approve(relay, alice_engine, phone_engine)
+    assert phone.backup.key is not None and not phone.backup.restored
+    assert events_of(relay, ALICE2, BackupRestored) == []
+
+    restarted = relay.connect(CryptoStore.from_json(phone.to_json(bytes(32)), bytes(32)))
+
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert restarted.store.backup.restored
+    relay.connect(restarted.store)  # (the relay keeps the events of this connection only)
+    assert events_of(relay, ALICE2, BackupRestored) == []  # restored once only
+
+
+def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
+    alice, bob, alice_engine, _ = alice_and_bob_talked(relay, messages=1)
+    turn_on_backup(relay, alice_engine)
+    (bobs,) = [sid for (_, key, sid) in alice.groups.inbound if key == bob.device.curve25519]
+    late = relay.blobs["alice"].pop(bobs)  # not in the backup yet when the phone restores
+    _, phone_engine = new_alice_device(relay, alice)
+    approve(relay, alice_engine, phone_engine)
+    assert shown(relay, ALICE2) == ["alice 0"]
+    relay.blobs["alice"][bobs] = late
+
+    request = room_messages(relay)[0]  # bob's message, as history brings it again
+    item = {"type": "message", "room": "plans", "from": "bob", "msg_id": 1}
+    relay.push(ALICE2, {**item, "ts": "2030-01-01T00:00:00.000Z", "e2e": request["e2e"]})
+    relay.run(ALICE2, [])
+
+    (lookup,) = [r for p, r in relay.sent if p == ALICE2 and r.get("limit") == 1]
+    assert lookup["after"] < bobs and not any(lookup["after"] < s < bobs for s in relay.blobs)
+    assert "bob 0" in shown(relay, ALICE2)
+
+
+def test_the_session_id_before_another_is_the_greatest_below_it():
+    ids = sorted(vodozemac.GroupSession().session_id for _ in range(500))
+    for lower, higher in itertools.pairwise(ids):
+        assert lower <= session_id_before(higher) < higher
+    assert session_id_before("+" * 42 + "0") is None  # the smallest: fetch from the start
+    assert session_id_before("A" * 43) == "A" * 42 + "8"
+    with pytest.raises(ValueError):
+        session_id_before("A" * 42 + "B")  # its last character would carry bits past 32 bytes
+
+
+def test_a_reset_with_the_password_is_not_left_waiting_in_the_outbox_while_offline(tmp_path):
+    class Offline(FakeSession):
+        def request(self, type_, *, durable=True, **fields):
+            if not durable:
+                raise NotConnected("offline")
+            return super().request(type_, durable=durable, **fields)
+
+    session = Offline()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.store.identity = make_user("alice").identity
+    link.logged_in()
+    existing = {"type": "backup", "backup": {"version": 1, "public_key": "x"}}
+    answer(link, session.of("backup_get")[-1], existing)
+    shown_key = link.begin_backup_setup()
+
+    events = link.finish_backup_setup(shown_key, PASSWORD)
+
+    assert session.of("backup_publish") == []
+    assert [e.text for e in events if isinstance(e, BackupProblem)] == [NOT_CONNECTED]
+
+
+def test_a_server_that_pages_in_circles_is_not_followed(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    _, phone_engine = new_alice_device(relay, alice)
+    first = min(relay.blobs["alice"])
+    relay.blobs["alice"] = {first: relay.blobs["alice"][first]}
+    fetch = relay._handle
+
+    def in_circles(peer, request):
+        if request["type"] == "backup_fetch":
+            page = {"version": 1, "sessions": [relay.blobs["alice"][first]], "next": first}
+            relay.push(peer, {"type": "backup_sessions", "ref": request["id"], **page})
+        else:
+            fetch(peer, request)
+
+    relay._handle = in_circles
+    approve(relay, alice_engine, phone_engine)
+
+    assert sum(r["type"] == "backup_fetch" for p, r in relay.sent if p == ALICE2) == 2
+    assert len(events_of(relay, ALICE2, BackupRestored)) == 1  # over, not fetching forever
+
+
+def test_after_a_reset_made_without_the_backup_key_the_recovery_key_brings_it_up_to_date(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    phone = add_device(alice, "DEV2", approved=True)
+    phone_engine = relay.connect(phone)
+    relay.announce("alice")
+    phone.backup.drop()  # (as if it never got the key)
+    reset_from(relay, phone)  # a new user key, made where the backup key is not
+    relay.run(ALICE2, phone_engine.login().requests)
+    assert phone_engine.backup.status is BackupStatus.NEEDS_KEY
+    assert not wire.backup_signature_valid(relay.backups["alice"], phone.identity.ed25519)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    backup = relay.backups["alice"]
+    assert backup["version"] == 1 and wire.backup_signature_valid(backup, phone.identity.ed25519)
+    opened = wire.open_blob(phone.backup.key, "alice", 1, "identity", backup["identity"])
+    assert opened["version"] == 2 and phone_engine.backup.status is BackupStatus.ON
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
+def test_a_store_from_before_the_key_backup_opens_without_a_backup_key():
+    store = make_user("alice")
+    state = json.loads(store.to_json(bytes(32)))
+    del state["backup"]
+
+    again = CryptoStore.from_json(json.dumps(state), bytes(32))
+
+    assert again.backup.key is None and again.backup.uploaded == {}
