@@ -73,7 +73,11 @@ def test_the_newcomers_story(people, devices, tmp_path):
 
     # -- sends a file in a private room, and it arrives ---------------------------------------
     assert laptop.controller.submit(f"/create {ROOM} {bob}")
-    pump([laptop, friend], lambda: ROOM in friend.controller.rooms, "the private room")
+    pump(
+        [laptop, friend],
+        lambda: ROOM in friend.controller.rooms and ROOM in laptop.controller.rooms,
+        "the private room on both sides",
+    )
     laptop.controller.select(room_key(ROOM))
     assert laptop.controller.submit(IN_THE_ROOM)
     pump([laptop, friend], sees(friend, room_key(ROOM), alice, IN_THE_ROOM), "bob reads it")
