@@ -31,7 +31,7 @@ import pytest
 from chatproto.e2e_files import PIECE_SIZE, TAG_SIZE, ChunkCipher
 from tests import services
 from tests.live_server import start_live_server
-from tests.tk_client.e2e_peers import FilePeer, Peer, pump
+from tests.tk_client.e2e_peers import FilePeer, FileView, Peer, pump
 from tests.tk_client.test_e2e_clients_live import approve, approved
 from tk_client.chat_state import Pending
 from tk_client.controller import ChatController
@@ -319,7 +319,8 @@ def file_leaks(snooped: dict, content: bytes) -> dict[str, list[str]]:
 
 def set_up(*peers: Peer) -> None:
     """Drive ``peers`` until each device is approved and the server has answered all it
-    sent (its keys published): a message sent then is shared with every one of them."""
+    sent: a device is approved before its signed keys are uploaded, and a message sent to
+    a user whose upload is still on its way is shared with none of that user's devices."""
     pump(
         peers,
         lambda: approved(*peers)() and not any(p.session.pending() for p in peers),
@@ -328,7 +329,8 @@ def set_up(*peers: Peer) -> None:
 
 
 def file_ended(peer: FilePeer, transfer: str) -> Callable[[], bool]:
-    return lambda: transfer in peer.view.transfers and peer.view.transfers[transfer].over
+    transfers = cast(FileView, peer.view).transfers
+    return lambda: transfer in transfers and transfers[transfer].over
 
 
 @pytest.mark.parametrize("servers", [(0, 1), (0, 0)], ids=["across-processes", "on-one-process"])
@@ -345,8 +347,8 @@ def test_the_server_sees_neither_the_name_nor_the_bytes_of_an_end_to_end_file(
     source, content = secret_file(tmp_path)
 
     assert alice.controller.send_file(bob_name, str(source))
-    pump([alice, bob], lambda: bool(bob.view.offers), "the offer shown to bob")
-    offer = bob.view.offers[0]
+    pump([alice, bob], lambda: bool(cast(FileView, bob.view).offers), "the offer shown to bob")
+    offer = cast(FileView, bob.view).offers[0]
     assert (offer.name, offer.size, offer.end_to_end) == (FILE_NAME, FILE_SIZE, True)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -388,8 +390,10 @@ def test_a_client_that_sends_a_file_in_the_clear_is_caught(snooped, people, tmp_
     monkeypatch.setattr(ChunkCipher, "encrypt", plain_chunk)
     source, content = secret_file(tmp_path)
     assert alice.controller.send_file(bob_name, str(source))
-    pump([alice, bob], lambda: bool(bob.view.offers), "the plain offer shown to bob")
-    offer = bob.view.offers[0]
+    pump(
+        [alice, bob], lambda: bool(cast(FileView, bob.view).offers), "the plain offer shown to bob"
+    )
+    offer = cast(FileView, bob.view).offers[0]
     assert offer.name == FILE_NAME and not offer.end_to_end
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -439,6 +443,7 @@ def test_the_server_holds_no_key_of_the_backup_and_a_new_device_restores_through
         exported = entry.session.export_at(entry.session.first_known_index)
         assert exported is not None
         session_keys.append(exported.to_base64())
+    assert session_keys  # at least the laptop's own session of the conversation
     backup_key = laptop.link.store.backup.key
     assert backup_key is not None and laptop.link.store.identity is not None
     user_key = laptop.link.store.identity.private_b64()
