@@ -18,20 +18,25 @@ that sends a private message's text in the clear is caught by the same check.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from chatproto.e2e_files import PIECE_SIZE, TAG_SIZE, ChunkCipher
 from tests import services
 from tests.live_server import start_live_server
-from tests.tk_client.e2e_peers import Peer, pump
+from tests.tk_client.e2e_peers import FilePeer, FileView, Peer, pump
 from tests.tk_client.test_e2e_clients_live import approve, approved
 from tk_client.chat_state import Pending
 from tk_client.controller import ChatController
+from tk_client.e2e.backup import BackupStatus
+from tk_client.files.e2e_cipher import SealedUpload
 from tk_client.model import ConversationKey, pm_key, room_key
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]  # two daphne processes, Redis, PostgreSQL
@@ -134,17 +139,30 @@ SNOOPED = {
 }
 
 
-def everything_the_server_had(snooped: dict) -> dict[str, str]:
-    """Each place a secret could leak to, as text (the snooped plaintexts by kind)."""
+def snooped_bytes(snooped: dict) -> dict[str, bytes]:
+    """The snooped plaintexts by kind, as the bytes they were (each line's newlines
+    written as ``\\n``: search with :func:`as_recorded`)."""
     data_dir: Path = snooped["data_dir"]
     lines = [
         line
         for p in sorted(data_dir.glob(snooped["snoop_file"].name + ".*"))
-        for line in p.read_bytes().decode("utf-8", "replace").splitlines()
+        for line in p.read_bytes().split(b"\n")
     ]
-    seen = {
-        where: "\n".join(line for line in lines if line.startswith(prefix))
+    return {
+        where: b"\n".join(line for line in lines if line.startswith(prefix.encode()))
         for prefix, where in SNOOPED.items()
+    }
+
+
+def as_recorded(data: bytes) -> bytes:
+    """``data`` as sitecustomize writes it down (a newline as ``\\n``)."""
+    return data.replace(b"\n", b"\\n")
+
+
+def everything_the_server_had(snooped: dict) -> dict[str, str]:
+    """Each place a secret could leak to, as text (the snooped plaintexts by kind)."""
+    seen = {
+        where: data.decode("utf-8", "replace") for where, data in snooped_bytes(snooped).items()
     }
     seen["the channel layer's traffic in Redis"] = snooped["monitor"].text()
     seen["the database"] = database_dump(snooped["database"])
@@ -167,8 +185,8 @@ def people(snooped, tmp_path):
     cluster = snooped["cluster"]
     opened: list[Peer] = []
 
-    def person(name: str, device: str, server: int = 0) -> Peer:
-        peer = Peer(cluster.servers[server], tmp_path / f"{name}-{device}", name, device)
+    def person(name: str, device: str, server: int = 0, kind: type[Peer] = Peer) -> Peer:
+        peer = kind(cluster.servers[server], tmp_path / f"{name}-{device}", name, device)
         opened.append(peer)
         peer.log_in(f"{name}-pw")
         return peer
@@ -242,3 +260,228 @@ def test_a_client_that_sends_a_private_message_in_the_clear_is_caught(snooped, p
     seen = everything_the_server_had(snooped)
     leaks = [where for where, text in seen.items() if LEAKED_SECRET in text]
     assert SNOOPED["record"] in leaks
+
+
+# --- end-to-end files (protocol.md 4.12) ----------------------------------------------------
+
+FILE_NAME = "zephyr-merger-terms-7731.pdf"
+FILE_SECRET = b"strike-price-is-93-per-share-confidential;"  # ASCII: survives every text dump
+FILE_SIZE = 200_000  # four pieces of 65,520 bytes: several chunks, several windows of them
+
+
+def secret_file(folder: Path) -> tuple[Path, bytes]:
+    """A file with a distinctive name whose content is ``FILE_SECRET`` repeated, with
+    random blocks between the runs: each chunk holds both."""
+    content = b""
+    while len(content) < FILE_SIZE:
+        content += FILE_SECRET * 40 + os.urandom(700)
+    content = content[:FILE_SIZE]
+    path = folder / FILE_NAME
+    path.write_bytes(content)
+    return path, content
+
+
+def file_windows(content: bytes) -> tuple[list[bytes], list[bytes]]:
+    """16-byte slices of ``content`` to look for: printable ones (the secret's run, cut
+    at several places), which every dump keeps as they are, and random ones, one in each
+    piece, which only the snooped bytes keep intact."""
+    text = [FILE_SECRET] + [(FILE_SECRET * 2)[start : start + 16] for start in (0, 7, 19, 33)]
+    assert all(window in content for window in text)
+    binary = []
+    for piece in range(0, len(content), PIECE_SIZE):
+        run = content.index(FILE_SECRET * 40, piece) + len(FILE_SECRET) * 40  # random after it
+        binary.append(content[run + 100 : run + 116])
+    return text, binary
+
+
+def file_leaks(snooped: dict, content: bytes) -> dict[str, list[str]]:
+    """Where the server had the file's name or any of the windows of its content (empty:
+    nowhere). The check of both the clean transfer and the broken build."""
+    seen = everything_the_server_had(snooped)
+    raw = snooped_bytes(snooped)
+    text, binary = file_windows(content)
+    leaks: dict[str, list[str]] = {}
+    for what, needles in [
+        ("the file's name", [FILE_NAME, FILE_NAME.removesuffix(".pdf")]),
+        ("the file's bytes", [w.decode() for w in text] + [w.hex() for w in text + binary]),
+    ]:
+        found = [where for where, dump in seen.items() if any(n in dump for n in needles)]
+        if what == "the file's bytes":
+            found += [
+                where
+                for where, data in raw.items()
+                if any(as_recorded(w) in data for w in text + binary) and where not in found
+            ]
+        if found:
+            leaks[what] = found
+    return leaks
+
+
+def set_up(*peers: Peer) -> None:
+    """Drive ``peers`` until each device is approved and the server has answered all it
+    sent: a device is approved before its signed keys are uploaded, and a message sent to
+    a user whose upload is still on its way is shared with none of that user's devices."""
+    pump(
+        peers,
+        lambda: approved(*peers)() and not any(p.session.pending() for p in peers),
+        "devices set up",
+    )
+
+
+def file_ended(peer: FilePeer, transfer: str) -> Callable[[], bool]:
+    transfers = cast(FileView, peer.view).transfers
+    return lambda: transfer in transfers and transfers[transfer].over
+
+
+@pytest.mark.parametrize("servers", [(0, 1), (0, 0)], ids=["across-processes", "on-one-process"])
+def test_the_server_sees_neither_the_name_nor_the_bytes_of_an_end_to_end_file(
+    snooped, people, tmp_path, servers
+):
+    person, accounts = people
+    alice_name, bob_name = accounts("alice", "bob")
+    alice = cast(FilePeer, person(alice_name, "laptop", servers[0], FilePeer))
+    bob = cast(FilePeer, person(bob_name, "laptop", servers[1], FilePeer))
+    set_up(alice, bob)
+    alice.controller.submit(PUBLIC_CANARY)
+    pump([alice, bob], lambda: (alice_name, PUBLIC_CANARY) in bob.lines(room_key("lobby")), "lobby")
+    source, content = secret_file(tmp_path)
+
+    assert alice.controller.send_file(bob_name, str(source))
+    pump([alice, bob], lambda: bool(cast(FileView, bob.view).offers), "the offer shown to bob")
+    offer = cast(FileView, bob.view).offers[0]
+    assert (offer.name, offer.size, offer.end_to_end) == (FILE_NAME, FILE_SIZE, True)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    bob.manager.accept_into(offer.transfer, inbox)
+    pump([alice, bob], file_ended(alice, offer.transfer), "the transfer over for alice")
+    pump([alice, bob], file_ended(bob, offer.transfer), "the transfer over for bob")
+    assert (inbox / FILE_NAME).read_bytes() == content
+
+    seen = everything_the_server_had(snooped)
+    assert_every_source_is_observed(seen, snooped, alice_name)
+    # The transfer itself was observed: its steps in the records, and each of its chunks
+    # (which start with the transfer's 16 bytes) into and out of a server.
+    raw = snooped_bytes(snooped)
+    chunk_header = as_recorded(bytes.fromhex(offer.transfer))
+    pieces = len(range(0, FILE_SIZE, PIECE_SIZE))
+    assert offer.transfer in seen[SNOOPED["record"]]
+    assert raw[SNOOPED["record"]].count(chunk_header) >= 2 * pieces
+    if servers[0] != servers[1]:  # the chunks crossed the channel layer
+        assert raw[SNOOPED["layer"]].count(chunk_header) >= pieces
+    assert file_leaks(snooped, content) == {}
+
+
+def test_a_client_that_sends_a_file_in_the_clear_is_caught(snooped, people, tmp_path, monkeypatch):
+    person, accounts = people
+    alice_name, bob_name = accounts("alice", "bob")
+    alice = cast(FilePeer, person(alice_name, "laptop", 0, FilePeer))
+    bob = cast(FilePeer, person(bob_name, "laptop", 1, FilePeer))
+    set_up(alice, bob)
+
+    def plain_offer(self: SealedUpload, id: str | None = None, *, e2e: object = None) -> dict:
+        """The broken build: a 3.3 offer, with the name, instead of the sealed one."""
+        return self.outgoing.offer(id)
+
+    def plain_chunk(self: ChunkCipher, index: int, piece: bytes | memoryview) -> bytes:
+        """...and each piece as it is, with a tag of zeros."""
+        return bytes(piece) + bytes(TAG_SIZE)
+
+    monkeypatch.setattr(SealedUpload, "offer", plain_offer)
+    monkeypatch.setattr(ChunkCipher, "encrypt", plain_chunk)
+    source, content = secret_file(tmp_path)
+    assert alice.controller.send_file(bob_name, str(source))
+    pump(
+        [alice, bob], lambda: bool(cast(FileView, bob.view).offers), "the plain offer shown to bob"
+    )
+    offer = cast(FileView, bob.view).offers[0]
+    assert offer.name == FILE_NAME and not offer.end_to_end
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    bob.manager.accept_into(offer.transfer, inbox)
+    pump([alice, bob], file_ended(alice, offer.transfer), "the leaky transfer over")
+
+    leaks = file_leaks(snooped, content)
+    for what in ("the file's name", "the file's bytes"):
+        assert SNOOPED["record"] in leaks[what] and SNOOPED["layer"] in leaks[what], leaks
+
+
+# --- the key backup (protocol.md 4.13) ------------------------------------------------------
+
+BACKED_UP_SECRET = "the-safe-is-behind-the-blue-painting"
+
+
+def test_the_server_holds_no_key_of_the_backup_and_a_new_device_restores_through_it(
+    snooped, people
+):
+    person, accounts = people
+    alice_name, bob_name = accounts("alice", "bob")
+    laptop = person(alice_name, "laptop", 0)
+    bob = person(bob_name, "laptop", 1)
+    set_up(laptop, bob)
+    laptop.controller.submit(PUBLIC_CANARY)
+    laptop.controller.submit(f"/pm {bob_name} {BACKED_UP_SECRET}")
+    pump(
+        [laptop, bob],
+        lambda: (alice_name, BACKED_UP_SECRET) in bob.lines(pm_key(alice_name)),
+        "bob reads",
+    )
+    pump([laptop, bob], lambda: laptop.link.backup_status is BackupStatus.NONE, "no backup yet")
+
+    recovery_key = laptop.controller.begin_backup_setup()
+    laptop.controller.finish_backup_setup(recovery_key.lower())
+    sessions = laptop.link.store.groups.inbound
+    pump(
+        [laptop, bob],
+        lambda: (
+            laptop.link.backup_status is BackupStatus.ON
+            and set(laptop.link.store.backup.uploaded) == {sid for (_, _, sid) in sessions}
+        ),
+        "the backup on, and every session uploaded",
+    )
+    session_keys = []
+    for entry in sessions.values():
+        exported = entry.session.export_at(entry.session.first_known_index)
+        assert exported is not None
+        session_keys.append(exported.to_base64())
+    assert session_keys  # at least the laptop's own session of the conversation
+    backup_key = laptop.link.store.backup.key
+    assert backup_key is not None and laptop.link.store.identity is not None
+    user_key = laptop.link.store.identity.private_b64()
+    laptop.close()  # lost: only the recovery key is left
+
+    phone = person(alice_name, "phone", 1)
+    pump(
+        [phone, bob],
+        lambda: (
+            phone.controller.e2e is not None and phone.link.backup_status is BackupStatus.NEEDS_KEY
+        ),
+        "the new device needs the recovery key",
+    )
+    phone.controller.restore_with_recovery_key(recovery_key)
+    phone.controller.select(pm_key(bob_name))
+    phone.controller.load_older()
+    pump(
+        [phone, bob],
+        lambda: (alice_name, BACKED_UP_SECRET) in phone.lines(pm_key(bob_name)),
+        "the new device reads the old message",
+    )
+
+    seen = everything_the_server_had(snooped)
+    assert_every_source_is_observed(seen, snooped, alice_name)
+    for _, _, session_id in sessions:  # the blobs were stored, by session id (as bytea)
+        assert session_id.encode().hex() in seen["the database"]
+    compact = recovery_key.replace(" ", "")
+    keys = {
+        "the recovery key": [recovery_key, compact, compact.lower(), recovery_key.lower()],
+        "a Megolm session key": session_keys,
+        "the backup key": [
+            encoded
+            for raw in (backup_key.private_key, backup_key.mac_key)
+            for encoded in (base64.b64encode(raw).decode().rstrip("="), raw.hex())
+        ],
+        "the user key": [user_key],
+        "the message": [BACKED_UP_SECRET],
+    }
+    for where, text in seen.items():
+        for what, secrets in keys.items():
+            assert not any(secret in text for secret in secrets), f"{what} leaked into {where}"
