@@ -362,6 +362,8 @@ class KeyBackup:
         if purpose == "get" and ref == self._recovery_get:
             self._recovering, self._recovery_get = None, None
             return _problem(NOT_CONNECTED if code == "not_sent" else self._words(error))
+        if purpose == "fetch":  # the restore stops; it starts again with the next answer
+            self._restore = None  # to backup_get (conflict, below) or after the next login
         if code == "conflict":  # the backup was reset (or changed) meanwhile: look again
             step = self._get()
             if publishing is not None:
@@ -370,8 +372,7 @@ class KeyBackup:
         if put is not None or purpose == "put":
             self._scanned = -1  # not stored: scan again with the next change or login
             return Step()
-        if purpose == "fetch" and self._restore is not None:
-            self._restore = None  # tried again after the next login
+        if purpose == "fetch":
             return Step()
         if publishing is not None:
             if code == "invalid_credentials":

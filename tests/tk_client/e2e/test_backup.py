@@ -57,6 +57,7 @@ class BackupRelay(Relay):
         self.backups: dict[str, dict[str, Any]] = {}  # user -> the current backup object
         self.blobs: dict[str, dict[str, dict[str, Any]]] = {}  # user -> session id -> entry
         self.published_from: dict[str, str] = {}
+        self.refusal = "conflict"  # the code a refused backup request gets (see refuse)
 
     def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
         kind, ref = request["type"], request.get("id")
@@ -65,7 +66,7 @@ class BackupRelay(Relay):
             super()._handle(peer, request)
         elif kind in self.refuse:
             self.refuse.remove(kind)
-            self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
+            self.push(peer, {"type": "error", "ref": ref, "code": self.refusal})
         elif kind == "backup_get":
             current = self.backups.get(user)
             answer: dict[str, Any] = {"backup": current, "created": None, "device": None}
@@ -555,6 +556,7 @@ def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
     turn_on_backup(relay, alice_engine)
     phone, phone_engine = new_alice_device(relay, alice)
     relay.refuse.append("backup_fetch")  # the connection drops during the first page
+    relay.refusal = "not_sent"
     approve(relay, alice_engine, phone_engine)
     assert phone.backup.key is not None and not phone.backup.restored
     assert events_of(relay, ALICE2, BackupRestored) == []
@@ -565,6 +567,20 @@ def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
     assert restarted.store.backup.restored
     relay.connect(restarted.store)  # (the relay keeps the events of this connection only)
     assert events_of(relay, ALICE2, BackupRestored) == []  # restored once only
+
+
+def test_a_restore_refused_with_conflict_starts_again_and_uploads_resume(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    relay.refuse.append("backup_fetch")  # the backup changed while the first page was asked
+
+    approve(relay, alice_engine, phone_engine)
+
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert phone.backup.restored
+    relay.run(ALICE2, phone_engine.encrypt_for(ROOM, ["bob"], "from the phone", 1.0).requests)
+    assert [p for p, r in relay.sent if r["type"] == "backup_put"].count(ALICE2) == 1
 
 
 def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
