@@ -12,6 +12,7 @@ import vodozemac
 
 from chatproto import backup as wire
 from chatproto import unpadded_b64
+from chatproto.e2e import canonical_json
 from tk_client.e2e.backup import (
     BACKUP_KEY_SHARE,
     KEY_MISMATCH,
@@ -352,6 +353,46 @@ def test_a_restore_reads_every_page(relay, monkeypatch):
     assert [r.get("after") for r in fetches] == [None, min(relay.blobs["alice"])]
     assert all(r["limit"] == 1 for r in fetches)
     assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
+def test_a_restored_session_claiming_this_device_with_another_curve25519_is_not_trusted(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    forged = vodozemac.GroupSession()  # made by someone who holds the backup key
+    other_curve = vodozemac.Account().curve25519_key.to_base64()
+    exported = vodozemac.InboundGroupSession(forged.session_key).export_at(0)
+    assert exported is not None
+    plaintext = wire.session_plaintext(
+        conversation=ROOM,
+        session_id=forged.session_id,
+        session_key=exported.to_base64(),
+        sender="alice",
+        sender_device="DEV2",  # the phone itself
+        sender_key=other_curve,
+        sender_ed25519=phone.device.ed25519,
+    )
+    slot = wire.session_slot(forged.session_id)
+    blob = wire.seal_blob(alice.backup.key, "alice", 1, slot, plaintext)
+    relay.blobs["alice"][forged.session_id] = {
+        "session_id": forged.session_id,
+        "first_index": 0,
+        "blob": blob,
+    }
+    approve(relay, alice_engine, phone_engine)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(1, 0)]
+
+    inner = {"type": "text", "text": "forged", "conversation": ROOM}
+    inner |= {"sender": "alice", "sender_device": "DEV2"}
+    e2e = {"algorithm": "megolm.v1", "sender_key": other_curve, "device": "DEV2"}
+    e2e |= {"session_id": forged.session_id}
+    e2e["ciphertext"] = forged.encrypt(canonical_json(inner)).to_base64()
+    item = {"type": "message", "room": "plans", "from": "alice", "msg_id": 99}
+    relay.push(ALICE2, {**item, "ts": "2030-01-01T00:00:00.000Z", "e2e": e2e})
+    relay.run(ALICE2, [])
+
+    assert "forged" not in shown(relay, ALICE2)
+    assert [e.reason for e in events_of(relay, ALICE2, NotShown)] == [Undecryptable.NOT_VERIFIED]
 
 
 def share_body(relay, sender: CryptoStore, recipient: CryptoStore, version: int, key) -> dict:
