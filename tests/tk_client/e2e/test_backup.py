@@ -15,11 +15,13 @@ from chatproto import unpadded_b64
 from chatproto.e2e import canonical_json
 from tk_client.e2e.backup import (
     BACKUP_KEY_SHARE,
+    BACKUP_UNREADABLE,
     KEY_MISMATCH,
     NO_BACKUP,
     NOT_CONNECTED,
     NOT_SIGNED,
     NOT_THE_KEY_SHOWN,
+    OLD_IDENTITY,
     RESET_NEEDS_CREDENTIALS,
     BackupChanged,
     BackupEnabled,
@@ -477,6 +479,37 @@ def test_a_wrong_recovery_key_is_refused_and_changes_nothing(relay):
     assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [KEY_MISMATCH]
     assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
     assert {r["type"] for _, r in relay.sent[sent:]} == {"backup_get", "keys_query"}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+
+
+def test_a_recovery_key_whose_backup_holds_a_replaced_identity_changes_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    tablet = add_device(alice, "DEV3", approved=True)
+    relay.connect(tablet)
+    reset_from(relay, tablet)  # a new user key, made where the backup key is not
+    backup = dict(relay.backups["alice"])
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [OLD_IDENTITY]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+    assert relay.backups["alice"] == backup
+
+
+def test_a_recovery_key_with_an_identity_blob_moved_from_another_slot_changes_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    moved = next(iter(relay.blobs["alice"].values()))["blob"]
+    relay.backups["alice"] = {**relay.backups["alice"], "identity": moved}
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [BACKUP_UNREADABLE]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
     assert "user" not in relay.device_keys[ALICE2]["signatures"]
 
 
