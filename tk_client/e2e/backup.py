@@ -685,6 +685,7 @@ class KeyBackup:
             if self.store.backup.version == restore.version:
                 self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
+            step.extend(self._restore_if_due())  # a newer backup's key came meanwhile
             step.extend(self.flush())
         return step
 

@@ -30,6 +30,7 @@ from tk_client.e2e.backup import (
     BackupRestored,
     BackupStatus,
     BackupStatusChanged,
+    KeyBackup,
     RecoveryKeyTypo,
     session_id_before,
 )
@@ -655,6 +656,40 @@ def test_a_restore_refused_with_conflict_starts_again_and_uploads_resume(relay):
     assert phone.backup.restored
     relay.run(ALICE2, phone_engine.encrypt_for(ROOM, ["bob"], "from the phone", 1.0).requests)
     assert [p for p, r in relay.sent if r["type"] == "backup_put"].count(ALICE2) == 1
+
+
+def signed_backup(store: CryptoStore, version: int, key: wire.BackupKey) -> dict[str, Any]:
+    identity = wire.seal_blob(key, "alice", version, "identity", {"type": "identity"})
+    backup = wire.backup_object(user="alice", version=version, key=key, identity_blob=identity)
+    return wire.sign_backup(backup, unpadded_b64.decode(store.identity.private_b64()))
+
+
+def test_a_reset_while_the_last_page_is_on_its_way_restores_the_new_backup_after_it():
+    phone = make_user("alice", "DEV2")
+    laptop = add_device(phone, "DEV1", approved=True)
+    first, second = (wire.BackupKey.from_recovery_key(bytes([n]) * 32) for n in (1, 2))
+    phone.backup.keep(first, 1)
+    ids = (str(n) for n in itertools.count())
+    backup = KeyBackup(phone, lambda: next(ids))
+
+    def answered(step, kind: str, **fields) -> list[dict[str, Any]]:
+        (request,) = step.requests
+        return backup.receive({"type": kind, "ref": request["id"], **fields}).requests
+
+    (fetch,) = answered(backup.login(), "backup", backup=signed_backup(phone, 1, first))
+    assert fetch["type"] == "backup_fetch" and fetch["version"] == 1  # restoring version 1
+    changed = {"type": "backup_changed", "version": 2, "device": "DEV1", "name": "laptop"}
+    answered(backup.receive(changed), "backup", backup=signed_backup(phone, 2, second))
+    assert backup.status is BackupStatus.NEEDS_KEY
+    sender = DeviceKeys.from_wire(phone.identity.sign_device(laptop.device.device_keys()).to_wire())
+    offered = backup.offer_share(sender, second.share(2), phone.identity.ed25519)
+    answered(offered, "backup", backup=signed_backup(phone, 2, second))
+    assert backup.status is BackupStatus.ON and phone.backup.version == 2
+
+    last_page = {"type": "backup_sessions", "ref": fetch["id"], "version": 1}
+    step = backup.receive({**last_page, "sessions": [], "next": None})
+
+    assert [(r["type"], r["version"]) for r in step.requests] == [("backup_fetch", 2)]
 
 
 def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
