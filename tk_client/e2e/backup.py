@@ -370,7 +370,9 @@ class KeyBackup:
                 step.events.append(BackupProblem(CHANGED_MEANWHILE))
             return step
         if put is not None or purpose == "put":
-            self._scanned = -1  # not stored: scan again with the next change or login
+            # Not stored (too_large, rate_limited...): scan again with the next change or
+            # login, not at once (that would ask again and again, each refused alike).
+            self._queue = []
             return Step()
         if purpose == "fetch":
             return Step()

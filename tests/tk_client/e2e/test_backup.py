@@ -300,6 +300,19 @@ def test_a_refused_upload_for_a_reset_backup_fetches_it_again(relay):
     assert "alice" in relay.backups and relay.blobs["alice"] == {}
 
 
+def test_an_upload_the_server_refuses_is_not_sent_again_at_once(relay):
+    _alice, _bob, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    relay.refusal = "too_large"  # the backup holds all it may: every put is refused
+    relay.refuse.extend(["backup_put"] * 20)
+
+    relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], "one", 1.0).requests)
+
+    assert len(puts(relay)) == 1  # not again and again: with the next session, or login
+    relay.run(ALICE1, alice_engine.encrypt_for(ROOM, ["bob"], "two", 1.0).requests)
+    assert len(puts(relay)) == 2
+
+
 # --- the backup key with an approval, and restoring ----------------------------------------
 
 
