@@ -160,7 +160,7 @@ class BackupProblem:
 
 @dataclass(frozen=True)
 class BackupChanged:
-    """The backup was reset (a new ``version``) from ``device`` (named ``name``)."""
+    """A new backup (``version``: 1 the first, then a reset) from ``device`` (``name``)."""
 
     version: int
     device: str
@@ -172,7 +172,14 @@ class BackupChanged:
         if self.by_me:
             return "Your key backup was reset from this device."
         label = f"{self.name} ({self.device})" if self.name else self.device
+        if not self.reset:
+            return f"Key backup was turned on from {label}."
         return f"Your key backup was reset from {label}. Your old recovery key no longer works."
+
+    @property
+    def reset(self) -> bool:
+        """A new backup replaced one (version 1 is the first: no old recovery key)."""
+        return self.version > 1
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,8 @@ def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
     )
     assert alice.backup.version == 2  # the new key came from the phone
     assert alice_engine.backup.status is BackupStatus.ON
+    (first,) = [e for e in relay.events[ALICE2] if isinstance(e, BackupChanged)][:1]
+    assert first.text == "Key backup was turned on from laptop (DEV1)."  # not a reset
 
 
 def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
