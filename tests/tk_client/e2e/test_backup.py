@@ -413,6 +413,34 @@ def test_a_restored_session_claiming_this_device_with_another_curve25519_is_not_
     assert [e.reason for e in events_of(relay, ALICE2, NotShown)] == [Undecryptable.NOT_VERIFIED]
 
 
+def test_a_blob_whose_plaintext_names_another_session_than_its_slot_is_skipped(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    slot_session, other = vodozemac.GroupSession(), vodozemac.GroupSession()
+    names = {"conversation": ROOM, "sender": "bob", "sender_device": "DEV1"}
+    names |= {"sender_key": "c" * 43, "sender_ed25519": "e" * 43}
+
+    def sealed(session_id: str, session: vodozemac.GroupSession) -> dict[str, Any]:
+        exported = vodozemac.InboundGroupSession(session.session_key).export_at(0)
+        assert exported is not None
+        plaintext = wire.session_plaintext(
+            session_id=session_id, session_key=exported.to_base64(), **names
+        )
+        slot = wire.session_slot(slot_session.session_id)
+        blob = wire.seal_blob(alice.backup.key, "alice", 1, slot, plaintext)
+        return {"session_id": slot_session.session_id, "first_index": 0, "blob": blob}
+
+    approve(relay, alice_engine, phone_engine)
+    assert phone.backup.key is not None
+    for item in (sealed(other.session_id, slot_session), sealed(slot_session.session_id, other)):
+        relay.blobs["alice"] = {slot_session.session_id: item}
+        phone.backup.restored = False
+        relay.run(ALICE2, phone_engine.login().requests)
+        assert events_of(relay, ALICE2, BackupRestored)[-1:] == [BackupRestored(0, 1)]
+        assert phone.groups.inbound == {}
+
+
 def share_body(relay, sender: CryptoStore, recipient: CryptoStore, version: int, key) -> dict:
     payload = {"type": BACKUP_KEY_SHARE, **key.share(version)}
     return olm_body(sender, recipient, payload)
