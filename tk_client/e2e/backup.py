@@ -399,18 +399,17 @@ class KeyBackup:
 
     def _changed(self, push: Mapping[str, Any]) -> Step:
         """``backup_changed``: a new version from another device. The old key opens
-        nothing the server keeps: drop it, and wait for the new one (its device shares
-        it with us) or for the recovery key."""
+        nothing the server keeps: stop using it, and wait for the new one (its device
+        shares it with us) or for the recovery key. It is dropped once ``backup_get``
+        shows the new backup, signed by our user key (:meth:`_check_held`)."""
         version = _int(push.get("version"))
         if version is None:
             return Step()
         device, name = str(push.get("device") or ""), str(push.get("name") or "")
         by_me = device == self.store.device.device
         held = self.store.backup.version
-        if not by_me and held is not None and version > held:
-            self.store.backup.drop()
-            self._queue, self._scanned = [], -1
         if not by_me and (held is None or version > held):
+            self._queue, self._scanned = [], -1
             self.status = BackupStatus.NEEDS_KEY
         step = self._get()
         step.events.append(BackupChanged(version, device, name, by_me))
@@ -463,6 +462,13 @@ class KeyBackup:
             and backup.get("public_key") == key.public_key
         )
 
+    def _replaces_held(self, backup: Mapping[str, Any]) -> bool:
+        """Whether ``backup`` is a newer version than the key this device holds, signed by
+        our user key: a reset made on one of our devices. The server's word alone (a
+        push, or another object) must not make a device forget its key for good."""
+        version, held = _int(backup.get("version")), self.store.backup.version
+        return version is not None and held is not None and version > held and self._signed(backup)
+
     def usable(self) -> bool:
         """Whether this device holds the current backup's key and may use the backup."""
         state = self.store.backup
@@ -475,16 +481,15 @@ class KeyBackup:
     def _check_held(self) -> Step:
         """The status, from the backup just fetched and the key this device holds."""
         state = self.store.backup
-        if self.current is None:
-            if state.key is not None:
-                state.drop()
+        if self.current is None:  # the key is kept: only the server says so
             self.status = BackupStatus.NONE
             return Step()
         if state.key is None:
             self.status = BackupStatus.NEEDS_KEY
             return Step()
         if not self._is_current(state.key, state.version):
-            state.drop()  # reset elsewhere while this device was away
+            if self._replaces_held(self.current):
+                state.drop()  # reset elsewhere while this device was away
             self.status = BackupStatus.NEEDS_KEY
             return Step()
         if self._signed(self.current):

@@ -279,7 +279,8 @@ def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
 def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
     alice, _, alice_engine, _ = alice_and_bob_talked(relay)
     turn_on_backup(relay, alice_engine)
-    relay.backups["alice"] = {**relay.backups["alice"], "version": 2, "public_key": "x" * 43}
+    elsewhere = wire.BackupKey.from_recovery_key(bytes(32))
+    relay.backups["alice"] = signed_backup(alice, 2, elsewhere)  # a reset on another device
 
     push = {"type": "backup_changed", "version": 2, "device": "DEV9", "name": "tablet"}
     relay.push(ALICE1, push)
@@ -288,6 +289,28 @@ def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
     assert alice.backup.key is None and alice.backup.uploaded == {}
     assert alice_engine.backup.status is BackupStatus.NEEDS_KEY
     assert events_of(relay, ALICE1, BackupChanged) == [BackupChanged(2, "DEV9", "tablet", False)]
+
+
+def test_the_servers_word_alone_does_not_make_a_device_forget_its_backup_key(relay):
+    alice, _, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    key, real = alice.backup.key, relay.backups["alice"]
+    forged = {"type": "backup_changed", "version": 9, "device": "DEV9", "name": "tablet"}
+    relay.push(ALICE1, forged)  # the backup on the server is still version 1
+    relay.run(ALICE1, [])
+    assert alice.backup.key == key and alice_engine.backup.status is BackupStatus.ON
+
+    unsigned = {**real, "version": 2, "public_key": "x" * 43}  # made by no holder of the user key
+    for said in (unsigned, None):
+        relay.backups["alice"] = said
+        relay.run(ALICE1, alice_engine.backup.login().requests)
+        assert alice.backup.key == key and alice_engine.backup.status is not BackupStatus.ON
+
+    relay.backups["alice"] = real
+    relay.run(ALICE1, alice_engine.backup.login().requests)
+    assert alice_engine.backup.status is BackupStatus.ON
+    relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], "still backed up", 1.0).requests)
+    assert len(puts(relay)) == 1
 
 
 def test_a_refused_upload_for_a_reset_backup_fetches_it_again(relay):
