@@ -31,7 +31,8 @@ What it does:
   the backup when the user typed the key back (a reset needs the password), then shares
   the key with its other signed devices and uploads every session it holds. After an
   identity reset on a device that holds the key, the backup is updated (same version, new
-  identity and signature). ``backup_changed`` (a reset elsewhere) drops the old key.
+  identity and signature). ``backup_changed`` (a reset elsewhere) stops the uploads; the
+  old key is dropped once ``backup_get`` shows a newer backup signed by our user key.
 """
 
 from __future__ import annotations
