@@ -40,7 +40,6 @@ from .services import format_ts
 log = logging.getLogger("chat.backup")
 
 RESET_CONFLICT = "your key backup was reset or changed meanwhile: fetch it again (backup_get)"
-RESET_NEEDS_THE_WORD = "a new key backup replaces the one you have: send your password with it"
 
 # (session_id, first_index, blob), as chatproto.messages validated them.
 Uploaded = tuple[str, int, dict[str, Any]]
@@ -71,8 +70,8 @@ def publish_backup(
     ``version`` one more than the current (1 when there is none) is a **new backup**:
     the previous version's sessions are deleted, the change is recorded and, after
     commit, ``backup_changed`` goes to the user's sessions but ``origin``. Replacing an
-    existing backup needs ``password`` (wrong: ``invalid_credentials``, counted as a
-    failed login; missing: ``bad_request``). The current version with the same public
+    existing backup needs ``password`` (wrong or missing: ``invalid_credentials``, counted
+    as a failed login). The current version with the same public
     key is an **update**: the object is replaced, the sessions stay, nobody is told.
     Anything else is ``conflict``. Runs in a password thread (it may hash).
     """
@@ -89,9 +88,8 @@ def publish_backup(
     current = KeyBackup.objects.filter(user=user).values_list("version", "public_key").first()
     new = _judge(current, backup)
     if new and current is not None:
-        if password is None:
-            raise _bad(RESET_NEEDS_THE_WORD)
-        check_password_again(user, password, address)  # outside the transaction: it hashes
+        # Outside the transaction (it hashes); a missing password is a wrong one: counted.
+        check_password_again(user, password or "", address)
     with transaction.atomic():
         locked = (
             KeyBackup.objects.select_for_update()

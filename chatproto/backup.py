@@ -51,6 +51,7 @@ MAX_BACKUP_BYTES = 4_096  # a backup object as canonical JSON
 MAX_FIRST_INDEX = 2**32 - 1
 
 _CHECK_LABEL = b"chat.recovery_key.v1"
+_LOOKALIKES = str.maketrans("018", "OIB")  # digits base32 lacks, for the letters they resemble
 _PRIVATE_INFO = b"chat.backup.v1|private"
 _MAC_INFO = b"chat.backup.v1|mac"
 
@@ -96,9 +97,11 @@ def format_recovery_key(secret: bytes) -> str:
 def parse_recovery_key(text: str) -> bytes:
     """The 32 bytes of a typed recovery key; :class:`RecoveryKeyTypo` if it cannot be one.
 
-    Case, spaces and hyphens are ignored (people copy it by hand, in groups).
+    Case, spaces and hyphens are ignored (people copy it by hand, in groups), and the
+    digits 0, 1 and 8, which the alphabet does not have, are read as the letters O, I and
+    B that they are mistaken for; the check still catches a wrong guess.
     """
-    compact = "".join(text.split()).replace("-", "").upper()
+    compact = "".join(text.split()).replace("-", "").upper().translate(_LOOKALIKES)
     if len(compact) != RECOVERY_KEY_LENGTH:
         raise RecoveryKeyTypo()
     try:

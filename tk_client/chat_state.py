@@ -20,6 +20,7 @@ from chatproto.limits import HISTORY_DEFAULT_LIMIT, MAX_TEXT
 
 from .e2e.engine import Notice, NotShown, Shown
 from .e2e.errors import E2EError
+from .e2e.files import FileOfferRefused, FileOfferVerified
 from .events import (
     ConnectFailed,
     Greeted,
@@ -40,6 +41,7 @@ from .events import (
     refusal_words,
 )
 from .files import FileOffered, TransferChanged, TransferInfo, TransferState
+from .files.events import OfferToSeal, SealedOfferArrived
 from .model import (
     LOBBY,
     ChatMessage,
@@ -62,6 +64,7 @@ from .secure import (
     is_end_to_end,
     key_of,
 )
+from .secure_files import SealedTransfers, open_offer, seal_offer, take_verdict
 
 if TYPE_CHECKING:
     from .e2e.link import E2ELink
@@ -140,14 +143,14 @@ class ControllerView:
         as notices by the controller; a view with dialogs opens them here."""
 
 
-class Transfers(Protocol):
+class Transfers(SealedTransfers, Protocol):
     """The file-transfer side (:class:`tk_client.files.TransferManager`).
 
     ``offer`` raises :class:`~tk_client.files.TransferError` with words
-    for the user when it cannot start.
+    for the user when it cannot start; ``end_to_end`` (4.12) whenever there is a link.
     """
 
-    def offer(self, user: str, path: str) -> None: ...
+    def offer(self, user: str, path: str, *, end_to_end: bool = False) -> None: ...
     def decline(self, transfer: str) -> None: ...
     def handle(self, message: dict[str, Any]) -> bool: ...
 
@@ -347,6 +350,21 @@ class ChatState:
             self.view.session_event(event)
         elif isinstance(event, FileOffered | TransferChanged):
             self._on_transfer(event)
+        elif isinstance(event, OfferToSeal | SealedOfferArrived):
+            self._on_sealed_file(event)
+
+    def _on_sealed_file(self, event: OfferToSeal | SealedOfferArrived) -> None:
+        """4.12: an offer to seal (ours) or to open (theirs), by the end-to-end link."""
+        transfers = self.transfers
+        if transfers is None:
+            return
+        if isinstance(event, OfferToSeal):
+            self._e2e_events(seal_offer(self.e2e, transfers, event))
+            return
+        events, words = open_offer(self.e2e, transfers, event)
+        if words is not None:
+            self._notice(words, "error")
+        self._e2e_events(events)
 
     def _on_transfer(self, event: FileOffered | TransferChanged) -> None:
         info = event.info
@@ -598,6 +616,11 @@ class ChatState:
         for event in events:
             if isinstance(event, Shown | NotShown):
                 self._e2e_line(event)
+            elif isinstance(event, FileOfferVerified | FileOfferRefused):
+                transfers = self.transfers
+                words = take_verdict(transfers, event) if transfers is not None else None
+                if words is not None:
+                    self._notice(words, "error")
             elif isinstance(event, Notice):
                 self._notice(event.text, "error" if "paused" in event.text else "info")
             else:

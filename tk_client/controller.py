@@ -50,6 +50,7 @@ from .events import LoggedIn, NotConnected, Received, RequestStatus, RequestUpda
 from .files import TransferError
 from .model import LOBBY, ChatMessage, ConversationKey, MessageState, Room, pm_key, room_key
 from .secure import NEEDS_A_DEVICE, conversation_id, is_end_to_end
+from .secure_files import FILES_NEED_A_DEVICE
 
 # The views and the tests know these by the controller's name.
 __all__ = ["ChatController", "ControllerView", "SessionAPI", "Transfers"]
@@ -253,12 +254,18 @@ class ChatController(BackupActions, E2ECommands, E2EActions):
         if self.transfers is None:
             self._notice("Sending files is not available in this version yet.", "error")
             return False
+        if self.e2e is None:  # 4.12: only end to end, never a plain offer
+            self._notice(f"Not sent: {FILES_NEED_A_DEVICE}", "error")
+            return False
+        if not self.e2e.can_send:
+            self._notice(f"Not sent: {WAIT_FOR_APPROVAL}", "error")
+            return False
         path = unquote_path(path)  # pasted or dropped into a terminal with quotes around it
         if not path:
             self.view.choose_file(user)
             return True
         try:
-            self.transfers.offer(user, path)
+            self.transfers.offer(user, path, end_to_end=True)
         except TransferError as exc:
             self._notice(f"Not sent: {exc}", "error")
             return False

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import TransferError, TransferInfo, TransferManager, format_size, incoming_destination
+from .secure_files import offer_security
 from .terminal_lines import is_yes, printable
 from .terminal_view import TerminalView
 
@@ -64,7 +65,8 @@ class OfferQuestions:
                 self.transfers.decline(offer.transfer)
                 return True
             self.view.notify(
-                f"* receiving {printable(offer.name)} ({format_size(offer.size)}) from "
+                f"* receiving {printable(offer.name)} ({format_size(offer.size)}; "
+                f"{offer_security(offer)}) from "
                 f"{printable(offer.peer)} into {printable(str(path))}"
             )
             return True
@@ -104,7 +106,7 @@ class OfferQuestions:
         if question.step == "accept":
             self.view.prompt(
                 f"{printable(info.peer)} offers you the file {printable(info.name)} "
-                f"({format_size(info.size)}). Accept? [y/N] "
+                f"({format_size(info.size)}; {offer_security(info)}). Accept? [y/N] "
             )
         else:
             self.view.prompt(f"Save as [{printable(str(question.default))}]: ")

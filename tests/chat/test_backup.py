@@ -268,7 +268,8 @@ async def test_a_reset_needs_the_password_and_deletes_the_old_versions_sessions(
     assert (await alice.publish(alice.backup()))["type"] == "ok"
     assert (await alice.put([alice.entry(), alice.entry()]))["count"] == 2
     alice.key = BackupKey.from_recovery_key(new_recovery_key())
-    assert code(await alice.publish(alice.backup(2))) == ("error", "bad_request")  # no password
+    no_password = await alice.publish(alice.backup(2))
+    assert code(no_password) == ("error", "invalid_credentials")
     assert (await alice.publish(alice.backup(2), password="pw"))["type"] == "ok"
     assert (await alice.get())["backup"]["version"] == 2
     assert (await alice.fetch(2))["sessions"] == []

@@ -113,6 +113,18 @@ TYPOS = {
 }
 
 
+def test_digits_typed_for_the_letters_they_look_like_read_back() -> None:
+    """0, 1 and 8 are not in the alphabet: they are read as O, I and B."""
+    secret = next(
+        s for s in (bytes([n]) * 32 for n in range(256)) if {"O", "I", "B"} <= set(text_of(s))
+    )
+    text = text_of(secret)
+    assert (
+        backup.parse_recovery_key(text.replace("O", "0").replace("I", "1").replace("B", "8"))
+        == secret
+    )
+
+
 @pytest.mark.parametrize("typed", TYPOS.values(), ids=TYPOS.keys())
 def test_a_typo_is_refused(typed: str) -> None:
     with pytest.raises(RecoveryKeyTypo) as caught:

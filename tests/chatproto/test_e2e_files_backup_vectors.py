@@ -415,7 +415,7 @@ def test_section_4_13_states_chatprotos_constants() -> None:
         f'"algorithm": "{backup.ALGORITHM}"',
         f"at most {backup.MAX_BACKUP_BYTES:,} bytes as canonical JSON",
         f"1 to {backup.MAX_SESSIONS_PER_PUT} sessions",
-        f"(at most {backup.MAX_BLOB_CIPHERTEXT_BYTES:,} bytes)",
+        f"at most {backup.MAX_BLOB_CIPHERTEXT_BYTES:,} bytes)",
         f"at most {backup.MAX_BACKUP_SESSIONS:,} sessions per backup",
         f"(1 to {backup.MAX_FETCH_LIMIT}, default {backup.MAX_FETCH_LIMIT})",
         "from 0 to 2^32-1",

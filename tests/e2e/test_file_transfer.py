@@ -1,4 +1,4 @@
-"""File transfer through real servers (PROTOCOL.md 3.3), on one process and across two.
+"""File transfer through real servers (PROTOCOL.md 3.3; 4.12 end to end), on one process and two.
 
 The sender is always on the first process and the recipient on the second,
 so on the two-process deployment (Redis, PostgreSQL) every chunk, ack and
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chatproto.e2e_files import PIECE_SIZE, ChunkCipher, encrypted_size, new_file_key
 from chatproto.framing import FileChunk
 from chatproto.limits import MAX_CHUNK_SIZE, TRANSFER_WINDOW
 from chatproto.transfer import (
@@ -32,6 +33,7 @@ from chatproto.transfer import (
     new_transfer_id,
 )
 from tests.e2e.deployments import Deployment
+from tests.protocol_client.e2e_body import e2e_body
 from tests.protocol_client.sync import SyncClient
 
 pytestmark = pytest.mark.slow  # starts daphne processes
@@ -292,3 +294,35 @@ def test_a_transfer_ends_when_the_other_sides_server_process_dies(deployment, dy
         }
     finally:
         deployment.server(on).start()
+
+
+def test_an_end_to_end_file_crosses_the_relay_as_it_came(deployment):
+    """Protocol 4.12: an offer with ``e2e`` (no name, no hash) and AES-GCM chunks go from
+    one process to the other unchanged; the recipient opens every chunk with the file key."""
+    alice, alice_client = deployment.register("alice", on=SENDER_PROCESS, remember="laptop")
+    bob, bob_client = deployment.register("bob", on=RECIPIENT_PROCESS, remember="desk")
+    data = random.Random(7).randbytes(2 * PIECE_SIZE + 1_000)
+    key, transfer = new_file_key(), new_transfer_id()
+    sealed = e2e_body(alice_client.device, "the sealed name, size, hash and key")
+    offered = {"type": "file_offer", "transfer": transfer, "to": bob, "e2e": sealed}
+    offered["size"] = encrypted_size(len(data))
+    assert alice_client.request(offered)["type"] == "ok"
+    assert bob_client.find("file_offer") == {**offered, "from": alice}
+    bob_client.send({"type": "file_accept", "transfer": transfer})
+    alice_client.find("file_accept")
+    sender = ChunkCipher(key, transfer, len(data))
+    for index in range(sender.pieces):
+        piece = data[index * PIECE_SIZE : (index + 1) * PIECE_SIZE]
+        alice_client.send_chunk(
+            FileChunk(bytes.fromhex(transfer), index, sender.encrypt(index, piece))
+        )
+    receiver, received = ChunkCipher(key, transfer, len(data)), b""
+    for index in range(receiver.pieces):
+        chunk = bob_client.recv_chunk()
+        assert chunk.index == index
+        received += receiver.decrypt(index, chunk.data)
+        bob_client.send({"type": "file_ack", "transfer": transfer, "index": index})
+    alice_client.send({"type": "file_end", "transfer": transfer})
+    bob_client.find("file_end")
+    bob_client.send({"type": "file_done", "transfer": transfer, "ok": received == data})
+    assert alice_client.find("file_done") == {"type": "file_done", "transfer": transfer, "ok": True}

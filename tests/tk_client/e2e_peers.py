@@ -14,17 +14,21 @@ import queue
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tk_client.address import parse_address
 from tk_client.controller import ChatController, ControllerView
 from tk_client.e2e.link import E2ELink
 from tk_client.events import LoggedIn, Received
+from tk_client.files import TransferManager
 from tk_client.known_servers import KnownServers
 from tk_client.model import ChatMessage, ConversationKey
 from tk_client.session import Backoff, ChatSession
 
 from .helpers import WAIT_SECONDS
+
+if TYPE_CHECKING:
+    from tk_client.files import TransferInfo
 
 
 class RecordingView(ControllerView):
@@ -127,3 +131,46 @@ def settle(peers: Iterable[Peer], quiet: float = 0.3) -> None:
             last = time.monotonic()
         else:
             time.sleep(0.01)
+
+
+class FileView(RecordingView):
+    """Records offers (and says it asks the user) and every transfer's last state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offers: list[TransferInfo] = []
+        self.transfers: dict[str, TransferInfo] = {}
+
+    def file_offered(self, offer: TransferInfo) -> bool:
+        self.offers.append(offer)
+        return True
+
+    def transfer_changed(self, info: TransferInfo) -> None:
+        self.transfers[info.transfer] = info
+
+
+class FilePeer(Peer):
+    """A :class:`Peer` whose controller has a transfer manager, as both clients have."""
+
+    def __init__(self, server: Any, folder: Path, user: str, device_name: str) -> None:
+        super().__init__(server, folder, user, device_name)
+        self.relayed: list[dict[str, Any]] = []  # every file_* message, as the server sent it
+        self.session.add_hook(self._record)  # before the manager's hook, which takes them
+        self.manager = TransferManager(self.session)
+        self.view = FileView()
+        self.controller = ChatController(
+            self.session,
+            self.view,
+            transfers=self.manager,
+            autoload_history=False,
+            e2e_opener=E2ELink.opener(self.session, folder),
+        )
+
+    def _record(self, event: Any) -> bool:
+        if isinstance(event, Received) and str(event.message.get("type")).startswith("file_"):
+            self.relayed.append(event.message)
+        return False
+
+    def close(self) -> None:
+        self.manager.close()
+        super().close()

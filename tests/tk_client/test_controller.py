@@ -95,7 +95,8 @@ class FakeTransfers:
         self.offers: list[tuple[str, str]] = []
         self.handled: list[dict] = []
 
-    def offer(self, user: str, path: str) -> None:
+    def offer(self, user: str, path: str, *, end_to_end: bool = False) -> None:
+        assert end_to_end
         self.offers.append((user, path))
 
     def handle(self, message: dict) -> bool:
@@ -362,11 +363,18 @@ def test_file_says_it_is_not_available_without_transfers(controller, view):
     assert "not available" in view.last_notice()
 
 
+class DeviceLink:
+    """Stands for the end-to-end link of a remembered, approved device."""
+
+    can_send = approved = True
+
+
 def test_file_hands_the_offer_to_the_transfers(session, view):
     transfers = FakeTransfers()
     controller = ChatController(session, view, transfers=transfers)
     controller.handle(LoggedIn("me", ROOMS, again=False))
     push(controller, {"type": "users", "online": ["alice"], "all": ["alice", "me"]})
+    controller.e2e = DeviceLink()  # a remembered device: files go end to end (4.12)
 
     controller.submit("/file alice /tmp/notes.txt")
     controller.submit("/file alice")

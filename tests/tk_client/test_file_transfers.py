@@ -37,6 +37,7 @@ from tk_client.files import (
     TransferState,
     worker,
 )
+from tk_client.secure_files import FILES_NEED_A_DEVICE, PLAIN_OFFER, SEALED_OFFER
 
 from .helpers import WAIT_SECONDS, EventLog, make_session
 from .test_cli import PROJECT_DIR, RunningCli, args_for, cli, cli_env, run_cli
@@ -514,7 +515,18 @@ def test_saving_never_overwrites_an_existing_file_unless_agreed(peer, tmp_path, 
 
 @pytest.mark.parametrize(
     "module",
-    ["__init__", "events", "manager", "names", "progress", "sink", "source", "words", "worker"],
+    [
+        "__init__",
+        "e2e_cipher",
+        "events",
+        "manager",
+        "names",
+        "progress",
+        "sink",
+        "source",
+        "words",
+        "worker",
+    ],
 )
 def test_the_transfer_logic_does_not_import_tkinter(module):
     names = imported_names(PACKAGE / "files" / f"{module}.py")
@@ -528,17 +540,23 @@ def test_the_transfer_logic_does_not_import_tkinter(module):
 def test_cli_sends_a_file_to_a_cli_accepting_into_a_folder(accounts, tmp_path, inbox):
     source = random_file(tmp_path / "report.bin", 8 * 2**20)
     receiver = RunningCli(
-        args_for(accounts, "bob", "--trust", accounts.fingerprint, "--accept-files", str(inbox)),
+        args_for(
+            accounts, "bob", "--trust", accounts.fingerprint, "--remember", "laptop",
+            "--accept-files", str(inbox),
+        ),
         "bob-password",
-    )
+    )  # fmt: skip
     try:
         receiver.wait_for_error("* logged in as bob")
+        # Both are remembered devices: the file goes end to end (4.12).
         sent = run_cli(
-            args_for(accounts, "alice", "--trust", accounts.fingerprint),
+            args_for(accounts, "alice", "--trust", accounts.fingerprint, "--remember", "script"),
             stdin=f"/file bob {source}\n",
             password="alice-password",
         )
-        receiver.wait_for_error(f"* receiving report.bin (8.0 MiB) from alice into {inbox}")
+        receiver.wait_for_error(
+            f"* receiving report.bin (8.0 MiB; {SEALED_OFFER}) from alice into {inbox}"
+        )
         receiver.wait_for_line(
             f"Received report.bin (8.0 MiB) from alice, saved as {inbox / 'report.bin'}."
         )
@@ -578,8 +596,9 @@ def test_cli_without_a_terminal_declines_offers_and_says_how_to_accept(peer, acc
 
 
 def test_cli_file_that_cannot_be_sent_is_an_error_and_exit_code_one(accounts, tmp_path):
+    remembered = ("--trust", accounts.fingerprint, "--remember", "script")
     result = run_cli(
-        args_for(accounts, "alice", "--trust", accounts.fingerprint),
+        args_for(accounts, "alice", *remembered),
         stdin=f"/file carol {tmp_path / 'notes.txt'}\n/file carol {tmp_path}\n",
         password="alice-password",
     )
@@ -589,12 +608,23 @@ def test_cli_file_that_cannot_be_sent_is_an_error_and_exit_code_one(accounts, tm
 
     (tmp_path / "notes.txt").write_text("hello")
     offline = run_cli(  # carol is not online: the server refuses, the exit code says so
-        args_for(accounts, "alice", "--trust", accounts.fingerprint),
+        args_for(accounts, "alice", *remembered),
         stdin=f"/file carol {tmp_path / 'notes.txt'}\n",
         password="alice-password",
     )
     assert offline.returncode == 1
     assert "error: notes.txt was not sent to carol: " in offline.stderr
+
+
+def test_cli_without_a_remembered_device_sends_no_file(accounts, tmp_path):
+    """4.12: files go only end to end; without a device, words say how to get one."""
+    (tmp_path / "notes.txt").write_text("hello")
+    result = run_cli(
+        args_for(accounts, "alice", "--trust", accounts.fingerprint),
+        stdin=f"/file bob {tmp_path / 'notes.txt'}\n",
+        password="alice-password",
+    )
+    assert f"error: Not sent: {FILES_NEED_A_DEVICE}" in result.stderr
 
 
 def test_cli_accept_files_must_name_a_folder(accounts, tmp_path):
@@ -663,7 +693,9 @@ def test_cli_on_a_terminal_asks_whether_and_where_to_save(peer, accounts, tmp_pa
         source = random_file(tmp_path / "slides.pdf", 6 * 2**20)
         transfer = alice.send("bob", source)
 
-        terminal.wait_for("alice offers you the file slides.pdf (6.0 MiB). Accept? [y/N] ")
+        terminal.wait_for(
+            f"alice offers you the file slides.pdf (6.0 MiB; {PLAIN_OFFER}). Accept? [y/N] "
+        )
         terminal.type("y")
         terminal.wait_for(f"Save as [{inbox / 'slides.pdf'}]: ")
         terminal.type("")  # the default: the current folder, under the sanitized name
@@ -695,9 +727,10 @@ class RecordingTransfers:
         self.offers: list[tuple[str, str]] = []
         self.declined: list[str] = []
 
-    def offer(self, user: str, path: str) -> None:
+    def offer(self, user: str, path: str, *, end_to_end: bool = False) -> None:
         if self.refuse:
             raise TransferError(self.refuse)
+        assert end_to_end  # 4.12: a client with a device never offers a plain file
         self.offers.append((user, path))
 
     def decline(self, transfer: str) -> None:
@@ -726,7 +759,13 @@ def info(stage: TransferState, **fields) -> TransferInfo:
     return TransferInfo(**values)
 
 
-def logged_in_controller(transfers, view=None):
+class DeviceLink:
+    """Stands for the end-to-end link of a remembered, approved device."""
+
+    can_send = approved = True
+
+
+def logged_in_controller(transfers, view=None, *, link=True):
     from tk_client.controller import ChatController
 
     from .test_controller import ROOMS, FakeSession, RecordingView
@@ -737,6 +776,7 @@ def logged_in_controller(transfers, view=None):
     controller.handle(
         Received({"type": "users", "online": ["alice", "me"], "all": ["alice", "me"]})
     )
+    controller.e2e = DeviceLink() if link else None  # type: ignore[assignment]
     return controller, view
 
 
@@ -750,6 +790,14 @@ def test_file_command_strips_quotes_and_reports_what_cannot_be_sent():
     controller, view = logged_in_controller(refusing)
     assert controller.submit("/file alice /nope") is False  # the line stays, to fix it
     assert view.last_notice() == "Not sent: There is no file /nope."
+
+
+def test_without_a_device_no_file_is_offered_and_words_say_how_to_fix_it():
+    transfers = RecordingTransfers()
+    controller, view = logged_in_controller(transfers, link=False)
+    assert controller.submit("/file alice /tmp/notes.txt") is False
+    assert transfers.offers == []
+    assert view.last_notice() == f"Not sent: {FILES_NEED_A_DEVICE}"
 
 
 def test_an_offer_the_view_cannot_ask_about_is_declined_with_a_notice():

@@ -11,18 +11,23 @@ mid-way without racing it, the window's acknowledgements are held
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from tk_client.events import LoggedIn, Received
-from tk_client.files import TransferManager, TransferState, worker
+from tk_client.files import TransferInfo, TransferManager, TransferState, worker
 from tk_client.model import pm_key
+from tk_client.secure_files import PLAIN_OFFER, SEALED_OFFER
 from tk_client.views import transfers as transfer_views
 from tk_client.views.transfers import RecipientDialog
 
+from .e2e_peers import FilePeer
 from .gui_helpers import log_in, pump, shown_text, trust_server
 from .helpers import make_session
 from .test_file_transfers import AckGate, Peer, listing, random_file, sha256
+from .test_gui_e2e import approved, open_window, run, window_approved
 
 pytestmark = pytest.mark.gui
 
@@ -101,6 +106,7 @@ def test_an_offer_is_prompted_then_saved_where_chosen_with_progress(
     assert prompt.sender_label.cget("text") == "alice wants to send you a file:"
     assert prompt.name_label.cget("text") == "report.pdf"
     assert prompt.size_label.cget("text") == "4.0 MiB"
+    assert prompt.security_label.cget("text") == PLAIN_OFFER  # alice has no device: 3.3
 
     prompt.accept_button.invoke()
 
@@ -189,60 +195,116 @@ def test_cancel_in_the_progress_row_stops_the_transfer_and_leaves_nothing(
     assert listing(downloads) == []
 
 
-def test_send_file_in_a_private_chat_offers_the_file_to_the_partner(
-    window, alice, dialogs, tmp_path
-):
+# --- sending from the window: end to end (4.12), to a peer with a device -------------------
+
+
+@dataclass
+class Sealed:
+    """Bob's window and alice's headless client, both fresh users with devices."""
+
+    window: Any
+    alice: FilePeer
+    bob: str
+
+    def run(self, condition, what: str) -> None:
+        run(self.window, [self.alice], condition, what)
+
+    def offered(self) -> TransferInfo:
+        self.run(lambda: bool(self.alice.view.offers), "the offer at alice")
+        offer = self.alice.view.offers.pop(0)
+        assert offer.end_to_end  # a window with a device never sends a plain offer
+        return offer
+
+
+@pytest.fixture
+def sealed(open_app, known, address, accounts, people, tmp_path):
+    alice_name, bob = people("alice", "bob")
+    window = open_window(open_app, known, address, accounts, bob)
+    alice = FilePeer(accounts, tmp_path / "alice-laptop", alice_name, "laptop")
+    alice.log_in(f"{alice_name}-password")
+    pair = Sealed(window, alice, bob)
+    pair.run(lambda: window_approved(window)() and approved(alice)(), "both devices set up")
+    yield pair
+    alice.close()
+
+
+def test_send_file_in_a_private_chat_offers_the_file_to_the_partner(sealed, dialogs, tmp_path):
+    window, alice = sealed.window, sealed.alice
     source = random_file(tmp_path / "photo.jpg", 300_000)
     dialogs.open_path = str(source)
-    window.controller.select(pm_key("alice"))
+    window.controller.select(pm_key(alice.user))
 
     window.main_view.send_file_button.invoke()
 
-    offer = alice.offered()
-    assert (offer.peer, offer.name, offer.size) == ("bob", "photo.jpg", 300_000)
+    offer = sealed.offered()
+    assert (offer.peer, offer.name, offer.size) == (sealed.bob, "photo.jpg", 300_000)
     inbox = tmp_path / "alice-inbox"
     inbox.mkdir()
     alice.manager.accept_into(offer.transfer, inbox)
-    assert alice.ended(offer.transfer).stage is TransferState.FINISHED
     row = row_of(window, offer.transfer)
-    pump(window, lambda: row.over, "the row to show the end")
-    assert row.detail.cget("text") == "Delivered: alice has an exact copy."
+    sealed.run(lambda: row.over, "the row to show the end")
+    assert row.detail.cget("text") == f"Delivered: {alice.user} has an exact copy."
     assert (inbox / "photo.jpg").read_bytes() == source.read_bytes()
+    assert row.title.cget("text") == f"\N{LOCK} photo.jpg  to {alice.user}  (293.0 KiB)"
 
 
-def test_send_file_in_a_room_asks_for_the_recipient(window, alice, dialogs, tmp_path):
+def test_send_file_in_a_room_asks_for_the_recipient(sealed, dialogs, tmp_path):
+    window, alice = sealed.window, sealed.alice
     dialogs.open_path = str(random_file(tmp_path / "notes.txt", 1000))
 
     window.main_view.send_file_button.invoke()
 
     pump(window, lambda: isinstance(window.recipient_dialog, RecipientDialog), "who gets it")
     dialog = window.recipient_dialog
-    assert list(dialog.combo.cget("values")) == ["alice", "carol", "dave"]  # online ones first
-    assert dialog.user.get() == "alice"
+    assert alice.user in list(dialog.combo.cget("values"))
+    dialog.user.set(alice.user)
     dialog.send_button.invoke()
 
-    offer = alice.offered()
-    assert (offer.peer, offer.name) == ("bob", "notes.txt")
+    offer = sealed.offered()
+    assert (offer.peer, offer.name) == (sealed.bob, "notes.txt")
     alice.manager.decline(offer.transfer)
 
 
-def test_file_command_without_a_path_opens_the_file_dialog(window, alice, dialogs, tmp_path):
+def test_file_command_without_a_path_opens_the_file_dialog(sealed, dialogs, tmp_path):
+    window, alice = sealed.window, sealed.alice
     dialogs.open_path = str(random_file(tmp_path / "notes.txt", 1000))
 
-    assert window.controller.submit("/file alice")
+    assert window.controller.submit(f"/file {alice.user}")
 
     assert dialogs.asked[0][0] == "open"
-    offer = alice.offered()
-    assert (offer.peer, offer.name) == ("bob", "notes.txt")
+    offer = sealed.offered()
+    assert (offer.peer, offer.name) == (sealed.bob, "notes.txt")
     alice.manager.decline(offer.transfer)
 
 
-def test_a_file_dropped_on_the_window_is_offered(window, alice, tmp_path):
+def test_an_end_to_end_offer_shows_its_decrypted_name_with_the_lock(sealed, dialogs, tmp_path):
+    """The server relays no name (4.12): the prompt's name comes from the decrypted offer."""
+    window, alice = sealed.window, sealed.alice
+    source = random_file(tmp_path / "budget 2027.xlsx", 70_000)
+    downloads = tmp_path / "Downloads"
+    downloads.mkdir()
+    dialogs.save_as = str(downloads / "budget.xlsx")
+
+    assert alice.controller.send_file(sealed.bob, str(source))
+    sealed.run(lambda: bool(window.offer_prompts), "the offer's prompt")
+    transfer, prompt = next(iter(window.offer_prompts.items()))
+
+    assert prompt.name_label.cget("text") == "budget 2027.xlsx"
+    assert prompt.size_label.cget("text") == "68.4 KiB"
+    assert prompt.security_label.cget("text") == SEALED_OFFER
+    prompt.accept_button.invoke()
+    row = row_of(window, transfer)
+    sealed.run(lambda: row.over, "the end of the transfer")
+    assert sha256(downloads / "budget.xlsx") == sha256(source)
+
+
+def test_a_file_dropped_on_the_window_is_offered(sealed, tmp_path):
     """tkdnd's own XDND handlers, with the dropped paths served as a real X selection."""
+    window, alice = sealed.window, sealed.alice
     folder = tmp_path / "with space"
     folder.mkdir()
     source = random_file(folder / "drawing.svg", 5000)
-    window.controller.select(pm_key("alice"))
+    window.controller.select(pm_key(alice.user))
     assert window.drop_enabled
     tcl = window.root.tk
     source_widget = window.main_view.hint  # any widget of ours can own the selection
@@ -268,7 +330,7 @@ def test_a_file_dropped_on_the_window_is_offered(window, alice, tmp_path):
     tcl.call("tkdnd::xdnd::HandleXdndPosition", target, x, y, 0, source_widget)
     tcl.call("tkdnd::xdnd::HandleXdndDrop", 0)
 
-    offer = alice.offered()
-    assert (offer.peer, offer.name, offer.size) == ("bob", "drawing.svg", 5000)
+    offer = sealed.offered()
+    assert (offer.peer, offer.name, offer.size) == (sealed.bob, "drawing.svg", 5000)
     alice.manager.decline(offer.transfer)
     assert os.path.exists(source)

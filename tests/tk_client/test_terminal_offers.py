@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tk_client.files import TransferError, TransferInfo, TransferState
+from tk_client.secure_files import SEALED_OFFER
 from tk_client.terminal_lines import is_yes
 from tk_client.terminal_offers import OfferQuestions
 from tk_client.terminal_view import TerminalView
@@ -37,7 +38,9 @@ class RecordingTransfers:
         return True
 
 
-def offer(transfer: str = "t1", name: str = "notes.txt", stage=TransferState.OFFERED):
+def offer(
+    transfer: str = "t1", name: str = "notes.txt", stage=TransferState.OFFERED, end_to_end=True
+):
     return TransferInfo(
         transfer=transfer,
         outgoing=False,
@@ -51,6 +54,7 @@ def offer(transfer: str = "t1", name: str = "notes.txt", stage=TransferState.OFF
         remaining=None,
         progress="",
         message="words",
+        end_to_end=end_to_end,
     )
 
 
@@ -74,7 +78,9 @@ def test_an_offer_is_asked_about_then_saved_where_the_user_says(err, transfers, 
 
     assert questions.offered(offer())
     assert questions.asking
-    assert err.getvalue().endswith("alice offers you the file notes.txt (2.0 KiB). Accept? [y/N] ")
+    assert err.getvalue().endswith(
+        f"alice offers you the file notes.txt (2.0 KiB; {SEALED_OFFER}). Accept? [y/N] "
+    )
     questions.answer("y")
     assert "Save as [" in err.getvalue()
     questions.answer(str(tmp_path / "saved.txt"))
@@ -82,6 +88,16 @@ def test_an_offer_is_asked_about_then_saved_where_the_user_says(err, transfers, 
     assert transfers.accepted == [("t1", tmp_path / "saved.txt")]
     assert not questions.asking
     assert f"* receiving notes.txt into {tmp_path / 'saved.txt'}" in err.getvalue()
+
+
+def test_a_plain_offer_says_the_server_could_read_it(err, transfers):
+    """4.12: a 3.3 offer (no e2e) is marked before the user answers."""
+    questions = questions_for(err, transfers)
+    questions.offered(offer(end_to_end=False))
+    assert err.getvalue().endswith(
+        "alice offers you the file notes.txt (2.0 KiB; not end-to-end encrypted: the server "
+        "could read this file). Accept? [y/N] "
+    )
 
 
 def test_anything_but_yes_declines_and_the_next_offer_is_asked(err, transfers):
@@ -93,7 +109,9 @@ def test_anything_but_yes_declines_and_the_next_offer_is_asked(err, transfers):
     questions.answer("sure")
 
     assert transfers.declined == ["t1"]
-    assert err.getvalue().endswith("alice offers you the file two.txt (2.0 KiB). Accept? [y/N] ")
+    assert err.getvalue().endswith(
+        f"alice offers you the file two.txt (2.0 KiB; {SEALED_OFFER}). Accept? [y/N] "
+    )
 
 
 def test_an_offer_that_ends_unanswered_withdraws_its_question(err, transfers):
@@ -138,7 +156,10 @@ def test_accept_files_saves_without_asking(err, transfers, tmp_path):
 
     assert transfers.accepted == [("t1", tmp_path / "notes.txt")]
     assert not questions.asking
-    assert f"* receiving notes.txt (2.0 KiB) from alice into {tmp_path}" in err.getvalue()
+    assert (
+        f"* receiving notes.txt (2.0 KiB; {SEALED_OFFER}) from alice into {tmp_path}"
+        in err.getvalue()
+    )
 
 
 def test_without_a_terminal_or_a_folder_nobody_can_answer(err, transfers):

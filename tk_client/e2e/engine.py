@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chatproto import e2e
+from chatproto.e2e_files import MEGOLM_FILE
 
 from . import room_keys
 from .backup import BACKUP_KEY_SHARE, BackupEvent, KeyBackup
@@ -47,6 +48,7 @@ from .backup import Step as BackupStep
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
 from .errors import DecryptionFailed, E2EError, UntrustedKeys
+from .files import Opened, Sealed
 from .keys import ClaimedKey, DeviceKeys, Peer, PublishedUserKey
 from .megolm import InboundGroup, Undecryptable, why_undecryptable
 from .store import CryptoStore
@@ -125,6 +127,8 @@ Event = (
     | Verified
     | VerificationCancelled
     | BackupEvent
+    | Sealed
+    | Opened
 )
 
 
@@ -151,6 +155,8 @@ class _PendingSend:
     members: frozenset[str]
     text: str | None  # None: only share the room key again (after a refused to_device)
     now: float
+    payload: Mapping[str, Any] | None = None  # sealed in place of a text (a file offer's)
+    tag: str = ""  # the payload's, on its Sealed event
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)
     claim_sent: bool = False
@@ -316,6 +322,31 @@ class E2EEngine:
         out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
         return out
 
+    def seal_for(
+        self,
+        conversation: str,
+        members: Iterable[str],
+        payload: Mapping[str, Any],
+        tag: str,
+        now: float,
+    ) -> Output:
+        """Like :meth:`encrypt_for`, for a Megolm plaintext other than a text (4.12: a file
+        offer's ``file``): a :class:`~.files.Sealed` event with ``tag`` carries its ``e2e``
+        once the room keys have gone."""
+        member_set = frozenset(members) | {self.me}
+        self.store.contacts.check_sending(member_set - {self.me})
+        self._sends.append(_PendingSend(conversation, member_set, None, now, payload, tag))
+        out = self._advance_sends()
+        out.extend(self._backup_step(self.backup.flush()))  # a new session's copy, if made
+        return out
+
+    def open_file_offer(self, offer: Mapping[str, Any], now: float) -> Output:
+        """A relayed ``file_offer`` with ``e2e`` (4.12): an :class:`~.files.Opened` event,
+        or a ``NotShown`` (held until its key comes, like a message), under the message id
+        ``file:<transfer>``."""
+        msg_id = f"file:{offer.get('transfer')}"
+        return self.receive({**offer, "type": "file_offer", "msg_id": msg_id}, now)
+
     def _advance_sends(self) -> Output:
         out = Output()
         while self._sends and not self._sends[0].waiting_for:  # a waiting one asked already
@@ -366,9 +397,13 @@ class E2EEngine:
             peers = {(m["user"], m["device"]) for m in request["messages"]}
             self._room_keys_sent[request["id"]] = (pending, peers)
             out.requests.append(request)
+        me = self.store.device
+        if pending.payload is not None:
+            sealed = self.store.groups.seal(group, pending.payload, me.device, me.curve25519)
+            out.events.append(Sealed(pending.tag, sealed))
+            return out
         if pending.text is None:
             return out
-        me = self.store.device
         sealed = self.store.groups.encrypt(group, pending.text, me.user, me.device, me.curve25519)
         out.requests.append(self._message_request(pending.conversation, sealed))
         return out
@@ -543,7 +578,7 @@ class E2EEngine:
             return Output()
         if kind == "to_device" and "seq" in message:
             return self._to_device(message)
-        if kind in ("message", "private") and message.get("e2e") is not None:
+        if kind in ("message", "private", "file_offer") and message.get("e2e") is not None:
             return self._encrypted(message)
         return Output()
 
@@ -590,7 +625,7 @@ class E2EEngine:
         group = self.store.groups.outbound.get(pending.conversation)
         if group is not None:
             group.shared_with -= peers  # they never got it: the next message shares it
-        if pending.text is None:
+        if pending.text is None and pending.payload is None:
             return self._query(users)
         self._sends.append(_PendingSend(pending.conversation, pending.members, None, self._now))
         return self._advance_sends()
@@ -896,7 +931,8 @@ class E2EEngine:
             if message.get("type") == "message":
                 room = message.get("room")
                 return e2e.conversation_id(room=room) if isinstance(room, str) else None
-            pair = (message.get("from"), message.get("to"))
+            offer = message.get("type") == "file_offer"  # always to us (4.12)
+            pair = (message.get("from"), self.me if offer else message.get("to"))
             if not all(isinstance(name, str) for name in pair):
                 return None
             return e2e.conversation_id(pm=(str(pair[0]), str(pair[1])))
@@ -954,12 +990,18 @@ class E2EEngine:
                     return out, False
             reason, settled = self._session_trust(entry, sealed)
             if reason is None:
+                kind = e2e.MEGOLM_TEXT if message.get("type") != "file_offer" else MEGOLM_FILE
                 try:
-                    shown = self.store.groups.decrypt(conversation, sender, sealed, str(msg_id))
+                    shown = self.store.groups.decrypt(
+                        conversation, sender, sealed, str(msg_id), kind
+                    )
                 except DecryptionFailed:
                     reason, settled = Undecryptable.NOT_VERIFIED, True
                 else:
-                    out.events.append(Shown(conversation, msg_id, sender, shown.text))
+                    if kind == MEGOLM_FILE:
+                        out.events.append(Opened(conversation, str(msg_id), sender, shown.payload))
+                    else:
+                        out.events.append(Shown(conversation, msg_id, sender, shown.text))
                     return out, True
         if first_time or reason is not held.reason:
             assert reason is not None

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chatproto import e2e
+from chatproto.e2e_files import file_plaintext
 from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
@@ -51,8 +52,10 @@ from .backup import (
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
+from .files import FileOfferRefused, FileOfferVerified, Opened, Sealed, transfer_of, verdict
 from .identity import UserIdentity
 from .keyfile import load_or_create_pickle_key
+from .megolm import Undecryptable
 from .store import CryptoStore
 from .verification import Verified
 
@@ -77,6 +80,8 @@ IDENTITY_RESET = (
 
 OnRequest = Callable[[RequestStatus | None], None]
 """Gets a message's ``send``/``pm`` request when it leaves, or None if it never will."""
+OnSealed = Callable[[dict[str, Any]], None]
+"""Gets a file offer's ``e2e`` once the room keys went (4.12)."""
 
 
 class NotApproved(E2EError):
@@ -116,7 +121,7 @@ class KeysFetched:
     users: tuple[str, ...]
 
 
-LinkEvent = Event | OwnDeviceToApprove | KeysFetched
+LinkEvent = Event | OwnDeviceToApprove | KeysFetched | FileOfferVerified | FileOfferRefused
 """What the link reports: the engine's events, and own devices waiting for approval."""
 
 
@@ -194,6 +199,9 @@ class E2ELink:
         self._setup_pending = False
         self._setting_up = False  # from the set-up check until the user key is settled
         self._resetting: UserIdentity | None = None
+        self._seals: dict[str, OnSealed] = {}  # transfer -> who sends its file offer
+        self._seals_before_setup: list[Callable[[], list[LinkEvent]]] = []
+        self._offers: dict[str, Mapping[str, Any]] = {}  # transfer -> e2e offer being opened
 
     @classmethod
     def open(
@@ -245,6 +253,11 @@ class E2ELink:
         """Messages typed are still waiting here (for the set-up, device lists or keys):
         a client that is about to quit waits for them."""
         return bool(self._before_setup) or bool(self._sends)
+
+    @property
+    def can_send(self) -> bool:
+        """Approved, or the first login's set-up is on its way (what is sent waits for it)."""
+        return self.store.identity is not None or self._setting_up
 
     @property
     def backup_status(self) -> BackupStatus:
@@ -382,6 +395,71 @@ class E2ELink:
         self._sends.append((conversation, on_request))
         return self._flush(out)
 
+    def seal_file(
+        self,
+        peer: str,
+        *,
+        transfer: str,
+        name: str,
+        size: int,
+        sha256: str,
+        key: bytes,
+        on_sealed: OnSealed,
+        on_failed: Callable[[str], None],
+    ) -> list[LinkEvent]:
+        """Seal a file offer's ``file`` plaintext for ``peer`` (4.12) as a Megolm message of
+        ``pm:<me>:<peer>``, its room keys shared as for a private message; ``on_sealed``
+        gets the offer's ``e2e`` once they went (at once, or after device lists and keys;
+        during the first login's set-up, after it), ``on_failed`` words if it never will.
+
+        :class:`NotApproved` (with words) when this device cannot send encrypted yet;
+        :class:`~.errors.SendingBlocked` when the peer's verified identity changed."""
+        if self.store.identity is None:
+            if not self._setting_up:
+                raise NotApproved(WAIT_FOR_APPROVAL)
+
+            def later() -> list[LinkEvent]:
+                try:
+                    return self.seal_file(
+                        peer,
+                        transfer=transfer,
+                        name=name,
+                        size=size,
+                        sha256=sha256,
+                        key=key,
+                        on_sealed=on_sealed,
+                        on_failed=on_failed,
+                    )
+                except E2EError as exc:
+                    on_failed(str(exc))
+                    return []
+
+            self._seals_before_setup.append(later)
+            return []
+        conversation = e2e.conversation_id(pm=(self.user, peer))
+        payload = file_plaintext(
+            conversation=conversation,
+            sender=self.user,
+            sender_device=self.device,
+            transfer=transfer,
+            name=name,
+            size=size,
+            sha256=sha256,
+            key=key,
+        )
+        out = self.engine.seal_for(conversation, [peer], payload, transfer, self._clock())
+        self._seals[transfer] = on_sealed
+        return self._flush(out)
+
+    def open_file_offer(self, offer: Mapping[str, Any]) -> list[LinkEvent]:
+        """A relayed ``file_offer`` with ``e2e``: :class:`FileOfferVerified` or
+        :class:`FileOfferRefused` now, or later (from another call) once its key came."""
+        transfer = offer.get("transfer")
+        if not isinstance(transfer, str):
+            return []
+        self._offers[transfer] = offer
+        return self._flush(self.engine.open_file_offer(offer, self._clock()), save=False)
+
     def start_verification(self, user: str, device: str, kind: str) -> list[LinkEvent]:
         """Start SAS with ``user``'s ``device``: ``device`` approves one of our devices,
         ``contact`` verifies someone. ValueError (in words) for an unknown device."""
@@ -480,7 +558,14 @@ class E2ELink:
         if save or out.requests:
             self._save()
         unsent = [request["id"] for request in out.requests if not self._send(request)]
-        events: list[LinkEvent] = list(out.events)
+        events: list[LinkEvent] = []
+        for event in out.events:
+            if isinstance(event, Sealed | Opened) or (
+                isinstance(event, NotShown) and transfer_of(event.msg_id) is not None
+            ):
+                events.extend(self._file_event(event))
+            else:
+                events.append(event)
         for event in out.events:
             if isinstance(event, Verified) and event.approved_here:
                 events.append(Notice("This device was approved: it reads encrypted messages."))
@@ -488,6 +573,26 @@ class E2ELink:
             refusal = {"type": "error", "ref": engine_id, "code": "not_sent"}
             events.extend(self._flush(self.engine.receive(refusal, self._clock())))
         return events
+
+    def _file_event(self, event: Sealed | Opened | NotShown) -> list[LinkEvent]:
+        """4.12's engine events: a sealed offer goes to its sender; an opened one is checked
+        against its offer; one that failed is refused; one whose key is missing waits."""
+        if isinstance(event, Sealed):
+            on_sealed = self._seals.pop(event.tag, None)
+            if on_sealed is not None:
+                on_sealed(event.e2e)
+            return []
+        transfer = transfer_of(event.msg_id)
+        offer = self._offers.get(transfer) if transfer is not None else None
+        if offer is None:
+            return []  # it ended meanwhile
+        if isinstance(event, Opened):
+            del self._offers[str(transfer)]
+            return [verdict(offer, event)]
+        if event.reason is Undecryptable.NOT_VERIFIED:
+            del self._offers[str(transfer)]
+            return [FileOfferRefused(str(transfer), event.sender)]
+        return []  # waiting for its key (asked already), or for its sender's device
 
     def _send(self, request: Mapping[str, Any]) -> bool:
         """Send one of the engine's requests; False if it was refused at once (offline,
@@ -571,6 +676,9 @@ class E2ELink:
                 on_request(None)
                 continue
             events.extend(self.encrypt(conversation, members, text, on_request))
+        sealing, self._seals_before_setup = self._seals_before_setup, []
+        for seal in sealing:
+            events.extend(seal())
         return events
 
     def _own_devices_to_approve(self) -> list[LinkEvent]:
@@ -601,6 +709,8 @@ __all__ = [
     "BackupStatusChanged",
     "DeviceView",
     "E2ELink",
+    "FileOfferRefused",
+    "FileOfferVerified",
     "LockState",
     "NotApproved",
     "NotShown",

@@ -145,6 +145,7 @@ class Decrypted:
     sender: str
     sender_device: str
     message_index: int
+    payload: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the whole plaintext
 
 
 class GroupSessions:
@@ -174,16 +175,25 @@ class GroupSessions:
         self, group: OutboundGroup, text: str, sender: str, sender_device: str, sender_key: str
     ) -> dict[str, Any]:
         """The message's ``e2e`` object; the inner plaintext binds conversation and sender."""
-        plaintext = canonical_json(
-            {
-                "type": MEGOLM_TEXT,
-                "text": text,
-                "conversation": group.conversation,
-                "sender": sender,
-                "sender_device": sender_device,
-            }
-        )
-        ciphertext = group.session.encrypt(plaintext).to_base64()
+        plaintext = {
+            "type": MEGOLM_TEXT,
+            "text": text,
+            "conversation": group.conversation,
+            "sender": sender,
+            "sender_device": sender_device,
+        }
+        return self.seal(group, plaintext, sender_device, sender_key)
+
+    def seal(
+        self,
+        group: OutboundGroup,
+        plaintext: Mapping[str, Any],
+        sender_device: str,
+        sender_key: str,
+    ) -> dict[str, Any]:
+        """The ``e2e`` object of any Megolm plaintext (a text, a file offer's ``file``): the
+        caller's plaintext names the conversation, sender and device that readers check."""
+        ciphertext = group.session.encrypt(canonical_json(dict(plaintext))).to_base64()
         group.messages += 1
         return {
             "algorithm": ALGORITHM_MEGOLM,
@@ -234,6 +244,7 @@ class GroupSessions:
         sender: str,
         e2e: Mapping[str, Any],
         message_id: str | None = None,
+        kind: str = MEGOLM_TEXT,
     ) -> Decrypted:
         """The text of a message in ``conversation`` from ``sender`` (the outer message's).
 
@@ -242,6 +253,8 @@ class GroupSessions:
         device differ from the outer message's or from the key's sender, and a replay: the
         same ciphertext index shown again under another ``message_id`` (the server's id of
         the outer message; the same message decrypted twice, as history reloads, is fine).
+        ``kind``: the plaintext's ``type`` expected (``text``; ``file`` for a file offer,
+        whose further fields the caller checks in :attr:`Decrypted.payload`).
         """
         try:
             entry = self.inbound[(conversation, e2e["sender_key"], e2e["session_id"])]
@@ -252,7 +265,7 @@ class GroupSessions:
             )
             inner = json.loads(decrypted.plaintext)
             expected = {
-                "type": MEGOLM_TEXT,
+                "type": kind,
                 "conversation": conversation,
                 "sender": sender,
                 "sender_device": e2e.get("device"),
@@ -261,7 +274,7 @@ class GroupSessions:
                 not isinstance(inner, dict)
                 or any(inner.get(name) != value for name, value in expected.items())
                 or (entry.sender, entry.sender_device) != (sender, e2e.get("device"))
-                or not isinstance(inner.get("text"), str)
+                or (kind == MEGOLM_TEXT and not isinstance(inner.get("text"), str))
             ):
                 raise ValueError
             if message_id is not None:
@@ -270,7 +283,8 @@ class GroupSessions:
                     raise ValueError
         except (KeyError, ValueError, TypeError, UnicodeDecodeError):
             raise DecryptionFailed() from None
-        return Decrypted(inner["text"], sender, entry.sender_device, decrypted.message_index)
+        text = inner["text"] if kind == MEGOLM_TEXT else ""
+        return Decrypted(text, sender, entry.sender_device, decrypted.message_index, inner)
 
     # --- at rest ----------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ the user interface's thread without being changed underway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from chatproto.transfer import TransferState
 
@@ -36,6 +37,7 @@ class TransferInfo:
     local: bool = False  # FAILED by this side (Cancel pressed, our connection lost...)
     path: str | None = None  # the file sent, or where the received file was saved
     detail: str = ""  # words from the server or the recipient about how it ended
+    end_to_end: bool = False  # sent or offered end to end (protocol.md 4.12)
 
     @property
     def over(self) -> bool:
@@ -56,7 +58,37 @@ class TransferChanged:
     info: TransferInfo
 
 
-TransferEvent = FileOffered | TransferChanged
+@dataclass(frozen=True)
+class OfferToSeal:
+    """A file is hashed for an end-to-end offer (4.12): the user interface's thread has the
+    end-to-end link seal it (:meth:`TransferManager.sealed` with the ``e2e``, or
+    :meth:`TransferManager.not_sealed` with words)."""
+
+    transfer: str
+    peer: str
+    name: str
+    size: int  # the file's own size
+    sha256: str
+    key: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SealedOfferArrived:
+    """An end-to-end offer came (4.12): the user interface's thread has the link open it,
+    then :meth:`TransferManager.offer_verified` or :meth:`TransferManager.refuse_offer`."""
+
+    offer: dict[str, Any] = field(repr=False)
+
+    @property
+    def transfer(self) -> str:
+        return str(self.offer.get("transfer"))
+
+    @property
+    def sender(self) -> str:
+        return str(self.offer.get("from"))
+
+
+TransferEvent = FileOffered | TransferChanged | OfferToSeal | SealedOfferArrived
 
 
 class TransferError(Exception):

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chatproto.codes import ErrorCode
+from chatproto.e2e_files import NOT_VERIFIED, FileFacts, encrypted_size
 from chatproto.errors import MessageError
 from chatproto.transfer import (
     CancelReason,
@@ -86,7 +87,14 @@ from ..events import (
     SessionEvent,
 )
 from ..partials import PartialFiles
-from .events import FileOffered, TransferError, TransferEvent, TransferInfo
+from .e2e_cipher import SealedDownload
+from .events import (
+    FileOffered,
+    SealedOfferArrived,
+    TransferError,
+    TransferEvent,
+    TransferInfo,
+)
 from .names import incoming_destination, safe_name
 from .sink import Download
 from .words import format_size
@@ -139,6 +147,7 @@ class TransferManager:
         self.partials = partials
         self._lock = threading.Lock()  # guards the two tables; never held while calling out
         self._open: dict[str, TransferWorker] = {}
+        self._sealed: dict[str, dict[str, Any]] = {}  # end-to-end offers being opened (4.12)
         # Transfers that ended, and when: what a late unknown_transfer is most likely about.
         self._recently_over: dict[str, float] = {}
         self._heard: dict[str, float] = {}  # transfer -> when the server last relayed for it
@@ -149,9 +158,12 @@ class TransferManager:
 
     # -- the user interface's side ------------------------------------------------------------
 
-    def offer(self, user: str, path: str) -> None:
+    def offer(self, user: str, path: str, *, end_to_end: bool = False) -> None:
         """Start sending ``path`` to ``user``: hash it in the background, then offer it.
 
+        ``end_to_end`` (4.12; what a client with a device always asks): the worker posts
+        :class:`OfferToSeal` after hashing, and the offer leaves at :meth:`sealed`.
+        Without it, a plain 3.3 offer (only for sessions without a device).
         TransferError at once when it cannot work: not connected, not a readable
         file, larger than the server accepts.
         """
@@ -171,7 +183,8 @@ class TransferManager:
         if not os.access(file, os.R_OK):
             raise TransferError(f"Cannot read {path}: permission denied.")
         limit = self._max_file_size()
-        if limit is not None and stat.st_size > limit:
+        wire_size = encrypted_size(stat.st_size) if end_to_end else stat.st_size
+        if limit is not None and wire_size > limit:
             raise TransferError(
                 f"{file.name} is {format_size(stat.st_size)}; this server accepts files up to "
                 f"{format_size(limit)}."
@@ -185,6 +198,7 @@ class TransferManager:
             size=stat.st_size,
             state=TransferState.PREPARING,
             path=str(file),
+            end_to_end=end_to_end,
             post=self._post,
             ended=self._ended,
         )
@@ -192,6 +206,45 @@ class TransferManager:
             self._open[record.transfer] = record
         record.inbox.put(("prepare", str(file)))
         record.thread.start()
+
+    def sealed(self, transfer: str, e2e: dict[str, Any]) -> None:
+        """The link sealed ``transfer``'s offer (:class:`OfferToSeal`): it leaves now."""
+        record = self._find(transfer)
+        if record is not None and record.outgoing:
+            record.inbox.put(("sealed", e2e))
+
+    def not_sealed(self, transfer: str, words: str) -> None:
+        """The offer cannot be sealed (no device, not approved...): it ends, with ``words``."""
+        record = self._find(transfer)
+        if record is not None and record.outgoing:
+            record.inbox.put(("not_sealed", words))
+
+    def offer_verified(self, transfer: str, facts: FileFacts) -> None:
+        """An end-to-end offer (:class:`SealedOfferArrived`) passed its checks: offer it to
+        the user like any other (:class:`FileOffered`), marked end to end. Nothing if it
+        ended meanwhile."""
+        with self._lock:
+            offer = self._sealed.pop(transfer, None)
+        if offer is None or self._closed:
+            return
+        try:
+            incoming = IncomingTransfer(
+                transfer=transfer,
+                sender=str(offer.get("from")),
+                name=facts.name,
+                size=offer.get("size"),  # type: ignore[arg-type]  # checked by __init__
+                sha256=facts.sha256,
+            )
+        except MessageError:
+            self._send_quietly(file_cancel(transfer, NOT_VERIFIED))
+            return
+        self._start_incoming(incoming, facts)
+
+    def refuse_offer(self, transfer: str) -> None:
+        """An end-to-end offer failed a check (4.12): ``file_cancel`` ``not_verified``."""
+        with self._lock:
+            self._sealed.pop(transfer, None)
+        self._send_quietly(file_cancel(transfer, NOT_VERIFIED))
 
     def accept(
         self, transfer: str, destination: str | os.PathLike[str], *, overwrite: bool = False
@@ -207,9 +260,18 @@ class TransferManager:
         if Path(destination).is_dir():
             return self.accept_into(transfer, destination)
         try:
-            download = Download(
-                record.incoming, destination, overwrite=overwrite, journal=self.partials
-            )
+            if record.facts is not None:
+                download: Download = SealedDownload(
+                    record.incoming,
+                    record.facts,
+                    destination,
+                    overwrite=overwrite,
+                    journal=self.partials,
+                )
+            else:
+                download = Download(
+                    record.incoming, destination, overwrite=overwrite, journal=self.partials
+                )
         except FileExistsError:
             raise TransferError(
                 f"{destination} already exists; choose another name or agree to replace it."
@@ -325,6 +387,9 @@ class TransferManager:
         if kind == "file_offer":
             self._on_offer(message)
             return True
+        if kind in FINAL_STEPS and isinstance(transfer, str):
+            with self._lock:
+                self._sealed.pop(transfer, None)  # an end-to-end offer ended before it showed
         record = self._find(transfer) if isinstance(transfer, str) else None
         if record is not None:
             self._heard_from(record.transfer)
@@ -386,10 +451,27 @@ class TransferManager:
             self._recently_over[transfer] = self._clock()
 
     def _on_offer(self, message: dict[str, Any]) -> None:
+        if message.get("e2e") is not None:
+            self._on_sealed_offer(message)
+            return
         try:
             incoming = IncomingTransfer.from_offer(message)
         except MessageError:
             return  # malformed: the server validates offers, so this is not worth a word
+        self._start_incoming(incoming, None)
+
+    def _on_sealed_offer(self, message: dict[str, Any]) -> None:
+        """An end-to-end offer: the user interface's thread has the link open it."""
+        transfer, sender = message.get("transfer"), message.get("from")
+        if not isinstance(transfer, str) or not isinstance(sender, str) or self._closed:
+            return
+        with self._lock:
+            if transfer in self._sealed or transfer in self._open:
+                return
+            self._sealed[transfer] = message
+        self._post(SealedOfferArrived(message))
+
+    def _start_incoming(self, incoming: IncomingTransfer, facts: FileFacts | None) -> None:
         if self._closed or self._find(incoming.transfer) is not None:
             return
         record = TransferWorker(
@@ -398,9 +480,10 @@ class TransferManager:
             outgoing=False,
             peer=incoming.sender,
             name=safe_name(incoming.name),
-            size=incoming.size,
+            size=facts.size if facts is not None else incoming.size,
             state=TransferState.OFFERED,
             incoming=incoming,
+            facts=facts,
             post=self._post,
             ended=self._ended,
         )
@@ -425,6 +508,7 @@ class TransferManager:
     def _connection_lost(self) -> None:
         with self._lock:
             records = list(self._open.values())
+            self._sealed.clear()  # the server ended them (disconnected)
         for record in records:
             if record.state is TransferState.PREPARING:
                 record.abandon = CancelReason.DISCONNECTED

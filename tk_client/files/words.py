@@ -73,6 +73,11 @@ _REASONS = {
     "unknown_user": "there is no such user",
     "rate_limited": "too many transfers open; wait until one ends",
     "unknown_transfer": "the server no longer knows this transfer",
+    "not_verified": (
+        "the end-to-end encrypted file could not be verified (altered or out of place on the "
+        "way); nothing of it was kept"
+    ),
+    "device_required": "files are sent end to end: log in as a remembered device",
 }
 
 

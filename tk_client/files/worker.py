@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from chatproto.e2e_files import FileFacts, new_file_key
 from chatproto.transfer import (
     Cancelled,
     CancelReason,
@@ -31,7 +32,8 @@ from chatproto.transfer import (
 
 from ..events import NotConnected, RequestState, RequestStatus
 from . import words
-from .events import TransferChanged, TransferEvent, TransferInfo
+from .e2e_cipher import SealedUpload
+from .events import OfferToSeal, TransferChanged, TransferEvent, TransferInfo
 from .progress import Progress
 from .sink import Download
 from .source import FileSource, Upload
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .manager import SessionAPI
 
 UNKNOWN_TRANSFER = "unknown_transfer"  # the reason of a transfer the server no longer knows
+NOT_SEALED = "not_sealed"  # the reason of an end-to-end offer the link could not seal (4.12)
 REPORT_INTERVAL = 0.25  # seconds between two progress reports of one transfer to the UI queue
 
 
@@ -69,6 +72,8 @@ class TransferWorker:
         state: TransferState,
         path: str | None = None,
         incoming: IncomingTransfer | None = None,
+        facts: FileFacts | None = None,
+        end_to_end: bool = False,
         post: Callable[[TransferEvent], None],
         ended: Callable[[TransferWorker], None],
     ) -> None:
@@ -83,6 +88,9 @@ class TransferWorker:
         self.state = state  # the machine's state, or PREPARING before there is one
         self.path = path
         self.incoming = incoming
+        self.facts = facts  # an end-to-end offer's verified facts, with the file key (4.12)
+        self.end_to_end = end_to_end or facts is not None
+        self.offer_sent = False
         self.upload: Upload | None = None
         self.download: Download | None = None
         self.hashing = Progress(size) if outgoing else None
@@ -119,6 +127,12 @@ class TransferWorker:
         kind = item[0]
         if kind == "prepare":
             self._prepare(item[1])
+        elif kind == "sealed":
+            self._send_offer(item[1])
+        elif kind == "not_sealed":
+            if not self.offer_sent and not self.over:
+                self.detail = item[1]
+                self._fail(NOT_SEALED, local=True)
         elif kind == "offer_answer":
             status: RequestStatus = item[1]
             if status.state is RequestState.FAILED and self.upload is not None:
@@ -144,7 +158,10 @@ class TransferWorker:
             if self.incoming is not None and self.download is None:
                 self._apply(self.incoming.reject())
         elif kind == "cancel":
-            self._apply(self._cancel(CancelReason.CANCELLED))
+            if self.upload is not None and not self.offer_sent:
+                self._fail(CancelReason.CANCELLED, local=True)  # nothing went to the server
+            else:
+                self._apply(self._cancel(CancelReason.CANCELLED))
         elif kind == "unknown_transfer":
             self._unknown_to_server(named=item[1])
         elif kind == "lost":
@@ -166,11 +183,30 @@ class TransferWorker:
             source.close()
             self._fail(self.abandon, local=True)
             return
-        self.upload = Upload(source, self.peer, transfer=self.transfer)
         self.size = source.size
+        if self.end_to_end:
+            key = new_file_key()
+            self.upload = SealedUpload(source, self.peer, transfer=self.transfer, key=key)
+            self.state = TransferState.OFFERED
+            self._report(force=True)
+            # The offer leaves once the link sealed it (the room keys go first): "sealed".
+            self.post(
+                OfferToSeal(self.transfer, self.peer, source.name, source.size, source.sha256, key)
+            )
+            return
+        self.upload = Upload(source, self.peer, transfer=self.transfer)
         self.state = TransferState.OFFERED
         self._report(force=True)
-        fields = {k: v for k, v in self.upload.offer().items() if k != "type"}
+        self._send_offer(None)
+
+    def _send_offer(self, e2e: dict[str, Any] | None) -> None:
+        """Send the ``file_offer`` (end to end: with the sealed ``e2e``), once."""
+        sealed = isinstance(self.upload, SealedUpload)
+        if self.upload is None or self.offer_sent or self.over or sealed is (e2e is None):
+            return
+        self.offer_sent = True
+        offer = self.upload.offer(e2e=e2e) if sealed else self.upload.offer()  # type: ignore[call-arg]
+        fields = {k: v for k, v in offer.items() if k != "type"}
         try:
             self.session.request("file_offer", durable=False, **fields)
         except NotConnected:
@@ -252,6 +288,8 @@ class TransferWorker:
 
     def _settle(self) -> None:
         """Follow the state machine's state and report it; once over, report the end once."""
+        if self.over:
+            return  # ended here (before any offer, say): reported already
         machine = self._machine()
         if machine is not None:
             state = machine.state
@@ -342,5 +380,6 @@ class TransferWorker:
             local=self.local,
             path=self.path,
             detail=self.detail,
+            end_to_end=self.end_to_end,
         )
         return replace(info, message=describe_transfer(info))

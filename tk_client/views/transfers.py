@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from tkinter import filedialog, ttk
 
 from ..files import TransferInfo, TransferState, format_size
+from ..secure_files import offer_security
 from . import theme
 from .dialogs import _Dialog
 from .tkutil import release
@@ -65,7 +66,8 @@ class _Row:
 
     def update(self, info: TransferInfo) -> None:
         where = f"to {info.peer}" if info.outgoing else f"from {info.peer}"
-        self.title.configure(text=f"{info.name}  {where}  ({format_size(info.size)})")
+        lock = "\N{LOCK} " if info.end_to_end else ""  # 4.12: the server cannot read it
+        self.title.configure(text=f"{lock}{info.name}  {where}  ({format_size(info.size)})")
         self.bar.configure(value=round(info.fraction * PROGRESS_STEPS))
         self.detail.configure(text=_stage_line(info))
         if info.over and not self.over:
@@ -170,6 +172,14 @@ class OfferPrompt(tk.Toplevel):
         self.name_label.pack(anchor="w", pady=(6, 0))
         self.size_label = ttk.Label(body, text=format_size(info.size), style="Muted.TLabel")
         self.size_label.pack(anchor="w")
+        # 4.12: say whether the server could read it, before the user answers.
+        self.security_label = ttk.Label(
+            body,
+            text=offer_security(info),
+            style="Muted.TLabel" if info.end_to_end else "Error.TLabel",
+            wraplength=460,
+        )
+        self.security_label.pack(anchor="w", pady=(4, 0))
         ttk.Label(
             body,
             text="Accept to choose where to save it. It is kept only if it arrives complete "
