@@ -45,6 +45,7 @@ from typing import Any
 import vodozemac
 
 from chatproto import backup as wire
+from chatproto import crypto_utils
 from chatproto.backup import BackupKey, BlobRejected, RecoveryKeyTypo
 from chatproto.unpadded_b64 import decode as b64decode
 
@@ -230,11 +231,6 @@ class Step:
 
 def _problem(text: str) -> Step:
     return Step(events=[BackupProblem(text)])
-
-
-def _squash(text: str) -> str:
-    """A recovery key as typed, without what reading it ignores (spaces, hyphens, case)."""
-    return "".join(c for c in text if not c.isspace() and c != "-").upper()
 
 
 def session_id_before(session_id: str) -> str | None:
@@ -813,7 +809,11 @@ class KeyBackup:
         password is missing; the answer's events say how it went."""
         if self._secret is None:
             raise ValueError(NOTHING_TO_CONFIRM)
-        if _squash(typed) != _squash(wire.format_recovery_key(self._secret)):
+        try:  # read as a recovery key is (case, spaces, hyphens, the digits 0, 1 and 8)
+            same = crypto_utils.bytes_equal(wire.parse_recovery_key(typed), self._secret)
+        except RecoveryKeyTypo:
+            same = False
+        if not same:
             raise ValueError(NOT_THE_KEY_SHOWN)
         if self.store.identity is None:
             raise E2EError(NOT_SIGNED)

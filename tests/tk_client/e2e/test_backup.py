@@ -237,6 +237,19 @@ def test_the_key_typed_back_must_be_the_one_shown(relay):
     assert "alice" not in relay.backups
 
 
+def test_the_key_typed_back_is_read_as_a_recovery_key_is(relay, monkeypatch):
+    monkeypatch.setattr(wire, "new_recovery_key", lambda: bytes([7]) * 32)
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+    shown_key = engine.begin_backup_setup()
+    assert all(letter in shown_key for letter in "OIB")
+    typed = shown_key.replace("O", "0").replace("I", "1").replace("B", "8").replace(" ", "-")
+
+    relay.run(ALICE1, engine.finish_backup_setup(typed, None).requests)
+
+    assert relay.backups["alice"]["version"] == 1
+
+
 def test_an_unapproved_device_cannot_set_up_a_backup(relay):
     store = CryptoStore.create("alice", "DEV2", 0.0)
     engine = relay.connect(store)
