@@ -215,9 +215,9 @@ class BackupActions(E2EActions):
         """Each says what happened in words (``text``), but progress (the windows show it)
         and a reset made here (its ``BackupEnabled`` says so)."""
         elsewhere = isinstance(event, BackupChanged) and not event.by_me
-        if isinstance(event, BackupProblem) or elsewhere:
+        if isinstance(event, BackupProblem) or (elsewhere and event.reset):
             self._notice(event.text, "error")
-        elif isinstance(event, BackupEnabled | BackupRestored | BackupRecovered):
+        elif isinstance(event, BackupEnabled | BackupRestored | BackupRecovered) or elsewhere:
             self._notice(event.text)
         self.view.e2e_event(event)
 

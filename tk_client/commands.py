@@ -246,6 +246,16 @@ def parse_line(line: str) -> Text | Invocation | UnknownCommand | None:
     return Invocation(name, rest.strip())
 
 
+SECRET_COMMANDS = frozenset({"recover"})  # their arguments are secrets: the recovery key
+
+
+def carries_secret(line: str) -> bool:
+    """Whether ``line`` is a command whose arguments are a secret (``/recover KEY``): an
+    input history must not keep it, so Up never shows the recovery key again."""
+    typed = parse_line(line)
+    return isinstance(typed, Invocation) and typed.name in SECRET_COMMANDS
+
+
 def room_argument(word: str) -> str:
     """A room as typed (``#dev`` or ``dev``) without its optional ``#``."""
     return word.removeprefix("#")

@@ -276,6 +276,14 @@ def test_a_reset_from_another_device_is_announced_once(terminal):
     )
 
 
+def test_a_first_backup_made_on_another_device_is_not_called_a_reset(terminal):
+    terminal.events(BackupChanged(1, "PHONE", "my phone", by_me=False))
+
+    said = terminal.err.getvalue() + terminal.printed()
+    assert "Key backup was turned on from my phone (PHONE)." in terminal.printed()
+    assert "reset" not in said and "old recovery key" not in said
+
+
 def test_a_reset_made_here_is_not_announced_as_from_elsewhere(terminal):
     terminal.events(BackupChanged(4, "d1", "this one", by_me=True))
 

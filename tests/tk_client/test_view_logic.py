@@ -29,6 +29,16 @@ def test_repeated_lines_are_remembered_once():
     assert history.lines == ["same"]
 
 
+def test_the_recovery_key_typed_as_a_command_is_not_remembered():
+    history = InputHistory()
+    history.add("hello")
+    history.add("/recover ABCD EFGH ijkl")
+    history.add("/RECOVER ABCD")
+
+    assert history.lines == ["hello"]
+    assert history.previous("") == "hello"
+
+
 def test_characters_tk_cannot_draw_are_replaced():
     assert displayable("ok \U0001f600 fine \u00e9") == "ok \ufffd fine \u00e9"
 

@@ -31,7 +31,8 @@ What it does:
   the backup when the user typed the key back (a reset needs the password), then shares
   the key with its other signed devices and uploads every session it holds. After an
   identity reset on a device that holds the key, the backup is updated (same version, new
-  identity and signature). ``backup_changed`` (a reset elsewhere) drops the old key.
+  identity and signature). ``backup_changed`` (a reset elsewhere) stops the uploads; the
+  old key is dropped once ``backup_get`` shows a newer backup signed by our user key.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from typing import Any
 import vodozemac
 
 from chatproto import backup as wire
+from chatproto import crypto_utils
 from chatproto.backup import BackupKey, BlobRejected, RecoveryKeyTypo
 from chatproto.unpadded_b64 import decode as b64decode
 
@@ -160,7 +162,7 @@ class BackupProblem:
 
 @dataclass(frozen=True)
 class BackupChanged:
-    """The backup was reset (a new ``version``) from ``device`` (named ``name``)."""
+    """A new backup (``version``: 1 the first, then a reset) from ``device`` (``name``)."""
 
     version: int
     device: str
@@ -172,7 +174,14 @@ class BackupChanged:
         if self.by_me:
             return "Your key backup was reset from this device."
         label = f"{self.name} ({self.device})" if self.name else self.device
+        if not self.reset:
+            return f"Key backup was turned on from {label}."
         return f"Your key backup was reset from {label}. Your old recovery key no longer works."
+
+    @property
+    def reset(self) -> bool:
+        """A new backup replaced one (version 1 is the first: no old recovery key)."""
+        return self.version > 1
 
 
 @dataclass(frozen=True)
@@ -222,11 +231,6 @@ class Step:
 
 def _problem(text: str) -> Step:
     return Step(events=[BackupProblem(text)])
-
-
-def _squash(text: str) -> str:
-    """A recovery key as typed, without what reading it ignores (spaces, hyphens, case)."""
-    return "".join(c for c in text if not c.isspace() and c != "-").upper()
 
 
 def session_id_before(session_id: str) -> str | None:
@@ -362,16 +366,19 @@ class KeyBackup:
         if purpose == "get" and ref == self._recovery_get:
             self._recovering, self._recovery_get = None, None
             return _problem(NOT_CONNECTED if code == "not_sent" else self._words(error))
+        if purpose == "fetch":  # the restore stops; it starts again with the next answer
+            self._restore = None  # to backup_get (conflict, below) or after the next login
         if code == "conflict":  # the backup was reset (or changed) meanwhile: look again
             step = self._get()
             if publishing is not None:
                 step.events.append(BackupProblem(CHANGED_MEANWHILE))
             return step
         if put is not None or purpose == "put":
-            self._scanned = -1  # not stored: scan again with the next change or login
+            # Not stored (too_large, rate_limited...): scan again with the next change or
+            # login, not at once (that would ask again and again, each refused alike).
+            self._queue = []
             return Step()
-        if purpose == "fetch" and self._restore is not None:
-            self._restore = None  # tried again after the next login
+        if purpose == "fetch":
             return Step()
         if publishing is not None:
             if code == "invalid_credentials":
@@ -389,18 +396,17 @@ class KeyBackup:
 
     def _changed(self, push: Mapping[str, Any]) -> Step:
         """``backup_changed``: a new version from another device. The old key opens
-        nothing the server keeps: drop it, and wait for the new one (its device shares
-        it with us) or for the recovery key."""
+        nothing the server keeps: stop using it, and wait for the new one (its device
+        shares it with us) or for the recovery key. It is dropped once ``backup_get``
+        shows the new backup, signed by our user key (:meth:`_check_held`)."""
         version = _int(push.get("version"))
         if version is None:
             return Step()
         device, name = str(push.get("device") or ""), str(push.get("name") or "")
         by_me = device == self.store.device.device
         held = self.store.backup.version
-        if not by_me and held is not None and version > held:
-            self.store.backup.drop()
-            self._queue, self._scanned = [], -1
         if not by_me and (held is None or version > held):
+            self._queue, self._scanned = [], -1
             self.status = BackupStatus.NEEDS_KEY
         step = self._get()
         step.events.append(BackupChanged(version, device, name, by_me))
@@ -453,6 +459,13 @@ class KeyBackup:
             and backup.get("public_key") == key.public_key
         )
 
+    def _replaces_held(self, backup: Mapping[str, Any]) -> bool:
+        """Whether ``backup`` is a newer version than the key this device holds, signed by
+        our user key: a reset made on one of our devices. The server's word alone (a
+        push, or another object) must not make a device forget its key for good."""
+        version, held = _int(backup.get("version")), self.store.backup.version
+        return version is not None and held is not None and version > held and self._signed(backup)
+
     def usable(self) -> bool:
         """Whether this device holds the current backup's key and may use the backup."""
         state = self.store.backup
@@ -465,16 +478,15 @@ class KeyBackup:
     def _check_held(self) -> Step:
         """The status, from the backup just fetched and the key this device holds."""
         state = self.store.backup
-        if self.current is None:
-            if state.key is not None:
-                state.drop()
+        if self.current is None:  # the key is kept: only the server says so
             self.status = BackupStatus.NONE
             return Step()
         if state.key is None:
             self.status = BackupStatus.NEEDS_KEY
             return Step()
         if not self._is_current(state.key, state.version):
-            state.drop()  # reset elsewhere while this device was away
+            if self._replaces_held(self.current):
+                state.drop()  # reset elsewhere while this device was away
             self.status = BackupStatus.NEEDS_KEY
             return Step()
         if self._signed(self.current):
@@ -684,6 +696,7 @@ class KeyBackup:
             if self.store.backup.version == restore.version:
                 self.store.backup.restored = True
             step.events.append(BackupRestored(restore.restored, restore.skipped))
+            step.extend(self._restore_if_due())  # a newer backup's key came meanwhile
             step.extend(self.flush())
         return step
 
@@ -796,7 +809,11 @@ class KeyBackup:
         password is missing; the answer's events say how it went."""
         if self._secret is None:
             raise ValueError(NOTHING_TO_CONFIRM)
-        if _squash(typed) != _squash(wire.format_recovery_key(self._secret)):
+        try:  # read as a recovery key is (case, spaces, hyphens, the digits 0, 1 and 8)
+            same = crypto_utils.bytes_equal(wire.parse_recovery_key(typed), self._secret)
+        except RecoveryKeyTypo:
+            same = False
+        if not same:
             raise ValueError(NOT_THE_KEY_SHOWN)
         if self.store.identity is None:
             raise E2EError(NOT_SIGNED)

@@ -1033,7 +1033,10 @@ class E2EEngine:
         a fresh list never comes back; an unsigned one may be signed later).
         """
         if self._own_session(entry):
-            return None, True
+            # Ours only with our curve25519 too: a restored or forwarded copy may name this
+            # device with another key (4.5: sender_key is that device's curve25519).
+            mine = sealed["sender_key"] == self.store.device.curve25519
+            return (None, True) if mine else (Undecryptable.NOT_VERIFIED, True)
         device = self._device_of(entry.sender, entry.sender_device)
         if device is None:
             gone = entry.sender in self.directory.users and entry.sender not in self.directory.stale

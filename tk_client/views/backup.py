@@ -129,9 +129,10 @@ class BackupSection(Section):
 
     def handle(self, event: Any) -> None:
         """A backup event from the controller: the words change, a reset elsewhere is said."""
-        if isinstance(event, BackupChanged) and not event.by_me:
+        elsewhere = isinstance(event, BackupChanged) and not event.by_me
+        if elsewhere and event.reset:
             self.show_error(event.text)
-        elif isinstance(event, BackupEnabled | BackupRestored | BackupRecovered):
+        elif elsewhere or isinstance(event, BackupEnabled | BackupRestored | BackupRecovered):
             self.show_done(event.text)
         self.refresh()
 

@@ -13,6 +13,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import ttk
 
+from ..commands import carries_secret
 from ..controller import ChatController, ControllerView
 from ..events import Phase
 from ..model import ChatMessage, ConversationKey
@@ -36,6 +37,10 @@ class InputHistory:
         self.draft = ""
 
     def add(self, line: str) -> None:
+        """Remember ``line``, unless it is the last one again or carries a secret."""
+        if carries_secret(line):
+            self.position, self.draft = len(self.lines), ""
+            return
         if line and (not self.lines or self.lines[-1] != line):
             self.lines.append(line)
             del self.lines[:-HISTORY_SIZE]

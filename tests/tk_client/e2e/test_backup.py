@@ -12,8 +12,10 @@ import vodozemac
 
 from chatproto import backup as wire
 from chatproto import unpadded_b64
+from chatproto.e2e import canonical_json
 from tk_client.e2e.backup import (
     BACKUP_KEY_SHARE,
+    BACKUP_UNREADABLE,
     KEY_MISMATCH,
     NO_BACKUP,
     NOT_CONNECTED,
@@ -28,6 +30,7 @@ from tk_client.e2e.backup import (
     BackupRestored,
     BackupStatus,
     BackupStatusChanged,
+    KeyBackup,
     RecoveryKeyTypo,
     session_id_before,
 )
@@ -58,6 +61,7 @@ class BackupRelay(Relay):
         self.backups: dict[str, dict[str, Any]] = {}  # user -> the current backup object
         self.blobs: dict[str, dict[str, dict[str, Any]]] = {}  # user -> session id -> entry
         self.published_from: dict[str, str] = {}
+        self.refusal = "conflict"  # the code a refused backup request gets (see refuse)
 
     def _handle(self, peer: tuple[str, str], request: dict[str, Any]) -> None:
         kind, ref = request["type"], request.get("id")
@@ -66,7 +70,7 @@ class BackupRelay(Relay):
             super()._handle(peer, request)
         elif kind in self.refuse:
             self.refuse.remove(kind)
-            self.push(peer, {"type": "error", "ref": ref, "code": "conflict"})
+            self.push(peer, {"type": "error", "ref": ref, "code": self.refusal})
         elif kind == "backup_get":
             current = self.backups.get(user)
             answer: dict[str, Any] = {"backup": current, "created": None, "device": None}
@@ -233,6 +237,19 @@ def test_the_key_typed_back_must_be_the_one_shown(relay):
     assert "alice" not in relay.backups
 
 
+def test_the_key_typed_back_is_read_as_a_recovery_key_is(relay, monkeypatch):
+    monkeypatch.setattr(wire, "new_recovery_key", lambda: bytes([7]) * 32)
+    alice = make_user("alice")
+    engine = relay.connect(alice, publish_user_key=True)
+    shown_key = engine.begin_backup_setup()
+    assert all(letter in shown_key for letter in "OIB")
+    typed = shown_key.replace("O", "0").replace("I", "1").replace("B", "8").replace(" ", "-")
+
+    relay.run(ALICE1, engine.finish_backup_setup(typed, None).requests)
+
+    assert relay.backups["alice"]["version"] == 1
+
+
 def test_an_unapproved_device_cannot_set_up_a_backup(relay):
     store = CryptoStore.create("alice", "DEV2", 0.0)
     engine = relay.connect(store)
@@ -268,12 +285,15 @@ def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
     )
     assert alice.backup.version == 2  # the new key came from the phone
     assert alice_engine.backup.status is BackupStatus.ON
+    (first,) = [e for e in relay.events[ALICE2] if isinstance(e, BackupChanged)][:1]
+    assert first.text == "Key backup was turned on from laptop (DEV1)."  # not a reset
 
 
 def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
     alice, _, alice_engine, _ = alice_and_bob_talked(relay)
     turn_on_backup(relay, alice_engine)
-    relay.backups["alice"] = {**relay.backups["alice"], "version": 2, "public_key": "x" * 43}
+    elsewhere = wire.BackupKey.from_recovery_key(bytes(32))
+    relay.backups["alice"] = signed_backup(alice, 2, elsewhere)  # a reset on another device
 
     push = {"type": "backup_changed", "version": 2, "device": "DEV9", "name": "tablet"}
     relay.push(ALICE1, push)
@@ -282,6 +302,28 @@ def test_backup_changed_drops_the_old_key_until_the_new_one_comes(relay):
     assert alice.backup.key is None and alice.backup.uploaded == {}
     assert alice_engine.backup.status is BackupStatus.NEEDS_KEY
     assert events_of(relay, ALICE1, BackupChanged) == [BackupChanged(2, "DEV9", "tablet", False)]
+
+
+def test_the_servers_word_alone_does_not_make_a_device_forget_its_backup_key(relay):
+    alice, _, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    key, real = alice.backup.key, relay.backups["alice"]
+    forged = {"type": "backup_changed", "version": 9, "device": "DEV9", "name": "tablet"}
+    relay.push(ALICE1, forged)  # the backup on the server is still version 1
+    relay.run(ALICE1, [])
+    assert alice.backup.key == key and alice_engine.backup.status is BackupStatus.ON
+
+    unsigned = {**real, "version": 2, "public_key": "x" * 43}  # made by no holder of the user key
+    for said in (unsigned, None):
+        relay.backups["alice"] = said
+        relay.run(ALICE1, alice_engine.backup.login().requests)
+        assert alice.backup.key == key and alice_engine.backup.status is not BackupStatus.ON
+
+    relay.backups["alice"] = real
+    relay.run(ALICE1, alice_engine.backup.login().requests)
+    assert alice_engine.backup.status is BackupStatus.ON
+    relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], "still backed up", 1.0).requests)
+    assert len(puts(relay)) == 1
 
 
 def test_a_refused_upload_for_a_reset_backup_fetches_it_again(relay):
@@ -294,6 +336,19 @@ def test_a_refused_upload_for_a_reset_backup_fetches_it_again(relay):
 
     assert sum(r["type"] == "backup_get" for _, r in relay.sent) == gets + 1
     assert "alice" in relay.backups and relay.blobs["alice"] == {}
+
+
+def test_an_upload_the_server_refuses_is_not_sent_again_at_once(relay):
+    _alice, _bob, alice_engine, bob_engine = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    relay.refusal = "too_large"  # the backup holds all it may: every put is refused
+    relay.refuse.extend(["backup_put"] * 20)
+
+    relay.run(BOB, bob_engine.encrypt_for(ROOM, ["alice"], "one", 1.0).requests)
+
+    assert len(puts(relay)) == 1  # not again and again: with the next session, or login
+    relay.run(ALICE1, alice_engine.encrypt_for(ROOM, ["bob"], "two", 1.0).requests)
+    assert len(puts(relay)) == 2
 
 
 # --- the backup key with an approval, and restoring ----------------------------------------
@@ -352,6 +407,74 @@ def test_a_restore_reads_every_page(relay, monkeypatch):
     assert [r.get("after") for r in fetches] == [None, min(relay.blobs["alice"])]
     assert all(r["limit"] == 1 for r in fetches)
     assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
+def test_a_restored_session_claiming_this_device_with_another_curve25519_is_not_trusted(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    forged = vodozemac.GroupSession()  # made by someone who holds the backup key
+    other_curve = vodozemac.Account().curve25519_key.to_base64()
+    exported = vodozemac.InboundGroupSession(forged.session_key).export_at(0)
+    assert exported is not None
+    plaintext = wire.session_plaintext(
+        conversation=ROOM,
+        session_id=forged.session_id,
+        session_key=exported.to_base64(),
+        sender="alice",
+        sender_device="DEV2",  # the phone itself
+        sender_key=other_curve,
+        sender_ed25519=phone.device.ed25519,
+    )
+    slot = wire.session_slot(forged.session_id)
+    blob = wire.seal_blob(alice.backup.key, "alice", 1, slot, plaintext)
+    relay.blobs["alice"][forged.session_id] = {
+        "session_id": forged.session_id,
+        "first_index": 0,
+        "blob": blob,
+    }
+    approve(relay, alice_engine, phone_engine)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(1, 0)]
+
+    inner = {"type": "text", "text": "forged", "conversation": ROOM}
+    inner |= {"sender": "alice", "sender_device": "DEV2"}
+    e2e = {"algorithm": "megolm.v1", "sender_key": other_curve, "device": "DEV2"}
+    e2e |= {"session_id": forged.session_id}
+    e2e["ciphertext"] = forged.encrypt(canonical_json(inner)).to_base64()
+    item = {"type": "message", "room": "plans", "from": "alice", "msg_id": 99}
+    relay.push(ALICE2, {**item, "ts": "2030-01-01T00:00:00.000Z", "e2e": e2e})
+    relay.run(ALICE2, [])
+
+    assert "forged" not in shown(relay, ALICE2)
+    assert [e.reason for e in events_of(relay, ALICE2, NotShown)] == [Undecryptable.NOT_VERIFIED]
+
+
+def test_a_blob_whose_plaintext_names_another_session_than_its_slot_is_skipped(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    slot_session, other = vodozemac.GroupSession(), vodozemac.GroupSession()
+    names = {"conversation": ROOM, "sender": "bob", "sender_device": "DEV1"}
+    names |= {"sender_key": "c" * 43, "sender_ed25519": "e" * 43}
+
+    def sealed(session_id: str, session: vodozemac.GroupSession) -> dict[str, Any]:
+        exported = vodozemac.InboundGroupSession(session.session_key).export_at(0)
+        assert exported is not None
+        plaintext = wire.session_plaintext(
+            session_id=session_id, session_key=exported.to_base64(), **names
+        )
+        slot = wire.session_slot(slot_session.session_id)
+        blob = wire.seal_blob(alice.backup.key, "alice", 1, slot, plaintext)
+        return {"session_id": slot_session.session_id, "first_index": 0, "blob": blob}
+
+    approve(relay, alice_engine, phone_engine)
+    assert phone.backup.key is not None
+    for item in (sealed(other.session_id, slot_session), sealed(slot_session.session_id, other)):
+        relay.blobs["alice"] = {slot_session.session_id: item}
+        phone.backup.restored = False
+        relay.run(ALICE2, phone_engine.login().requests)
+        assert events_of(relay, ALICE2, BackupRestored)[-1:] == [BackupRestored(0, 1)]
+        assert phone.groups.inbound == {}
 
 
 def share_body(relay, sender: CryptoStore, recipient: CryptoStore, version: int, key) -> dict:
@@ -436,6 +559,37 @@ def test_a_wrong_recovery_key_is_refused_and_changes_nothing(relay):
     assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [KEY_MISMATCH]
     assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
     assert {r["type"] for _, r in relay.sent[sent:]} == {"backup_get", "keys_query"}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+
+
+def test_a_recovery_key_whose_backup_holds_a_replaced_identity_changes_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    tablet = add_device(alice, "DEV3", approved=True)
+    relay.connect(tablet)
+    reset_from(relay, tablet)  # a new user key, made where the backup key is not
+    backup = dict(relay.backups["alice"])
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [OLD_IDENTITY]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
+    assert "user" not in relay.device_keys[ALICE2]["signatures"]
+    assert relay.backups["alice"] == backup
+
+
+def test_a_recovery_key_with_an_identity_blob_moved_from_another_slot_changes_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    moved = next(iter(relay.blobs["alice"].values()))["blob"]
+    relay.backups["alice"] = {**relay.backups["alice"], "identity": moved}
+    phone, phone_engine = new_alice_device(relay, alice)
+
+    relay.run(ALICE2, phone_engine.restore_with_recovery_key(recovery_key).requests)
+
+    assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [BACKUP_UNREADABLE]
+    assert phone.identity is None and phone.backup.key is None and phone.groups.inbound == {}
     assert "user" not in relay.device_keys[ALICE2]["signatures"]
 
 
@@ -556,6 +710,7 @@ def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
     turn_on_backup(relay, alice_engine)
     phone, phone_engine = new_alice_device(relay, alice)
     relay.refuse.append("backup_fetch")  # the connection drops during the first page
+    relay.refusal = "not_sent"
     approve(relay, alice_engine, phone_engine)
     assert phone.backup.key is not None and not phone.backup.restored
     assert events_of(relay, ALICE2, BackupRestored) == []
@@ -566,6 +721,54 @@ def test_a_restore_cut_short_by_a_restart_starts_again_at_the_next_login(relay):
     assert restarted.store.backup.restored
     relay.connect(restarted.store)  # (the relay keeps the events of this connection only)
     assert events_of(relay, ALICE2, BackupRestored) == []  # restored once only
+
+
+def test_a_restore_refused_with_conflict_starts_again_and_uploads_resume(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    relay.refuse.append("backup_fetch")  # the backup changed while the first page was asked
+
+    approve(relay, alice_engine, phone_engine)
+
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+    assert phone.backup.restored
+    relay.run(ALICE2, phone_engine.encrypt_for(ROOM, ["bob"], "from the phone", 1.0).requests)
+    assert [p for p, r in relay.sent if r["type"] == "backup_put"].count(ALICE2) == 1
+
+
+def signed_backup(store: CryptoStore, version: int, key: wire.BackupKey) -> dict[str, Any]:
+    identity = wire.seal_blob(key, "alice", version, "identity", {"type": "identity"})
+    backup = wire.backup_object(user="alice", version=version, key=key, identity_blob=identity)
+    return wire.sign_backup(backup, unpadded_b64.decode(store.identity.private_b64()))
+
+
+def test_a_reset_while_the_last_page_is_on_its_way_restores_the_new_backup_after_it():
+    phone = make_user("alice", "DEV2")
+    laptop = add_device(phone, "DEV1", approved=True)
+    first, second = (wire.BackupKey.from_recovery_key(bytes([n]) * 32) for n in (1, 2))
+    phone.backup.keep(first, 1)
+    ids = (str(n) for n in itertools.count())
+    backup = KeyBackup(phone, lambda: next(ids))
+
+    def answered(step, kind: str, **fields) -> list[dict[str, Any]]:
+        (request,) = step.requests
+        return backup.receive({"type": kind, "ref": request["id"], **fields}).requests
+
+    (fetch,) = answered(backup.login(), "backup", backup=signed_backup(phone, 1, first))
+    assert fetch["type"] == "backup_fetch" and fetch["version"] == 1  # restoring version 1
+    changed = {"type": "backup_changed", "version": 2, "device": "DEV1", "name": "laptop"}
+    answered(backup.receive(changed), "backup", backup=signed_backup(phone, 2, second))
+    assert backup.status is BackupStatus.NEEDS_KEY
+    sender = DeviceKeys.from_wire(phone.identity.sign_device(laptop.device.device_keys()).to_wire())
+    offered = backup.offer_share(sender, second.share(2), phone.identity.ed25519)
+    answered(offered, "backup", backup=signed_backup(phone, 2, second))
+    assert backup.status is BackupStatus.ON and phone.backup.version == 2
+
+    last_page = {"type": "backup_sessions", "ref": fetch["id"], "version": 1}
+    step = backup.receive({**last_page, "sessions": [], "next": None})
+
+    assert [(r["type"], r["version"]) for r in step.requests] == [("backup_fetch", 2)]
 
 
 def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
