@@ -262,6 +262,7 @@ class _Restore:
     restored: int = 0
     skipped: int = 0
     after: str = ""  # the last page's ``next``: each must be past it
+    waiting: str | None = None  # the id of the backup_fetch whose page comes next
 
 
 class KeyBackup:
@@ -352,7 +353,7 @@ class KeyBackup:
         if purpose == "put" and kind == "backup_stored":
             return self._stored(ref)
         if purpose == "fetch" and kind == "backup_sessions":
-            return self._page(message)
+            return self._page(ref, message)
         if purpose == "lookup" and kind == "backup_sessions":
             return self._looked(message)
         if purpose in ("publish", "update") and kind == "ok":
@@ -634,7 +635,9 @@ class KeyBackup:
         fields: dict[str, Any] = {"version": self._restore.version, "limit": FETCH_LIMIT}
         if after is not None:
             fields["after"] = after
-        return Step(requests=[self._request("fetch", "backup_fetch", **fields)])
+        request = self._request("fetch", "backup_fetch", **fields)
+        self._restore.waiting = request["id"]
+        return Step(requests=[request])
 
     def look_up(self, session_id: str) -> Step:
         """A message came whose session this device lacks: look for that one session in
@@ -668,9 +671,17 @@ class KeyBackup:
         ]
         return Step(retry_held=bool(found))
 
-    def _page(self, answer: Mapping[str, Any]) -> Step:
+    def _page(self, ref: str, answer: Mapping[str, Any]) -> Step:
+        """One page of the restore: only the answer to the restore's own last fetch, and
+        only of the version it restores (a page of another version, which an honest server
+        never sends, ends the restore with nothing imported; it starts again with the next
+        login or ``backup_get``)."""
         restore = self._restore
-        if restore is None:
+        if restore is None or ref != restore.waiting:
+            return Step()  # a page of a restore that ended (a reset, a login) since
+        restore.waiting = None
+        if _int(answer.get("version")) != restore.version:
+            self._restore = None
             return Step()
         sessions = answer.get("sessions")
         sessions = sessions if isinstance(sessions, list) else []

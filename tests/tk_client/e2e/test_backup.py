@@ -844,6 +844,29 @@ def test_a_server_that_pages_in_circles_is_not_followed(relay):
     assert len(events_of(relay, ALICE2, BackupRestored)) == 1  # over, not fetching forever
 
 
+def test_a_page_of_another_version_than_the_restore_asked_for_imports_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    fetch = relay._handle
+
+    def other_version(peer, request):
+        if request["type"] == "backup_fetch":  # version 1's blobs, said to be version 2's
+            page = {"version": 2, "sessions": list(relay.blobs["alice"].values()), "next": None}
+            relay.push(peer, {"type": "backup_sessions", "ref": request["id"], **page})
+        else:
+            fetch(peer, request)
+
+    relay._handle = other_version
+    approve(relay, alice_engine, phone_engine)
+
+    assert phone.backup.key is not None and phone.groups.inbound == {}
+    assert events_of(relay, ALICE2, BackupRestored) == [] and not phone.backup.restored
+    relay._handle = fetch
+    relay.run(ALICE2, phone_engine.login().requests)  # the next login restores
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
 def test_after_a_reset_made_without_the_backup_key_the_recovery_key_brings_it_up_to_date(relay):
     alice, _, alice_engine, _ = alice_and_bob_talked(relay)
     recovery_key = turn_on_backup(relay, alice_engine)
