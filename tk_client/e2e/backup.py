@@ -320,12 +320,26 @@ class KeyBackup:
         return Step(requests=[self._request("get", "backup_get")])
 
     def login(self) -> Step:
-        """After every login: what is the backup now? (Uploads resume with the answer.)"""
+        """After every login: what is the backup now? (Uploads resume with the answer.)
+
+        Whatever was asked before is asked again from here (the backup, the restore, the
+        uploads, the look-ups), so the ids still unanswered are forgotten: the session's
+        outbox fails what the lost connection carried, or sends again what it never took,
+        and such a late answer must not be matched to what this login asks. A publish is
+        kept: its answer says whether the user's new backup is on (the outbox answers it)."""
         self._puts.clear()
         self._scanned = -1
         self._restore = None  # cut short: starts again once the backup is known (restored False)
         self._looked_up.clear()
-        return self._get()
+        self._requests = {
+            ref: purpose
+            for ref, purpose in self._requests.items()
+            if purpose in ("publish", "update")
+        }
+        step = self._get()
+        if self._recovering is not None and self._recovery_get is not None:
+            self._recovery_get = step.requests[-1]["id"]  # the recovery waits for this one
+        return step
 
     # --- answers and pushes ----------------------------------------------------------------
 

@@ -547,6 +547,19 @@ def test_the_recovery_key_restores_the_identity_and_the_history_on_a_lone_device
     assert phone_engine.backup.status is BackupStatus.ON
 
 
+def test_a_recovery_typed_before_a_reconnect_goes_on_with_the_logins_answer(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    held = phone_engine.restore_with_recovery_key(recovery_key).requests  # in the outbox
+
+    again = phone_engine.login().requests
+    relay.run(ALICE2, held + again)  # the outbox sends what it held, then the login's
+
+    assert phone.identity is not None and events_of(relay, ALICE2, BackupRecovered)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
 def test_a_wrong_recovery_key_is_refused_and_changes_nothing(relay):
     alice, _, alice_engine, _ = alice_and_bob_talked(relay)
     turn_on_backup(relay, alice_engine)
@@ -789,6 +802,45 @@ def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay
     (lookup,) = [r for p, r in relay.sent if p == ALICE2 and r.get("limit") == 1]
     assert lookup["after"] < bobs and not any(lookup["after"] < s < bobs for s in relay.blobs)
     assert "bob 0" in shown(relay, ALICE2)
+
+
+def test_requests_a_lost_connection_left_unanswered_are_forgotten_at_the_next_login():
+    store = make_user("alice")
+    ids = (f"r{n}" for n in itertools.count())
+    backup = KeyBackup(store, lambda: next(ids))
+    stale = [backup.login().requests[0]["id"] for _ in range(5)]  # five reconnects, no answer
+
+    (get,) = backup.login().requests
+
+    assert len(backup._requests) == 1  # not one more per reconnect
+    assert not any(backup.owns({"type": "backup", "ref": ref}) for ref in stale)
+    backup.receive({"type": "backup", "ref": stale[0], "backup": None})  # late: not matched
+    assert backup.status is BackupStatus.UNKNOWN
+    backup.receive({"type": "backup", "ref": get["id"], "backup": None})
+    assert backup.status is BackupStatus.NONE
+
+
+def test_a_restore_page_asked_before_a_reconnect_is_not_taken_into_the_next_restore():
+    phone = make_user("alice", "DEV2")
+    key = wire.BackupKey.from_recovery_key(bytes([1]) * 32)
+    phone.backup.keep(key, 1)
+    ids = (str(n) for n in itertools.count())
+    backup = KeyBackup(phone, lambda: next(ids))
+    current = signed_backup(phone, 1, key)
+
+    def answered(step, kind: str, **fields) -> list[dict[str, Any]]:
+        (request,) = step.requests
+        return backup.receive({"type": kind, "ref": request["id"], **fields}).requests
+
+    (old_fetch,) = answered(backup.login(), "backup", backup=current)
+    (new_fetch,) = answered(backup.login(), "backup", backup=current)  # after a reconnect
+    sid = vodozemac.GroupSession().session_id
+    late = {"type": "backup_sessions", "ref": old_fetch["id"], "version": 1}
+    step = backup.receive({**late, "sessions": [], "next": sid})
+
+    assert step.requests == [] and step.events == [] and not phone.backup.restored
+    page = {"type": "backup_sessions", "ref": new_fetch["id"], "version": 1}
+    assert backup.receive({**page, "sessions": [], "next": None}).events[-1] == BackupRestored(0, 0)
 
 
 def test_the_session_id_before_another_is_the_greatest_below_it():
