@@ -821,12 +821,20 @@ class KeyBackup:
     # --- set-up, reset and update ----------------------------------------------------------
 
     def begin_setup(self) -> str:
-        """A new recovery key, to show once (kept in memory only until it is confirmed).
-        :class:`E2EError` if this device is not signed: it cannot sign a backup."""
+        """A new recovery key, to show once (kept in memory only until the set-up ends:
+        published or not, or :meth:`cancel_setup`). :class:`E2EError` if this device is
+        not signed: it cannot sign a backup."""
         if self.store.identity is None:
             raise E2EError(NOT_SIGNED)
         self._secret = wire.new_recovery_key()
         return wire.format_recovery_key(self._secret)
+
+    def cancel_setup(self) -> None:
+        """The user closed the set-up: forget the recovery key shown (and the password
+        given for a reset), so that neither stays in memory, and publish nothing that was
+        waiting for ``backup_get``. A publish already sent is not undone: its answer is
+        still reported."""
+        self._secret, self._setup_password, self._setup_waits = None, None, False
 
     def finish_setup(self, typed: str, password: str | None) -> Step:
         """The user typed the recovery key back: publish the backup (a reset when one
@@ -850,7 +858,8 @@ class KeyBackup:
         return self._publish_new(password)
 
     def _publish_new(self, password: str | None) -> Step:
-        secret, self._setup_password = self._secret, None
+        # The set-up ends here either way: the recovery key is not needed past its key.
+        secret, self._secret, self._setup_password = self._secret, None, None
         if secret is None:
             return Step()
         if self.current is not None and not password:
@@ -897,7 +906,6 @@ class KeyBackup:
         self._scanned = -1
         step = Step()
         if new:
-            self._secret = None
             self.store.backup.restored = True  # a new backup holds nothing to restore
             self.created, self.published_by = None, self.store.device.device
             step.events.append(BackupEnabled(version))

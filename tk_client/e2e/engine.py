@@ -904,6 +904,10 @@ class E2EEngine:
         """A new recovery key to show once; :class:`E2EError` if this device is not signed."""
         return self.backup.begin_setup()
 
+    def cancel_backup_setup(self) -> None:
+        """The set-up was closed: forget its recovery key (:meth:`KeyBackup.cancel_setup`)."""
+        self.backup.cancel_setup()
+
     def finish_backup_setup(self, typed: str, password: str | None) -> Output:
         """The recovery key typed back: publish the backup (ValueError in words)."""
         return self._backup_step(self.backup.finish_setup(typed, password))

@@ -250,6 +250,47 @@ def test_the_key_typed_back_is_read_as_a_recovery_key_is(relay, monkeypatch):
     assert relay.backups["alice"]["version"] == 1
 
 
+def test_a_cancelled_set_up_forgets_the_recovery_key_and_publishes_nothing(relay):
+    _alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    shown_key = alice_engine.begin_backup_setup()
+
+    alice_engine.cancel_backup_setup()
+
+    assert alice_engine.backup._secret is None
+    with pytest.raises(ValueError, match="start the key backup set-up again"):
+        alice_engine.finish_backup_setup(shown_key, None)
+    assert "alice" not in relay.backups
+
+
+def test_a_set_up_cancelled_while_it_waits_for_the_backups_state_publishes_nothing():
+    store = make_user("alice")
+    ids = (f"r{n}" for n in itertools.count())
+    backup = KeyBackup(store, lambda: next(ids))
+    (get,) = backup.login().requests  # not answered yet: the status is unknown
+    shown_key = backup.begin_setup()
+    backup.finish_setup(shown_key, PASSWORD)  # waits for backup_get
+
+    backup.cancel_setup()
+    step = backup.receive({"type": "backup", "ref": get["id"], "backup": None})
+
+    assert step.requests == [] and backup._setup_password is None
+
+
+@pytest.mark.parametrize("refusal", ["conflict", "invalid_credentials", None])
+def test_the_recovery_key_is_forgotten_once_the_set_up_ends_either_way(relay, refusal):
+    _alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    if refusal is not None:
+        relay.refuse.append("backup_publish")
+        relay.refusal = refusal
+
+    shown_key = turn_on_backup(relay, alice_engine)
+
+    assert alice_engine.backup._secret is None
+    assert ("alice" in relay.backups) is (refusal is None)
+    with pytest.raises(ValueError, match="start the key backup set-up again"):
+        alice_engine.finish_backup_setup(shown_key, None)  # the same key is not taken again
+
+
 def test_an_unapproved_device_cannot_set_up_a_backup(relay):
     store = CryptoStore.create("alice", "DEV2", 0.0)
     engine = relay.connect(store)
@@ -276,6 +317,7 @@ def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
     assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [
         "The password is wrong: the key backup was not changed."
     ]
+    shown_key = phone_engine.begin_backup_setup()  # a refused publish ends the set-up: again
     relay.run(ALICE2, phone_engine.finish_backup_setup(shown_key, PASSWORD).requests)
 
     assert relay.backups["alice"]["version"] == 2
