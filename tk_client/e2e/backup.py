@@ -490,6 +490,14 @@ class KeyBackup:
             and self._signed(self.current)
         )
 
+    def in_use(self) -> bool:
+        """Whether this device reads the backup now (4.9 then says nothing of approving it or
+        of the recovery key): status ON. Before the first answer to ``backup_get``, a key
+        held counts; the answer settles it (:class:`BackupStatusChanged`)."""
+        if self.status is BackupStatus.UNKNOWN:
+            return self.store.backup.key is not None
+        return self.status is BackupStatus.ON
+
     def _check_held(self) -> Step:
         """The status, from the backup just fetched and the key this device holds."""
         state = self.store.backup

@@ -43,7 +43,7 @@ from chatproto import e2e
 from chatproto.e2e_files import MEGOLM_FILE
 
 from . import room_keys
-from .backup import BACKUP_KEY_SHARE, BackupEvent, KeyBackup
+from .backup import BACKUP_KEY_SHARE, BackupEvent, BackupStatusChanged, KeyBackup
 from .backup import Step as BackupStep
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
@@ -927,7 +927,9 @@ class E2EEngine:
             asked = self._query([self.me])
             self.backup.keys_query = asked.requests[-1]["id"]
             out.extend(asked)
-        if step.retry_held:
+        # Sessions imported, or the backup's status changed: what held messages say (4.9's
+        # hint to approve this device or enter the recovery key) follows it.
+        if step.retry_held or any(isinstance(e, BackupStatusChanged) for e in step.events):
             out.extend(self._retry_held())
         return out
 
@@ -984,7 +986,7 @@ class E2EEngine:
             approved = device is None or device.signed_by_user_key(self._user_key(sender))
             sent_at = _ts_seconds(message.get("ts"))
             reason: Undecryptable | None = why_undecryptable(
-                sent_at, self.store.created_at, approved, self.store.backup.key is not None
+                sent_at, self.store.created_at, approved, self.backup.in_use()
             )
             settled = False
             if first_time:

@@ -156,9 +156,14 @@ def alice_and_bob_talked(relay: BackupRelay, messages: int = 2):
     return alice, bob, alice_engine, bob_engine
 
 
-def new_alice_device(relay: BackupRelay, alice: CryptoStore) -> tuple[CryptoStore, E2EEngine]:
-    """alice's new device, unsigned, made after the messages; it sees the history."""
+def new_alice_device(
+    relay: BackupRelay, alice: CryptoStore, kept: wire.BackupKey | None = None
+) -> tuple[CryptoStore, E2EEngine]:
+    """alice's new device, unsigned, made after the messages; it sees the history. With
+    ``kept``, it holds that backup key (version 1) from the start."""
     store = CryptoStore.create("alice", "DEV2", LATE)
+    if kept is not None:
+        store.backup.keep(kept, 1)
     engine = relay.connect(store)
     relay.announce("alice")
     for number in range(1, len(room_messages(relay)) + 1):
@@ -698,6 +703,23 @@ def test_an_old_message_says_how_to_read_it_while_the_device_has_no_backup_key(r
         "Sent before this device was set up: its key was never shared with this device. "
         "Approve this device from another one, or enter your recovery key, to read it."
     }
+
+
+def test_the_hint_follows_whether_the_backup_key_held_is_in_use_not_whether_it_is_held(relay):
+    alice, _, _alice_engine, _ = alice_and_bob_talked(relay, messages=1)
+    key = wire.BackupKey.from_recovery_key(bytes(32))
+    _phone, phone_engine = new_alice_device(relay, alice, kept=key)  # no backup on the server
+    assert phone_engine.backup.status is BackupStatus.NONE
+    hint = Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
+    assert {e.reason for e in events_of(relay, ALICE2, NotShown)} == {hint}
+
+    relay.backups["alice"] = signed_backup(alice, 1, key)  # the backup of the key it holds
+    relay.published_from["alice"] = "DEV1"
+    relay.run(ALICE2, phone_engine.login().requests)
+
+    assert phone_engine.backup.status is BackupStatus.ON
+    reasons = [e.reason for e in events_of(relay, ALICE2, NotShown)]
+    assert reasons[-2:] == [Undecryptable.BEFORE_THIS_DEVICE] * 2  # said again, without it
 
 
 def test_an_identity_reset_on_a_device_that_holds_the_key_updates_the_backup(relay):
