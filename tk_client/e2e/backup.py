@@ -755,10 +755,13 @@ class KeyBackup:
             return False
         if session.session_id != session_id:
             return False
-        first = _int(item.get("first_index"))
-        uploaded = self.store.backup.uploaded
-        server_has = first if first is not None else session.first_known_index
-        uploaded[session_id] = min(uploaded.get(session_id, server_has), server_has)
+        held = self.store.backup
+        if (held.key, held.version) == (restore.key, restore.version):
+            # In the backup this device uploads to: not to be uploaded again. (A restore of
+            # an older version, whose page came after a reset, says nothing of the new one.)
+            first = _int(item.get("first_index"))
+            server_has = first if first is not None else session.first_known_index
+            held.uploaded[session_id] = min(held.uploaded.get(session_id, server_has), server_has)
         self.store.groups.add_inbound(
             plain["conversation"],
             plain["sender_key"],

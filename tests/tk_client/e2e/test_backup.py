@@ -842,10 +842,26 @@ def test_a_reset_while_the_last_page_is_on_its_way_restores_the_new_backup_after
     answered(offered, "backup", backup=signed_backup(phone, 2, second))
     assert backup.status is BackupStatus.ON and phone.backup.version == 2
 
+    session = vodozemac.GroupSession()  # in version 1 only: version 2 does not hold it
+    exported = vodozemac.InboundGroupSession(session.session_key).export_at(0)
+    assert exported is not None
+    plaintext = wire.session_plaintext(
+        conversation=ROOM,
+        session_id=session.session_id,
+        session_key=exported.to_base64(),
+        sender="alice",
+        sender_device="DEV1",
+        sender_key=laptop.device.curve25519,
+        sender_ed25519=laptop.device.ed25519,
+    )
+    blob = wire.seal_blob(first, "alice", 1, wire.session_slot(session.session_id), plaintext)
+    item = {"session_id": session.session_id, "first_index": 0, "blob": blob}
     last_page = {"type": "backup_sessions", "ref": fetch["id"], "version": 1}
-    step = backup.receive({**last_page, "sessions": [], "next": None})
+    step = backup.receive({**last_page, "sessions": [item], "next": None})
 
     assert [(r["type"], r["version"]) for r in step.requests] == [("backup_fetch", 2)]
+    assert phone.groups.has_key(ROOM, {"sender_key": laptop.device.curve25519, **item})
+    assert session.session_id not in phone.backup.uploaded  # to go up to version 2
 
 
 def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
