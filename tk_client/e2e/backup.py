@@ -8,7 +8,8 @@ to our own devices, this device's keys uploaded again, the held messages read ag
 
 What it does:
 
-- **Status.** ``backup_get`` at every login says whether a backup exists and whether the
+- **Status.** ``backup_get`` at every login (requests still unanswered from before are
+  forgotten then, but a publish) says whether a backup exists and whether the
   key this device holds (:class:`~.backup_state.BackupState`, sealed in the store) is the
   current backup's. A backup is used (uploaded to, trusted) only while its
   ``signatures.user`` is valid for the user key: the one this device holds, else the
@@ -28,7 +29,8 @@ What it does:
   backup's ``identity``: if it is the user's current user key, the device keeps it and
   signs itself (as after an approval), then restores. A wrong key changes nothing.
 - **Set-up and reset.** A signed device makes a recovery key, shows it once, publishes
-  the backup when the user typed the key back (a reset needs the password), then shares
+  the backup when the user typed the key back (a reset needs the password; the recovery
+  key is forgotten once the publish is sent, or when the set-up is cancelled), then shares
   the key with its other signed devices and uploads every session it holds. After an
   identity reset on a device that holds the key, the backup is updated (same version, new
   identity and signature). ``backup_changed`` (a reset elsewhere) stops the uploads; the
