@@ -655,26 +655,13 @@ def _e2e_files(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
             *_table(
                 ["what", "MB/s", "µs per chunk"],
                 [
-                    [
-                        "ChunkCipher encrypt (sender)",
-                        _num(gcm["encrypt_mb_s"], 1),
-                        _num(gcm["encrypt_us_per_chunk"], 1),
-                    ],
-                    [
-                        "ChunkCipher decrypt (receiver)",
-                        _num(gcm["decrypt_mb_s"], 1),
-                        _num(gcm["decrypt_us_per_chunk"], 1),
-                    ],
-                    [
-                        "record seal of a chunk",
-                        _num(record["seal_mb_s"], 1),
-                        _num(record["seal_us_per_chunk"], 1),
-                    ],
-                    [
-                        "record open of a chunk",
-                        _num(record["open_mb_s"], 1),
-                        _num(record["open_us_per_chunk"], 1),
-                    ],
+                    [what, _num(costs[f"{op}_mb_s"], 1), _num(costs[f"{op}_us_per_chunk"], 1)]
+                    for what, costs, op in (
+                        ("ChunkCipher encrypt (sender)", gcm, "encrypt"),
+                        ("ChunkCipher decrypt (receiver)", gcm, "decrypt"),
+                        ("record seal of a chunk", record, "seal"),
+                        ("record open of a chunk", record, "open"),
+                    )
                 ],
             ),
             f"Encrypt + decrypt: {_num(raw['gcm_ns_per_byte'], 2)} ns per byte, "

@@ -48,7 +48,7 @@ from .. import procs, product
 from ..config import Config
 from ..loadgen import Incoming, LoadGen, SessionError, Target, Worker, open_session
 from ..servers import KINDS, Context
-from . import crypto
+from . import crypto, files
 
 RECEIVER, SENDER = 0, 1
 KINDS_OF_TRANSFER = ("plain", "e2e")
@@ -186,10 +186,7 @@ def chunk_costs(chunk_size: int, chunks: int) -> dict[str, Any]:
     gcm = {
         "chunks": chunks,
         "piece_size": PIECE_SIZE,
-        "encrypt_mb_s": total / encrypt_s / 1e6,
-        "decrypt_mb_s": total / decrypt_s / 1e6,
-        "encrypt_us_per_chunk": encrypt_s / chunks * 1e6,
-        "decrypt_us_per_chunk": decrypt_s / chunks * 1e6,
+        **crypto.rates(total, chunks, encrypt=encrypt_s, decrypt=decrypt_s),
     }
     record = crypto.record_costs(chunk_size, chunks)
     gcm_ns = (encrypt_s + decrypt_s) / total * 1e9
@@ -288,47 +285,24 @@ def _transfer(
     lg.call(RECEIVER, "e2e_file_receive_prepare" if e2e else "file_receive_prepare", timeout=30)
     to = product.FILE_TO
     cpu_before = server.cpu_seconds()
+    # The plain transfer chooses its chunk size; the e2e one's pieces are fixed (4.12).
+    how = {} if e2e else {"chunk_size": cfg.chunk_size}
     with procs.PeakRss(server) as peak:
-        if e2e:
-            sent = lg.call(
-                SENDER,
-                "e2e_file_send",
-                timeout=timeout + 30,
-                to=to,
-                size=cfg.file_size,
-                wait_s=timeout,
-            )
-        else:
-            sent = lg.call(
-                SENDER,
-                "file_send",
-                timeout=timeout + 30,
-                to=to,
-                size=cfg.file_size,
-                chunk_size=cfg.chunk_size,
-                wait_s=timeout,
-            )
+        sent = lg.call(
+            SENDER,
+            "e2e_file_send" if e2e else "file_send",
+            timeout=timeout + 30,
+            to=to,
+            size=cfg.file_size,
+            wait_s=timeout,
+            **how,
+        )
     server_cpu = server.cpu_seconds() - cpu_before
     if sent.get("unavailable"):
-        answer = sent.get("answer", {})
-        return {
-            "unavailable": f"not available until the server accepts {name} offers: it answered "
-            f"file_offer with {answer.get('type')} {answer.get('code', '')} "
-            f"({answer.get('message', '')})".strip()
-        }
+        return files.unavailable(sent, f"the server accepts {name} offers: it")
     received = lg.call(RECEIVER, "file_receive_wait", timeout=90, wait_s=60)
     server.check_alive()
-    done = sent.get("result", {})
-    if (
-        "failed" in sent
-        or done.get("type") != "file_done"
-        or not done.get("ok")
-        or not received.get("ok")
-        or received.get("bytes") != cfg.file_size
-    ):
-        raise RuntimeError(
-            f"the {name} transfer did not complete: sender {sent}, receiver {received}"
-        )
+    files.check_completed(sent, received, f"the {name} transfer", size=cfg.file_size)
     mib = cfg.file_size / 2**20
     return {
         "seconds": sent["seconds"],

@@ -30,6 +30,33 @@ from . import crypto
 RECEIVER, SENDER = 0, 1
 
 
+def unavailable(sent: dict[str, Any], until: str) -> dict[str, Any]:
+    """The result of a transfer the server refused at its offer: not available until
+    ``until`` ("the server accepts e2e offers: it") answered otherwise, with its answer."""
+    answer = sent.get("answer", {})
+    return {
+        "unavailable": f"not available until {until} answered "
+        f"file_offer with {answer.get('type')} {answer.get('code', '')} "
+        f"({answer.get('message', '')})".strip()
+    }
+
+
+def check_completed(
+    sent: dict[str, Any], received: dict[str, Any], what: str, size: int | None = None
+) -> None:
+    """Raise unless both ends of ``what`` say it completed (and, given ``size``, the receiver
+    got that many bytes): a benchmark of a failed transfer would measure nothing."""
+    done = sent.get("result", {})
+    if (
+        "failed" in sent
+        or done.get("type") != "file_done"
+        or not done.get("ok")
+        or not received.get("ok")
+        or (size is not None and received.get("bytes") != size)
+    ):
+        raise RuntimeError(f"{what} did not complete: sender {sent}, receiver {received}")
+
+
 def run(ctx: Context, cfg: Config) -> dict[str, Any]:
     timeout = 120 + cfg.file_size / 5e6  # even at 5 MB/s the transfer ends in time
     result: dict[str, Any] = {"size": cfg.file_size, "chunk_size": cfg.chunk_size}
@@ -137,22 +164,10 @@ def _product(ctx: Context, cfg: Config, timeout: float) -> dict[str, Any]:
             )
         server_cpu = server.cpu_seconds() - cpu_before
         if sent.get("unavailable"):
-            answer = sent.get("answer", {})
-            return {
-                "unavailable": "not available until file transfer lands: the server answered "
-                f"file_offer with {answer.get('type')} {answer.get('code', '')} "
-                f"({answer.get('message', '')})".strip()
-            }
+            return unavailable(sent, "file transfer lands: the server")
         received = lg.call(RECEIVER, "file_receive_wait", timeout=90, wait_s=60)
         server.check_alive()
-    done = sent.get("result", {})
-    if (
-        "failed" in sent
-        or done.get("type") != "file_done"
-        or not done.get("ok")
-        or not received.get("ok")
-    ):
-        raise RuntimeError(f"the transfer did not complete: sender {sent}, receiver {received}")
+    check_completed(sent, received, "the transfer")
     return {
         "label": "our server (encrypted, end to end through the relay)",
         "seconds": sent["seconds"],
