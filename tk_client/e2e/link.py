@@ -38,17 +38,7 @@ from chatproto.unpadded_b64 import decode as b64decode
 
 from ..account import devices_from_wire
 from ..events import NotConnected, RequestState, RequestStatus
-from .backup import (
-    BackupChanged,
-    BackupEnabled,
-    BackupProblem,
-    BackupRecovered,
-    BackupRestored,
-    BackupRestoreProgress,
-    BackupStatus,
-    BackupStatusChanged,
-    RecoveryKeyTypo,
-)
+from .backup import BackupStatus
 from .contacts import TrustState
 from .engine import E2EEngine, Event, Notice, NotShown, Output, Shown
 from .errors import E2EError
@@ -728,14 +718,6 @@ class E2ELink:
 
 
 __all__ = [
-    "BackupChanged",
-    "BackupEnabled",
-    "BackupProblem",
-    "BackupRecovered",
-    "BackupRestoreProgress",
-    "BackupRestored",
-    "BackupStatus",
-    "BackupStatusChanged",
     "DeviceView",
     "E2ELink",
     "FileOfferRefused",
@@ -746,6 +728,5 @@ __all__ = [
     "NotShown",
     "Notice",
     "OwnDeviceToApprove",
-    "RecoveryKeyTypo",
     "Shown",
 ]
