@@ -40,6 +40,7 @@ from .devices import DevicesSection
 from .sections import AccountController, Section
 from .tkutil import release
 from .two_factor import TwoFactorSection
+from .windows import place_over
 
 OTHER_DEVICES_NOTE = "Your other devices are logged out when the password changes."
 LOG_OUT_QUESTION = (
@@ -179,13 +180,7 @@ class AccountWindow(tk.Toplevel):
 
     def present(self) -> None:
         """Show the window over the main one, or raise it if it is already shown."""
-        self.update_idletasks()
-        master = self.master.winfo_toplevel()
-        x = master.winfo_rootx() + max(0, (master.winfo_width() - self.winfo_reqwidth()) // 2)
-        y = master.winfo_rooty() + max(0, (master.winfo_height() - self.winfo_reqheight()) // 4)
-        self.geometry(f"+{x}+{y}")
-        self.deiconify()
-        self.lift()
+        place_over(self, self.master)
         self.focus_force()
 
     def set_enrolment_required(self, required: bool) -> None:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
-from tkinter import filedialog, ttk
+from tkinter import ttk
 from typing import Any
-
-from chatproto.crypto_utils import write_secret_file
 
 from ..backup_actions import (
     NOT_TURNED_ON,
@@ -41,6 +39,7 @@ from ..backup_actions import (
 from . import theme
 from .sections import BackupController, Section
 from .tkutil import release
+from .windows import ControllerWindow, ask_text_file_path, copy_and_save, save_secret_text
 
 RECOVERY_KEY_FILE = "chat-recovery-key.txt"
 RECOVER_EXPLAINED = (
@@ -52,13 +51,7 @@ RECOVER_EXPLAINED = (
 
 def ask_recovery_key_path(parent: tk.Misc) -> str:
     """Where to save the recovery key; "" when the user cancels (tests replace it)."""
-    return filedialog.asksaveasfilename(
-        parent=parent,
-        title="Save the recovery key",
-        initialfile=RECOVERY_KEY_FILE,
-        defaultextension=".txt",
-        filetypes=[("Text files", "*.txt"), ("All files", "*")],
-    )
+    return ask_text_file_path(parent, "Save the recovery key", RECOVERY_KEY_FILE)
 
 
 def recovery_key_text(username: str, key: str) -> str:
@@ -137,8 +130,10 @@ class BackupSection(Section):
         self.refresh()
 
 
-class _BackupWindow(tk.Toplevel):
-    """What both windows share: a surface, a title, words, a message line, closing."""
+class _BackupWindow(ControllerWindow):
+    """What both windows share: words, a message line, closing once."""
+
+    controller: BackupController
 
     def __init__(
         self,
@@ -148,43 +143,28 @@ class _BackupWindow(tk.Toplevel):
         title: str,
         on_close: Callable[[Any], object],
     ) -> None:
-        super().__init__(master)
-        self.withdraw()
-        self.title(title)
-        self.configure(background=theme.SURFACE)
-        self.transient(master.winfo_toplevel())
-        self.resizable(False, False)
-        self.fonts = fonts
-        self.controller = controller
-        self.on_close = on_close
         self._closed = False
-        self.body = ttk.Frame(self, style="Surface.TFrame", padding=(26, 22, 26, 18))
-        self.body.pack(fill="both", expand=True)
-        self.protocol("WM_DELETE_WINDOW", self.close)
-        self.bind("<Escape>", lambda e: self.close())
+        super().__init__(master, fonts, controller, title, on_close)
 
     def words(self, master: tk.Misc, text: str, style: str = "Surface.TLabel") -> ttk.Label:
         label = ttk.Label(master, text=text, style=style, wraplength=600, justify="left")
         label.pack(anchor="w", pady=(0, 8))
         return label
 
+    def message_and_cancel(self, gap: int) -> ttk.Frame:
+        """The message line (``self.message``) ``gap`` below what is drawn, then a row with
+        Cancel at its right (``self.close_button``; Close once done); returns that row."""
+        self.message = ttk.Label(self.body, text="", style="Muted.TLabel", wraplength=600)
+        self.message.pack(anchor="w", pady=(gap, 0))
+        bottom = ttk.Frame(self.body, style="Surface.TFrame")
+        bottom.pack(fill="x", pady=(12, 0))
+        self.close_button = ttk.Button(bottom, text="Cancel", command=self.close)
+        self.close_button.pack(side="right")
+        return bottom
+
     def say(self, label: ttk.Label, text: str, kind: str = "info") -> None:
         style = {"info": "Muted.TLabel", "error": "Error.TLabel", "done": "Success.TLabel"}[kind]
         label.configure(text=text, style=style)
-
-    def present(self) -> None:
-        self.update_idletasks()
-        master = self.master.winfo_toplevel()
-        x = master.winfo_rootx() + max(0, (master.winfo_width() - self.winfo_reqwidth()) // 2)
-        y = master.winfo_rooty() + max(0, (master.winfo_height() - self.winfo_reqheight()) // 4)
-        self.geometry(f"+{x}+{y}")
-        self.deiconify()
-        self.lift()
-
-    def fit(self) -> None:
-        if self.winfo_exists():
-            self.update_idletasks()
-            self.geometry("")
 
     def handle(self, event: Any) -> None:
         """A backup event from the controller (the App hands every one to each window)."""
@@ -193,8 +173,7 @@ class _BackupWindow(tk.Toplevel):
         if self._closed:
             return
         self._closed = True
-        self.on_close(self)
-        self.destroy()
+        super().close()
 
 
 class RecoveryKeyWindow(_BackupWindow):
@@ -252,10 +231,9 @@ class RecoveryKeyWindow(_BackupWindow):
         self.key_label.pack(fill="x", pady=(4, 10))
         key_buttons = ttk.Frame(self.key_frame, style="Surface.TFrame")
         key_buttons.pack(fill="x")
-        self.copy_button = ttk.Button(key_buttons, text="Copy", command=self.copy_key)
-        self.copy_button.pack(side="left")
-        self.save_button = ttk.Button(key_buttons, text="Save\u2026", command=self.save_key)
-        self.save_button.pack(side="left", padx=(8, 0))
+        self.copy_button, self.save_button = copy_and_save(
+            key_buttons, self.copy_key, self.save_key
+        )
         self.kept_button = ttk.Button(
             key_buttons, text="I have kept it", style="Accent.TButton", command=self.kept
         )
@@ -278,12 +256,7 @@ class RecoveryKeyWindow(_BackupWindow):
         )
         self.turn_on_button.pack(side="right")
 
-        self.message = ttk.Label(self.body, text="", style="Muted.TLabel", wraplength=600)
-        self.message.pack(anchor="w", pady=(10, 0))
-        bottom = ttk.Frame(self.body, style="Surface.TFrame")
-        bottom.pack(fill="x", pady=(12, 0))
-        self.close_button = ttk.Button(bottom, text="Cancel", command=self.close)
-        self.close_button.pack(side="right")
+        self.message_and_cancel(gap=10)
 
         if reset:
             self._show(self.password_frame, "password")
@@ -338,16 +311,8 @@ class RecoveryKeyWindow(_BackupWindow):
         if not path:
             return
         text = recovery_key_text(self.controller.username or "", self.key)
-        try:
-            write_secret_file(path, text.encode("utf-8"), replace=True)
-        except OSError as exc:
-            self.say(
-                self.message,
-                f"The key was not saved ({exc.strerror or exc}). Choose another place.",
-                "error",
-            )
-            return
-        self.say(self.message, f"Saved to {path} (readable only by you).", "done")
+        saved, said = save_secret_text(path, text, "The key was not saved")
+        self.say(self.message, said, "done" if saved else "error")
 
     def kept(self) -> None:
         self.say(self.message, "")
@@ -431,12 +396,7 @@ class RecoveryDialog(_BackupWindow):
         self.entry = ttk.Entry(self.body, textvariable=self.typed, font=fonts.mono, width=72)
         self.entry.pack(anchor="w", fill="x", pady=(0, 6))
         self.entry.bind("<Return>", lambda e: self.restore())
-        self.message = ttk.Label(self.body, text="", style="Muted.TLabel", wraplength=600)
-        self.message.pack(anchor="w", pady=(4, 0))
-        bottom = ttk.Frame(self.body, style="Surface.TFrame")
-        bottom.pack(fill="x", pady=(12, 0))
-        self.close_button = ttk.Button(bottom, text="Cancel", command=self.close)
-        self.close_button.pack(side="right")
+        bottom = self.message_and_cancel(gap=4)
         self.restore_button = ttk.Button(
             bottom, text="Restore", style="Accent.TButton", command=self.restore
         )

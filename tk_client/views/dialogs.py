@@ -12,6 +12,7 @@ from chatproto.limits import MAX_OTP_LENGTH
 from ..known_servers import FINGERPRINT_COMMAND, FORGET_COMMAND, normalise_fingerprint
 from . import theme
 from .tkutil import release
+from .windows import place_over, surface_window
 
 
 class _Dialog(tk.Toplevel):
@@ -19,24 +20,12 @@ class _Dialog(tk.Toplevel):
 
     def __init__(self, master: tk.Misc, title: str) -> None:
         super().__init__(master)
-        self.withdraw()
-        self.title(title)
-        self.configure(background=theme.SURFACE)
-        self.transient(master.winfo_toplevel())
-        self.resizable(False, False)
-        self.body = ttk.Frame(self, style="Surface.TFrame", padding=(26, 22, 26, 18))
-        self.body.pack(fill="both", expand=True)
+        self.body = surface_window(self, master, title)
         self.protocol("WM_DELETE_WINDOW", self.cancel)
         self.bind("<Escape>", lambda e: self.cancel())
 
     def present(self) -> None:
-        self.update_idletasks()
-        master = self.master.winfo_toplevel()
-        x = master.winfo_rootx() + max(0, (master.winfo_width() - self.winfo_reqwidth()) // 2)
-        y = master.winfo_rooty() + max(0, (master.winfo_height() - self.winfo_reqheight()) // 3)
-        self.geometry(f"+{x}+{y}")
-        self.deiconify()
-        self.lift()
+        place_over(self, self.master, down=3)
         self.wait_visibility()
         self.grab_set()
         self.focus_force()

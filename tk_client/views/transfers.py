@@ -17,6 +17,7 @@ from ..secure_files import offer_security
 from . import theme
 from .dialogs import _Dialog
 from .tkutil import release
+from .windows import place_over, surface_window
 
 PROGRESS_STEPS = 1000  # the bars' resolution
 BAR_STYLE = "Transfer.Horizontal.TProgressbar"
@@ -151,18 +152,11 @@ class OfferPrompt(tk.Toplevel):
         on_decline: Callable[[], None],
     ) -> None:
         super().__init__(master)
-        self.withdraw()
         self.info = info
         self.transfer = info.transfer
         self.on_accept = on_accept
         self.on_decline = on_decline
-        self.title(f"File from {info.peer}")
-        self.configure(background=theme.SURFACE)
-        self.transient(master.winfo_toplevel())
-        self.resizable(False, False)
-        body = ttk.Frame(self, style="Surface.TFrame", padding=(26, 22, 26, 18))
-        body.pack(fill="both", expand=True)
-        self.body = body
+        body = self.body = surface_window(self, master, f"File from {info.peer}")
         ttk.Label(body, text="Incoming file", style="Heading.TLabel").pack(anchor="w", pady=(0, 8))
         self.sender_label = ttk.Label(
             body, text=f"{info.peer} wants to send you a file:", style="Surface.TLabel"
@@ -200,13 +194,7 @@ class OfferPrompt(tk.Toplevel):
         self.accept_button.pack(side="left", padx=(10, 0))
         self.protocol("WM_DELETE_WINDOW", self.decline)
         self.over = False
-        self.update_idletasks()
-        top = master.winfo_toplevel()
-        x = top.winfo_rootx() + max(0, (top.winfo_width() - self.winfo_reqwidth()) // 2)
-        y = top.winfo_rooty() + max(0, (top.winfo_height() - self.winfo_reqheight()) // 3)
-        self.geometry(f"+{x}+{y}")
-        self.deiconify()
-        self.lift()
+        place_over(self, master, down=3)
         self.accept_button.focus_set()
 
     def accept(self) -> None:

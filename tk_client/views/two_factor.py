@@ -8,15 +8,15 @@ again) and can be copied or saved to a file that only the user can read.
 from __future__ import annotations
 
 import tkinter as tk
-from tkinter import filedialog, ttk
+from tkinter import ttk
 
-from chatproto.crypto_utils import write_secret_file
 from chatproto.limits import MAX_OTP_LENGTH
 
 from . import theme
 from .qr import QR_MISSING, QrCanvas
 from .sections import AccountController, Section
 from .tkutil import release
+from .windows import ask_text_file_path, copy_and_save, save_secret_text
 
 BACKUP_CODES_FILE = "chat-backup-codes.txt"
 OTP_DIGITS = 6  # RFC 6238 as PROTOCOL.md 3.4 uses it
@@ -24,13 +24,7 @@ OTP_DIGITS = 6  # RFC 6238 as PROTOCOL.md 3.4 uses it
 
 def ask_backup_codes_path(parent: tk.Misc) -> str:
     """Where to save the backup codes; "" when the user cancels (tests replace it)."""
-    return filedialog.asksaveasfilename(
-        parent=parent,
-        title="Save the backup codes",
-        initialfile=BACKUP_CODES_FILE,
-        defaultextension=".txt",
-        filetypes=[("Text files", "*.txt"), ("All files", "*")],
-    )
+    return ask_text_file_path(parent, "Save the backup codes", BACKUP_CODES_FILE)
 
 
 def backup_codes_text(username: str, codes: tuple[str, ...]) -> str:
@@ -138,10 +132,9 @@ class TwoFactorSection(Section):
         self.codes_text.pack(anchor="w", pady=(6, 6))
         codes_buttons = ttk.Frame(self.codes_frame, style="Surface.TFrame")
         codes_buttons.pack(anchor="w")
-        self.copy_button = ttk.Button(codes_buttons, text="Copy", command=self.copy_codes)
-        self.copy_button.pack(side="left")
-        self.save_button = ttk.Button(codes_buttons, text="Save\u2026", command=self.save_codes)
-        self.save_button.pack(side="left", padx=(8, 0))
+        self.copy_button, self.save_button = copy_and_save(
+            codes_buttons, self.copy_codes, self.save_codes
+        )
         self.done_button = ttk.Button(
             codes_buttons, text="I have saved them", command=self.codes_saved
         )
@@ -287,14 +280,8 @@ class TwoFactorSection(Section):
         if not path:
             return
         text = backup_codes_text(self.actions.username or "", self.backup_codes)
-        try:
-            write_secret_file(path, text.encode("utf-8"), replace=True)
-        except OSError as exc:
-            self.show_error(
-                f"The codes were not saved ({exc.strerror or exc}). Choose another place."
-            )
-            return
-        self.show_done(f"Saved to {path} (readable only by you).")
+        saved, said = save_secret_text(path, text, "The codes were not saved")
+        (self.show_done if saved else self.show_error)(said)
 
     def codes_saved(self) -> None:
         self.backup_codes = ()

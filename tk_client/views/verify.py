@@ -28,6 +28,7 @@ from ..e2e.verification import CodesReady, VerificationCancelled, Verified
 from ..model import pm_key
 from . import theme
 from .tkutil import release_images
+from .windows import ControllerWindow
 
 COMPARE_NUMBER = (
     "Compare this number with the one {user} sees for you, in person or on a call you "
@@ -118,7 +119,7 @@ class CodesPanel(ttk.Frame):
         return [name for _, name in self.emoji]
 
 
-class VerificationWindow(tk.Toplevel):
+class VerificationWindow(ControllerWindow):
     """A window that follows one verification (``txn``) through the controller."""
 
     def __init__(
@@ -129,22 +130,10 @@ class VerificationWindow(tk.Toplevel):
         title: str,
         on_close: Callable[[VerificationWindow], None],
     ) -> None:
-        super().__init__(master)
-        self.withdraw()
-        self.title(title)
-        self.configure(background=theme.SURFACE)
-        self.transient(master.winfo_toplevel())
-        self.resizable(False, False)
-        self.fonts = fonts
-        self.controller = controller
-        self.on_close = on_close
+        super().__init__(master, fonts, controller, title, on_close)
         self.txn: str | None = None  # known once the first event of the comparison comes
         self.waiting = False  # started here and waiting for its first event
         self.starting = False  # asking the controller to start: its VerificationStarted is ours
-        self.body = ttk.Frame(self, style="Surface.TFrame", padding=(26, 22, 26, 18))
-        self.body.pack(fill="both", expand=True)
-        self.protocol("WM_DELETE_WINDOW", self.close)
-        self.bind("<Escape>", lambda e: self.close())
 
     def build_codes(self) -> None:
         """The comparison's panel and the Close button, below what the subclass drew."""
@@ -154,15 +143,6 @@ class VerificationWindow(tk.Toplevel):
         bottom.pack(fill="x", pady=(16, 0))
         self.close_button = ttk.Button(bottom, text="Close", command=self.close)
         self.close_button.pack(side="right")
-
-    def present(self) -> None:
-        self.update_idletasks()
-        master = self.master.winfo_toplevel()
-        x = master.winfo_rootx() + max(0, (master.winfo_width() - self.winfo_reqwidth()) // 2)
-        y = master.winfo_rooty() + max(0, (master.winfo_height() - self.winfo_reqheight()) // 4)
-        self.geometry(f"+{x}+{y}")
-        self.deiconify()
-        self.lift()
 
     def heading(self, words: str) -> ttk.Label:
         label = ttk.Label(self.body, text=words, style="Heading.TLabel")
@@ -183,12 +163,12 @@ class VerificationWindow(tk.Toplevel):
             self.panel.say(f"Waiting for {whom}...")
         else:
             self.panel.say("The comparison could not start: the messages say why.", error=True)
-        self.after_idle(self._fit)
+        self.after_idle(self.fit)
 
     def codes(self, event: CodesReady) -> None:
         self.txn, self.waiting = event.txn, False
         self.panel.show(event)
-        self.after_idle(self._fit)
+        self.after_idle(self.fit)
 
     def match(self) -> None:
         if self.txn is not None:
@@ -220,17 +200,11 @@ class VerificationWindow(tk.Toplevel):
         self.txn, self.waiting = None, False
         self.panel.say(event.text, error=True)
 
-    def _fit(self) -> None:
-        if self.winfo_exists():
-            self.update_idletasks()
-            self.geometry("")
-
     def close(self) -> None:
         if self.txn is not None:  # closed in the middle: the other side hears it stopped
             txn, self.txn = self.txn, None
             self.controller.cancel_verification(txn)
-        self.on_close(self)
-        self.destroy()
+        super().close()
 
 
 class VerifyDialog(VerificationWindow):
