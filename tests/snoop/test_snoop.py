@@ -31,7 +31,7 @@ import pytest
 from chatproto.e2e_files import PIECE_SIZE, TAG_SIZE, ChunkCipher
 from tests import services
 from tests.live_server import start_live_server
-from tests.tk_client.e2e_peers import FilePeer, FileView, Peer, pump
+from tests.tk_client.e2e_peers import FilePeer, FileView, Peer, all_backed_up, pump
 from tests.tk_client.test_e2e_clients_live import approve, approved
 from tk_client.chat_state import Pending
 from tk_client.controller import ChatController
@@ -430,14 +430,7 @@ def test_the_server_holds_no_key_of_the_backup_and_a_new_device_restores_through
     recovery_key = laptop.controller.begin_backup_setup()
     laptop.controller.finish_backup_setup(recovery_key.lower())
     sessions = laptop.link.store.groups.inbound
-    pump(
-        [laptop, bob],
-        lambda: (
-            laptop.link.backup_status is BackupStatus.ON
-            and set(laptop.link.store.backup.uploaded) == {sid for (_, _, sid) in sessions}
-        ),
-        "the backup on, and every session uploaded",
-    )
+    pump([laptop, bob], lambda: all_backed_up(laptop), "the backup on, and every session uploaded")
     session_keys = []
     for entry in sessions.values():
         exported = entry.session.export_at(entry.session.first_known_index)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from tk_client.address import parse_address
 from tk_client.controller import ChatController, ControllerView
+from tk_client.e2e.backup import BackupStatus
 from tk_client.e2e.link import E2ELink
 from tk_client.events import LoggedIn, Received
 from tk_client.files import TransferManager
@@ -121,6 +122,15 @@ def pump(peers: Iterable[Peer], until: Callable[[], bool], what: str = "") -> No
             time.sleep(0.01)
 
 
+def all_backed_up(peer: Peer) -> bool:
+    """The key backup is on and every group session ``peer`` holds is uploaded to it: what a
+    test that turns the backup on waits for before it counts on the backup."""
+    sessions = peer.link.store.groups.inbound
+    return peer.link.backup_status is BackupStatus.ON and set(peer.link.store.backup.uploaded) == {
+        sid for (_, _, sid) in sessions
+    }
+
+
 def settle(peers: Iterable[Peer], quiet: float = 0.3) -> None:
     """Drive every peer until none has had an event for ``quiet`` seconds."""
     peers = list(peers)
@@ -174,3 +184,39 @@ class FilePeer(Peer):
     def close(self) -> None:
         self.manager.close()
         super().close()
+
+
+class PeerPool:
+    """The peers one test opens, logged in, and closes after it: what every ``peers``-like
+    fixture yields is :meth:`open`, and its teardown is :meth:`close`.
+
+    Each user's password is their name and ``suffix`` (``alice-pw``); ``folder(user,
+    device)`` names each peer's client folder under ``root``.
+    """
+
+    def __init__(
+        self,
+        server: Any,
+        root: Path,
+        suffix: str = "-pw",
+        *,
+        kind: type[Peer] = Peer,
+        folder: Callable[[str, str], str] = lambda user, device: f"{user}-{device}",
+    ) -> None:
+        self.server = server
+        self.root = root
+        self.suffix = suffix
+        self.kind = kind
+        self.folder = folder
+        self.opened: list[Peer] = []
+
+    def open(self, user: str, device: str, password: str | None = None) -> Any:
+        """A device ``device`` of ``user``, logged in (with ``password`` if given)."""
+        peer = self.kind(self.server, self.root / self.folder(user, device), user, device)
+        self.opened.append(peer)
+        peer.log_in(password if password is not None else f"{user}{self.suffix}")
+        return peer
+
+    def close(self) -> None:
+        for peer in self.opened:
+            peer.close()

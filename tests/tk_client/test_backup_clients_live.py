@@ -20,7 +20,7 @@ from tk_client.e2e.backup import (
     BackupStatus,
 )
 
-from .e2e_peers import Peer, pump
+from .e2e_peers import Peer, PeerPool, pump
 
 _run = itertools.count(1)
 
@@ -36,17 +36,9 @@ def bob(live_server, tmp_path):
 @pytest.fixture
 def devices(live_server, tmp_path, bob):
     """``devices("laptop")``: a device of bob's, logged in; closed after the test."""
-    opened: list[Peer] = []
-
-    def open_(device: str) -> Peer:
-        peer = Peer(live_server, tmp_path / device, bob, device)
-        opened.append(peer)
-        peer.log_in(f"{bob}-pw")
-        return peer
-
-    yield open_
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(live_server, tmp_path, folder=lambda user, device: device)
+    yield lambda device: pool.open(bob, device)
+    pool.close()
 
 
 def saw(peer: Peer, kind: type) -> list:

@@ -18,7 +18,7 @@ from tk_client.e2e.backup import (
 from tk_client.e2e.link import WAIT_FOR_APPROVAL
 from tk_client.model import pm_key
 
-from .e2e_peers import Peer, pump
+from .e2e_peers import Peer, all_backed_up, pump
 from .test_e2e_clients_live import approve, approved, peers, people  # noqa: F401  # fixtures
 
 LINES = ("the boat leaves at six", "bring the map")
@@ -40,16 +40,8 @@ def talk_and_back_up(alice: str, bob: str, laptop: Peer, b: Peer) -> str:
 
     recovery_key = laptop.link.begin_backup_setup()
     assert laptop.link.finish_backup_setup(recovery_key.lower(), None) == []
-    sessions = laptop.link.store.groups.inbound
-    pump(
-        [laptop, b],
-        lambda: (
-            laptop.link.backup_status is BackupStatus.ON
-            and set(laptop.link.store.backup.uploaded) == {sid for (_, _, sid) in sessions}
-        ),
-        "the backup on, and both sessions uploaded",
-    )
-    assert len(sessions) == 2  # the laptop's own, and bob's
+    pump([laptop, b], lambda: all_backed_up(laptop), "the backup on, and both sessions uploaded")
+    assert len(laptop.link.store.groups.inbound) == 2  # the laptop's own, and bob's
     return recovery_key
 
 

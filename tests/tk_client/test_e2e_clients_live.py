@@ -20,7 +20,7 @@ from tk_client.e2e.store import CryptoStore
 from tk_client.e2e.verification import CodesReady, VerificationRequested, Verified
 from tk_client.model import pm_key, room_key
 
-from .e2e_peers import Peer, pump
+from .e2e_peers import Peer, PeerPool, pump
 
 _run = itertools.count(1)
 
@@ -44,17 +44,9 @@ def people(live_server, tmp_path):
 
 @pytest.fixture
 def peers(live_server, tmp_path):
-    opened: list[Peer] = []
-
-    def open_(user: str, device: str) -> Peer:
-        peer = Peer(live_server, tmp_path / f"{user}-{device}", user, device)
-        opened.append(peer)
-        peer.log_in(f"{user}-pw")
-        return peer
-
-    yield open_
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(live_server, tmp_path)
+    yield pool.open
+    pool.close()
 
 
 def approved(*peers: Peer):

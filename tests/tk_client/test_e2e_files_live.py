@@ -21,23 +21,15 @@ from tk_client.files import TransferState
 from tk_client.model import room_key
 from tk_client.secure_files import PLAIN_OFFER, SEALED_OFFER, offer_security
 
-from .e2e_peers import FilePeer, pump
+from .e2e_peers import FilePeer, PeerPool, pump
 from .test_e2e_clients_live import approved
 
 
 @pytest.fixture
 def file_peers(accounts, tmp_path):
-    opened: list[FilePeer] = []
-
-    def open_(user: str, device: str) -> FilePeer:
-        peer = FilePeer(accounts, tmp_path / f"{user}-{device}", user, device)
-        opened.append(peer)
-        peer.log_in(f"{user}-password")
-        return peer
-
-    yield open_
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(accounts, tmp_path, "-password", kind=FilePeer)
+    yield pool.open
+    pool.close()
 
 
 def ended(peer: FilePeer, name: str):

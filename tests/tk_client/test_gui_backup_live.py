@@ -12,7 +12,7 @@ from tk_client.e2e.backup import NOT_THE_KEY_SHOWN, BackupEnabled, BackupStatus
 from tk_client.model import pm_key
 from tk_client.views.backup import RecoveryDialog, RecoveryKeyWindow
 
-from .e2e_peers import Peer
+from .e2e_peers import PeerPool
 from .gui_helpers import pump
 from .test_gui_e2e import approved, open_window, run, window_approved
 
@@ -22,17 +22,9 @@ pytestmark = pytest.mark.gui
 @pytest.fixture
 def peers(accounts, tmp_path):
     """``peers(user, device)``: a headless device of ``user``, logged in; closed after."""
-    opened: list[Peer] = []
-
-    def open_(user: str, device: str) -> Peer:
-        peer = Peer(accounts, tmp_path / f"peer-{user}-{device}", user, device)
-        opened.append(peer)
-        peer.log_in(f"{user}-password")
-        return peer
-
-    yield open_
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(accounts, tmp_path, "-password", folder=lambda u, d: f"peer-{u}-{d}")
+    yield pool.open
+    pool.close()
 
 
 def test_backup_setup_typed_in_the_window_shows_a_fresh_key_and_refuses_a_wrong_one(

@@ -21,7 +21,7 @@ from tk_client.secure import PUBLIC_ROOM
 from tk_client.views import theme
 from tk_client.views.verify import ApprovalDialog, VerifyDialog
 
-from .e2e_peers import Peer
+from .e2e_peers import PeerPool
 from .gui_helpers import log_in, pump, shown_text, trust_server
 from .helpers import WAIT_SECONDS
 
@@ -32,17 +32,9 @@ VERIFY_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "verify-dialo
 
 @pytest.fixture
 def peers(accounts, tmp_path):
-    opened: list[Peer] = []
-
-    def open_(user: str, device: str) -> Peer:
-        peer = Peer(accounts, tmp_path / f"peer-{user}-{device}", user, device)
-        opened.append(peer)
-        peer.log_in(f"{user}-password")
-        return peer
-
-    yield open_
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(accounts, tmp_path, "-password", folder=lambda u, d: f"peer-{u}-{d}")
+    yield pool.open
+    pool.close()
 
 
 def run(app, peers, condition, what: str, timeout: float = WAIT_SECONDS) -> None:

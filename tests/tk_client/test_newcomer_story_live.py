@@ -24,7 +24,7 @@ from tk_client.e2e.link import WAIT_FOR_APPROVAL
 from tk_client.files import TransferState
 from tk_client.model import ConversationKey, pm_key, room_key
 
-from .e2e_peers import FilePeer, pump
+from .e2e_peers import FilePeer, PeerPool, all_backed_up, pump
 from .test_e2e_clients_live import approve, approved
 
 ROOM = "plans"
@@ -34,17 +34,9 @@ IN_PRIVATE = "bring the map"
 
 @pytest.fixture
 def devices(accounts, tmp_path):
-    opened: list[FilePeer] = []
-
-    def install(user: str, folder: str, password: str) -> FilePeer:
-        peer = FilePeer(accounts, tmp_path / folder, user, folder)
-        opened.append(peer)
-        peer.log_in(password)
-        return peer
-
-    yield install
-    for peer in opened:
-        peer.close()
+    pool = PeerPool(accounts, tmp_path, kind=FilePeer, folder=lambda user, device: device)
+    yield pool.open
+    pool.close()
 
 
 def sees(device: FilePeer, key: ConversationKey, sender: str, text: str):
@@ -106,15 +98,7 @@ def test_the_newcomers_story(people, devices, tmp_path):
     pump([laptop, friend], lambda: laptop.link.backup_status is BackupStatus.NONE, "no backup")
     recovery_key = laptop.controller.begin_backup_setup()  # shown once
     laptop.controller.finish_backup_setup(recovery_key)  # typed back
-    held = laptop.link.store.groups.inbound
-    pump(
-        [laptop, friend],
-        lambda: (
-            laptop.link.backup_status is BackupStatus.ON
-            and set(laptop.link.store.backup.uploaded) == {sid for (_, _, sid) in held}
-        ),
-        "the backup on, every session in it",
-    )
+    pump([laptop, friend], lambda: all_backed_up(laptop), "the backup on, every session in it")
 
     # -- installs the client in a second folder, approves it from the first, sees the past --
     desktop = devices(alice, "desktop", password)
