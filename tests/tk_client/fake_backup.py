@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tk_client.controller import ChatController
 from tk_client.e2e.backup import BackupStatus
 from tk_client.e2e.errors import E2EError
 
@@ -76,3 +77,15 @@ class FakeBackupLink(BackupMixin, FakeLink):
         super().__init__(session, user, device)
         self.approved = True
         self.setup_backup()
+
+
+def backup_controller(session: Any, view: Any) -> tuple[ChatController, list[FakeBackupLink]]:
+    """A controller whose end-to-end links are :class:`FakeBackupLink`: it, and the links it
+    opened (the newest last), which the test answers as the server would."""
+    links: list[FakeBackupLink] = []
+
+    def opener(user: str, device: str) -> FakeBackupLink:
+        links.append(FakeBackupLink(session, user, device))
+        return links[-1]
+
+    return ChatController(session, view, e2e_opener=opener, autoload_history=False), links

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 
-from tk_client.controller import ChatController
 from tk_client.e2e.backup import (
     BackupChanged,
     BackupEnabled,
@@ -26,7 +25,14 @@ from tk_client.e2e.backup import (
 )
 from tk_client.events import LoggedIn
 
-from .fake_backup import NOT_APPROVED, NOT_THE_KEY_SHOWN, RECOVERY_KEY, TYPO, FakeBackupLink
+from .fake_backup import (
+    NOT_APPROVED,
+    NOT_THE_KEY_SHOWN,
+    RECOVERY_KEY,
+    TYPO,
+    FakeBackupLink,
+    backup_controller,
+)
 from .test_controller import ROOMS, FakeSession, RecordingView, push
 
 pytestmark = pytest.mark.gui
@@ -61,15 +67,7 @@ class Desk:
         self.fonts = apply_theme(self.root)
         self.session = FakeSession()
         self.view = WindowsView()
-        self.links: list[FakeBackupLink] = []
-
-        def opener(user: str, device: str) -> FakeBackupLink:
-            self.links.append(FakeBackupLink(self.session, user, device))
-            return self.links[-1]
-
-        self.controller = ChatController(
-            self.session, self.view, e2e_opener=opener, autoload_history=False
-        )
+        self.controller, self.links = backup_controller(self.session, self.view)
         self.controller.handle(LoggedIn("me", ROOMS, again=False, device="d1"))
 
     @property

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from tk_client.commands import help_text
-from tk_client.controller import ChatController
 from tk_client.e2e.backup import (
     BackupChanged,
     BackupEnabled,
@@ -29,7 +28,14 @@ from tk_client.secure import NEEDS_A_DEVICE
 from tk_client.terminal_account import AccountDialog
 from tk_client.terminal_view import TerminalView
 
-from .fake_backup import NOT_APPROVED, NOT_THE_KEY_SHOWN, RECOVERY_KEY, TYPO, FakeBackupLink
+from .fake_backup import (
+    NOT_APPROVED,
+    NOT_THE_KEY_SHOWN,
+    RECOVERY_KEY,
+    TYPO,
+    FakeBackupLink,
+    backup_controller,
+)
 from .test_controller import ROOMS, FakeSession, push
 
 
@@ -40,15 +46,7 @@ class Terminal:
         self.session = FakeSession()
         self.out, self.err = io.StringIO(), io.StringIO()
         self.view = TerminalView(self.out, self.err)
-        self.links: list[FakeBackupLink] = []
-
-        def opener(user: str, name: str) -> FakeBackupLink:
-            self.links.append(FakeBackupLink(self.session, user, name))
-            return self.links[-1]
-
-        self.controller = ChatController(
-            self.session, self.view, e2e_opener=opener, autoload_history=False
-        )
+        self.controller, self.links = backup_controller(self.session, self.view)
         self.view.controller = self.controller
         self.dialog = AccountDialog(
             self.controller,
