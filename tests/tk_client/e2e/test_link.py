@@ -58,16 +58,6 @@ def answer(link: E2ELink, status: RequestStatus, reply: dict[str, Any]) -> list[
     return link.answered(done, {**reply, "ref": status.id})
 
 
-@pytest.fixture
-def session():
-    return FakeSession()
-
-
-@pytest.fixture
-def link(session, tmp_path):
-    return E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
-
-
 def setup_check(session: FakeSession) -> RequestStatus:
     """The link's own keys_query of the user's keys (the last one sent at login)."""
     return session.of("keys_query")[-1]

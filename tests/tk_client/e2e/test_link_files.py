@@ -13,7 +13,7 @@ from tk_client.e2e.files import FileOfferRefused, FileOfferWaiting
 from tk_client.e2e.link import WAIT_FOR_APPROVAL, E2ELink, NotApproved
 from tk_client.e2e.megolm import Undecryptable
 
-from .test_link import SERVER, FakeSession, answer, setup_check
+from .test_link import answer, setup_check
 
 T = "0123456789abcdef0123456789abcdef"
 WELL_FORMED = {
@@ -23,16 +23,6 @@ WELL_FORMED = {
     "session_id": "B" * 43,
     "ciphertext": "AAAA",
 }
-
-
-@pytest.fixture
-def session():
-    return FakeSession()
-
-
-@pytest.fixture
-def link(session, tmp_path):
-    return E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
 
 
 def seal(link: E2ELink, sealed: list[Any], failed: list[str]) -> list[Any]:
