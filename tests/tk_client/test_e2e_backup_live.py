@@ -45,6 +45,18 @@ def talk_and_back_up(alice: str, bob: str, laptop: Peer, b: Peer) -> str:
     return recovery_key
 
 
+def backed_up_then_a_phone_approved(make_people, open_peer):
+    """alice's laptop talks with bob and backs up; then her new phone is approved from it
+    (``make_people``, ``open_peer``: the fixtures). Returns alice, bob, her laptop, bob's
+    device and her phone."""
+    alice, bob = make_people("alice", "bob")
+    laptop, b = open_peer(alice, "laptop"), open_peer(bob, "laptop")
+    talk_and_back_up(alice, bob, laptop, b)
+    phone = open_peer(alice, "phone")
+    approve(laptop, phone, [laptop, b, phone])
+    return alice, bob, laptop, b, phone
+
+
 def history_readable(phone: Peer, alice: str, bob: str) -> bool:
     lines = phone.lines(pm_key(bob))
     return (alice, LINES[0]) in lines and (bob, LINES[1]) in lines
@@ -90,13 +102,8 @@ def test_an_approval_from_the_laptop_hands_over_the_backup_key_and_the_history(
     people,  # noqa: F811
     peers,  # noqa: F811
 ):
-    alice, bob = people("alice", "bob")
-    laptop, b = peers(alice, "laptop"), peers(bob, "laptop")
-    talk_and_back_up(alice, bob, laptop, b)
-
-    phone = peers(alice, "phone")
+    alice, bob, laptop, b, phone = backed_up_then_a_phone_approved(people, peers)
     everyone = [laptop, b, phone]
-    approve(laptop, phone, everyone)
     pump(
         everyone,
         lambda: any(isinstance(e, BackupRestored) for e in phone.view.e2e_events),
@@ -114,12 +121,8 @@ def test_a_reset_asks_for_the_password_and_the_other_device_takes_the_new_key(
     people,  # noqa: F811
     peers,  # noqa: F811
 ):
-    alice, bob = people("alice", "bob")
-    laptop, b = peers(alice, "laptop"), peers(bob, "laptop")
-    talk_and_back_up(alice, bob, laptop, b)
-    phone = peers(alice, "phone")
+    alice, _, laptop, b, phone = backed_up_then_a_phone_approved(people, peers)
     everyone = [laptop, b, phone]
-    approve(laptop, phone, everyone)
     pump(everyone, lambda: phone.link.backup_status is BackupStatus.ON, "the phone has the key")
 
     shown_key = phone.link.begin_backup_setup()

@@ -134,17 +134,7 @@ class _BackupWindow(ControllerWindow):
     """What both windows share: words, a message line, closing once."""
 
     controller: BackupController
-
-    def __init__(
-        self,
-        master: tk.Misc,
-        fonts: theme.Fonts,
-        controller: BackupController,
-        title: str,
-        on_close: Callable[[Any], object],
-    ) -> None:
-        self._closed = False
-        super().__init__(master, fonts, controller, title, on_close)
+    _closed = False  # set on the window by close(): closing twice tells on_close once
 
     def words(self, master: tk.Misc, text: str, style: str = "Surface.TLabel") -> ttk.Label:
         label = ttk.Label(master, text=text, style=style, wraplength=600, justify="left")
