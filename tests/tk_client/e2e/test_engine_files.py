@@ -167,6 +167,19 @@ def test_an_offers_e2e_replayed_under_another_transfer_is_not_verified(relay):
     assert isinstance(again, NotShown) and again.reason is Undecryptable.NOT_VERIFIED
 
 
+def test_an_offer_replayed_under_its_own_transfer_is_not_verified(relay):
+    """The server may replay an offer it relayed once, and then the chunks it recorded:
+    an offer is opened once, so an old file cannot come again as if sent anew."""
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    e2e = seal(relay, alice_engine, payload())
+    (first,) = opened(relay, bob_engine, offer(e2e))
+    assert isinstance(first, Opened)
+
+    (again,) = opened(relay, bob_engine, offer(e2e))
+
+    assert isinstance(again, NotShown) and again.reason is Undecryptable.NOT_VERIFIED
+
+
 def test_an_offer_from_another_sender_than_the_plaintext_says_is_not_verified(relay):
     _, _, alice_engine, bob_engine = connect_pair(relay)
     e2e = seal(relay, alice_engine, payload(sender="carol"))
