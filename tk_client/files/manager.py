@@ -110,11 +110,13 @@ STALE_ERROR_SECONDS = 30.0
 UNKNOWN_GRACE_SECONDS = 3.0
 # The relayed messages after which a transfer is over (file_reject ends an offer).
 FINAL_STEPS = frozenset({"file_cancel", "file_reject", "file_done"})
-# End-to-end offers held while their room key is on its way (4.12, 4.9): as many as one
-# sender may have open (3.3's rule of 8). Past it, a new one is refused at once with
-# ``file_cancel`` TOO_MANY_WAITING (the sender may send it again once one is settled), so a
-# flood of offers whose keys never come cannot grow the client's memory.
+# End-to-end offers held while their room key is on its way (4.12, 4.9): of each sender, as
+# many as one may have open (3.3's rule of 8), so that one whose keys never come cannot
+# stop the others' files; and MAX_WAITING_TOTAL in all. Past either, a new one is refused at
+# once with ``file_cancel`` TOO_MANY_WAITING (the sender may send it again once one is
+# settled), so a flood of offers whose keys never come cannot grow the client's memory.
 MAX_WAITING_OFFERS = 8
+MAX_WAITING_TOTAL = 64
 TOO_MANY_WAITING = "too_many_waiting"
 
 
@@ -478,7 +480,8 @@ class TransferManager:
         with self._lock:
             if transfer in self._sealed or transfer in self._open:
                 return
-            full = len(self._sealed) >= MAX_WAITING_OFFERS
+            same = sum(1 for held in self._sealed.values() if held.get("from") == sender)
+            full = same >= MAX_WAITING_OFFERS or len(self._sealed) >= MAX_WAITING_TOTAL
             if not full:
                 self._sealed[transfer] = message
         if full:
