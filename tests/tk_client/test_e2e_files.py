@@ -33,6 +33,7 @@ from tk_client.controller import ChatController
 from tk_client.e2e.files import FileOfferRefused, FileOfferVerified
 from tk_client.events import LoggedIn, Phase, Received
 from tk_client.files import FileOffered, TransferChanged, TransferError, TransferManager
+from tk_client.files import manager as manager_module
 from tk_client.files.e2e_cipher import SealedDownload, SealedUpload
 from tk_client.files.events import OfferToSeal, SealedOfferArrived
 from tk_client.files.source import FileSource
@@ -315,6 +316,25 @@ def test_an_end_to_end_offer_cancelled_before_it_was_opened_is_never_shown():
     session.relay(sealed_offer())
     session.relay({"type": "file_cancel", "transfer": T, "reason": "cancelled"})
 
+    manager.offer_verified(T, FileFacts("report.pdf", 1000, "ab" * 32, bytes(32)))
+
+    assert not manager.busy() and not manager.answerable(T)
+    manager.close()
+
+
+def test_an_offer_cancelled_while_its_verdict_is_taken_is_never_shown(monkeypatch):
+    """The cancel comes on the network thread while the user interface's thread turns the
+    verdict into a transfer: the offer ends, nothing waits for an answer."""
+    session = ManagerSession()
+    manager = TransferManager(session)
+    session.relay(sealed_offer())
+    real = manager_module.IncomingTransfer
+
+    def racing(**fields: Any):
+        session.relay({"type": "file_cancel", "transfer": T, "reason": "cancelled"})
+        return real(**fields)
+
+    monkeypatch.setattr(manager_module, "IncomingTransfer", racing)
     manager.offer_verified(T, FileFacts("report.pdf", 1000, "ab" * 32, bytes(32)))
 
     assert not manager.busy() and not manager.answerable(T)

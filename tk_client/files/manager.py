@@ -233,7 +233,7 @@ class TransferManager:
         the user like any other (:class:`FileOffered`), marked end to end. Nothing if it
         ended meanwhile."""
         with self._lock:
-            offer = self._sealed.pop(transfer, None)
+            offer = self._sealed.get(transfer)
         if offer is None or self._closed:
             return
         try:
@@ -245,9 +245,9 @@ class TransferManager:
                 sha256=facts.sha256,
             )
         except MessageError:
-            self._send_quietly(file_cancel(transfer, NOT_VERIFIED))
+            self.refuse_offer(transfer)
             return
-        self._start_incoming(incoming, facts)
+        self._start_incoming(incoming, facts, held=True)
 
     def refuse_offer(self, transfer: str) -> None:
         """An end-to-end offer failed a check (4.12): ``file_cancel`` ``not_verified``."""
@@ -490,8 +490,16 @@ class TransferManager:
             return
         self._post(SealedOfferArrived(message))
 
-    def _start_incoming(self, incoming: IncomingTransfer, facts: FileFacts | None) -> None:
+    def _start_incoming(
+        self, incoming: IncomingTransfer, facts: FileFacts | None, *, held: bool = False
+    ) -> None:
+        """Offer ``incoming`` to the user. ``held``: an end-to-end offer, which goes from
+        the held ones to the open ones at once, so that a cancel relayed meanwhile (on the
+        network thread) finds it in one or the other; gone from both, it ended."""
         if self._closed or self._find(incoming.transfer) is not None:
+            if held:
+                with self._lock:
+                    self._sealed.pop(incoming.transfer, None)
             return
         record = TransferWorker(
             self.session,
@@ -508,6 +516,8 @@ class TransferManager:
         )
         record.last_info = record.info()
         with self._lock:
+            if held and self._sealed.pop(record.transfer, None) is None:
+                return  # it ended while its verdict was taken
             self._open[record.transfer] = record
         self._post(FileOffered(record.last_info))
         record.thread.start()
