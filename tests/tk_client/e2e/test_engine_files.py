@@ -11,6 +11,7 @@ import pytest
 
 from chatproto.e2e import conversation_id
 from chatproto.e2e_files import encrypted_size, file_plaintext
+from tk_client.e2e.engine import _PendingSend
 from tk_client.e2e.files import (
     FileOfferRefused,
     FileOfferVerified,
@@ -143,6 +144,17 @@ def test_an_offer_forgotten_while_it_waits_shows_nothing_when_its_key_comes(rela
     relay.run(ALICE, [])
 
     assert not [e for e in relay.events[BOB] if isinstance(e, Opened)]
+
+
+def test_a_file_offer_waiting_to_be_sealed_never_prints_its_key_or_name():
+    """A send waits in memory for device lists and keys; a traceback or a debug print of
+    it must not show the file key, the name or the hash (they leave only sealed)."""
+    pending = _PendingSend(PM, frozenset({"alice", "bob"}), None, 1.0, payload(), T)
+
+    shown = repr(pending)
+
+    assert KEY.hex() not in shown and payload()["key"] not in shown
+    assert "report.pdf" not in shown and "ab" * 32 not in shown
 
 
 def test_a_text_message_passed_off_as_a_file_offer_is_not_verified(relay):
