@@ -65,6 +65,13 @@ class OfferQuestions:
         answers (4.12). Without one, every offer is plain, as all else this session reads.
         """
         unasked = offer.end_to_end or not self.reads_end_to_end()
+        if self.accept_into and not unasked and not self.interactive:
+            self.view.notify(
+                f"* {printable(offer.peer)}'s file {printable(offer.name)} was declined: it is "
+                f"{offer_security(offer)}, and --accept-files takes only end-to-end ones"
+            )
+            self.transfers.decline(offer.transfer)
+            return True
         if self.accept_into and unasked:
             try:
                 path = self.transfers.accept_into(offer.transfer, self.accept_into)

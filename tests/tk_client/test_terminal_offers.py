@@ -175,8 +175,11 @@ def test_accept_files_never_takes_a_plain_offer_unasked(err, transfers, tmp_path
     warning before the user answers: with a device, --accept-files takes end-to-end
     offers only."""
     questions = questions_for(err, transfers, accept_into=str(tmp_path), interactive=False)
-    assert questions.offered(offer(end_to_end=False)) is False  # the controller declines it
-    assert transfers.accepted == []
+    assert questions.offered(offer(end_to_end=False))
+    assert transfers.accepted == [] and transfers.declined == ["t1"]
+    assert "* alice's file notes.txt was declined: it is not end-to-end encrypted" in (
+        err.getvalue()
+    )
 
     questions = questions_for(err, transfers, accept_into=str(tmp_path), interactive=True)
     assert questions.offered(offer(end_to_end=False))
