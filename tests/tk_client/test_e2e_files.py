@@ -341,6 +341,34 @@ def test_an_offer_cancelled_while_its_verdict_is_taken_is_never_shown(monkeypatc
     manager.close()
 
 
+def test_a_plain_offer_taking_the_id_while_a_verdict_is_taken_keeps_its_one_worker(
+    monkeypatch,
+):
+    """A server that relays a plain offer under a held one's id, on the network thread
+    while the verdict becomes a transfer: one transfer has that id, never two workers."""
+    session = ManagerSession()
+    manager = TransferManager(session)
+    session.relay(sealed_offer())
+    real = manager_module.TransferWorker
+    plain = {"type": "file_offer", "transfer": T, "from": "alice", "to": "bob", "name": "x"}
+    made: list[Any] = []
+
+    def racing(*args: Any, **fields: Any):
+        worker = real(*args, **fields)
+        made.append(worker)
+        if len(made) == 1:  # the verdict's worker: the plain offer comes meanwhile
+            session.relay({**plain, "size": 3, "sha256": "cd" * 32})
+        return worker
+
+    monkeypatch.setattr(manager_module, "TransferWorker", racing)
+    manager.offer_verified(T, FileFacts("report.pdf", 1000, "ab" * 32, bytes(32)))
+
+    (info,) = manager.transfers()
+    assert (info.name, info.end_to_end) == ("x", False)
+    assert [worker.thread.is_alive() for worker in made] == [False, True]
+    manager.close()
+
+
 def test_a_refused_offer_is_answered_not_verified():
     session = ManagerSession()
     manager = TransferManager(session)

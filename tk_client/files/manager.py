@@ -516,8 +516,9 @@ class TransferManager:
         )
         record.last_info = record.info()
         with self._lock:
-            if held and self._sealed.pop(record.transfer, None) is None:
-                return  # it ended while its verdict was taken
+            ended = held and self._sealed.pop(record.transfer, None) is None
+            if ended or record.transfer in self._open:
+                return  # it ended while its verdict was taken, or another took its id
             self._open[record.transfer] = record
         self._post(FileOffered(record.last_info))
         record.thread.start()
