@@ -176,6 +176,12 @@ class BackupActions(E2EActions):
             raise BackupRefused(str(exc)) from None
         self._e2e_events(events)
 
+    def cancel_backup_setup(self) -> None:
+        """The set-up ended without the backup turned on here (closed, cancelled, too many
+        wrong tries): the recovery key shown is forgotten. Safe to call at any time."""
+        if self.e2e is not None:
+            self.e2e.cancel_backup_setup()
+
     def restore_with_recovery_key(self, text: str) -> None:
         """Recover with the typed recovery key: :class:`BackupRefused` at once for a typo;
         then ``BackupRestoreProgress`` and ``BackupRestored``, or ``BackupProblem``."""

@@ -185,7 +185,10 @@ class AccountDialog:
             step.finish(step.answers)
 
     def abandon(self) -> None:
-        """The input ended: questions go unanswered."""
+        """The input ended: questions go unanswered (a recovery key not yet typed back is
+        forgotten)."""
+        if self._step is not None and RECOVERY_KEY_BACK in self._step.questions:
+            self.controller.cancel_backup_setup()
         self._step, self._waiting_for = None, None
 
     def _start(self, questions: list[Question], finish: Callable[[list[str]], None]) -> None:
@@ -233,6 +236,7 @@ class AccountDialog:
 
     def _typed_back(self, typed: str, password: str | None) -> None:
         if not typed.strip():
+            self.controller.cancel_backup_setup()
             self.print(f"{NOT_TURNED_ON} Type /backup setup to start again.")
             return
         try:
@@ -243,6 +247,7 @@ class AccountDialog:
             if self._key_attempts < CODE_ATTEMPTS:
                 self._start([RECOVERY_KEY_BACK], lambda a: self._typed_back(a[0], password))
             else:
+                self.controller.cancel_backup_setup()
                 self.print(f"{NOT_TURNED_ON} Type /backup setup to start again.")
             return
         self.print("Turning the key backup on\u2026")

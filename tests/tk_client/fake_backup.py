@@ -57,6 +57,9 @@ class BackupMixin:
         events, self.events_at_once = self.events_at_once, []
         return events
 
+    def cancel_backup_setup(self) -> None:
+        self.shown = None  # as the real link forgets the recovery key
+
     def restore_with_recovery_key(self, text: str) -> list[Any]:
         typed = bare(text)
         if len(typed) != 56 or not set(typed) <= BASE32:

@@ -54,6 +54,9 @@ class Recorder:
     def finish_backup_setup(self, typed: str, password: str | None = None) -> None:
         raise AssertionError("not in these tests")
 
+    def cancel_backup_setup(self) -> None:
+        raise AssertionError("not in these tests")
+
     def restore_with_recovery_key(self, text: str) -> None:
         raise AssertionError("not in these tests")
 

@@ -214,6 +214,16 @@ def test_a_problem_from_the_server_is_said_in_the_window(desk):
     assert style_of(window.message) == "Error.TLabel"
 
 
+def test_cancel_makes_the_controller_forget_the_key_shown(desk):
+    window = desk.key_window()
+    window.kept_button.invoke()
+    assert desk.link.shown == RECOVERY_KEY
+
+    window.close_button.invoke()
+
+    assert desk.link.shown is None and desk.link.published == []
+
+
 def test_a_device_that_may_not_back_up_says_why_instead_of_a_key(desk):
     desk.link.can_back_up = False
 

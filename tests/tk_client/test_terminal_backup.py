@@ -142,7 +142,7 @@ def test_a_wrong_key_typed_back_is_refused_and_asked_again_then_given_up(termina
     terminal.answer("ABCD")
     terminal.answer("WXYZ")
 
-    assert terminal.link.published == []
+    assert terminal.link.published == [] and terminal.link.shown is None  # key forgotten
     assert terminal.dialog.question is None
     assert "Key backup was not turned on" in terminal.printed()
     assert "Type /backup setup to start again." in terminal.printed()
@@ -152,8 +152,17 @@ def test_enter_alone_cancels_the_setup(terminal):
     terminal.type("/backup setup")
     terminal.answer("")
 
-    assert terminal.link.published == []
+    assert terminal.link.published == [] and terminal.link.shown is None  # key forgotten
     assert "Key backup was not turned on" in terminal.printed()
+
+
+def test_the_input_ending_before_the_key_is_typed_back_forgets_it(terminal):
+    terminal.type("/backup setup")
+    assert terminal.link.shown == RECOVERY_KEY
+
+    terminal.dialog.abandon()
+
+    assert terminal.link.shown is None and terminal.link.published == []
 
 
 def test_reset_warns_and_asks_the_password_without_echo_first(terminal):

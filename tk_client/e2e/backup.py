@@ -8,7 +8,8 @@ to our own devices, this device's keys uploaded again, the held messages read ag
 
 What it does:
 
-- **Status.** ``backup_get`` at every login says whether a backup exists and whether the
+- **Status.** ``backup_get`` at every login (requests still unanswered from before are
+  forgotten then, but a publish) says whether a backup exists and whether the
   key this device holds (:class:`~.backup_state.BackupState`, sealed in the store) is the
   current backup's. A backup is used (uploaded to, trusted) only while its
   ``signatures.user`` is valid for the user key: the one this device holds, else the
@@ -28,7 +29,8 @@ What it does:
   backup's ``identity``: if it is the user's current user key, the device keeps it and
   signs itself (as after an approval), then restores. A wrong key changes nothing.
 - **Set-up and reset.** A signed device makes a recovery key, shows it once, publishes
-  the backup when the user typed the key back (a reset needs the password), then shares
+  the backup when the user typed the key back (a reset needs the password; the recovery
+  key is forgotten once the publish is sent, or when the set-up is cancelled), then shares
   the key with its other signed devices and uploads every session it holds. After an
   identity reset on a device that holds the key, the backup is updated (same version, new
   identity and signature). ``backup_changed`` (a reset elsewhere) stops the uploads; the
@@ -262,6 +264,7 @@ class _Restore:
     restored: int = 0
     skipped: int = 0
     after: str = ""  # the last page's ``next``: each must be past it
+    waiting: str | None = None  # the id of the backup_fetch whose page comes next
 
 
 class KeyBackup:
@@ -319,12 +322,26 @@ class KeyBackup:
         return Step(requests=[self._request("get", "backup_get")])
 
     def login(self) -> Step:
-        """After every login: what is the backup now? (Uploads resume with the answer.)"""
+        """After every login: what is the backup now? (Uploads resume with the answer.)
+
+        Whatever was asked before is asked again from here (the backup, the restore, the
+        uploads, the look-ups), so the ids still unanswered are forgotten: the session's
+        outbox fails what the lost connection carried, or sends again what it never took,
+        and such a late answer must not be matched to what this login asks. A publish is
+        kept: its answer says whether the user's new backup is on (the outbox answers it)."""
         self._puts.clear()
         self._scanned = -1
         self._restore = None  # cut short: starts again once the backup is known (restored False)
         self._looked_up.clear()
-        return self._get()
+        self._requests = {
+            ref: purpose
+            for ref, purpose in self._requests.items()
+            if purpose in ("publish", "update")
+        }
+        step = self._get()
+        if self._recovering is not None and self._recovery_get is not None:
+            self._recovery_get = step.requests[-1]["id"]  # the recovery waits for this one
+        return step
 
     # --- answers and pushes ----------------------------------------------------------------
 
@@ -352,7 +369,7 @@ class KeyBackup:
         if purpose == "put" and kind == "backup_stored":
             return self._stored(ref)
         if purpose == "fetch" and kind == "backup_sessions":
-            return self._page(message)
+            return self._page(ref, message)
         if purpose == "lookup" and kind == "backup_sessions":
             return self._looked(message)
         if purpose in ("publish", "update") and kind == "ok":
@@ -474,6 +491,14 @@ class KeyBackup:
             and self._is_current(state.key, state.version)
             and self._signed(self.current)
         )
+
+    def in_use(self) -> bool:
+        """Whether this device reads the backup now (4.9 then says nothing of approving it or
+        of the recovery key): status ON. Before the first answer to ``backup_get``, a key
+        held counts; the answer settles it (:class:`BackupStatusChanged`)."""
+        if self.status is BackupStatus.UNKNOWN:
+            return self.store.backup.key is not None
+        return self.status is BackupStatus.ON
 
     def _check_held(self) -> Step:
         """The status, from the backup just fetched and the key this device holds."""
@@ -634,7 +659,9 @@ class KeyBackup:
         fields: dict[str, Any] = {"version": self._restore.version, "limit": FETCH_LIMIT}
         if after is not None:
             fields["after"] = after
-        return Step(requests=[self._request("fetch", "backup_fetch", **fields)])
+        request = self._request("fetch", "backup_fetch", **fields)
+        self._restore.waiting = request["id"]
+        return Step(requests=[request])
 
     def look_up(self, session_id: str) -> Step:
         """A message came whose session this device lacks: look for that one session in
@@ -668,9 +695,17 @@ class KeyBackup:
         ]
         return Step(retry_held=bool(found))
 
-    def _page(self, answer: Mapping[str, Any]) -> Step:
+    def _page(self, ref: str, answer: Mapping[str, Any]) -> Step:
+        """One page of the restore: only the answer to the restore's own last fetch, and
+        only of the version it restores (a page of another version, which an honest server
+        never sends, ends the restore with nothing imported; it starts again with the next
+        login or ``backup_get``)."""
         restore = self._restore
-        if restore is None:
+        if restore is None or ref != restore.waiting:
+            return Step()  # a page of a restore that ended (a reset, a login) since
+        restore.waiting = None
+        if _int(answer.get("version")) != restore.version:
+            self._restore = None
             return Step()
         sessions = answer.get("sessions")
         sessions = sessions if isinstance(sessions, list) else []
@@ -722,10 +757,13 @@ class KeyBackup:
             return False
         if session.session_id != session_id:
             return False
-        first = _int(item.get("first_index"))
-        uploaded = self.store.backup.uploaded
-        server_has = first if first is not None else session.first_known_index
-        uploaded[session_id] = min(uploaded.get(session_id, server_has), server_has)
+        held = self.store.backup
+        if (held.key, held.version) == (restore.key, restore.version):
+            # In the backup this device uploads to: not to be uploaded again. (A restore of
+            # an older version, whose page came after a reset, says nothing of the new one.)
+            first = _int(item.get("first_index"))
+            server_has = first if first is not None else session.first_known_index
+            held.uploaded[session_id] = min(held.uploaded.get(session_id, server_has), server_has)
         self.store.groups.add_inbound(
             plain["conversation"],
             plain["sender_key"],
@@ -796,12 +834,20 @@ class KeyBackup:
     # --- set-up, reset and update ----------------------------------------------------------
 
     def begin_setup(self) -> str:
-        """A new recovery key, to show once (kept in memory only until it is confirmed).
-        :class:`E2EError` if this device is not signed: it cannot sign a backup."""
+        """A new recovery key, to show once (kept in memory only until the set-up ends:
+        published or not, or :meth:`cancel_setup`). :class:`E2EError` if this device is
+        not signed: it cannot sign a backup."""
         if self.store.identity is None:
             raise E2EError(NOT_SIGNED)
         self._secret = wire.new_recovery_key()
         return wire.format_recovery_key(self._secret)
+
+    def cancel_setup(self) -> None:
+        """The user closed the set-up: forget the recovery key shown (and the password
+        given for a reset), so that neither stays in memory, and publish nothing that was
+        waiting for ``backup_get``. A publish already sent is not undone: its answer is
+        still reported."""
+        self._secret, self._setup_password, self._setup_waits = None, None, False
 
     def finish_setup(self, typed: str, password: str | None) -> Step:
         """The user typed the recovery key back: publish the backup (a reset when one
@@ -825,7 +871,8 @@ class KeyBackup:
         return self._publish_new(password)
 
     def _publish_new(self, password: str | None) -> Step:
-        secret, self._setup_password = self._secret, None
+        # The set-up ends here either way: the recovery key is not needed past its key.
+        secret, self._secret, self._setup_password = self._secret, None, None
         if secret is None:
             return Step()
         if self.current is not None and not password:
@@ -872,7 +919,6 @@ class KeyBackup:
         self._scanned = -1
         step = Step()
         if new:
-            self._secret = None
             self.store.backup.restored = True  # a new backup holds nothing to restore
             self.created, self.published_by = None, self.store.device.device
             step.events.append(BackupEnabled(version))

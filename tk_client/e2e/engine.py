@@ -43,7 +43,7 @@ from chatproto import e2e
 from chatproto.e2e_files import MEGOLM_FILE
 
 from . import room_keys
-from .backup import BACKUP_KEY_SHARE, BackupEvent, KeyBackup
+from .backup import BACKUP_KEY_SHARE, BackupEvent, BackupStatusChanged, KeyBackup
 from .backup import Step as BackupStep
 from .device import TOP_UP_BELOW
 from .directory import DeviceDirectory, UserKeys
@@ -906,6 +906,10 @@ class E2EEngine:
         """A new recovery key to show once; :class:`E2EError` if this device is not signed."""
         return self.backup.begin_setup()
 
+    def cancel_backup_setup(self) -> None:
+        """The set-up was closed: forget its recovery key (:meth:`KeyBackup.cancel_setup`)."""
+        self.backup.cancel_setup()
+
     def finish_backup_setup(self, typed: str, password: str | None) -> Output:
         """The recovery key typed back: publish the backup (ValueError in words)."""
         return self._backup_step(self.backup.finish_setup(typed, password))
@@ -925,7 +929,9 @@ class E2EEngine:
             asked = self._query([self.me])
             self.backup.keys_query = asked.requests[-1]["id"]
             out.extend(asked)
-        if step.retry_held:
+        # Sessions imported, or the backup's status changed: what held messages say (4.9's
+        # hint to approve this device or enter the recovery key) follows it.
+        if step.retry_held or any(isinstance(e, BackupStatusChanged) for e in step.events):
             out.extend(self._retry_held())
         return out
 
@@ -982,7 +988,7 @@ class E2EEngine:
             approved = device is None or device.signed_by_user_key(self._user_key(sender))
             sent_at = _ts_seconds(message.get("ts"))
             reason: Undecryptable | None = why_undecryptable(
-                sent_at, self.store.created_at, approved, self.store.backup.key is not None
+                sent_at, self.store.created_at, approved, self.backup.in_use()
             )
             settled = False
             if first_time:

@@ -529,6 +529,11 @@ class E2ELink:
         words if this device is not approved."""
         return self.engine.begin_backup_setup()
 
+    def cancel_backup_setup(self) -> None:
+        """The set-up window or dialog closed: the recovery key shown is forgotten (a
+        publish already sent still reports its answer)."""
+        self.engine.cancel_backup_setup()
+
     def finish_backup_setup(self, typed: str, password: str | None) -> list[LinkEvent]:
         """The user typed the recovery key back: publish the backup. ValueError in words if
         it is not the key shown (spaces and case ignored), or if a backup exists and no

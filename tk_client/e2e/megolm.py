@@ -90,7 +90,7 @@ class Undecryptable(Enum):
     BEFORE_THIS_DEVICE = (
         "Sent before this device was set up: its key was never shared with this device."
     )
-    BEFORE_THIS_DEVICE_NO_BACKUP_KEY = (  # the same, while this device holds no backup key
+    BEFORE_THIS_DEVICE_NO_BACKUP_KEY = (  # the same, while this device uses no backup key
         "Sent before this device was set up: its key was never shared with this device. "
         "Approve this device from another one, or enter your recovery key, to read it."
     )
@@ -107,17 +107,18 @@ def why_undecryptable(
     sent_at: float,
     device_created_at: float,
     sender_device_approved: bool,
-    holds_backup_key: bool = True,
+    backup_in_use: bool = True,
 ) -> Undecryptable:
     """The reason to show for a message whose session key this device does not have (or,
     for ``SENDER_NOT_VERIFIED``, holds aside: it came from an unsigned device).
 
     A message that has its key but fails to decrypt or check is ``NOT_VERIFIED``. An old
-    message on a device without the backup key says how to get it (4.9, 4.13)."""
+    message on a device that does not use the key backup (it holds no backup key, or one
+    that is not the current signed backup's) says how to get it (4.9, 4.13)."""
     if not sender_device_approved:
         return Undecryptable.SENDER_NOT_VERIFIED
     if sent_at < device_created_at:
-        if not holds_backup_key:
+        if not backup_in_use:
             return Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
         return Undecryptable.BEFORE_THIS_DEVICE
     return Undecryptable.KEY_NOT_RECEIVED

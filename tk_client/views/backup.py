@@ -403,7 +403,9 @@ class RecoveryKeyWindow(_BackupWindow):
         self.typed.set("")
 
     def destroy(self) -> None:
+        # Closed (Cancel, Close, Escape, the app going): the controller forgets the key too.
         self.key = ""
+        self.controller.cancel_backup_setup()
         release(self.password, self.typed)
         super().destroy()
 

@@ -156,9 +156,14 @@ def alice_and_bob_talked(relay: BackupRelay, messages: int = 2):
     return alice, bob, alice_engine, bob_engine
 
 
-def new_alice_device(relay: BackupRelay, alice: CryptoStore) -> tuple[CryptoStore, E2EEngine]:
-    """alice's new device, unsigned, made after the messages; it sees the history."""
+def new_alice_device(
+    relay: BackupRelay, alice: CryptoStore, kept: wire.BackupKey | None = None
+) -> tuple[CryptoStore, E2EEngine]:
+    """alice's new device, unsigned, made after the messages; it sees the history. With
+    ``kept``, it holds that backup key (version 1) from the start."""
     store = CryptoStore.create("alice", "DEV2", LATE)
+    if kept is not None:
+        store.backup.keep(kept, 1)
     engine = relay.connect(store)
     relay.announce("alice")
     for number in range(1, len(room_messages(relay)) + 1):
@@ -250,6 +255,47 @@ def test_the_key_typed_back_is_read_as_a_recovery_key_is(relay, monkeypatch):
     assert relay.backups["alice"]["version"] == 1
 
 
+def test_a_cancelled_set_up_forgets_the_recovery_key_and_publishes_nothing(relay):
+    _alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    shown_key = alice_engine.begin_backup_setup()
+
+    alice_engine.cancel_backup_setup()
+
+    assert alice_engine.backup._secret is None
+    with pytest.raises(ValueError, match="start the key backup set-up again"):
+        alice_engine.finish_backup_setup(shown_key, None)
+    assert "alice" not in relay.backups
+
+
+def test_a_set_up_cancelled_while_it_waits_for_the_backups_state_publishes_nothing():
+    store = make_user("alice")
+    ids = (f"r{n}" for n in itertools.count())
+    backup = KeyBackup(store, lambda: next(ids))
+    (get,) = backup.login().requests  # not answered yet: the status is unknown
+    shown_key = backup.begin_setup()
+    backup.finish_setup(shown_key, PASSWORD)  # waits for backup_get
+
+    backup.cancel_setup()
+    step = backup.receive({"type": "backup", "ref": get["id"], "backup": None})
+
+    assert step.requests == [] and backup._setup_password is None
+
+
+@pytest.mark.parametrize("refusal", ["conflict", "invalid_credentials", None])
+def test_the_recovery_key_is_forgotten_once_the_set_up_ends_either_way(relay, refusal):
+    _alice, _, alice_engine, _ = alice_and_bob_talked(relay, messages=0)
+    if refusal is not None:
+        relay.refuse.append("backup_publish")
+        relay.refusal = refusal
+
+    shown_key = turn_on_backup(relay, alice_engine)
+
+    assert alice_engine.backup._secret is None
+    assert ("alice" in relay.backups) is (refusal is None)
+    with pytest.raises(ValueError, match="start the key backup set-up again"):
+        alice_engine.finish_backup_setup(shown_key, None)  # the same key is not taken again
+
+
 def test_an_unapproved_device_cannot_set_up_a_backup(relay):
     store = CryptoStore.create("alice", "DEV2", 0.0)
     engine = relay.connect(store)
@@ -276,6 +322,7 @@ def test_a_reset_needs_the_password_and_tells_the_other_devices(relay):
     assert [e.text for e in events_of(relay, ALICE2, BackupProblem)] == [
         "The password is wrong: the key backup was not changed."
     ]
+    shown_key = phone_engine.begin_backup_setup()  # a refused publish ends the set-up: again
     relay.run(ALICE2, phone_engine.finish_backup_setup(shown_key, PASSWORD).requests)
 
     assert relay.backups["alice"]["version"] == 2
@@ -547,6 +594,19 @@ def test_the_recovery_key_restores_the_identity_and_the_history_on_a_lone_device
     assert phone_engine.backup.status is BackupStatus.ON
 
 
+def test_a_recovery_typed_before_a_reconnect_goes_on_with_the_logins_answer(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    recovery_key = turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    held = phone_engine.restore_with_recovery_key(recovery_key).requests  # in the outbox
+
+    again = phone_engine.login().requests
+    relay.run(ALICE2, held + again)  # the outbox sends what it held, then the login's
+
+    assert phone.identity is not None and events_of(relay, ALICE2, BackupRecovered)
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
+
+
 def test_a_wrong_recovery_key_is_refused_and_changes_nothing(relay):
     alice, _, alice_engine, _ = alice_and_bob_talked(relay)
     turn_on_backup(relay, alice_engine)
@@ -643,6 +703,23 @@ def test_an_old_message_says_how_to_read_it_while_the_device_has_no_backup_key(r
         "Sent before this device was set up: its key was never shared with this device. "
         "Approve this device from another one, or enter your recovery key, to read it."
     }
+
+
+def test_the_hint_follows_whether_the_backup_key_held_is_in_use_not_whether_it_is_held(relay):
+    alice, _, _alice_engine, _ = alice_and_bob_talked(relay, messages=1)
+    key = wire.BackupKey.from_recovery_key(bytes(32))
+    _phone, phone_engine = new_alice_device(relay, alice, kept=key)  # no backup on the server
+    assert phone_engine.backup.status is BackupStatus.NONE
+    hint = Undecryptable.BEFORE_THIS_DEVICE_NO_BACKUP_KEY
+    assert {e.reason for e in events_of(relay, ALICE2, NotShown)} == {hint}
+
+    relay.backups["alice"] = signed_backup(alice, 1, key)  # the backup of the key it holds
+    relay.published_from["alice"] = "DEV1"
+    relay.run(ALICE2, phone_engine.login().requests)
+
+    assert phone_engine.backup.status is BackupStatus.ON
+    reasons = [e.reason for e in events_of(relay, ALICE2, NotShown)]
+    assert reasons[-2:] == [Undecryptable.BEFORE_THIS_DEVICE] * 2  # said again, without it
 
 
 def test_an_identity_reset_on_a_device_that_holds_the_key_updates_the_backup(relay):
@@ -765,10 +842,26 @@ def test_a_reset_while_the_last_page_is_on_its_way_restores_the_new_backup_after
     answered(offered, "backup", backup=signed_backup(phone, 2, second))
     assert backup.status is BackupStatus.ON and phone.backup.version == 2
 
+    session = vodozemac.GroupSession()  # in version 1 only: version 2 does not hold it
+    exported = vodozemac.InboundGroupSession(session.session_key).export_at(0)
+    assert exported is not None
+    plaintext = wire.session_plaintext(
+        conversation=ROOM,
+        session_id=session.session_id,
+        session_key=exported.to_base64(),
+        sender="alice",
+        sender_device="DEV1",
+        sender_key=laptop.device.curve25519,
+        sender_ed25519=laptop.device.ed25519,
+    )
+    blob = wire.seal_blob(first, "alice", 1, wire.session_slot(session.session_id), plaintext)
+    item = {"session_id": session.session_id, "first_index": 0, "blob": blob}
     last_page = {"type": "backup_sessions", "ref": fetch["id"], "version": 1}
-    step = backup.receive({**last_page, "sessions": [], "next": None})
+    step = backup.receive({**last_page, "sessions": [item], "next": None})
 
     assert [(r["type"], r["version"]) for r in step.requests] == [("backup_fetch", 2)]
+    assert phone.groups.has_key(ROOM, {"sender_key": laptop.device.curve25519, **item})
+    assert session.session_id not in phone.backup.uploaded  # to go up to version 2
 
 
 def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay):
@@ -789,6 +882,45 @@ def test_a_message_whose_key_came_into_the_backup_later_is_looked_up_there(relay
     (lookup,) = [r for p, r in relay.sent if p == ALICE2 and r.get("limit") == 1]
     assert lookup["after"] < bobs and not any(lookup["after"] < s < bobs for s in relay.blobs)
     assert "bob 0" in shown(relay, ALICE2)
+
+
+def test_requests_a_lost_connection_left_unanswered_are_forgotten_at_the_next_login():
+    store = make_user("alice")
+    ids = (f"r{n}" for n in itertools.count())
+    backup = KeyBackup(store, lambda: next(ids))
+    stale = [backup.login().requests[0]["id"] for _ in range(5)]  # five reconnects, no answer
+
+    (get,) = backup.login().requests
+
+    assert len(backup._requests) == 1  # not one more per reconnect
+    assert not any(backup.owns({"type": "backup", "ref": ref}) for ref in stale)
+    backup.receive({"type": "backup", "ref": stale[0], "backup": None})  # late: not matched
+    assert backup.status is BackupStatus.UNKNOWN
+    backup.receive({"type": "backup", "ref": get["id"], "backup": None})
+    assert backup.status is BackupStatus.NONE
+
+
+def test_a_restore_page_asked_before_a_reconnect_is_not_taken_into_the_next_restore():
+    phone = make_user("alice", "DEV2")
+    key = wire.BackupKey.from_recovery_key(bytes([1]) * 32)
+    phone.backup.keep(key, 1)
+    ids = (str(n) for n in itertools.count())
+    backup = KeyBackup(phone, lambda: next(ids))
+    current = signed_backup(phone, 1, key)
+
+    def answered(step, kind: str, **fields) -> list[dict[str, Any]]:
+        (request,) = step.requests
+        return backup.receive({"type": kind, "ref": request["id"], **fields}).requests
+
+    (old_fetch,) = answered(backup.login(), "backup", backup=current)
+    (new_fetch,) = answered(backup.login(), "backup", backup=current)  # after a reconnect
+    sid = vodozemac.GroupSession().session_id
+    late = {"type": "backup_sessions", "ref": old_fetch["id"], "version": 1}
+    step = backup.receive({**late, "sessions": [], "next": sid})
+
+    assert step.requests == [] and step.events == [] and not phone.backup.restored
+    page = {"type": "backup_sessions", "ref": new_fetch["id"], "version": 1}
+    assert backup.receive({**page, "sessions": [], "next": None}).events[-1] == BackupRestored(0, 0)
 
 
 def test_the_session_id_before_another_is_the_greatest_below_it():
@@ -842,6 +974,29 @@ def test_a_server_that_pages_in_circles_is_not_followed(relay):
 
     assert sum(r["type"] == "backup_fetch" for p, r in relay.sent if p == ALICE2) == 2
     assert len(events_of(relay, ALICE2, BackupRestored)) == 1  # over, not fetching forever
+
+
+def test_a_page_of_another_version_than_the_restore_asked_for_imports_nothing(relay):
+    alice, _, alice_engine, _ = alice_and_bob_talked(relay)
+    turn_on_backup(relay, alice_engine)
+    phone, phone_engine = new_alice_device(relay, alice)
+    fetch = relay._handle
+
+    def other_version(peer, request):
+        if request["type"] == "backup_fetch":  # version 1's blobs, said to be version 2's
+            page = {"version": 2, "sessions": list(relay.blobs["alice"].values()), "next": None}
+            relay.push(peer, {"type": "backup_sessions", "ref": request["id"], **page})
+        else:
+            fetch(peer, request)
+
+    relay._handle = other_version
+    approve(relay, alice_engine, phone_engine)
+
+    assert phone.backup.key is not None and phone.groups.inbound == {}
+    assert events_of(relay, ALICE2, BackupRestored) == [] and not phone.backup.restored
+    relay._handle = fetch
+    relay.run(ALICE2, phone_engine.login().requests)  # the next login restores
+    assert events_of(relay, ALICE2, BackupRestored) == [BackupRestored(2, 0)]
 
 
 def test_after_a_reset_made_without_the_backup_key_the_recovery_key_brings_it_up_to_date(relay):
