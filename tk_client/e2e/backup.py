@@ -100,6 +100,10 @@ CHANGED_MEANWHILE = (
     "Your key backup was changed from another device meanwhile: look at it again, then retry."
 )
 NOT_CONNECTED = "Not connected to the server: the key backup was not changed; try again."
+UNCERTAIN = (
+    "The connection was lost while the key backup was being changed: it may or may not "
+    "have changed. Look at Key backup (/backup) once you are connected again."
+)
 RECOVERED_HERE = (
     "This device was approved with your recovery key: it reads encrypted messages, and "
     "your history is being restored from the key backup."
@@ -402,6 +406,8 @@ class KeyBackup:
                 return _problem(CREDENTIALS_REFUSED)
             if code == "not_sent":
                 return _problem(NOT_CONNECTED)
+            if code == "uncertain":
+                return _problem(UNCERTAIN)
             return _problem(self._words(error))
         return Step()
 

@@ -359,7 +359,8 @@ class E2ELink:
         if status.state is RequestState.FAILED:
             reply: Mapping[str, Any] = {
                 "type": "error",
-                "code": status.code or "not_sent",
+                # Lost with the connection after it left: it may have been done.
+                "code": status.code or ("uncertain" if status.uncertain else "not_sent"),
                 "message": status.error or "",
             }
         else:

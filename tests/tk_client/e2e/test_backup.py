@@ -23,6 +23,7 @@ from tk_client.e2e.backup import (
     NOT_THE_KEY_SHOWN,
     OLD_IDENTITY,
     RESET_NEEDS_CREDENTIALS,
+    UNCERTAIN,
     BackupChanged,
     BackupEnabled,
     BackupProblem,
@@ -42,7 +43,7 @@ from tk_client.e2e.link import E2ELink
 from tk_client.e2e.megolm import Undecryptable
 from tk_client.e2e.store import CryptoStore
 from tk_client.e2e.verification import CodesReady, VerificationRequested
-from tk_client.events import NotConnected
+from tk_client.events import NotConnected, RequestState, RequestStatus
 
 from .helpers import add_device, make_user, olm_body
 from .test_engine import ROOM, Relay, events_of, reset_from, room_messages, shown
@@ -952,6 +953,23 @@ def test_a_reset_with_the_password_is_not_left_waiting_in_the_outbox_while_offli
 
     assert session.of("backup_publish") == []
     assert [e.text for e in events if isinstance(e, BackupProblem)] == [NOT_CONNECTED]
+
+
+def test_a_reset_lost_with_the_connection_after_it_left_says_it_may_have_happened(tmp_path):
+    session = FakeSession()
+    link = E2ELink.open(session, tmp_path, SERVER, "alice", "DEV1", clock=lambda: 1000.0)
+    link.store.identity = make_user("alice").identity
+    link.logged_in()
+    existing = {"type": "backup", "backup": {"version": 1, "public_key": "x"}}
+    answer(link, session.of("backup_get")[-1], existing)
+    link.finish_backup_setup(link.begin_backup_setup(), PASSWORD)
+    sent = session.of("backup_publish")[-1]
+
+    lost = RequestStatus(sent.id, sent.message, RequestState.FAILED, "lost", uncertain=True)
+    events = link.answered(lost, None)
+
+    assert [e.text for e in events if isinstance(e, BackupProblem)] == [UNCERTAIN]
+    assert "may or may not" in UNCERTAIN and "not changed" not in UNCERTAIN
 
 
 def test_a_server_that_pages_in_circles_is_not_followed(relay):
