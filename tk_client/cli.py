@@ -46,9 +46,10 @@ cannot read is printed as ``[pm] alice: (cannot decrypt) <why>``, and again with
 Files: ``/file USER PATH`` offers a file; its progress shows on stderr (one
 updating line on a terminal, a line every 10% otherwise). An incoming offer is
 asked about on the terminal (accept? then where to save it); a script passes
-``--accept-files DIR`` to accept every offer into DIR, and without either the
-offer is declined. A received file appears only once complete and verified
-(size and SHA-256); at EOF the client waits for its transfers to end.
+``--accept-files DIR`` to accept every offer into DIR (end-to-end ones only on a
+remembered device), and without either the offer is declined. A received file
+appears only once complete and verified (size and SHA-256); at EOF the client
+waits for its transfers to end.
 
 Exit codes: 0 after EOF, ``/quit``, ``/logout`` or Ctrl+C with everything sent;
 1 connection failed or lost for good (also when the session was ended: this
@@ -101,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--accept-files",
         metavar="DIR",
-        help="accept every file offered to you, saving it in DIR (for scripts; "
-        "otherwise you are asked, or offers are declined without a terminal)",
+        help="accept every file offered to you, saving it in DIR (for scripts; with --remember, "
+        "only end-to-end encrypted ones: others are asked about, or declined without a "
+        "terminal)",
     )
     parser.add_argument(
         "--forget-server",

@@ -6,7 +6,8 @@ lives: a hashed file's offer is sealed by the link and handed back to its worker
 by the link (:class:`~tk_client.files.events.SealedOfferArrived`), then offered to the
 user or refused (:class:`~tk_client.e2e.files.FileOfferVerified`,
 :class:`~tk_client.e2e.files.FileOfferRefused`). Without a link (no remembered device)
-nothing is sent or read: there is no plaintext fallback. No tkinter.
+nothing is sent or read (and a received offer is left to the user's other sessions):
+there is no plaintext fallback. No tkinter.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def offer_security(info: TransferInfo) -> str:
 def cannot_receive(sender: str) -> str:
     return (
         f"{sender} sent you an end-to-end encrypted file; this computer cannot read it: "
-        'log in with "Remember me" ticked (--remember NAME in the terminal client).'
+        "answer it where you are logged in on a remembered device, or log in here with "
+        '"Remember me" ticked (--remember NAME in the terminal client).'
     )
 
 
@@ -85,9 +87,12 @@ def open_offer(
     link: E2ELink | None, transfers: SealedTransfers, event: SealedOfferArrived
 ) -> tuple[list[Any], str | None]:
     """Have the link open an end-to-end offer: its events (the verdict may come now or
-    when its key arrives: :func:`take_verdict`), and a notice if it cannot be read here."""
+    when its key arrives: :func:`take_verdict`), and a notice if it cannot be read here.
+
+    Without a link the offer is left unanswered, not refused: another session of the
+    user, on a device, may read it, and any session's answer ends it for all (3.3). It
+    ends as every unanswered offer does (answered elsewhere, cancelled, expired)."""
     if link is None:
-        transfers.refuse_offer(event.transfer)
         return [], cannot_receive(event.sender)
     return link.open_file_offer(event.offer), None
 

@@ -123,7 +123,11 @@ class TerminalClient:
             e2e_opener=E2ELink.opener(self.session),
         )
         self.questions = OfferQuestions(
-            self.view, self.transfers, accept_into=args.accept_files, interactive=self.interactive
+            self.view,
+            self.transfers,
+            accept_into=args.accept_files,
+            interactive=self.interactive,
+            reads_end_to_end=lambda: self.controller.e2e is not None,
         )
         self.view.controller = self.controller
         self.view.on_offer = self.questions.offered

@@ -3,14 +3,15 @@
 A terminal has one input line, shared with the chat: while a question waits, the
 next line typed is its answer, not a message. Offers that arrive meanwhile wait
 their turn; an offer that ends before it is answered (the sender cancelled, it
-expired) withdraws its question. A script passes ``--accept-files DIR`` instead,
-and without a terminal or that option an offer is declined.
+expired) withdraws its question. A script passes ``--accept-files DIR`` instead
+(with a device, end-to-end offers only), and without a terminal or that option an offer is declined.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,16 @@ class OfferQuestions:
         *,
         accept_into: str | None,
         interactive: bool,
+        reads_end_to_end: Callable[[], bool] = lambda: True,
     ) -> None:
         """``accept_into``: the folder of --accept-files (no questions); ``interactive``:
-        there is a terminal to ask on."""
+        there is a terminal to ask on; ``reads_end_to_end``: this session has a device, so
+        its files come end to end and a plain offer is suspect (4.12)."""
         self.view = view
         self.transfers = transfers
         self.accept_into = accept_into
         self.interactive = interactive
+        self.reads_end_to_end = reads_end_to_end
         self._questions: deque[_Question] = deque()
 
     @property
@@ -54,8 +58,21 @@ class OfferQuestions:
         return bool(self._questions)
 
     def offered(self, offer: TransferInfo) -> bool:
-        """Accept into --accept-files, or ask; False: nobody to ask (the offer is declined)."""
-        if self.accept_into:
+        """Accept into --accept-files, or ask; False: nobody to ask (the offer is declined).
+
+        With a device, only an end-to-end offer is accepted unasked: a plain one (3.3) names
+        a sender that the server could have made up, so its warning goes before the user
+        answers (4.12). Without one, every offer is plain, as all else this session reads.
+        """
+        unasked = offer.end_to_end or not self.reads_end_to_end()
+        if self.accept_into and not unasked and not self.interactive:
+            self.view.notify(
+                f"* {printable(offer.peer)}'s file {printable(offer.name)} was declined: it is "
+                f"{offer_security(offer)}, and --accept-files takes only end-to-end ones"
+            )
+            self.transfers.decline(offer.transfer)
+            return True
+        if self.accept_into and unasked:
             try:
                 path = self.transfers.accept_into(offer.transfer, self.accept_into)
             except TransferError as exc:

@@ -66,6 +66,15 @@ def test_encrypted_size(size: int, expected: int) -> None:
     assert e2e_files.encrypted_size(size) == expected
 
 
+@pytest.mark.parametrize("size", [0, 1, 65_519, 65_520, 65_521, 131_040, 131_041, 2**30 + 7])
+def test_the_server_learns_the_files_exact_size_from_the_offer(size: int) -> None:
+    """What docs/protocol.md 4.12 and docs/security.md must say: the chunks are not
+    padded, so the offer's encrypted size gives the file's size exactly."""
+    offered = e2e_files.encrypted_size(size)
+    pieces = -(-offered // MAX_CHUNK_SIZE)
+    assert offered - e2e_files.TAG_SIZE * pieces == size
+
+
 def test_a_whole_piece_sealed_fills_one_chunk_of_3_3_exactly() -> None:
     assert PIECE_SIZE + e2e_files.TAG_SIZE == MAX_CHUNK_SIZE == 65_536
     assert len(ChunkCipher(KEY, TRANSFER, PIECE_SIZE).encrypt(0, bytes(PIECE_SIZE))) == 65_536

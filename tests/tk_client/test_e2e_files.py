@@ -33,6 +33,7 @@ from tk_client.controller import ChatController
 from tk_client.e2e.files import FileOfferRefused, FileOfferVerified
 from tk_client.events import LoggedIn, Phase, Received
 from tk_client.files import FileOffered, TransferChanged, TransferError, TransferManager
+from tk_client.files import manager as manager_module
 from tk_client.files.e2e_cipher import SealedDownload, SealedUpload
 from tk_client.files.events import OfferToSeal, SealedOfferArrived
 from tk_client.files.source import FileSource
@@ -321,6 +322,53 @@ def test_an_end_to_end_offer_cancelled_before_it_was_opened_is_never_shown():
     manager.close()
 
 
+def test_an_offer_cancelled_while_its_verdict_is_taken_is_never_shown(monkeypatch):
+    """The cancel comes on the network thread while the user interface's thread turns the
+    verdict into a transfer: the offer ends, nothing waits for an answer."""
+    session = ManagerSession()
+    manager = TransferManager(session)
+    session.relay(sealed_offer())
+    real = manager_module.IncomingTransfer
+
+    def racing(**fields: Any):
+        session.relay({"type": "file_cancel", "transfer": T, "reason": "cancelled"})
+        return real(**fields)
+
+    monkeypatch.setattr(manager_module, "IncomingTransfer", racing)
+    manager.offer_verified(T, FileFacts("report.pdf", 1000, "ab" * 32, bytes(32)))
+
+    assert not manager.busy() and not manager.answerable(T)
+    manager.close()
+
+
+def test_a_plain_offer_taking_the_id_while_a_verdict_is_taken_keeps_its_one_worker(
+    monkeypatch,
+):
+    """A server that relays a plain offer under a held one's id, on the network thread
+    while the verdict becomes a transfer: one transfer has that id, never two workers."""
+    session = ManagerSession()
+    manager = TransferManager(session)
+    session.relay(sealed_offer())
+    real = manager_module.TransferWorker
+    plain = {"type": "file_offer", "transfer": T, "from": "alice", "to": "bob", "name": "x"}
+    made: list[Any] = []
+
+    def racing(*args: Any, **fields: Any):
+        worker = real(*args, **fields)
+        made.append(worker)
+        if len(made) == 1:  # the verdict's worker: the plain offer comes meanwhile
+            session.relay({**plain, "size": 3, "sha256": "cd" * 32})
+        return worker
+
+    monkeypatch.setattr(manager_module, "TransferWorker", racing)
+    manager.offer_verified(T, FileFacts("report.pdf", 1000, "ab" * 32, bytes(32)))
+
+    (info,) = manager.transfers()
+    assert (info.name, info.end_to_end) == ("x", False)
+    assert [worker.thread.is_alive() for worker in made] == [False, True]
+    manager.close()
+
+
 def test_a_refused_offer_is_answered_not_verified():
     session = ManagerSession()
     manager = TransferManager(session)
@@ -444,11 +492,14 @@ def test_the_controller_has_the_link_seal_an_offer():
     assert transfers.calls == [("sealed", T, E2E)]
 
 
-def test_without_a_link_an_offer_to_seal_ends_and_an_offer_received_is_refused():
+def test_without_a_link_an_offer_to_seal_ends_and_an_offer_received_is_left_unanswered():
+    """A session without a device cannot read an end-to-end offer, but another session of
+    the user (with one) may: a refusal here would end the transfer there too (3.3: any
+    session of the recipient may cancel an unanswered offer), so this one says nothing."""
     controller, transfers, view = glue_controller(None)
     controller.handle(OfferToSeal(T, "alice", "a.txt", 3, "ab" * 32, bytes(32)))
     controller.handle(SealedOfferArrived(sealed_offer(OTHER)))
-    assert transfers.calls == [("not_sealed", T, FILES_NEED_A_DEVICE), ("refused", OTHER)]
+    assert transfers.calls == [("not_sealed", T, FILES_NEED_A_DEVICE)]
     assert "alice sent you an end-to-end encrypted file" in view.last_notice()
 
 

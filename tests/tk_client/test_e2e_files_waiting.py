@@ -1,7 +1,8 @@
 """An end-to-end offer that waits for its room key (protocol.md 4.12, 4.9): one line says
 so until the offer is shown or refused; an offer that ends while it waits (cancelled,
 expired, the connection lost) is dropped by the manager, the link and the engine; at most
-MAX_WAITING_OFFERS wait at once, past which a new one is refused at once."""
+MAX_WAITING_OFFERS of one sender (MAX_WAITING_TOTAL in all) wait at once, past which a new
+one is refused at once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tk_client.e2e.megolm import Undecryptable
 from tk_client.events import LoggedIn, Phase, PhaseChanged
 from tk_client.files import TransferManager
 from tk_client.files.events import SealedOfferArrived, SealedOfferEnded
-from tk_client.files.manager import MAX_WAITING_OFFERS, TOO_MANY_WAITING
+from tk_client.files.manager import MAX_WAITING_OFFERS, MAX_WAITING_TOTAL, TOO_MANY_WAITING
 
 from .test_e2e_files import OTHER, GlueTransfers, ManagerSession, T, sealed_offer
 
@@ -68,6 +69,37 @@ def test_past_the_limit_a_new_waiting_offer_is_refused_at_once():
     manager.refuse_offer(f"{0:032x}")  # one settled: room for the next
     session.relay(sealed_offer(extra))
     assert len(session.sent) == 2  # the refusal of the first, nothing more for the new one
+    manager.close()
+
+
+def test_one_senders_waiting_offers_leave_room_for_the_others():
+    """A user whose offers' keys never come cannot stop everyone else's files: the limit
+    is per sender (as 3.3's 8 open transfers), with a bound on them all."""
+    session = ManagerSession()
+    manager = TransferManager(session)
+    for n in range(MAX_WAITING_OFFERS):
+        session.relay({**sealed_offer(f"{n:032x}"), "from": "mallory"})
+        session.next_event(SealedOfferArrived)
+
+    session.relay(sealed_offer("f" * 32))  # alice's
+
+    assert session.sent == []
+    assert session.next_event(SealedOfferArrived).transfer == "f" * 32
+    manager.close()
+
+
+def test_waiting_offers_are_bounded_whoever_sends_them():
+    session = ManagerSession()
+    manager = TransferManager(session)
+    for n in range(MAX_WAITING_TOTAL):
+        session.relay({**sealed_offer(f"{n:032x}"), "from": f"user{n % 64}"})
+    session.sent.clear()
+
+    session.relay({**sealed_offer("f" * 32), "from": "someone"})
+
+    assert session.sent == [
+        {"type": "file_cancel", "transfer": "f" * 32, "reason": TOO_MANY_WAITING}
+    ]
     manager.close()
 
 

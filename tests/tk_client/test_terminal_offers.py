@@ -68,9 +68,17 @@ def transfers():
     return RecordingTransfers()
 
 
-def questions_for(err, transfers, *, accept_into=None, interactive=True) -> OfferQuestions:
+def questions_for(
+    err, transfers, *, accept_into=None, interactive=True, device=True
+) -> OfferQuestions:
     view = TerminalView(io.StringIO(), err)
-    return OfferQuestions(view, transfers, accept_into=accept_into, interactive=interactive)
+    return OfferQuestions(
+        view,
+        transfers,
+        accept_into=accept_into,
+        interactive=interactive,
+        reads_end_to_end=lambda: device,
+    )
 
 
 def test_an_offer_is_asked_about_then_saved_where_the_user_says(err, transfers, tmp_path):
@@ -160,6 +168,35 @@ def test_accept_files_saves_without_asking(err, transfers, tmp_path):
         f"* receiving notes.txt (2.0 KiB; {SEALED_OFFER}) from alice into {tmp_path}"
         in err.getvalue()
     )
+
+
+def test_accept_files_never_takes_a_plain_offer_unasked(err, transfers, tmp_path):
+    """4.12: a 3.3 offer (which any server can forge in anyone's name) is shown with its
+    warning before the user answers: with a device, --accept-files takes end-to-end
+    offers only."""
+    questions = questions_for(err, transfers, accept_into=str(tmp_path), interactive=False)
+    assert questions.offered(offer(end_to_end=False))
+    assert transfers.accepted == [] and transfers.declined == ["t1"]
+    assert "* alice's file notes.txt was declined: it is not end-to-end encrypted" in (
+        err.getvalue()
+    )
+
+    questions = questions_for(err, transfers, accept_into=str(tmp_path), interactive=True)
+    assert questions.offered(offer(end_to_end=False))
+    assert transfers.accepted == []
+    assert err.getvalue().endswith(
+        "alice offers you the file notes.txt (2.0 KiB; not end-to-end encrypted: the server "
+        "could read this file). Accept? [y/N] "
+    )
+
+
+def test_without_a_device_accept_files_takes_plain_offers(err, transfers, tmp_path):
+    """A session without a device reads nothing end to end: its files are all plain."""
+    questions = questions_for(
+        err, transfers, accept_into=str(tmp_path), interactive=False, device=False
+    )
+    assert questions.offered(offer(end_to_end=False))
+    assert transfers.accepted == [("t1", tmp_path / "notes.txt")]
 
 
 def test_without_a_terminal_or_a_folder_nobody_can_answer(err, transfers):

@@ -153,9 +153,11 @@ class _PendingSend:
 
     conversation: str
     members: frozenset[str]
-    text: str | None  # None: only share the room key again (after a refused to_device)
+    # Neither the text nor the payload (a file offer's: its name, hash and file key) is
+    # ever printed, in a traceback or a debug line.
+    text: str | None = field(repr=False)  # None: only share the room key again
     now: float
-    payload: Mapping[str, Any] | None = None  # sealed in place of a text (a file offer's)
+    payload: Mapping[str, Any] | None = field(default=None, repr=False)  # a file offer's
     tag: str = ""  # the payload's, on its Sealed event
     waiting_for: set[str] = field(default_factory=set)  # request ids
     claimed: dict[Peer, ClaimedKey] = field(default_factory=dict)

@@ -606,6 +606,10 @@ class E2ELink:
             return []  # it ended meanwhile
         if isinstance(event, Opened):
             del self._offers[str(transfer)]
+            # Its message index is now seen (4.5's replay memory, which refuses it again):
+            # saved at once, so a restart does not forget it (an offer is rare, unlike a
+            # message read, whose save waits for the next one).
+            self._save()
             return [verdict(offer, event)]
         if event.reason is Undecryptable.NOT_VERIFIED:
             del self._offers[str(transfer)]

@@ -24,6 +24,7 @@ from chatproto.e2e import (
     MEGOLM_TEXT,
     canonical_json,
 )
+from chatproto.e2e_files import MEGOLM_FILE
 
 from .errors import DecryptionFailed
 from .keys import Peer
@@ -253,7 +254,8 @@ class GroupSessions:
         tell the user why), a bad ciphertext, a plaintext whose conversation, sender or
         device differ from the outer message's or from the key's sender, and a replay: the
         same ciphertext index shown again under another ``message_id`` (the server's id of
-        the outer message; the same message decrypted twice, as history reloads, is fine).
+        the outer message; the same message decrypted twice, as history reloads, is fine;
+        not a file offer, which is opened once).
         ``kind``: the plaintext's ``type`` expected (``text``; ``file`` for a file offer,
         whose further fields the caller checks in :attr:`Decrypted.payload`).
         """
@@ -279,6 +281,10 @@ class GroupSessions:
             ):
                 raise ValueError
             if message_id is not None:
+                # A file offer is never delivered twice (no history brings it back): seen
+                # once already, it is the server replaying an old file as if sent anew.
+                if kind == MEGOLM_FILE and decrypted.message_index in entry.seen:
+                    raise ValueError
                 first = entry.seen.setdefault(decrypted.message_index, message_id)
                 if first != message_id:
                     raise ValueError

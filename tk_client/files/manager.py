@@ -110,11 +110,13 @@ STALE_ERROR_SECONDS = 30.0
 UNKNOWN_GRACE_SECONDS = 3.0
 # The relayed messages after which a transfer is over (file_reject ends an offer).
 FINAL_STEPS = frozenset({"file_cancel", "file_reject", "file_done"})
-# End-to-end offers held while their room key is on its way (4.12, 4.9): as many as one
-# sender may have open (3.3's rule of 8). Past it, a new one is refused at once with
-# ``file_cancel`` TOO_MANY_WAITING (the sender may send it again once one is settled), so a
-# flood of offers whose keys never come cannot grow the client's memory.
+# End-to-end offers held while their room key is on its way (4.12, 4.9): of each sender, as
+# many as one may have open (3.3's rule of 8), so that one whose keys never come cannot
+# stop the others' files; and MAX_WAITING_TOTAL in all. Past either, a new one is refused at
+# once with ``file_cancel`` TOO_MANY_WAITING (the sender may send it again once one is
+# settled), so a flood of offers whose keys never come cannot grow the client's memory.
 MAX_WAITING_OFFERS = 8
+MAX_WAITING_TOTAL = 64
 TOO_MANY_WAITING = "too_many_waiting"
 
 
@@ -231,7 +233,7 @@ class TransferManager:
         the user like any other (:class:`FileOffered`), marked end to end. Nothing if it
         ended meanwhile."""
         with self._lock:
-            offer = self._sealed.pop(transfer, None)
+            offer = self._sealed.get(transfer)
         if offer is None or self._closed:
             return
         try:
@@ -243,9 +245,9 @@ class TransferManager:
                 sha256=facts.sha256,
             )
         except MessageError:
-            self._send_quietly(file_cancel(transfer, NOT_VERIFIED))
+            self.refuse_offer(transfer)
             return
-        self._start_incoming(incoming, facts)
+        self._start_incoming(incoming, facts, held=True)
 
     def refuse_offer(self, transfer: str) -> None:
         """An end-to-end offer failed a check (4.12): ``file_cancel`` ``not_verified``."""
@@ -478,7 +480,8 @@ class TransferManager:
         with self._lock:
             if transfer in self._sealed or transfer in self._open:
                 return
-            full = len(self._sealed) >= MAX_WAITING_OFFERS
+            same = sum(1 for held in self._sealed.values() if held.get("from") == sender)
+            full = same >= MAX_WAITING_OFFERS or len(self._sealed) >= MAX_WAITING_TOTAL
             if not full:
                 self._sealed[transfer] = message
         if full:
@@ -487,8 +490,16 @@ class TransferManager:
             return
         self._post(SealedOfferArrived(message))
 
-    def _start_incoming(self, incoming: IncomingTransfer, facts: FileFacts | None) -> None:
+    def _start_incoming(
+        self, incoming: IncomingTransfer, facts: FileFacts | None, *, held: bool = False
+    ) -> None:
+        """Offer ``incoming`` to the user. ``held``: an end-to-end offer, which goes from
+        the held ones to the open ones at once, so that a cancel relayed meanwhile (on the
+        network thread) finds it in one or the other; gone from both, it ended."""
         if self._closed or self._find(incoming.transfer) is not None:
+            if held:
+                with self._lock:
+                    self._sealed.pop(incoming.transfer, None)
             return
         record = TransferWorker(
             self.session,
@@ -505,6 +516,9 @@ class TransferManager:
         )
         record.last_info = record.info()
         with self._lock:
+            ended = held and self._sealed.pop(record.transfer, None) is None
+            if ended or record.transfer in self._open:
+                return  # it ended while its verdict was taken, or another took its id
             self._open[record.transfer] = record
         self._post(FileOffered(record.last_info))
         record.thread.start()

@@ -11,6 +11,7 @@ import pytest
 
 from chatproto.e2e import conversation_id
 from chatproto.e2e_files import encrypted_size, file_plaintext
+from tk_client.e2e.engine import _PendingSend
 from tk_client.e2e.files import (
     FileOfferRefused,
     FileOfferVerified,
@@ -145,6 +146,17 @@ def test_an_offer_forgotten_while_it_waits_shows_nothing_when_its_key_comes(rela
     assert not [e for e in relay.events[BOB] if isinstance(e, Opened)]
 
 
+def test_a_file_offer_waiting_to_be_sealed_never_prints_its_key_or_name():
+    """A send waits in memory for device lists and keys; a traceback or a debug print of
+    it must not show the file key, the name or the hash (they leave only sealed)."""
+    pending = _PendingSend(PM, frozenset({"alice", "bob"}), None, 1.0, payload(), T)
+
+    shown = repr(pending)
+
+    assert KEY.hex() not in shown and payload()["key"] not in shown
+    assert "report.pdf" not in shown and "ab" * 32 not in shown
+
+
 def test_a_text_message_passed_off_as_a_file_offer_is_not_verified(relay):
     _, _, alice_engine, bob_engine = connect_pair(relay)
     out = alice_engine.encrypt_for(PM, ["bob"], "hello", 1.0)
@@ -163,6 +175,19 @@ def test_an_offers_e2e_replayed_under_another_transfer_is_not_verified(relay):
     assert isinstance(first, Opened)
 
     (again,) = opened(relay, bob_engine, offer(e2e, transfer=T2))
+
+    assert isinstance(again, NotShown) and again.reason is Undecryptable.NOT_VERIFIED
+
+
+def test_an_offer_replayed_under_its_own_transfer_is_not_verified(relay):
+    """The server may replay an offer it relayed once, and then the chunks it recorded:
+    an offer is opened once, so an old file cannot come again as if sent anew."""
+    _, _, alice_engine, bob_engine = connect_pair(relay)
+    e2e = seal(relay, alice_engine, payload())
+    (first,) = opened(relay, bob_engine, offer(e2e))
+    assert isinstance(first, Opened)
+
+    (again,) = opened(relay, bob_engine, offer(e2e))
 
     assert isinstance(again, NotShown) and again.reason is Undecryptable.NOT_VERIFIED
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tk_client.e2e.files import FileOfferRefused, FileOfferWaiting
+from tk_client.e2e.engine import Output
+from tk_client.e2e.files import FileOfferRefused, FileOfferWaiting, Opened
 from tk_client.e2e.link import WAIT_FOR_APPROVAL, E2ELink, NotApproved
 from tk_client.e2e.megolm import Undecryptable
 
@@ -110,3 +111,17 @@ def test_an_offer_that_ended_while_it_waited_is_dropped_by_the_link_and_the_engi
     link.drop_file_offer(T)
 
     assert not link._offers and not link.engine._held
+
+
+def test_an_opened_offer_is_saved_so_a_replay_after_a_restart_is_still_refused(link, monkeypatch):
+    """The replay memory of an opened offer (its message index, 4.5) goes to the store at
+    once: a client restarted before any other save still refuses the offer replayed."""
+    saves: list[int] = []
+    monkeypatch.setattr(link, "_save", lambda: saves.append(1))
+    opened = Opened("pm:alice:bob", f"file:{T}", "bob", {"type": "file"})
+    monkeypatch.setattr(link.engine, "open_file_offer", lambda o, now: Output(events=[opened]))
+
+    (verdict,) = link.open_file_offer(offer(WELL_FORMED))
+
+    assert isinstance(verdict, FileOfferRefused)  # the plaintext lacks the file's facts
+    assert saves
