@@ -493,12 +493,12 @@ class AesGcmKey:
 
     def seal(self, nonce: bytes, plaintext: bytes | memoryview, aad: bytes) -> bytes:
         """The ciphertext followed by its 16-byte tag."""
-        return self._aead.encrypt(nonce, bytes(plaintext), aad)
+        return self._aead.encrypt(nonce, plaintext, aad)
 
     def open(self, nonce: bytes, ciphertext: bytes | memoryview, aad: bytes) -> bytes:
         """The plaintext, or CryptoError (altered, another key, nonce or aad, too short)."""
         try:
-            return self._aead.decrypt(nonce, bytes(ciphertext), aad)
+            return self._aead.decrypt(nonce, ciphertext, aad)
         except (InvalidTag, ValueError):
             raise CryptoError() from None
 

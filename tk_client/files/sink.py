@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from chatproto.e2e_files import NOT_VERIFIED, ChunkCipher, ChunkRejected, FileFacts
 from chatproto.framing import FileChunk
 from chatproto.transfer import (
     CancelReason,
@@ -213,6 +214,11 @@ class Download:
     transfer's messages to :meth:`handle`. :attr:`path` is the saved file once
     :class:`~chatproto.transfer.Finished` says ``ok``; otherwise nothing is left.
     Not thread-safe, like :class:`~tk_client.files.source.Upload`.
+
+    End to end (4.12), ``facts`` are what the verified offer said (the file's size and
+    SHA-256, its key): each chunk is decrypted at its place before anything of it is
+    written, and one that does not decrypt (altered, swapped, replayed, out of place,
+    past the last) ends the transfer with ``not_verified``.
     """
 
     def __init__(
@@ -223,16 +229,17 @@ class Download:
         overwrite: bool = False,
         clock: Callable[[], float] = time.monotonic,
         journal: PartialFiles | None = None,
+        facts: FileFacts | None = None,
     ) -> None:
         self.incoming = incoming
-        self.sink = FileSink(
-            destination,
-            size=incoming.size,
-            sha256=incoming.sha256,
-            overwrite=overwrite,
-            journal=journal,
+        size, sha256 = (
+            (incoming.size, incoming.sha256) if facts is None else (facts.size, facts.sha256)
         )
-        self.progress = Progress(incoming.size)
+        self.cipher = None if facts is None else ChunkCipher(facts.key, incoming.transfer, size)
+        self.sink = FileSink(
+            destination, size=size, sha256=sha256, overwrite=overwrite, journal=journal
+        )
+        self.progress = Progress(size)
         self.path: Path | None = None
         self._clock = clock
         self.progress.update(0, clock())
@@ -251,18 +258,32 @@ class Download:
 
     def handle_chunk(self, chunk: FileChunk) -> list[ClientEvent]:
         """Write a chunk and acknowledge it; a cancel if it breaks the rules or the disk fails."""
+        incoming, cipher = self.incoming, self.cipher
+        misplaced = (  # end to end: out of place, or past the last piece
+            cipher is not None
+            and not incoming.over
+            and chunk.transfer == incoming.transfer_bytes
+            and (chunk.index != incoming.next_index or chunk.index >= cipher.pieces)
+        )
+        if misplaced:
+            return self._closing(incoming.cancel(NOT_VERIFIED))
         events: list[ClientEvent] = []
-        for event in self.incoming.receive_chunk(chunk):
+        for event in incoming.receive_chunk(chunk):
             if not isinstance(event, ChunkData):
                 events.append(event)
                 continue
             try:
-                self.sink.write(event.data)
-            except (OSError, TransferIntegrityError):
-                events += self.incoming.cancel(CancelReason.WRITE_FAILED)
+                piece = event.data if cipher is None else cipher.decrypt(event.index, event.data)
+            except ChunkRejected:
+                events += incoming.cancel(NOT_VERIFIED)
                 break
-            events += self.incoming.written(event.index)
-            self.progress.update(self.incoming.bytes_written, self._clock())
+            try:
+                self.sink.write(piece)
+            except (OSError, TransferIntegrityError):
+                events += incoming.cancel(CancelReason.WRITE_FAILED)
+                break
+            events += incoming.written(event.index)
+            self.progress.update(self.sink.bytes_written, self._clock())
         return self._closing(events)
 
     def handle(self, message: Mapping[str, Any]) -> list[ClientEvent]:

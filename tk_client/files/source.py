@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from chatproto.crypto_utils import Sha256
+from chatproto.e2e_files import TAG_SIZE, ChunkCipher, encrypted_size
 from chatproto.limits import MAX_CHUNK_SIZE, MAX_FILE_NAME_LENGTH
 from chatproto.transfer import (
     CancelReason,
@@ -133,6 +134,9 @@ class Upload:
 
     Route to :meth:`handle` every server message whose ``transfer`` is
     :attr:`transfer`; an ``error`` answering the offer goes to :meth:`offer_refused`.
+    With a ``cipher`` (end to end, protocol.md 4.12) each piece is sealed as it is read,
+    16 bytes shorter than the chunk the window allows, and the wire counts the encrypted
+    stream while progress counts the file's own bytes.
     Not thread-safe: call every method from the one thread that drives this
     transfer (see :mod:`tk_client.files.manager`).
     """
@@ -144,15 +148,19 @@ class Upload:
         *,
         transfer: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        key: bytes | None = None,
     ) -> None:
         self.source = source
         try:
+            size = source.size if key is None else encrypted_size(source.size)
             self.outgoing = OutgoingTransfer(
-                to=to, name=source.name, size=source.size, sha256=source.sha256, transfer=transfer
+                to=to, name=source.name, size=size, sha256=source.sha256, transfer=transfer
             )
+            self.cipher = None if key is None else ChunkCipher(key, self.transfer, source.size)
         except BaseException:
             source.close()
             raise
+        self._overhead = 0 if key is None else TAG_SIZE  # what a chunk adds to its piece
         self.progress = Progress(source.size)
         self._clock = clock
         self.progress.update(0, clock())
@@ -177,9 +185,19 @@ class Upload:
     def over(self) -> bool:
         return self.outgoing.over
 
-    def offer(self, id: str | None = None) -> dict[str, Any]:
-        """The ``file_offer`` request; the offer expires if unanswered for 5 minutes."""
-        return self.outgoing.offer(id)
+    def offer(self, id: str | None = None, *, e2e: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``file_offer`` request; the offer expires if unanswered for 5 minutes.
+
+        End to end (4.12): ``e2e`` is the sealed ``file`` plaintext, which replaces ``name``
+        and ``sha256``; ``size`` is the encrypted stream's."""
+        message = self.outgoing.offer(id)
+        if self.cipher is None:
+            return message
+        if e2e is None:
+            raise ValueError("an end-to-end offer carries its sealed e2e")
+        del message["name"], message["sha256"]
+        message["e2e"] = e2e
+        return message
 
     def offer_refused(self, code: str, message: str = "") -> list[ClientEvent]:
         return self._closing(self.outgoing.offer_refused(code, message))
@@ -187,7 +205,8 @@ class Upload:
     def handle(self, message: Mapping[str, Any]) -> list[ClientEvent]:
         """A server message about this transfer: its events, then what may be sent now."""
         events = self.outgoing.receive(message)
-        self.progress.update(self.outgoing.bytes_acked, self._clock())
+        acked = self.outgoing.bytes_acked - self._overhead * self.outgoing.chunks.next_ack
+        self.progress.update(acked, self._clock())
         return self._closing(events + self.pump())
 
     def pump(self) -> list[ClientEvent]:
@@ -195,7 +214,10 @@ class Upload:
         events: list[ClientEvent] = []
         try:
             while size := self.outgoing.next_chunk_size():
-                events += self.outgoing.chunk(self.source.read_chunk(size))
+                piece = self.source.read_chunk(size - self._overhead)
+                if self.cipher is not None:
+                    piece = self.cipher.encrypt(self.outgoing.next_index, piece)
+                events += self.outgoing.chunk(piece)
             if self.outgoing.ready_to_end:
                 self.source.verify()
                 events += self.outgoing.end()

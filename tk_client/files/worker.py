@@ -205,7 +205,7 @@ class TransferWorker:
         if self.upload is None or self.offer_sent or self.over or sealed is (e2e is None):
             return
         self.offer_sent = True
-        offer = self.upload.offer(e2e=e2e) if sealed else self.upload.offer()  # type: ignore[call-arg]
+        offer = self.upload.offer(e2e=e2e)
         fields = {k: v for k, v in offer.items() if k != "type"}
         try:
             self.session.request("file_offer", durable=False, **fields)
