@@ -508,6 +508,19 @@ def _idle(result: dict[str, Any], targets: list[list[str]]) -> list[str]:
         ]
     )
     cpu = ours.get("idle_cpu_percent")
+    bare_cpu = base.get("idle_cpu_percent")
+    targets.append(
+        [
+            f"CPU to keep {result['sessions']:,} idle sessions ≤ bare daphne's own for as many "
+            "connections",
+            f"{_ratio(cpu, bare_cpu)} ({_num(cpu, 2)}% against {_num(bare_cpu, 2)}%)"
+            if cpu is not None and bare_cpu is not None
+            else "-",
+            _status(
+                None if cpu is None or bare_cpu is None or "error" in ours else cpu <= bare_cpu
+            ),
+        ]
+    )
     targets.append(
         [
             f"CPU to keep {result['sessions']:,} idle sessions < 5% of a core",
