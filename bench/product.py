@@ -17,6 +17,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from chatsite.keepalive import DAPHNE_ARGS
+
 from . import procs
 
 PASSWORD = secrets.token_urlsafe(16)  # one throwaway password for every bench account
@@ -194,5 +196,7 @@ class Product:
         env = self.env(
             fast_hash=fast_hash == "1", redis_url=redis_url or None, prefix=prefix, layer=layer
         )
-        argv = procs.daphne_argv("chatsite.asgi:application", port, *daphne_args)
+        # The product's own keepalive first (as it is started: chatsite/keepalive.py); the run's
+        # --daphne-args after it, so that they win for every daphne server alike.
+        argv = procs.daphne_argv("chatsite.asgi:application", port, *DAPHNE_ARGS, *daphne_args)
         return procs.ServerProcess(f"product{tag}", argv, port, self.log_dir, env)

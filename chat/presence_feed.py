@@ -344,6 +344,11 @@ class PresenceFeed:
         log_, start = self._log, self._log_start
         end = start + len(log_)
         self._last_push = time.monotonic()
+        if not log_:
+            # No change since every session's last push or snapshot: nobody is due anything,
+            # so a quiet tick does not walk the sessions (an idle process's only per-session
+            # work of ours). The tick's period is recomputed at the next tick with changes.
+            return
         keep_from = end
         period = 0
         by_start: dict[int, list[Session]] = {}

@@ -34,7 +34,10 @@ CHAT_SECRET_KEY_GENERATED = ENV.secret_key_generated
 ALLOWED_HOSTS = ENV.allowed_hosts
 
 INSTALLED_APPS = [
-    "daphne",  # first: `manage.py runserver` serves ASGI (HTTP and WebSocket) through daphne
+    # First, then daphne: `manage.py runserver` is chatsite's, daphne's ASGI server (HTTP and
+    # WebSocket) with the product's keepalive (chatsite/keepalive.py).
+    "chatsite.apps.SiteConfig",  # its migrate also makes the data dir and keeps the secret key
+    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -46,7 +49,6 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "accounts.apps.AccountsConfig",
     "chat.apps.ChatConfig",
-    "chatsite.apps.SiteConfig",  # its migrate also makes the data dir and keeps the secret key
 ]
 
 MIDDLEWARE = [

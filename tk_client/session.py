@@ -78,7 +78,10 @@ from .transport import (
     describe_connect_error,
 )
 
-KEEPALIVE_SECONDS = 25.0  # silence after which we ping; twice that without an answer is a drop
+# Silence after which we ping; twice that without an answer is a drop. Above the product's
+# daphne ping interval and check (chatsite/keepalive.py: 40 + 2 s), so that daphne's pings,
+# which count as hearing from the server, keep an idle client from sending its own.
+KEEPALIVE_SECONDS = 45.0
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
 
 

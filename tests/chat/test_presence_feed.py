@@ -284,6 +284,33 @@ async def test_a_session_told_a_shorter_interval_brings_the_tick_round_sooner(ch
         feed.stop()
 
 
+async def test_a_tick_without_changes_does_not_walk_the_sessions(chat_settings):
+    class Watched(FakeRegistry):
+        walks = 0
+
+        def local_sessions(self):
+            self.walks += 1
+            return super().local_sessions()
+
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    alice = FakeSession("alice", None)
+    registry = Watched(alice)
+    feed = feed_with_view(registry, ["alice"], ["alice", "bob"])
+    try:
+        await feed.snapshot(alice)
+        await feed.push(100.0)
+        await feed.push(101.0)
+        assert registry.walks == 0
+        assert registry.pushed == []
+
+        await feed.local_change("bob", True)
+        await feed.push(102.0)
+        assert registry.walks == 1
+        assert registry.pushed == [("alice", delta(online=["bob"]))]
+    finally:
+        feed.stop()
+
+
 def test_the_view_keeps_each_name_encoded_beside_it_in_order():
     names = _SortedSet(["carol", "alice"])
     names.set("bob", True)

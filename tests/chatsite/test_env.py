@@ -182,11 +182,11 @@ def test_the_handshake_queue_is_250_per_rsa_thread_unless_set(tmp_path):
         env.read({"CHAT_DATA_DIR": str(tmp_path), "CHAT_HANDSHAKE_QUEUE": "-1"})
 
 
-def test_daphne_is_first_so_runserver_serves_asgi(tmp_path):
+def test_chatsite_then_daphne_come_first_so_runserver_serves_asgi(tmp_path):
     apps, asgi = _settings_in_subprocess(
         server_env(tmp_path), "[s.INSTALLED_APPS, s.ASGI_APPLICATION]"
     )
-    assert apps[0] == "daphne"
+    assert apps[:2] == ["chatsite.apps.SiteConfig", "daphne"]
     assert asgi == "chatsite.asgi.application"
 
 
