@@ -78,10 +78,13 @@ from .transport import (
     describe_connect_error,
 )
 
-# Silence after which we ping; twice that without an answer is a drop. Above the product's
-# daphne ping interval and check (chatsite/keepalive.py: 40 + 2 s), so that daphne's pings,
-# which count as hearing from the server, keep an idle client from sending its own.
+# Silence after which we ping. Above the product's daphne ping interval and check
+# (chatsite/keepalive.py: 40 + 2 s), so that daphne's pings, which count as hearing from the
+# server, keep an idle client from sending its own.
 KEEPALIVE_SECONDS = 45.0
+# How long an answer may take: to our ping (then the server is gone: 45 + 20 s of silence in
+# all) and to our key (the greeting). Not the keepalive: a dead server would take 90 s to see.
+ANSWER_WAIT_SECONDS = 20.0
 CLOSE_WAIT = 1.0  # how long close() waits for the network thread (it is a daemon anyway)
 
 
@@ -101,6 +104,7 @@ class ChatSession:
         connector: Connector = connect_websocket,
         backoff: Backoff | None = None,
         keepalive: float = KEEPALIVE_SECONDS,
+        answer_wait: float = ANSWER_WAIT_SECONDS,
         connect_timeout: float = CONNECT_TIMEOUT,
         expected_fingerprint: str | None = None,
         device_tokens: DeviceTokens | None = None,
@@ -116,6 +120,7 @@ class ChatSession:
         self._connector = connector
         self._backoff = backoff or Backoff()
         self._keepalive = keepalive
+        self._answer_wait = answer_wait
         self._connect_timeout = connect_timeout
         self._expected_fingerprint = expected_fingerprint
         self.device_tokens = device_tokens or DeviceTokens(known_servers.path.parent)
@@ -457,7 +462,9 @@ class ChatSession:
             if verdict is not None:
                 link.close_with(CloseCode.NORMAL)
                 return verdict
-            for event in link.events(self._keepalive):  # the greeting first: key confirmation
+            for event in link.events(
+                self._keepalive, self._answer_wait
+            ):  # the greeting first: key confirmation
                 decision = self._on_event(link, event)
                 if decision is not None:
                     return decision

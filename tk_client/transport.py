@@ -180,15 +180,18 @@ class Link:
             raise LinkEnded(Cause.BAD_HANDSHAKE)
         return hello
 
-    def events(self, keepalive: float) -> Iterator[Event]:
+    def events(self, keepalive: float, answer_wait: float) -> Iterator[Event]:
         """Send the key (the caller trusts the hello), then yield the connection's events.
 
         After ``keepalive`` seconds of silence it pings; if the ping gets no
-        answer in as long again, the connection is dropped. Nothing, not even
-        a ping, is sent before the greeting (key confirmation).
+        answer within ``answer_wait`` (at most ``keepalive``), the connection is
+        dropped, as it is when the greeting takes that long. Nothing, not even a
+        ping, is sent before the greeting (key confirmation).
         """
+        answer_wait = min(answer_wait, keepalive)
         self.ws.send(self.conn.send_key())
-        self.ws.settimeout(keepalive)
+        waiting = answer_wait  # for the greeting
+        self.ws.settimeout(waiting)
         self.writer.start()
         pinging = False
         while True:
@@ -199,9 +202,14 @@ class Link:
                     self.abort()
                     raise LinkEnded(Cause.SILENT if pinging else Cause.NO_GREETING) from None
                 pinging = True
+                waiting = answer_wait
+                self.ws.settimeout(waiting)
                 self.put_json({"type": "ping", "id": f"keepalive{next(self._pings)}"})
                 continue
             pinging = False
+            if self.conn.ready and waiting != keepalive:
+                waiting = keepalive
+                self.ws.settimeout(waiting)
             yield from events
 
     def _receive(self) -> list[Event]:

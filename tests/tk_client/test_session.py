@@ -512,6 +512,17 @@ def test_silent_server_is_detected_by_keepalive(server, trusted, sessions):
     assert log.wait_for(LoggedIn).again
 
 
+def test_an_unanswered_ping_is_a_drop_after_the_answer_wait_not_a_second_keepalive(
+    server, trusted, sessions
+):
+    # Idle for 2 s, then the ping goes unanswered: the drop comes 0.2 s later, long before
+    # the 2 s more that waiting a whole keepalive again would take.
+    _session, log = logged_in(server, trusted, sessions, keepalive=2.0, answer_wait=0.2)
+    server.hold_answers.set()
+
+    log.wait_for(PhaseChanged, lambda e: e.phase is Phase.RECONNECTING, timeout=3.5)
+
+
 def test_close_fails_what_was_not_sent(server, trusted, sessions):
     session, log = logged_in(server, trusted, sessions)
     server.stop()
