@@ -40,7 +40,7 @@ class Config:
     # idle sessions
     idle_sessions: int = 10_000
     idle_servers: tuple[str, ...] = IDLE_SERVERS
-    idle_hold: float = 30.0
+    idle_hold: float = 45.0  # at least one keepalive cycle (chatsite/keepalive.py: 40 + 2 s)
     idle_workers: int = 4
     idle_users: int = 10
     idle_connect_budget: float = 360.0  # seconds; a slow server is measured with what opened
