@@ -57,6 +57,12 @@ class ChatConsumer(
         self.runtime = runtime
 
     async def connect(self) -> None:
+        # The server's own work up to the hello counts in the pacing of new connections
+        # (chat/workers.py); the wait for the client's key does not.
+        with self.runtime.workers.accept_pacing.working_on_handshake():
+            await self._open()
+
+    async def _open(self) -> None:
         self.address = client_address(self.scope)
         self.conn: ServerConnection | None = None
         self.session_id: str | None = None
@@ -97,11 +103,17 @@ class ChatConsumer(
                 return
             if text_data is not None and self.conn.state is State.AWAITING_KEY:
                 # The key message: an RSA-3072 decryption (~2.5 ms), in a worker thread,
-                # or None when the handshake queue is full (chat/workers.py).
-                events = await self.runtime.workers.handshakes(self.conn.receive_text)(text_data)
-                if events is None:
-                    await self._close(CloseCode.POLICY)
-                    return
+                # or None when the handshake queue is full (chat/workers.py); up to the
+                # greeting it counts in the pacing of new connections.
+                with self.runtime.workers.accept_pacing.working_on_handshake():
+                    events = await self.runtime.workers.handshakes(self.conn.receive_text)(
+                        text_data
+                    )
+                    if events is None:
+                        await self._close(CloseCode.POLICY)
+                        return
+                    await self._apply(events)
+                return
             elif text_data is not None:
                 events = self.conn.receive_text(text_data)
             else:
