@@ -75,7 +75,8 @@ class ChatConsumer(
         self.presence_seq: int | None = None  # set by the presence feed's snapshot
         self.groups_joined: set[str] = set()
         self.close_code: int | None = None
-        self.timer: asyncio.Task[None] | None = None
+        # The deadline's timer, or the task that checks it once it has passed.
+        self.timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self.outbox = Outbox(self, self.runtime)
         self.push = self.outbox.push  # the fan-out's hot path, without a hop through here
         self.transfers = TransferSession(self, self.runtime.transfers)
@@ -177,20 +178,34 @@ class ChatConsumer(
             await self.limits.succeeded(self.user_id, request)
 
     def _restart_deadlines(self) -> None:
+        """Arm the connection's deadline (key 10 s, login 60 s) as a timer of the loop; a task
+        runs only once it passes. A task from the start, made at the hello and again at the
+        greeting and cancelled each time, was ~25 µs of the loop's time each (bench/NOTES.md)."""
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = asyncio.create_task(self._deadlines())
-
-    async def _deadlines(self) -> None:
-        """Ask the connection for its deadline (key 10 s, login 60 s), sleep, tell it the time."""
+            self.timer = None
+        if self.conn is None or self.close_code is not None:
+            return
+        deadline = self.conn.deadline()
+        if deadline is None:
+            return
         loop = asyncio.get_running_loop()
-        while self.conn is not None and self.close_code is None:
-            deadline = self.conn.deadline()
-            if deadline is None:
+        when = max(loop.time() + 0.05, self.started + deadline)
+        self.timer = loop.call_at(when, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self.timer = asyncio.ensure_future(self._check_deadline())
+
+    async def _check_deadline(self) -> None:
+        """Tell the connection the time; arm its next deadline, if it still has one."""
+        loop = asyncio.get_running_loop()
+        async with self.outbox.lock:
+            if self.conn is None or self.close_code is not None:
                 return
-            await asyncio.sleep(max(0.05, self.started + deadline - loop.time()))
-            async with self.outbox.lock:
-                await self._apply(self.conn.timed_out(loop.time() - self.started))
+            await self._apply(self.conn.timed_out(loop.time() - self.started))
+        if self.timer is asyncio.current_task():
+            self.timer = None
+            self._restart_deadlines()
 
     # --- sending ----------------------------------------------------------------------------
 
