@@ -57,6 +57,12 @@ class ChatConsumer(
         self.runtime = runtime
 
     async def connect(self) -> None:
+        # The server's own work up to the hello counts in the pacing of new connections
+        # (chat/workers.py); the wait for the client's key does not.
+        with self.runtime.workers.accept_pacing.working_on_handshake():
+            await self._open()
+
+    async def _open(self) -> None:
         self.address = client_address(self.scope)
         self.conn: ServerConnection | None = None
         self.session_id: str | None = None
@@ -69,7 +75,8 @@ class ChatConsumer(
         self.presence_seq: int | None = None  # set by the presence feed's snapshot
         self.groups_joined: set[str] = set()
         self.close_code: int | None = None
-        self.timer: asyncio.Task[None] | None = None
+        # The deadline's timer, or the task that checks it once it has passed.
+        self.timer: asyncio.TimerHandle | asyncio.Task[None] | None = None
         self.outbox = Outbox(self, self.runtime)
         self.push = self.outbox.push  # the fan-out's hot path, without a hop through here
         self.transfers = TransferSession(self, self.runtime.transfers)
@@ -97,11 +104,17 @@ class ChatConsumer(
                 return
             if text_data is not None and self.conn.state is State.AWAITING_KEY:
                 # The key message: an RSA-3072 decryption (~2.5 ms), in a worker thread,
-                # or None when the handshake queue is full (chat/workers.py).
-                events = await self.runtime.workers.handshakes(self.conn.receive_text)(text_data)
-                if events is None:
-                    await self._close(CloseCode.POLICY)
-                    return
+                # or None when the handshake queue is full (chat/workers.py); up to the
+                # greeting it counts in the pacing of new connections.
+                with self.runtime.workers.accept_pacing.working_on_handshake():
+                    events = await self.runtime.workers.handshakes(self.conn.receive_text)(
+                        text_data
+                    )
+                    if events is None:
+                        await self._close(CloseCode.POLICY)
+                        return
+                    await self._apply(events)
+                return
             elif text_data is not None:
                 events = self.conn.receive_text(text_data)
             else:
@@ -165,20 +178,34 @@ class ChatConsumer(
             await self.limits.succeeded(self.user_id, request)
 
     def _restart_deadlines(self) -> None:
+        """Arm the connection's deadline (key 10 s, login 60 s) as a timer of the loop; a task
+        runs only once it passes. A task from the start, made at the hello and again at the
+        greeting and cancelled each time, was ~25 µs of the loop's time each (bench/NOTES.md)."""
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = asyncio.create_task(self._deadlines())
-
-    async def _deadlines(self) -> None:
-        """Ask the connection for its deadline (key 10 s, login 60 s), sleep, tell it the time."""
+            self.timer = None
+        if self.conn is None or self.close_code is not None:
+            return
+        deadline = self.conn.deadline()
+        if deadline is None:
+            return
         loop = asyncio.get_running_loop()
-        while self.conn is not None and self.close_code is None:
-            deadline = self.conn.deadline()
-            if deadline is None:
+        when = max(loop.time() + 0.05, self.started + deadline)
+        self.timer = loop.call_at(when, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self.timer = asyncio.ensure_future(self._check_deadline())
+
+    async def _check_deadline(self) -> None:
+        """Tell the connection the time; arm its next deadline, if it still has one."""
+        loop = asyncio.get_running_loop()
+        async with self.outbox.lock:
+            if self.conn is None or self.close_code is not None:
                 return
-            await asyncio.sleep(max(0.05, self.started + deadline - loop.time()))
-            async with self.outbox.lock:
-                await self._apply(self.conn.timed_out(loop.time() - self.started))
+            await self._apply(self.conn.timed_out(loop.time() - self.started))
+        if self.timer is asyncio.current_task():
+            self.timer = None
+            self._restart_deadlines()
 
     # --- sending ----------------------------------------------------------------------------
 

@@ -58,6 +58,24 @@ trip and the event loop's ~4 ms per new connection. A longer queue would only
 make every handshake in it later; a shorter one would refuse bursts (a
 restart's reconnections) that the threads can serve in time.
 
+Pacing new connections
+----------------------
+In a burst of handshakes the event loop, not the RSA threads, is the bottleneck: a
+new connection costs it ~3 ms (daphne's HTTP upgrade, autobahn's opening handshake,
+Twisted's socket calls, the consumer's set-up), and every connection in that work
+adds its callbacks to each turn of the loop, in front of the established sessions'
+frames. More handshakes in progress then only make every turn longer: in one run
+with 8 in progress instead of 2, handshakes/s were the same and an established
+session's ping round trip 2.4 times as long (bench/NOTES.md, "Handshakes, third
+pass", which also says what is not settled about this pacing). So while
+``CHAT_HANDSHAKES_IN_WORK`` handshakes have work of the server's own under way
+(:class:`AcceptPacing`), the listening socket is not read: new connections wait in
+the kernel's backlog instead of in the loop's turns. Only the
+server's own work counts: from the consumer's start to its hello, and from a key
+message to the greeting (RSA included). A client that connects and never sends its
+key holds no place while the server waits for it, so it cannot keep others out
+(slowloris); the handshake queue's early refusal is unchanged.
+
 The GIL
 -------
 A thread that wants the GIL waits for the holder to release it, and a busy
@@ -78,7 +96,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
@@ -163,9 +181,54 @@ class HandshakeQueue:
         self._refused += 1
 
 
+class AcceptPacing:
+    """Handshakes with work of the server's own under way, and the listening socket paused
+    while there are ``CHAT_HANDSHAKES_IN_WORK`` of them ("Pacing new connections" in the
+    module docstring).
+
+    Used on the event loop only. ``pause`` is given by the server's shell
+    (:func:`listen_through`, from ``chatsite.asgi``): it stops reading the listening
+    sockets and returns what resumes them. Without it (tests, another server) only the
+    count is kept.
+    """
+
+    def __init__(self) -> None:
+        self.working = 0
+        self._pause: Callable[[], Callable[[], None]] | None = None
+        self._resume: Callable[[], None] | None = None  # set while paused
+
+    @property
+    def paused(self) -> bool:
+        return self._resume is not None
+
+    def listen_through(self, pause: Callable[[], Callable[[], None]]) -> None:
+        """``pause()`` stops accepting new connections and returns the call that resumes."""
+        self._pause = pause
+
+    @contextlib.contextmanager
+    def working_on_handshake(self) -> Iterator[None]:
+        """Count a handshake's server-side step (set-up to hello, key to greeting)."""
+        self.working += 1
+        if self._resume is None and self.working >= settings.CHAT_HANDSHAKES_IN_WORK:
+            self._resume = self._pause() if self._pause is not None else _nothing
+        try:
+            yield
+        finally:
+            self.working -= 1
+            resume = self._resume
+            if resume is not None and self.working < settings.CHAT_HANDSHAKES_IN_WORK:
+                self._resume = None
+                resume()
+
+
+def _nothing() -> None:
+    """What resumes listening when nothing was paused (no server shell)."""
+
+
 class Workers:
     """This runtime's three thread pools (see the module docstring), created on first use,
-    and the handshake queue (:class:`HandshakeQueue`).
+    the handshake queue (:class:`HandshakeQueue`) and the pacing of new connections
+    (:class:`AcceptPacing`).
 
     Owned by :class:`chat.runtime.ChatRuntime`; :meth:`close` lets their threads end.
     """
@@ -173,6 +236,7 @@ class Workers:
     def __init__(self) -> None:
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self.handshake_queue = HandshakeQueue()
+        self.accept_pacing = AcceptPacing()
 
     def _pool(self, kind: str, threads: int) -> ThreadPoolExecutor:
         pool = self._pools.get(kind)

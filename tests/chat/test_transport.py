@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 
@@ -111,6 +112,20 @@ async def test_missing_the_key_deadline_closes_4000(chat_settings, monkeypatch):
     await session.connect()
     await session.comm.receive_from()
     assert await session.expect_close() == 4000
+
+
+async def test_deadlines_are_timers_not_tasks_until_they_pass(chat_settings):
+    def deadline_tasks() -> list[str]:
+        names = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]
+        return [name for name in names if name.startswith("ChatConsumer.") and "deadline" in name]
+
+    waiting = InProcessClient(communicator())
+    await waiting.connect()
+    await waiting.comm.receive_from()  # the hello: the key deadline runs
+    greeted = await open_session()  # the greeting: the login deadline runs
+    assert deadline_tasks() == []
+    for session in (waiting, greeted):
+        await session.close()
 
 
 async def test_missing_the_login_deadline_closes_4008(chat_settings, monkeypatch):

@@ -1,0 +1,38 @@
+"""Pausing daphne's listening sockets, for the pacing of new connections
+(``chat/workers.py``, "Pacing new connections").
+
+daphne listens through Twisted, whose reactor runs on the asyncio event loop that the
+consumers run on, so the listening ports are readers of that reactor and can be taken
+off it and put back from the loop. A port that is not read accepts nothing: new
+connections wait in the kernel's backlog, and nothing is refused. Without a running
+Twisted reactor (the tests' in-process application) nothing is paused.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+def pause_listening() -> Callable[[], None]:
+    """Stop accepting on every listening port of the running reactor; returns what resumes
+    them (a port closed in the meantime stays closed)."""
+    reactor = sys.modules.get("twisted.internet.reactor")  # never install one here
+    if reactor is None:
+        return _nothing
+    from twisted.internet.tcp import Port
+
+    ports = [reader for reader in reactor.getReaders() if isinstance(reader, Port)]
+    for port in ports:
+        port.stopReading()
+
+    def resume() -> None:
+        for port in ports:
+            if port.connected:
+                port.startReading()
+
+    return resume
+
+
+def _nothing() -> None:
+    """Nothing was paused."""
