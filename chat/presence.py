@@ -88,6 +88,11 @@ def heartbeat(process_id: str = PROCESS_ID) -> None:
             cache.set(_PROCS_KEY, procs, timeout=None)
 
 
+def live_processes() -> int:
+    """How many processes have a live heartbeat (this one's is taken first): at least 1."""
+    return max(1, len(_alive(cache.get(_PROCS_KEY) or {})))
+
+
 def _alive(process_ids: Iterable[str]) -> set[str]:
     ids = set(process_ids)
     if not ids:

@@ -106,6 +106,9 @@ class _SortedSet:
     def __contains__(self, name: object) -> bool:
         return name in self.members
 
+    def __len__(self) -> int:
+        return len(self.members)
+
     def set(self, name: str, present: bool) -> bool:
         """Add or remove ``name``; True when that changed something."""
         if (name in self.members) == present:
@@ -148,6 +151,7 @@ class PresenceFeed:
         self._told: weakref.WeakKeyDictionary[Session, _Told] = weakref.WeakKeyDictionary()
         self._period = 0  # the tick: the gcd of the intervals told to the live sessions
         self._rescheduled = asyncio.Event()  # a session was told an interval off the tick
+        self.processes = 1  # live server processes, as the last heartbeat counted them
         self._last_push = -math.inf
         self._task: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[None]] = set()
@@ -155,9 +159,19 @@ class PresenceFeed:
     # --- the interval --------------------------------------------------------------------------
 
     def interval(self) -> int:
-        """The interval a snapshot tells now. A count, not a copy of the sessions: this runs
-        at every login. Sessions told another one earlier keep theirs (the module doc)."""
-        return interval_for(self.registry.local_count())
+        """The interval a snapshot tells now: for the sessions this process has, or for its
+        share of the active accounts if that is more. Counts, not copies: this runs at every
+        login.
+
+        A session keeps the interval it was told (PROTOCOL.md 3.2 has no way to lengthen it),
+        so an interval sized only to the sessions of the moment would tell the first sessions
+        of a burst of logins (a morning, a restart) 1 s, the next 2 s, and so on: a process
+        that reached 5,000 sessions so pushed ~1,460 records a second, not its 500, to the
+        burst's end (bench/NOTES.md, "The two-process storm"). Every active account may log
+        in at once, so the interval is sized for that from the first login.
+        """
+        share = len(self.all) // max(1, self.processes) if self.all is not None else 0
+        return interval_for(max(self.registry.local_count(), share))
 
     # --- snapshots -----------------------------------------------------------------------------
 

@@ -320,6 +320,7 @@ class SessionRegistry:
     async def beat(self, *, refresh_groups: bool = False) -> None:
         """One heartbeat (see the module docstring)."""
         await sync_to_async(presence.heartbeat)()
+        self.presence.processes = await sync_to_async(presence.live_processes)()
         everyone = await self.workers.database(services.active_usernames)()
         active = set(everyone)
         for session in self.local_sessions():

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 
 from chat import presence
 from chat.presence_feed import PresenceFeed, _SortedSet
@@ -71,6 +72,39 @@ def test_the_interval_counts_the_sessions_without_copying_them(chat_settings):
     feed = PresenceFeed(Counting(*(FakeSession(f"u{n}") for n in range(600))))  # type: ignore[arg-type]
     chat_settings.CHAT_PRESENCE_INTERVAL = 0
     assert feed.interval() == 2
+
+
+def test_the_first_sessions_of_a_big_organisation_are_told_the_interval_of_its_share(
+    chat_settings,
+):
+    # 5,000 active accounts on one process: the first session is told what 5,000 would be
+    # (a session keeps what it was told, and all of them may log in now), not 1 s.
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    everyone = [f"u{n:04}" for n in range(5_000)]
+    feed = feed_with_view(FakeRegistry(FakeSession("u0000")), everyone=everyone)
+    assert feed.interval() == 10
+
+    feed.processes = 2  # the heartbeat counted two live processes: half the accounts each
+    assert feed.interval() == 5
+
+    small = feed_with_view(FakeRegistry(FakeSession("u0")), everyone=everyone[:400])
+    assert small.interval() == 1
+
+
+def test_more_sessions_than_the_share_still_lengthen_the_interval(chat_settings):
+    chat_settings.CHAT_PRESENCE_INTERVAL = 0
+    registry = FakeRegistry(*(FakeSession(f"u{n % 10}") for n in range(1_200)))
+    feed = feed_with_view(registry, everyone=[f"u{n}" for n in range(10)])
+    assert feed.interval() == 3
+
+
+def test_the_heartbeat_counts_the_live_processes(chat_settings):
+    presence.heartbeat("one")
+    presence.heartbeat("two")
+    assert presence.live_processes() == 2
+
+    cache.delete(presence.process_key("two"))  # its heartbeat expired: it died
+    assert presence.live_processes() == 1
 
 
 async def test_a_failed_publish_is_retried_and_the_local_sessions_still_get_their_push(
