@@ -7,13 +7,9 @@ The RSA work is held on an Event, so which handshakes are in work is decided by 
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import pytest
 
-from chatproto.connection import ServerConnection, State
-from tests.protocol_client.inprocess import TIMEOUT, InProcessClient, communicator
+from tests.chat.held_handshakes import greeted, hold_key_messages, until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,15 +39,7 @@ def held_rsa(chat_settings, monkeypatch):
     chat_settings.CHAT_HANDSHAKE_THREADS = 2
     chat_settings.CHAT_HANDSHAKES_IN_WORK = IN_WORK
     chat_settings.CHAT_HANDSHAKE_RATE = (1000, 60)
-    gate = threading.Event()
-    receive_text = ServerConnection.receive_text
-
-    def held(self, text):
-        if self.state is State.AWAITING_KEY:
-            gate.wait(TIMEOUT)
-        return receive_text(self, text)
-
-    monkeypatch.setattr(ServerConnection, "receive_text", held)
+    gate = hold_key_messages(monkeypatch)
     yield gate
     gate.set()
 
@@ -61,20 +49,6 @@ def listener(runtime) -> Listener:
     listening = Listener()
     runtime.workers.accept_pacing.listen_through(listening.pause)
     return listening
-
-
-async def until(condition) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    assert condition()
-
-
-async def greeted() -> tuple[InProcessClient, str]:
-    session = InProcessClient(communicator())
-    await session.connect()
-    return session, session.protocol.receive_hello(await session.read_frame())
 
 
 async def test_clients_that_never_send_their_key_hold_no_place(held_rsa, listener, runtime):

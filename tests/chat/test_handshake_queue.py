@@ -9,11 +9,10 @@ are in the queue is decided by the test, not by timing.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
-from chatproto.connection import ServerConnection, State
+from tests.chat.held_handshakes import greeted, hold_key_messages, until
 from tests.protocol_client.inprocess import TIMEOUT, InProcessClient, communicator, open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,33 +26,9 @@ def held_rsa(chat_settings, monkeypatch):
     chat_settings.CHAT_HANDSHAKE_THREADS = 2
     chat_settings.CHAT_HANDSHAKE_QUEUE = BOUND
     chat_settings.CHAT_HANDSHAKE_RATE = (1000, 60)
-    gate = threading.Event()
-    receive_text = ServerConnection.receive_text
-
-    def held(self, text):
-        if self.state is State.AWAITING_KEY:
-            gate.wait(TIMEOUT)
-        return receive_text(self, text)
-
-    monkeypatch.setattr(ServerConnection, "receive_text", held)
+    gate = hold_key_messages(monkeypatch)
     yield gate
     gate.set()
-
-
-async def until(condition) -> None:
-    """Let the application run until ``condition()`` holds (a test failure if it never does)."""
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    assert condition()
-
-
-async def greeted() -> tuple[InProcessClient, str]:
-    """A connection that got its hello; the key message it has not sent yet."""
-    session = InProcessClient(communicator())
-    await session.connect()
-    return session, session.protocol.receive_hello(await session.read_frame())
 
 
 async def queued(runtime, count: int) -> list[InProcessClient]:
