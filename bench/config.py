@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of the chat server beside their baselines; writes "
-        "docs/benchmarks.md and its plot. The full run takes about 15-20 minutes and "
+        "docs/benchmarks.md and its plot. The full run takes about 40 minutes and "
         "wants a quiet machine; --quick is a smoke run of about 5 minutes.",
     )
     p.add_argument("--quick", action="store_true", help="small sizes, short windows, 1 run")
