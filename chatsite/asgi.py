@@ -22,7 +22,7 @@ happen only for log lines that are emitted.
 In a burst of handshakes, new connections wait in the kernel's backlog while
 enough handshakes have the server's own work under way (``chat/workers.py``,
 "Pacing new connections"): the runtime is given
-:func:`chatsite.listening.pause_listening` for that.
+:class:`chatsite.listening.ListeningPorts` for that.
 
 Last, everything loaded so far is frozen out of the garbage collector's full
 collections (:mod:`chatsite.gc_tuning`), which then walk only what the sessions
@@ -43,13 +43,13 @@ from chat.routing import websocket_application  # noqa: E402
 from chat.runtime import ChatRuntime  # noqa: E402
 from chatsite.autobahn_logging import skip_autobahn_debug_formatting  # noqa: E402
 from chatsite.gc_tuning import freeze_startup_objects  # noqa: E402
-from chatsite.listening import pause_listening  # noqa: E402
+from chatsite.listening import ListeningPorts  # noqa: E402
 from chatsite.startup import prepare_server_files  # noqa: E402
 
 skip_autobahn_debug_formatting()
 prepare_server_files()
 runtime = ChatRuntime()
-runtime.workers.accept_pacing.listen_through(pause_listening)
+runtime.workers.accept_pacing.listen_through(ListeningPorts().pause)
 
 application = ProtocolTypeRouter(
     {

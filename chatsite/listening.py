@@ -12,26 +12,41 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 
-def pause_listening() -> Callable[[], None]:
-    """Stop accepting on every listening port of the running reactor; returns what resumes
-    them (a port closed in the meantime stays closed)."""
-    reactor = sys.modules.get("twisted.internet.reactor")  # never install one here
-    if reactor is None:
-        return _nothing
-    from twisted.internet.tcp import Port
+class ListeningPorts:
+    """The running reactor's listening ports, which the pacing pauses and resumes.
 
-    ports = [reader for reader in reactor.getReaders() if isinstance(reader, Port)]
-    for port in ports:
-        port.stopReading()
+    They are looked for once, at the first pause, and kept: the reactor's readers are
+    every connection too, so looking at each pause would walk every session, O(N) work
+    per handshake in a burst. daphne listens before any connection comes, and opens no
+    port later.
+    """
 
-    def resume() -> None:
+    def __init__(self) -> None:
+        self._ports: list[Any] = []
+
+    def pause(self) -> Callable[[], None]:
+        """Stop accepting on the listening ports; returns what resumes them (a port closed
+        in the meantime stays closed)."""
+        reactor = sys.modules.get("twisted.internet.reactor")  # never install one here
+        if reactor is None:
+            return _nothing
+        if not self._ports:
+            from twisted.internet.tcp import Port
+
+            self._ports = [reader for reader in reactor.getReaders() if isinstance(reader, Port)]
+        ports = [port for port in self._ports if port.connected]
         for port in ports:
-            if port.connected:
-                port.startReading()
+            port.stopReading()
 
-    return resume
+        def resume() -> None:
+            for port in ports:
+                if port.connected:
+                    port.startReading()
+
+        return resume
 
 
 def _nothing() -> None:

@@ -7,7 +7,7 @@ import sys
 from twisted.internet.protocol import Factory
 from twisted.internet.tcp import Port
 
-from chatsite.listening import pause_listening
+from chatsite.listening import ListeningPorts
 
 
 class Reactor:
@@ -15,8 +15,10 @@ class Reactor:
 
     def __init__(self) -> None:
         self.readers: list[object] = []
+        self.walks = 0
 
     def getReaders(self) -> list[object]:  # Twisted's names
+        self.walks += 1
         return list(self.readers)
 
     def addReader(self, reader: object) -> None:
@@ -39,7 +41,7 @@ def test_pause_stops_reading_the_listening_ports_and_resume_restores_them(monkey
     reactor.readers.append(other)
     port = listening_port(reactor)
     monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
-    resume = pause_listening()
+    resume = ListeningPorts().pause()
     assert reactor.readers == [other]
     resume()
     assert reactor.readers == [other, port]
@@ -49,7 +51,7 @@ def test_a_port_closed_while_paused_stays_closed(monkeypatch):
     reactor = Reactor()
     port = listening_port(reactor)
     monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
-    resume = pause_listening()
+    resume = ListeningPorts().pause()
     port.connected = False
     resume()
     assert reactor.readers == []
@@ -57,5 +59,19 @@ def test_a_port_closed_while_paused_stays_closed(monkeypatch):
 
 def test_without_a_reactor_nothing_is_paused(monkeypatch):
     monkeypatch.delitem(sys.modules, "twisted.internet.reactor", raising=False)
-    pause_listening()()  # nothing to pause, nothing to resume; no reactor installed
+    ListeningPorts().pause()()  # nothing to pause, nothing to resume; no reactor installed
     assert "twisted.internet.reactor" not in sys.modules
+
+
+def test_the_ports_are_found_once_not_among_every_connection_at_each_pause(monkeypatch):
+    reactor = Reactor()
+    reactor.readers += [object() for _ in range(100)]  # the sessions' connections
+    port = listening_port(reactor)
+    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
+    ports = ListeningPorts()
+    for _ in range(5):
+        resume = ports.pause()
+        assert port not in reactor.readers
+        resume()
+        assert port in reactor.readers
+    assert reactor.walks == 1
