@@ -67,7 +67,7 @@ adds its callbacks to each turn of the loop, in front of the established session
 frames. More handshakes in progress then only make every turn longer: in one run
 with 8 in progress instead of 2, handshakes/s were the same and an established
 session's ping round trip 2.4 times as long (bench/NOTES.md, "Handshakes, third
-pass", which also says what is not settled about this pacing). So while
+pass", and its full run). So while
 ``CHAT_HANDSHAKES_IN_WORK`` handshakes have work of the server's own under way
 (:class:`AcceptPacing`), the listening socket is not read: new connections wait in
 the kernel's backlog instead of in the loop's turns. Only the

@@ -95,9 +95,8 @@ HANDSHAKE_QUEUE_PER_THREAD = 250
 CHAT_HANDSHAKE_QUEUE = ENV.handshake_queue or HANDSHAKE_QUEUE_PER_THREAD * CHAT_HANDSHAKE_THREADS
 # Handshakes with server-side work under way (set-up to hello, key to greeting) at which new
 # connections wait in the kernel's backlog (chat/workers.py, "Pacing new connections"). One per
-# RSA thread: two per thread did less for the ping in 3 rounds. Its effect on the ping target is
-# not settled: on a loaded machine, lower ping times over 8 rounds, no clear change round by
-# round (bench/NOTES.md).
+# RSA thread: two per thread did less for the ping in 3 rounds. In the full run of 381206f the
+# ping during a handshake flood was 2.04x idle, against 6.2x before (bench/NOTES.md).
 CHAT_HANDSHAKES_IN_WORK = CHAT_HANDSHAKE_THREADS
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -462,9 +462,8 @@ class ChatSession:
             if verdict is not None:
                 link.close_with(CloseCode.NORMAL)
                 return verdict
-            for event in link.events(
-                self._keepalive, self._answer_wait
-            ):  # the greeting first: key confirmation
+            # The greeting first: key confirmation.
+            for event in link.events(self._keepalive, self._answer_wait):
                 decision = self._on_event(link, event)
                 if decision is not None:
                     return decision
